@@ -1,0 +1,8 @@
+from allauth.account.adapter import DefaultAccountAdapter
+
+from portal.models import SiteSettings
+
+
+class AccountAdapter(DefaultAccountAdapter):
+    def is_open_for_signup(self, request) -> bool:
+        return SiteSettings.load().open_signup

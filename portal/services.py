@@ -1,0 +1,278 @@
+"""Every state change of accounts, organizations, SSH keys and tokens."""
+
+import secrets
+from datetime import datetime
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from portal import audit
+from portal.keys import InvalidKey, parse_public_key
+from portal.models import AccessToken, SiteSettings, SshKey, Team, User
+from portal.validators import validate_owner_name
+from repos.access import is_org_owner, is_site_admin
+
+
+def _require_admin(actor: User | None) -> None:
+    if not is_site_admin(actor):
+        raise PermissionDenied("Only site administrators can do this.")
+
+
+def _name_taken(name: str) -> bool:
+    return User.objects.filter(username__iexact=name).exists()
+
+
+@transaction.atomic
+def create_user(
+    *, actor: User | None, username: str, email: str, password: str | None = None, is_admin: bool = False
+) -> User:
+    """Create a person's account (actor None: the system, such as the first admin)."""
+    if actor is not None:
+        _require_admin(actor)
+    validate_owner_name(username)
+    if _name_taken(username):
+        raise ValidationError(f"The name {username!r} is already taken.")
+    user = User(username=username, email=email, is_staff=is_admin, is_superuser=is_admin)
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.save()
+    if email:
+        from allauth.account.models import EmailAddress
+
+        EmailAddress.objects.create(user=user, email=email, primary=True, verified=False)
+    audit.record(actor, "user.create", user, after={"username": username, "is_admin": is_admin})
+    return user
+
+
+@transaction.atomic
+def set_user_active(user: User, *, actor: User, active: bool) -> User:
+    """Deactivate (or reactivate) an account; a deactivated user can neither sign in nor push."""
+    _require_admin(actor)
+    if user.pk == actor.pk and not active:
+        raise PermissionDenied("You cannot deactivate your own account.")
+    before = user.is_active
+    user.is_active = active
+    user.save(update_fields=["is_active"])
+    audit.record(
+        actor,
+        "user.activate" if active else "user.deactivate",
+        user,
+        before={"is_active": before},
+        after={"is_active": active},
+    )
+    return user
+
+
+@transaction.atomic
+def set_site_admin(user: User, *, actor: User, admin: bool) -> User:
+    """Promote a user to site administrator, or demote one."""
+    _require_admin(actor)
+    if user.pk == actor.pk and not admin:
+        raise PermissionDenied("You cannot remove your own administrator rights.")
+    before = user.is_superuser
+    user.is_staff = user.is_superuser = admin
+    user.save(update_fields=["is_staff", "is_superuser"])
+    audit.record(
+        actor, "user.promote" if admin else "user.demote", user, before={"is_admin": before}, after={"is_admin": admin}
+    )
+    return user
+
+
+@transaction.atomic
+def set_open_signup(*, actor: User, open_signup: bool) -> SiteSettings:
+    """Open or close self-service sign-up."""
+    _require_admin(actor)
+    site = SiteSettings.load()
+    before = site.open_signup
+    site.open_signup = open_signup
+    site.save()
+    audit.record(
+        actor,
+        "site.signup",
+        site,
+        target_repr="site settings",
+        before={"open_signup": before},
+        after={"open_signup": open_signup},
+    )
+    return site
+
+
+# SSH keys
+
+
+def _key_owner_check(actor: User, user: User) -> None:
+    if actor.pk != user.pk and not is_site_admin(actor):
+        raise PermissionDenied("You can only manage your own keys.")
+
+
+@transaction.atomic
+def add_ssh_key(
+    user: User, *, actor: User, title: str, public_key: str, repository=None, writable: bool = False
+) -> SshKey:
+    """Register a user's key (or, with repository, a deploy key); raises InvalidKey with the reason."""
+    if repository is None:
+        _key_owner_check(actor, user)
+    parsed = parse_public_key(public_key)
+    title = (title or parsed.comment or parsed.key_type).strip()[:100]
+    if SshKey.objects.filter(fingerprint=parsed.fingerprint).exists():
+        raise InvalidKey("This key is already registered (to an account or as a deploy key); a key can be used once.")
+    try:
+        with transaction.atomic():
+            key = SshKey.objects.create(
+                user=None if repository is not None else user,
+                repository=repository,
+                writable=writable if repository is not None else False,
+                title=title,
+                key_type=parsed.key_type,
+                bits=parsed.bits,
+                public_key=parsed.public_key,
+                fingerprint=parsed.fingerprint,
+                added_by=actor,
+            )
+    except IntegrityError as exc:
+        raise InvalidKey(
+            "This key is already registered (to an account or as a deploy key); a key can be used once."
+        ) from exc
+    after = {"fingerprint": key.fingerprint, "title": key.title, "type": key.key_type}
+    if repository is not None:
+        audit.record(actor, "deploy_key.add", repository, after=after | {"writable": key.writable})
+    else:
+        audit.record(actor, "key.add", key, subject=user, after=after)
+    return key
+
+
+@transaction.atomic
+def revoke_ssh_key(key: SshKey, *, actor: User) -> None:
+    """Delete a key; the next connection that offers it is refused."""
+    if key.repository_id is None:
+        _key_owner_check(actor, key.user)
+    before = {"fingerprint": key.fingerprint, "title": key.title, "type": key.key_type}
+    if key.repository_id is not None:
+        audit.record(actor, "deploy_key.revoke", key.repository, before=before)
+    else:
+        audit.record(actor, "key.revoke", key, subject=key.user, before=before)
+    key.delete()
+
+
+def touch_ssh_key(key: SshKey) -> None:
+    """Record that a key was just used (no audit: this is not a change anyone made)."""
+    SshKey.objects.filter(pk=key.pk).update(last_used=timezone.now())
+
+
+# Access tokens
+
+
+@transaction.atomic
+def create_access_token(
+    user: User, *, actor: User, name: str, scopes: list[str], expires_at: datetime | None
+) -> tuple[AccessToken, str]:
+    """Create a token and return it with its raw value, which is never stored or shown again."""
+    _key_owner_check(actor, user)
+    name = name.strip()
+    if not name:
+        raise ValidationError("Give the token a name.")
+    unknown = set(scopes) - set(AccessToken.SCOPES)
+    if unknown or not scopes:
+        raise ValidationError(f"Choose scopes from {', '.join(AccessToken.SCOPES)}.")
+    if "admin" in scopes and not is_site_admin(user):
+        raise ValidationError("Only site administrators can create tokens with the admin scope.")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError("The expiry date must be in the future.")
+    if AccessToken.objects.filter(user=user, name=name).exists():
+        raise ValidationError(f"You already have a token named {name!r}.")
+    raw = AccessToken.PREFIX + secrets.token_urlsafe(30)
+    token = AccessToken.objects.create(
+        user=user,
+        name=name,
+        token_hash=AccessToken.hash(raw),
+        last_eight=raw[-8:],
+        scopes=sorted(set(scopes)),
+        expires_at=expires_at,
+    )
+    audit.record(
+        actor,
+        "token.create",
+        token,
+        subject=user,
+        after={"name": name, "scopes": token.scopes, "expires_at": expires_at.isoformat() if expires_at else None},
+    )
+    return token, raw
+
+
+@transaction.atomic
+def revoke_access_token(token: AccessToken, *, actor: User) -> None:
+    """Delete a token; it stops working at once."""
+    _key_owner_check(actor, token.user)
+    audit.record(actor, "token.revoke", token, subject=token.user, before={"name": token.name, "scopes": token.scopes})
+    token.delete()
+
+
+def authenticate_token(raw: str) -> AccessToken | None:
+    """The active token with this raw value, or None."""
+    if not raw or not raw.startswith(AccessToken.PREFIX):
+        return None
+    token = AccessToken.objects.select_related("user").filter(token_hash=AccessToken.hash(raw)).first()
+    if token is None or token.is_expired or not token.user.is_active:
+        return None
+    AccessToken.objects.filter(pk=token.pk).update(last_used=timezone.now())
+    return token
+
+
+# Organizations and teams
+
+
+@transaction.atomic
+def create_organization(*, actor: User, name: str, full_name: str = "", description: str = "") -> User:
+    """Create an organization with an owners team holding its creator."""
+    if not actor.is_authenticated or actor.is_organization:
+        raise PermissionDenied("Sign in to create an organization.")
+    validate_owner_name(name)
+    if _name_taken(name):
+        raise ValidationError(f"The name {name!r} is already taken.")
+    org = User(username=name, is_organization=True, full_name=full_name, description=description)
+    org.set_unusable_password()
+    org.save()
+    owners = Team.objects.create(organization=org, name=Team.OWNERS, description="Administers the organization")
+    owners.members.add(actor)
+    audit.record(actor, "org.create", org, after={"name": name})
+    return org
+
+
+@transaction.atomic
+def create_team(org: User, *, actor: User, name: str, description: str = "") -> Team:
+    """Add a team to an organization."""
+    if not is_org_owner(actor, org):
+        raise PermissionDenied("Only the organization's owners can create teams.")
+    validate_owner_name(name)
+    if Team.objects.filter(organization=org, name__iexact=name).exists():
+        raise ValidationError(f"The team {name!r} already exists.")
+    team = Team.objects.create(organization=org, name=name, description=description)
+    audit.record(actor, "team.create", team, after={"name": name})
+    return team
+
+
+@transaction.atomic
+def add_team_member(team: Team, user: User, *, actor: User) -> Team:
+    """Put a user in a team."""
+    if not is_org_owner(actor, team.organization):
+        raise PermissionDenied("Only the organization's owners can change teams.")
+    if user.is_organization or not user.is_active:
+        raise ValidationError("Only active people can join a team.")
+    team.members.add(user)
+    audit.record(actor, "team.member_add", team, subject=user, after={"member": user.username})
+    return team
+
+
+@transaction.atomic
+def remove_team_member(team: Team, user: User, *, actor: User) -> Team:
+    """Take a user out of a team; the owners team always keeps one member."""
+    if not is_org_owner(actor, team.organization):
+        raise PermissionDenied("Only the organization's owners can change teams.")
+    if team.is_owners and team.members.count() <= 1:
+        raise ValidationError("The owners team must keep at least one member.")
+    team.members.remove(user)
+    audit.record(actor, "team.member_remove", team, subject=user, before={"member": user.username})
+    return team

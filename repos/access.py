@@ -1,0 +1,166 @@
+"""The one door: every route, SSH command, git service and hook asks here.
+
+Missing read access looks exactly like a missing repository (404). What is not allowed is denied.
+"""
+
+from dataclasses import dataclass
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Max, Q, QuerySet
+from django.http import Http404
+
+from portal.models import AccessToken, SshKey, Team, User
+from repos.models import Collaborator, Repository, Role, TeamRepository, Visibility
+
+NO_ACCESS = 0
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a user (through a session, an SSH key or a token), a deploy key, or nobody."""
+
+    user: User | None = None
+    deploy_key: SshKey | None = None
+    token: AccessToken | None = None
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.user is None and self.deploy_key is None
+
+    @property
+    def name(self) -> str:
+        if self.user is not None:
+            return self.user.username
+        if self.deploy_key is not None:
+            return f"deploy key {self.deploy_key.title}"
+        return "anonymous"
+
+
+def is_site_admin(user: User | None) -> bool:
+    return bool(user and user.is_authenticated and user.is_active and user.is_superuser)
+
+
+def _active(user: User | None) -> bool:
+    return bool(user is not None and user.is_authenticated and user.is_active and not user.is_organization)
+
+
+def is_org_owner(user: User | None, org: User) -> bool:
+    """Members of an organization's owners team, and site admins, administer it."""
+    if not org.is_organization or not _active(user):
+        return False
+    if is_site_admin(user):
+        return True
+    return Team.objects.filter(organization=org, name=Team.OWNERS, members=user).exists()
+
+
+def is_org_member(user: User | None, org: User) -> bool:
+    if not org.is_organization or not _active(user):
+        return False
+    return is_site_admin(user) or Team.objects.filter(organization=org, members=user).exists()
+
+
+def role_for(user: User | None, repo: Repository) -> int:
+    """The highest role a user holds on a repository, from ownership, grants and visibility."""
+    role = NO_ACCESS
+    if repo.visibility == Visibility.PUBLIC:
+        role = Role.READ
+    if not _active(user):
+        return role
+    if repo.visibility == Visibility.INTERNAL:
+        role = Role.READ
+    if is_site_admin(user) or repo.owner_id == user.pk:
+        return Role.ADMIN
+    if repo.owner.is_organization and is_org_owner(user, repo.owner):
+        return Role.ADMIN
+    granted = Collaborator.objects.filter(repository=repo, user=user).aggregate(r=Max("role"))["r"]
+    via_team = TeamRepository.objects.filter(repository=repo, team__members=user).aggregate(r=Max("role"))["r"]
+    return max(role, granted or NO_ACCESS, via_team or NO_ACCESS)
+
+
+def role_for_principal(principal: Principal, repo: Repository) -> int:
+    """A principal's role: a deploy key's own grant, or its user's role capped by token scopes."""
+    if principal.deploy_key is not None:
+        key = principal.deploy_key
+        if key.repository_id == repo.pk:
+            return Role.WRITE if key.writable else Role.READ
+        return Role.READ if repo.visibility == Visibility.PUBLIC else NO_ACCESS
+    role = role_for(principal.user, repo)
+    token = principal.token
+    if token is not None:
+        if token.is_expired:
+            return Role.READ if repo.visibility == Visibility.PUBLIC else NO_ACCESS
+        if not token.has_scope("write:repo"):
+            cap = Role.READ if token.has_scope("read:repo") else NO_ACCESS
+            public = Role.READ if repo.visibility == Visibility.PUBLIC else NO_ACCESS
+            role = max(min(role, cap), public)
+    return role
+
+
+def check_role(role: int, need: int) -> None:
+    """Raise Http404 when the repository may not even be seen, PermissionDenied when it may but not this."""
+    if role < Role.READ:
+        raise Http404("Repository not found")
+    if role < need:
+        raise PermissionDenied(f"This needs {Role(need).label} access to the repository.")
+
+
+def get_repo_for_principal(principal: Principal, owner: str, name: str, need: int = Role.READ) -> Repository:
+    """The repository owner/name if the principal may act on it with role need."""
+    repo = Repository.objects.by_path(owner, name).select_related("owner").first()
+    if repo is None:
+        raise Http404("Repository not found")
+    check_role(role_for_principal(principal, repo), need)
+    return repo
+
+
+def get_repo_for_user(user: User | None, owner: str, name: str, need: int = Role.READ) -> Repository:
+    """The repository owner/name if the user may act on it with role need."""
+    return get_repo_for_principal(Principal(user=user if _active(user) else None), owner, name, need)
+
+
+def visible_repositories(user: User | None) -> QuerySet[Repository]:
+    """Every repository the user can read."""
+    repos = Repository.objects.select_related("owner")
+    if is_site_admin(user):
+        return repos
+    if not _active(user):
+        return repos.filter(visibility=Visibility.PUBLIC)
+    return repos.filter(
+        Q(visibility__in=[Visibility.PUBLIC, Visibility.INTERNAL])
+        | Q(owner=user)
+        | Q(collaborators__user=user)
+        | Q(team_grants__team__members=user)
+        | Q(owner__teams__name=Team.OWNERS, owner__teams__members=user)
+    ).distinct()
+
+
+def get_owner_for_user(user: User | None, name: str) -> User:
+    """A user or organization page; deactivated accounts are only visible to admins."""
+    owner = User.objects.filter(username__iexact=name).first()
+    if owner is None or (not owner.is_active and not is_site_admin(user)):
+        raise Http404("No such user or organization")
+    return owner
+
+
+def get_org_for_user(user: User | None, name: str, *, admin: bool = False) -> User:
+    """An organization; with admin=True only for its owners (others get PermissionDenied)."""
+    org = User.objects.organizations().filter(username__iexact=name).first()
+    if org is None:
+        raise Http404("No such organization")
+    if admin and not is_org_owner(user, org):
+        raise PermissionDenied("Only the organization's owners can do this.")
+    return org
+
+
+def can_create_in(user: User | None, owner: User) -> bool:
+    """Whether a user may create a repository owned by owner (themselves or an org they own)."""
+    if not _active(user):
+        return False
+    if owner.pk == user.pk:
+        return True
+    return owner.is_organization and is_org_owner(user, owner)
+
+
+def require_site_admin(user: User | None) -> None:
+    if not is_site_admin(user):
+        raise Http404("Not found")

@@ -1,0 +1,190 @@
+"""The only module that touches git: pygit2 for reads and writes, the git CLI for the wire protocol.
+
+Everything returned is a plain frozen dataclass, never a pygit2 object.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pygit2
+from django.conf import settings
+
+ZERO_SHA = "0" * 40
+HOOKS_DIR = Path(__file__).resolve().parent / "hooks"
+_SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+SERVICES = ("git-upload-pack", "git-receive-pack", "git-upload-archive")
+
+
+class GitError(Exception):
+    pass
+
+
+class RefNotFound(GitError):
+    pass
+
+
+class MergeConflict(GitError):
+    pass
+
+
+@dataclass(frozen=True)
+class Signature:
+    name: str
+    email: str
+    when: datetime
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    message: str
+    author: Signature
+    committer: Signature
+    parents: tuple[str, ...]
+
+    @property
+    def summary(self) -> str:
+        return self.message.split("\n", 1)[0]
+
+
+@dataclass(frozen=True)
+class Branch:
+    name: str
+    sha: str
+
+
+def _signature(sig: "pygit2.Signature") -> Signature:
+    return Signature(name=sig.name, email=sig.email, when=datetime.fromtimestamp(sig.time, tz=UTC))
+
+
+def _commit(obj: "pygit2.Commit") -> Commit:
+    return Commit(
+        sha=str(obj.id),
+        message=obj.message,
+        author=_signature(obj.author),
+        committer=_signature(obj.committer),
+        parents=tuple(str(p) for p in obj.parent_ids),
+    )
+
+
+def _open(path: Path) -> pygit2.Repository:
+    try:
+        return pygit2.Repository(str(path))
+    except pygit2.GitError as exc:
+        raise GitError(f"cannot open repository: {exc}") from exc
+
+
+def init_bare(path: Path, *, default_branch: str = "main") -> None:
+    """Create a bare repository with the portal's defaults."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    repo = pygit2.init_repository(str(path), bare=True, initial_head=default_branch)
+    config = repo.config
+    config["receive.fsckObjects"] = True
+    config["receive.advertisePushOptions"] = True
+    config["uploadpack.allowFilter"] = True
+    config["uploadpack.allowAnySHA1InWant"] = False
+    config["core.logAllRefUpdates"] = True
+    config["gc.auto"] = 0
+
+
+def delete(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def commit_files(path: Path, branch: str, files: dict[str, bytes], message: str, *, name: str, email: str) -> str:
+    """Commit files on top of branch (creating it when absent) and return the new commit's sha."""
+    repo = _open(path)
+    ref_name = f"refs/heads/{branch}"
+    parent = repo.references.get(ref_name)
+    parents = [parent.target] if parent is not None else []
+    builder = repo.TreeBuilder(repo[parents[0]].tree) if parents else repo.TreeBuilder()
+    for file_name, content in files.items():
+        if "/" in file_name:
+            raise GitError("commit_files only writes top-level files")
+        builder.insert(file_name, repo.create_blob(content), pygit2.enums.FileMode.BLOB)
+    sig = pygit2.Signature(name, email)
+    oid = repo.create_commit(None, sig, sig, message, builder.write(), parents)
+    update_ref(path, ref_name, str(oid), str(parents[0]) if parents else ZERO_SHA)
+    return str(oid)
+
+
+def update_ref(path: Path, ref_name: str, new_sha: str, old_sha: str, *, message: str = "portal") -> None:
+    """Move ref_name to new_sha only if it still points at old_sha (ZERO_SHA: must not exist yet).
+
+    pygit2 has no compare-and-swap for references, so this is `git update-ref` with the old value,
+    which checks it under the ref's lock: a racing push can neither be lost nor overwritten."""
+    for value in (new_sha, old_sha):
+        if not _SHA_RE.fullmatch(value):
+            raise GitError(f"not an object id: {value!r}")
+    if not ref_name.startswith("refs/"):
+        raise GitError(f"not a full ref name: {ref_name!r}")
+    result = subprocess.run(
+        [settings.GIT_BIN, "update-ref", "-m", message, "--end-of-options", ref_name, new_sha, old_sha],
+        cwd=path,
+        env=base_environment()
+        | {"GIT_DIR": str(path), "GIT_COMMITTER_NAME": "portal", "GIT_COMMITTER_EMAIL": "portal@localhost"},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise GitError(f"{ref_name} moved while updating it: {result.stderr.strip()}")
+
+
+def is_empty(path: Path) -> bool:
+    return _open(path).is_empty
+
+
+def set_default_branch(path: Path, branch: str) -> None:
+    repo = _open(path)
+    repo.references.create("HEAD", f"refs/heads/{branch}", force=True)
+
+
+def branches(path: Path) -> list[Branch]:
+    repo = _open(path)
+    result = []
+    for name in repo.branches.local:
+        ref = repo.references.get(f"refs/heads/{name}")
+        if ref is not None:
+            result.append(Branch(name=name, sha=str(ref.resolve().target)))
+    return sorted(result, key=lambda b: b.name)
+
+
+def branch_sha(path: Path, branch: str) -> str:
+    ref = _open(path).references.get(f"refs/heads/{branch}")
+    if ref is None:
+        raise RefNotFound(branch)
+    return str(ref.resolve().target)
+
+
+def head_commit(path: Path, branch: str) -> Commit | None:
+    repo = _open(path)
+    ref = repo.references.get(f"refs/heads/{branch}")
+    if ref is None:
+        return None
+    return _commit(repo[ref.resolve().target])
+
+
+def service_command(service: str, path: Path, *, stateless: bool = False, advertise: bool = False) -> list[str]:
+    """The argv for a wire-protocol service on a repository path that the caller already resolved."""
+    if service not in SERVICES:
+        raise GitError(f"unknown service {service}")
+    argv = [settings.GIT_BIN, "-c", f"core.hooksPath={HOOKS_DIR}", service.removeprefix("git-")]
+    if stateless:
+        argv.append("--stateless-rpc")
+    if advertise:
+        argv.append("--advertise-refs")
+    argv += ["--end-of-options", str(path)] if service != "git-upload-archive" else [str(path)]
+    return argv
+
+
+def base_environment() -> dict[str, str]:
+    """A clean environment for git subprocesses: no inherited GIT_* that could redirect them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    env["HOME"] = str(settings.VAR_DIR)
+    return env

@@ -1,0 +1,141 @@
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from portal.validators import validate_repo_name
+
+
+class Role(models.IntegerChoices):
+    """Roles on a repository, ordered so that a higher role includes the lower ones."""
+
+    READ = 1, "read"
+    WRITE = 2, "write"
+    MAINTAIN = 3, "maintain"
+    ADMIN = 4, "admin"
+
+    @classmethod
+    def from_name(cls, name: str) -> "Role":
+        for role in cls:
+            if role.label == name:
+                return role
+        raise ValueError(f"unknown role {name!r}: use read, write, maintain or admin")
+
+
+class Visibility(models.TextChoices):
+    PRIVATE = "private", "Private"
+    INTERNAL = "internal", "Internal"
+    PUBLIC = "public", "Public"
+
+
+class RepositoryQuerySet(models.QuerySet):
+    def by_path(self, owner: str, name: str):
+        return self.filter(owner__username__iexact=owner, name__iexact=name)
+
+
+class Repository(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="repositories")
+    name = models.CharField(max_length=100, validators=[validate_repo_name])
+    description = models.CharField(max_length=500, blank=True)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE)
+    default_branch = models.CharField(max_length=255, default="main")
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+    pushed = models.DateTimeField(null=True, blank=True)
+
+    objects = RepositoryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "repositories"
+        ordering = ["owner__username", "name"]
+        constraints = [
+            models.UniqueConstraint("owner", models.functions.Lower("name"), name="repository_unique_name_per_owner")
+        ]
+
+    def __str__(self) -> str:
+        return self.full_name
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner.username}/{self.name}"
+
+    @property
+    def path(self) -> Path:
+        """The bare repository on disk, named by id so that no user-chosen name reaches the filesystem."""
+        return settings.GIT_ROOT / f"{self.pk}.git"
+
+    @property
+    def ssh_url(self) -> str:
+        host = settings.PORTAL_SSH_DOMAIN
+        port = settings.PORTAL_SSH_PORT
+        if port == 22:
+            return f"git@{host}:{self.full_name}.git"
+        return f"ssh://git@{host}:{port}/{self.full_name}.git"
+
+    @property
+    def http_url(self) -> str:
+        return f"{settings.PORTAL_BASE_URL}/{self.full_name}.git"
+
+    @property
+    def web_url(self) -> str:
+        return f"{settings.PORTAL_BASE_URL}/{self.full_name}"
+
+
+class Collaborator(models.Model):
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="collaborators")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collaborations")
+    role = models.PositiveSmallIntegerField(choices=Role.choices, default=Role.WRITE)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["repository", "user"], name="collaborator_unique")]
+
+
+class TeamRepository(models.Model):
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="team_grants")
+    team = models.ForeignKey("portal.Team", on_delete=models.CASCADE, related_name="repository_grants")
+    role = models.PositiveSmallIntegerField(choices=Role.choices, default=Role.WRITE)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["repository", "team"], name="team_repository_unique")]
+
+
+class Push(models.Model):
+    """One ref update received by a repository."""
+
+    class Protocol(models.TextChoices):
+        SSH = "ssh"
+        HTTP = "http"
+        WEB = "web"
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="pushes")
+    pusher = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    deploy_key = models.ForeignKey("portal.SshKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    ref = models.CharField(max_length=255)
+    old_sha = models.CharField(max_length=64)
+    new_sha = models.CharField(max_length=64)
+    forced = models.BooleanField(default=False)
+    protocol = models.CharField(max_length=8, choices=Protocol.choices)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    @property
+    def is_create(self) -> bool:
+        return set(self.old_sha) == {"0"}
+
+    @property
+    def is_delete(self) -> bool:
+        return set(self.new_sha) == {"0"}
+
+
+class PushSession(models.Model):
+    """Credentials a transport hands to git's hooks for one push, checked by the hook endpoint."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="+")
+    deploy_key = models.ForeignKey("portal.SshKey", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    secret_hash = models.CharField(max_length=64, unique=True)
+    protocol = models.CharField(max_length=8, choices=Push.Protocol.choices)
+    created = models.DateTimeField(default=timezone.now)

@@ -1,0 +1,216 @@
+"""Every state change of repositories: create, settings, grants, deletion, pushes."""
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from portal import audit
+from portal.models import Team, User
+from portal.validators import validate_repo_name
+from repos import git
+from repos.access import can_create_in, check_role, role_for
+from repos.models import Collaborator, Repository, Role, TeamRepository, Visibility
+
+README_TEMPLATE = "# {name}\n\n{description}\n"
+
+
+def _require(actor: User, repo: Repository, need: Role) -> None:
+    check_role(role_for(actor, repo), need)
+
+
+def _check_name_free(owner: User, name: str, exclude: Repository | None = None) -> None:
+    validate_repo_name(name)
+    taken = Repository.objects.filter(owner=owner, name__iexact=name)
+    if exclude is not None:
+        taken = taken.exclude(pk=exclude.pk)
+    if taken.exists():
+        raise ValidationError(f"{owner.username} already has a repository named {name!r}.")
+
+
+def _check_branch_name(branch: str) -> None:
+    if (
+        not branch
+        or branch.startswith("-")
+        or ".." in branch
+        or any(c in branch for c in " ~^:?*[\\")
+        or not branch.isascii()
+    ):
+        raise ValidationError(f"{branch!r} is not a valid branch name.")
+
+
+def create_repository(
+    *,
+    actor: User,
+    owner: User,
+    name: str,
+    description: str = "",
+    visibility: str = Visibility.PRIVATE,
+    default_branch: str = "main",
+    initialize: bool = False,
+) -> Repository:
+    """Create a repository row and its bare repository on disk (with a README commit if asked)."""
+    if not can_create_in(actor, owner):
+        raise PermissionDenied("You cannot create repositories there.")
+    _check_branch_name(default_branch)
+    if visibility not in Visibility.values:
+        raise ValidationError(f"Visibility must be one of {', '.join(Visibility.values)}.")
+    with transaction.atomic():
+        _check_name_free(owner, name)
+        repo = Repository.objects.create(
+            owner=owner, name=name, description=description, visibility=visibility, default_branch=default_branch
+        )
+        audit.record(actor, "repo.create", repo, after={"name": repo.full_name, "visibility": visibility})
+        # The disk follows the row inside the transaction: if it fails, the row is rolled back too.
+        try:
+            git.init_bare(repo.path, default_branch=default_branch)
+            if initialize:
+                git.commit_files(
+                    repo.path,
+                    default_branch,
+                    {"README.md": README_TEMPLATE.format(name=name, description=description).encode()},
+                    "Initial commit",
+                    name=actor.display_name,
+                    email=actor.email or f"{actor.username}@users.noreply",
+                )
+        except Exception:
+            git.delete(repo.path)
+            raise
+    return repo
+
+
+@transaction.atomic
+def update_repository(
+    repo: Repository, *, actor: User, description: str | None = None, default_branch: str | None = None
+) -> Repository:
+    """Change the description or the default branch."""
+    _require(actor, repo, Role.ADMIN)
+    before, after = {}, {}
+    if description is not None and description != repo.description:
+        before["description"], after["description"] = repo.description, description
+        repo.description = description
+    if default_branch is not None and default_branch != repo.default_branch:
+        _check_branch_name(default_branch)
+        before["default_branch"], after["default_branch"] = repo.default_branch, default_branch
+        repo.default_branch = default_branch
+        git.set_default_branch(repo.path, default_branch)
+    if after:
+        repo.updated = timezone.now()
+        repo.save()
+        audit.record(actor, "repo.update", repo, before=before, after=after)
+    return repo
+
+
+@transaction.atomic
+def rename_repository(repo: Repository, *, actor: User, name: str) -> Repository:
+    """Rename; the repository keeps its directory on disk, which is named by id."""
+    _require(actor, repo, Role.ADMIN)
+    _check_name_free(repo.owner, name, exclude=repo)
+    before = repo.full_name
+    repo.name = name
+    repo.save(update_fields=["name"])
+    audit.record(actor, "repo.rename", repo, before={"name": before}, after={"name": repo.full_name})
+    return repo
+
+
+@transaction.atomic
+def transfer_repository(repo: Repository, *, actor: User, new_owner: User) -> Repository:
+    """Give the repository to another user or organization the actor can create repositories in."""
+    _require(actor, repo, Role.ADMIN)
+    if not can_create_in(actor, new_owner):
+        raise PermissionDenied(f"You cannot move repositories to {new_owner.username}.")
+    _check_name_free(new_owner, repo.name)
+    before = repo.full_name
+    repo.owner = new_owner
+    repo.save(update_fields=["owner"])
+    # Team grants belong to the old organization's teams: they do not travel.
+    TeamRepository.objects.filter(repository=repo).exclude(team__organization=new_owner).delete()
+    audit.record(actor, "repo.transfer", repo, before={"name": before}, after={"name": repo.full_name})
+    return repo
+
+
+@transaction.atomic
+def set_visibility(repo: Repository, *, actor: User, visibility: str) -> Repository:
+    """Make a repository private, internal or public."""
+    _require(actor, repo, Role.ADMIN)
+    if visibility not in Visibility.values:
+        raise ValidationError(f"Visibility must be one of {', '.join(Visibility.values)}.")
+    before = repo.visibility
+    if before != visibility:
+        repo.visibility = visibility
+        repo.save(update_fields=["visibility"])
+        audit.record(actor, "repo.visibility", repo, before={"visibility": before}, after={"visibility": visibility})
+    return repo
+
+
+@transaction.atomic
+def set_collaborator(repo: Repository, user: User, *, actor: User, role: Role) -> Collaborator:
+    """Give a user a role on the repository (or change it)."""
+    _require(actor, repo, Role.ADMIN)
+    if user.is_organization or not user.is_active:
+        raise ValidationError("Only active people can be collaborators.")
+    existing = Collaborator.objects.filter(repository=repo, user=user).first()
+    before = {"role": Role(existing.role).label} if existing else None
+    collab, _ = Collaborator.objects.update_or_create(repository=repo, user=user, defaults={"role": role})
+    audit.record(
+        actor,
+        "repo.collaborator_set",
+        repo,
+        subject=user,
+        before=before,
+        after={"user": user.username, "role": Role(role).label},
+    )
+    return collab
+
+
+@transaction.atomic
+def remove_collaborator(repo: Repository, user: User, *, actor: User) -> None:
+    """Take a user's role away."""
+    _require(actor, repo, Role.ADMIN)
+    existing = Collaborator.objects.filter(repository=repo, user=user).first()
+    if existing is None:
+        return
+    audit.record(
+        actor,
+        "repo.collaborator_remove",
+        repo,
+        subject=user,
+        before={"user": user.username, "role": Role(existing.role).label},
+    )
+    existing.delete()
+
+
+@transaction.atomic
+def set_team_role(repo: Repository, team: Team, *, actor: User, role: Role) -> TeamRepository:
+    """Give one of the owning organization's teams a role on the repository."""
+    _require(actor, repo, Role.ADMIN)
+    if team.organization_id != repo.owner_id:
+        raise ValidationError("Only teams of the organization that owns the repository can be added.")
+    existing = TeamRepository.objects.filter(repository=repo, team=team).first()
+    before = {"role": Role(existing.role).label} if existing else None
+    grant, _ = TeamRepository.objects.update_or_create(repository=repo, team=team, defaults={"role": role})
+    audit.record(actor, "repo.team_set", repo, before=before, after={"team": team.name, "role": Role(role).label})
+    return grant
+
+
+@transaction.atomic
+def remove_team(repo: Repository, team: Team, *, actor: User) -> None:
+    """Take a team's role away."""
+    _require(actor, repo, Role.ADMIN)
+    existing = TeamRepository.objects.filter(repository=repo, team=team).first()
+    if existing is None:
+        return
+    audit.record(actor, "repo.team_remove", repo, before={"team": team.name, "role": Role(existing.role).label})
+    existing.delete()
+
+
+def delete_repository(repo: Repository, *, actor: User, confirm: str) -> None:
+    """Delete the row and the bare repository; confirm must be the repository's full name."""
+    _require(actor, repo, Role.ADMIN)
+    if confirm.strip() != repo.full_name:
+        raise ValidationError(f"Type {repo.full_name} to confirm.")
+    path = repo.path
+    with transaction.atomic():
+        audit.record(actor, "repo.delete", repo, before={"name": repo.full_name})
+        repo.delete()
+        # Remove from disk only once the row is gone for good.
+        transaction.on_commit(lambda: git.delete(path))
