@@ -1,7 +1,12 @@
 from django.urls import include, path
 
+# Order matters: fixed prefixes first, then the git transports, then /<owner>/<repo> pages.
 urlpatterns = [
     path("accounts/", include("allauth.urls")),
+    path("api/v1/", include("portal.api_urls")),
+    path("-/internal/", include("repos.internal_urls")),
+    path("", include("repos.http_urls")),
     path("", include("portal.web_urls")),
+    path("", include("portal.org_urls")),
     path("", include("repos.urls")),
 ]
