@@ -11,7 +11,8 @@ from portal import audit
 from portal.keys import InvalidKey, parse_public_key
 from portal.models import AccessToken, SiteSettings, SshKey, Team, User
 from portal.validators import validate_owner_name
-from repos.access import is_org_owner, is_site_admin
+from repos.access import check_role, is_org_owner, is_site_admin, role_for
+from repos.models import Role
 
 
 def _require_admin(actor: User | None) -> None:
@@ -108,6 +109,11 @@ def _key_owner_check(actor: User, user: User) -> None:
         raise PermissionDenied("You can only manage your own keys.")
 
 
+def _deploy_key_check(actor: User, repository) -> None:
+    # Deploy keys grant access to the repository, so only its administrators may manage them.
+    check_role(role_for(actor, repository), Role.ADMIN)
+
+
 @transaction.atomic
 def add_ssh_key(
     user: User, *, actor: User, title: str, public_key: str, repository=None, writable: bool = False
@@ -115,6 +121,8 @@ def add_ssh_key(
     """Register a user's key (or, with repository, a deploy key); raises InvalidKey with the reason."""
     if repository is None:
         _key_owner_check(actor, user)
+    else:
+        _deploy_key_check(actor, repository)
     parsed = parse_public_key(public_key)
     title = (title or parsed.comment or parsed.key_type).strip()[:100]
     if SshKey.objects.filter(fingerprint=parsed.fingerprint).exists():
@@ -149,6 +157,8 @@ def revoke_ssh_key(key: SshKey, *, actor: User) -> None:
     """Delete a key; the next connection that offers it is refused."""
     if key.repository_id is None:
         _key_owner_check(actor, key.user)
+    else:
+        _deploy_key_check(actor, key.repository)
     before = {"fingerprint": key.fingerprint, "title": key.title, "type": key.key_type}
     if key.repository_id is not None:
         audit.record(actor, "deploy_key.revoke", key.repository, before=before)

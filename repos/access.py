@@ -152,6 +152,37 @@ def get_org_for_user(user: User | None, name: str, *, admin: bool = False) -> Us
     return org
 
 
+def get_org_for_member(user: User | None, name: str, *, admin: bool = False) -> User:
+    """An organization the user belongs to; outsiders get 404, members who are not owners PermissionDenied."""
+    org = User.objects.organizations().filter(username__iexact=name, is_active=True).first()
+    if org is None or not is_org_member(user, org):
+        raise Http404("No such organization")
+    if admin and not is_org_owner(user, org):
+        raise PermissionDenied("Only the organization's owners can do this.")
+    return org
+
+
+def get_team_for_user(user: User | None, org_name: str, team_name: str, *, admin: bool = False) -> Team:
+    """A team of an organization the user belongs to; with admin=True only for the organization's owners."""
+    org = get_org_for_member(user, org_name)
+    team = Team.objects.filter(organization=org, name__iexact=team_name).select_related("organization").first()
+    if team is None:
+        raise Http404("No such team")
+    if admin and not is_org_owner(user, org):
+        raise PermissionDenied("Only the organization's owners can do this.")
+    return team
+
+
+def owners_for_creation(user: User | None) -> list[User]:
+    """Where a user may create repositories: their own account first, then the organizations they own."""
+    if not _active(user):
+        return []
+    orgs = User.objects.organizations().filter(is_active=True).order_by("username")
+    if not is_site_admin(user):
+        orgs = orgs.filter(teams__name=Team.OWNERS, teams__members=user).distinct()
+    return [user, *orgs]
+
+
 def can_create_in(user: User | None, owner: User) -> bool:
     """Whether a user may create a repository owned by owner (themselves or an org they own)."""
     if not _active(user):

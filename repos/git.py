@@ -169,6 +169,13 @@ def head_commit(path: Path, branch: str) -> Commit | None:
     return _commit(repo[ref.resolve().target])
 
 
+def branch_heads(path: Path) -> list[tuple[Branch, Commit]]:
+    """Every branch with its latest commit, most recently committed first."""
+    repo = _open(path)
+    heads = [(branch, _commit(repo[branch.sha])) for branch in branches(path)]
+    return sorted(heads, key=lambda head: head[1].committer.when, reverse=True)
+
+
 def service_command(service: str, path: Path, *, stateless: bool = False, advertise: bool = False) -> list[str]:
     """The argv for a wire-protocol service on a repository path that the caller already resolved."""
     if service not in SERVICES:

@@ -80,10 +80,17 @@ def create_repository(
 
 @transaction.atomic
 def update_repository(
-    repo: Repository, *, actor: User, description: str | None = None, default_branch: str | None = None
+    repo: Repository,
+    *,
+    actor: User,
+    description: str | None = None,
+    default_branch: str | None = None,
+    visibility: str | None = None,
 ) -> Repository:
-    """Change the description or the default branch."""
+    """Change the description, the default branch or (through set_visibility, audited apart) the visibility."""
     _require(actor, repo, Role.ADMIN)
+    if visibility is not None:
+        set_visibility(repo, actor=actor, visibility=visibility)
     before, after = {}, {}
     if description is not None and description != repo.description:
         before["description"], after["description"] = repo.description, description
