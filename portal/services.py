@@ -49,10 +49,12 @@ def create_user(
 
 
 @transaction.atomic
-def set_user_active(user: User, *, actor: User, active: bool) -> User:
+def set_user_active(user: User, *, actor: User | None, active: bool) -> User:
     """Deactivate (or reactivate) an account; a deactivated user can neither sign in nor push."""
-    _require_admin(actor)
-    if user.pk == actor.pk and not active:
+    # actor None is the system: `manage.py users` is run by whoever holds a shell on the server.
+    if actor is not None:
+        _require_admin(actor)
+    if actor is not None and user.pk == actor.pk and not active:
         raise PermissionDenied("You cannot deactivate your own account.")
     before = user.is_active
     user.is_active = active
@@ -68,16 +70,30 @@ def set_user_active(user: User, *, actor: User, active: bool) -> User:
 
 
 @transaction.atomic
-def set_site_admin(user: User, *, actor: User, admin: bool) -> User:
-    """Promote a user to site administrator, or demote one."""
-    _require_admin(actor)
-    if user.pk == actor.pk and not admin:
+def set_site_admin(user: User, *, actor: User | None, admin: bool) -> User:
+    """Promote a user to site administrator, or demote one (actor None: the system, as in set_user_active)."""
+    if actor is not None:
+        _require_admin(actor)
+    if actor is not None and user.pk == actor.pk and not admin:
         raise PermissionDenied("You cannot remove your own administrator rights.")
     before = user.is_superuser
     user.is_staff = user.is_superuser = admin
     user.save(update_fields=["is_staff", "is_superuser"])
     audit.record(
         actor, "user.promote" if admin else "user.demote", user, before={"is_admin": before}, after={"is_admin": admin}
+    )
+    return user
+
+
+@transaction.atomic
+def update_profile(user: User, *, actor: User, full_name: str) -> User:
+    """Change the name a person shows next to their username."""
+    _key_owner_check(actor, user)
+    before = user.full_name
+    user.full_name = full_name.strip()[:200]
+    user.save(update_fields=["full_name"])
+    audit.record(
+        actor, "user.profile", user, subject=user, before={"full_name": before}, after={"full_name": user.full_name}
     )
     return user
 

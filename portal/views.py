@@ -1,9 +1,112 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+"""Home page and the user's own settings: profile, SSH keys, access tokens, security."""
 
-from repos.access import visible_repositories
+from allauth.mfa.models import Authenticator
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from portal import services
+from portal.forms import AccessTokenForm, ProfileForm, SshKeyForm
+from portal.keys import InvalidKey
+from portal.models import AccessToken, SshKey
+from repos.access import is_site_admin, visible_repositories
+
+# The raw value of a new token waits here for exactly one render of the tokens page.
+NEW_TOKEN_SESSION_KEY = "portal.new_token"
 
 
 def home(request: HttpRequest) -> HttpResponse:
     repos = visible_repositories(request.user).order_by("-updated")[:50]
     return render(request, "portal/home.html", {"repositories": repos})
+
+
+def _error_text(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
+
+
+@login_required
+def settings_index(request: HttpRequest) -> HttpResponse:
+    return redirect("portal:settings_profile")
+
+
+@login_required
+def settings_profile(request: HttpRequest) -> HttpResponse:
+    form = ProfileForm(request.POST or None, initial={"full_name": request.user.full_name})
+    if request.method == "POST" and form.is_valid():
+        services.update_profile(request.user, actor=request.user, full_name=form.cleaned_data["full_name"])
+        messages.success(request, "Profile saved.")
+        return redirect("portal:settings_profile")
+    return render(request, "portal/settings/profile.html", {"form": form, "section": "profile"})
+
+
+@login_required
+def settings_keys(request: HttpRequest) -> HttpResponse:
+    form = SshKeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            key = services.add_ssh_key(
+                request.user,
+                actor=request.user,
+                title=form.cleaned_data["title"],
+                public_key=form.cleaned_data["public_key"],
+            )
+        except InvalidKey as exc:
+            form.add_error("public_key", str(exc))
+        else:
+            messages.success(request, f"Added key {key.title} ({key.fingerprint}).")
+            return redirect("portal:settings_keys")
+    keys = SshKey.objects.user_keys().filter(user=request.user)
+    return render(request, "portal/settings/keys.html", {"form": form, "keys": keys, "section": "keys"})
+
+
+@login_required
+@require_POST
+def settings_key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = get_object_or_404(SshKey.objects.user_keys(), pk=key_id, user=request.user)
+    services.revoke_ssh_key(key, actor=request.user)
+    messages.success(request, f"Deleted key {key.title} ({key.fingerprint}).")
+    return redirect("portal:settings_keys")
+
+
+@login_required
+def settings_tokens(request: HttpRequest) -> HttpResponse:
+    form = AccessTokenForm(request.POST or None, allow_admin=is_site_admin(request.user))
+    if request.method == "POST" and form.is_valid():
+        try:
+            token, raw = services.create_access_token(
+                request.user,
+                actor=request.user,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                expires_at=form.expires_at(),
+            )
+        except ValidationError as exc:
+            form.add_error(None, _error_text(exc))
+        else:
+            # Post/redirect/get without the secret in the URL: the session carries it to one render.
+            request.session[NEW_TOKEN_SESSION_KEY] = {"id": token.pk, "raw": raw}
+            return redirect("portal:settings_tokens")
+    new_token = request.session.pop(NEW_TOKEN_SESSION_KEY, None)
+    tokens = AccessToken.objects.filter(user=request.user)
+    context = {"form": form, "tokens": tokens, "new_token": new_token, "section": "tokens"}
+    return render(request, "portal/settings/tokens.html", context)
+
+
+@login_required
+@require_POST
+def settings_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    token = get_object_or_404(AccessToken, pk=token_id, user=request.user)
+    services.revoke_access_token(token, actor=request.user)
+    messages.success(request, f"Revoked token {token.name}.")
+    return redirect("portal:settings_tokens")
+
+
+@login_required
+def settings_security(request: HttpRequest) -> HttpResponse:
+    authenticators = Authenticator.objects.filter(user=request.user).order_by("type")
+    emails = request.user.emailaddress_set.order_by("-primary", "email")
+    context = {"authenticators": authenticators, "emails": emails, "section": "security"}
+    return render(request, "portal/settings/security.html", context)

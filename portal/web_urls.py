@@ -1,9 +1,27 @@
 from django.urls import path
 
-from portal import views
+from portal import admin_views, views
 
 app_name = "portal"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    # The user's own settings.
+    path("settings/", views.settings_index, name="settings"),
+    path("settings/profile", views.settings_profile, name="settings_profile"),
+    path("settings/keys", views.settings_keys, name="settings_keys"),
+    path("settings/keys/<int:key_id>/delete", views.settings_key_delete, name="settings_key_delete"),
+    path("settings/tokens", views.settings_tokens, name="settings_tokens"),
+    path("settings/tokens/<int:token_id>/revoke", views.settings_token_revoke, name="settings_token_revoke"),
+    path("settings/security", views.settings_security, name="settings_security"),
+    # Site administration (404 for everyone but site admins).
+    path("admin/", admin_views.index, name="admin"),
+    path("admin/users", admin_views.users, name="admin_users"),
+    path("admin/users/new", admin_views.user_create, name="admin_user_create"),
+    path("admin/users/<str:username>/active", admin_views.user_set_active, name="admin_user_active"),
+    path("admin/users/<str:username>/admin", admin_views.user_set_admin, name="admin_user_admin"),
+    path("admin/keys", admin_views.keys, name="admin_keys"),
+    path("admin/keys/<int:key_id>/revoke", admin_views.key_revoke, name="admin_key_revoke"),
+    path("admin/audit", admin_views.audit, name="admin_audit"),
+    path("admin/settings", admin_views.site_settings, name="admin_settings"),
 ]

@@ -1,0 +1,152 @@
+"""Site administration: users, every SSH key, the audit log and site settings.
+
+Every view starts with require_site_admin, so anyone else gets the same 404 as for a missing page.
+"""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from portal import services
+from portal.forms import AdminSshKeyForm, AuditFilterForm, CreateUserForm, SiteSettingsForm
+from portal.keys import InvalidKey
+from portal.models import AuditEvent, SiteSettings, SshKey, User
+from repos.access import require_site_admin
+
+PAGE_SIZE = 50
+
+
+def _page(request: HttpRequest, queryset):
+    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    require_site_admin(request.user)
+    return redirect("portal:admin_users")
+
+
+def users(request: HttpRequest) -> HttpResponse:
+    require_site_admin(request.user)
+    query = request.GET.get("q", "").strip()
+    people = User.objects.people().annotate(key_count=Count("ssh_keys")).order_by("username")
+    if query:
+        people = people.filter(Q(username__icontains=query) | Q(email__icontains=query) | Q(full_name__icontains=query))
+    context = {"page": _page(request, people), "query": query, "section": "users"}
+    return render(request, "portal/admin/users.html", context)
+
+
+def user_create(request: HttpRequest) -> HttpResponse:
+    require_site_admin(request.user)
+    form = CreateUserForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.create_user(actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error("username", exc)
+        else:
+            messages.success(request, f"Created user {user.username}.")
+            return redirect("portal:admin_users")
+    return render(request, "portal/admin/user_create.html", {"form": form, "section": "users"})
+
+
+def _back(request: HttpRequest, default: str) -> HttpResponse:
+    """Redirect to the page the form came from (only within this site), or to default."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect(default)
+
+
+def _change_user(request: HttpRequest, username: str, change) -> HttpResponse:
+    """Apply one service call to a user and report the refusal, if any, as a message."""
+    user = get_object_or_404(User.objects.people(), username__iexact=username)
+    try:
+        change(user)
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
+    return _back(request, "portal:admin_users")
+
+
+def user_set_active(request: HttpRequest, username: str) -> HttpResponse:
+    require_site_admin(request.user)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    active = request.POST.get("active") == "1"
+    return _change_user(
+        request, username, lambda user: services.set_user_active(user, actor=request.user, active=active)
+    )
+
+
+def user_set_admin(request: HttpRequest, username: str) -> HttpResponse:
+    require_site_admin(request.user)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    admin = request.POST.get("admin") == "1"
+    return _change_user(request, username, lambda user: services.set_site_admin(user, actor=request.user, admin=admin))
+
+
+def keys(request: HttpRequest) -> HttpResponse:
+    require_site_admin(request.user)
+    query = request.GET.get("q", "").strip()
+    form = AdminSshKeyForm(request.POST or None, initial={"username": request.GET.get("user", "")})
+    if request.method == "POST" and form.is_valid():
+        owner = User.objects.people().filter(username__iexact=form.cleaned_data["username"].strip()).first()
+        if owner is None:
+            form.add_error("username", f"There is no user named {form.cleaned_data['username']!r}.")
+        else:
+            try:
+                key = services.add_ssh_key(
+                    owner,
+                    actor=request.user,
+                    title=form.cleaned_data["title"],
+                    public_key=form.cleaned_data["public_key"],
+                )
+            except InvalidKey as exc:
+                form.add_error("public_key", str(exc))
+            else:
+                messages.success(request, f"Added key {key.fingerprint} for {owner.username}.")
+                return redirect("portal:admin_keys")
+    all_keys = SshKey.objects.user_keys().select_related("user", "added_by").order_by("user__username", "-created")
+    if query:
+        all_keys = all_keys.filter(Q(user__username__icontains=query) | Q(fingerprint__icontains=query))
+    context = {"page": _page(request, all_keys), "query": query, "form": form, "section": "keys"}
+    return render(request, "portal/admin/keys.html", context)
+
+
+def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    require_site_admin(request.user)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    key = get_object_or_404(SshKey.objects.user_keys().select_related("user"), pk=key_id)
+    services.revoke_ssh_key(key, actor=request.user)
+    messages.success(request, f"Revoked key {key.fingerprint} of {key.user.username}.")
+    return _back(request, "portal:admin_keys")
+
+
+def audit(request: HttpRequest) -> HttpResponse:
+    require_site_admin(request.user)
+    form = AuditFilterForm(request.GET or None)
+    events = form.filter(AuditEvent.objects.all())
+    actions = AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct()
+    context = {
+        "form": form,
+        "page": _page(request, events),
+        "filtered": bool(request.GET.keys() - {"page"}),
+        "actions": actions,
+        "section": "audit",
+    }
+    return render(request, "portal/admin/audit.html", context)
+
+
+def site_settings(request: HttpRequest) -> HttpResponse:
+    require_site_admin(request.user)
+    form = SiteSettingsForm(request.POST or None, initial={"open_signup": SiteSettings.load().open_signup})
+    if request.method == "POST" and form.is_valid():
+        services.set_open_signup(actor=request.user, open_signup=form.cleaned_data["open_signup"])
+        messages.success(request, "Site settings saved.")
+        return redirect("portal:admin_settings")
+    return render(request, "portal/admin/settings.html", {"form": form, "section": "settings"})
