@@ -64,3 +64,119 @@ def private_repo(alice, bob, carol):
     repo_services.set_collaborator(repo, bob, actor=alice, role=Role.WRITE)
     repo_services.set_collaborator(repo, carol, actor=alice, role=Role.READ)
     return repo
+
+
+# Git over SSH: the real server, real keys on disk, and the environment for the real git and ssh.
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """SQLite tests use a database file, not shared memory.
+
+    Subprocesses (`manage.py serv` run the way OpenSSH runs it) must open the test database, and
+    the SSH server's worker threads write to it alongside the live server: a file with WAL handles
+    both, where SQLite's shared in-memory cache fails with "database table is locked"."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+@pytest.fixture
+def django_subprocess_env(settings, transactional_db):
+    """Environment for a `manage.py` subprocess that sees this test's database and storage."""
+    import os
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        url = f"sqlite:///{db['NAME']}"
+    else:
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+        url = f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    return env | {
+        "DATABASE_URL": url,
+        "GIT_ROOT": str(settings.GIT_ROOT),
+        "PORTAL_VAR_DIR": str(settings.VAR_DIR),
+        "PORTAL_INTERNAL_URL": settings.PORTAL_INTERNAL_URL,
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+    }
+
+
+@pytest.fixture
+def ssh_server(live_server, settings, tmp_path):
+    """The embedded SSH server on a free loopback port, with git hooks pointed at the live web server."""
+    from repos.sshd import BackgroundServer
+
+    settings.PORTAL_INTERNAL_URL = live_server.url
+    settings.PORTAL_SSH_HOST_KEY = tmp_path / "ssh_host_ed25519_key"
+    server = BackgroundServer("127.0.0.1", 0, settings.PORTAL_SSH_HOST_KEY).start()
+    settings.PORTAL_SSH_PORT = server.port
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ssh_keypair(tmp_path):
+    """Make an ed25519 key pair on disk with ssh-keygen; returns (private key path, public key line)."""
+    import subprocess
+
+    def make(name: str) -> tuple[str, str]:
+        path = tmp_path / "keys" / name
+        path.parent.mkdir(exist_ok=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}@example.com", "-f", str(path)], check=True
+        )
+        return str(path), (path.parent / f"{name}.pub").read_text().strip()
+
+    return make
+
+
+@pytest.fixture
+def git_ssh_env(ssh_server, tmp_path):
+    """git_ssh_env(keyfile): an environment in which git and ssh use only that key against ssh_server."""
+    import os
+    import shlex
+
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+
+    def make(keyfile: str) -> dict[str, str]:
+        ssh = shlex.join(
+            [
+                "ssh",
+                "-F",
+                "/dev/null",
+                "-i",
+                keyfile,
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "IdentityAgent=none",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "LogLevel=ERROR",
+                "-p",
+                str(ssh_server.port),
+            ]
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "SSH_AUTH_SOCK"}
+        return env | {
+            "HOME": str(home),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_SSH_COMMAND": ssh,
+            "GIT_AUTHOR_NAME": "Test",
+            "GIT_AUTHOR_EMAIL": "test@example.com",
+            "GIT_COMMITTER_NAME": "Test",
+            "GIT_COMMITTER_EMAIL": "test@example.com",
+        }
+
+    return make

@@ -1,13 +1,16 @@
 """What the SSH server, the OpenSSH `serv` command and smart HTTP share: parsing a git command,
 and the environment that lets git's hooks call back into the portal for this one push."""
 
+import re
 import secrets
 import shlex
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 
-from portal.models import AccessToken
+from portal.models import AccessToken, SshKey
 from repos import git
 from repos.access import Principal, get_repo_for_principal
 from repos.models import PushSession, Repository, Role
@@ -96,3 +99,69 @@ def git_environment(principal: Principal, repo: Repository, *, protocol: str, se
             "PORTAL_PUSH_SECRET": secret,
         }
     return env
+
+
+# What the embedded SSH server and OpenSSH's `serv` command share, so both refuse and allow alike.
+
+NOT_FOUND_MESSAGE = "Repository not found or you do not have access."
+
+# GIT_PROTOCOL is colon-separated `key` or `key=value` fields such as `version=2`; anything else is
+# dropped, so a client cannot smuggle odd bytes into git's environment.
+_GIT_PROTOCOL_FIELD = r"[a-z][a-z0-9-]{0,31}(?:=[A-Za-z0-9._-]{1,64})?"
+_GIT_PROTOCOL_RE = re.compile(rf"{_GIT_PROTOCOL_FIELD}(?::{_GIT_PROTOCOL_FIELD}){{0,7}}")
+
+
+@dataclass(frozen=True)
+class GitInvocation:
+    """A git service ready to run: argv and environment, for the repository it was resolved to."""
+
+    argv: list[str]
+    env: dict[str, str]
+    repository: Repository
+    service: str
+
+
+def safe_git_protocol(value: str | None) -> str | None:
+    """The client's GIT_PROTOCOL if it has the expected shape (such as `version=2`), else None."""
+    if value and len(value) <= 256 and _GIT_PROTOCOL_RE.fullmatch(value):
+        return value
+    return None
+
+
+def ssh_key_principal(*, fingerprint: str | None = None, key_id: int | None = None) -> tuple[SshKey, Principal] | None:
+    """The registered key and who it speaks for, or None for an unknown key or a deactivated user."""
+    if fingerprint is not None:
+        key = SshKey.objects.select_related("user", "repository").filter(fingerprint=fingerprint).first()
+    elif key_id is not None:
+        key = SshKey.objects.select_related("user", "repository").filter(pk=key_id).first()
+    else:
+        key = None
+    if key is None:
+        return None
+    if key.repository_id is not None:
+        return key, Principal(deploy_key=key)
+    if key.user is None or not key.user.is_active or key.user.is_organization:
+        return None
+    return key, Principal(user=key.user)
+
+
+def prepare_git_command(
+    principal: Principal, command: str | None, *, protocol: str, git_protocol: str | None = None
+) -> GitInvocation:
+    """Parse and authorize a client's command, raising CommandRefused with the line to show it."""
+    parsed = parse_command(command)
+    try:
+        repo = resolve(principal, parsed)
+    except Http404:
+        # The same words for a missing repository and one the principal may not see, so the
+        # answer does not reveal which private repositories exist.
+        raise CommandRefused(NOT_FOUND_MESSAGE)
+    except PermissionDenied as exc:
+        raise CommandRefused(str(exc) or "You do not have access to do this.")
+    env = git_environment(principal, repo, protocol=protocol, service=parsed.service)
+    safe = safe_git_protocol(git_protocol)
+    if safe is not None:
+        env["GIT_PROTOCOL"] = safe
+    return GitInvocation(
+        argv=git.service_command(parsed.service, repo.path), env=env, repository=repo, service=parsed.service
+    )
