@@ -34,13 +34,19 @@ if not DEBUG:
     # Production refuses to guess: a missing secret or host list is a configuration error.
     missing = [name for name in ("SECRET_KEY", "ALLOWED_HOSTS") if not os.environ.get(name)]
     if missing:
-        raise ImproperlyConfigured(f"DEBUG is off and {', '.join(missing)} is not set")
+        raise ImproperlyConfigured(
+            f"DEBUG is off (production mode), so {' and '.join(missing)} must be set in the environment "
+            "(see .env.example); set DEBUG=1 for a development setup."
+        )
 else:
     SECRET_KEY = SECRET_KEY or "insecure-development-key-do-not-use-in-production"
     ALLOWED_HOSTS = ALLOWED_HOSTS or ["localhost", "127.0.0.1", "[::1]", "testserver"]
 
 PORTAL_HTTP_HOST = os.environ.get("PORTAL_HTTP_HOST", "127.0.0.1")
 PORTAL_HTTP_PORT = envint("PORTAL_HTTP_PORT", 8000)
+# gunicorn under `manage.py serve`: processes, and threads per process (git over HTTP holds a thread per clone).
+PORTAL_WEB_WORKERS = envint("PORTAL_WEB_WORKERS", 2)
+PORTAL_WEB_THREADS = envint("PORTAL_WEB_THREADS", 8)
 PORTAL_SSH_HOST = os.environ.get("PORTAL_SSH_HOST", "127.0.0.1")
 PORTAL_SSH_PORT = envint("PORTAL_SSH_PORT", 2222)
 PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", f"http://localhost:{PORTAL_HTTP_PORT}").rstrip("/")
@@ -197,6 +203,10 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
     CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", PORTAL_BASE_URL)
+    # HSTS preload (security.W021) commits the domain and all its subdomains to HTTPS in browsers for months,
+    # which only the site's operator can decide; SECURE_HSTS_PRELOAD=1 turns it on.
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 

@@ -1,0 +1,168 @@
+"""Run the whole portal as children of one process: Valkey (when needed), gunicorn, the SSH server and a worker."""
+
+import os
+import secrets
+import sys
+
+from django.conf import settings
+from django.core.management import call_command, get_commands
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
+
+from portal import supervisor
+from portal.supervisor import Child, Supervisor, SupervisorError
+
+QUEUES = ("default", "builds", "deploys")
+# "admin" is a reserved owner name (it would shadow /admin/), so the first administrator is "root", as in GitLab.
+FIRST_ADMIN_USERNAME = "root"
+
+
+def gunicorn_command() -> list[str]:
+    """gunicorn with threaded workers on PORTAL_HTTP_HOST:PORTAL_HTTP_PORT, access log on stdout."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "portal.wsgi",
+        "--worker-class",
+        "gthread",
+        "--workers",
+        str(settings.PORTAL_WEB_WORKERS),
+        "--threads",
+        str(settings.PORTAL_WEB_THREADS),
+        "--bind",
+        f"{settings.PORTAL_HTTP_HOST}:{settings.PORTAL_HTTP_PORT}",
+        # The gthread main loop keeps beating while requests stream in threads, so a long clone is not cut
+        # by this; it only catches a worker that is stuck as a whole.
+        "--timeout",
+        "60",
+        "--graceful-timeout",
+        "10",
+        "--access-logfile",
+        "-",
+    ]
+    # gunicorn 27 opens a control socket per user by default; two portals (or a test run) would fight over it.
+    if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):
+        command.append("--no-control-socket")
+    return command
+
+
+def manage_command(*args: str) -> list[str]:
+    return [sys.executable, str(settings.BASE_DIR / "manage.py"), *args]
+
+
+def clone_url_forms() -> list[str]:
+    """The clone URL forms of a repository, the same ones the repository page shows."""
+    host, port = settings.PORTAL_SSH_DOMAIN, settings.PORTAL_SSH_PORT
+    forms = [f"ssh://git@{host}:{port}/<owner>/<repo>.git"]
+    if port == 22:
+        forms = [f"ssh://git@{host}/<owner>/<repo>.git", f"git@{host}:<owner>/<repo>.git"]
+    forms.append(f"{settings.PORTAL_BASE_URL}/<owner>/<repo>.git")
+    return forms
+
+
+class Command(BaseCommand):
+    help = "Start the portal (web, SSH, worker and, without REDIS_URL, an embedded Valkey) and stop it all on Ctrl-C."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--stop-timeout",
+            type=float,
+            default=10.0,
+            help="Seconds each child gets to stop after SIGTERM before it is killed (default 10).",
+        )
+
+    def say(self, message: str) -> None:
+        self.stdout.write(message)
+        self.stdout.flush()
+
+    def handle(self, *args, **options):
+        self.prepare_database()
+        if not settings.DEBUG:
+            # whitenoise serves the collected, compressed files in production mode.
+            call_command("collectstatic", interactive=False, verbosity=0)
+        # Children open their own connections; an inherited SQLite handle must not be shared.
+        connections.close_all()
+
+        boss = Supervisor(stop_timeout=options["stop_timeout"], log=lambda line: self.say(f"serve: {line}"))
+        boss.install_signal_handlers()
+        try:
+            env = self.child_environment(boss)
+            self.start_children(boss, env)
+        except (SupervisorError, OSError) as error:
+            boss.stop_all()
+            raise CommandError(str(error)) from error
+        if boss.stop_requested is None:
+            self.print_banner(env)
+        status = boss.run()
+        self.say("serve: every process has stopped")
+        if status:
+            raise CommandError("a child process died; the portal was stopped (see the message above)", returncode=1)
+
+    def prepare_database(self) -> None:
+        """Apply pending migrations and create the first administrator on a fresh database."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        executor = MigrationExecutor(connection)
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            self.say("serve: applying database migrations")
+            call_command("migrate", interactive=False, verbosity=0)
+
+        from portal.models import User
+        from portal.services import create_user
+
+        if User.objects.exists():
+            return
+        password = secrets.token_urlsafe(16)
+        create_user(actor=None, username=FIRST_ADMIN_USERNAME, email="", password=password, is_admin=True)
+        self.say(
+            "\n"
+            "  First start: created the administrator account.\n"
+            f"    username: {FIRST_ADMIN_USERNAME}\n"
+            f"    password: {password}\n"
+            "  This password is shown only once; change it after signing in.\n"
+        )
+
+    def child_environment(self, boss: Supervisor) -> dict[str, str]:
+        """The children's environment, with REDIS_URL pointing at a server that answers (started here if needed)."""
+        env = dict(os.environ, PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="portal.settings")
+        redis_url = os.environ.get("REDIS_URL")
+        if redis_url:
+            supervisor.wait_for_redis(redis_url, timeout=10)
+            self.redis_description = f"{redis_url} (REDIS_URL)"
+            return env
+        socket_path = settings.REDIS_SOCKET
+        process = supervisor.start_valkey(socket_path, settings.VAR_DIR / "valkey", env=env)
+        child = Child(name="valkey", command=process.args, env=env, stop_last=True, process=process)
+        boss.adopt(child)
+        redis_url = f"unix://{socket_path}"
+        # The web, SSH and worker processes connect at once, so Valkey must answer before they start.
+        supervisor.wait_for_redis(redis_url, process=process)
+        env["REDIS_URL"] = redis_url
+        self.redis_description = f"embedded Valkey on {redis_url}"
+        return env
+
+    def start_children(self, boss: Supervisor, env: dict[str, str]) -> None:
+        cwd = settings.BASE_DIR
+        boss.start(Child("web", gunicorn_command(), env, cwd))
+        if "sshd" in get_commands():
+            boss.start(Child("ssh", manage_command("sshd"), env, cwd))
+        else:
+            self.say("serve: warning: this version has no `sshd` command; git over SSH is not available")
+        boss.start(Child("worker", manage_command("rqworker", *QUEUES, "--with-scheduler"), env, cwd))
+
+    def print_banner(self, env: dict[str, str]) -> None:
+        lines = [
+            "",
+            "  Portal is running. Stop it with Ctrl-C.",
+            f"    web:     {settings.PORTAL_BASE_URL}/  (gunicorn on {settings.PORTAL_HTTP_HOST}:{settings.PORTAL_HTTP_PORT})",
+            f"    ssh:     {settings.PORTAL_SSH_HOST}:{settings.PORTAL_SSH_PORT}",
+            f"    worker:  rq queues {', '.join(QUEUES)}, with the scheduler",
+            f"    redis:   {self.redis_description}",
+            "  Clone URLs:",
+            *(f"    {form}" for form in clone_url_forms()),
+            "",
+        ]
+        self.say("\n".join(lines))

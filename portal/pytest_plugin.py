@@ -1,0 +1,94 @@
+"""Test session environment: a Redis for the queues, and a git identity and HOME of its own.
+
+Registered with `-p portal.pytest_plugin` in pyproject's addopts, because it must run before pytest-django
+imports the settings: RQ_QUEUES and CACHES are computed from REDIS_URL when portal.settings is imported.
+"""
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pytest
+import redis
+
+from portal import supervisor
+
+# The database number the test session uses on a Redis given by REDIS_URL; it is flushed at session start.
+TEST_REDIS_DB = int(os.environ.get("PORTAL_TEST_REDIS_DB", "9"))
+
+_valkey = None
+
+
+def with_db(url: str, db: int) -> str:
+    """The same Redis URL with another database number (path for redis://, ?db= for unix://)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = [(key, value) for key, value in parse_qsl(parts.query) if key != "db"] + [("db", str(db))]
+        return urlunsplit(parts._replace(query=urlencode(query)))
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def _set_git_identity(home: Path) -> None:
+    # A HOME of its own keeps the developer's ~/.gitconfig and ~/.ssh out of the tests.
+    os.environ["HOME"] = str(home)
+    os.environ["XDG_CONFIG_HOME"] = str(home / ".config")
+    os.environ["GIT_CONFIG_NOSYSTEM"] = "1"
+    os.environ["GIT_AUTHOR_NAME"] = os.environ["GIT_COMMITTER_NAME"] = "Portal Tests"
+    os.environ["GIT_AUTHOR_EMAIL"] = os.environ["GIT_COMMITTER_EMAIL"] = "tests@portal.invalid"
+
+
+def _stop_valkey() -> None:
+    global _valkey
+    if _valkey is not None:
+        supervisor.stop_process(_valkey, timeout=5)
+        _valkey = None
+
+
+def _use_redis(workdir: Path) -> str:
+    """Export REDIS_URL: the one given (on its own database, flushed), or a Valkey started for this session."""
+    global _valkey
+    given = os.environ.get("REDIS_URL")
+    if given:
+        url = with_db(given, TEST_REDIS_DB)
+        supervisor.wait_for_redis(url, timeout=5)
+        redis.Redis.from_url(url).flushdb()
+    else:
+        socket_path = workdir / "valkey.sock"
+        _valkey = supervisor.start_valkey(socket_path, workdir / "valkey", persist=False)
+        # A crash of the session must not leave Valkey running either (it also dies with us: PDEATHSIG).
+        atexit.register(_stop_valkey)
+        url = f"unix://{socket_path}"
+        supervisor.wait_for_redis(url, process=_valkey)
+    os.environ["REDIS_URL"] = url
+    return url
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    """Runs before pytest-django reads the settings (its hook is not tryfirst)."""
+    namespace = early_config.known_args_namespace
+    if getattr(namespace, "help", False) or getattr(namespace, "version", False):
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="portal-tests-"))
+    early_config.stash[_workdir_key] = workdir
+    home = workdir / "home"
+    home.mkdir()
+    _set_git_identity(home)
+    _use_redis(workdir)
+
+
+_workdir_key = pytest.StashKey[Path]()
+
+
+def pytest_report_header(config):
+    return f"redis: {os.environ.get('REDIS_URL')}"
+
+
+def pytest_unconfigure(config):
+    _stop_valkey()
+    workdir = config.stash.get(_workdir_key, None)
+    if workdir is not None:
+        shutil.rmtree(workdir, ignore_errors=True)

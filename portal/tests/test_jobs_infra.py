@@ -1,0 +1,68 @@
+"""The queue infrastructure: jobs enqueued through django-rq run in a real rq worker process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import django_rq
+from django.conf import settings
+from rq.job import JobStatus
+
+
+def write_marker(path: str, text: str) -> str:
+    """A job: leaves a file behind, so the test sees that another process ran it."""
+    Path(path).write_text(text)
+    return f"wrote {len(text)} characters"
+
+
+def fail_loudly() -> None:
+    """A job that fails, to see failures recorded on the job."""
+    raise RuntimeError("this job fails on purpose")
+
+
+def run_burst_worker(tmp_path: Path, *queues: str) -> subprocess.CompletedProcess:
+    """`manage.py rqworker --burst` as a separate process, as production runs it, against the test Redis."""
+    env = dict(os.environ, PORTAL_VAR_DIR=str(tmp_path / "worker-var"))
+    return subprocess.run(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", *queues, "--burst"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_real_worker_runs_a_job_enqueued_on_the_default_queue(tmp_path):
+    marker = tmp_path / "marker.txt"
+    queue = django_rq.get_queue("default")
+    job = queue.enqueue(write_marker, str(marker), "hello from the queue")
+
+    worker = run_burst_worker(tmp_path, "default")
+
+    assert worker.returncode == 0, worker.stderr
+    assert marker.read_text() == "hello from the queue"
+    job.refresh()
+    assert job.get_status() == JobStatus.FINISHED
+    assert job.return_value() == "wrote 20 characters"
+
+
+def test_a_failing_job_is_recorded_as_failed_with_its_error(tmp_path):
+    job = django_rq.get_queue("default").enqueue(fail_loudly)
+
+    worker = run_burst_worker(tmp_path, "default")
+
+    assert worker.returncode == 0, worker.stderr
+    job.refresh()
+    assert job.get_status() == JobStatus.FAILED
+    assert job.id in django_rq.get_queue("default").failed_job_registry.get_job_ids()
+    assert "this job fails on purpose" in job.latest_result().exc_string
+
+
+def test_the_queues_use_the_redis_of_the_test_session():
+    # The session exported REDIS_URL before the settings were read, so every queue points at it.
+    assert os.environ["REDIS_URL"]
+    for name in ("default", "builds", "deploys"):
+        assert settings.RQ_QUEUES[name]["URL"] == os.environ["REDIS_URL"]
+        assert django_rq.get_connection(name).ping()
