@@ -33,7 +33,7 @@ def create_user(
         _require_admin(actor)
     validate_owner_name(username)
     if _name_taken(username):
-        raise ValidationError(f"The name {username!r} is already taken.")
+        raise ValidationError(f"The name {username!r} is already taken.", code="conflict")
     user = User(username=username, email=email, is_staff=is_admin, is_superuser=is_admin)
     if password:
         user.set_password(password)
@@ -208,7 +208,7 @@ def create_access_token(
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError("The expiry date must be in the future.")
     if AccessToken.objects.filter(user=user, name=name).exists():
-        raise ValidationError(f"You already have a token named {name!r}.")
+        raise ValidationError(f"You already have a token named {name!r}.", code="conflict")
     raw = AccessToken.PREFIX + secrets.token_urlsafe(30)
     token = AccessToken.objects.create(
         user=user,
@@ -257,7 +257,7 @@ def create_organization(*, actor: User, name: str, full_name: str = "", descript
         raise PermissionDenied("Sign in to create an organization.")
     validate_owner_name(name)
     if _name_taken(name):
-        raise ValidationError(f"The name {name!r} is already taken.")
+        raise ValidationError(f"The name {name!r} is already taken.", code="conflict")
     org = User(username=name, is_organization=True, full_name=full_name, description=description)
     org.set_unusable_password()
     org.save()

@@ -134,6 +134,23 @@ def visible_repositories(user: User | None) -> QuerySet[Repository]:
     ).distinct()
 
 
+def member_repositories(user: User | None) -> QuerySet[Repository]:
+    """The repositories a user owns or was given a role on (directly, by a team or as an organization owner)."""
+    if not _active(user):
+        return Repository.objects.none()
+    return (
+        Repository.objects.select_related("owner")
+        .filter(
+            Q(owner=user)
+            | Q(collaborators__user=user)
+            | Q(team_grants__team__members=user)
+            | Q(owner__teams__name=Team.OWNERS, owner__teams__members=user)
+        )
+        .distinct()
+        .order_by("owner__username", "name")
+    )
+
+
 def get_owner_for_user(user: User | None, name: str) -> User:
     """A user or organization page; deactivated accounts are only visible to admins."""
     owner = User.objects.filter(username__iexact=name).first()

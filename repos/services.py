@@ -24,7 +24,7 @@ def _check_name_free(owner: User, name: str, exclude: Repository | None = None) 
     if exclude is not None:
         taken = taken.exclude(pk=exclude.pk)
     if taken.exists():
-        raise ValidationError(f"{owner.username} already has a repository named {name!r}.")
+        raise ValidationError(f"{owner.username} already has a repository named {name!r}.", code="conflict")
 
 
 def _check_branch_name(branch: str) -> None:
@@ -221,3 +221,23 @@ def delete_repository(repo: Repository, *, actor: User, confirm: str) -> None:
         repo.delete()
         # Remove from disk only once the row is gone for good.
         transaction.on_commit(lambda: git.delete(path))
+
+
+@transaction.atomic
+def edit_repository(
+    repo: Repository,
+    *,
+    actor: User,
+    name: str | None = None,
+    description: str | None = None,
+    visibility: str | None = None,
+    default_branch: str | None = None,
+) -> Repository:
+    """Rename and change settings in one go (the API's PATCH): all of it happens, or none."""
+    _require(actor, repo, Role.ADMIN)
+    if name is not None and name != repo.name:
+        rename_repository(repo, actor=actor, name=name)
+    # update_repository moves HEAD on disk, so it comes last: a refusal before it leaves the disk untouched.
+    return update_repository(
+        repo, actor=actor, description=description, default_branch=default_branch, visibility=visibility
+    )

@@ -1,0 +1,698 @@
+"""The REST API under /api/v1/: authentication, errors, and the account, key, token, organization and admin endpoints.
+
+Shapes follow Gitea's API so that existing scripts need few changes. Repository endpoints live in repos/api.py.
+"""
+
+import json
+import logging
+from datetime import datetime
+from importlib.resources import files
+from typing import Any, Literal
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
+from django.utils.html import escape
+from ninja import NinjaAPI, Query, Schema, Status
+from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
+from ninja.openapi.docs import DocsBase
+from ninja.security import APIKeyCookie, HttpBasicAuth, HttpBearer
+from ninja.utils import check_csrf
+
+from portal import services
+from portal.keys import InvalidKey
+from portal.models import AccessToken, AuditEvent, SshKey, User
+from repos.access import Principal, is_site_admin
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_PAGE_SIZE = 100
+UNAUTHENTICATED = "Authentication required: send 'Authorization: Bearer <token>' or sign in."
+
+
+# Authentication: every callable returns a Principal or None, or raises to stop with 401/403.
+
+
+def _require_api_scope(token: AccessToken) -> None:
+    if not token.has_scope("api"):
+        raise AuthorizationError(message="This token lacks the api scope, which every API call needs.")
+
+
+class TokenAuth(HttpBearer):
+    """A personal access token in `Authorization: Bearer <token>` or `Authorization: token <token>`."""
+
+    def __call__(self, request: HttpRequest) -> Principal | None:
+        scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() not in ("bearer", "token"):
+            return None
+        return self.authenticate(request, value.strip())
+
+    def authenticate(self, request: HttpRequest, token: str) -> Principal:
+        access_token = services.authenticate_token(token)
+        if access_token is None:
+            raise AuthenticationError(message="The token is invalid, expired or revoked.")
+        _require_api_scope(access_token)
+        return Principal(user=access_token.user, token=access_token)
+
+
+class SessionAuth(APIKeyCookie):
+    """The browser's Django session; writes must carry the CSRF token like any form."""
+
+    param_name = settings.SESSION_COOKIE_NAME
+
+    def _get_key(self, request: HttpRequest) -> str | None:
+        # Only a signed-in session is checked for CSRF, so that an anonymous call gets 401, not a CSRF error.
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return None
+        if request.method not in SAFE_METHODS and check_csrf(request) is not None:
+            raise AuthorizationError(message="CSRF check failed: send the X-CSRFToken header with the session.")
+        return request.COOKIES.get(self.param_name)
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Principal | None:
+        user = request.user
+        if not user.is_authenticated or not user.is_active or user.is_organization:
+            return None
+        return Principal(user=user)
+
+
+class PasswordAuth(HttpBasicAuth):
+    """HTTP Basic with the account password: accepted only by the token endpoints."""
+
+    def authenticate(self, request: HttpRequest, username: str, password: str) -> Principal:
+        from allauth.core import ratelimit
+
+        key = username.strip().lower()
+        if not ratelimit.consume(request, action="login_failed", key=key, dry_run=True):
+            raise HttpError(429, "Too many failed sign-in attempts; try again later.")
+        user = authenticate(request, username=username, password=password)
+        if user is None or not user.is_active or user.is_organization:
+            ratelimit.consume(request, action="login_failed", key=key)
+            raise AuthenticationError(message="Wrong username or password.")
+        _check_second_factor(request, user)
+        return Principal(user=user)
+
+
+def _check_second_factor(request: HttpRequest, user: User) -> None:
+    """A password alone must not mint tokens for an account protected by a second factor."""
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.totp.internal.auth import TOTP
+
+    authenticators = Authenticator.objects.filter(user=user)
+    if not authenticators.exists():
+        return
+    totp = authenticators.filter(type=Authenticator.Type.TOTP).first()
+    code = request.headers.get("X-Portal-OTP", "").strip()
+    if totp is None:
+        raise AuthenticationError(
+            message="This account signs in with a security key: create tokens in the web settings."
+        )
+    if not code:
+        raise AuthenticationError(message="This account uses two-factor authentication: send the X-Portal-OTP header.")
+    if not TOTP(totp).validate_code(code):
+        raise AuthenticationError(message="The one-time code is wrong or was already used.")
+
+
+token_auth = TokenAuth()
+session_auth = SessionAuth()
+password_auth = PasswordAuth()
+
+
+DOCS_ASSETS = {
+    "swagger-ui.css": "text/css",
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui-init.js": "text/javascript",
+}
+DOCS_PAGE = """<!DOCTYPE html>
+<html>
+<head>
+<meta charset="utf-8">
+<link rel="stylesheet" href="{prefix}/docs/assets/swagger-ui.css">
+<title>{title} API</title>
+</head>
+<body data-csrf-token="{csrf}" data-api-csrf="true">
+<script type="application/json" id="swagger-settings">{settings}</script>
+<div id="swagger-ui"></div>
+<script src="{prefix}/docs/assets/swagger-ui-bundle.js"></script>
+<script src="{prefix}/docs/assets/swagger-ui-init.js"></script>
+</body>
+</html>
+"""
+
+
+class LocalSwagger(DocsBase):
+    """The Swagger page with the assets bundled in django-ninja, so the docs work without internet."""
+
+    def render_page(self, request: HttpRequest, api: NinjaAPI, **kwargs: Any) -> HttpResponse:
+        swagger_settings = {"url": self.get_openapi_url(api, kwargs), "layout": "BaseLayout", "deepLinking": True}
+        page = DOCS_PAGE.format(
+            prefix=API_PREFIX,
+            title=escape(api.title),
+            csrf=escape(get_token(request)),
+            # Script contents are not HTML-decoded, so only "<" needs neutralizing to keep the JSON inert.
+            settings=json.dumps(swagger_settings).replace("<", "\\u003c"),
+        )
+        return HttpResponse(page)
+
+
+def docs_asset(request: HttpRequest, name: str) -> HttpResponse:
+    """One of the Swagger files bundled with django-ninja, served by name from a fixed list."""
+    if name not in DOCS_ASSETS:
+        raise Http404("No such file")
+    content = files("ninja").joinpath("static", "ninja", name).read_bytes()
+    response = HttpResponse(content, content_type=DOCS_ASSETS[name])
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+api = NinjaAPI(
+    title="portal",
+    version="1",
+    description="The portal's REST API. Shapes follow Gitea's API where one exists.",
+    auth=[token_auth, session_auth],
+    urls_namespace="api",
+    docs=LocalSwagger(),
+)
+
+
+# Errors: always JSON with a message.
+
+
+def error(request: HttpRequest, message: str, status: int, **extra: Any) -> HttpResponse:
+    return api.create_response(request, {"message": message, **extra}, status=status)
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return error(request, str(exc) or "Not found", 404)
+
+
+@api.exception_handler(PermissionDenied)
+def _forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
+    return error(request, str(exc) or "You are not allowed to do this.", 403)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    message = exc.message if exc.message != "Unauthorized" else UNAUTHENTICATED
+    response = error(request, message, 401)
+    response["WWW-Authenticate"] = 'Bearer realm="portal"'
+    return response
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return error(request, exc.message, exc.status_code)
+
+
+@api.exception_handler(DjangoValidationError)
+def _invalid(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
+    # Services mark "that name is taken" and similar refusals with the code "conflict".
+    codes = {getattr(e, "code", None) for e in exc.error_list} if hasattr(exc, "error_list") else set()
+    return error(request, " ".join(exc.messages), 409 if "conflict" in codes else 400)
+
+
+@api.exception_handler(InvalidKey)
+def _invalid_key(request: HttpRequest, exc: InvalidKey) -> HttpResponse:
+    return error(request, str(exc), 400)
+
+
+@api.exception_handler(IntegrityError)
+def _conflict(request: HttpRequest, exc: IntegrityError) -> HttpResponse:
+    # Two requests raced to create the same thing; the loser is told so rather than getting a 500.
+    logger.info("integrity error in API call: %s", exc)
+    return error(request, "This conflicts with something that already exists.", 409)
+
+
+def _describe_error(err: dict) -> str:
+    location = ".".join(str(part) for part in err.get("loc", ()) if part not in ("body", "payload"))
+    return f"{location}: {err.get('msg', 'invalid')}" if location else str(err.get("msg", "invalid"))
+
+
+@api.exception_handler(ValidationError)
+def _schema_invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors]
+    message = "Invalid request: " + "; ".join(_describe_error(e) for e in errors)
+    return error(request, message, 422, errors=errors)
+
+
+# Schemas (Gitea's field names).
+
+
+class Message(Schema):
+    message: str
+
+
+class UserOut(Schema):
+    id: int
+    login: str
+    username: str
+    full_name: str
+    email: str
+    html_url: str
+    is_admin: bool
+    active: bool
+    created: datetime
+    last_login: datetime | None
+    description: str
+
+
+class OrganizationOut(Schema):
+    id: int
+    name: str
+    username: str
+    full_name: str
+    description: str
+    visibility: str
+
+
+class KeyOut(Schema):
+    id: int
+    key: str
+    url: str
+    title: str
+    fingerprint: str
+    key_type: str
+    created_at: datetime
+    read_only: bool
+    last_used_at: datetime | None
+    user: UserOut | None = None
+
+
+class KeyIn(Schema):
+    key: str
+    title: str = ""
+
+
+class TokenOut(Schema):
+    id: int
+    name: str
+    sha1: str
+    token_last_eight: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+
+
+class TokenIn(Schema):
+    name: str
+    scopes: list[Literal["read:repo", "write:repo", "api", "admin"]]
+    expires_at: datetime | None = None
+
+
+class UserCreateIn(Schema):
+    username: str
+    email: str
+    password: str | None = None
+    admin: bool = False
+
+
+class OrganizationCreateIn(Schema):
+    username: str
+    full_name: str = ""
+    description: str = ""
+
+
+class AuditEventOut(Schema):
+    id: int
+    actor: str | None
+    action: str
+    target_type: str
+    target_id: str
+    target: str
+    subject: str | None
+    before: dict | None
+    after: dict | None
+    ip_address: str | None
+    created_at: datetime
+
+
+# Helpers shared with repos/api.py.
+
+
+def principal(request: HttpRequest) -> Principal:
+    return request.auth
+
+
+def current_user(request: HttpRequest) -> User:
+    return request.auth.user
+
+
+def require_token_scope(request: HttpRequest, scope: str) -> None:
+    """Tokens need scope for this call; a session or password carries every scope of its user."""
+    token = request.auth.token
+    if token is not None and not token.has_scope(scope):
+        raise AuthorizationError(message=f"This token lacks the {scope} scope.")
+
+
+def require_admin(request: HttpRequest) -> User:
+    """The caller, if a site admin (and, through a token, one with the admin scope)."""
+    user = current_user(request)
+    if not is_site_admin(user):
+        raise AuthorizationError(message="Only site administrators can do this.")
+    require_token_scope(request, "admin")
+    return user
+
+
+def api_url(path: str) -> str:
+    return f"{settings.PORTAL_BASE_URL}{API_PREFIX}{path}"
+
+
+def paginate(queryset: QuerySet, response: HttpResponse, page: int, limit: int) -> QuerySet:
+    """One page of a queryset; the total goes in X-Total-Count as Gitea does."""
+    response["X-Total-Count"] = str(queryset.count())
+    start = (page - 1) * limit
+    return queryset[start : start + limit]
+
+
+def user_out(user: User, viewer: User | None) -> dict:
+    """A user in Gitea's shape; the email address only for the user themselves and admins."""
+    show_email = viewer is not None and (viewer.pk == user.pk or is_site_admin(viewer))
+    return {
+        "id": user.pk,
+        "login": user.username,
+        "username": user.username,
+        "full_name": user.full_name or user.get_full_name(),
+        "email": user.email if show_email else "",
+        "html_url": f"{settings.PORTAL_BASE_URL}/{user.username}",
+        "is_admin": user.is_superuser,
+        "active": user.is_active,
+        "created": user.date_joined,
+        "last_login": user.last_login if show_email else None,
+        "description": user.description,
+    }
+
+
+def key_out(key: SshKey, viewer: User | None, url: str) -> dict:
+    return {
+        "id": key.pk,
+        "key": key.public_key,
+        "url": url,
+        "title": key.title,
+        "fingerprint": key.fingerprint,
+        "key_type": key.key_type,
+        "created_at": key.created,
+        "read_only": key.is_deploy_key and not key.writable,
+        "last_used_at": key.last_used,
+        "user": user_out(key.user, viewer) if key.user_id else None,
+    }
+
+
+def _user_key_out(key: SshKey, viewer: User) -> dict:
+    return key_out(key, viewer, api_url(f"/user/keys/{key.pk}"))
+
+
+def token_out(token: AccessToken, raw: str = "") -> dict:
+    return {
+        "id": token.pk,
+        "name": token.name,
+        "sha1": raw,
+        "token_last_eight": token.last_eight,
+        "scopes": token.scopes,
+        "created_at": token.created,
+        "last_used_at": token.last_used,
+        "expires_at": token.expires_at,
+    }
+
+
+def _person(username: str) -> User:
+    user = User.objects.people().filter(username__iexact=username).first()
+    if user is None:
+        raise Http404(f"No user named {username!r}.")
+    return user
+
+
+# The signed-in user.
+
+
+@api.get("/user", response=UserOut, tags=["user"], summary="Get the authenticated user")
+def get_current_user(request: HttpRequest):
+    user = current_user(request)
+    return user_out(user, user)
+
+
+class UserSettingsOut(Schema):
+    full_name: str
+    description: str
+
+
+class UserSettingsIn(Schema):
+    full_name: str
+
+
+@api.get("/user/settings", response=UserSettingsOut, tags=["user"], summary="Get your settings")
+def get_user_settings(request: HttpRequest):
+    user = current_user(request)
+    return {"full_name": user.full_name, "description": user.description}
+
+
+@api.patch("/user/settings", response=UserSettingsOut, tags=["user"], summary="Change your settings")
+def update_user_settings(request: HttpRequest, payload: UserSettingsIn):
+    user = current_user(request)
+    user = services.update_profile(user, actor=user, full_name=payload.full_name)
+    return {"full_name": user.full_name, "description": user.description}
+
+
+@api.get("/user/keys", response=list[KeyOut], tags=["user"], summary="List your SSH keys")
+def list_own_keys(request: HttpRequest):
+    user = current_user(request)
+    return [_user_key_out(key, user) for key in SshKey.objects.user_keys().filter(user=user).select_related("user")]
+
+
+@api.post("/user/keys", response={201: KeyOut}, tags=["user"], summary="Add an SSH key to your account")
+def add_own_key(request: HttpRequest, payload: KeyIn):
+    user = current_user(request)
+    key = services.add_ssh_key(user, actor=user, title=payload.title, public_key=payload.key)
+    return Status(201, _user_key_out(key, user))
+
+
+def _own_key(user: User, key_id: int) -> SshKey:
+    key = SshKey.objects.user_keys().filter(user=user, pk=key_id).select_related("user").first()
+    if key is None:
+        raise Http404("Key not found")
+    return key
+
+
+@api.get("/user/keys/{id}", response=KeyOut, tags=["user"], summary="Get one of your SSH keys")
+def get_own_key(request: HttpRequest, id: int):
+    user = current_user(request)
+    return _user_key_out(_own_key(user, id), user)
+
+
+@api.delete("/user/keys/{id}", response={204: None}, tags=["user"], summary="Delete one of your SSH keys")
+def delete_own_key(request: HttpRequest, id: int):
+    user = current_user(request)
+    services.revoke_ssh_key(_own_key(user, id), actor=user)
+    return Status(204, None)
+
+
+# Access tokens: created with the password (or a browser session), never with another token.
+
+
+def _token_owner(request: HttpRequest, username: str) -> User:
+    """The user whose tokens are managed; someone else's only for site admins."""
+    target = _person(username)
+    if target.pk != current_user(request).pk:
+        require_admin(request)
+    return target
+
+
+@api.post(
+    "/users/{username}/tokens",
+    response={201: TokenOut},
+    auth=[password_auth, session_auth],
+    tags=["user"],
+    summary="Create an access token (HTTP Basic with the account password)",
+    description="The raw token is returned once, in `sha1`; only its hash is stored.",
+)
+def create_token(request: HttpRequest, username: str, payload: TokenIn):
+    target = _token_owner(request, username)
+    token, raw = services.create_access_token(
+        target,
+        actor=current_user(request),
+        name=payload.name,
+        scopes=list(payload.scopes),
+        expires_at=payload.expires_at,
+    )
+    return Status(201, token_out(token, raw))
+
+
+@api.get(
+    "/users/{username}/tokens",
+    response=list[TokenOut],
+    auth=[password_auth, token_auth, session_auth],
+    tags=["user"],
+    summary="List a user's access tokens",
+)
+def list_tokens(request: HttpRequest, username: str):
+    target = _token_owner(request, username)
+    return [token_out(token) for token in AccessToken.objects.filter(user=target)]
+
+
+@api.delete(
+    "/users/{username}/tokens/{id}",
+    response={204: None},
+    auth=[password_auth, token_auth, session_auth],
+    tags=["user"],
+    summary="Revoke an access token",
+)
+def delete_token(request: HttpRequest, username: str, id: int):
+    target = _token_owner(request, username)
+    token = AccessToken.objects.filter(user=target, pk=id).first()
+    if token is None:
+        raise Http404("Token not found")
+    services.revoke_access_token(token, actor=current_user(request))
+    return Status(204, None)
+
+
+# Organizations.
+
+
+@api.post("/orgs", response={201: OrganizationOut}, tags=["organization"], summary="Create an organization")
+def create_organization(request: HttpRequest, payload: OrganizationCreateIn):
+    org = services.create_organization(
+        actor=current_user(request),
+        name=payload.username,
+        full_name=payload.full_name,
+        description=payload.description,
+    )
+    return Status(
+        201,
+        {
+            "id": org.pk,
+            "name": org.username,
+            "username": org.username,
+            "full_name": org.full_name,
+            "description": org.description,
+            "visibility": "public",
+        },
+    )
+
+
+# Site administration.
+
+
+@api.get("/admin/users", response=list[UserOut], tags=["admin"], summary="List every account")
+def admin_list_users(
+    request: HttpRequest,
+    response: HttpResponse,
+    q: str = "",
+    page: int = Query(1, ge=1),
+    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+):
+    admin = require_admin(request)
+    users = User.objects.people().order_by("username")
+    if q:
+        users = users.filter(Q(username__icontains=q) | Q(email__icontains=q) | Q(full_name__icontains=q))
+    return [user_out(user, admin) for user in paginate(users, response, page, limit)]
+
+
+@api.post("/admin/users", response={201: UserOut}, tags=["admin"], summary="Create an account")
+def admin_create_user(request: HttpRequest, payload: UserCreateIn):
+    admin = require_admin(request)
+    validate_email(payload.email)
+    user = services.create_user(
+        actor=admin, username=payload.username, email=payload.email, password=payload.password, is_admin=payload.admin
+    )
+    return Status(201, user_out(user, admin))
+
+
+def _admin_key_out(key: SshKey, viewer: User) -> dict:
+    return key_out(key, viewer, api_url(f"/admin/users/{key.user.username}/keys/{key.pk}"))
+
+
+@api.get("/admin/keys", response=list[KeyOut], tags=["admin"], summary="List every user's SSH keys")
+def admin_list_all_keys(
+    request: HttpRequest,
+    response: HttpResponse,
+    user: str = "",
+    fingerprint: str = "",
+    page: int = Query(1, ge=1),
+    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+):
+    admin = require_admin(request)
+    keys = SshKey.objects.user_keys().select_related("user").order_by("user__username", "-created")
+    if user:
+        keys = keys.filter(user__username__icontains=user)
+    if fingerprint:
+        keys = keys.filter(fingerprint__icontains=fingerprint.strip())
+    return [_admin_key_out(key, admin) for key in paginate(keys, response, page, limit)]
+
+
+@api.get("/admin/users/{username}/keys", response=list[KeyOut], tags=["admin"], summary="List a user's SSH keys")
+def admin_list_keys(request: HttpRequest, username: str):
+    admin = require_admin(request)
+    user = _person(username)
+    return [_admin_key_out(key, admin) for key in SshKey.objects.user_keys().filter(user=user).select_related("user")]
+
+
+@api.post("/admin/users/{username}/keys", response={201: KeyOut}, tags=["admin"], summary="Add an SSH key for a user")
+def admin_add_key(request: HttpRequest, username: str, payload: KeyIn):
+    admin = require_admin(request)
+    user = _person(username)
+    key = services.add_ssh_key(user, actor=admin, title=payload.title, public_key=payload.key)
+    return Status(201, _admin_key_out(key, admin))
+
+
+@api.delete(
+    "/admin/users/{username}/keys/{id}", response={204: None}, tags=["admin"], summary="Revoke a user's SSH key"
+)
+def admin_revoke_key(request: HttpRequest, username: str, id: int):
+    admin = require_admin(request)
+    user = _person(username)
+    key = SshKey.objects.user_keys().filter(user=user, pk=id).first()
+    if key is None:
+        raise Http404("Key not found")
+    services.revoke_ssh_key(key, actor=admin)
+    return Status(204, None)
+
+
+@api.get("/admin/audit", response=list[AuditEventOut], tags=["admin"], summary="Read the audit log")
+def admin_audit(
+    request: HttpRequest,
+    response: HttpResponse,
+    actor: str = "",
+    action: str = Query("", description="An exact action such as key.add, or a prefix ending in a dot: key."),
+    target: str = Query("", description="Part of the target's name, such as alice/project."),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    page: int = Query(1, ge=1),
+    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+):
+    require_admin(request)
+    events = AuditEvent.objects.all()
+    if actor:
+        events = events.filter(actor_name__iexact=actor)
+    if action:
+        events = events.filter(action__startswith=action) if action.endswith(".") else events.filter(action=action)
+    if target:
+        events = events.filter(target_repr__icontains=target)
+    if since:
+        events = events.filter(created__gte=since)
+    if until:
+        events = events.filter(created__lt=until)
+    return [
+        {
+            "id": event.pk,
+            "actor": event.actor_name or None,
+            "action": event.action,
+            "target_type": event.target_type,
+            "target_id": event.target_id,
+            "target": event.target_repr,
+            "subject": event.subject_name or None,
+            "before": event.before,
+            "after": event.after,
+            "ip_address": event.ip_address,
+            "created_at": event.created,
+        }
+        for event in paginate(events, response, page, limit)
+    ]
