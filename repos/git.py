@@ -3,13 +3,17 @@
 Everything returned is a plain frozen dataclass, never a pygit2 object.
 """
 
+import logging
 import os
 import re
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import pygit2
 from django.conf import settings
@@ -195,3 +199,92 @@ def base_environment() -> dict[str, str]:
     env["GIT_CONFIG_NOSYSTEM"] = "1"
     env["HOME"] = str(settings.VAR_DIR)
     return env
+
+
+# Smart HTTP and maintenance.
+
+log = logging.getLogger(__name__)
+STREAM_CHUNK = 64 * 1024
+
+
+def _feed(source: BinaryIO, sink: BinaryIO) -> None:
+    """Copy a request body into a process's stdin, then close it so the process sees the end."""
+    try:
+        while chunk := source.read(STREAM_CHUNK):
+            sink.write(chunk)
+    except (BrokenPipeError, ValueError):
+        # The process exited early (it refused the request); what it printed is the answer.
+        pass
+    except Exception:
+        log.exception("reading the request body for git failed")
+    finally:
+        try:
+            sink.close()
+        except OSError:
+            pass
+
+
+def _drain(source: BinaryIO, tail: list[bytes]) -> None:
+    """Read a process's stderr to the end, keeping its last lines for the log."""
+    for line in source:
+        tail.append(line)
+        del tail[:-20]
+
+
+def stream_service(
+    service: str, path: Path, *, env: dict[str, str], body: BinaryIO | None = None, advertise: bool = False
+) -> Iterator[bytes]:
+    """Run a wire-protocol service in stateless-RPC mode and yield its output in chunks.
+
+    The request body is copied into git from a thread while the output is read here, so neither
+    side ever holds a whole pack in memory and a large push cannot deadlock on full pipes."""
+    argv = service_command(service, path, stateless=True, advertise=advertise)
+    proc = subprocess.Popen(
+        argv,
+        cwd=path,
+        env=env,
+        stdin=subprocess.PIPE if body is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    threads = []
+    stderr_tail: list[bytes] = []
+    if body is not None:
+        threads.append(threading.Thread(target=_feed, args=(body, proc.stdin), daemon=True))
+    threads.append(threading.Thread(target=_drain, args=(proc.stderr, stderr_tail), daemon=True))
+    for thread in threads:
+        thread.start()
+    finished = False
+    try:
+        while chunk := proc.stdout.read1(STREAM_CHUNK):
+            yield chunk
+        finished = True
+    finally:
+        # The client went away mid-stream: never leave git running on its own.
+        if not finished and proc.poll() is None:
+            proc.kill()
+        returncode = proc.wait()
+        for thread in threads:
+            thread.join(timeout=5)
+        proc.stdout.close()
+        if returncode != 0:
+            log.warning(
+                "%s on %s exited with %s: %s",
+                service,
+                path,
+                returncode,
+                b"".join(stderr_tail).decode(errors="replace").strip(),
+            )
+
+
+def write_commit_graph(path: Path) -> None:
+    """Write the commit-graph with changed-path filters, which makes path-limited log and blame fast."""
+    result = subprocess.run(
+        [settings.GIT_BIN, "commit-graph", "write", "--reachable", "--changed-paths"],
+        cwd=path,
+        env=base_environment() | {"GIT_DIR": str(path)},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise GitError(f"commit-graph write failed: {result.stderr.strip()}")

@@ -1,3 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from repos import internal
+
+app_name = "internal"
+
+urlpatterns = [
+    path("hooks/pre-receive", internal.pre_receive, name="pre_receive"),
+    path("hooks/post-receive", internal.post_receive, name="post_receive"),
+]

@@ -1,5 +1,10 @@
 """Every state change of repositories: create, settings, grants, deletion, pushes."""
 
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import django_rq
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -8,8 +13,8 @@ from portal import audit
 from portal.models import Team, User
 from portal.validators import validate_repo_name
 from repos import git
-from repos.access import can_create_in, check_role, role_for
-from repos.models import Collaborator, Repository, Role, TeamRepository, Visibility
+from repos.access import Principal, can_create_in, check_role, role_for, role_for_principal
+from repos.models import Collaborator, Push, PushSession, Repository, Role, TeamRepository, Visibility
 
 README_TEMPLATE = "# {name}\n\n{description}\n"
 
@@ -241,3 +246,109 @@ def edit_repository(
     return update_repository(
         repo, actor=actor, description=description, default_branch=default_branch, visibility=visibility
     )
+
+
+# Pushes: the decision pre-receive asks for, and the record post-receive writes.
+
+log = logging.getLogger(__name__)
+# A push session lives as long as one push; older ones were abandoned (a refused or broken push).
+PUSH_SESSION_MAX_AGE = timedelta(days=1)
+PUSHABLE_PREFIXES = ("refs/heads/", "refs/tags/")
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    """One line of what git gives pre-receive and post-receive, with whether it rewrites history."""
+
+    ref: str
+    old_sha: str
+    new_sha: str
+    forced: bool = False
+
+    @property
+    def is_create(self) -> bool:
+        return self.old_sha.strip("0") == ""
+
+    @property
+    def is_delete(self) -> bool:
+        return self.new_sha.strip("0") == ""
+
+
+def _ref_blocker(repo: Repository, update: RefUpdate) -> str | None:
+    ref = update.ref
+    if not ref.startswith(PUSHABLE_PREFIXES) or ref in PUSHABLE_PREFIXES:
+        return f"refusing to update {ref!r}: only branches (refs/heads/...) and tags (refs/tags/...) can be pushed"
+    if any(part.startswith("-") for part in ref.split("/")):
+        return f"refusing to update {ref!r}: a ref name component cannot start with '-'"
+    if ref == f"refs/heads/{repo.default_branch}":
+        if update.is_delete:
+            return f"refusing to delete the default branch {repo.default_branch!r} (rule: default branch protection)"
+        if update.forced and not update.is_create:
+            return (
+                f"refusing to force-push the default branch {repo.default_branch!r} (rule: default branch protection)"
+            )
+    return None
+
+
+def push_blocker(principal: Principal, repo: Repository, updates: list[RefUpdate]) -> str | None:
+    """Why this push must be refused as a whole, or None: write access, then every ref's rules."""
+    if principal.is_anonymous or role_for_principal(principal, repo) < Role.WRITE:
+        if principal.deploy_key is not None and principal.deploy_key.repository_id == repo.pk:
+            return f"refusing the push: {principal.name} is read-only"
+        return f"refusing the push: {principal.name} has no write access to {repo.full_name}"
+    reasons = [reason for update in updates if (reason := _ref_blocker(repo, update))]
+    return "\n".join(reasons) or None
+
+
+def _enqueue_post_receive(push_ids: list[int]) -> None:
+    """Hand the recorded pushes to the worker; a queue outage must not fail a push git already accepted."""
+    try:
+        django_rq.get_queue("default").enqueue("repos.jobs.run_post_receive", push_ids)
+    except Exception:
+        log.exception("could not enqueue post-receive work for pushes %s", push_ids)
+
+
+@transaction.atomic
+def record_push(
+    repo: Repository,
+    *,
+    actor: Principal,
+    protocol: str,
+    updates: list[RefUpdate],
+    session: PushSession | None = None,
+) -> list[Push]:
+    """Record each ref update of an accepted push, retire its session and enqueue what follows."""
+    now = timezone.now()
+    pushes = Push.objects.bulk_create(
+        Push(
+            repository=repo,
+            pusher=actor.user,
+            deploy_key=actor.deploy_key,
+            ref=update.ref,
+            old_sha=update.old_sha,
+            new_sha=update.new_sha,
+            forced=update.forced,
+            protocol=protocol,
+            created=now,
+        )
+        for update in updates
+    )
+    repo.pushed = now
+    repo.save(update_fields=["pushed"])
+    audit.record(
+        actor.user,
+        "repo.push",
+        repo,
+        after={
+            "protocol": protocol,
+            "deploy_key": actor.deploy_key.title if actor.deploy_key is not None else None,
+            "refs": [{"ref": u.ref, "old": u.old_sha, "new": u.new_sha, "forced": u.forced} for u in updates],
+        },
+    )
+    if session is not None:
+        PushSession.objects.filter(pk=session.pk).delete()
+    # Sessions of refused or broken pushes are never retired by their own post-receive.
+    PushSession.objects.filter(created__lt=now - PUSH_SESSION_MAX_AGE).delete()
+    push_ids = [push.pk for push in pushes]
+    transaction.on_commit(lambda: _enqueue_post_receive(push_ids))
+    return pushes

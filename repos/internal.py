@@ -1,0 +1,121 @@
+"""The endpoint git's hooks call back: authenticated by the one-push secret a transport put in git's env."""
+
+import hmac
+import json
+import re
+
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from portal.models import AccessToken
+from repos import services
+from repos.access import Principal
+from repos.models import PushSession, Repository
+from repos.services import RefUpdate
+
+_SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+class BadRequest(Exception):
+    """The hook sent something the portal cannot read; the message says what."""
+
+
+class SessionRefused(Exception):
+    """The push id and secret do not name a live push session."""
+
+
+def _refused(message: str, status: int = 200) -> JsonResponse:
+    return JsonResponse({"ok": False, "messages": [message]}, status=status)
+
+
+def get_push_session(push_id: object, secret: object) -> PushSession | None:
+    """The live push session with this id and secret, or None."""
+    if not isinstance(push_id, str | int) or not str(push_id).isdigit() or not isinstance(secret, str):
+        return None
+    session = (
+        PushSession.objects.select_related("repository__owner", "user", "deploy_key")
+        .filter(pk=int(push_id), created__gte=timezone.now() - services.PUSH_SESSION_MAX_AGE)
+        .first()
+    )
+    if session is None or not hmac.compare_digest(session.secret_hash, AccessToken.hash(secret)):
+        return None
+    return session
+
+
+def _updates(payload: dict) -> list[RefUpdate]:
+    raw = payload.get("updates")
+    if not isinstance(raw, list):
+        raise BadRequest("updates must be a list")
+    updates = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise BadRequest("each update must be an object")
+        ref, old, new = item.get("ref"), item.get("old"), item.get("new")
+        if not isinstance(ref, str) or not ref or len(ref) > 255:
+            raise BadRequest(f"not a ref name: {str(ref)[:80]!r}")
+        if not all(isinstance(sha, str) and _SHA_RE.fullmatch(sha) for sha in (old, new)):
+            raise BadRequest(f"not an object id in the update of {ref!r}")
+        updates.append(RefUpdate(ref=ref, old_sha=old, new_sha=new, forced=bool(item.get("forced"))))
+    return updates
+
+
+def _read(request: HttpRequest) -> tuple[PushSession, list[RefUpdate]]:
+    try:
+        payload = json.loads(request.body)
+    except ValueError:
+        raise BadRequest("the hook did not send JSON")
+    if not isinstance(payload, dict):
+        raise BadRequest("the hook did not send a JSON object")
+    session = get_push_session(payload.get("push_id"), payload.get("secret"))
+    if session is None:
+        raise SessionRefused("this push session is unknown or expired; push again")
+    return session, _updates(payload)
+
+
+def _principal(session: PushSession) -> Principal:
+    return Principal(user=session.user, deploy_key=session.deploy_key)
+
+
+def _pull_request_hint(repo: Repository, update: RefUpdate) -> list[str]:
+    """What a new branch prints: where the repository is and how to open a pull request from it."""
+    if not update.is_create or not update.ref.startswith("refs/heads/"):
+        return []
+    branch = update.ref.removeprefix("refs/heads/")
+    lines = ["", f"Repository: {repo.web_url}"]
+    if branch != repo.default_branch:
+        lines.append(f"Create a pull request: {repo.web_url}/compare/{repo.default_branch}...{branch}")
+    return [*lines, ""]
+
+
+@csrf_exempt
+@require_POST
+def pre_receive(request: HttpRequest) -> JsonResponse:
+    """Accept or refuse a whole push before git updates any ref."""
+    try:
+        session, updates = _read(request)
+    except SessionRefused as exc:
+        return _refused(f"portal: {exc}", status=403)
+    except BadRequest as exc:
+        return _refused(f"portal: {exc}", status=400)
+    reason = services.push_blocker(_principal(session), session.repository, updates)
+    if reason is not None:
+        return JsonResponse({"ok": False, "messages": [f"portal: {line}" for line in reason.splitlines()]})
+    return JsonResponse({"ok": True, "messages": []})
+
+
+@csrf_exempt
+@require_POST
+def post_receive(request: HttpRequest) -> JsonResponse:
+    """Record the refs git has just updated and queue what follows a push."""
+    try:
+        session, updates = _read(request)
+    except SessionRefused as exc:
+        return _refused(f"portal: {exc}", status=403)
+    except BadRequest as exc:
+        return _refused(f"portal: {exc}", status=400)
+    repo = session.repository
+    services.record_push(repo, actor=_principal(session), protocol=session.protocol, updates=updates, session=session)
+    messages = [line for update in updates for line in _pull_request_hint(repo, update)]
+    return JsonResponse({"ok": True, "messages": messages})
