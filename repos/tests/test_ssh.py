@@ -5,6 +5,7 @@ import os
 import shlex
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -274,3 +275,181 @@ def test_host_key_is_created_private_and_reused(tmp_path):
 )
 def test_only_well_formed_git_protocol_values_pass(value, expected):
     assert safe_git_protocol(value) == expected
+
+
+# OpenSSH integration: `authorized_keys` finds the key, `serv` runs git under OpenSSH's forced command.
+
+
+def authorized_keys_line(public: str) -> str:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    key_type, key_data = public.split()[:2]
+    call_command("authorized_keys", key_type, key_data, stdout=out)
+    return out.getvalue().strip()
+
+
+def test_authorized_keys_prints_a_restricted_forced_command_for_a_registered_key(bob, ssh_keypair):
+    _, public = ssh_keypair("bob")
+    key = accounts.add_ssh_key(bob, actor=bob, title="laptop", public_key=public)
+    line = authorized_keys_line(public)
+    manage = Path(__file__).resolve().parents[2] / "manage.py"
+    expected_command = f"{shlex.quote(sys.executable)} {shlex.quote(str(manage))} serv key-{key.pk}"
+    assert line == f'command="{expected_command}",restrict {key.public_key}'
+
+
+def test_authorized_keys_prints_nothing_for_unknown_revoked_or_garbage_keys(bob, admin, ssh_keypair):
+    _, unknown = ssh_keypair("unknown")
+    assert authorized_keys_line(unknown) == ""
+    _, public = ssh_keypair("bob")
+    key = accounts.add_ssh_key(bob, actor=bob, title="laptop", public_key=public)
+    accounts.revoke_ssh_key(key, actor=admin)
+    assert authorized_keys_line(public) == ""
+    assert authorized_keys_line("ssh-ed25519 bm90IGEga2V5") == ""
+
+
+def test_authorized_keys_uses_the_given_manage_wrapper(bob, ssh_keypair):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    _, public = ssh_keypair("bob")
+    key = accounts.add_ssh_key(bob, actor=bob, title="laptop", public_key=public)
+    out = StringIO()
+    key_type, key_data = public.split()[:2]
+    call_command("authorized_keys", key_type, key_data, manage='/srv/portal/bin/manage "x"', stdout=out)
+    assert out.getvalue().startswith(
+        f'command="/srv/portal/bin/manage \\"x\\" serv key-{key.pk}",restrict ssh-ed25519 '
+    )
+
+
+@pytest.fixture
+def openssh(ssh_server, live_server, django_subprocess_env, ssh_keypair, tmp_path):
+    """openssh(user): an environment where git's ssh is a stand-in for OpenSSH running our forced command.
+
+    The stand-in does what sshd does with an authorized_keys line: it puts the client's command in
+    SSH_ORIGINAL_COMMAND and runs the `command="…"` that `manage.py authorized_keys` printed."""
+
+    def make(user, **deploy):
+        _, public = ssh_keypair(f"{user.username if user else 'deploy'}-openssh")
+        if deploy:
+            key = accounts.add_ssh_key(None, actor=deploy.pop("actor"), title="deploy", public_key=public, **deploy)
+        else:
+            key = accounts.add_ssh_key(user, actor=user, title="laptop", public_key=public)
+        line = authorized_keys_line(public)
+        forced = line.removeprefix('command="').split('",restrict ', 1)[0].replace('\\"', '"').replace("\\\\", "\\")
+        wrapper = tmp_path / f"fake-sshd-{key.pk}"
+        wrapper.write_text(
+            f'#!/bin/sh\nfor last; do :; done\nSSH_ORIGINAL_COMMAND="$last" exec sh -c {shlex.quote(forced)}\n'
+        )
+        wrapper.chmod(0o755)
+        home = tmp_path / "home"
+        home.mkdir(exist_ok=True)
+        env = django_subprocess_env | {
+            "HOME": str(home),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_SSH_COMMAND": str(wrapper),
+            # The stand-in is not OpenSSH, but takes its options: tell git to pass -p and SendEnv.
+            "GIT_SSH_VARIANT": "ssh",
+            "GIT_AUTHOR_NAME": "Test",
+            "GIT_AUTHOR_EMAIL": "test@example.com",
+            "GIT_COMMITTER_NAME": "Test",
+            "GIT_COMMITTER_EMAIL": "test@example.com",
+            "PORTAL_INTERNAL_URL": live_server.url,
+        }
+        return env, key
+
+    return make
+
+
+def test_serv_clones_and_pushes_like_the_embedded_server(openssh, private_repo, bob, tmp_path):
+    env, key = openssh(bob)
+    target = tmp_path / "work"
+    result = run_git("clone", f"git@{HOST}:alice/project.git", str(target), env=env)
+    assert result.returncode == 0, result.stderr
+    commit_file(target, env, "via-openssh.txt", b"served\n")
+    result = run_git("push", "origin", "main", env=env, cwd=target)
+    assert result.returncode == 0, result.stderr
+    assert git.branch_sha(private_repo.path, "main") == run_git("rev-parse", "HEAD", env=env, cwd=target).stdout.strip()
+    key.refresh_from_db()
+    assert key.last_used is not None
+
+
+def test_serv_passes_git_protocol_through(openssh, private_repo, bob):
+    env, _ = openssh(bob)
+    result = run_git(
+        "-c", "protocol.version=2", "ls-remote", f"git@{HOST}:alice/project.git", env=env | {"GIT_TRACE_PACKET": "1"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "< version 2" in result.stderr
+
+
+def test_serv_refuses_what_the_embedded_server_refuses(openssh, private_repo, carol, mallory, tmp_path):
+    env, _ = openssh(carol)
+    target = tmp_path / "work"
+    assert run_git("clone", f"git@{HOST}:alice/project.git", str(target), env=env).returncode == 0
+    commit_file(target, env, "nope.txt", b"no\n")
+    result = run_git("push", "origin", "main", env=env, cwd=target)
+    assert result.returncode != 0
+    assert "This needs write access to the repository." in result.stderr
+    outsider, _ = openssh(mallory)
+    result = run_git("ls-remote", f"git@{HOST}:alice/project.git", env=outsider)
+    assert result.returncode != 0
+    assert NOT_FOUND_MESSAGE in result.stderr
+
+
+def run_serv(env, key_ref: str, command: str | None) -> subprocess.CompletedProcess:
+    manage = Path(__file__).resolve().parents[2] / "manage.py"
+    env = dict(env)
+    env.pop("SSH_ORIGINAL_COMMAND", None)
+    if command is not None:
+        env["SSH_ORIGINAL_COMMAND"] = command
+    return subprocess.run(
+        [sys.executable, str(manage), "serv", key_ref],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("sh", "Unknown command 'sh'"),
+        ("env", "Unknown command 'env'"),
+        ("git-upload-pack '../other.git'", "Not a repository path"),
+        ("git-upload-pack --help", "Repository paths cannot start with '-'"),
+        ("git-upload-pack 'alice/project.git' 'x'", "takes exactly one repository path"),
+        ("git-upload-pack 'alice/missing.git'", NOT_FOUND_MESSAGE),
+    ],
+)
+def test_serv_refuses_bad_commands_with_one_line(
+    django_subprocess_env, private_repo, bob, ssh_keypair, command, message
+):
+    _, public = ssh_keypair("bob")
+    key = accounts.add_ssh_key(bob, actor=bob, title="laptop", public_key=public)
+    result = run_serv(django_subprocess_env, f"key-{key.pk}", command)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert message in result.stderr
+
+
+def test_serv_greets_a_shell_request_and_refuses_unknown_keys(django_subprocess_env, bob, admin, ssh_keypair):
+    _, public = ssh_keypair("bob")
+    key = accounts.add_ssh_key(bob, actor=bob, title="laptop", public_key=public)
+    result = run_serv(django_subprocess_env, f"key-{key.pk}", None)
+    assert result.returncode == 1
+    assert result.stdout.strip() == "Hi bob! You've authenticated, but portal does not provide shell access."
+    key_ref = f"key-{key.pk}"
+    accounts.revoke_ssh_key(key, actor=admin)
+    result = run_serv(django_subprocess_env, key_ref, "git-upload-pack 'alice/project.git'")
+    assert result.returncode == 1
+    assert "not registered" in result.stderr
+    result = run_serv(django_subprocess_env, "key-../1", "git-upload-pack 'alice/project.git'")
+    assert result.returncode == 1
+    assert "Unknown key reference" in result.stderr

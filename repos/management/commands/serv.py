@@ -1,0 +1,55 @@
+"""`manage.py serv key-<id>`: what OpenSSH runs for a portal key (see `authorized_keys`).
+
+It applies the same parsing and access checks as the embedded server, then replaces itself with git,
+so git talks to the SSH channel directly."""
+
+import os
+import re
+import sys
+
+from django.core.management.base import BaseCommand
+from django.db import connections
+
+from portal import services as accounts
+from repos.sshd import greeting
+from repos.transport import CommandRefused, prepare_git_command, ssh_key_principal
+
+
+class Command(BaseCommand):
+    help = "Run the git service named in SSH_ORIGINAL_COMMAND for a registered key (used by OpenSSH)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("key", help="key-<id>, as written by `manage.py authorized_keys`.")
+
+    def handle(self, *args, **options):
+        match = re.fullmatch(r"key-(\d{1,18})", options["key"])
+        if match is None:
+            self._refuse("Unknown key reference; the authorized_keys command line is wrong.")
+        found = ssh_key_principal(key_id=int(match.group(1)))
+        if found is None:
+            # Revoked between OpenSSH's lookup and now, or its user was deactivated.
+            self._refuse("This key is not registered with portal (or was revoked).")
+        key, principal = found
+        accounts.touch_ssh_key(key)
+        command = os.environ.get("SSH_ORIGINAL_COMMAND")
+        if not command:
+            sys.stdout.write(greeting(principal) + "\n")
+            sys.stdout.flush()
+            raise SystemExit(1)
+        try:
+            invocation = prepare_git_command(
+                principal, command, protocol="ssh", git_protocol=os.environ.get("GIT_PROTOCOL")
+            )
+        except CommandRefused as exc:
+            self._refuse(str(exc))
+        # git inherits nothing of Django but the environment we built; close the database first.
+        connections.close_all()
+        sys.stdout.flush()
+        os.chdir(invocation.repository.path)
+        # The argv comes from repos.git.service_command on a resolved path, never from the client.
+        os.execvpe(invocation.argv[0], invocation.argv, invocation.env)  # noqa: S606
+
+    def _refuse(self, message: str) -> None:
+        sys.stderr.write(message.replace("\n", " ") + "\n")
+        sys.stderr.flush()
+        raise SystemExit(1)
