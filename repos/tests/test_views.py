@@ -4,6 +4,8 @@ import re
 
 import asyncssh
 import pytest
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 
 from portal import services as accounts
 from portal.models import AuditEvent, SshKey
@@ -425,3 +427,25 @@ def test_unknown_and_deactivated_owners_are_404(client, alice, admin, mallory):
     _login(client, mallory)
     assert client.get("/nobody").status_code == 404
     assert client.get("/alice").status_code == 404
+
+
+def test_deploy_key_services_refuse_everyone_but_admins(private_repo, alice, bob, mallory):
+    with pytest.raises(PermissionDenied):
+        accounts.add_ssh_key(None, actor=bob, title="x", public_key=_public_key(), repository=private_repo)
+    with pytest.raises(Http404):
+        accounts.add_ssh_key(None, actor=mallory, title="x", public_key=_public_key(), repository=private_repo)
+    key = accounts.add_ssh_key(None, actor=alice, title="x", public_key=_public_key(), repository=private_repo)
+    with pytest.raises(PermissionDenied):
+        accounts.revoke_ssh_key(key, actor=bob)
+    assert SshKey.objects.filter(pk=key.pk).exists()
+
+
+def test_an_empty_repository_keeps_its_default_branch_when_settings_are_saved(client, alice):
+    repo = services.create_repository(actor=alice, owner=alice, name="empty", default_branch="trunk")
+    response = _login(client, alice).post(
+        "/alice/empty/settings", {"description": "Soon", "default_branch": "trunk", "visibility": "private"}
+    )
+    assert response.status_code == 302
+    repo.refresh_from_db()
+    assert (repo.description, repo.default_branch) == ("Soon", "trunk")
+    assert "git push -u origin trunk" in client.get("/alice/empty").content.decode()
