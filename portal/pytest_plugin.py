@@ -57,7 +57,7 @@ def _use_redis(workdir: Path) -> str:
         redis.Redis.from_url(url).flushdb()
     else:
         socket_path = workdir / "valkey.sock"
-        _valkey = supervisor.start_valkey(socket_path, workdir / "valkey", persist=False)
+        _valkey = supervisor.start_valkey(socket_path, workdir / "valkey", persist=False, quiet=True)
         # A crash of the session must not leave Valkey running either (it also dies with us: PDEATHSIG).
         atexit.register(_stop_valkey)
         url = f"unix://{socket_path}"

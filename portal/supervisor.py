@@ -88,7 +88,7 @@ def valkey_command(socket_path: Path, data_dir: Path, *, persist: bool = True) -
 
 
 def start_valkey(
-    socket_path: Path, data_dir: Path, *, persist: bool = True, env: dict | None = None
+    socket_path: Path, data_dir: Path, *, persist: bool = True, env: dict | None = None, quiet: bool = False
 ) -> subprocess.Popen:
     """Start an embedded Valkey in its own process group; it dies with this process if we are killed."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +102,8 @@ def start_valkey(
     return subprocess.Popen(
         valkey_command(socket_path, data_dir, persist=persist),
         stdin=subprocess.DEVNULL,
+        # Valkey logs to stdout; quiet sends its log away (a failure to start still shows as its exit status).
+        stdout=subprocess.DEVNULL if quiet else None,
         env=env,
         process_group=0,
         preexec_fn=_die_with_parent,

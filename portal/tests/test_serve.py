@@ -1,0 +1,301 @@
+"""`manage.py serve` as a real process: it starts everything, prints how to reach it, and leaves nothing behind."""
+
+import http.cookiejar
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+READY_TIMEOUT = 120
+STOP_TIMEOUT = 60
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Serve:
+    process: subprocess.Popen
+    var_dir: Path
+    http_port: int
+    ssh_port: int
+    lines: list[str] = field(default_factory=list)
+    closed: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def read(self) -> None:
+        # The pipe closes only when every process holding it (serve and all its children) has exited.
+        for line in self.process.stdout:
+            self.lines.append(line)
+        self.closed.set()
+
+    def wait_for(self, what: str, condition, timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if self.process.poll() is not None:
+                pytest.fail(f"serve exited ({self.process.returncode}) while waiting for {what}:\n{self.output}")
+            time.sleep(0.2)
+        pytest.fail(f"timed out waiting for {what}:\n{self.output}")
+
+    def stop(self, signum: int) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=STOP_TIMEOUT)
+
+    def child_pid(self, name: str) -> int:
+        return int(re.search(rf"started {name} \(pid (\d+)\)", self.output).group(1))
+
+
+def start_serve(var_dir: Path, database: Path) -> Serve:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("REDIS_URL", "PORTAL_BASE_URL", "PORTAL_INTERNAL_URL", "GIT_ROOT", "PORTAL_SSH_HOST_KEY")
+    }
+    serve = Serve(process=None, var_dir=var_dir, http_port=free_port(), ssh_port=free_port())
+    env.update(
+        DEBUG="1",
+        PORTAL_VAR_DIR=str(var_dir),
+        DATABASE_URL=f"sqlite:///{database}",
+        PORTAL_HTTP_PORT=str(serve.http_port),
+        PORTAL_SSH_PORT=str(serve.ssh_port),
+        PORTAL_WEB_WORKERS="1",
+        PORTAL_WEB_THREADS="4",
+        PYTHONUNBUFFERED="1",
+    )
+    serve.process = subprocess.Popen(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "serve", "--stop-timeout", "10"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    threading.Thread(target=serve.read, daemon=True).start()
+    return serve
+
+
+@pytest.fixture
+def serves():
+    """Starts serve processes and makes sure none outlives the test, even when an assertion fails."""
+    started: list[Serve] = []
+
+    def start(var_dir: Path, database: Path) -> Serve:
+        serve = start_serve(var_dir, database)
+        started.append(serve)
+        return serve
+
+    yield start
+    for serve in started:
+        if serve.process.poll() is None:
+            serve.process.kill()
+            serve.process.wait()
+        for pid in processes_of(serve.var_dir):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...), or None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+
+
+def _live_pids() -> dict[int, list[str]]:
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(int(entry))) and fields[0] != "Z":
+            found[int(entry)] = fields
+    return found
+
+
+def descendants(root: int) -> dict[int, str]:
+    """Live descendants of a process, each with its start time (so a reused pid is not mistaken for it)."""
+    table = _live_pids()
+    children: dict[int, list[int]] = {}
+    for pid, fields in table.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    found, todo = {}, [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found[child] = table[child][19]
+            todo.append(child)
+    return found
+
+
+def still_alive(processes: dict[int, str]) -> list[int]:
+    return [
+        pid
+        for pid, started in processes.items()
+        if (fields := _stat(pid)) and fields[0] != "Z" and fields[19] == started
+    ]
+
+
+def processes_of(var_dir: Path) -> list[int]:
+    """Live processes that inherited PORTAL_VAR_DIR from serve (those that did not rewrite their environment)."""
+    marker = f"PORTAL_VAR_DIR={var_dir}\0".encode()
+    found = []
+    for pid in _live_pids():
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ and pid != os.getpid():
+            found.append(pid)
+    return found
+
+
+def command_lines(pids: list[int]) -> str:
+    lines = []
+    for pid in pids:
+        try:
+            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            pass
+    return "\n".join(lines)
+
+
+def web_answers(serve: Serve) -> bool:
+    try:
+        status = no_redirects().open(serve.base_url + "/", timeout=5).status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    except OSError:
+        return False
+    return status == 200 or 300 <= status < 400
+
+
+def ssh_answers(serve: Serve) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", serve.ssh_port), timeout=5) as ssh:
+            return ssh.recv(64).startswith(b"SSH-2.0-")
+    except OSError:
+        return False
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def no_redirects(jar: http.cookiejar.CookieJar | None = None) -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(
+        _NoRedirect, urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar() if jar is None else jar)
+    )
+
+
+def log_in(serve: Serve, username: str, password: str) -> tuple[int, str, set[str]]:
+    """Sign in through the real login form: status, redirect target and the cookies set."""
+    jar = http.cookiejar.CookieJar()
+    opener = no_redirects(jar)
+    opener.open(serve.base_url + "/accounts/login/", timeout=10).read()
+    csrf = next(cookie.value for cookie in jar if cookie.name == "csrftoken")
+    body = urllib.parse.urlencode({"login": username, "password": password, "csrfmiddlewaretoken": csrf}).encode()
+    request = urllib.request.Request(serve.base_url + "/accounts/login/", data=body, method="POST")
+    try:
+        response = opener.open(request, timeout=10)
+        status, location = response.status, response.headers.get("Location", "")
+    except urllib.error.HTTPError as error:
+        status, location = error.code, error.headers.get("Location", "")
+    return status, location, {cookie.name for cookie in jar}
+
+
+def wait_until_ready(serve: Serve) -> dict[int, str]:
+    """Wait for the banner and the web server; return every process serve runs by then."""
+    serve.wait_for("the banner", lambda: "Portal is running" in serve.output)
+    serve.wait_for("the web server", lambda: web_answers(serve))
+    serve.wait_for("the SSH server", lambda: ssh_answers(serve))
+    return descendants(serve.process.pid)
+
+
+def assert_everything_stopped(serve: Serve, seen: dict[int, str]) -> None:
+    left = sorted(set(still_alive(seen)) | set(processes_of(serve.var_dir)))
+    assert not left, f"processes left behind:\n{command_lines(left)}"
+    # Every child inherited serve's stdout; the pipe is closed once the last of them is gone.
+    assert serve.closed.wait(timeout=10), "a process still holds serve's output open"
+    assert "serve: every process has stopped" in serve.output
+
+
+def test_serve_starts_everything_prints_the_urls_and_sigterm_stops_every_process(serves, tmp_path):
+    serve = serves(tmp_path / "var", tmp_path / "portal.sqlite3")
+    seen = wait_until_ready(serve)
+
+    output = serve.output
+    assert f"http://localhost:{serve.http_port}/" in output
+    assert f"ssh://git@localhost:{serve.ssh_port}/<owner>/<repo>.git" in output
+    assert f"http://localhost:{serve.http_port}/<owner>/<repo>.git" in output
+    assert f"embedded Valkey on unix://{tmp_path / 'var' / 'valkey.sock'}" in output
+    running = command_lines(list(seen))
+    assert "valkey-server" in running
+    assert "gunicorn portal.wsgi" in running
+    assert "manage.py sshd" in running
+    assert "manage.py rqworker default builds deploys --with-scheduler" in running
+    assert ssh_answers(serve)
+
+    password = re.search(r"password: (\S+)", output).group(1)
+    status, location, cookies = log_in(serve, "root", password)
+    assert status == 302, f"login answered {status}"
+    assert location == "/"
+    assert "sessionid" in cookies
+    status, _, cookies = log_in(serve, "root", password + "-wrong")
+    assert status == 200
+    assert "sessionid" not in cookies
+
+    assert serve.stop(signal.SIGTERM) == 0
+    assert "received SIGTERM" in serve.output
+    assert_everything_stopped(serve, seen)
+
+
+def test_ctrl_c_stops_every_process_and_a_restart_keeps_the_first_admin(serves, tmp_path):
+    var_dir, database = tmp_path / "var", tmp_path / "portal.sqlite3"
+    first = serves(var_dir, database)
+    seen = wait_until_ready(first)
+    assert "First start: created the administrator account." in first.output
+
+    assert first.stop(signal.SIGINT) == 0
+    assert "received SIGINT" in first.output
+    assert_everything_stopped(first, seen)
+
+    again = serves(var_dir, database)
+    seen = wait_until_ready(again)
+    assert "administrator account" not in again.output
+    assert "password:" not in again.output
+    assert again.stop(signal.SIGINT) == 0
+    assert_everything_stopped(again, seen)
+
+
+def test_a_child_that_dies_stops_the_others_and_serve_fails_naming_it(serves, tmp_path):
+    serve = serves(tmp_path / "var", tmp_path / "portal.sqlite3")
+    seen = wait_until_ready(serve)
+    worker = serve.child_pid("worker")
+
+    os.kill(worker, signal.SIGKILL)
+
+    assert serve.process.wait(timeout=STOP_TIMEOUT) != 0
+    assert f"error: worker (pid {worker}) was killed by SIGKILL; stopping everything else" in serve.output
+    assert_everything_stopped(serve, seen)

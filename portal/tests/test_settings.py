@@ -1,0 +1,89 @@
+"""Production mode: it refuses to start half-configured, and passes Django's deployment checks when configured."""
+
+import os
+import secrets
+import subprocess
+import sys
+
+from django.conf import settings
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), *args],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def production_env(tmp_path, **overrides: str) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("SECRET_KEY", "ALLOWED_HOSTS", "PORTAL_BASE_URL", "DEBUG", "DJANGO_SETTINGS_MODULE")
+    }
+    env.update(
+        DEBUG="0",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="git.example.com",
+        PORTAL_BASE_URL="https://git.example.com",
+        PORTAL_VAR_DIR=str(tmp_path / "var"),
+    )
+    env.update(overrides)
+    return {name: value for name, value in env.items() if value is not None}
+
+
+def test_production_mode_refuses_to_start_without_a_secret_key(tmp_path):
+    env = production_env(tmp_path)
+    del env["SECRET_KEY"]
+
+    result = manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "DEBUG is off (production mode), so SECRET_KEY must be set in the environment" in result.stderr
+
+
+def test_production_mode_refuses_to_start_without_allowed_hosts(tmp_path):
+    env = production_env(tmp_path, ALLOWED_HOSTS="")
+
+    result = manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "so ALLOWED_HOSTS must be set" in result.stderr
+
+
+def test_production_mode_names_every_missing_setting(tmp_path):
+    env = production_env(tmp_path, ALLOWED_HOSTS="", SECRET_KEY="")
+
+    result = manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "so SECRET_KEY and ALLOWED_HOSTS must be set" in result.stderr
+
+
+def test_a_configured_production_setup_passes_the_deployment_checks(tmp_path):
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env(tmp_path))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_the_deployment_checks_catch_a_weak_secret_key(tmp_path):
+    # The checks are live: a short key is a warning, and warnings fail the deployment check.
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env(tmp_path, SECRET_KEY="short"))
+
+    assert result.returncode != 0
+    assert "security.W009" in result.stdout + result.stderr
+
+
+def test_development_mode_needs_no_configuration(tmp_path):
+    env = production_env(tmp_path, DEBUG="1")
+    for name in ("SECRET_KEY", "ALLOWED_HOSTS", "PORTAL_BASE_URL"):
+        del env[name]
+
+    result = manage("check", env=env)
+
+    assert result.returncode == 0, result.stderr
