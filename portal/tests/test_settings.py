@@ -1,6 +1,7 @@
 """Production mode: it refuses to start half-configured, and passes Django's deployment checks when configured."""
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -87,3 +88,12 @@ def test_development_mode_needs_no_configuration(tmp_path):
     result = manage("check", env=env)
 
     assert result.returncode == 0, result.stderr
+
+
+def test_env_example_lists_every_setting_read_from_the_environment():
+    source = (settings.BASE_DIR / "portal" / "settings.py").read_text()
+    read = set(re.findall(r"(?:env(?:bool|int|list|path)|os\.environ\.get)\(\s*\"([A-Z0-9_]+)\"", source))
+    listed = set(re.findall(r"^#?([A-Z0-9_]+)=", (settings.BASE_DIR / ".env.example").read_text(), re.MULTILINE))
+
+    assert {"DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL"} <= read
+    assert read - listed == set(), "settings.py reads these, but .env.example does not list them"
