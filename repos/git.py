@@ -140,7 +140,11 @@ def update_ref(path: Path, ref_name: str, new_sha: str, old_sha: str, *, message
 
 
 def is_empty(path: Path) -> bool:
-    return _open(path).is_empty
+    """No refs at all, as git itself means it.
+
+    libgit2's is_empty only recognises an unborn HEAD named after init.defaultBranch (master), so a
+    fresh repository whose HEAD is main would look non-empty."""
+    return next(iter(_open(path).references), None) is None
 
 
 def set_default_branch(path: Path, branch: str) -> None:
