@@ -180,3 +180,18 @@ def git_ssh_env(ssh_server, tmp_path):
         }
 
     return make
+
+
+# Redis: portal/pytest_plugin.py exports REDIS_URL for the whole session (a Valkey of its own, or the
+# REDIS_URL given, on a database of its own) before the settings are read.
+
+
+@pytest.fixture
+def rq_queues():
+    """The rq queues (default, builds, deploys) on the session's Redis, empty at the start and end of the test."""
+    import django_rq
+
+    connection = django_rq.get_connection("default")
+    connection.flushdb()
+    yield {name: django_rq.get_queue(name) for name in ("default", "builds", "deploys")}
+    connection.flushdb()

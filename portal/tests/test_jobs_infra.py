@@ -34,10 +34,9 @@ def run_burst_worker(tmp_path: Path, *queues: str) -> subprocess.CompletedProces
     )
 
 
-def test_a_real_worker_runs_a_job_enqueued_on_the_default_queue(tmp_path):
+def test_a_real_worker_runs_a_job_enqueued_on_the_default_queue(rq_queues, tmp_path):
     marker = tmp_path / "marker.txt"
-    queue = django_rq.get_queue("default")
-    job = queue.enqueue(write_marker, str(marker), "hello from the queue")
+    job = rq_queues["default"].enqueue(write_marker, str(marker), "hello from the queue")
 
     worker = run_burst_worker(tmp_path, "default")
 
@@ -48,15 +47,15 @@ def test_a_real_worker_runs_a_job_enqueued_on_the_default_queue(tmp_path):
     assert job.return_value() == "wrote 20 characters"
 
 
-def test_a_failing_job_is_recorded_as_failed_with_its_error(tmp_path):
-    job = django_rq.get_queue("default").enqueue(fail_loudly)
+def test_a_failing_job_is_recorded_as_failed_with_its_error(rq_queues, tmp_path):
+    job = rq_queues["default"].enqueue(fail_loudly)
 
     worker = run_burst_worker(tmp_path, "default")
 
     assert worker.returncode == 0, worker.stderr
     job.refresh()
     assert job.get_status() == JobStatus.FAILED
-    assert job.id in django_rq.get_queue("default").failed_job_registry.get_job_ids()
+    assert job.id in rq_queues["default"].failed_job_registry.get_job_ids()
     assert "this job fails on purpose" in job.latest_result().exc_string
 
 
@@ -66,3 +65,16 @@ def test_the_queues_use_the_redis_of_the_test_session():
     for name in ("default", "builds", "deploys"):
         assert settings.RQ_QUEUES[name]["URL"] == os.environ["REDIS_URL"]
         assert django_rq.get_connection(name).ping()
+
+
+def test_a_job_waits_in_its_own_queue_until_a_worker_listens_there(rq_queues, tmp_path):
+    marker = tmp_path / "marker.txt"
+    job = rq_queues["builds"].enqueue(write_marker, str(marker), "built")
+
+    run_burst_worker(tmp_path, "default")
+    assert not marker.exists()
+    assert job.get_status(refresh=True) == JobStatus.QUEUED
+
+    run_burst_worker(tmp_path, "builds", "deploys")
+    assert marker.read_text() == "built"
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
