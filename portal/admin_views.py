@@ -41,7 +41,7 @@ def users(request: HttpRequest) -> HttpResponse:
 
 def user_create(request: HttpRequest) -> HttpResponse:
     require_site_admin(request.user)
-    form = CreateUserForm(request.POST or None)
+    form = CreateUserForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             user = services.create_user(actor=request.user, **form.cleaned_data)
@@ -92,7 +92,9 @@ def user_set_admin(request: HttpRequest, username: str) -> HttpResponse:
 def keys(request: HttpRequest) -> HttpResponse:
     require_site_admin(request.user)
     query = request.GET.get("q", "").strip()
-    form = AdminSshKeyForm(request.POST or None, initial={"username": request.GET.get("user", "")})
+    form = AdminSshKeyForm(
+        request.POST if request.method == "POST" else None, initial={"username": request.GET.get("user", "")}
+    )
     if request.method == "POST" and form.is_valid():
         owner = User.objects.people().filter(username__iexact=form.cleaned_data["username"].strip()).first()
         if owner is None:
@@ -144,7 +146,9 @@ def audit(request: HttpRequest) -> HttpResponse:
 
 def site_settings(request: HttpRequest) -> HttpResponse:
     require_site_admin(request.user)
-    form = SiteSettingsForm(request.POST or None, initial={"open_signup": SiteSettings.load().open_signup})
+    form = SiteSettingsForm(
+        request.POST if request.method == "POST" else None, initial={"open_signup": SiteSettings.load().open_signup}
+    )
     if request.method == "POST" and form.is_valid():
         services.set_open_signup(actor=request.user, open_signup=form.cleaned_data["open_signup"])
         messages.success(request, "Site settings saved.")

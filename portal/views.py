@@ -34,7 +34,9 @@ def settings_index(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def settings_profile(request: HttpRequest) -> HttpResponse:
-    form = ProfileForm(request.POST or None, initial={"full_name": request.user.full_name})
+    form = ProfileForm(
+        request.POST if request.method == "POST" else None, initial={"full_name": request.user.full_name}
+    )
     if request.method == "POST" and form.is_valid():
         services.update_profile(request.user, actor=request.user, full_name=form.cleaned_data["full_name"])
         messages.success(request, "Profile saved.")
@@ -44,7 +46,7 @@ def settings_profile(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def settings_keys(request: HttpRequest) -> HttpResponse:
-    form = SshKeyForm(request.POST or None)
+    form = SshKeyForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             key = services.add_ssh_key(
@@ -73,7 +75,7 @@ def settings_key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
 
 @login_required
 def settings_tokens(request: HttpRequest) -> HttpResponse:
-    form = AccessTokenForm(request.POST or None, allow_admin=is_site_admin(request.user))
+    form = AccessTokenForm(request.POST if request.method == "POST" else None, allow_admin=is_site_admin(request.user))
     if request.method == "POST" and form.is_valid():
         try:
             token, raw = services.create_access_token(
@@ -108,5 +110,10 @@ def settings_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
 def settings_security(request: HttpRequest) -> HttpResponse:
     authenticators = Authenticator.objects.filter(user=request.user).order_by("type")
     emails = request.user.emailaddress_set.order_by("-primary", "email")
-    context = {"authenticators": authenticators, "emails": emails, "section": "security"}
+    context = {
+        "authenticators": authenticators,
+        "emails": emails,
+        "has_unverified_email": any(not address.verified for address in emails),
+        "section": "security",
+    }
     return render(request, "portal/settings/security.html", context)
