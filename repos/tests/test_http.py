@@ -382,3 +382,15 @@ def test_a_100_mb_incompressible_push_arrives_intact(gunicorn_server, private_re
     copy, result = clone(url, git_env, tmp_path, "copy", "--branch", "big")
     assert result.returncode == 0, result.stderr
     assert hashlib.sha256((copy / "big.bin").read_bytes()).hexdigest() == expected
+
+
+def test_a_malformed_git_protocol_header_is_refused(server, alice, client):
+    repo_services.create_repository(actor=alice, owner=alice, name="open", visibility=Visibility.PUBLIC)
+    response = client.get(
+        "/alice/open.git/info/refs", {"service": "git-upload-pack"}, HTTP_GIT_PROTOCOL="version=2\nGIT_DIR=/etc"
+    )
+    assert response.status_code == 400
+    assert b"Git-Protocol" in response.content
+    ok = client.get("/alice/open.git/info/refs", {"service": "git-upload-pack"}, HTTP_GIT_PROTOCOL="version=2")
+    assert ok.status_code == 200
+    assert b"".join(ok.streaming_content).startswith(b"000eversion 2\n")
