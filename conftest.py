@@ -195,3 +195,66 @@ def rq_queues():
     connection.flushdb()
     yield {name: django_rq.get_queue(name) for name in ("default", "builds", "deploys")}
     connection.flushdb()
+
+
+# Browser: the system's Chromium driven by Playwright, launched once per test session.
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole session (CHROMIUM_PATH overrides where it lives)."""
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make are still synchronous.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"), args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def new_page(browser, live_server):
+    """new_page(): a tab in a fresh browser context (its own cookies) on the live server, closed after the test."""
+    contexts = []
+
+    def make():
+        context = browser.new_context(base_url=live_server.url)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def sign_in_page(new_page, password):
+    """sign_in_page(user): a new tab signed in as user through the real sign-in form."""
+
+    def make(user):
+        page = new_page()
+        page.goto("/accounts/login/")
+        page.fill("input[name=login]", user.username)
+        page.fill("input[name=password]", password)
+        page.click("form.stack button[type=submit]")
+        page.wait_for_url(lambda url: "/accounts/login/" not in url)
+        return page
+
+    return make
