@@ -13,6 +13,7 @@ import pytest
 from portal import services as accounts
 from portal.models import SshKey
 from repos import git
+from repos.models import Push
 from repos.sshd import load_host_key
 from repos.transport import NOT_FOUND_MESSAGE, safe_git_protocol
 
@@ -69,6 +70,9 @@ def test_writer_clones_and_pushes_a_private_repository(ssh_server, private_repo,
     assert result.returncode == 0, result.stderr
     local = run_git("rev-parse", "HEAD", env=env, cwd=work).stdout.strip()
     assert git.branch_sha(private_repo.path, "main") == local
+    # The hooks called back with the push secret the server put in git's environment.
+    push = Push.objects.get(repository=private_repo, new_sha=local)
+    assert (push.pusher, push.protocol, push.ref) == (bob, "ssh", "refs/heads/main")
     key.refresh_from_db()
     assert key.last_used is not None
 
@@ -142,13 +146,16 @@ def test_read_only_deploy_key_clones_but_cannot_push(ssh_server, private_repo, a
 
 
 def test_writable_deploy_key_pushes(ssh_server, private_repo, alice, key_for, tmp_path):
-    env, _ = key_for(None, actor=alice, repository=private_repo, writable=True)
+    env, key = key_for(None, actor=alice, repository=private_repo, writable=True)
     work, result = clone(ssh_server, env, tmp_path)
     assert result.returncode == 0, result.stderr
     commit_file(work, env, "deploy.txt", b"d\n")
     result = run_git("push", "origin", "main", env=env, cwd=work)
     assert result.returncode == 0, result.stderr
-    assert git.branch_sha(private_repo.path, "main") == run_git("rev-parse", "HEAD", env=env, cwd=work).stdout.strip()
+    local = run_git("rev-parse", "HEAD", env=env, cwd=work).stdout.strip()
+    assert git.branch_sha(private_repo.path, "main") == local
+    push = Push.objects.get(repository=private_repo, new_sha=local)
+    assert (push.pusher, push.deploy_key, push.protocol) == (None, key, "ssh")
 
 
 def test_deploy_key_of_one_repository_cannot_see_another(ssh_server, private_repo, alice, key_for, tmp_path):
