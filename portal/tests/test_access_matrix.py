@@ -1,0 +1,374 @@
+"""The authorization matrix: every route of the URL table and of the API schema, and both git
+transports, asked by {anonymous, outsider, reader, writer, admin} about a private repository.
+
+A route without an entry in the tables below fails test_every_route_has_a_policy, so a new route
+cannot ship without saying who may use it."""
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import asyncssh
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+
+from portal import services as accounts
+from portal.tests.api_schema import api_operations
+from repos import services as repo_services
+from repos.models import Role
+
+PEOPLE = ("anonymous", "outsider", "reader", "writer", "admin")
+# Who each column is: alice owns alice/project, bob writes, carol reads, mallory has no access.
+WHO = {"outsider": "mallory", "reader": "carol", "writer": "bob", "admin": "alice"}
+RANK = {"reader": Role.READ, "writer": Role.WRITE, "admin": Role.ADMIN}
+
+# Policies.
+PUBLIC = "public"  # anyone
+LOGIN = "login"  # anyone signed in; anonymous is sent to the login page
+SITE_ADMIN = "site-admin"  # site administrators only; everyone else gets 404
+ORG_MEMBER = "org-member"  # members of the organization see it; outsiders get 404
+ORG_OWNER = "org-owner"  # owners change it; members get 403; outsiders 404
+HOOK = "hook"  # git hooks only, with the per-push secret
+PASSWORD = "password"  # HTTP Basic with the account's password only: a token is not enough
+HIDDEN = "hidden"  # nobody
+
+
+def repo(need: Role) -> str:
+    return f"repo-{need.label}"
+
+
+@dataclass(frozen=True)
+class Case:
+    policy: str
+    method: str = "GET"
+    kwargs: dict = field(default_factory=dict)
+    # For an unnamed route, the URL to ask.
+    url: str = ""
+
+
+R = {"owner": "alice", "name": "project"}
+# acme/tool gives the same people the same roles through the organization's teams.
+T = {"owner": "acme", "name": "tool"}
+ORG = {"org": "acme"}
+
+# Every named web route. Third-party routes (django-allauth's account pages, the API's own
+# router, which is checked from its schema below) are covered by their own test suites.
+WEB_ROUTES: dict[str, list[Case]] = {
+    "portal:home": [Case(PUBLIC)],
+    "portal:settings": [Case(LOGIN)],
+    "portal:settings_profile": [Case(LOGIN), Case(LOGIN, "POST")],
+    "portal:settings_keys": [Case(LOGIN), Case(LOGIN, "POST")],
+    "portal:settings_key_delete": [Case(LOGIN, "POST", {"key_id": "@own_key"})],
+    "portal:settings_tokens": [Case(LOGIN), Case(LOGIN, "POST")],
+    "portal:settings_token_revoke": [Case(LOGIN, "POST", {"token_id": "@own_token"})],
+    "portal:settings_security": [Case(LOGIN)],
+    "portal:admin": [Case(SITE_ADMIN)],
+    "portal:admin_users": [Case(SITE_ADMIN)],
+    "portal:admin_user_create": [Case(SITE_ADMIN), Case(SITE_ADMIN, "POST")],
+    "portal:admin_user_active": [Case(SITE_ADMIN, "POST", {"username": "carol"})],
+    "portal:admin_user_admin": [Case(SITE_ADMIN, "POST", {"username": "carol"})],
+    "portal:admin_keys": [Case(SITE_ADMIN), Case(SITE_ADMIN, "POST")],
+    "portal:admin_key_revoke": [Case(SITE_ADMIN, "POST", {"key_id": "@carol_key"})],
+    "portal:admin_audit": [Case(SITE_ADMIN)],
+    "portal:admin_settings": [Case(SITE_ADMIN), Case(SITE_ADMIN, "POST")],
+    "orgs:new": [Case(LOGIN), Case(LOGIN, "POST")],
+    "orgs:teams": [Case(ORG_MEMBER, kwargs=ORG)],
+    "orgs:new_team": [Case(ORG_OWNER, kwargs=ORG), Case(ORG_OWNER, "POST", ORG)],
+    "orgs:team": [Case(ORG_MEMBER, kwargs=ORG | {"team": "devs"})],
+    "orgs:member_add": [Case(ORG_OWNER, "POST", ORG | {"team": "devs"})],
+    "orgs:member_remove": [Case(ORG_OWNER, "POST", ORG | {"team": "devs", "username": "bob"})],
+    "repos:new": [Case(LOGIN), Case(LOGIN, "POST")],
+    "repos:owner": [Case(PUBLIC, kwargs={"owner": "alice"})],
+    "repos:detail": [Case(repo(Role.READ), kwargs=R)],
+    "repos:settings": [Case(repo(Role.ADMIN), kwargs=R), Case(repo(Role.ADMIN), "POST", R)],
+    "repos:rename": [Case(repo(Role.ADMIN), "POST", R)],
+    "repos:transfer": [Case(repo(Role.ADMIN), "POST", R)],
+    "repos:delete": [Case(repo(Role.ADMIN), "POST", R)],
+    "repos:collaborators": [Case(repo(Role.ADMIN), kwargs=R), Case(repo(Role.ADMIN), "POST", R)],
+    "repos:collaborator_role": [Case(repo(Role.ADMIN), "POST", R | {"username": "carol"})],
+    "repos:collaborator_remove": [Case(repo(Role.ADMIN), "POST", R | {"username": "mallory"})],
+    "repos:team_add": [Case(repo(Role.ADMIN), "POST", T)],
+    "repos:team_role": [Case(repo(Role.ADMIN), "POST", T | {"team": "devs"})],
+    "repos:team_remove": [Case(repo(Role.ADMIN), "POST", T | {"team": "ops"})],
+    "repos:deploy_keys": [Case(repo(Role.ADMIN), kwargs=R), Case(repo(Role.ADMIN), "POST", R)],
+    "repos:deploy_key_remove": [Case(repo(Role.ADMIN), "POST", R | {"key_id": "@deploy_key"})],
+    "api:api-root": [Case(HIDDEN)],
+    "api:openapi-json": [Case(PUBLIC)],
+    "api:openapi-view": [Case(PUBLIC)],
+    "api-docs-asset": [Case(PUBLIC, kwargs={"name": "swagger-ui.css"})],
+    # The API's JSON 404 for every other path under /api/v1/.
+    "^(?P<rest>.*)$": [Case(HIDDEN, url="/api/v1/no/such/endpoint")],
+    "internal:pre_receive": [Case(HOOK, "POST")],
+    "internal:post_receive": [Case(HOOK, "POST")],
+    # Smart HTTP is exercised with real credentials in test_git_http_matrix.
+    "git_info_refs": [],
+    "git_upload_pack": [],
+    "git_receive_pack": [],
+}
+
+A = "/api/v1"
+RP = "/repos/{owner}/{repo}"
+API_ROUTES: dict[tuple[str, str], str] = {
+    ("GET", f"{A}/user"): LOGIN,
+    ("GET", f"{A}/user/settings"): LOGIN,
+    ("PATCH", f"{A}/user/settings"): LOGIN,
+    ("GET", f"{A}/user/keys"): LOGIN,
+    ("POST", f"{A}/user/keys"): LOGIN,
+    ("GET", f"{A}/user/keys/{{id}}"): LOGIN,
+    ("DELETE", f"{A}/user/keys/{{id}}"): LOGIN,
+    ("GET", f"{A}/user/repos"): LOGIN,
+    ("POST", f"{A}/user/repos"): LOGIN,
+    ("POST", f"{A}/orgs"): LOGIN,
+    ("POST", f"{A}/orgs/{{org}}/repos"): ORG_OWNER,
+    ("GET", f"{A}/users/{{username}}/tokens"): LOGIN,
+    ("POST", f"{A}/users/{{username}}/tokens"): PASSWORD,
+    ("DELETE", f"{A}/users/{{username}}/tokens/{{id}}"): LOGIN,
+    ("GET", f"{A}/admin/users"): SITE_ADMIN,
+    ("POST", f"{A}/admin/users"): SITE_ADMIN,
+    ("GET", f"{A}/admin/keys"): SITE_ADMIN,
+    ("GET", f"{A}/admin/users/{{username}}/keys"): SITE_ADMIN,
+    ("POST", f"{A}/admin/users/{{username}}/keys"): SITE_ADMIN,
+    ("DELETE", f"{A}/admin/users/{{username}}/keys/{{id}}"): SITE_ADMIN,
+    ("GET", f"{A}/admin/audit"): SITE_ADMIN,
+    ("GET", f"{A}{RP}"): repo(Role.READ),
+    ("PATCH", f"{A}{RP}"): repo(Role.ADMIN),
+    ("GET", f"{A}{RP}/branches"): repo(Role.READ),
+    ("GET", f"{A}{RP}/collaborators"): repo(Role.READ),
+    ("PUT", f"{A}{RP}/collaborators/{{username}}"): repo(Role.ADMIN),
+    ("DELETE", f"{A}{RP}/collaborators/{{username}}"): repo(Role.ADMIN),
+    ("GET", f"{A}{RP}/keys"): repo(Role.ADMIN),
+    ("POST", f"{A}{RP}/keys"): repo(Role.ADMIN),
+    ("GET", f"{A}{RP}/keys/{{id}}"): repo(Role.ADMIN),
+    ("DELETE", f"{A}{RP}/keys/{{id}}"): repo(Role.ADMIN),
+    # Last, because it succeeds for the repository's admin.
+    ("DELETE", f"{A}{RP}"): repo(Role.ADMIN),
+}
+
+
+def _named_routes(patterns=None, namespace: str = "") -> dict[str, str]:
+    """Every named route of ours, as {qualified name: the module of its view}."""
+    routes: dict[str, str] = {}
+    for pattern in patterns if patterns is not None else get_resolver().url_patterns:
+        if isinstance(pattern, URLResolver):
+            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            routes |= _named_routes(pattern.url_patterns, inner)
+        elif isinstance(pattern, URLPattern):
+            module = getattr(pattern.callback, "__module__", "")
+            if module.split(".")[0] in ("allauth", "ninja"):
+                continue
+            routes[f"{namespace}{pattern.name or pattern.pattern}"] = module
+    return routes
+
+
+def test_every_route_has_a_policy():
+    routes = _named_routes()
+    missing = sorted(set(routes) - set(WEB_ROUTES))
+    assert not missing, f"routes without an entry in the authorization matrix: {missing}"
+    stale = sorted(set(WEB_ROUTES) - set(routes))
+    assert not stale, f"matrix entries for routes that no longer exist: {stale}"
+
+
+def test_every_api_operation_has_a_policy():
+    operations = set(api_operations())
+    missing = sorted(operations - set(API_ROUTES))
+    assert not missing, f"API operations without an entry in the authorization matrix: {missing}"
+    stale = sorted(set(API_ROUTES) - operations)
+    assert not stale, f"matrix entries for API operations that no longer exist: {stale}"
+
+
+@pytest.fixture
+def world(private_repo, alice, bob, carol, mallory, admin):
+    """alice/project (private) and the organization acme (alice owns it; bob is in its devs team)."""
+    org = accounts.create_organization(actor=alice, name="acme")
+    devs = accounts.create_team(org, actor=alice, name="devs")
+    accounts.add_team_member(devs, bob, actor=alice)
+    ops = accounts.create_team(org, actor=alice, name="ops")
+    accounts.add_team_member(ops, carol, actor=alice)
+    tool = repo_services.create_repository(actor=alice, owner=org, name="tool")
+    repo_services.set_team_role(tool, devs, actor=alice, role=Role.WRITE)
+    repo_services.set_team_role(tool, ops, actor=alice, role=Role.READ)
+    deploy_key = accounts.add_ssh_key(None, actor=alice, title="ci", public_key=_public_key(), repository=private_repo)
+    people = {"outsider": mallory, "reader": carol, "writer": bob, "admin": alice, "site-admin": admin}
+    tokens, refs = {}, {}
+    for role, user in people.items():
+        scopes = ["api", "write:repo"] + (["admin"] if role == "site-admin" else [])
+        token, tokens[role] = accounts.create_access_token(
+            user, actor=user, name="matrix", scopes=scopes, expires_at=timezone.now() + timedelta(days=1)
+        )
+        key = accounts.add_ssh_key(user, actor=user, title="laptop", public_key=_public_key())
+        # A second token, for the route that revokes one (revoking the caller's own would end the test).
+        spare, _ = accounts.create_access_token(user, actor=user, name="spare", scopes=["api"], expires_at=None)
+        refs[role] = {"@own_key": key.pk, "@own_token": spare.pk}
+    for role in refs:
+        refs[role] |= {"@carol_key": refs["reader"]["@own_key"], "@deploy_key": deploy_key.pk}
+    return {"people": people, "tokens": tokens, "refs": refs}
+
+
+def _public_key() -> str:
+    return asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+
+
+def _expected(policy: str, who: str) -> str:
+    """What a person should get: 'ok', 'login' (sent to sign in), 'unauthorized', 'forbidden' or 'hidden'."""
+    if policy == PUBLIC:
+        return "ok"
+    if policy == LOGIN:
+        return "login" if who == "anonymous" else "ok"
+    if policy == SITE_ADMIN:
+        return "ok" if who == "site-admin" else "hidden"
+    if policy in (ORG_MEMBER, ORG_OWNER):
+        # alice owns acme, bob is a member; carol and mallory are outsiders to it.
+        if who in ("admin", "site-admin"):
+            return "ok"
+        # bob (writer) is in devs, carol (reader) in ops: both are members but not owners.
+        if who in ("writer", "reader"):
+            return "ok" if policy == ORG_MEMBER else "forbidden"
+        return "hidden"
+    if policy == HOOK:
+        return "refused"
+    if policy == HIDDEN:
+        return "hidden"
+    if policy == PASSWORD:
+        return "login"
+    need = Role.from_name(policy.removeprefix("repo-"))
+    if who == "site-admin":
+        return "ok"
+    if who in ("anonymous", "outsider"):
+        return "hidden"
+    return "ok" if RANK[who] >= need else "forbidden"
+
+
+def _outcome(response, *, api: bool, hook: bool = False) -> str:
+    status = response.status_code
+    if hook and status == 403:
+        return "refused"
+    if status == 404:
+        return "hidden"
+    if status == 403:
+        return "forbidden"
+    if status == 401:
+        return "login" if api else "unauthorized"
+    if status == 400 and hook:
+        return "refused"
+    if status in (301, 302) and "/accounts/login/" in response.get("Location", ""):
+        return "login"
+    assert status < 500, f"server error {status}"
+    return "ok"
+
+
+def _client(world, who: str) -> Client:
+    client = Client()
+    if who != "anonymous":
+        client.force_login(world["people"][who])
+    return client
+
+
+@pytest.mark.parametrize("who", [*PEOPLE, "site-admin"])
+def test_web_routes_follow_the_matrix(world, who):
+    from django.urls import reverse
+
+    client = _client(world, who)
+    failures = []
+    refs = world["refs"].get(who, world["refs"]["outsider"])
+    for name, cases in WEB_ROUTES.items():
+        for case in cases:
+            kwargs = {k: refs.get(v, v) if isinstance(v, str) else v for k, v in case.kwargs.items()}
+            url = case.url or reverse(name, kwargs=kwargs)
+            response = client.post(url) if case.method == "POST" else client.get(url)
+            expected = _expected(case.policy, who)
+            got = _outcome(response, api=False, hook=case.policy == HOOK)
+            # A hidden private repository may also send anonymous visitors to sign in: that reveals nothing.
+            if expected == "hidden" and who == "anonymous" and got == "login":
+                continue
+            if got != expected:
+                failures.append(f"{case.method} {url}: expected {expected}, got {got} ({response.status_code})")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("who", [*PEOPLE, "site-admin"])
+def test_api_operations_follow_the_matrix(world, who):
+    client = Client()
+    headers = {} if who == "anonymous" else {"HTTP_AUTHORIZATION": f"token {world['tokens'][who]}"}
+    me = WHO.get(who, "root")
+    refs = world["refs"].get(who, world["refs"]["outsider"])
+    failures = []
+    for (method, path), policy in API_ROUTES.items():
+        # Token routes name the caller; key ids are the caller's own key, or the repository's deploy key.
+        own = path.startswith(f"{A}/users/") or path.startswith(f"{A}/user/")
+        values = {
+            "owner": "alice",
+            "repo": "project",
+            "org": "acme",
+            "username": me if own else "carol",
+            "id": refs["@own_token"]
+            if "tokens" in path
+            else refs["@deploy_key"]
+            if path.startswith(f"{A}{RP.split('{')[0]}")
+            else refs["@own_key"]
+            if own
+            else refs["@carol_key"],
+        }
+        url = path.format(**values)
+        body = json.dumps(_api_body(method, path))
+        response = client.generic(method, url, data=body, content_type="application/json", **headers)
+        expected, got = _expected(policy, who), _outcome(response, api=True)
+        if expected == "hidden" and who == "anonymous" and got == "login":
+            continue
+        # The API answers 403 (not 404) to signed-in non-admins on admin endpoints, as Gitea does, and
+        # to outsiders creating repositories in an organization, whose name is public anyway.
+        if policy in (SITE_ADMIN, ORG_OWNER) and expected == "hidden" and got == "forbidden":
+            continue
+        # Acting on another user's tokens, or on a missing id, is a 404 for a signed-in caller.
+        if expected == "ok" and got in ("hidden", "unauthorized") and ("{id}" in path or "{username}" in path):
+            continue
+        if got != expected:
+            failures.append(f"{method} {url}: expected {expected}, got {got} ({response.status_code})")
+    assert not failures, "\n".join(failures)
+
+
+def _api_body(method: str, path: str) -> dict:
+    """A valid body for each write, so the answer is about access and not about the schema."""
+    if method not in ("POST", "PUT", "PATCH"):
+        return {}
+    if path.endswith("/keys"):
+        return {"title": "matrix", "key": _public_key()}
+    if path.endswith("/repos"):
+        return {"name": f"matrix-{uuid.uuid4().hex[:8]}"}
+    if path.endswith("/orgs"):
+        return {"username": f"org-{uuid.uuid4().hex[:8]}"}
+    if path.endswith("/admin/users"):
+        name = f"user-{uuid.uuid4().hex[:8]}"
+        return {"username": name, "email": f"{name}@example.com"}
+    if path.endswith("/tokens"):
+        return {"name": "matrix-2", "scopes": ["api"]}
+    if "/collaborators/" in path:
+        return {"permission": "read"}
+    if path.endswith("/settings"):
+        return {"full_name": "Someone"}
+    return {}
+
+
+def _basic(username: str, token: str) -> dict:
+    return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{username}:{token}".encode()).decode()}
+
+
+@pytest.mark.parametrize("who", PEOPLE)
+def test_git_http_matrix(world, who):
+    """Both smart-HTTP services: anonymous is challenged, outsiders see nothing, readers cannot push."""
+    client = Client()
+    headers = {} if who == "anonymous" else _basic(WHO[who], world["tokens"][who])
+    for service, need in (("git-upload-pack", Role.READ), ("git-receive-pack", Role.WRITE)):
+        response = client.get(f"/alice/project.git/info/refs?service={service}", **headers)
+        if who == "anonymous":
+            assert response.status_code == 401
+        elif who == "outsider":
+            assert response.status_code == 404
+        elif RANK[who] >= need:
+            assert response.status_code == 200, (who, service)
+            assert response["Content-Type"] == f"application/x-{service}-advertisement"
+        else:
+            assert response.status_code == 403, (who, service)
