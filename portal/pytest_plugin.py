@@ -77,6 +77,10 @@ def pytest_load_initial_conftests(early_config, parser, args):
     home = workdir / "home"
     home.mkdir()
     _set_git_identity(home)
+    # whitenoise warns on every request handler it builds when STATIC_ROOT is missing; tests collect nothing.
+    static_root = workdir / "staticfiles"
+    static_root.mkdir()
+    os.environ["STATIC_ROOT"] = str(static_root)
     _use_redis(workdir)
 
 

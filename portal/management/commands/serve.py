@@ -84,6 +84,9 @@ class Command(BaseCommand):
         if not settings.DEBUG:
             # whitenoise serves the collected, compressed files in production mode.
             call_command("collectstatic", interactive=False, verbosity=0)
+        else:
+            # In development whitenoise serves from the apps' folders, but it warns when STATIC_ROOT is missing.
+            settings.STATIC_ROOT.mkdir(parents=True, exist_ok=True)
         # Children open their own connections; an inherited SQLite handle must not be shared.
         connections.close_all()
 
