@@ -222,6 +222,30 @@ async def _flush(process: asyncssh.SSHServerProcess) -> None:
     await process.stdout.drain()
 
 
+def hold_window_for_queued_data(channel: asyncssh.SSHServerChannel) -> None:
+    """Re-open the client's send window only for data git has taken, not for data still queued.
+
+    asyncssh (2.24) refills the window to its full size whenever it hands one packet to a paused
+    stream, even while many more wait in the channel's queue. When git reads slower than the client
+    sends, each refill lets in another window's worth, and a 100 MB push piled up about 60 MB in
+    memory. Counting the queued bytes as still outstanding keeps everything a client can make us
+    hold to one window (plus the stream's own buffer of the same size)."""
+    deliver = getattr(channel, "_deliver_data", None)
+    if deliver is None or not hasattr(channel, "_recv_buf") or not hasattr(channel, "_recv_window"):
+        logger.warning("asyncssh internals changed: receive flow control is left to asyncssh")
+        return
+
+    def deliver_counting_queue(data: bytes, datatype: Any) -> None:
+        queued = sum(len(chunk) for chunk, _ in channel._recv_buf)
+        channel._recv_window += queued
+        try:
+            deliver(data, datatype)
+        finally:
+            channel._recv_window -= queued
+
+    channel._deliver_data = deliver_counting_queue
+
+
 async def run_git(process: asyncssh.SSHServerProcess, invocation: GitInvocation) -> int:
     """Run git with explicit copy loops between the channel and the process; return git's status."""
     proc = await asyncio.create_subprocess_exec(
@@ -234,6 +258,7 @@ async def run_git(process: asyncssh.SSHServerProcess, invocation: GitInvocation)
         limit=CHUNK_SIZE,
     )
     process.channel.set_write_buffer_limits(high=CHANNEL_HIGH_WATER)
+    hold_window_for_queued_data(process.channel)
 
     async def client_to_git() -> None:
         assert proc.stdin is not None
