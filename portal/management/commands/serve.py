@@ -5,7 +5,7 @@ import secrets
 import sys
 
 from django.conf import settings
-from django.core.management import call_command, get_commands
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
@@ -150,10 +150,7 @@ class Command(BaseCommand):
     def start_children(self, boss: Supervisor, env: dict[str, str]) -> None:
         cwd = settings.BASE_DIR
         boss.start(Child("web", gunicorn_command(), env, cwd))
-        if "sshd" in get_commands():
-            boss.start(Child("ssh", manage_command("sshd"), env, cwd))
-        else:
-            self.say("serve: warning: this version has no `sshd` command; git over SSH is not available")
+        boss.start(Child("ssh", manage_command("sshd"), env, cwd))
         boss.start(Child("worker", manage_command("rqworker", *QUEUES, "--with-scheduler"), env, cwd))
 
     def print_banner(self, env: dict[str, str]) -> None:
