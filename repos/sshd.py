@@ -357,10 +357,14 @@ class BackgroundServer:
         self._thread.join(timeout=30)
 
 
-async def serve_forever(host: str, port: int, host_key_path: Path, stop: asyncio.Event) -> None:
-    """Run the server until stop is set."""
+async def serve_forever(
+    host: str, port: int, host_key_path: Path, stop: asyncio.Event, ready: Callable[[int], None] | None = None
+) -> None:
+    """Run the server until stop is set; ready(port) is called once it accepts connections."""
     server = GitSSHServer(host, port, host_key_path)
-    await server.start()
+    bound = await server.start()
+    if ready is not None:
+        ready(bound)
     try:
         await stop.wait()
     finally:

@@ -473,3 +473,44 @@ def test_serv_greets_a_shell_request_and_refuses_unknown_keys(django_subprocess_
     result = run_serv(django_subprocess_env, "key-../1", "git-upload-pack 'alice/project.git'")
     assert result.returncode == 1
     assert "Unknown key reference" in result.stderr
+
+
+def test_sshd_command_serves_git_until_sigterm(django_subprocess_env, private_repo, bob, ssh_keypair, tmp_path):
+    import signal
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]
+    keyfile, public = ssh_keypair("bob")
+    accounts.add_ssh_key(bob, actor=bob, title="laptop", public_key=public)
+    host_key = tmp_path / "standalone" / "ssh_host_ed25519_key"
+    manage = Path(__file__).resolve().parents[2] / "manage.py"
+    server = subprocess.Popen(
+        [sys.executable, str(manage), "sshd", "--host", HOST, "--port", str(port)],
+        env=django_subprocess_env | {"PORTAL_SSH_HOST_KEY": str(host_key)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        # The line comes once the server accepts connections (after a few log lines).
+        lines = []
+        while not any(f"SSH server for git on {HOST}:{port}" in line for line in lines):
+            lines.append(server.stdout.readline())
+            assert lines[-1] and len(lines) < 10, lines
+        ssh = ["ssh", "-F", "/dev/null", "-i", keyfile, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"]
+        ssh += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"]
+        ssh += ["-o", "LogLevel=ERROR", "-p", str(port)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {"GIT_SSH_COMMAND": shlex.join(ssh)}
+        result = subprocess.run(
+            ["git", "ls-remote", f"git@{HOST}:alice/project.git"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        assert "refs/heads/main" in result.stdout
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    assert "SSH server stopped." in output
+    assert stat.S_IMODE(host_key.stat().st_mode) == 0o600

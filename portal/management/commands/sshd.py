@@ -26,7 +26,10 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        self.stdout.write(f"SSH server for git on {host}:{port} (host key {settings.PORTAL_SSH_HOST_KEY})")
-        self.stdout.flush()
-        await serve_forever(host, port, settings.PORTAL_SSH_HOST_KEY, stop)
+
+        def ready(bound: int) -> None:
+            self.stdout.write(f"SSH server for git on {host}:{bound} (host key {settings.PORTAL_SSH_HOST_KEY})")
+            self.stdout.flush()
+
+        await serve_forever(host, port, settings.PORTAL_SSH_HOST_KEY, stop, ready)
         self.stdout.write("SSH server stopped.")
