@@ -20,12 +20,20 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+# Settings this test decides, and what browser tests may have exported into this process (which a deployment
+# check rightly refuses).
+PRODUCTION_OVERRIDES = (
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "PORTAL_BASE_URL",
+    "DEBUG",
+    "DJANGO_SETTINGS_MODULE",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+)
+
+
 def production_env(tmp_path, **overrides: str) -> dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("SECRET_KEY", "ALLOWED_HOSTS", "PORTAL_BASE_URL", "DEBUG", "DJANGO_SETTINGS_MODULE")
-    }
+    env = {name: value for name, value in os.environ.items() if name not in PRODUCTION_OVERRIDES}
     env.update(
         DEBUG="0",
         SECRET_KEY=secrets.token_urlsafe(50),
