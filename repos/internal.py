@@ -35,7 +35,7 @@ def get_push_session(push_id: object, secret: object) -> PushSession | None:
     if not isinstance(push_id, str | int) or not str(push_id).isdigit() or not isinstance(secret, str):
         return None
     session = (
-        PushSession.objects.select_related("repository__owner", "user", "deploy_key")
+        PushSession.objects.select_related("repository__owner", "user", "deploy_key", "token")
         .filter(pk=int(push_id), created__gte=timezone.now() - services.PUSH_SESSION_MAX_AGE)
         .first()
     )
@@ -75,7 +75,7 @@ def _read(request: HttpRequest) -> tuple[PushSession, list[RefUpdate]]:
 
 
 def _principal(session: PushSession) -> Principal:
-    return Principal(user=session.user, deploy_key=session.deploy_key)
+    return Principal(user=session.user, deploy_key=session.deploy_key, token=session.token)
 
 
 def _pull_request_hint(repo: Repository, update: RefUpdate) -> list[str]:

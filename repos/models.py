@@ -136,6 +136,8 @@ class PushSession(models.Model):
     repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="+")
     deploy_key = models.ForeignKey("portal.SshKey", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    # The token an HTTP push authenticated with: its scopes still apply in the hooks, and revoking it ends the push.
+    token = models.ForeignKey("portal.AccessToken", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     secret_hash = models.CharField(max_length=64, unique=True)
     protocol = models.CharField(max_length=8, choices=Push.Protocol.choices)
     created = models.DateTimeField(default=timezone.now)

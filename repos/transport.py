@@ -90,6 +90,7 @@ def git_environment(principal: Principal, repo: Repository, *, protocol: str, se
             repository=repo,
             user=principal.user,
             deploy_key=principal.deploy_key,
+            token=principal.token,
             secret_hash=AccessToken.hash(secret),
             protocol=protocol,
         )

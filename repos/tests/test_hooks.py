@@ -61,6 +61,30 @@ def test_a_user_who_lost_write_access_during_the_push_is_refused(private_repo, a
     assert answer["ok"] is False
 
 
+def _token(user, scopes):
+    token, _ = accounts.create_access_token(
+        user, actor=user, name="push", scopes=scopes, expires_at=timezone.now() + timedelta(days=1)
+    )
+    return token
+
+
+def test_a_token_without_write_scope_is_refused_at_pre_receive(private_repo, bob, client):
+    session = hook_session(Principal(user=bob, token=_token(bob, ["read:repo"])), private_repo)
+    _, answer = call_hook(client, "pre-receive", session, [update()])
+    assert answer["ok"] is False
+    assert "bob has no write access" in answer["messages"][0]
+
+
+def test_revoking_the_token_mid_push_ends_the_push(private_repo, bob, client):
+    token = _token(bob, ["write:repo"])
+    session = hook_session(Principal(user=bob, token=token), private_repo)
+    accounts.revoke_access_token(token, actor=bob)
+    status, answer = call_hook(client, "pre-receive", session, [update()])
+    assert status == 403
+    assert answer["ok"] is False
+    assert not PushSession.objects.exists()
+
+
 def test_a_read_only_deploy_key_is_refused(private_repo, alice, client):
     key = accounts.add_ssh_key(None, actor=alice, title="ci", public_key=PUBLIC_KEY, repository=private_repo)
     _, answer = call_hook(client, "pre-receive", hook_session(Principal(deploy_key=key), private_repo), [update()])
