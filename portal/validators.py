@@ -10,7 +10,6 @@ RESERVED_OWNER_NAMES = frozenset(
     {
         "about",
         "accounts",
-        "admin",
         "api",
         "assets",
         "explore",

@@ -22,7 +22,7 @@ def test_admin_revokes_a_key_the_user_added_and_it_disappears_from_the_users_pag
     assert "Work laptop" in keys_table.inner_text()
 
     admin_page = sign_in_page(admin)
-    admin_page.goto("/admin/keys")
+    admin_page.goto("/-/admin/keys")
     row = admin_page.locator("tr", has_text=fingerprint)
     assert "alice" in row.inner_text()
     row.get_by_role("button", name="Revoke").click()

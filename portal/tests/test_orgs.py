@@ -34,7 +34,7 @@ def test_creating_an_organization_makes_the_creator_an_owner(client, alice):
 
 
 @pytest.mark.parametrize(
-    ("name", "reason"), [("admin", "reserved"), ("bob", "already taken"), ("-acme", "cannot start with")]
+    ("name", "reason"), [("settings", "reserved"), ("bob", "already taken"), ("-acme", "cannot start with")]
 )
 def test_a_bad_organization_name_is_refused_with_the_reason(client, alice, bob, name, reason):
     client.force_login(alice)

@@ -258,11 +258,11 @@ def test_serve_starts_everything_prints_the_urls_and_sigterm_stops_every_process
     assert ssh_answers(serve)
 
     password = re.search(r"password: (\S+)", output).group(1)
-    status, location, cookies = log_in(serve, "root", password)
+    status, location, cookies = log_in(serve, "admin", password)
     assert status == 302, f"login answered {status}"
     assert location == "/"
     assert "sessionid" in cookies
-    status, _, cookies = log_in(serve, "root", password + "-wrong")
+    status, _, cookies = log_in(serve, "admin", password + "-wrong")
     assert status == 200
     assert "sessionid" not in cookies
 

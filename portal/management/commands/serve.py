@@ -14,8 +14,7 @@ from portal import supervisor
 from portal.supervisor import Child, Supervisor, SupervisorError
 
 QUEUES = ("default", "builds", "deploys")
-# "admin" is a reserved owner name (it would shadow /admin/), so the first administrator is "root", as in GitLab.
-FIRST_ADMIN_USERNAME = "root"
+FIRST_ADMIN_USERNAME = "admin"
 
 
 def gunicorn_command() -> list[str]:
