@@ -389,7 +389,7 @@ def test_a_user_creates_an_organization_and_owns_it(client, alice, alice_token):
     again = send(client, "POST", "/orgs", {"username": "ACME"}, **bearer(alice_token))
     assert again.status_code == 409
     assert "already taken" in again.json()["message"]
-    reserved = send(client, "POST", "/orgs", {"username": "admin"}, **bearer(alice_token))
+    reserved = send(client, "POST", "/orgs", {"username": "settings"}, **bearer(alice_token))
     assert reserved.status_code == 400
 
 

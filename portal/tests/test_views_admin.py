@@ -225,5 +225,5 @@ def test_users_command_says_why_it_refuses(db):
 
     with pytest.raises(CommandError, match="There is no user named 'ghost'"):
         call_command("users", "promote", "ghost")
-    with pytest.raises(CommandError, match="'admin' is reserved"):
-        call_command("users", "create", "admin")
+    with pytest.raises(CommandError, match="'settings' is reserved"):
+        call_command("users", "create", "settings")
