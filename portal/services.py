@@ -188,6 +188,28 @@ def touch_ssh_key(key: SshKey) -> None:
     SshKey.objects.filter(pk=key.pk).update(last_used=timezone.now())
 
 
+# Sessions
+
+
+@transaction.atomic
+def end_user_session(session, *, actor: User) -> None:
+    """Sign out one of a user's other browser sessions (the current one signs out the usual way)."""
+    from allauth.usersessions.adapter import get_adapter
+
+    if session.user_id != actor.pk and not is_site_admin(actor):
+        raise PermissionDenied("You can only end your own sessions.")
+    if session.is_current():
+        raise ValidationError("This is the session you are using: sign out instead.")
+    audit.record(
+        actor,
+        "session.revoke",
+        subject=session.user,
+        target_repr=f"session from {session.ip}",
+        before={"ip": session.ip, "user_agent": session.user_agent[:200]},
+    )
+    get_adapter().end_sessions([session])
+
+
 # Access tokens
 
 

@@ -1,6 +1,7 @@
 """Home page and the user's own settings: profile, SSH keys, access tokens, security."""
 
 from allauth.mfa.models import Authenticator
+from allauth.usersessions.models import UserSession
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -71,6 +72,19 @@ def settings_key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
     services.revoke_ssh_key(key, actor=request.user)
     messages.success(request, f"Deleted key {key.title} ({key.fingerprint}).")
     return redirect("portal:settings_keys")
+
+
+@require_POST
+@login_required
+def settings_session_revoke(request: HttpRequest, session_id: int) -> HttpResponse:
+    session = get_object_or_404(UserSession, pk=session_id, user=request.user)
+    try:
+        services.end_user_session(session, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, _error_text(exc))
+    else:
+        messages.success(request, f"Signed out the session from {session.ip}.")
+    return redirect("usersessions_list")
 
 
 @login_required

@@ -13,6 +13,7 @@ urlpatterns = [
     path("settings/keys/<int:key_id>/delete", views.settings_key_delete, name="settings_key_delete"),
     path("settings/tokens", views.settings_tokens, name="settings_tokens"),
     path("settings/tokens/<int:token_id>/revoke", views.settings_token_revoke, name="settings_token_revoke"),
+    path("settings/sessions/<int:session_id>/revoke", views.settings_session_revoke, name="settings_session_revoke"),
     path("settings/security", views.settings_security, name="settings_security"),
     # Site administration (404 for everyone but site admins).
     path("-/admin/", admin_views.index, name="admin"),

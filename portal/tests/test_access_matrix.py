@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import asyncssh
 import pytest
+from allauth.usersessions.models import UserSession
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
@@ -65,6 +66,7 @@ WEB_ROUTES: dict[str, list[Case]] = {
     "portal:settings_key_delete": [Case(LOGIN, "POST", {"key_id": "@own_key"})],
     "portal:settings_tokens": [Case(LOGIN), Case(LOGIN, "POST")],
     "portal:settings_token_revoke": [Case(LOGIN, "POST", {"token_id": "@own_token"})],
+    "portal:settings_session_revoke": [Case(LOGIN, "POST", {"session_id": "@own_session"})],
     "portal:settings_security": [Case(LOGIN)],
     "portal:admin": [Case(SITE_ADMIN)],
     "portal:admin_users": [Case(SITE_ADMIN)],
@@ -202,7 +204,9 @@ def world(private_repo, alice, bob, carol, mallory, admin):
         key = accounts.add_ssh_key(user, actor=user, title="laptop", public_key=_public_key())
         # A second token, for the route that revokes one (revoking the caller's own would end the test).
         spare, _ = accounts.create_access_token(user, actor=user, name="spare", scopes=["api"], expires_at=None)
-        refs[role] = {"@own_key": key.pk, "@own_token": spare.pk}
+        # Another browser's session of theirs, for the route that signs one out.
+        other = UserSession.objects.create(user=user, session_key=f"matrix-{role}", ip="192.0.2.1", user_agent="Other")
+        refs[role] = {"@own_key": key.pk, "@own_token": spare.pk, "@own_session": other.pk}
     for role in refs:
         refs[role] |= {"@carol_key": refs["reader"]["@own_key"], "@deploy_key": deploy_key.pk}
     return {"people": people, "tokens": tokens, "refs": refs}

@@ -193,3 +193,37 @@ def test_security_page_links_to_two_factor_sessions_password_and_email(alice_cli
     page = alice_client.get(reverse("portal:settings_security")).content.decode()
     for url in ("/accounts/2fa/", "/accounts/sessions/", "/accounts/password/change/", "/accounts/email/"):
         assert url in page
+
+
+def test_a_user_signs_out_one_other_session_and_keeps_the_current_one(alice, password):
+    from allauth.usersessions.models import UserSession
+    from django.test import Client
+
+    laptop, phone = Client(), Client(HTTP_USER_AGENT="Phone browser")
+    for browser in (laptop, phone):
+        response = browser.post("/accounts/login/", {"login": "alice", "password": password})
+        assert response.status_code == 302
+    phone_session = UserSession.objects.get(user=alice, user_agent="Phone browser")
+    page = laptop.get("/accounts/sessions/")
+    assert b"Phone browser" in page.content
+    assert b"This browser" in page.content
+
+    response = laptop.post(f"/settings/sessions/{phone_session.pk}/revoke")
+    assert response.status_code == 302
+    assert not UserSession.objects.filter(pk=phone_session.pk).exists()
+    assert phone.get("/settings/keys").status_code == 302  # sent back to sign in
+    assert laptop.get("/settings/keys").status_code == 200
+    assert AuditEvent.objects.filter(action="session.revoke", actor=alice, subject=alice).exists()
+
+
+def test_nobody_signs_out_someone_elses_session(alice, bob, password):
+    from allauth.usersessions.models import UserSession
+    from django.test import Client
+
+    victim = Client()
+    victim.post("/accounts/login/", {"login": "alice", "password": password})
+    session = UserSession.objects.get(user=alice)
+    attacker = Client()
+    attacker.force_login(bob)
+    assert attacker.post(f"/settings/sessions/{session.pk}/revoke").status_code == 404
+    assert UserSession.objects.filter(pk=session.pk).exists()
