@@ -1,5 +1,6 @@
 from django.conf import settings
 
+from portal.models import SiteSettings
 from repos.access import is_site_admin
 
 
@@ -7,4 +8,6 @@ def portal(request) -> dict:
     return {
         "PORTAL_BASE_URL": settings.PORTAL_BASE_URL,
         "is_site_admin": is_site_admin(getattr(request, "user", None)),
+        # A callable, so the query runs only on pages that show the sign-up link.
+        "signup_open": lambda: SiteSettings.load().open_signup,
     }

@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -53,7 +54,7 @@ PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", f"http://localhost:{PORTAL_H
 # Where git hooks reach the web process; loopback by default, so hooks never leave the host.
 PORTAL_INTERNAL_URL = os.environ.get("PORTAL_INTERNAL_URL", f"http://127.0.0.1:{PORTAL_HTTP_PORT}").rstrip("/")
 # The host name shown in SSH clone URLs.
-PORTAL_SSH_DOMAIN = os.environ.get("PORTAL_SSH_DOMAIN", "localhost")
+PORTAL_SSH_DOMAIN = os.environ.get("PORTAL_SSH_DOMAIN") or urlsplit(PORTAL_BASE_URL).hostname or "localhost"
 PORTAL_SSH_HOST_KEY = envpath("PORTAL_SSH_HOST_KEY", VAR_DIR / "ssh_host_ed25519_key")
 
 GIT_ROOT = envpath("GIT_ROOT", VAR_DIR / "git")

@@ -227,3 +227,9 @@ def test_users_command_says_why_it_refuses(db):
         call_command("users", "promote", "ghost")
     with pytest.raises(CommandError, match="'settings' is reserved"):
         call_command("users", "create", "settings")
+
+
+def test_the_audit_log_shows_changes_field_by_field(admin_client, admin, alice):
+    services.set_site_admin(alice, actor=admin, admin=True)
+    page = admin_client.get(reverse("portal:admin_audit"), {"action": "user.promote"}).content.decode()
+    assert "<del>false</del> → <ins>true</ins>" in page
