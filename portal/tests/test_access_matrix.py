@@ -1,11 +1,13 @@
 """The authorization matrix: every route of the URL table and of the API schema, and both git
-transports, asked by {anonymous, outsider, reader, writer, admin} about a private repository.
+transports (smart HTTP and SSH), asked by {anonymous, outsider, reader, writer, admin} about a private repository.
 
 A route without an entry in the tables below fails test_every_route_has_a_policy, so a new route
 cannot ship without saying who may use it."""
 
 import base64
 import json
+import shlex
+import subprocess
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -376,3 +378,37 @@ def test_git_http_matrix(world, who):
             assert response["Content-Type"] == f"application/x-{service}-advertisement"
         else:
             assert response.status_code == 403, (who, service)
+
+
+@pytest.mark.parametrize("who", PEOPLE)
+def test_git_ssh_matrix(world, who, ssh_server, ssh_keypair, git_ssh_env):
+    """Both SSH services with the real ssh client: unknown keys are refused, outsiders see nothing,
+    readers cannot push."""
+    keyfile, public_key = ssh_keypair(who)
+    if who != "anonymous":
+        person = world["people"][who]
+        accounts.add_ssh_key(person, actor=person, title="matrix", public_key=public_key)
+    env = git_ssh_env(keyfile)
+    ssh = shlex.split(env["GIT_SSH_COMMAND"])
+    for service, need in (("git-upload-pack", Role.READ), ("git-receive-pack", Role.WRITE)):
+        result = subprocess.run(
+            [*ssh, "git@127.0.0.1", f"{service} '/alice/project.git'"],
+            env=env,
+            # A flush packet: the client wants nothing (or pushes nothing) after the advertisement.
+            input=b"0000",
+            capture_output=True,
+            timeout=60,
+        )
+        stderr = result.stderr.decode()
+        if who == "anonymous":
+            assert result.returncode == 255 and "Permission denied" in stderr, (service, stderr)
+        elif who == "outsider":
+            assert result.returncode == 1 and "Repository not found" in stderr, (service, stderr)
+            assert result.stdout == b""
+        elif RANK[who] >= need:
+            # The service answered with its ref advertisement: a pkt-line naming refs/heads/main.
+            assert result.returncode == 0, (who, service, stderr)
+            assert b"refs/heads/main" in result.stdout
+        else:
+            assert result.returncode == 1 and "needs write access" in stderr, (service, stderr)
+            assert result.stdout == b""
