@@ -59,6 +59,8 @@ PORTAL_SSH_HOST_KEY = envpath("PORTAL_SSH_HOST_KEY", VAR_DIR / "ssh_host_ed25519
 
 GIT_ROOT = envpath("GIT_ROOT", VAR_DIR / "git")
 GIT_BIN = os.environ.get("GIT_BIN", "git")
+# Seconds after the last push before a repository is repacked and its commit-graph rewritten.
+PORTAL_MAINTENANCE_DELAY = envint("PORTAL_MAINTENANCE_DELAY", 60)
 
 INSTALLED_APPS = [
     "portal",

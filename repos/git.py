@@ -292,3 +292,19 @@ def write_commit_graph(path: Path) -> None:
     )
     if result.returncode != 0:
         raise GitError(f"commit-graph write failed: {result.stderr.strip()}")
+
+
+def repack(path: Path) -> None:
+    """Roll small packs and loose objects into a geometric sequence of packs, with a multi-pack bitmap.
+
+    Geometric repacking touches only the small packs that recent pushes added, so it stays cheap on
+    a big repository, and the reachability bitmap lets clones skip counting objects."""
+    result = subprocess.run(
+        [settings.GIT_BIN, "repack", "-d", "-q", "--geometric=2", "--write-midx", "--write-bitmap-index"],
+        cwd=path,
+        env=base_environment() | {"GIT_DIR": str(path)},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise GitError(f"repack failed: {result.stderr.strip()}")

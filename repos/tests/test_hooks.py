@@ -10,6 +10,7 @@ import django_rq
 import pytest
 from django.utils import timezone
 from rq import SimpleWorker
+from rq.registry import ScheduledJobRegistry
 
 from portal import services as accounts
 from repos import git, jobs, transport
@@ -17,9 +18,7 @@ from repos import services as repo_services
 from repos.access import Principal
 from repos.models import Push, PushSession
 from repos.services import RefUpdate, push_blocker
-
-# The live server and git client fixtures are shared with the smart HTTP tests.
-from repos.tests.test_http import clone, commit_file, git_env, repo_url, run_git, server, token_for  # noqa: F401
+from repos.tests.test_http import clone, commit_file, repo_url, run_git, token_for
 
 ZERO = "0" * 40
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl deploy@example.com"
@@ -178,7 +177,7 @@ def test_the_default_branch_rule_follows_the_repository_setting(private_repo, al
     )
 
 
-def test_pre_receive_run_by_hand_refuses_with_a_clear_message(private_repo, git_env, tmp_path):  # noqa: F811
+def test_pre_receive_run_by_hand_refuses_with_a_clear_message(private_repo, git_env, tmp_path):
     # Someone on the server pushes straight into the bare repository with the portal's hooks.
     work = tmp_path / "work"
     assert run_git("clone", "-q", str(private_repo.path), str(work), env=git_env).returncode == 0
@@ -219,23 +218,40 @@ def redis_queue(settings):
     return django_rq.get_queue("default")
 
 
-def test_post_receive_job_writes_the_commit_graph(server, private_repo, bob, git_env, tmp_path, redis_queue):  # noqa: F811
+def test_pushes_schedule_one_maintenance_run_that_repacks_with_a_bitmap(
+    server, private_repo, bob, git_env, tmp_path, redis_queue, settings
+):
+    settings.PORTAL_MAINTENANCE_DELAY = 0
     url = repo_url(server, user=bob, token=token_for(bob))
     work, result = clone(url, git_env, tmp_path)
     assert result.returncode == 0, result.stderr
-    commit_file(work, git_env, "a.txt", b"a\n")
-    assert run_git("push", url, "HEAD:refs/heads/main", env=git_env, cwd=work).returncode == 0
-    push = Push.objects.get(repository=private_repo)
-    job = next(job for job in redis_queue.get_jobs() if job.args == ([push.pk],))
-    assert job.func_name == "repos.jobs.run_post_receive"
-    graph = private_repo.path / "objects" / "info" / "commit-graph"
-    assert not graph.exists()
+    for name in ("a.txt", "b.txt"):
+        commit_file(work, git_env, name, name.encode())
+        assert run_git("push", url, "HEAD:refs/heads/main", env=git_env, cwd=work).returncode == 0
+    pushes = list(Push.objects.filter(repository=private_repo))
+    assert len(pushes) == 2
+    follow_ups = [job for job in redis_queue.get_jobs() if job.func_name == "repos.jobs.run_post_receive"]
+    assert sorted(job.args[0][0] for job in follow_ups) == sorted(push.pk for push in pushes)
+
+    # A real worker runs both follow-ups; they schedule a single maintenance run between them.
     SimpleWorker([redis_queue], connection=redis_queue.connection).work(burst=True)
-    assert job.get_status(refresh=True) == "finished"
+    scheduled = ScheduledJobRegistry(queue=redis_queue).get_job_ids()
+    assert scheduled == [jobs.maintenance_job_id(private_repo.pk)]
+
+    pack_dir = private_repo.path / "objects" / "pack"
+    graph = private_repo.path / "objects" / "info" / "commit-graph"
+    assert not graph.exists() and not list(pack_dir.glob("*.bitmap"))
+    # With the scheduler, the worker moves the due job to the queue and runs it.
+    SimpleWorker([redis_queue], connection=redis_queue.connection).work(burst=True, with_scheduler=True)
     assert graph.exists()
+    assert list(pack_dir.glob("multi-pack-index*.bitmap"))
+    assert not ScheduledJobRegistry(queue=redis_queue).get_job_ids()
+    # Every object is still there after the repack.
+    fsck = subprocess.run(["git", "fsck", "--no-dangling"], cwd=private_repo.path, capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
 
 
-def test_a_push_succeeds_and_is_recorded_when_redis_is_down(server, private_repo, bob, git_env, tmp_path, settings):  # noqa: F811
+def test_a_push_succeeds_and_is_recorded_when_redis_is_down(server, private_repo, bob, git_env, tmp_path, settings):
     settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 600}}
     url = repo_url(server, user=bob, token=token_for(bob))
     work, result = clone(url, git_env, tmp_path)
@@ -247,9 +263,10 @@ def test_a_push_succeeds_and_is_recorded_when_redis_is_down(server, private_repo
     assert Push.objects.filter(repository=private_repo, new_sha=sha).exists()
 
 
-def test_the_job_skips_pushes_of_deleted_repositories(private_repo, alice):
-    push = Push.objects.create(
-        repository=private_repo, pusher=alice, ref="refs/heads/main", old_sha=ZERO, new_sha="1" * 40, protocol="ssh"
-    )
+def test_maintenance_skips_deleted_and_empty_repositories(private_repo, alice):
+    empty = repo_services.create_repository(actor=alice, owner=alice, name="empty")
     repo_services.delete_repository(private_repo, actor=alice, confirm="alice/project")
-    jobs.run_post_receive([push.pk])
+    jobs.run_repository_maintenance(private_repo.pk)
+    jobs.run_repository_maintenance(empty.pk)
+    assert not (empty.path / "objects" / "info" / "commit-graph").exists()
+    assert not list((empty.path / "objects" / "pack").glob("*"))
