@@ -96,6 +96,17 @@ def role_for_principal(principal: Principal, repo: Repository) -> int:
     return role
 
 
+def is_repo_owner(user: User | None, repo: Repository) -> bool:
+    """Whether a user owns a repository: as its owner, an owner of its organization, or a site admin.
+
+    Owning is more than the admin role: an admin collaborator must not be able to give the repository away."""
+    if not _active(user):
+        return False
+    if is_site_admin(user) or repo.owner_id == user.pk:
+        return True
+    return repo.owner.is_organization and is_org_owner(user, repo.owner)
+
+
 def check_role(role: int, need: int) -> None:
     """Raise Http404 when the repository may not even be seen, PermissionDenied when it may but not this."""
     if role < Role.READ:

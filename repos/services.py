@@ -13,7 +13,7 @@ from portal import audit
 from portal.models import Team, User
 from portal.validators import validate_repo_name
 from repos import git
-from repos.access import Principal, can_create_in, check_role, role_for, role_for_principal
+from repos.access import Principal, can_create_in, check_role, is_repo_owner, role_for, role_for_principal
 from repos.models import Collaborator, Push, PushSession, Repository, Role, TeamRepository, Visibility
 
 README_TEMPLATE = "# {name}\n\n{description}\n"
@@ -128,6 +128,8 @@ def rename_repository(repo: Repository, *, actor: User, name: str) -> Repository
 def transfer_repository(repo: Repository, *, actor: User, new_owner: User) -> Repository:
     """Give the repository to another user or organization the actor can create repositories in."""
     _require(actor, repo, Role.ADMIN)
+    if not is_repo_owner(actor, repo):
+        raise PermissionDenied(f"Only the owner of {repo.full_name} can transfer it.")
     if not can_create_in(actor, new_owner):
         raise PermissionDenied(f"You cannot move repositories to {new_owner.username}.")
     _check_name_free(new_owner, repo.name)

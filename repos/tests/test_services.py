@@ -2,7 +2,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 
-from portal.models import AuditEvent
+from portal.models import AuditEvent, User
 from repos import git, services
 from repos.access import get_repo_for_user
 from repos.models import Repository, Role
@@ -36,3 +36,25 @@ def test_rename_keeps_the_directory(private_repo, alice):
     services.rename_repository(private_repo, actor=alice, name="renamed")
     assert private_repo.path == path
     assert get_repo_for_user(alice, "alice", "renamed") == private_repo
+
+
+def test_an_admin_collaborator_cannot_transfer_the_repository_away_from_its_owner(private_repo, alice, bob):
+    from portal import services as accounts
+
+    services.set_collaborator(private_repo, bob, actor=alice, role=Role.ADMIN)
+    accounts.create_organization(actor=bob, name="bobs-org")
+    for new_owner in (bob, User.objects.get(username="bobs-org")):
+        with pytest.raises(PermissionDenied, match="Only the owner of alice/project can transfer it"):
+            services.transfer_repository(private_repo, actor=bob, new_owner=new_owner)
+    private_repo.refresh_from_db()
+    assert private_repo.owner == alice
+    assert not AuditEvent.objects.filter(action="repo.transfer").exists()
+
+
+def test_an_owner_of_the_owning_organization_can_transfer_its_repository(alice, bob):
+    from portal import services as accounts
+
+    org = accounts.create_organization(actor=alice, name="acme")
+    repo = services.create_repository(actor=alice, owner=org, name="tool")
+    services.transfer_repository(repo, actor=alice, new_owner=alice)
+    assert repo.full_name == "alice/tool"
