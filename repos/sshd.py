@@ -67,6 +67,9 @@ def _authenticate(fingerprint: str) -> Principal | None:
     return principal
 
 
+REVOKED_MESSAGE = "This key is no longer registered with portal (it was revoked, or its account deactivated)."
+
+
 def greeting(principal: Principal) -> str:
     """The line shown to someone who asks for a shell."""
     return f"Hi {principal.name}! You've authenticated, but portal does not provide shell access."
@@ -103,13 +106,14 @@ class _Connection(asyncssh.SSHServer):
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         if username != SSH_USERNAME:
             return False
-        principal = await self._server.run_db(_authenticate, key.get_fingerprint("sha256"))
+        fingerprint = key.get_fingerprint("sha256")
+        principal = await self._server.run_db(_authenticate, fingerprint)
         if principal is None:
             return False
         # asyncssh checks the signature right after this returns, and a later offer overwrites this,
         # so when authentication succeeds the principal is the one whose key signed.
         assert self._conn is not None
-        self._conn.set_extra_info(principal=principal)
+        self._conn.set_extra_info(principal=principal, key_fingerprint=fingerprint)
         return True
 
 
@@ -186,7 +190,13 @@ class GitSSHServer:
             pass
 
     async def _serve(self, process: asyncssh.SSHServerProcess) -> int:
-        principal: Principal = process.get_extra_info("principal")
+        # One connection can carry many sessions (OpenSSH's ControlMaster keeps one open for hours), so
+        # the key and its user are looked up again for each: a revocation or deactivation applies at once.
+        found = await self.run_db(ssh_key_principal, fingerprint=process.get_extra_info("key_fingerprint"))
+        if found is None:
+            _write_line(process, REVOKED_MESSAGE)
+            return 1
+        _, principal = found
         if process.subsystem is not None:
             _write_line(process, "Subsystems are not available; use git over SSH.")
             return 1

@@ -514,3 +514,43 @@ def test_sshd_command_serves_git_until_sigterm(django_subprocess_env, private_re
     assert server.returncode == 0, output
     assert "SSH server stopped." in output
     assert stat.S_IMODE(host_key.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("how", ["revoke the key", "deactivate the user"])
+def test_a_connection_kept_open_is_refused_once_the_key_is_revoked_or_its_user_deactivated(
+    ssh_server, private_repo, bob, admin, key_for, tmp_path, how
+):
+    """OpenSSH's ControlMaster runs every later git command as a new session of one open connection."""
+    import time
+
+    env, key = key_for(bob)
+    control = str(tmp_path / "control.sock")
+    ssh = shlex.split(env["GIT_SSH_COMMAND"]) + ["-o", f"ControlPath={control}"]
+    master = subprocess.Popen([*ssh, "-o", "ControlMaster=yes", "-N", f"git@{HOST}"], env=env, stdin=subprocess.DEVNULL)
+    try:
+        # The master is ready once `ssh -O check` answers through its socket (slow on a busy machine).
+        deadline = time.monotonic() + 60
+        check = [*ssh, "-O", "check", f"git@{HOST}"]
+        while subprocess.run(check, env=env, capture_output=True, stdin=subprocess.DEVNULL).returncode != 0:
+            assert master.poll() is None and time.monotonic() < deadline, "the SSH master connection did not start"
+            time.sleep(0.1)
+        env = env | {"GIT_SSH_COMMAND": shlex.join([*ssh, "-o", "ControlMaster=no"])}
+        work, result = clone(ssh_server, env, tmp_path)
+        assert result.returncode == 0, result.stderr
+        before = git.branch_sha(private_repo.path, "main")
+        if how == "revoke the key":
+            accounts.revoke_ssh_key(key, actor=admin)
+        else:
+            accounts.set_user_active(bob, actor=admin, active=False)
+        listed = run_git("ls-remote", url(ssh_server), env=env)
+        assert listed.returncode != 0
+        assert "This key is no longer registered with portal" in listed.stderr
+        commit_file(work, env, "after.txt", b"no\n")
+        pushed = run_git("push", "origin", "main", env=env, cwd=work)
+        assert pushed.returncode != 0
+        assert git.branch_sha(private_repo.path, "main") == before
+        # The refused sessions went over the connection that was open before the change.
+        assert master.poll() is None
+    finally:
+        master.terminate()
+        master.wait(timeout=30)
