@@ -212,6 +212,15 @@ if not DEBUG:
     # which only the site's operator can decide; SECURE_HSTS_PRELOAD=1 turns it on.
     if not SECURE_HSTS_PRELOAD:
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
+    # git's hooks call back on PORTAL_INTERNAL_URL (plain HTTP on loopback by default), never through the
+    # public address: its host must be allowed and its hook endpoint not redirected to HTTPS, or every push
+    # is refused. The endpoint itself only answers a request carrying a live push's secret.
+    _internal = urlsplit(PORTAL_INTERNAL_URL)
+    _internal_host = f"[{_internal.hostname}]" if ":" in (_internal.hostname or "") else _internal.hostname
+    if _internal_host and _internal_host not in ALLOWED_HOSTS:
+        ALLOWED_HOSTS.append(_internal_host)
+    if _internal.scheme == "http":
+        SECURE_REDIRECT_EXEMPT = [r"^-/internal/hooks/"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 

@@ -105,3 +105,26 @@ def test_env_example_lists_every_setting_read_from_the_environment():
 
     assert {"DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL"} <= read
     assert read - listed == set(), "settings.py reads these, but .env.example does not list them"
+
+
+HOOK_CALL = """
+from django.test import Client
+client = Client()
+hook = client.post(
+    "/-/internal/hooks/pre-receive", data=b"not json", content_type="application/json", HTTP_HOST="127.0.0.1:8000"
+)
+print("hook", hook.status_code, hook.content.decode())
+page = client.get("/", HTTP_HOST="git.example.com")
+print("page", page.status_code, page.get("Location"))
+"""
+
+
+def test_production_mode_still_answers_the_hooks_on_the_internal_url(tmp_path):
+    # Hooks call PORTAL_INTERNAL_URL (plain HTTP on loopback by default), not the public HTTPS address:
+    # refusing its host or redirecting it to HTTPS would refuse every push.
+    result = manage("shell", "-c", HOOK_CALL, env=production_env(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    assert "hook 400 " in result.stdout and "the hook did not send JSON" in result.stdout, result.stdout
+    # Everything else is still sent to HTTPS.
+    assert "page 301 https://git.example.com/" in result.stdout
