@@ -6,8 +6,9 @@ Run by hand, never by the test suite:
 
 It starts `manage.py serve` on free ports with a throw-away var directory (SQLite, embedded Valkey),
 creates a user with an SSH key and a token, pushes every branch and tag of the source repository
-over SSH and over HTTP into two new repositories, then clones each back (bare) over SSH, HTTP and
-file://, and prints a table of wall-clock seconds (median of --runs clones).
+over SSH and over HTTP into two new repositories (and over file:// into a plain bare repository),
+waits for the worker's maintenance (repack with a bitmap, commit-graph), then clones each back (bare)
+over SSH, HTTP and file://, and prints a table of wall-clock seconds (median of --runs clones).
 """
 
 import argparse
@@ -50,6 +51,15 @@ def wait_for_http(url: str, timeout: float = 60) -> None:
     raise SystemExit(f"portal did not answer at {url}")
 
 
+def wait_for_maintenance(git_root: Path, count: int, timeout: float = 300) -> None:
+    """Wait until the worker has repacked the pushed repositories (their multi-pack bitmaps exist)."""
+    deadline = time.monotonic() + timeout
+    while len(list(git_root.glob("*.git/objects/pack/multi-pack-index*.bitmap"))) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit("the worker did not maintain the pushed repositories in time")
+        time.sleep(1)
+
+
 def manage(env: dict[str, str], code: str) -> str:
     result = subprocess.run(
         [PYTHON, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
@@ -90,6 +100,8 @@ def main() -> None:
             "PORTAL_BASE_URL": f"http://127.0.0.1:{http_port}",
             "HOME": str(tmp),
             "GIT_CONFIG_NOSYSTEM": "1",
+            # Maintain right after the pushes, so the clones measure a repository in its steady state.
+            "PORTAL_MAINTENANCE_DELAY": "0",
         }
         subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         key = tmp / "id_ed25519"
@@ -128,6 +140,15 @@ def main() -> None:
                     timed(["git", "-C", str(source), "push", "-q", f"{http_base}/via-http.git", *refspecs], git_env),
                 ),
             ]
+            local = tmp / "local.git"
+            subprocess.run(["git", "init", "-q", "--bare", str(local)], check=True)
+            rows.append(
+                (
+                    "push over file://",
+                    timed(["git", "-C", str(source), "push", "-q", f"file://{local}", *refspecs], git_env),
+                )
+            )
+            wait_for_maintenance(tmp / "var" / "git", count=2)
             clones = {
                 "clone over SSH": f"{ssh_base}/via-ssh.git",
                 "clone over HTTP": f"{http_base}/via-http.git",
