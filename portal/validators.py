@@ -44,7 +44,8 @@ def _check_name(value: str, what: str, max_length: int) -> None:
         raise ValidationError(f"{what} may only use ASCII letters, digits, '-', '_' and '.'.")
     if value.startswith("-"):
         raise ValidationError(f"{what} cannot start with '-'.")
-    if not NAME_RE.match(value):
+    # fullmatch, not match: "$" also matches before a final line break, which would let "bob\n" pass.
+    if not NAME_RE.fullmatch(value):
         raise ValidationError(
             f"{what} may only use letters, digits, '-', '_' and '.', and cannot start or end with '-' or '.'."
         )

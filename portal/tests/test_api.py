@@ -515,3 +515,19 @@ def test_the_audit_log_is_filtered_and_paginated(client, admin, alice, bob, admi
     bad_page = client.get(f"{API}/admin/audit", {"page": 0}, **bearer(admin_token))
     assert bad_page.status_code == 422
     assert "page" in bad_page.json()["message"]
+
+
+def test_an_organization_name_that_looks_like_an_existing_user_is_refused(client, alice, bob, alice_token):
+    # "bob" followed by a line break would show as bob on every page.
+    response = send(client, "POST", "/orgs", {"username": "bob\n"}, **bearer(alice_token))
+    assert response.status_code == 400
+    assert "may only use letters, digits" in response.json()["message"]
+    assert not User.objects.organizations().exists()
+
+
+def test_an_admin_cannot_create_a_user_name_with_a_line_break(client, admin_token):
+    response = send(
+        client, "POST", "/admin/users", {"username": "carol\n", "email": "c@example.com"}, **bearer(admin_token)
+    )
+    assert response.status_code == 400
+    assert not User.objects.filter(username__startswith="carol").exists()

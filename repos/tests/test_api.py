@@ -364,3 +364,18 @@ def test_branches_show_their_latest_commit(client, private_repo, as_carol):
 def test_an_empty_repository_has_no_branches(client, alice, as_alice):
     repo_services.create_repository(actor=alice, owner=alice, name="empty")
     assert client.get(f"{API}/repos/alice/empty/branches", **as_alice).json() == []
+
+
+@pytest.mark.parametrize("name", ["project\n", "tool\n", "x\ny"])
+def test_a_repository_name_with_a_line_break_is_refused(client, alice, as_alice, name):
+    response = send(client, "POST", "/user/repos", {"name": name}, **as_alice)
+    assert response.status_code == 400
+    assert "may only use letters, digits" in response.json()["message"]
+    assert not Repository.objects.filter(owner=alice).exists()
+
+
+def test_a_rename_to_a_name_with_a_line_break_is_refused(client, private_repo, as_alice):
+    response = send(client, "PATCH", "/repos/alice/project", {"name": "project\n"}, **as_alice)
+    assert response.status_code == 400
+    private_repo.refresh_from_db()
+    assert private_repo.name == "project"
