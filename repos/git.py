@@ -147,6 +147,11 @@ def is_empty(path: Path) -> bool:
     return next(iter(_open(path).references), None) is None
 
 
+def is_valid_branch_name(branch: str) -> bool:
+    """Whether git accepts refs/heads/<branch> (no control characters, '.lock', '//', '@{' and the like)."""
+    return pygit2.reference_is_valid_name(f"refs/heads/{branch}")
+
+
 def set_default_branch(path: Path, branch: str) -> None:
     repo = _open(path)
     repo.references.create("HEAD", f"refs/heads/{branch}", force=True)

@@ -39,6 +39,9 @@ def _check_branch_name(branch: str) -> None:
         or ".." in branch
         or any(c in branch for c in " ~^:?*[\\")
         or not branch.isascii()
+        # git's own rules catch the rest (control characters, '.lock', '//', '@{'), which would otherwise
+        # fail half-way through creating the repository or moving HEAD.
+        or not git.is_valid_branch_name(branch)
     ):
         raise ValidationError(f"{branch!r} is not a valid branch name.")
 

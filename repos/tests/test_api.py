@@ -379,3 +379,25 @@ def test_a_rename_to_a_name_with_a_line_break_is_refused(client, private_repo, a
     assert response.status_code == 400
     private_repo.refresh_from_db()
     assert private_repo.name == "project"
+
+
+@pytest.mark.parametrize("branch", ["a\nb", "release.lock", "a//b", "x@{1}", "trailing.", "feature/"])
+def test_a_default_branch_git_would_refuse_is_refused_with_the_reason(client, alice, as_alice, settings, branch):
+    response = send(
+        client, "POST", "/user/repos", {"name": "tool", "default_branch": branch, "auto_init": True}, **as_alice
+    )
+    assert response.status_code == 400
+    assert "is not a valid branch name" in response.json()["message"]
+    assert not Repository.objects.exists()
+    assert not any(settings.GIT_ROOT.iterdir())
+
+
+@pytest.mark.parametrize("branch", ["a\nb", "release.lock", "x@{1}"])
+def test_changing_the_default_branch_to_a_name_git_would_refuse_is_refused(client, private_repo, as_alice, branch):
+    head = (private_repo.path / "HEAD").read_text()
+    response = send(client, "PATCH", "/repos/alice/project", {"default_branch": branch}, **as_alice)
+    assert response.status_code == 400
+    assert "is not a valid branch name" in response.json()["message"]
+    private_repo.refresh_from_db()
+    assert private_repo.default_branch == "main"
+    assert (private_repo.path / "HEAD").read_text() == head
