@@ -137,6 +137,10 @@ def add_ssh_key(
     """Register a user's key (or, with repository, a deploy key); raises InvalidKey with the reason."""
     if repository is None:
         _key_owner_check(actor, user)
+        if user.is_organization:
+            raise InvalidKey(
+                "Organizations cannot have SSH keys: add the key to a person's account or as a deploy key."
+            )
     else:
         _deploy_key_check(actor, repository)
     parsed = parse_public_key(public_key)
@@ -219,6 +223,8 @@ def create_access_token(
 ) -> tuple[AccessToken, str]:
     """Create a token and return it with its raw value, which is never stored or shown again."""
     _key_owner_check(actor, user)
+    if user.is_organization:
+        raise ValidationError("Organizations cannot have access tokens: create one on a person's account.")
     name = name.strip()
     if not name:
         raise ValidationError("Give the token a name.")
@@ -263,7 +269,8 @@ def authenticate_token(raw: str) -> AccessToken | None:
     if not raw or not raw.startswith(AccessToken.PREFIX):
         return None
     token = AccessToken.objects.select_related("user").filter(token_hash=AccessToken.hash(raw)).first()
-    if token is None or token.is_expired or not token.user.is_active:
+    # Organizations never authenticate, by any path.
+    if token is None or token.is_expired or not token.user.is_active or token.user.is_organization:
         return None
     AccessToken.objects.filter(pk=token.pk).update(last_used=timezone.now())
     return token

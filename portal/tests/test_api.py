@@ -531,3 +531,28 @@ def test_an_admin_cannot_create_a_user_name_with_a_line_break(client, admin_toke
     )
     assert response.status_code == 400
     assert not User.objects.filter(username__startswith="carol").exists()
+
+
+def test_organizations_get_no_tokens_or_keys_even_from_an_admin(admin, alice):
+    from django.core.exceptions import ValidationError
+
+    from portal.keys import InvalidKey
+
+    org = services.create_organization(actor=alice, name="acme")
+    with pytest.raises(ValidationError, match="Organizations cannot have access tokens"):
+        services.create_access_token(org, actor=admin, name="ci", scopes=["api"], expires_at=None)
+    with pytest.raises(InvalidKey, match="Organizations cannot have SSH keys"):
+        services.add_ssh_key(org, actor=admin, title="ci", public_key=new_public_key())
+    assert not AccessToken.objects.filter(user=org).exists()
+    assert not SshKey.objects.filter(user=org).exists()
+
+
+def test_a_token_stored_for_an_organization_does_not_authenticate(client, alice):
+    # Organizations never sign in by any path; a row left by older data must not change that.
+    org = services.create_organization(actor=alice, name="acme")
+    raw = AccessToken.PREFIX + "organization-token"
+    AccessToken.objects.create(
+        user=org, name="old", token_hash=AccessToken.hash(raw), last_eight=raw[-8:], scopes=["admin"]
+    )
+    assert services.authenticate_token(raw) is None
+    assert send(client, "GET", "/user", **bearer(raw)).status_code == 401
