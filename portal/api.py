@@ -470,6 +470,8 @@ def list_own_keys(request: HttpRequest):
 
 @api.post("/user/keys", response={201: KeyOut}, tags=["user"], summary="Add an SSH key to your account")
 def add_own_key(request: HttpRequest, payload: KeyIn):
+    # A key pushes to everything its user can write, so a token that cannot write may not add one.
+    require_token_scope(request, "write:repo")
     user = current_user(request)
     key = services.add_ssh_key(user, actor=user, title=payload.title, public_key=payload.key)
     return Status(201, _user_key_out(key, user))

@@ -48,6 +48,12 @@ def alice_token(alice):
 
 
 @pytest.fixture
+def alice_keys_token(alice):
+    """Adding an SSH key needs write:repo too: the key can push wherever alice can."""
+    return token_for(alice, scopes=("api", "write:repo"), name="keys")
+
+
+@pytest.fixture
 def admin_token(admin):
     return token_for(admin, scopes=("api", "admin"))
 
@@ -191,9 +197,9 @@ def test_the_browser_session_works_and_writes_need_the_csrf_token(alice):
 # The signed-in user's keys.
 
 
-def test_a_user_adds_lists_reads_and_deletes_their_keys(client, alice, alice_token):
+def test_a_user_adds_lists_reads_and_deletes_their_keys(client, alice, alice_keys_token):
     public_key = new_public_key("work laptop")
-    created = send(client, "POST", "/user/keys", {"key": public_key, "title": ""}, **bearer(alice_token))
+    created = send(client, "POST", "/user/keys", {"key": public_key, "title": ""}, **bearer(alice_keys_token))
     assert created.status_code == 201
     key = created.json()
     stored = SshKey.objects.get()
@@ -207,11 +213,14 @@ def test_a_user_adds_lists_reads_and_deletes_their_keys(client, alice, alice_tok
     assert set(key) >= {"id", "key", "url", "title", "fingerprint", "created_at", "read_only", "last_used_at"}
     assert AuditEvent.objects.filter(action="key.add", actor=alice, subject=alice).exists()
 
-    listed = client.get(f"{API}/user/keys", **bearer(alice_token)).json()
+    listed = client.get(f"{API}/user/keys", **bearer(alice_keys_token)).json()
     assert [k["id"] for k in listed] == [stored.pk]
-    assert client.get(f"{API}/user/keys/{stored.pk}", **bearer(alice_token)).json()["fingerprint"] == key["fingerprint"]
+    assert (
+        client.get(f"{API}/user/keys/{stored.pk}", **bearer(alice_keys_token)).json()["fingerprint"]
+        == key["fingerprint"]
+    )
 
-    deleted = client.delete(f"{API}/user/keys/{stored.pk}", **bearer(alice_token))
+    deleted = client.delete(f"{API}/user/keys/{stored.pk}", **bearer(alice_keys_token))
     assert deleted.status_code == 204
     assert not SshKey.objects.exists()
     assert AuditEvent.objects.filter(action="key.revoke", actor=alice).exists()
@@ -227,31 +236,38 @@ BAD_KEYS = [
 
 
 @pytest.mark.parametrize(("text", "reason"), BAD_KEYS)
-def test_a_bad_key_is_refused_with_the_reason(client, alice_token, text, reason):
-    response = send(client, "POST", "/user/keys", {"key": text}, **bearer(alice_token))
+def test_a_bad_key_is_refused_with_the_reason(client, alice_keys_token, text, reason):
+    response = send(client, "POST", "/user/keys", {"key": text}, **bearer(alice_keys_token))
     assert response.status_code == 400
     assert reason in response.json()["message"]
     assert not SshKey.objects.exists()
 
 
-def test_a_key_registered_to_someone_else_is_refused(client, bob, alice_token):
+def test_a_key_registered_to_someone_else_is_refused(client, bob, alice_keys_token):
     public_key = new_public_key()
     services.add_ssh_key(bob, actor=bob, title="bob", public_key=public_key)
-    response = send(client, "POST", "/user/keys", {"key": public_key}, **bearer(alice_token))
+    response = send(client, "POST", "/user/keys", {"key": public_key}, **bearer(alice_keys_token))
     assert response.status_code == 400
     assert "already registered" in response.json()["message"]
 
 
-def test_a_missing_key_field_gets_422_naming_it(client, alice_token):
-    response = send(client, "POST", "/user/keys", {"title": "x"}, **bearer(alice_token))
+def test_a_token_that_cannot_write_cannot_add_a_key(client, alice_token):
+    response = send(client, "POST", "/user/keys", {"key": new_public_key()}, **bearer(alice_token))
+    assert response.status_code == 403
+    assert "write:repo" in response.json()["message"]
+    assert not SshKey.objects.exists()
+
+
+def test_a_missing_key_field_gets_422_naming_it(client, alice_keys_token):
+    response = send(client, "POST", "/user/keys", {"title": "x"}, **bearer(alice_keys_token))
     assert response.status_code == 422
     assert "key" in response.json()["message"]
 
 
-def test_someone_elses_key_is_not_found(client, bob, alice_token):
+def test_someone_elses_key_is_not_found(client, bob, alice_keys_token):
     key = services.add_ssh_key(bob, actor=bob, title="bob", public_key=new_public_key())
-    assert client.get(f"{API}/user/keys/{key.pk}", **bearer(alice_token)).status_code == 404
-    assert client.delete(f"{API}/user/keys/{key.pk}", **bearer(alice_token)).status_code == 404
+    assert client.get(f"{API}/user/keys/{key.pk}", **bearer(alice_keys_token)).status_code == 404
+    assert client.delete(f"{API}/user/keys/{key.pk}", **bearer(alice_keys_token)).status_code == 404
     assert SshKey.objects.filter(pk=key.pk).exists()
 
 
@@ -484,7 +500,7 @@ def test_an_admin_creates_and_lists_users(client, admin, alice, admin_token):
 
 
 def test_the_audit_log_is_filtered_and_paginated(client, admin, alice, bob, admin_token):
-    alice_token = token_for(alice)
+    alice_token = token_for(alice, scopes=("api", "write:repo"))
     send(client, "POST", "/user/keys", {"key": new_public_key()}, **bearer(alice_token))
     send(client, "POST", "/user/keys", {"key": new_public_key()}, **bearer(alice_token))
 
