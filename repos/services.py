@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import django_rq
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from portal import audit
@@ -30,6 +30,17 @@ def _check_name_free(owner: User, name: str, exclude: Repository | None = None) 
         taken = taken.exclude(pk=exclude.pk)
     if taken.exists():
         raise ValidationError(f"{owner.username} already has a repository named {name!r}.", code="conflict")
+
+
+def _save_name(repo: Repository, update_fields: list[str]) -> None:
+    """Save a new name or owner; when a concurrent change took the name first, say so instead of failing."""
+    try:
+        with transaction.atomic():
+            repo.save(update_fields=update_fields)
+    except IntegrityError:
+        raise ValidationError(
+            f"{repo.owner.username} already has a repository named {repo.name!r}.", code="conflict"
+        ) from None
 
 
 def _check_branch_name(branch: str) -> None:
@@ -122,7 +133,7 @@ def rename_repository(repo: Repository, *, actor: User, name: str) -> Repository
     _check_name_free(repo.owner, name, exclude=repo)
     before = repo.full_name
     repo.name = name
-    repo.save(update_fields=["name"])
+    _save_name(repo, ["name"])
     audit.record(actor, "repo.rename", repo, before={"name": before}, after={"name": repo.full_name})
     return repo
 
@@ -138,7 +149,7 @@ def transfer_repository(repo: Repository, *, actor: User, new_owner: User) -> Re
     _check_name_free(new_owner, repo.name)
     before = repo.full_name
     repo.owner = new_owner
-    repo.save(update_fields=["owner"])
+    _save_name(repo, ["owner"])
     # Team grants belong to the old organization's teams: they do not travel.
     TeamRepository.objects.filter(repository=repo).exclude(team__organization=new_owner).delete()
     audit.record(actor, "repo.transfer", repo, before={"name": before}, after={"name": repo.full_name})

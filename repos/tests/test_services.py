@@ -58,3 +58,13 @@ def test_an_owner_of_the_owning_organization_can_transfer_its_repository(alice, 
     repo = services.create_repository(actor=alice, owner=org, name="tool")
     services.transfer_repository(repo, actor=alice, new_owner=alice)
     assert repo.full_name == "alice/tool"
+
+
+def test_a_rename_that_loses_a_race_for_the_name_is_refused_cleanly(private_repo, alice):
+    other = services.create_repository(actor=alice, owner=alice, name="other")
+    # As if another request took the name between the check and the save.
+    other.name = "PROJECT"
+    with pytest.raises(ValidationError, match="already has a repository named"):
+        services._save_name(other, ["name"])
+    other.refresh_from_db()
+    assert other.name == "other"
