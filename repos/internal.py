@@ -78,15 +78,11 @@ def _principal(session: PushSession) -> Principal:
     return Principal(user=session.user, deploy_key=session.deploy_key, token=session.token)
 
 
-def _pull_request_hint(repo: Repository, update: RefUpdate) -> list[str]:
-    """What a new branch prints: where the repository is and how to open a pull request from it."""
+def _new_branch_hint(repo: Repository, update: RefUpdate) -> list[str]:
+    """What a new branch prints: where the repository is (pull requests will add their link here)."""
     if not update.is_create or not update.ref.startswith("refs/heads/"):
         return []
-    branch = update.ref.removeprefix("refs/heads/")
-    lines = ["", f"Repository: {repo.web_url}"]
-    if branch != repo.default_branch:
-        lines.append(f"Create a pull request: {repo.web_url}/compare/{repo.default_branch}...{branch}")
-    return [*lines, ""]
+    return ["", f"Repository: {repo.web_url}", ""]
 
 
 @csrf_exempt
@@ -117,5 +113,5 @@ def post_receive(request: HttpRequest) -> JsonResponse:
         return _refused(f"portal: {exc}", status=400)
     repo = session.repository
     services.record_push(repo, actor=_principal(session), protocol=session.protocol, updates=updates, session=session)
-    messages = [line for update in updates for line in _pull_request_hint(repo, update)]
+    messages = [line for update in updates for line in _new_branch_hint(repo, update)]
     return JsonResponse({"ok": True, "messages": messages})

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from datetime import timedelta
 
-import django_rq
 import pytest
 from django.utils import timezone
 from rq import SimpleWorker
@@ -211,11 +210,9 @@ def test_hook_scripts_are_executable_and_do_not_load_django():
 
 
 @pytest.fixture
-def redis_queue(settings):
-    """The real `default` rq queue on the test Redis."""
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-    settings.RQ_QUEUES = {"default": {"URL": url, "DEFAULT_TIMEOUT": 600}}
-    return django_rq.get_queue("default")
+def redis_queue(rq_queues):
+    """The real `default` rq queue on the test Redis, empty at the start."""
+    return rq_queues["default"]
 
 
 def test_pushes_schedule_one_maintenance_run_that_repacks_with_a_bitmap(
