@@ -3,6 +3,8 @@
 import hmac
 import json
 import re
+from collections.abc import Callable
+from functools import wraps
 
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -74,6 +76,24 @@ def _read(request: HttpRequest) -> tuple[PushSession, list[RefUpdate]]:
     return session, _updates(payload)
 
 
+def hook_endpoint(view: Callable[[HttpRequest, PushSession, list[RefUpdate]], JsonResponse]):
+    """A POST-only, CSRF-exempt hook endpoint that answers an unknown session or a malformed body itself."""
+
+    @csrf_exempt
+    @require_POST
+    @wraps(view)
+    def wrapper(request: HttpRequest) -> JsonResponse:
+        try:
+            session, updates = _read(request)
+        except SessionRefused as exc:
+            return _refused(f"portal: {exc}", status=403)
+        except BadRequest as exc:
+            return _refused(f"portal: {exc}", status=400)
+        return view(request, session, updates)
+
+    return wrapper
+
+
 def _principal(session: PushSession) -> Principal:
     return Principal(user=session.user, deploy_key=session.deploy_key, token=session.token)
 
@@ -85,32 +105,18 @@ def _new_branch_hint(repo: Repository, update: RefUpdate) -> list[str]:
     return ["", f"Repository: {repo.web_url}", ""]
 
 
-@csrf_exempt
-@require_POST
-def pre_receive(request: HttpRequest) -> JsonResponse:
+@hook_endpoint
+def pre_receive(request: HttpRequest, session: PushSession, updates: list[RefUpdate]) -> JsonResponse:
     """Accept or refuse a whole push before git updates any ref."""
-    try:
-        session, updates = _read(request)
-    except SessionRefused as exc:
-        return _refused(f"portal: {exc}", status=403)
-    except BadRequest as exc:
-        return _refused(f"portal: {exc}", status=400)
     reason = services.push_blocker(_principal(session), session.repository, updates)
     if reason is not None:
         return JsonResponse({"ok": False, "messages": [f"portal: {line}" for line in reason.splitlines()]})
     return JsonResponse({"ok": True, "messages": []})
 
 
-@csrf_exempt
-@require_POST
-def post_receive(request: HttpRequest) -> JsonResponse:
+@hook_endpoint
+def post_receive(request: HttpRequest, session: PushSession, updates: list[RefUpdate]) -> JsonResponse:
     """Record the refs git has just updated and queue what follows a push."""
-    try:
-        session, updates = _read(request)
-    except SessionRefused as exc:
-        return _refused(f"portal: {exc}", status=403)
-    except BadRequest as exc:
-        return _refused(f"portal: {exc}", status=400)
     repo = session.repository
     services.record_push(repo, actor=_principal(session), protocol=session.protocol, updates=updates, session=session)
     messages = [line for update in updates for line in _new_branch_hint(repo, update)]
