@@ -130,45 +130,48 @@ def _deploy_key_check(actor: User, repository) -> None:
     check_role(role_for(actor, repository), Role.ADMIN)
 
 
-@transaction.atomic
-def add_ssh_key(
-    user: User, *, actor: User, title: str, public_key: str, repository=None, writable: bool = False
-) -> SshKey:
-    """Register a user's key (or, with repository, a deploy key); raises InvalidKey with the reason."""
-    if repository is None:
-        _key_owner_check(actor, user)
-        if user.is_organization:
-            raise InvalidKey(
-                "Organizations cannot have SSH keys: add the key to a person's account or as a deploy key."
-            )
-    else:
-        _deploy_key_check(actor, repository)
+KEY_TAKEN = "This key is already registered (to an account or as a deploy key); a key can be used once."
+
+
+def _register_key(public_key: str, *, actor: User, title: str, **owner) -> SshKey:
+    """Parse and store a key for owner (user=… or repository=…); the unique fingerprint refuses a reused key."""
     parsed = parse_public_key(public_key)
-    title = (title or parsed.comment or parsed.key_type).strip()[:100]
-    if SshKey.objects.filter(fingerprint=parsed.fingerprint).exists():
-        raise InvalidKey("This key is already registered (to an account or as a deploy key); a key can be used once.")
     try:
         with transaction.atomic():
-            key = SshKey.objects.create(
-                user=None if repository is not None else user,
-                repository=repository,
-                writable=writable if repository is not None else False,
-                title=title,
+            return SshKey.objects.create(
+                title=(title or parsed.comment or parsed.key_type).strip()[:100],
                 key_type=parsed.key_type,
                 bits=parsed.bits,
                 public_key=parsed.public_key,
                 fingerprint=parsed.fingerprint,
                 added_by=actor,
+                **owner,
             )
     except IntegrityError as exc:
-        raise InvalidKey(
-            "This key is already registered (to an account or as a deploy key); a key can be used once."
-        ) from exc
-    after = {"fingerprint": key.fingerprint, "title": key.title, "type": key.key_type}
-    if repository is not None:
-        audit.record(actor, "deploy_key.add", repository, after=after | {"writable": key.writable})
-    else:
-        audit.record(actor, "key.add", key, subject=user, after=after)
+        raise InvalidKey(KEY_TAKEN) from exc
+
+
+def _key_summary(key: SshKey) -> dict:
+    return {"fingerprint": key.fingerprint, "title": key.title, "type": key.key_type}
+
+
+@transaction.atomic
+def add_ssh_key(user: User, *, actor: User, title: str, public_key: str) -> SshKey:
+    """Register a key on a user's account; raises InvalidKey with the reason."""
+    _key_owner_check(actor, user)
+    if user.is_organization:
+        raise InvalidKey("Organizations cannot have SSH keys: add the key to a person's account or as a deploy key.")
+    key = _register_key(public_key, actor=actor, title=title, user=user)
+    audit.record(actor, "key.add", key, subject=user, after=_key_summary(key))
+    return key
+
+
+@transaction.atomic
+def add_deploy_key(repository, *, actor: User, title: str, public_key: str, writable: bool = False) -> SshKey:
+    """Register a deploy key of one repository, read-only unless writable; raises InvalidKey with the reason."""
+    _deploy_key_check(actor, repository)
+    key = _register_key(public_key, actor=actor, title=title, repository=repository, writable=writable)
+    audit.record(actor, "deploy_key.add", repository, after=_key_summary(key) | {"writable": writable})
     return key
 
 
@@ -179,7 +182,7 @@ def revoke_ssh_key(key: SshKey, *, actor: User) -> None:
         _key_owner_check(actor, key.user)
     else:
         _deploy_key_check(actor, key.repository)
-    before = {"fingerprint": key.fingerprint, "title": key.title, "type": key.key_type}
+    before = _key_summary(key)
     if key.repository_id is not None:
         audit.record(actor, "deploy_key.revoke", key.repository, before=before)
     else:

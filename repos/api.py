@@ -309,13 +309,11 @@ def list_deploy_keys(request: HttpRequest, owner: str, repo: str):
 )
 def add_deploy_key(request: HttpRequest, owner: str, repo: str, payload: DeployKeyIn):
     repository = _repo(request, owner, repo, Role.ADMIN)
-    user = current_user(request)
-    key = accounts.add_ssh_key(
-        user,
-        actor=user,
+    key = accounts.add_deploy_key(
+        repository,
+        actor=current_user(request),
         title=payload.title,
         public_key=payload.key,
-        repository=repository,
         writable=not payload.read_only,
     )
     return Status(201, _deploy_key_out(repository, key))

@@ -256,7 +256,7 @@ def deploy_keys(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     form = forms.DeployKeyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            key = accounts.add_ssh_key(None, actor=request.user, repository=repo, **form.cleaned_data)
+            key = accounts.add_deploy_key(actor=request.user, repository=repo, **form.cleaned_data)
         except InvalidKey as exc:
             form.add_error("public_key", str(exc))
         else:

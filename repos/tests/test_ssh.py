@@ -41,7 +41,7 @@ def key_for(ssh_keypair, git_ssh_env):
     def make(user, **deploy):
         keyfile, public = ssh_keypair(f"{user.username if user else 'deploy'}-{SshKey.objects.count()}")
         if deploy:
-            key = accounts.add_ssh_key(None, actor=deploy.pop("actor"), title="deploy", public_key=public, **deploy)
+            key = accounts.add_deploy_key(actor=deploy.pop("actor"), title="deploy", public_key=public, **deploy)
         else:
             key = accounts.add_ssh_key(user, actor=user, title="laptop", public_key=public)
         return git_ssh_env(keyfile), key
@@ -355,7 +355,7 @@ def openssh(ssh_server, live_server, django_subprocess_env, ssh_keypair, tmp_pat
     def make(user, **deploy):
         _, public = ssh_keypair(f"{user.username if user else 'deploy'}-openssh")
         if deploy:
-            key = accounts.add_ssh_key(None, actor=deploy.pop("actor"), title="deploy", public_key=public, **deploy)
+            key = accounts.add_deploy_key(actor=deploy.pop("actor"), title="deploy", public_key=public, **deploy)
         else:
             key = accounts.add_ssh_key(user, actor=user, title="laptop", public_key=public)
         line = authorized_keys_line(public)
