@@ -129,6 +129,16 @@ def get_repo_for_user(user: User | None, owner: str, name: str, need: int = Role
     return get_repo_for_principal(Principal(user=user if _active(user) else None), owner, name, need)
 
 
+def _granted_to(user: User) -> Q:
+    """Repositories a user owns or holds a role on: directly, through a team, or as an organization owner."""
+    return (
+        Q(owner=user)
+        | Q(collaborators__user=user)
+        | Q(team_grants__team__members=user)
+        | Q(owner__teams__name=Team.OWNERS, owner__teams__members=user)
+    )
+
+
 def visible_repositories(user: User | None) -> QuerySet[Repository]:
     """Every repository the user can read."""
     repos = Repository.objects.select_related("owner")
@@ -136,13 +146,7 @@ def visible_repositories(user: User | None) -> QuerySet[Repository]:
         return repos
     if not _active(user):
         return repos.filter(visibility=Visibility.PUBLIC)
-    return repos.filter(
-        Q(visibility__in=[Visibility.PUBLIC, Visibility.INTERNAL])
-        | Q(owner=user)
-        | Q(collaborators__user=user)
-        | Q(team_grants__team__members=user)
-        | Q(owner__teams__name=Team.OWNERS, owner__teams__members=user)
-    ).distinct()
+    return repos.filter(Q(visibility__in=[Visibility.PUBLIC, Visibility.INTERNAL]) | _granted_to(user)).distinct()
 
 
 def member_repositories(user: User | None) -> QuerySet[Repository]:
@@ -151,12 +155,7 @@ def member_repositories(user: User | None) -> QuerySet[Repository]:
         return Repository.objects.none()
     return (
         Repository.objects.select_related("owner")
-        .filter(
-            Q(owner=user)
-            | Q(collaborators__user=user)
-            | Q(team_grants__team__members=user)
-            | Q(owner__teams__name=Team.OWNERS, owner__teams__members=user)
-        )
+        .filter(_granted_to(user))
         .distinct()
         .order_by("owner__username", "name")
     )
@@ -170,13 +169,11 @@ def get_owner_for_user(user: User | None, name: str) -> User:
     return owner
 
 
-def get_org_for_user(user: User | None, name: str, *, admin: bool = False) -> User:
-    """An organization; with admin=True only for its owners (others get PermissionDenied)."""
+def get_org_for_user(user: User | None, name: str) -> User:
+    """An organization by name (organizations are public; what may be done in one is for services to check)."""
     org = User.objects.organizations().filter(username__iexact=name).first()
     if org is None:
         raise Http404("No such organization")
-    if admin and not is_org_owner(user, org):
-        raise PermissionDenied("Only the organization's owners can do this.")
     return org
 
 
