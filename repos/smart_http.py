@@ -8,7 +8,6 @@ no pack is ever held in memory.
 import base64
 import binascii
 import gzip
-import re
 from collections.abc import Iterator
 from itertools import chain
 from typing import BinaryIO
@@ -24,8 +23,6 @@ from repos.access import Principal, get_repo_for_principal
 from repos.models import Repository
 
 HTTP_SERVICES = ("git-upload-pack", "git-receive-pack")
-# GIT_PROTOCOL is a colon-separated list of key or key=value items, such as `version=2`.
-_GIT_PROTOCOL_RE = re.compile(r"[A-Za-z0-9._-]+(=[A-Za-z0-9._-]*)?(:[A-Za-z0-9._-]+(=[A-Za-z0-9._-]*)?)*")
 PASSWORDS_REFUSED = (
     "Passwords are not accepted for git over HTTPS: "
     "use your username and a personal access token (Settings, Access tokens) as the password."
@@ -100,7 +97,8 @@ def _environment(request: HttpRequest, principal: Principal) -> dict[str, str]:
     env = {}
     protocol = request.META.get("HTTP_GIT_PROTOCOL", "")
     if protocol:
-        if len(protocol) > 256 or not _GIT_PROTOCOL_RE.fullmatch(protocol):
+        # The same check as for SSH clients' GIT_PROTOCOL; here a bad header is refused, not dropped.
+        if transport.safe_git_protocol(protocol) is None:
             raise Refused(400, "Malformed Git-Protocol header.")
         env["GIT_PROTOCOL"] = protocol
     if principal.user is not None:
