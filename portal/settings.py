@@ -136,13 +136,18 @@ REDIS_SOCKET = VAR_DIR / "valkey.sock"
 REDIS_URL = os.environ.get("REDIS_URL") or f"unix://{REDIS_SOCKET}"
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600} for name in ("default", "builds", "deploys")}
 
-CACHES = {
-    "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-        if os.environ.get("REDIS_URL") and envbool("PORTAL_REDIS_CACHE", True)
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    )
+# Rendered blobs, diffs, blame and tree maps are cached by object sha. PORTAL_CACHE picks where: "redis" (the
+# default when REDIS_URL is set, shared by every web process), "locmem" (per process, the default otherwise) or
+# "dummy" (nothing is kept: every view is a first view, which is what bench/browse.py measures).
+PORTAL_CACHE = os.environ.get("PORTAL_CACHE") or ("redis" if os.environ.get("REDIS_URL") else "locmem")
+CACHE_BACKENDS = {
+    "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+    "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 5000}},
+    "dummy": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
 }
+if PORTAL_CACHE not in CACHE_BACKENDS:
+    raise ImproperlyConfigured(f"PORTAL_CACHE must be one of {', '.join(CACHE_BACKENDS)}, not {PORTAL_CACHE!r}")
+CACHES = {"default": CACHE_BACKENDS[PORTAL_CACHE]}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -3,13 +3,15 @@
 Everything returned is a plain frozen dataclass, never a pygit2 object.
 """
 
+import itertools
 import logging
 import os
 import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -212,7 +214,7 @@ def base_environment() -> dict[str, str]:
 
 # Smart HTTP and maintenance.
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 STREAM_CHUNK = 64 * 1024
 
 
@@ -225,7 +227,7 @@ def _feed(source: BinaryIO, sink: BinaryIO) -> None:
         # The process exited early (it refused the request); what it printed is the answer.
         pass
     except Exception:
-        log.exception("reading the request body for git failed")
+        logger.exception("reading the request body for git failed")
     finally:
         try:
             sink.close()
@@ -277,7 +279,7 @@ def stream_service(
             thread.join(timeout=5)
         proc.stdout.close()
         if returncode != 0:
-            log.warning(
+            logger.warning(
                 "%s on %s exited with %s: %s",
                 service,
                 path,
@@ -313,3 +315,550 @@ def repack(path: Path) -> None:
     )
     if result.returncode != 0:
         raise GitError(f"repack failed: {result.stderr.strip()}")
+
+
+# Browsing: refs, trees, blobs, history, diffs, blame and archives.
+#
+# Paths inside a repository are str decoded from git's bytes with "surrogateescape", so a file name that is
+# not UTF-8 survives the round trip to a URL and back; `label()` turns one into text fit for a page.
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+_HEX_RE = re.compile(r"[0-9a-f]{4,64}")
+DIFF_RENAME_LIMIT = 1000
+
+
+class PathNotFound(GitError):
+    pass
+
+
+def label(path: str) -> str:
+    """A path as text for display: UTF-8 when it is, otherwise its bytes read as Latin-1."""
+    raw = path.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def path_bytes(path: str) -> bytes:
+    return path.encode("utf-8", "surrogateescape")
+
+
+def decode_path(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """What a URL's <ref> named: a branch, a tag or a commit, and the commit it resolves to."""
+
+    name: str
+    kind: str  # "branch", "tag" or "commit"
+    sha: str
+
+    @property
+    def is_sha(self) -> bool:
+        return self.kind == "commit"
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    name: str
+    path: str
+    sha: str
+    kind: str  # "tree", "blob", "symlink" or "submodule"
+    mode: int
+
+    @property
+    def label(self) -> str:
+        return label(self.name)
+
+
+@dataclass(frozen=True)
+class Tag:
+    name: str
+    sha: str  # the commit it points to
+    commit: Commit
+    message: str  # an annotated tag's message, "" for a lightweight tag
+    tagger: Signature | None
+
+    @property
+    def when(self) -> datetime:
+        return self.tagger.when if self.tagger else self.commit.committer.when
+
+
+def _is_unsafe_ref(name: str) -> bool:
+    """Names git could read as an option or a range, and names that are not text, never reach a lookup."""
+    if not name or name.startswith("-") or ".." in name or "\x00" in name:
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def resolve(path: Path, segments: list[str]) -> tuple[Ref, list[str]]:
+    """Split URL segments into a ref (the longest prefix naming a branch or tag, or a commit sha) and a path.
+
+    Branch names may contain '/', so "feature/x/src/a.c" tries "feature/x/src/a.c", "feature/x/src", ... in turn.
+    Names that start with '-' or contain '..' are refused before any lookup."""
+    repo = _open(path)
+    for end in range(len(segments), 0, -1):
+        name = "/".join(segments[:end])
+        if _is_unsafe_ref(name):
+            continue
+        for prefix, kind in (("refs/heads/", "branch"), ("refs/tags/", "tag")):
+            ref_name = prefix + name
+            if not pygit2.reference_is_valid_name(ref_name):
+                continue
+            ref = repo.references.get(ref_name)
+            if ref is not None:
+                target = ref.peel(pygit2.Commit) if kind == "tag" else repo[ref.resolve().target]
+                if isinstance(target, pygit2.Commit):
+                    return Ref(name=name, kind=kind, sha=str(target.id)), segments[end:]
+    if segments and _HEX_RE.fullmatch(segments[0]):
+        try:
+            obj = repo.get(segments[0])
+        except (ValueError, pygit2.GitError):
+            obj = None  # an ambiguous short sha
+        if obj is not None:
+            try:
+                commit = obj.peel(pygit2.Commit)
+            except (pygit2.InvalidSpecError, ValueError):
+                commit = None
+            if commit is not None:
+                return Ref(name=segments[0], kind="commit", sha=str(commit.id)), segments[1:]
+    raise RefNotFound("/".join(segments))
+
+
+def resolve_commit(path: Path, name: str) -> Ref:
+    """A single ref name (branch, tag or sha) with nothing after it."""
+    if _is_unsafe_ref(name):
+        raise RefNotFound(name)
+    ref, rest = resolve(path, name.split("/"))
+    if rest:
+        raise RefNotFound(name)
+    return ref
+
+
+def _entry_kind(mode: int) -> str:
+    if mode == pygit2.enums.FileMode.TREE:
+        return "tree"
+    if mode == pygit2.enums.FileMode.LINK:
+        return "symlink"
+    if mode == pygit2.enums.FileMode.COMMIT:
+        return "submodule"
+    return "blob"
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base}/{name}" if base else name
+
+
+def entry(path: Path, commit_sha: str, file_path: str) -> TreeEntry:
+    """The entry at file_path in a commit's tree ("" is the root tree)."""
+    repo = _open(path)
+    tree = repo[commit_sha].peel(pygit2.Tree)
+    if not file_path:
+        return TreeEntry(name="", path="", sha=str(tree.id), kind="tree", mode=pygit2.enums.FileMode.TREE)
+    try:
+        obj = tree[file_path]
+    except (KeyError, ValueError):
+        raise PathNotFound(file_path) from None
+    return TreeEntry(
+        name=file_path.rsplit("/", 1)[-1],
+        path=file_path,
+        sha=str(obj.id),
+        kind=_entry_kind(obj.filemode),
+        mode=obj.filemode,
+    )
+
+
+def tree_entries(path: Path, tree_sha: str, base: str) -> list[TreeEntry]:
+    """A tree's entries, directories first, each group by name; base is the tree's own path."""
+    tree = _open(path)[tree_sha]
+    entries = [
+        TreeEntry(name=e.name, path=_join(base, e.name), sha=str(e.id), kind=_entry_kind(e.filemode), mode=e.filemode)
+        for e in tree
+    ]
+    entries.sort(key=lambda e: (e.kind != "tree", e.name.lower()))
+    return entries
+
+
+def read_blob(path: Path, sha: str, *, limit: int | None = None) -> tuple[bytes, int]:
+    """A blob's bytes (the first `limit` of them when given) and its full size."""
+    blob = _open(path)[sha]
+    if not isinstance(blob, pygit2.Blob):
+        raise PathNotFound(sha)
+    size = blob.size
+    if limit is not None and size > limit:
+        return blob.read_raw()[:limit], size
+    return blob.data, size
+
+
+def commit(path: Path, sha: str) -> Commit:
+    obj = _open(path).get(sha)
+    if not isinstance(obj, pygit2.Commit):
+        raise RefNotFound(sha)
+    return _commit(obj)
+
+
+def commits(path: Path, shas: list[str]) -> list[Commit]:
+    repo = _open(path)
+    return [_commit(repo[sha]) for sha in shas]
+
+
+def _git(path: Path, *args: str | bytes, check: bool = True) -> bytes:
+    result = subprocess.run(
+        [settings.GIT_BIN, "-c", "core.quotePath=false", *args],
+        cwd=path,
+        env=base_environment() | {"GIT_DIR": str(path)},
+        capture_output=True,
+    )
+    if check and result.returncode != 0:
+        raise GitError(result.stderr.decode(errors="replace").strip())
+    return result.stdout
+
+
+def log(path: Path, sha: str, *, file_path: str = "", skip: int = 0, limit: int = 50) -> list[Commit]:
+    """Commits reachable from sha, newest first; with file_path, only those that touched it, following renames
+    of a file (git log --follow)."""
+    if not file_path:
+        repo = _open(path)
+        walker = repo.walk(sha, pygit2.enums.SortMode.TIME)
+        return [_commit(c) for c in itertools.islice(walker, skip, skip + limit)]
+    is_file = entry(path, sha, file_path).kind != "tree"
+    args = ["log", "--format=%H", f"--skip={skip}", f"-n{limit}"]
+    if is_file:
+        args.append("--follow")
+    out = _git(path, *args, sha, "--", path_bytes(file_path))
+    return commits(path, out.decode().split())
+
+
+def merge_base(path: Path, a: str, b: str) -> str | None:
+    oid = _open(path).merge_base(a, b)
+    return str(oid) if oid else None
+
+
+def commits_between(path: Path, base_sha: str, head_sha: str, *, limit: int = 250) -> list[Commit]:
+    """Commits in head that base does not have, oldest first (as a pull request lists them)."""
+    repo = _open(path)
+    walker = repo.walk(head_sha, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+    walker.hide(base_sha)
+    found = [_commit(c) for c in itertools.islice(walker, limit)]
+    return found[::-1]
+
+
+def count_between(path: Path, base_sha: str, head_sha: str) -> tuple[int, int]:
+    """(ahead, behind) of head relative to base."""
+    return _open(path).ahead_behind(head_sha, base_sha)
+
+
+def tags(path: Path) -> list[Tag]:
+    """Tags that point at commits, newest first."""
+    repo = _open(path)
+    result = []
+    for ref_name in repo.references:
+        if not ref_name.startswith("refs/tags/"):
+            continue
+        ref = repo.references[ref_name]
+        obj = repo[ref.target]
+        try:
+            target = obj.peel(pygit2.Commit)
+        except (pygit2.InvalidSpecError, ValueError):
+            continue
+        annotated = isinstance(obj, pygit2.Tag)
+        result.append(
+            Tag(
+                name=ref_name.removeprefix("refs/tags/"),
+                sha=str(target.id),
+                commit=_commit(target),
+                message=obj.message if annotated else "",
+                tagger=_signature(obj.tagger) if annotated and obj.tagger else None,
+            )
+        )
+    return sorted(result, key=lambda t: t.when, reverse=True)
+
+
+def ref_names(path: Path) -> tuple[list[str], list[str]]:
+    """Branch and tag names, for the ref switcher (tags newest version first, by name)."""
+    repo = _open(path)
+    heads, tag_names = [], []
+    for name in repo.references:
+        if name.startswith("refs/heads/"):
+            heads.append(name.removeprefix("refs/heads/"))
+        elif name.startswith("refs/tags/"):
+            tag_names.append(name.removeprefix("refs/tags/"))
+    tag_names.sort(key=_version_key, reverse=True)
+    return sorted(heads), tag_names
+
+
+def _version_key(name: str) -> tuple:
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name))
+
+
+@dataclass(frozen=True)
+class DiffLine:
+    origin: str  # "+", "-" or " "
+    old_number: int | None
+    new_number: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Hunk:
+    header: str
+    lines: tuple[DiffLine, ...]
+
+
+@dataclass(frozen=True)
+class FileDiff:
+    """One file of a diff. Without hunks (a summary) until diff_files() is asked for its patch."""
+
+    old_path: str
+    new_path: str
+    status: str  # "added", "deleted", "modified", "renamed", "copied" or "typechange"
+    old_mode: int
+    new_mode: int
+    old_sha: str
+    new_sha: str
+    binary: bool
+    additions: int
+    deletions: int
+    similarity: int = 0
+    hunks: tuple[Hunk, ...] = ()
+
+    @property
+    def path(self) -> str:
+        return self.new_path if self.status != "deleted" else self.old_path
+
+    @property
+    def label(self) -> str:
+        return label(self.path)
+
+    @property
+    def old_label(self) -> str:
+        return label(self.old_path)
+
+    @property
+    def changes(self) -> int:
+        return self.additions + self.deletions
+
+    @property
+    def mode_changed(self) -> bool:
+        return bool(self.old_mode and self.new_mode and self.old_mode != self.new_mode)
+
+
+_STATUS = {
+    "A": "added",
+    "D": "deleted",
+    "M": "modified",
+    "R": "renamed",
+    "C": "copied",
+    "T": "typechange",
+}
+
+
+def _decode_line(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _tree_diff(repo: pygit2.Repository, old_sha: str, new_sha: str, ignore_whitespace: bool) -> pygit2.Diff:
+    flags = pygit2.enums.DiffOption.NORMAL
+    if ignore_whitespace:
+        flags |= pygit2.enums.DiffOption.IGNORE_WHITESPACE
+    old_tree = repo[old_sha].peel(pygit2.Tree)
+    new_tree = repo[new_sha].peel(pygit2.Tree)
+    diff = repo.diff(old_tree, new_tree, flags=flags, context_lines=3)
+    diff.find_similar(
+        flags=pygit2.enums.DiffFind.FIND_RENAMES | pygit2.enums.DiffFind.FIND_FOR_UNTRACKED,
+        rename_limit=DIFF_RENAME_LIMIT,
+    )
+    return diff
+
+
+def _file_diff(patch: pygit2.Patch, *, with_hunks: bool) -> FileDiff:
+    delta = patch.delta
+    _context, additions, deletions = patch.line_stats
+    hunks: tuple[Hunk, ...] = ()
+    if with_hunks and not delta.is_binary:
+        hunks = tuple(
+            Hunk(
+                header=hunk.header.rstrip("\n"),
+                lines=tuple(
+                    DiffLine(
+                        origin=line.origin,
+                        old_number=line.old_lineno if line.old_lineno >= 0 else None,
+                        new_number=line.new_lineno if line.new_lineno >= 0 else None,
+                        text=_decode_line(line.raw_content).rstrip("\r\n"),
+                    )
+                    for line in hunk.lines
+                    if line.origin in "+- "
+                ),
+            )
+            for hunk in patch.hunks
+        )
+    return FileDiff(
+        old_path=decode_path(delta.old_file.raw_path),
+        new_path=decode_path(delta.new_file.raw_path),
+        status=_STATUS.get(delta.status_char(), "modified"),
+        old_mode=delta.old_file.mode,
+        new_mode=delta.new_file.mode,
+        old_sha=str(delta.old_file.id),
+        new_sha=str(delta.new_file.id),
+        binary=delta.is_binary,
+        additions=additions,
+        deletions=deletions,
+        similarity=delta.similarity,
+        hunks=hunks,
+    )
+
+
+def diff(
+    path: Path,
+    old_sha: str,
+    new_sha: str,
+    *,
+    ignore_whitespace: bool = False,
+    with_hunks: Callable[[int, int, int], bool] = lambda index, additions, deletions: False,
+) -> list[FileDiff]:
+    """Every file that differs between two commits (or trees), renames found, with +/- counts.
+
+    Only the files for which with_hunks(index, additions, deletions) says so carry their hunks: turning lines into
+    Python objects is the slow part of a big diff, and a page shows only its first files at once."""
+    diff = _tree_diff(_open(path), old_sha, new_sha, ignore_whitespace)
+    files = []
+    for patch in diff:
+        if patch is None:
+            continue
+        _context, additions, deletions = patch.line_stats
+        files.append(_file_diff(patch, with_hunks=with_hunks(len(files), additions, deletions)))
+    return files
+
+
+def parent_for_diff(path: Path, sha: str) -> str:
+    """What a commit is compared with: its first parent, or the empty tree for a root commit."""
+    obj = _open(path)[sha]
+    return str(obj.parent_ids[0]) if obj.parent_ids else EMPTY_TREE
+
+
+@dataclass(frozen=True)
+class BlameHunk:
+    sha: str
+    start: int  # first line in the blamed file, 1-based
+    count: int
+    orig_path: str
+
+
+def blame(path: Path, commit_sha: str, file_path: str) -> tuple[list[BlameHunk], dict[str, Commit]]:
+    """Who last changed each line, as `git blame --porcelain` says: hunks in file order and the commits they name.
+
+    The git CLI, not libgit2: with the commit-graph it is fifty times faster on a long history."""
+    if not _SHA_RE.fullmatch(commit_sha):
+        raise GitError(f"not an object id: {commit_sha!r}")
+    out = _git(path, "blame", "--porcelain", commit_sha, "--", path_bytes(file_path))
+    hunks: list[BlameHunk] = []
+    paths: dict[str, str] = {}
+    sha, start, count, seen_header = "", 0, 0, False
+    for raw in out.split(b"\n"):
+        if raw.startswith(b"\t") or not raw:
+            continue
+        head, _, rest = raw.partition(b" ")
+        if len(head) in (40, 64) and _SHA_RE.fullmatch(head.decode("ascii", "replace")):
+            parts = rest.split()
+            if len(parts) == 3:
+                if seen_header:
+                    hunks.append(BlameHunk(sha=sha, start=start, count=count, orig_path=""))
+                sha, start, count, seen_header = head.decode(), int(parts[1]), int(parts[2]), True
+            continue
+        if head == b"filename":
+            paths.setdefault(sha, decode_path(rest))
+    if seen_header:
+        hunks.append(BlameHunk(sha=sha, start=start, count=count, orig_path=""))
+    hunks = [BlameHunk(sha=h.sha, start=h.start, count=h.count, orig_path=paths.get(h.sha, file_path)) for h in hunks]
+    repo = _open(path)
+    return hunks, {sha: _commit(repo[sha]) for sha in {h.sha for h in hunks}}
+
+
+def last_commits(path: Path, commit_sha: str, dir_path: str, *, budget: float = 20.0) -> tuple[dict[str, Commit], bool]:
+    """For each entry of a directory, the newest commit that changed it; and whether every entry was found.
+
+    git lists the commits that touched the directory (fast with the commit-graph's changed-path filters); for each
+    one, an entry counts as changed only when it differs from every parent, so a merge takes no credit for what
+    its branches did. The walk stops once every entry is found, or after `budget` seconds."""
+
+    repo = _open(path)
+
+    def subtree(obj: pygit2.Commit) -> pygit2.Tree | None:
+        tree = obj.tree
+        if not dir_path:
+            return tree
+        try:
+            sub = tree[dir_path]
+        except KeyError:
+            return None
+        return sub if isinstance(sub, pygit2.Tree) else None
+
+    start_tree = subtree(repo[commit_sha])
+    if start_tree is None:
+        raise PathNotFound(dir_path)
+    wanted = {e.name: e.id for e in start_tree}
+    found: dict[str, Commit] = {}
+    argv = [settings.GIT_BIN, "log", "--format=%H", commit_sha]
+    if dir_path:
+        argv += ["--", path_bytes(dir_path)]
+    proc = subprocess.Popen(argv, cwd=path, env=base_environment() | {"GIT_DIR": str(path)}, stdout=subprocess.PIPE)
+    deadline = time.monotonic() + budget
+    try:
+        for line in proc.stdout:
+            obj = repo[line.strip().decode()]
+            tree = subtree(obj)
+            if tree is None:
+                continue
+            parents = [subtree(p) for p in obj.parents]
+            for name in [n for n in wanted if n not in found]:
+                try:
+                    oid = tree[name].id
+                except KeyError:
+                    continue
+                if oid != wanted[name]:
+                    continue
+                if all(p is None or name not in p or p[name].id != oid for p in parents):
+                    found[name] = _commit(obj)
+            if len(found) == len(wanted) or time.monotonic() > deadline:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    return found, len(found) == len(wanted)
+
+
+ARCHIVE_FORMATS = ("tar.gz", "zip")
+
+
+def archive(path: Path, sha: str, fmt: str, prefix: str) -> Iterator[bytes]:
+    """`git archive` of a commit, yielded in chunks as git writes it."""
+    if fmt not in ARCHIVE_FORMATS or not _SHA_RE.fullmatch(sha):
+        raise GitError(f"cannot archive {sha!r} as {fmt!r}")
+    argv = [settings.GIT_BIN, "archive", f"--format={fmt}", f"--prefix={prefix}", "--end-of-options", sha]
+    proc = subprocess.Popen(
+        argv,
+        cwd=path,
+        env=base_environment() | {"GIT_DIR": str(path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while chunk := proc.stdout.read1(STREAM_CHUNK):
+            yield chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()

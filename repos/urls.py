@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from repos import views
+from repos import browse_views, views
 
 app_name = "repos"
 
@@ -9,7 +9,18 @@ app_name = "repos"
 urlpatterns = [
     path("new", views.new_repository, name="new"),
     path("<str:owner>", views.owner_page, name="owner"),
-    path("<str:owner>/<str:name>", views.detail, name="detail"),
+    path("<str:owner>/<str:name>", browse_views.home, name="detail"),
+    # Code browsing. Refs may contain '/', so the views read the ref and path from the raw request path.
+    path("<str:owner>/<str:name>/tree/<path:rest>", browse_views.tree, name="tree"),
+    path("<str:owner>/<str:name>/blob/<path:rest>", browse_views.blob, name="blob"),
+    path("<str:owner>/<str:name>/raw/<path:rest>", browse_views.raw, name="raw"),
+    path("<str:owner>/<str:name>/blame/<path:rest>", browse_views.blame, name="blame"),
+    re_path(r"^(?P<owner>[^/]+)/(?P<name>[^/]+)/commits(?:/(?P<rest>.+))?$", browse_views.commits, name="commits"),
+    path("<str:owner>/<str:name>/commit/<str:sha>", browse_views.commit, name="commit"),
+    path("<str:owner>/<str:name>/compare/<path:spec>", browse_views.compare, name="compare"),
+    path("<str:owner>/<str:name>/branches", browse_views.branches, name="branches"),
+    path("<str:owner>/<str:name>/tags", browse_views.tags, name="tags"),
+    path("<str:owner>/<str:name>/archive/<path:rest>", browse_views.archive, name="archive"),
     path("<str:owner>/<str:name>/settings", views.settings, name="settings"),
     path("<str:owner>/<str:name>/settings/rename", views.rename, name="rename"),
     path("<str:owner>/<str:name>/settings/transfer", views.transfer, name="transfer"),

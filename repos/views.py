@@ -18,7 +18,6 @@ from repos.access import (
     is_org_member,
     is_org_owner,
     owners_for_creation,
-    role_for,
     visible_repositories,
 )
 from repos.models import Repository, Role, TeamRepository
@@ -58,19 +57,6 @@ def owner_page(request: HttpRequest, owner: str) -> HttpResponse:
     if context["is_self"]:
         context["organizations"] = User.objects.organizations().filter(teams__members=account).distinct()
     return render(request, "repos/owner.html", context)
-
-
-def detail(request: HttpRequest, owner: str, name: str) -> HttpResponse:
-    repo = get_repo_for_user(request.user, owner, name)
-    heads = git.branch_heads(repo.path)
-    default_head = next((commit for branch, commit in heads if branch.name == repo.default_branch), None)
-    context = {
-        "repo": repo,
-        "heads": heads,
-        "default_head": default_head,
-        "is_admin": role_for(request.user, repo) >= Role.ADMIN,
-    }
-    return render(request, "repos/detail.html", context)
 
 
 def _render_settings(request: HttpRequest, repo: Repository, status: int = 200, **bound) -> HttpResponse:

@@ -1,0 +1,423 @@
+"""Code browsing pages: home, tree, blob, raw, commits, commit, compare, blame, branches, tags, archives.
+
+HTTP only: the access door decides who sees what, repos.code renders and caches, repos.git reads git.
+Paths arrive as the raw bytes of the request path, so file names that are not UTF-8 still resolve."""
+
+import re
+
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotModified,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from repos import code, git
+from repos.access import get_repo_for_user, role_for
+from repos.models import Repository, Role
+
+COMMITS_PER_PAGE = 50
+SWITCHER_TAGS = 100
+IMMUTABLE = "max-age=31536000, immutable"
+
+
+_BROKEN_BYTE = re.compile(rb"%([89A-F][0-9A-F])")
+
+
+def _tail(request: HttpRequest, skip: int = 4) -> list[str]:
+    """The path segments after /<owner>/<repo>/<page>/, as git's bytes.
+
+    Django re-percent-encodes the bytes of a request path that are not UTF-8 (a Latin-1 file name, say), so those
+    are turned back into bytes here."""
+    raw = _BROKEN_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]), request.path_info.encode("utf-8"))
+    return [git.decode_path(part) for part in raw.split(b"/")[skip:] if part]
+
+
+def _prefix(repo: Repository) -> str:
+    return reverse("repos:detail", args=[repo.owner.username, repo.name])
+
+
+def _resolve(repo: Repository, segments: list[str]) -> tuple[git.Ref, str]:
+    if not segments:
+        raise Http404("No ref given.")
+    try:
+        ref, rest = git.resolve(repo.path, segments)
+    except git.RefNotFound:
+        raise Http404("No such branch, tag or commit.") from None
+    return ref, "/".join(rest)
+
+
+def _entry(repo: Repository, ref: git.Ref, path: str) -> git.TreeEntry:
+    try:
+        return git.entry(repo.path, ref.sha, path)
+    except git.PathNotFound:
+        raise Http404("No such file or directory at this ref.") from None
+
+
+def _sha_etag(request: HttpRequest, ref: git.Ref, *parts: str) -> str | None:
+    """An ETag for a page named by a full sha, which never changes (per user, since the page greets them)."""
+    if not (ref.is_sha and len(ref.name) in (40, 64)):
+        return None
+    user = request.user.pk if request.user.is_authenticated else 0
+    return '"' + "-".join([ref.sha, *parts, str(user)]).replace('"', "") + '"'
+
+
+def _not_modified(request: HttpRequest, etag: str | None) -> bool:
+    return etag is not None and etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]
+
+
+def _immutable(response: HttpResponse, etag: str | None) -> HttpResponse:
+    if etag is not None:
+        response["ETag"] = etag
+        response["Cache-Control"] = f"private, {IMMUTABLE}"
+    return response
+
+
+def _context(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, page: str, **extra) -> dict:
+    prefix = _prefix(repo)
+    crumbs, so_far = [], ""
+    for part in path.split("/") if path else []:
+        so_far = f"{so_far}/{part}" if so_far else part
+        crumbs.append((git.label(part), f"{prefix}/tree/{code.quote_ref(ref.name)}/{code.quote_path(so_far)}"))
+    return {
+        "repo": repo,
+        "prefix": prefix,
+        "ref": ref,
+        "path": path,
+        "path_label": git.label(path),
+        "crumbs": crumbs,
+        "root_url": f"{prefix}/tree/{code.quote_ref(ref.name)}",
+        "quoted_ref": code.quote_ref(ref.name),
+        "quoted_path": code.quote_path(path),
+        "page": page,
+        "tab": "code" if page in ("tree", "blob", "blame") else page,
+        "switcher": _switcher(repo, prefix, page, path, ref) if page in ("tree", "blob", "commits", "blame") else "",
+        "is_admin": role_for(request.user, repo) >= Role.ADMIN,
+        **extra,
+    }
+
+
+def _switcher(repo: Repository, prefix: str, page: str, path: str, ref: git.Ref) -> str:
+    branches, tags = git.ref_names(repo.path)
+    return code.ref_switcher(
+        prefix, page, path, ref, branches, tags[:SWITCHER_TAGS], more_tags=len(tags) > SWITCHER_TAGS
+    )
+
+
+def _nonempty(repo: Repository) -> None:
+    if git.is_empty(repo.path):
+        raise Http404("This repository is empty.")
+
+
+def home(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    repo = get_repo_for_user(request.user, owner, name)
+    if git.is_empty(repo.path):
+        return render(
+            request, "repos/detail.html", {"repo": repo, "is_admin": role_for(request.user, repo) >= Role.ADMIN}
+        )
+    branch = repo.default_branch
+    try:
+        ref = git.resolve_commit(repo.path, branch)
+    except git.RefNotFound:
+        heads = git.branches(repo.path)
+        if not heads:
+            # Only tags: show the newest.
+            ref = git.resolve_commit(repo.path, git.ref_names(repo.path)[1][0])
+        else:
+            ref = git.Ref(name=heads[0].name, kind="branch", sha=heads[0].sha)
+    return _tree_page(request, repo, ref, "", home=True)
+
+
+def tree(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
+    repo = get_repo_for_user(request.user, owner, name)
+    _nonempty(repo)
+    ref, path = _resolve(repo, _tail(request))
+    return _tree_page(request, repo, ref, path)
+
+
+def _tree_page(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, home: bool = False) -> HttpResponse:
+    entry = _entry(repo, ref, path)
+    prefix = _prefix(repo)
+    if entry.kind != "tree":
+        return redirect(f"{prefix}/blob/{code.quote_ref(ref.name)}/{code.quote_path(path)}")
+    if request.GET.get("fragment") == "commits":
+        found, complete = code.last_commits(repo.path, ref.sha, path)
+        return JsonResponse({"entries": found, "complete": complete, "prefix": prefix})
+    etag = _sha_etag(request, ref, "tree", code.quote_path(path))
+    if _not_modified(request, etag):
+        return HttpResponseNotModified()
+    rows = code.tree_html(repo.path, entry.sha, path, prefix=prefix, ref=ref.name)
+    base = f"{code.quote_ref(ref.name)}/{code.quote_path(path)}/" if path else f"{code.quote_ref(ref.name)}/"
+    readme = code.readme(
+        repo.path,
+        ref.sha,
+        git.tree_entries(repo.path, entry.sha, path),
+        link_base=f"{prefix}/blob/{base}",
+        image_base=f"{prefix}/raw/{base}",
+    )
+    context = _context(
+        request,
+        repo,
+        ref,
+        path,
+        "tree",
+        rows=code.safe(rows),
+        readme=readme,
+        head=git.commit(repo.path, ref.sha),
+        home=home,
+        commits_url=f"{request.path}?fragment=commits",
+    )
+    return _immutable(render(request, "repos/tree.html", context), etag)
+
+
+def blob(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
+    repo = get_repo_for_user(request.user, owner, name)
+    _nonempty(repo)
+    ref, path = _resolve(repo, _tail(request))
+    entry = _entry(repo, ref, path)
+    prefix = _prefix(repo)
+    if entry.kind == "tree":
+        return redirect(f"{prefix}/tree/{code.quote_ref(ref.name)}/{code.quote_path(path)}")
+    etag = _sha_etag(request, ref, "blob", code.quote_path(path), request.GET.get("plain", ""))
+    if _not_modified(request, etag):
+        return HttpResponseNotModified()
+    parent = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+    quoted_ref = code.quote_ref(ref.name)
+    context = {"entry": entry}
+    if entry.kind == "symlink":
+        target, _size = git.read_blob(repo.path, entry.sha)
+        context["symlink_target"] = git.label(git.decode_path(target))
+    elif entry.kind == "blob":
+        context["view"] = code.blob_view(
+            repo.path,
+            entry.sha,
+            path,
+            link_base=f"{prefix}/blob/{quoted_ref}/{code.quote_path(parent)}",
+            image_base=f"{prefix}/raw/{quoted_ref}/{code.quote_path(parent)}",
+        )
+    context = _context(request, repo, ref, path, "blob", **context)
+    context["show_source"] = request.GET.get("plain") == "1"
+    return _immutable(render(request, "repos/blob.html", context), etag)
+
+
+def raw(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
+    repo = get_repo_for_user(request.user, owner, name)
+    _nonempty(repo)
+    ref, path = _resolve(repo, _tail(request))
+    entry = _entry(repo, ref, path)
+    if entry.kind not in ("blob", "symlink"):
+        raise Http404("Not a file.")
+    etag = f'"{entry.sha}"'
+    if _not_modified(request, etag):
+        response = HttpResponseNotModified()
+    else:
+        data, _size = git.read_blob(repo.path, entry.sha)
+        content_type = code.render.raw_content_type(code.render_filename(path), data)
+        response = HttpResponse(data, content_type=content_type)
+        disposition = "attachment" if content_type == "application/octet-stream" else "inline"
+        response["Content-Disposition"] = f"{disposition}; filename*=UTF-8''{code.quote_path(entry.name)}"
+    response["ETag"] = etag
+    response["X-Content-Type-Options"] = "nosniff"
+    # Even if a browser rendered it, the file gets no script, no plugins and an origin of its own.
+    response["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
+    response["Cache-Control"] = f"private, {IMMUTABLE}" if ref.is_sha else "private, no-cache"
+    return response
+
+
+def commits(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
+    repo = get_repo_for_user(request.user, owner, name)
+    _nonempty(repo)
+    segments = _tail(request) or [repo.default_branch]
+    ref, path = _resolve(repo, segments)
+    if path:
+        _entry(repo, ref, path)
+    page = _page_number(request)
+    etag = _sha_etag(request, ref, "commits", code.quote_path(path), str(page))
+    if _not_modified(request, etag):
+        return HttpResponseNotModified()
+    found = git.log(repo.path, ref.sha, file_path=path, skip=(page - 1) * COMMITS_PER_PAGE, limit=COMMITS_PER_PAGE + 1)
+    if page > 1 and not found:
+        raise Http404("No commits on this page.")
+    prefix = _prefix(repo)
+    rows = code.cached(
+        ("commits", ref.sha, path, page, prefix),
+        lambda: code.commit_rows(found[:COMMITS_PER_PAGE], prefix=prefix),
+    )
+    context = _context(
+        request,
+        repo,
+        ref,
+        path,
+        "commits",
+        rows=code.safe(rows),
+        page_number=page,
+        has_next=len(found) > COMMITS_PER_PAGE,
+    )
+    return _immutable(render(request, "repos/commits.html", context), etag)
+
+
+def _page_number(request: HttpRequest) -> int:
+    try:
+        page = int(request.GET.get("page", "1"))
+    except ValueError:
+        raise Http404("Bad page number.") from None
+    if page < 1 or page > 100_000:
+        raise Http404("Bad page number.")
+    return page
+
+
+def commit(request: HttpRequest, owner: str, name: str, sha: str) -> HttpResponse:
+    repo = get_repo_for_user(request.user, owner, name)
+    _nonempty(repo)
+    ref, rest = _resolve(repo, [sha])
+    if rest or ref.kind != "commit":
+        raise Http404("Not a commit.")
+    options = code.DiffOptions.from_query(request.GET)
+    etag = _sha_etag(request, ref, "commit", options.view, str(int(options.ignore_whitespace)))
+    if _not_modified(request, etag):
+        return HttpResponseNotModified()
+    old = git.parent_for_diff(repo.path, ref.sha)
+    fragment = _diff_fragment(request, repo, old, ref.sha, options)
+    if fragment is not None:
+        return fragment
+    the_commit = git.commit(repo.path, ref.sha)
+    diff = code.diff_page(repo.path, old, ref.sha, options, prefix=_prefix(repo), page_url=_page_url(request, options))
+    context = _context(request, repo, ref, "", "commit", commit=the_commit, diff=diff, options=options)
+    return _immutable(render(request, "repos/commit.html", context), etag)
+
+
+def _page_url(request: HttpRequest, options: code.DiffOptions) -> str:
+    """The page's URL with its options, ready for one more query parameter."""
+    query = "".join(
+        [
+            "view=split&" if options.view == "split" else "",
+            "w=1&" if options.ignore_whitespace else "",
+        ]
+    )
+    return f"{request.path}?{query}"
+
+
+def _diff_fragment(
+    request: HttpRequest, repo: Repository, old: str, new: str, options: code.DiffOptions
+) -> HttpResponse | None:
+    """The lazily loaded part of a diff page (?start=&count= for a batch, ?file= for one large file), or None."""
+    try:
+        if "file" in request.GET:
+            index = int(request.GET["file"])
+            indexes, expand = range(index, index + 1), True
+        elif "start" in request.GET:
+            start, count = int(request.GET["start"]), int(request.GET.get("count", code.DIFF_BATCH))
+            indexes, expand = range(start, start + min(max(count, 1), 100)), False
+        else:
+            return None
+    except ValueError:
+        raise Http404("Bad file range.") from None
+    if indexes.start < 0:
+        raise Http404("Bad file range.")
+    html = code.diff_fragment(
+        repo.path, old, new, options, indexes, prefix=_prefix(repo), page_url=_page_url(request, options), expand=expand
+    )
+    return HttpResponse(html)
+
+
+def compare(request: HttpRequest, owner: str, name: str, spec: str = "") -> HttpResponse:
+    repo = get_repo_for_user(request.user, owner, name)
+    _nonempty(repo)
+    spec = "/".join(_tail(request))
+    base_name, dots, head_name = spec.partition("...")
+    if not dots:
+        raise Http404("Compare two refs as base...head.")
+    try:
+        base = git.resolve_commit(repo.path, base_name)
+        head = git.resolve_commit(repo.path, head_name)
+    except git.RefNotFound:
+        raise Http404("No such branch, tag or commit.") from None
+    options = code.DiffOptions.from_query(request.GET)
+    merge_base = git.merge_base(repo.path, base.sha, head.sha)
+    if merge_base is None:
+        context = _context(request, repo, head, "", "compare", base=base, head=head, unrelated=True)
+        return render(request, "repos/compare.html", context)
+    fragment = _diff_fragment(request, repo, merge_base, head.sha, options)
+    if fragment is not None:
+        return fragment
+    prefix = _prefix(repo)
+    context = _context(
+        request,
+        repo,
+        head,
+        "",
+        "compare",
+        base=base,
+        head=head,
+        merge_base=merge_base,
+        commits=git.commits_between(repo.path, merge_base, head.sha),
+        diff=code.diff_page(
+            repo.path, merge_base, head.sha, options, prefix=prefix, page_url=_page_url(request, options)
+        ),
+        options=options,
+    )
+    return render(request, "repos/compare.html", context)
+
+
+def blame(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
+    repo = get_repo_for_user(request.user, owner, name)
+    _nonempty(repo)
+    ref, path = _resolve(repo, _tail(request))
+    entry = _entry(repo, ref, path)
+    if entry.kind != "blob":
+        raise Http404("Blame needs a file.")
+    etag = _sha_etag(request, ref, "blame", code.quote_path(path))
+    if _not_modified(request, etag):
+        return HttpResponseNotModified()
+    table, line_count = code.blame_html(repo.path, ref.sha, path, entry.sha, prefix=_prefix(repo))
+    context = _context(request, repo, ref, path, "blame", entry=entry, table=code.safe(table), line_count=line_count)
+    return _immutable(render(request, "repos/blame.html", context), etag)
+
+
+def branches(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    repo = get_repo_for_user(request.user, owner, name)
+    heads = git.branch_heads(repo.path)
+    context = {
+        "repo": repo,
+        "prefix": _prefix(repo),
+        "heads": heads,
+        "tab": "branches",
+        "is_admin": role_for(request.user, repo) >= Role.ADMIN,
+    }
+    return render(request, "repos/branches.html", context)
+
+
+def tags(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    repo = get_repo_for_user(request.user, owner, name)
+    context = {
+        "repo": repo,
+        "prefix": _prefix(repo),
+        "tags": git.tags(repo.path),
+        "tab": "tags",
+        "is_admin": role_for(request.user, repo) >= Role.ADMIN,
+    }
+    return render(request, "repos/tags.html", context)
+
+
+def archive(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
+    repo = get_repo_for_user(request.user, owner, name)
+    _nonempty(repo)
+    spec = "/".join(_tail(request))
+    fmt = next((f for f in git.ARCHIVE_FORMATS if spec.endswith(f".{f}")), None)
+    if fmt is None:
+        raise Http404("Archives are .tar.gz or .zip.")
+    ref_name = spec.removesuffix(f".{fmt}")
+    try:
+        ref = git.resolve_commit(repo.path, ref_name)
+    except git.RefNotFound:
+        raise Http404("No such branch, tag or commit.") from None
+    stem = f"{repo.name}-{ref_name.replace('/', '-')}"
+    content_type = "application/gzip" if fmt == "tar.gz" else "application/zip"
+    response = StreamingHttpResponse(git.archive(repo.path, ref.sha, fmt, f"{stem}/"), content_type=content_type)
+    response["Content-Disposition"] = f"attachment; filename*=UTF-8''{code.quote_path(stem)}.{fmt}"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

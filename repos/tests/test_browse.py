@@ -1,0 +1,393 @@
+"""Code browsing pages on a repository built here with the real git: branches with '/', tags, a rename, binary,
+non-UTF-8 and symlinked files, a submodule, and an empty repository."""
+
+import gzip
+import io
+import os
+import re
+import subprocess
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.test import Client
+
+from repos import git
+from repos import services as repo_services
+from repos.models import Role, Visibility
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
+LATIN1_NAME = b"caf\xe9.txt"
+
+
+def run(cwd: Path, *args: str | bytes, env: dict | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env=env).stdout.decode().strip()
+
+
+@pytest.fixture
+def work(tmp_path):
+    path = tmp_path / "work"
+    path.mkdir()
+    run(path, "init", "-q", "-b", "main")
+    return path
+
+
+def commit_all(work: Path, message: str, *, when: int | None = None) -> str:
+    # The submodule has no checkout here: leave its entry alone.
+    run(work, "add", "-A", "--", ".", ":(exclude)vendor/lib")
+    env = os.environ | ({"GIT_AUTHOR_DATE": f"{when} +0000", "GIT_COMMITTER_DATE": f"{when} +0000"} if when else {})
+    run(work, "commit", "-q", "-m", message, env=env)
+    return run(work, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def code_repo(alice, bob, carol, work):
+    """alice/code (private; bob writes, carol reads) with history worth browsing."""
+    repo = repo_services.create_repository(actor=alice, owner=alice, name="code")
+    repo_services.set_collaborator(repo, bob, actor=alice, role=Role.WRITE)
+    repo_services.set_collaborator(repo, carol, actor=alice, role=Role.READ)
+    (work / "src").mkdir()
+    (work / "docs").mkdir()
+    (work / "README.md").write_text("# Code\n\nRead [the guide](docs/guide.md).\n\n![logo](logo.png)\n")
+    (work / "src" / "main.c").write_text("int main(void) {\n  /* a\n     comment */\n  return 0;\n}\n")
+    (work / "docs" / "guide.md").write_text("# Guide\n\nHello.\n" * 20)
+    (work / "logo.png").write_bytes(PNG)
+    first = commit_all(work, "Start the project")
+    (work / "src" / "main.c").write_text("int main(void) {\n  /* a\n     comment */\n  return 1;\n}\n")
+    run(work, "mv", "docs/guide.md", "docs/manual.md")
+    (work / LATIN1_NAME.decode("utf-8", "surrogateescape")).write_bytes(b"caf\xe9 cr\xe8me\n")
+    (work / "link").symlink_to("src/main.c")
+    second = commit_all(work, "Return 1, rename the guide, add a Latin-1 file")
+    # A submodule: a gitlink entry and its .gitmodules.
+    (work / ".gitmodules").write_text(
+        '[submodule "vendor/lib"]\n\tpath = vendor/lib\n\turl = https://example.com/lib.git\n'
+    )
+    run(work, "update-index", "--add", "--cacheinfo", f"160000,{first},vendor/lib")
+    run(work, "add", ".gitmodules")
+    run(work, "commit", "-q", "-m", "Add a submodule")
+    run(work, "tag", "-a", "v1.0", "-m", "Release 1.0")
+    run(work, "checkout", "-q", "-b", "feature/login")
+    (work / "src" / "login.c").write_text("int login(void) { return 0; }\n")
+    commit_all(work, "Add login")
+    run(work, "checkout", "-q", "main")
+    run(work, "push", "-q", str(repo.path), "main", "feature/login", "v1.0")
+    repo.shas = {"first": first, "second": second, "main": run(work, "rev-parse", "main")}
+    return repo
+
+
+@pytest.fixture
+def as_alice(alice):
+    client = Client()
+    client.force_login(alice)
+    return client
+
+
+def text(response) -> str:
+    return response.content.decode()
+
+
+def test_home_shows_tree_readme_clone_urls_and_latest_commit(as_alice, code_repo):
+    response = as_alice.get("/alice/code")
+    assert response.status_code == 200
+    page = text(response)
+    assert code_repo.ssh_url in page and code_repo.http_url in page
+    assert 'href="/alice/code/tree/main/src"' in page
+    assert 'href="/alice/code/blob/main/README.md"' in page
+    # The README, rendered, with its relative links pointing into the repository.
+    assert "<h1" in page and 'href="/alice/code/blob/main/docs/guide.md"' in page
+    assert 'src="/alice/code/raw/main/logo.png"' in page
+    assert "Add a submodule" in page
+    assert "feature/login" in page and "v1.0" in page  # the ref switcher
+
+
+def test_tree_lists_directories_first_with_symlink_and_submodule(as_alice, code_repo):
+    page = text(as_alice.get("/alice/code/tree/main"))
+    names = re.findall(r'<tr data-name="([^"]+)"', page)
+    assert names[:3] == ["docs", "src", "vendor"]
+    assert "symlink" in page
+    assert '<span class="submodule">lib</span>' in text(as_alice.get("/alice/code/tree/main/vendor"))
+
+
+def test_tree_of_a_subdirectory_has_breadcrumbs(as_alice, code_repo):
+    page = text(as_alice.get("/alice/code/tree/main/src"))
+    assert 'href="/alice/code/tree/main"' in page
+    assert 'href="/alice/code/blob/main/src/main.c"' in page
+
+
+def test_tree_last_commits_fragment_names_each_entry(as_alice, code_repo):
+    data = as_alice.get("/alice/code/tree/main?fragment=commits").json()
+    assert data["complete"]
+    entries = data["entries"]
+    assert entries["src"]["summary"] == "Return 1, rename the guide, add a Latin-1 file"
+    assert entries["logo.png"]["summary"] == "Start the project"
+    assert entries["vendor"]["summary"] == "Add a submodule"
+    assert entries["caf%E9.txt"]["sha"] == code_repo.shas["second"]
+
+
+def test_branch_names_with_slashes_resolve(as_alice, code_repo):
+    response = as_alice.get("/alice/code/blob/feature/login/src/login.c")
+    assert response.status_code == 200
+    assert "login" in text(response)
+    assert as_alice.get("/alice/code/tree/feature/login/src").status_code == 200
+
+
+def test_tags_and_shas_resolve(as_alice, code_repo):
+    assert as_alice.get("/alice/code/blob/v1.0/src/main.c").status_code == 200
+    first = code_repo.shas["first"]
+    page = text(as_alice.get(f"/alice/code/blob/{first}/src/main.c"))
+    assert "return</span> <span" in page or "return" in page
+    assert "0" in page
+    assert as_alice.get(f"/alice/code/blob/{first[:10]}/docs/guide.md").status_code == 200
+
+
+def test_blob_is_highlighted_with_line_anchors(as_alice, code_repo):
+    page = text(as_alice.get("/alice/code/blob/main/src/main.c"))
+    assert '<tr id="L1">' in page and '<a href="#L5" data-line="5">5</a>' in page
+    assert '<span class="kt">int</span>' in page or 'class="kt"' in page
+    assert "5 lines" in page
+
+
+def test_markdown_blob_renders_with_a_source_toggle(as_alice, code_repo):
+    page = text(as_alice.get("/alice/code/blob/main/docs/manual.md"))
+    assert '<div class="markdown-body">' in page and "<h1" in page
+    source = text(as_alice.get("/alice/code/blob/main/docs/manual.md?plain=1"))
+    assert '<tr id="L1">' in source
+
+
+def test_image_binary_and_symlink_blobs(as_alice, code_repo):
+    assert '<img src="/alice/code/raw/main/logo.png"' in text(as_alice.get("/alice/code/blob/main/logo.png"))
+    assert "Symbolic link to <code>src/main.c</code>" in text(as_alice.get("/alice/code/blob/main/link"))
+    assert "Submodule at commit" in text(as_alice.get("/alice/code/blob/main/vendor/lib"))
+
+
+def test_non_utf8_name_and_content_display(as_alice, code_repo):
+    page = text(as_alice.get("/alice/code/tree/main"))
+    assert 'href="/alice/code/blob/main/caf%E9.txt"' in page
+    assert "café.txt" in page
+    blob = as_alice.get("/alice/code/blob/main/caf%E9.txt")
+    assert blob.status_code == 200
+    assert "café crème" in text(blob) and "windows-1252" in text(blob)
+    raw = as_alice.get("/alice/code/raw/main/caf%E9.txt")
+    assert raw.content == b"caf\xe9 cr\xe8me\n"
+    assert raw["Content-Type"] == "text/plain; charset=windows-1252"
+
+
+def test_big_files_are_too_large_with_a_raw_link(as_alice, code_repo, work):
+    (work / "big.txt").write_bytes(b"x" * 100 + b"\n" * (2 * 1024 * 1024))
+    commit_all(work, "Big")
+    run(work, "push", "-q", str(code_repo.path), "main")
+    page = text(as_alice.get("/alice/code/blob/main/big.txt"))
+    assert "too large to show" in page and 'href="/alice/code/raw/main/big.txt"' in page
+
+
+def test_raw_serves_bytes_with_a_safe_type_and_etag(as_alice, code_repo, work):
+    (work / "page.html").write_text("<script>alert(1)</script>")
+    (work / "pic.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"></svg>')
+    commit_all(work, "Dangerous files")
+    run(work, "push", "-q", str(code_repo.path), "main")
+    html = as_alice.get("/alice/code/raw/main/page.html")
+    assert html.content == b"<script>alert(1)</script>"
+    assert html["Content-Type"].startswith("text/plain")
+    assert html["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in html["Content-Security-Policy"]
+    assert as_alice.get("/alice/code/raw/main/pic.svg")["Content-Type"].startswith("text/plain")
+    png = as_alice.get("/alice/code/raw/main/logo.png")
+    assert png["Content-Type"] == "image/png" and png.content == PNG
+    etag = png["ETag"]
+    assert as_alice.get("/alice/code/raw/main/logo.png", headers={"if-none-match": etag}).status_code == 304
+
+
+def test_commits_lists_history_paginated_and_per_path_following_renames(as_alice, code_repo, work):
+    # A second apart, so that newest-first has one answer.
+    start = int(time.time()) + 10
+    for n in range(55):
+        (work / "counter.txt").write_text(str(n))
+        commit_all(work, f"Count {n}", when=start + n)
+    run(work, "push", "-q", str(code_repo.path), "main")
+    first_page = text(as_alice.get("/alice/code/commits/main"))
+    assert "Count 54<" in first_page and "Count 5<" in first_page and "Count 4<" not in first_page
+    assert "?page=2" in first_page
+    second_page = text(as_alice.get("/alice/code/commits/main?page=2"))
+    assert "Start the project" in second_page
+    assert "Count 54" in text(as_alice.get("/alice/code/commits"))
+    history = text(as_alice.get("/alice/code/commits/main/docs/manual.md"))
+    assert "Return 1, rename the guide" in history and "Start the project" in history
+    assert "Count" not in history
+
+
+def test_commit_shows_message_parents_stats_and_diff(as_alice, code_repo):
+    sha = code_repo.shas["second"]
+    response = as_alice.get(f"/alice/code/commit/{sha}")
+    page = text(response)
+    assert response["Cache-Control"].endswith("immutable") and response["ETag"]
+    assert code_repo.shas["first"] in page
+    assert "docs/guide.md → docs/manual.md" in page and "renamed" in page
+    assert "<ins>1</ins>" in page and "<del>0</del>" in page  # the changed word, not the whole line
+    assert "café.txt" in page and "link" in page
+    assert as_alice.get(f"/alice/code/commit/{sha}", headers={"if-none-match": response["ETag"]}).status_code == 304
+    split = text(as_alice.get(f"/alice/code/commit/{sha}?view=split"))
+    assert "diff-split" in split
+
+
+def test_root_commit_diff_is_against_nothing(as_alice, code_repo):
+    page = text(as_alice.get(f"/alice/code/commit/{code_repo.shas['first']}"))
+    assert "README.md" in page and "added" in page
+
+
+def test_ignore_whitespace_hides_indentation_changes(as_alice, code_repo, work):
+    (work / "src" / "main.c").write_text("int main(void) {\n    /* a\n     comment */\n    return 1;\n}\n")
+    sha = commit_all(work, "Reindent")
+    run(work, "push", "-q", str(code_repo.path), "main")
+    assert "diff-add" in text(as_alice.get(f"/alice/code/commit/{sha}"))
+    assert "diff-add" not in text(as_alice.get(f"/alice/code/commit/{sha}?w=1"))
+
+
+def test_mode_change_and_binary_are_described(as_alice, code_repo, work):
+    (work / "src" / "main.c").chmod(0o755)
+    (work / "logo.png").write_bytes(PNG + b"more")
+    sha = commit_all(work, "Executable main, new logo")
+    run(work, "push", "-q", str(code_repo.path), "main")
+    page = text(as_alice.get(f"/alice/code/commit/{sha}"))
+    assert "mode 100644 → 100755" in page
+    assert "Binary file not shown." in page
+
+
+def test_compare_diffs_from_the_merge_base(as_alice, code_repo):
+    page = text(as_alice.get("/alice/code/compare/main...feature/login"))
+    assert "Add login" in page and "src/login.c" in page
+    assert "1 changed file" in page
+
+
+def test_big_compare_renders_first_files_and_loads_the_rest(as_alice, code_repo, work):
+    run(work, "checkout", "-q", "-b", "big")
+    for n in range(60):
+        (work / f"f{n:02}.txt").write_text("line\n" * 5)
+    (work / "huge.txt").write_text("".join(f"{n}\n" for n in range(3000)))
+    commit_all(work, "Many files")
+    run(work, "push", "-q", str(code_repo.path), "big")
+    page = text(as_alice.get("/alice/code/compare/main...big"))
+    assert page.count('class="diff-file"') + page.count('class="diff-file diff-pending"') == 61
+    assert 'id="diff-0"' in page and "diff-pending" in page
+    pending = re.findall(r'data-fragment-url="([^"]+)"', page)
+    assert pending
+    fragment = as_alice.get(pending[-1].replace("&amp;", "&"))
+    assert fragment.status_code == 200 and 'class="diff-file"' in text(fragment) and "<html" not in text(fragment)
+    # The huge file is collapsed behind a button that loads it alone.
+    urls = re.findall(r'class="diff-load" data-fragment-url="([^"]+)"', page + text(fragment))
+    if not urls:
+        for url in set(pending):
+            urls += re.findall(
+                r'class="diff-load" data-fragment-url="([^"]+)"', text(as_alice.get(url.replace("&amp;", "&")))
+            )
+    assert urls
+    whole = text(as_alice.get(urls[0].replace("&amp;", "&")))
+    assert "+2999" in whole
+
+
+def test_blame_names_commit_author_and_age(as_alice, code_repo):
+    page = text(as_alice.get("/alice/code/blame/main/src/main.c"))
+    assert "Return 1, rename the guide" in page and "Start the project" in page
+    assert 'class="blame-commit"' in page and "data-age=" in page
+    assert page.count("<tr id=") == 5
+
+
+def test_branches_and_tags_pages(as_alice, code_repo):
+    branches = text(as_alice.get("/alice/code/branches"))
+    assert "feature/login" in branches and "/alice/code/compare/main...feature/login" in branches
+    tags = text(as_alice.get("/alice/code/tags"))
+    assert "v1.0" in tags and "Release 1.0" in tags and "/alice/code/archive/v1.0.tar.gz" in tags
+
+
+def test_archives_stream_tar_gz_and_zip(as_alice, code_repo):
+    response = as_alice.get("/alice/code/archive/feature/login.tar.gz")
+    assert response.status_code == 200 and response.streaming
+    data = b"".join(response.streaming_content)
+    names = tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))).getnames()
+    assert "code-feature-login/src/login.c" in names
+    response = as_alice.get("/alice/code/archive/v1.0.zip")
+    names = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
+    assert "code-v1.0/README.md" in names
+    assert as_alice.get("/alice/code/archive/main.rar").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/alice/code/tree/nope",
+        "/alice/code/tree/main/nope",
+        "/alice/code/blob/main/src/nope.c",
+        "/alice/code/raw/main/src",
+        "/alice/code/blame/main/src",
+        "/alice/code/commits/nope",
+        "/alice/code/commit/0123456789abcdef0123456789abcdef01234567",
+        "/alice/code/commit/not-a-sha",
+        "/alice/code/compare/main...nope",
+        "/alice/code/compare/main",
+        "/alice/code/archive/nope.zip",
+        "/alice/code/commits/main?page=999",
+        "/alice/code/commits/main?page=x",
+        "/alice/code/commit/main?start=x",
+    ],
+)
+def test_unknown_refs_and_paths_are_404(as_alice, code_repo, url):
+    assert as_alice.get(url).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/alice/code/tree/--output=x",
+        "/alice/code/blob/-main/README.md",
+        "/alice/code/tree/main..feature",
+        "/alice/code/compare/--upload-pack=x...main",
+        "/alice/code/compare/main..feature/login...main",
+        "/alice/code/archive/--format=zip.zip",
+        "/alice/code/commits/--all",
+        "/alice/code/blame/main/../../etc/passwd",
+        "/alice/code/raw/main/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/alice/code/raw/main/%2Fetc%2Fpasswd",
+    ],
+)
+def test_option_like_refs_and_escaping_paths_are_refused(as_alice, code_repo, url):
+    response = as_alice.get(url)
+    assert response.status_code == 404
+    assert b"root:" not in response.content
+
+
+def test_a_ref_named_like_a_path_outside_is_only_a_ref(as_alice, code_repo, work):
+    run(work, "branch", "etc")
+    run(work, "push", "-q", str(code_repo.path), "etc")
+    assert as_alice.get("/alice/code/raw/etc/passwd").status_code == 404
+
+
+def test_empty_repository_pages(alice):
+    repo = repo_services.create_repository(actor=alice, owner=alice, name="empty")
+    client = Client()
+    client.force_login(alice)
+    assert "Quick setup" in text(client.get("/alice/empty"))
+    for url in ("/alice/empty/tree/main", "/alice/empty/commits", "/alice/empty/archive/main.zip"):
+        assert client.get(url).status_code == 404, url
+    assert client.get("/alice/empty/branches").status_code == 200
+    assert client.get("/alice/empty/tags").status_code == 200
+    assert repo.path.exists()
+
+
+def test_public_repository_is_browsable_anonymously(alice, code_repo):
+    repo_services.update_repository(code_repo, actor=alice, visibility=Visibility.PUBLIC)
+    assert Client().get("/alice/code/blob/main/src/main.c").status_code == 200
+
+
+def test_blame_is_computed_once_per_commit_and_path(as_alice, code_repo, monkeypatch):
+    sha = code_repo.shas["main"]
+    first = table(text(as_alice.get(f"/alice/code/blame/{sha}/src/main.c")))
+    calls = []
+    real = git.blame
+    monkeypatch.setattr(git, "blame", lambda *args: calls.append(args) or real(*args))
+    assert table(text(as_alice.get(f"/alice/code/blame/{sha}/src/main.c"))) == first
+    assert calls == []
+
+
+def table(page: str) -> str:
+    return page[page.index("<table") : page.index("</table>")]
