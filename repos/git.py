@@ -526,7 +526,8 @@ def log(path: Path, sha: str, *, file_path: str = "", skip: int = 0, limit: int 
     of a file (git log --follow)."""
     if not file_path:
         repo = _open(path)
-        walker = repo.walk(sha, pygit2.enums.SortMode.TIME)
+        # No sorting asked: libgit2 then walks lazily in the order git log uses; TIME sorts the whole history first.
+        walker = repo.walk(sha, pygit2.enums.SortMode.NONE)
         return [_commit(c) for c in itertools.islice(walker, skip, skip + limit)]
     is_file = entry(path, sha, file_path).kind != "tree"
     args = ["log", "--format=%H", f"--skip={skip}", f"-n{limit}"]
@@ -542,12 +543,14 @@ def merge_base(path: Path, a: str, b: str) -> str | None:
 
 
 def commits_between(path: Path, base_sha: str, head_sha: str, *, limit: int = 250) -> list[Commit]:
-    """Commits in head that base does not have, oldest first (as a pull request lists them)."""
-    repo = _open(path)
-    walker = repo.walk(head_sha, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
-    walker.hide(base_sha)
-    found = [_commit(c) for c in itertools.islice(walker, limit)]
-    return found[::-1]
+    """Commits in head that base does not have, oldest first (as a pull request lists them).
+
+    `git rev-list` with the commit-graph takes milliseconds where libgit2's hiding walk loads the whole history."""
+    for sha in (base_sha, head_sha):
+        if not _SHA_RE.fullmatch(sha):
+            raise GitError(f"not an object id: {sha!r}")
+    out = _git(path, "rev-list", f"--max-count={limit}", head_sha, f"^{base_sha}")
+    return commits(path, out.decode().split()[::-1])
 
 
 def count_between(path: Path, base_sha: str, head_sha: str) -> tuple[int, int]:
@@ -787,56 +790,45 @@ def blame(path: Path, commit_sha: str, file_path: str) -> tuple[list[BlameHunk],
 def last_commits(path: Path, commit_sha: str, dir_path: str, *, budget: float = 20.0) -> tuple[dict[str, Commit], bool]:
     """For each entry of a directory, the newest commit that changed it; and whether every entry was found.
 
-    git lists the commits that touched the directory (fast with the commit-graph's changed-path filters); for each
-    one, an entry counts as changed only when it differs from every parent, so a merge takes no credit for what
-    its branches did. The walk stops once every entry is found, or after `budget` seconds."""
-
-    repo = _open(path)
-
-    def subtree(obj: pygit2.Commit) -> pygit2.Tree | None:
-        tree = obj.tree
-        if not dir_path:
-            return tree
-        try:
-            sub = tree[dir_path]
-        except KeyError:
-            return None
-        return sub if isinstance(sub, pygit2.Tree) else None
-
-    start_tree = subtree(repo[commit_sha])
-    if start_tree is None:
+    `git log --name-only` walks the history of the directory in C (the commit-graph's changed-path filters skip
+    commits that did not touch it) and names the files each commit changed; the walk stops as soon as every entry
+    has its commit, or after `budget` seconds. Merges take no credit for what their branches did."""
+    if not _SHA_RE.fullmatch(commit_sha):
+        raise GitError(f"not an object id: {commit_sha!r}")
+    top = entry(path, commit_sha, dir_path)
+    if top.kind != "tree":
         raise PathNotFound(dir_path)
-    wanted = {e.name: e.id for e in start_tree}
-    found: dict[str, Commit] = {}
-    argv = [settings.GIT_BIN, "log", "--format=%H", commit_sha]
+    wanted = {e.name for e in tree_entries(path, top.sha, dir_path)}
+    prefix = path_bytes(dir_path) + b"/" if dir_path else b""
+    argv = [settings.GIT_BIN, "log", "--format=%x01%H", "--name-only", "--no-renames", "-z", commit_sha]
     if dir_path:
         argv += ["--", path_bytes(dir_path)]
     proc = subprocess.Popen(argv, cwd=path, env=base_environment() | {"GIT_DIR": str(path)}, stdout=subprocess.PIPE)
+    found: dict[str, str] = {}
     deadline = time.monotonic() + budget
+    current, pending = "", b""
     try:
-        for line in proc.stdout:
-            obj = repo[line.strip().decode()]
-            tree = subtree(obj)
-            if tree is None:
-                continue
-            parents = [subtree(p) for p in obj.parents]
-            for name in [n for n in wanted if n not in found]:
-                try:
-                    oid = tree[name].id
-                except KeyError:
-                    continue
-                if oid != wanted[name]:
-                    continue
-                if all(p is None or name not in p or p[name].id != oid for p in parents):
-                    found[name] = _commit(obj)
-            if len(found) == len(wanted) or time.monotonic() > deadline:
+        while len(found) < len(wanted) and time.monotonic() < deadline:
+            chunk = proc.stdout.read1(STREAM_CHUNK)
+            if not chunk:
                 break
+            *tokens, pending = (pending + chunk).split(b"\0")
+            for token in tokens:
+                token = token.lstrip(b"\n")
+                if token.startswith(b"\x01"):
+                    current = token[1:].decode()
+                elif token.startswith(prefix):
+                    name = decode_path(token[len(prefix) :].split(b"/", 1)[0])
+                    if name in wanted and name not in found:
+                        found[name] = current
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
         proc.stdout.close()
-    return found, len(found) == len(wanted)
+    repo = _open(path)
+    loaded = {sha: _commit(repo[sha]) for sha in set(found.values())}
+    return {name: loaded[sha] for name, sha in found.items()}, len(found) == len(wanted)
 
 
 ARCHIVE_FORMATS = ("tar.gz", "zip")

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from portal import services as accounts
 from portal.tests.api_schema import api_operations
+from repos import git
 from repos import services as repo_services
 from repos.models import Role
 
@@ -88,6 +89,22 @@ WEB_ROUTES: dict[str, list[Case]] = {
     "repos:new": [Case(LOGIN), Case(LOGIN, "POST")],
     "repos:owner": [Case(PUBLIC, kwargs={"owner": "alice"})],
     "repos:detail": [Case(repo(Role.READ), kwargs=R)],
+    "repos:tree": [Case(repo(Role.READ), kwargs=R | {"rest": "main"}), Case(repo(Role.READ), url="@tree_commits")],
+    "repos:blob": [Case(repo(Role.READ), kwargs=R | {"rest": "main/README.md"})],
+    "repos:raw": [Case(repo(Role.READ), kwargs=R | {"rest": "main/README.md"})],
+    "repos:blame": [Case(repo(Role.READ), kwargs=R | {"rest": "main/README.md"})],
+    "repos:commits": [Case(repo(Role.READ), kwargs=R), Case(repo(Role.READ), kwargs=R | {"rest": "main/README.md"})],
+    "repos:commit": [
+        Case(repo(Role.READ), kwargs=R | {"sha": "@main_sha"}),
+        Case(repo(Role.READ), url="@commit_batch"),
+    ],
+    "repos:compare": [Case(repo(Role.READ), kwargs=R | {"spec": "main...main"})],
+    "repos:branches": [Case(repo(Role.READ), kwargs=R)],
+    "repos:tags": [Case(repo(Role.READ), kwargs=R)],
+    "repos:archive": [
+        Case(repo(Role.READ), kwargs=R | {"rest": "main.tar.gz"}),
+        Case(repo(Role.READ), kwargs=R | {"rest": "main.zip"}),
+    ],
     "repos:settings": [Case(repo(Role.ADMIN), kwargs=R), Case(repo(Role.ADMIN), "POST", R)],
     "repos:rename": [Case(repo(Role.ADMIN), "POST", R)],
     "repos:transfer": [Case(repo(Role.ADMIN), "POST", R)],
@@ -209,8 +226,16 @@ def world(private_repo, alice, bob, carol, mallory, admin):
         # Another browser's session of theirs, for the route that signs one out.
         other = UserSession.objects.create(user=user, session_key=f"matrix-{role}", ip="192.0.2.1", user_agent="Other")
         refs[role] = {"@own_key": key.pk, "@own_token": spare.pk, "@own_session": other.pk}
+    main_sha = git.branch_sha(private_repo.path, "main")
     for role in refs:
-        refs[role] |= {"@carol_key": refs["reader"]["@own_key"], "@deploy_key": deploy_key.pk}
+        refs[role] |= {
+            "@carol_key": refs["reader"]["@own_key"],
+            "@deploy_key": deploy_key.pk,
+            "@main_sha": main_sha,
+            # The lazily loaded parts of pages: a tree's last commits and a diff's next files.
+            "@tree_commits": "/alice/project/tree/main?fragment=commits",
+            "@commit_batch": f"/alice/project/commit/{main_sha}?start=0&count=20",
+        }
     return {"people": people, "tokens": tokens, "refs": refs}
 
 
@@ -283,7 +308,7 @@ def test_web_routes_follow_the_matrix(world, who):
     for name, cases in WEB_ROUTES.items():
         for case in cases:
             kwargs = {k: refs.get(v, v) if isinstance(v, str) else v for k, v in case.kwargs.items()}
-            url = case.url or reverse(name, kwargs=kwargs)
+            url = refs.get(case.url, case.url) or reverse(name, kwargs=kwargs)
             response = client.post(url) if case.method == "POST" else client.get(url)
             expected = _expected(case.policy, who)
             got = _outcome(response, api=False, hook=case.policy == HOOK)

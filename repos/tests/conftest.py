@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from repos.tests.worktree import work  # noqa: F401 (a fixture)
+
 
 @pytest.fixture
 def server(live_server, settings):

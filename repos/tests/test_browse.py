@@ -3,13 +3,10 @@ non-UTF-8 and symlinked files, a submodule, and an empty repository."""
 
 import gzip
 import io
-import os
 import re
-import subprocess
 import tarfile
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -17,29 +14,10 @@ from django.test import Client
 from repos import git
 from repos import services as repo_services
 from repos.models import Role, Visibility
+from repos.tests.worktree import commit_all, run
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
 LATIN1_NAME = b"caf\xe9.txt"
-
-
-def run(cwd: Path, *args: str | bytes, env: dict | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env=env).stdout.decode().strip()
-
-
-@pytest.fixture
-def work(tmp_path):
-    path = tmp_path / "work"
-    path.mkdir()
-    run(path, "init", "-q", "-b", "main")
-    return path
-
-
-def commit_all(work: Path, message: str, *, when: int | None = None) -> str:
-    # The submodule has no checkout here: leave its entry alone.
-    run(work, "add", "-A", "--", ".", ":(exclude)vendor/lib")
-    env = os.environ | ({"GIT_AUTHOR_DATE": f"{when} +0000", "GIT_COMMITTER_DATE": f"{when} +0000"} if when else {})
-    run(work, "commit", "-q", "-m", message, env=env)
-    return run(work, "rev-parse", "HEAD")
 
 
 @pytest.fixture
