@@ -3,8 +3,12 @@
 HTTP only: the access door decides who sees what, repos.code renders and caches, repos.git reads git.
 Paths arrive as the raw bytes of the request path, so file names that are not UTF-8 still resolve."""
 
+import hashlib
 import re
+from collections.abc import Callable
 
+from django.conf import settings as django_settings
+from django.core.cache import cache
 from django.http import (
     Http404,
     HttpRequest,
@@ -16,12 +20,12 @@ from django.http import (
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
+from portal.models import SiteSettings
 from repos import code, git
 from repos.access import get_repo_for_user, role_for
 from repos.models import Repository, Role
 
 COMMITS_PER_PAGE = 50
-SWITCHER_TAGS = 100
 IMMUTABLE = "max-age=31536000, immutable"
 
 
@@ -77,6 +81,42 @@ def _immutable(response: HttpResponse, etag: str | None) -> HttpResponse:
     return response
 
 
+def _page(
+    request: HttpRequest, repo: Repository, template: str, context: Callable[[], dict], *shas: str
+) -> HttpResponse:
+    """Render a code page; for a visitor without a session, the whole page is cached by the shas it shows.
+
+    Such a page is the same for every visitor (no name, no form, no message), so, like cgit's cache, a repeat
+    view skips the templates. The key holds everything else the page shows: the URL, the repository's names and
+    settings, and whether sign-up is open."""
+    key = _anonymous_page_key(request, repo, shas)
+    if key is not None and (content := cache.get(key)) is not None:
+        return HttpResponse(content)
+    response = render(request, template, context())
+    if key is not None and response.status_code == 200:
+        cache.set(key, response.content, code.CACHE_TIMEOUT)
+    return response
+
+
+def _anonymous_page_key(request: HttpRequest, repo: Repository, shas: tuple[str, ...]) -> str | None:
+    if request.user.is_authenticated or django_settings.SESSION_COOKIE_NAME in request.COOKIES:
+        return None
+    if "messages" in request.COOKIES:
+        return None
+    parts = (
+        request.get_full_path(),
+        repo.pk,
+        repo.owner.username,
+        repo.name,
+        repo.description,
+        repo.visibility,
+        repo.default_branch,
+        SiteSettings.load().open_signup,
+        shas,
+    )
+    return "page:" + hashlib.sha256(repr(parts).encode("utf-8", "surrogateescape")).hexdigest()
+
+
 def _context(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, page: str, **extra) -> dict:
     prefix = _prefix(repo)
     crumbs, so_far = [], ""
@@ -95,22 +135,12 @@ def _context(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, pa
         "quoted_path": code.quote_path(path),
         "page": page,
         "tab": "code" if page in ("tree", "blob", "blame") else page,
-        "switcher": _switcher(repo, prefix, page, path, ref) if page in ("tree", "blob", "commits", "blame") else "",
+        "switcher": code.ref_switcher(repo.path, prefix=prefix, page=page, file_path=path, ref=ref)
+        if page in ("tree", "blob", "commits", "blame")
+        else "",
         "is_admin": role_for(request.user, repo) >= Role.ADMIN,
         **extra,
     }
-
-
-def _switcher(repo: Repository, prefix: str, page: str, path: str, ref: git.Ref) -> str:
-    branches, tags = git.ref_names(repo.path)
-    return code.ref_switcher(
-        prefix, page, path, ref, branches, tags[:SWITCHER_TAGS], more_tags=len(tags) > SWITCHER_TAGS
-    )
-
-
-def _nonempty(repo: Repository) -> None:
-    if git.is_empty(repo.path):
-        raise Http404("This repository is empty.")
 
 
 def home(request: HttpRequest, owner: str, name: str) -> HttpResponse:
@@ -123,18 +153,14 @@ def home(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     try:
         ref = git.resolve_commit(repo.path, branch)
     except git.RefNotFound:
-        heads = git.branches(repo.path)
-        if not heads:
-            # Only tags: show the newest.
-            ref = git.resolve_commit(repo.path, git.ref_names(repo.path)[1][0])
-        else:
-            ref = git.Ref(name=heads[0].name, kind="branch", sha=heads[0].sha)
+        # The default branch is gone: show another branch, or a tag when there are only tags.
+        name = min(git.ref_names(repo.path)).removeprefix("refs/heads/").removeprefix("refs/tags/")
+        ref = git.resolve_commit(repo.path, name)
     return _tree_page(request, repo, ref, "", home=True)
 
 
 def tree(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
-    _nonempty(repo)
     ref, path = _resolve(repo, _tail(request))
     return _tree_page(request, repo, ref, path)
 
@@ -150,33 +176,29 @@ def _tree_page(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, 
     etag = _sha_etag(request, ref, "tree", code.quote_path(path))
     if _not_modified(request, etag):
         return HttpResponseNotModified()
-    rows = code.tree_html(repo.path, entry.sha, path, prefix=prefix, ref=ref.name)
-    base = f"{code.quote_ref(ref.name)}/{code.quote_path(path)}/" if path else f"{code.quote_ref(ref.name)}/"
-    readme = code.readme(
-        repo.path,
-        ref.sha,
-        git.tree_entries(repo.path, entry.sha, path),
-        link_base=f"{prefix}/blob/{base}",
-        image_base=f"{prefix}/raw/{base}",
-    )
-    context = _context(
-        request,
-        repo,
-        ref,
-        path,
-        "tree",
-        rows=code.safe(rows),
-        readme=readme,
-        head=git.commit(repo.path, ref.sha),
-        home=home,
-        commits_url=f"{request.path}?fragment=commits",
-    )
-    return _immutable(render(request, "repos/tree.html", context), etag)
+
+    def context() -> dict:
+        base = f"{code.quote_ref(ref.name)}/{code.quote_path(path)}/" if path else f"{code.quote_ref(ref.name)}/"
+        return _context(
+            request,
+            repo,
+            ref,
+            path,
+            "tree",
+            rows=code.safe(code.tree_html(repo.path, entry.sha, path, prefix=prefix, ref=ref.name)),
+            readme=code.readme(
+                repo.path, entry.sha, path, link_base=f"{prefix}/blob/{base}", image_base=f"{prefix}/raw/{base}"
+            ),
+            head=git.commit(repo.path, ref.sha),
+            home=home,
+            commits_url=f"{request.path}?fragment=commits",
+        )
+
+    return _immutable(_page(request, repo, "repos/tree.html", context, ref.sha), etag)
 
 
 def blob(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
-    _nonempty(repo)
     ref, path = _resolve(repo, _tail(request))
     entry = _entry(repo, ref, path)
     prefix = _prefix(repo)
@@ -185,28 +207,25 @@ def blob(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpRes
     etag = _sha_etag(request, ref, "blob", code.quote_path(path), request.GET.get("plain", ""))
     if _not_modified(request, etag):
         return HttpResponseNotModified()
-    parent = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
-    quoted_ref = code.quote_ref(ref.name)
-    context = {"entry": entry}
-    if entry.kind == "symlink":
-        target, _size = git.read_blob(repo.path, entry.sha)
-        context["symlink_target"] = git.label(git.decode_path(target))
-    elif entry.kind == "blob":
-        context["view"] = code.blob_view(
-            repo.path,
-            entry.sha,
-            path,
-            link_base=f"{prefix}/blob/{quoted_ref}/{code.quote_path(parent)}",
-            image_base=f"{prefix}/raw/{quoted_ref}/{code.quote_path(parent)}",
-        )
-    context = _context(request, repo, ref, path, "blob", **context)
-    context["show_source"] = request.GET.get("plain") == "1"
-    return _immutable(render(request, "repos/blob.html", context), etag)
+
+    def context() -> dict:
+        parent = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+        base = f"{code.quote_ref(ref.name)}/{code.quote_path(parent)}"
+        extra = {"entry": entry, "show_source": request.GET.get("plain") == "1"}
+        if entry.kind == "symlink":
+            target, _size = git.read_blob(repo.path, entry.sha)
+            extra["symlink_target"] = git.label(git.decode_path(target))
+        elif entry.kind == "blob":
+            extra["view"] = code.blob_view(
+                repo.path, entry.sha, path, link_base=f"{prefix}/blob/{base}", image_base=f"{prefix}/raw/{base}"
+            )
+        return _context(request, repo, ref, path, "blob", **extra)
+
+    return _immutable(_page(request, repo, "repos/blob.html", context, ref.sha), etag)
 
 
 def raw(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
-    _nonempty(repo)
     ref, path = _resolve(repo, _tail(request))
     entry = _entry(repo, ref, path)
     if entry.kind not in ("blob", "symlink"):
@@ -230,7 +249,6 @@ def raw(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResp
 
 def commits(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
-    _nonempty(repo)
     segments = _tail(request) or [repo.default_branch]
     ref, path = _resolve(repo, segments)
     if path:
@@ -239,25 +257,17 @@ def commits(request: HttpRequest, owner: str, name: str, rest: str = "") -> Http
     etag = _sha_etag(request, ref, "commits", code.quote_path(path), str(page))
     if _not_modified(request, etag):
         return HttpResponseNotModified()
-    found = git.log(repo.path, ref.sha, file_path=path, skip=(page - 1) * COMMITS_PER_PAGE, limit=COMMITS_PER_PAGE + 1)
-    if page > 1 and not found:
-        raise Http404("No commits on this page.")
-    prefix = _prefix(repo)
-    rows = code.cached(
-        ("commits", ref.sha, path, page, prefix),
-        lambda: code.commit_rows(found[:COMMITS_PER_PAGE], prefix=prefix),
-    )
-    context = _context(
-        request,
-        repo,
-        ref,
-        path,
-        "commits",
-        rows=code.safe(rows),
-        page_number=page,
-        has_next=len(found) > COMMITS_PER_PAGE,
-    )
-    return _immutable(render(request, "repos/commits.html", context), etag)
+
+    def context() -> dict:
+        skip = (page - 1) * COMMITS_PER_PAGE
+        found = git.log(repo.path, ref.sha, file_path=path, skip=skip, limit=COMMITS_PER_PAGE + 1)
+        if page > 1 and not found:
+            raise Http404("No commits on this page.")
+        rows = code.commit_rows(found[:COMMITS_PER_PAGE], prefix=_prefix(repo))
+        has_next = len(found) > COMMITS_PER_PAGE
+        return _context(request, repo, ref, path, "commits", rows=code.safe(rows), page_number=page, has_next=has_next)
+
+    return _immutable(_page(request, repo, "repos/commits.html", context, ref.sha), etag)
 
 
 def _page_number(request: HttpRequest) -> int:
@@ -272,7 +282,6 @@ def _page_number(request: HttpRequest) -> int:
 
 def commit(request: HttpRequest, owner: str, name: str, sha: str) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
-    _nonempty(repo)
     ref, rest = _resolve(repo, [sha])
     if rest or ref.kind != "commit":
         raise Http404("Not a commit.")
@@ -280,44 +289,55 @@ def commit(request: HttpRequest, owner: str, name: str, sha: str) -> HttpRespons
     etag = _sha_etag(request, ref, "commit", options.view, str(int(options.ignore_whitespace)))
     if _not_modified(request, etag):
         return HttpResponseNotModified()
-    old = git.parent_for_diff(repo.path, ref.sha)
-    fragment = _diff_fragment(request, repo, old, ref.sha, options)
-    if fragment is not None:
-        return fragment
-    the_commit = git.commit(repo.path, ref.sha)
-    diff = code.diff_page(repo.path, old, ref.sha, options, prefix=_prefix(repo), page_url=_page_url(request, options))
-    context = _context(request, repo, ref, "", "commit", commit=the_commit, diff=diff, options=options)
-    return _immutable(render(request, "repos/commit.html", context), etag)
+    if (wanted := _fragment_range(request)) is not None:
+        return _diff_fragment(request, repo, git.parent_for_diff(repo.path, ref.sha), ref.sha, options, *wanted)
+
+    def context() -> dict:
+        old = git.parent_for_diff(repo.path, ref.sha)
+        diff = code.diff_page(
+            repo.path, old, ref.sha, options, prefix=_prefix(repo), page_url=_page_url(request, options)
+        )
+        return _context(
+            request, repo, ref, "", "commit", commit=git.commit(repo.path, ref.sha), diff=diff, options=options
+        )
+
+    return _immutable(_page(request, repo, "repos/commit.html", context, ref.sha), etag)
 
 
 def _page_url(request: HttpRequest, options: code.DiffOptions) -> str:
     """The page's URL with its options, ready for one more query parameter."""
-    query = "".join(
-        [
-            "view=split&" if options.view == "split" else "",
-            "w=1&" if options.ignore_whitespace else "",
-        ]
-    )
+    query = ("view=split&" if options.view == "split" else "") + ("w=1&" if options.ignore_whitespace else "")
     return f"{request.path}?{query}"
 
 
-def _diff_fragment(
-    request: HttpRequest, repo: Repository, old: str, new: str, options: code.DiffOptions
-) -> HttpResponse | None:
-    """The lazily loaded part of a diff page (?start=&count= for a batch, ?file= for one large file), or None."""
+def _fragment_range(request: HttpRequest) -> tuple[range, bool] | None:
+    """Which files of a diff a lazy request wants (?start=&count= for a batch, ?file= for one large file, which
+    is then shown whole), or None for the page itself."""
     try:
         if "file" in request.GET:
             index = int(request.GET["file"])
-            indexes, expand = range(index, index + 1), True
+            wanted = range(index, index + 1), True
         elif "start" in request.GET:
             start, count = int(request.GET["start"]), int(request.GET.get("count", code.DIFF_BATCH))
-            indexes, expand = range(start, start + min(max(count, 1), 100)), False
+            wanted = range(start, start + min(max(count, 1), 100)), False
         else:
             return None
     except ValueError:
         raise Http404("Bad file range.") from None
-    if indexes.start < 0:
+    if wanted[0].start < 0:
         raise Http404("Bad file range.")
+    return wanted
+
+
+def _diff_fragment(
+    request: HttpRequest,
+    repo: Repository,
+    old: str,
+    new: str,
+    options: code.DiffOptions,
+    indexes: range,
+    expand: bool,
+) -> HttpResponse:
     html = code.diff_fragment(
         repo.path, old, new, options, indexes, prefix=_prefix(repo), page_url=_page_url(request, options), expand=expand
     )
@@ -326,9 +346,7 @@ def _diff_fragment(
 
 def compare(request: HttpRequest, owner: str, name: str, spec: str = "") -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
-    _nonempty(repo)
-    spec = "/".join(_tail(request))
-    base_name, dots, head_name = spec.partition("...")
+    base_name, dots, head_name = "/".join(_tail(request)).partition("...")
     if not dots:
         raise Http404("Compare two refs as base...head.")
     try:
@@ -337,35 +355,29 @@ def compare(request: HttpRequest, owner: str, name: str, spec: str = "") -> Http
     except git.RefNotFound:
         raise Http404("No such branch, tag or commit.") from None
     options = code.DiffOptions.from_query(request.GET)
-    merge_base = git.merge_base(repo.path, base.sha, head.sha)
-    if merge_base is None:
-        context = _context(request, repo, head, "", "compare", base=base, head=head, unrelated=True)
-        return render(request, "repos/compare.html", context)
-    fragment = _diff_fragment(request, repo, merge_base, head.sha, options)
-    if fragment is not None:
-        return fragment
-    prefix = _prefix(repo)
-    context = _context(
-        request,
-        repo,
-        head,
-        "",
-        "compare",
-        base=base,
-        head=head,
-        merge_base=merge_base,
-        commits=git.commits_between(repo.path, merge_base, head.sha),
-        diff=code.diff_page(
+    if (wanted := _fragment_range(request)) is not None:
+        merge_base = git.merge_base(repo.path, base.sha, head.sha)
+        if merge_base is None:
+            raise Http404("Unrelated histories.")
+        return _diff_fragment(request, repo, merge_base, head.sha, options, *wanted)
+
+    def context() -> dict:
+        merge_base = git.merge_base(repo.path, base.sha, head.sha)
+        extra = {"base": base, "head": head, "merge_base": merge_base, "options": options}
+        if merge_base is None:
+            return _context(request, repo, head, "", "compare", unrelated=True, **extra)
+        prefix = _prefix(repo)
+        extra["commits"] = code.compare_commits(repo.path, merge_base, head.sha, prefix=prefix)
+        extra["diff"] = code.diff_page(
             repo.path, merge_base, head.sha, options, prefix=prefix, page_url=_page_url(request, options)
-        ),
-        options=options,
-    )
-    return render(request, "repos/compare.html", context)
+        )
+        return _context(request, repo, head, "", "compare", **extra)
+
+    return _page(request, repo, "repos/compare.html", context, base.sha, head.sha)
 
 
 def blame(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
-    _nonempty(repo)
     ref, path = _resolve(repo, _tail(request))
     entry = _entry(repo, ref, path)
     if entry.kind != "blob":
@@ -373,9 +385,12 @@ def blame(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpRe
     etag = _sha_etag(request, ref, "blame", code.quote_path(path))
     if _not_modified(request, etag):
         return HttpResponseNotModified()
-    table, line_count = code.blame_html(repo.path, ref.sha, path, entry.sha, prefix=_prefix(repo))
-    context = _context(request, repo, ref, path, "blame", entry=entry, table=code.safe(table), line_count=line_count)
-    return _immutable(render(request, "repos/blame.html", context), etag)
+
+    def context() -> dict:
+        table, line_count = code.blame_html(repo.path, ref.sha, path, entry.sha, prefix=_prefix(repo))
+        return _context(request, repo, ref, path, "blame", entry=entry, table=code.safe(table), line_count=line_count)
+
+    return _immutable(_page(request, repo, "repos/blame.html", context, ref.sha), etag)
 
 
 def branches(request: HttpRequest, owner: str, name: str) -> HttpResponse:
@@ -405,7 +420,6 @@ def tags(request: HttpRequest, owner: str, name: str) -> HttpResponse:
 
 def archive(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
-    _nonempty(repo)
     spec = "/".join(_tail(request))
     fmt = next((f for f in git.ARCHIVE_FORMATS if spec.endswith(f".{f}")), None)
     if fmt is None:

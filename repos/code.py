@@ -6,7 +6,7 @@ they resolve the ref, ask here, and render a small template around the returned 
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from pathlib import Path
@@ -27,6 +27,8 @@ DIFF_FIRST_LINES = 2000
 DIFF_BATCH = 20
 # A single file with more changed lines than this stays collapsed behind a "Load diff" button.
 DIFF_HUGE_FILE = 1500
+# The branch and tag menu lists this many tags, newest version first, and links to the rest.
+SWITCHER_TAGS = 100
 
 
 def cached(parts: tuple, compute: Callable[[], object]) -> object:
@@ -114,21 +116,21 @@ def code_table(lines: list[str]) -> str:
     return f'<table class="code blob-code">{rows}</table>'
 
 
-def readme(path: Path, commit_sha: str, entries: list[git.TreeEntry], *, link_base: str, image_base: str):
-    """The README of a directory listing, rendered, or None."""
-    candidates = [e for e in entries if e.kind == "blob" and e.name.lower().split(".")[0] == "readme"]
-    candidates.sort(key=lambda e: (not render.is_markdown(e.name), e.name))
-    if not candidates:
-        return None
-    chosen = candidates[0]
-    view = blob_view(path, chosen.sha, chosen.name, link_base=link_base, image_base=image_base)
-    return chosen, view
+def readme(path: Path, tree_sha: str, dir_path: str, *, link_base: str, image_base: str) -> tuple[str, BlobView] | None:
+    """A directory's README (its name and rendered view), or None; cached by the tree's sha."""
+
+    def compute() -> tuple[str, BlobView] | None:
+        entries = [e for e in git.tree_entries(path, tree_sha, dir_path) if e.kind == "blob"]
+        candidates = [e for e in entries if e.name.lower().split(".")[0] == "readme"]
+        if not candidates:
+            return None
+        chosen = min(candidates, key=lambda e: (not render.is_markdown(e.name), e.name))
+        return chosen.label, blob_view(path, chosen.sha, chosen.name, link_base=link_base, image_base=image_base)
+
+    return cached(("readme", tree_sha, link_base, image_base), compute)
 
 
 # Trees.
-
-
-ICONS = {"tree": "📁", "blob": "📄", "symlink": "🔗", "submodule": "📦"}
 
 
 def tree_html(path: Path, tree_sha: str, dir_path: str, *, prefix: str, ref: str) -> str:
@@ -154,7 +156,7 @@ def _tree_html(path: Path, tree_sha: str, dir_path: str, prefix: str, ref: str) 
             if entry.kind == "symlink":
                 link += ' <span class="badge">symlink</span>'
         rows.append(
-            f'<tr data-name="{escape(quote_path(entry.name))}"><td class="icon" title="{entry.kind}">{ICONS[entry.kind]}</td>'
+            f'<tr data-name="{escape(quote_path(entry.name))}"><td class="icon"><span class="icon-{entry.kind}" title="{entry.kind}"></span></td>'
             f'<td class="name">{link}</td><td class="message muted"></td><td class="age muted"></td></tr>'
         )
     return "".join(rows)
@@ -199,6 +201,22 @@ def commit_rows(commits: list[git.Commit], *, prefix: str) -> str:
     return "".join(rows)
 
 
+def compare_commits(path: Path, base_sha: str, head_sha: str, *, prefix: str) -> tuple[int, str]:
+    """How many commits head has that base lacks, and their list (oldest first), cached by both shas."""
+
+    def compute() -> tuple[int, str]:
+        found = git.commits_between(path, base_sha, head_sha)
+        rows = "".join(
+            f'<li class="commit"><a class="grow" href="{prefix}/commit/{c.sha}">{escape(c.summary)}</a> '
+            f'<span class="muted small">{escape(c.author.name)}</span> '
+            f'<a class="sha mono" href="{prefix}/commit/{c.sha}">{c.sha[:7]}</a></li>'
+            for c in found
+        )
+        return len(found), rows
+
+    return cached(("compare-commits", base_sha, head_sha, prefix), compute)
+
+
 # Diffs.
 
 
@@ -217,16 +235,11 @@ class DiffOptions:
 
 @dataclass(frozen=True)
 class DiffPage:
-    files: list[git.FileDiff]
-    html: str  # the rendered files: the first ones in full, the rest as placeholders
-
-    @property
-    def additions(self) -> int:
-        return sum(f.additions for f in self.files)
-
-    @property
-    def deletions(self) -> int:
-        return sum(f.deletions for f in self.files)
+    file_count: int
+    additions: int
+    deletions: int
+    files_html: str  # the list of files with their +/- counts, linking to each
+    html: str  # the files: the first ones in full, the rest as placeholders that load as the reader scrolls
 
 
 def diff_page(path: Path, old: str, new: str, options: DiffOptions, *, prefix: str, page_url: str) -> DiffPage:
@@ -256,7 +269,21 @@ def _diff_page(path: Path, old: str, new: str, options: DiffOptions, prefix: str
         else:
             batch = cutoff + (index - cutoff) // DIFF_BATCH * DIFF_BATCH
             parts.append(_pending_html(file, index, f"{page_url}start={batch}&count={DIFF_BATCH}"))
-    return DiffPage(files=[replace(file, hunks=()) for file in files], html="".join(parts))
+    files_html = "".join(
+        f'<li><a href="#diff-{index}" data-file-anchor>{escape(file.label)}</a> {_stat(file)}</li>'
+        for index, file in enumerate(files)
+    )
+    return DiffPage(
+        file_count=len(files),
+        additions=sum(file.additions for file in files),
+        deletions=sum(file.deletions for file in files),
+        files_html=files_html,
+        html="".join(parts),
+    )
+
+
+def _stat(file: git.FileDiff) -> str:
+    return f'<span class="diff-stat"><span class="add">+{file.additions}</span> <span class="del">−{file.deletions}</span></span>'
 
 
 def _waits(file: git.FileDiff) -> bool:
@@ -335,8 +362,7 @@ def _file_header(file: git.FileDiff, index: int, *, prefix: str, ref: str) -> st
     return (
         '<div class="diff-file-header"><button type="button" class="diff-toggle" aria-expanded="true">▾</button> '
         f'<span class="diff-path">{name}</span>{badges} '
-        f'<span class="diff-stat"><span class="add">+{file.additions}</span> <span class="del">−{file.deletions}</span></span>'
-        f"{view}</div>"
+        f"{_stat(file)}{view}</div>"
     )
 
 
@@ -349,10 +375,7 @@ def _pending_html(file: git.FileDiff, index: int, url: str) -> str:
 
 
 def _pending_header(file: git.FileDiff) -> str:
-    return (
-        f'<div class="diff-file-header"><span class="diff-path">{escape(file.label)}</span> '
-        f'<span class="diff-stat"><span class="add">+{file.additions}</span> <span class="del">−{file.deletions}</span></span></div>'
-    )
+    return f'<div class="diff-file-header"><span class="diff-path">{escape(file.label)}</span> {_stat(file)}</div>'
 
 
 def _pairs(hunk: git.Hunk):
@@ -511,23 +534,38 @@ def safe(html: str) -> SafeString:
 # The branch and tag switcher.
 
 
-def ref_switcher(
-    prefix: str, page: str, path: str, ref: git.Ref, branches: list[str], tags: list[str], *, more_tags: bool
-) -> SafeString:
-    """A <details> menu of branches and tags, each linking to the same page and path at that ref."""
-    suffix = f"/{quote_path(path)}" if path else ""
+def ref_switcher(path: Path, *, prefix: str, page: str, file_path: str, ref: git.Ref) -> SafeString:
+    """A <details> menu of branches and tags, each linking to the same page and path at that ref.
 
-    def items(names: list[str]) -> str:
+    Sorting a thousand tags by version costs more than the rest of a page, so the menu is cached under the
+    set of ref names (which one commit is checked out changes only the label)."""
+    names = sorted(git.ref_names(path))
+    menu = cached(
+        ("switcher", tuple(names), prefix, page, file_path), lambda: _switcher_menu(names, prefix, page, file_path)
+    )
+    label = ref.name[:7] if ref.is_sha else ref.name
+    return safe(
+        f'<details class="ref-switcher"><summary><span class="muted">{ref.kind}:</span> <strong>{escape(label)}</strong>'
+        f"</summary>{menu}</details>"
+    )
+
+
+def _switcher_menu(names: list[str], prefix: str, page: str, file_path: str) -> str:
+    suffix = f"/{quote_path(file_path)}" if file_path else ""
+    branches = [name.removeprefix("refs/heads/") for name in names if name.startswith("refs/heads/")]
+    tags = sorted(
+        (name.removeprefix("refs/tags/") for name in names if name.startswith("refs/tags/")), key=git.version_key
+    )
+    tags.reverse()
+
+    def items(shown: list[str]) -> str:
         return "".join(
-            f'<li data-name="{escape(name)}"{" class=current" if name == ref.name else ""}>'
-            f'<a href="{prefix}/{page}/{quote_ref(name)}{suffix}">{escape(name)}</a></li>'
-            for name in names
+            f'<li data-name="{escape(name)}"><a href="{prefix}/{page}/{quote_ref(name)}{suffix}">{escape(name)}</a></li>'
+            for name in shown
         )
 
-    label = ref.name[:7] if ref.is_sha else ref.name
-    more = f'<li><a href="{prefix}/tags">All tags…</a></li>' if more_tags else ""
-    return safe(
-        f'<details class="ref-switcher"><summary><span class="muted">{ref.kind}:</span> <strong>{escape(label)}</strong></summary>'
+    more = f'<li><a href="{prefix}/tags">All {len(tags)} tags…</a></li>' if len(tags) > SWITCHER_TAGS else ""
+    return (
         '<div class="ref-menu"><input type="search" placeholder="Filter branches and tags" aria-label="Filter">'
-        f"<h4>Branches</h4><ul>{items(branches)}</ul><h4>Tags</h4><ul>{items(tags)}{more}</ul></div></details>"
+        f"<h4>Branches</h4><ul>{items(branches)}</ul><h4>Tags</h4><ul>{items(tags[:SWITCHER_TAGS])}{more}</ul></div>"
     )

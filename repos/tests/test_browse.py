@@ -369,3 +369,22 @@ def test_blame_is_computed_once_per_commit_and_path(as_alice, code_repo, monkeyp
 
 def table(page: str) -> str:
     return page[page.index("<table") : page.index("</table>")]
+
+
+def test_anonymous_pages_are_cached_whole_but_follow_pushes_and_settings(alice, code_repo, work):
+    repo_services.update_repository(code_repo, actor=alice, visibility=Visibility.PUBLIC)
+    anonymous = Client()
+    assert "Add a submodule" in text(anonymous.get("/alice/code"))
+    (work / "news.txt").write_text("news\n")
+    commit_all(work, "Add news")
+    run(work, "push", "-q", str(code_repo.path), "main")
+    assert "Add news" in text(anonymous.get("/alice/code"))
+    repo_services.update_repository(code_repo, actor=alice, description="Now with a description")
+    assert "Now with a description" in text(anonymous.get("/alice/code"))
+    # A signed-in visitor gets their own page, not the cached one.
+    signed_in = Client()
+    signed_in.force_login(alice)
+    assert 'class="me">alice<' in text(signed_in.get("/alice/code"))
+    repo_services.update_repository(code_repo, actor=alice, visibility=Visibility.PRIVATE)
+    assert anonymous.get("/alice/code").status_code in (302, 404)
+    assert anonymous.get("/alice/code/tree/main").status_code in (302, 404)

@@ -129,14 +129,16 @@ def test_an_empty_repository_shows_clone_urls_and_push_instructions(client, alic
     assert "git push -u origin main" in page
 
 
-def test_a_repository_with_history_shows_branches_and_clone_urls(client, private_repo, alice):
+def test_a_repository_with_history_shows_its_default_branch_and_clone_urls(client, private_repo, alice):
     git.commit_files(private_repo.path, "feature", {"a.txt": b"a"}, "Add a", name="Bob", email="bob@example.com")
     page = _login(client, alice).get("/alice/project").content.decode()
     assert private_repo.ssh_url in page and private_repo.http_url in page
     assert "Push an existing repository" not in page
-    assert "feature" in page and "Add a" in page
-    assert "Initial commit" in page
+    assert "Initial commit" in page and 'href="/alice/project/blob/main/README.md"' in page
     assert git.branch_sha(private_repo.path, "main")[:7] in page
+    assert 'href="/alice/project/tree/feature"' in page  # the branch switcher
+    branches = client.get("/alice/project/branches").content.decode()
+    assert "feature" in branches and "Add a" in branches
 
 
 def test_the_settings_link_is_shown_to_admins_only(client, private_repo, alice, carol):

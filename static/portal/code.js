@@ -436,6 +436,8 @@
       addSplitColumns(table);
     }
     for (const table of within("table.files[data-commits-url]")) loadLastCommits(table);
+    // Cached pages carry absolute dates, which stay true; show them relative to now.
+    for (const time of within("time.ago[datetime]")) time.textContent = timeAgo(time.dateTime);
   }
 
   document.addEventListener("click", (event) => {
