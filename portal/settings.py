@@ -137,8 +137,8 @@ REDIS_URL = os.environ.get("REDIS_URL") or f"unix://{REDIS_SOCKET}"
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600} for name in ("default", "builds", "deploys")}
 
 # Rendered blobs, diffs, blame and tree maps are cached by object sha. PORTAL_CACHE picks where: "redis" (the
-# default when REDIS_URL is set, shared by every web process), "locmem" (per process, the default otherwise) or
-# "dummy" (nothing is kept: every view is a first view, which is what bench/browse.py measures).
+# default when REDIS_URL is set, as `manage.py serve` does for its embedded Valkey: one cache for every web
+# process), "locmem" (per process, the default otherwise) or "dummy" (nothing kept: every view is a first view).
 PORTAL_CACHE = os.environ.get("PORTAL_CACHE") or ("redis" if os.environ.get("REDIS_URL") else "locmem")
 CACHE_BACKENDS = {
     "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
