@@ -5,4 +5,4 @@ from portal.models import SiteSettings
 
 class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request) -> bool:
-        return SiteSettings.load().open_signup
+        return SiteSettings.signup_is_open()

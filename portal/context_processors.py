@@ -9,5 +9,5 @@ def portal(request) -> dict:
         "PORTAL_BASE_URL": settings.PORTAL_BASE_URL,
         "is_site_admin": is_site_admin(getattr(request, "user", None)),
         # A callable, so the query runs only on pages that show the sign-up link.
-        "signup_open": lambda: SiteSettings.load().open_signup,
+        "signup_open": SiteSettings.signup_is_open,
     }

@@ -2,7 +2,8 @@ import hashlib
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
-from django.db import models
+from django.core.cache import cache
+from django.db import models, transaction
 from django.utils import timezone
 
 from portal.validators import validate_owner_name
@@ -185,7 +186,24 @@ class SiteSettings(models.Model):
 
     open_signup = models.BooleanField(default=True)
 
+    CACHE_KEY = "site-settings:open-signup"
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        # After the commit, or a reader could put the old value back before the new one is visible.
+        transaction.on_commit(lambda: cache.delete(self.CACHE_KEY))
+
     @classmethod
     def load(cls) -> "SiteSettings":
         obj, _ = cls.objects.get_or_create(pk=1)
         return obj
+
+    @classmethod
+    def signup_is_open(cls) -> bool:
+        """open_signup, read through the cache: every page for a visitor shows (or hides) the sign-up link."""
+        value = cache.get(cls.CACHE_KEY)
+        if value is None:
+            value = cls.load().open_signup
+            # A minute at most, in case another process (with its own local cache) changed it.
+            cache.set(cls.CACHE_KEY, value, 60)
+        return value

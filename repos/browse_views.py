@@ -6,6 +6,7 @@ Paths arrive as the raw bytes of the request path, so file names that are not UT
 import hashlib
 import re
 from collections.abc import Callable
+from urllib.parse import parse_qsl, quote
 
 from django.conf import settings as django_settings
 from django.core.cache import cache
@@ -111,7 +112,7 @@ def _anonymous_page_key(request: HttpRequest, repo: Repository, shas: tuple[str,
         repo.description,
         repo.visibility,
         repo.default_branch,
-        SiteSettings.load().open_signup,
+        SiteSettings.signup_is_open(),
         shas,
     )
     return "page:" + hashlib.sha256(repr(parts).encode("utf-8", "surrogateescape")).hexdigest()
@@ -135,9 +136,9 @@ def _context(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, pa
         "quoted_path": code.quote_path(path),
         "page": page,
         "tab": "code" if page in ("tree", "blob", "blame") else page,
-        "switcher": code.ref_switcher(repo.path, prefix=prefix, page=page, file_path=path, ref=ref)
-        if page in ("tree", "blob", "commits", "blame")
-        else "",
+        "switcher": code.ref_switcher(
+            menu_url=f"{prefix}/refs?page={page}&path={quote(git.path_bytes(path))}", ref=ref
+        ),
         "is_admin": role_for(request.user, repo) >= Role.ADMIN,
         **extra,
     }
@@ -145,14 +146,12 @@ def _context(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, pa
 
 def home(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
-    if git.is_empty(repo.path):
-        return render(
-            request, "repos/detail.html", {"repo": repo, "is_admin": role_for(request.user, repo) >= Role.ADMIN}
-        )
-    branch = repo.default_branch
     try:
-        ref = git.resolve_commit(repo.path, branch)
+        ref = git.resolve_commit(repo.path, repo.default_branch)
     except git.RefNotFound:
+        if git.is_empty(repo.path):
+            is_admin = role_for(request.user, repo) >= Role.ADMIN
+            return render(request, "repos/detail.html", {"repo": repo, "is_admin": is_admin})
         # The default branch is gone: show another branch, or a tag when there are only tags.
         name = min(git.ref_names(repo.path)).removeprefix("refs/heads/").removeprefix("refs/tags/")
         ref = git.resolve_commit(repo.path, name)
@@ -211,13 +210,19 @@ def blob(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpRes
     def context() -> dict:
         parent = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
         base = f"{code.quote_ref(ref.name)}/{code.quote_path(parent)}"
-        extra = {"entry": entry, "show_source": request.GET.get("plain") == "1"}
+        show_source = request.GET.get("plain") == "1"
+        extra = {"entry": entry, "show_source": show_source}
         if entry.kind == "symlink":
             target, _size = git.read_blob(repo.path, entry.sha)
             extra["symlink_target"] = git.label(git.decode_path(target))
         elif entry.kind == "blob":
             extra["view"] = code.blob_view(
-                repo.path, entry.sha, path, link_base=f"{prefix}/blob/{base}", image_base=f"{prefix}/raw/{base}"
+                repo.path,
+                entry.sha,
+                path,
+                link_base=f"{prefix}/blob/{base}",
+                image_base=f"{prefix}/raw/{base}",
+                source=show_source,
             )
         return _context(request, repo, ref, path, "blob", **extra)
 
@@ -391,6 +396,18 @@ def blame(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpRe
         return _context(request, repo, ref, path, "blame", entry=entry, table=code.safe(table), line_count=line_count)
 
     return _immutable(_page(request, repo, "repos/blame.html", context, ref.sha), etag)
+
+
+def ref_menu(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    """The branch and tag menu of a page (?page=tree|blob|commits|blame&path=), fetched when it is opened."""
+    repo = get_repo_for_user(request.user, owner, name)
+    page = request.GET.get("page", "tree")
+    if page not in ("tree", "blob", "commits", "blame"):
+        raise Http404("No such page.")
+    # From the raw query string, so that a path that is not UTF-8 keeps its bytes.
+    query = dict(parse_qsl(request.META.get("QUERY_STRING", ""), errors="surrogateescape"))
+    path = query.get("path", "")
+    return HttpResponse(code.ref_menu(repo.path, prefix=_prefix(repo), page=page, file_path=path))
 
 
 def branches(request: HttpRequest, owner: str, name: str) -> HttpResponse:

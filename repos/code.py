@@ -5,6 +5,7 @@ under a key made of those shas (plus the repository's URL, which the links insid
 they resolve the ref, ask here, and render a small template around the returned HTML."""
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ from repos import git, render
 
 CACHE_VERSION = "1"
 CACHE_TIMEOUT = 7 * 24 * 3600
+RETRY_TIMEOUT = 300
 # A blob bigger than this is shown as "too large" with a link to its raw bytes.
 BLOB_DISPLAY_LIMIT = 1024 * 1024
 # What the first view of a diff renders at once; the rest loads as the reader scrolls.
@@ -31,19 +33,29 @@ DIFF_HUGE_FILE = 1500
 SWITCHER_TAGS = 100
 
 
-def cached(parts: tuple, compute: Callable[[], object]) -> object:
-    """compute(), kept in the cache under a key made of parts (shas, options, the repository's URL)."""
+_MISSING = object()
+
+
+def cached(parts: tuple, compute: Callable[[], object], *, keep: Callable[[object], bool] = lambda value: True):
+    """compute(), kept in the cache under a key made of parts (shas, options, the repository's URL).
+
+    A value that keep() refuses (an answer cut short, say) is kept only briefly, so a later visit tries again."""
     digest = hashlib.sha256(repr(parts).encode("utf-8", "surrogateescape")).hexdigest()
     key = f"code:{CACHE_VERSION}:{digest}"
-    value = cache.get(key)
-    if value is None:
+    value = cache.get(key, _MISSING)
+    if value is _MISSING:
         value = compute()
-        cache.set(key, value, CACHE_TIMEOUT)
+        cache.set(key, value, CACHE_TIMEOUT if keep(value) else RETRY_TIMEOUT)
     return value
+
+
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]*")
 
 
 def quote_path(path: str) -> str:
     """A repository path as a URL path, non-UTF-8 bytes percent-encoded as they are."""
+    if _URL_SAFE.fullmatch(path):
+        return path
     return quote(git.path_bytes(path), safe="/")
 
 
@@ -67,11 +79,11 @@ class BlobView:
     image_type: str = ""
 
 
-def blob_view(path: Path, sha: str, filename: str, *, link_base: str, image_base: str) -> BlobView:
-    """A blob, highlighted (and rendered, for Markdown), cached by its sha."""
+def blob_view(path: Path, sha: str, filename: str, *, link_base: str, image_base: str, source: bool = True) -> BlobView:
+    """A blob, highlighted, cached by its sha. Markdown is rendered too, and highlighted only when source is asked."""
     return cached(
-        ("blob", sha, render_filename(filename), link_base, image_base),
-        lambda: _blob_view(path, sha, filename, link_base, image_base),
+        ("blob", sha, render_filename(filename), link_base, image_base, source or not render.is_markdown(filename)),
+        lambda: _blob_view(path, sha, filename, link_base, image_base, source),
     )
 
 
@@ -80,7 +92,7 @@ def render_filename(filename: str) -> str:
     return git.label(filename.rsplit("/", 1)[-1])
 
 
-def _blob_view(path: Path, sha: str, filename: str, link_base: str, image_base: str) -> BlobView:
+def _blob_view(path: Path, sha: str, filename: str, link_base: str, image_base: str, source: bool) -> BlobView:
     data, size = git.read_blob(path, sha, limit=BLOB_DISPLAY_LIMIT)
     name = render_filename(filename)
     if size == 0:
@@ -93,10 +105,15 @@ def _blob_view(path: Path, sha: str, filename: str, link_base: str, image_base: 
     if decoded is None:
         return BlobView(shape="binary", size=size)
     text, encoding = decoded
-    lines = render.highlight_lines(text, name)
     markdown_html = ""
     if render.is_markdown(name):
         markdown_html = render.render_markdown(text, link_base=link_base, image_base=image_base)
+        if not source:
+            line_count = text.count("\n") + (not text.endswith("\n"))
+            return BlobView(
+                shape="lines", size=size, encoding=encoding, line_count=line_count, markdown_html=markdown_html
+            )
+    lines = render.highlight_lines(text, name)
     return BlobView(
         shape="lines",
         size=size,
@@ -125,7 +142,8 @@ def readme(path: Path, tree_sha: str, dir_path: str, *, link_base: str, image_ba
         if not candidates:
             return None
         chosen = min(candidates, key=lambda e: (not render.is_markdown(e.name), e.name))
-        return chosen.label, blob_view(path, chosen.sha, chosen.name, link_base=link_base, image_base=image_base)
+        view = blob_view(path, chosen.sha, chosen.name, link_base=link_base, image_base=image_base, source=False)
+        return chosen.label, view
 
     return cached(("readme", tree_sha, link_base, image_base), compute)
 
@@ -163,12 +181,9 @@ def _tree_html(path: Path, tree_sha: str, dir_path: str, prefix: str, ref: str) 
 
 
 def last_commits(path: Path, commit_sha: str, dir_path: str) -> tuple[dict[str, dict], bool]:
-    """Each entry's newest commit, as plain data, cached by the commit sha once complete."""
-    key = ("last-commits", commit_sha, dir_path)
-    digest = hashlib.sha256(repr(key).encode("utf-8", "surrogateescape")).hexdigest()
-    cache_key = f"code:{CACHE_VERSION}:{digest}"
-    value = cache.get(cache_key)
-    if value is None:
+    """Each entry's newest commit as plain data (for the page's script), and whether every entry has one."""
+
+    def compute() -> tuple[dict[str, dict], bool]:
         found, complete = git.last_commits(path, commit_sha, dir_path)
         data = {
             quote_path(name): {
@@ -179,10 +194,9 @@ def last_commits(path: Path, commit_sha: str, dir_path: str) -> tuple[dict[str, 
             }
             for name, c in found.items()
         }
-        value = (data, complete)
-        # An incomplete answer (the walk ran out of time) is kept briefly, so the next visit tries again.
-        cache.set(cache_key, value, CACHE_TIMEOUT if complete else 300)
-    return value
+        return data, complete
+
+    return cached(("last-commits", commit_sha, dir_path), compute, keep=lambda value: value[1])
 
 
 # History.
@@ -534,23 +548,26 @@ def safe(html: str) -> SafeString:
 # The branch and tag switcher.
 
 
-def ref_switcher(path: Path, *, prefix: str, page: str, file_path: str, ref: git.Ref) -> SafeString:
-    """A <details> menu of branches and tags, each linking to the same page and path at that ref.
-
-    Sorting a thousand tags by version costs more than the rest of a page, so the menu is cached under the
-    set of ref names (which one commit is checked out changes only the label)."""
-    names = sorted(git.ref_names(path))
-    menu = cached(
-        ("switcher", tuple(names), prefix, page, file_path), lambda: _switcher_menu(names, prefix, page, file_path)
-    )
+def ref_switcher(*, menu_url: str, ref: git.Ref) -> SafeString:
+    """The branch and tag menu's button; the menu itself (ref_menu) is fetched when it is first opened."""
     label = ref.name[:7] if ref.is_sha else ref.name
     return safe(
-        f'<details class="ref-switcher"><summary><span class="muted">{ref.kind}:</span> <strong>{escape(label)}</strong>'
-        f"</summary>{menu}</details>"
+        f'<details class="ref-switcher" data-menu-url="{escape(menu_url)}"><summary><span class="muted">{ref.kind}:</span> '
+        f'<strong>{escape(label)}</strong></summary><div class="ref-menu muted">Loading…</div></details>'
     )
 
 
-def _switcher_menu(names: list[str], prefix: str, page: str, file_path: str) -> str:
+def ref_menu(path: Path, *, prefix: str, page: str, file_path: str) -> str:
+    """Every branch and the newest tags, each linking to the same page and path at that ref.
+
+    Sorting a thousand tags by version takes a while, so the menu is cached under the set of ref names."""
+    names = sorted(git.ref_names(path))
+    return cached(
+        ("ref-menu", tuple(names), prefix, page, file_path), lambda: _ref_menu(names, prefix, page, file_path)
+    )
+
+
+def _ref_menu(names: list[str], prefix: str, page: str, file_path: str) -> str:
     suffix = f"/{quote_path(file_path)}" if file_path else ""
     branches = [name.removeprefix("refs/heads/") for name in names if name.startswith("refs/heads/")]
     tags = sorted(

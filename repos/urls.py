@@ -18,6 +18,7 @@ urlpatterns = [
     re_path(r"^(?P<owner>[^/]+)/(?P<name>[^/]+)/commits(?:/(?P<rest>.+))?$", browse_views.commits, name="commits"),
     path("<str:owner>/<str:name>/commit/<str:sha>", browse_views.commit, name="commit"),
     path("<str:owner>/<str:name>/compare/<path:spec>", browse_views.compare, name="compare"),
+    path("<str:owner>/<str:name>/refs", browse_views.ref_menu, name="ref_menu"),
     path("<str:owner>/<str:name>/branches", browse_views.branches, name="branches"),
     path("<str:owner>/<str:name>/tags", browse_views.tags, name="tags"),
     path("<str:owner>/<str:name>/archive/<path:rest>", browse_views.archive, name="archive"),

@@ -99,6 +99,7 @@ WEB_ROUTES: dict[str, list[Case]] = {
         Case(repo(Role.READ), url="@commit_batch"),
     ],
     "repos:compare": [Case(repo(Role.READ), kwargs=R | {"spec": "main...main"})],
+    "repos:ref_menu": [Case(repo(Role.READ), kwargs=R)],
     "repos:branches": [Case(repo(Role.READ), kwargs=R)],
     "repos:tags": [Case(repo(Role.READ), kwargs=R)],
     "repos:archive": [

@@ -74,10 +74,22 @@ def test_home_shows_tree_readme_clone_urls_and_latest_commit(as_alice, code_repo
     assert 'href="/alice/code/tree/main/src"' in page
     assert 'href="/alice/code/blob/main/README.md"' in page
     # The README, rendered, with its relative links pointing into the repository.
+    assert '<div class="box-header">README.md</div>' in page
     assert "<h1" in page and 'href="/alice/code/blob/main/docs/guide.md"' in page
     assert 'src="/alice/code/raw/main/logo.png"' in page
     assert "Add a submodule" in page
-    assert "feature/login" in page and "v1.0" in page  # the ref switcher
+    assert 'data-menu-url="/alice/code/refs?page=tree&amp;path="' in page
+
+
+def test_ref_menu_links_each_branch_and_tag_to_the_same_page_and_path(as_alice, code_repo):
+    page = text(as_alice.get("/alice/code/blob/main/src/main.c"))
+    assert 'data-menu-url="/alice/code/refs?page=blob&amp;path=src/main.c"' in page
+    menu = text(as_alice.get("/alice/code/refs?page=blob&path=src/main.c"))
+    assert 'href="/alice/code/blob/feature/login/src/main.c"' in menu
+    assert 'href="/alice/code/blob/v1.0/src/main.c"' in menu
+    latin = text(as_alice.get("/alice/code/refs?page=blob&path=caf%E9.txt"))
+    assert 'href="/alice/code/blob/main/caf%E9.txt"' in latin
+    assert as_alice.get("/alice/code/refs?page=settings").status_code == 404
 
 
 def test_tree_lists_directories_first_with_symlink_and_submodule(as_alice, code_repo):

@@ -91,6 +91,7 @@ def test_every_page_renders_hostile_content_inert(alice, hostile_repo):
         f"/alice/hostile/compare/main...{quoted_branch}",
         "/alice/hostile/branches",
         "/alice/hostile/tags",
+        f"/alice/hostile/refs?page=blob&path={quoted_name}",
     ]
     for url in urls:
         response = client.get(url)

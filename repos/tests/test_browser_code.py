@@ -61,3 +61,16 @@ def test_scrolling_a_big_compare_loads_the_files_not_yet_shown(sign_in_page, ali
     page.wait_for_selector("#diff-119 .diff-table")
     assert re.search(r"line 29 of file 119", page.locator("#diff-119").inner_text())
     assert page.locator(".diff-pending").count() == 0
+
+
+def test_the_ref_menu_loads_when_opened_and_switches_branch_keeping_the_path(sign_in_page, alice, big_repo):
+    page = sign_in_page(alice)
+    page.goto("/alice/big/blob/main/lines.py")
+    page.locator("details.ref-switcher summary").click()
+    page.locator(".ref-menu input").fill("man")
+    option = page.locator('.ref-menu a[href="/alice/big/blob/many/lines.py"]')
+    option.wait_for()
+    assert page.locator('.ref-menu li[data-name="main"]').is_hidden()
+    option.click()
+    page.wait_for_url("**/alice/big/blob/many/lines.py")
+    assert "many" in page.locator("details.ref-switcher summary").inner_text()

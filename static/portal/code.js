@@ -326,6 +326,24 @@
     if (empty) empty.hidden = shown > 0;
   }
 
+  /** The menu's branches and tags arrive when it is first opened (data-menu-url), so pages stay small. */
+  async function loadRefMenu(details) {
+    const url = details.dataset.menuUrl;
+    if (!url || details.dataset.menuLoaded) return;
+    details.dataset.menuLoaded = "1";
+    const absolute = new URL(url, location.href);
+    if (absolute.origin !== location.origin) return;
+    try {
+      const response = await fetch(absolute.href, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const template = document.createElement("template");
+      template.innerHTML = await response.text();
+      details.querySelector(".ref-menu")?.replaceWith(...template.content.childNodes);
+    } catch {
+      delete details.dataset.menuLoaded;
+    }
+  }
+
   /** Close every open ref switcher except the one given. */
   function closeRefSwitchers(except) {
     for (const details of document.querySelectorAll("details.ref-switcher[open]")) {
@@ -516,11 +534,13 @@
       if (!(details instanceof HTMLDetailsElement) || !details.classList.contains("ref-switcher")) return;
       if (!details.open) return;
       closeRefSwitchers(details);
-      const input = details.querySelector("input");
-      if (input) {
-        input.focus();
-        filterRefs(input);
-      }
+      loadRefMenu(details).then(() => {
+        const input = details.querySelector("input");
+        if (input && details.open) {
+          input.focus();
+          filterRefs(input);
+        }
+      });
     },
     true,
   );
