@@ -190,7 +190,8 @@ class SiteSettings(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         super().save(*args, **kwargs)
-        # After the commit, or a reader could put the old value back before the new one is visible.
+        cache.delete(self.CACHE_KEY)
+        # Again after the commit: another process may have read the old value back in the meantime.
         transaction.on_commit(lambda: cache.delete(self.CACHE_KEY))
 
     @classmethod

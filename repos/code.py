@@ -496,11 +496,11 @@ def blame_html(path: Path, commit_sha: str, file_path: str, blob_sha: str, *, pr
 
 
 def _blame_html(path: Path, commit_sha: str, file_path: str, blob_sha: str, prefix: str) -> tuple[str, int]:
-    hunks, commits = git.blame(path, commit_sha, file_path)
-    data, _size = git.read_blob(path, blob_sha)
-    decoded = render.decode_text(data)
+    data, size = git.read_blob(path, blob_sha, limit=BLOB_DISPLAY_LIMIT)
+    decoded = render.decode_text(data) if size <= BLOB_DISPLAY_LIMIT else None
     if decoded is None:
         return "", 0
+    hunks, commits = git.blame(path, commit_sha, file_path)
     lines = render.highlight_lines(decoded[0], render_filename(file_path))
     times = sorted(c.committer.when for c in commits.values())
     oldest, newest = (times[0], times[-1]) if times else (None, None)

@@ -564,11 +564,6 @@ def commits_between(path: Path, base_sha: str, head_sha: str, *, limit: int = 25
     return commits(path, out.decode().split()[::-1])
 
 
-def count_between(path: Path, base_sha: str, head_sha: str) -> tuple[int, int]:
-    """(ahead, behind) of head relative to base."""
-    return _open(path).ahead_behind(head_sha, base_sha)
-
-
 def tags(path: Path) -> list[Tag]:
     """Tags that point at commits, newest first."""
     repo = _open(path)
@@ -621,7 +616,7 @@ class Hunk:
 
 @dataclass(frozen=True)
 class FileDiff:
-    """One file of a diff. Without hunks (a summary) until diff_files() is asked for its patch."""
+    """One file of a diff, with its hunks only when diff() was asked for them."""
 
     old_path: str
     new_path: str
@@ -688,9 +683,8 @@ def _tree_diff(repo: pygit2.Repository, old_sha: str, new_sha: str, ignore_white
     return diff
 
 
-def _file_diff(patch: pygit2.Patch, *, with_hunks: bool) -> FileDiff:
+def _file_diff(patch: pygit2.Patch, additions: int, deletions: int, *, with_hunks: bool) -> FileDiff:
     delta = patch.delta
-    _context, additions, deletions = patch.line_stats
     hunks: tuple[Hunk, ...] = ()
     if with_hunks and not delta.is_binary:
         hunks = tuple(
@@ -743,7 +737,8 @@ def diff(
         if patch is None:
             continue
         _context, additions, deletions = patch.line_stats
-        files.append(_file_diff(patch, with_hunks=with_hunks(len(files), additions, deletions)))
+        wanted = with_hunks(len(files), additions, deletions)
+        files.append(_file_diff(patch, additions, deletions, with_hunks=wanted))
     return files
 
 

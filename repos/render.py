@@ -76,14 +76,6 @@ def decode_text(data: bytes) -> tuple[str, str] | None:
         return data.decode("iso-8859-1"), "iso-8859-1"
 
 
-def display_name(raw: bytes) -> str:
-    """A file name from git for display: UTF-8, else latin-1 (never used as a path)."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("iso-8859-1")
-
-
 # Syntax highlighting
 
 

@@ -400,3 +400,8 @@ def test_anonymous_pages_are_cached_whole_but_follow_pushes_and_settings(alice, 
     repo_services.update_repository(code_repo, actor=alice, visibility=Visibility.PRIVATE)
     assert anonymous.get("/alice/code").status_code in (302, 404)
     assert anonymous.get("/alice/code/tree/main").status_code in (302, 404)
+
+
+def test_blame_of_a_binary_file_says_so(as_alice, code_repo):
+    page = text(as_alice.get("/alice/code/blame/main/logo.png"))
+    assert "binary or too large to blame" in page and 'href="/alice/code/raw/main/logo.png"' in page

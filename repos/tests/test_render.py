@@ -6,7 +6,6 @@ import pytest
 from repos import render
 from repos.render import (
     decode_text,
-    display_name,
     highlight_css,
     highlight_lines,
     image_type,
@@ -60,11 +59,6 @@ def test_it_only_sniffs_the_start_for_nul():
 
 def test_empty_data_is_text():
     assert decode_text(b"") == ("", "utf-8")
-
-
-def test_display_name_decodes_utf8_else_latin1():
-    assert display_name("résumé.md".encode()) == "résumé.md"
-    assert display_name(b"caf\xe9.txt") == "café.txt"
 
 
 # Highlighting
