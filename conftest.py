@@ -16,6 +16,17 @@ def _isolated_storage(settings, tmp_path):
     settings.VAR_DIR.mkdir()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_site_settings():
+    """The sign-up flag is remembered by the process and the cache; a test's rolled-back change must not leak."""
+    from django.core.cache import cache
+
+    from portal import models
+
+    models._signup_memo[:] = [False, 0.0]
+    cache.delete(models.SiteSettings.CACHE_KEY)
+
+
 def _person(username: str, *, admin: bool = False):
     user = accounts.create_user(
         actor=None,

@@ -1,4 +1,5 @@
 import hashlib
+import time
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
@@ -181,6 +182,10 @@ class AuditEvent(models.Model):
         return f"{self.actor_name or 'system'} {self.action} {self.target_repr}"
 
 
+# SiteSettings.signup_is_open's value in this process, and until when it holds.
+_signup_memo: list = [False, 0.0]
+
+
 class SiteSettings(models.Model):
     """Settings an admin changes at run time; one row."""
 
@@ -190,6 +195,7 @@ class SiteSettings(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         super().save(*args, **kwargs)
+        _signup_memo[:] = [False, 0.0]
         cache.delete(self.CACHE_KEY)
         # Again after the commit: another process may have read the old value back in the meantime.
         transaction.on_commit(lambda: cache.delete(self.CACHE_KEY))
@@ -201,10 +207,16 @@ class SiteSettings(models.Model):
 
     @classmethod
     def signup_is_open(cls) -> bool:
-        """open_signup, read through the cache: every page for a visitor shows (or hides) the sign-up link."""
+        """open_signup, read through the cache: every page for a visitor shows (or hides) the sign-up link.
+
+        This process remembers it for a few seconds too, which spares a visitor's cached page a round trip."""
+        remembered, until = _signup_memo
+        if until > time.monotonic():
+            return remembered
         value = cache.get(cls.CACHE_KEY)
         if value is None:
             value = cls.load().open_signup
             # A minute at most, in case another process (with its own local cache) changed it.
             cache.set(cls.CACHE_KEY, value, 60)
+        _signup_memo[:] = [value, time.monotonic() + 5]
         return value

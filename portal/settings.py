@@ -149,6 +149,8 @@ CACHE_BACKENDS = {
 if PORTAL_CACHE not in CACHE_BACKENDS:
     raise ImproperlyConfigured(f"PORTAL_CACHE must be one of {', '.join(CACHE_BACKENDS)}, not {PORTAL_CACHE!r}")
 CACHES = {"default": CACHE_BACKENDS[PORTAL_CACHE]}
+# What each web process keeps of those (content named by shas, so never stale) in front of the shared cache.
+PORTAL_LOCAL_CACHE_MB = envint("PORTAL_LOCAL_CACHE_MB", 0 if PORTAL_CACHE == "dummy" else 64)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl, quote
 
 from django.conf import settings as django_settings
-from django.core.cache import cache
 from django.http import (
     Http404,
     HttpRequest,
@@ -27,6 +26,9 @@ from repos.access import get_repo_for_user, role_for
 from repos.models import Repository, Role
 
 COMMITS_PER_PAGE = 50
+TAGS_PER_PAGE = 50
+# The pages with a branch and tag menu, which switches to the same page and path at another ref.
+SWITCHER_PAGES = ("tree", "blob", "commits", "blame")
 IMMUTABLE = "max-age=31536000, immutable"
 
 
@@ -91,11 +93,11 @@ def _page(
     view skips the templates. The key holds everything else the page shows: the URL, the repository's names and
     settings, and whether sign-up is open."""
     key = _anonymous_page_key(request, repo, shas)
-    if key is not None and (content := cache.get(key)) is not None:
+    if key is not None and isinstance(content := code.cache_get(key), bytes):
         return HttpResponse(content)
     response = render(request, template, context())
     if key is not None and response.status_code == 200:
-        cache.set(key, response.content, code.CACHE_TIMEOUT)
+        code.cache_set(key, response.content)
     return response
 
 
@@ -124,6 +126,7 @@ def _context(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, pa
     for part in path.split("/") if path else []:
         so_far = f"{so_far}/{part}" if so_far else part
         crumbs.append((git.label(part), f"{prefix}/tree/{code.quote_ref(ref.name)}/{code.quote_path(so_far)}"))
+    menu_url = f"{prefix}/refs?page={page}&path={quote(git.path_bytes(path))}"
     return {
         "repo": repo,
         "prefix": prefix,
@@ -136,9 +139,7 @@ def _context(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, pa
         "quoted_path": code.quote_path(path),
         "page": page,
         "tab": "code" if page in ("tree", "blob", "blame") else page,
-        "switcher": code.ref_switcher(
-            menu_url=f"{prefix}/refs?page={page}&path={quote(git.path_bytes(path))}", ref=ref
-        ),
+        "switcher": code.ref_switcher(menu_url=menu_url, ref=ref) if page in SWITCHER_PAGES else "",
         "is_admin": role_for(request.user, repo) >= Role.ADMIN,
         **extra,
     }
@@ -402,7 +403,7 @@ def ref_menu(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     """The branch and tag menu of a page (?page=tree|blob|commits|blame&path=), fetched when it is opened."""
     repo = get_repo_for_user(request.user, owner, name)
     page = request.GET.get("page", "tree")
-    if page not in ("tree", "blob", "commits", "blame"):
+    if page not in SWITCHER_PAGES:
         raise Http404("No such page.")
     # From the raw query string, so that a path that is not UTF-8 keeps its bytes.
     query = dict(parse_qsl(request.META.get("QUERY_STRING", ""), errors="surrogateescape"))
@@ -425,10 +426,17 @@ def branches(request: HttpRequest, owner: str, name: str) -> HttpResponse:
 
 def tags(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
+    page = _page_number(request)
+    found = git.tags(repo.path)
+    shown = found[(page - 1) * TAGS_PER_PAGE : page * TAGS_PER_PAGE]
+    if page > 1 and not shown:
+        raise Http404("No tags on this page.")
     context = {
         "repo": repo,
         "prefix": _prefix(repo),
-        "tags": git.tags(repo.path),
+        "tags": shown,
+        "page_number": page,
+        "has_next": len(found) > page * TAGS_PER_PAGE,
         "tab": "tags",
         "is_admin": role_for(request.user, repo) >= Role.ADMIN,
     }

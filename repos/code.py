@@ -5,7 +5,10 @@ under a key made of those shas (plus the repository's URL, which the links insid
 they resolve the ref, ask here, and render a small template around the returned HTML."""
 
 import hashlib
+import pickle
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +16,7 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
+from django.conf import settings
 from django.core.cache import cache
 from django.utils.safestring import SafeString, mark_safe
 
@@ -36,16 +40,74 @@ SWITCHER_TAGS = 100
 _MISSING = object()
 
 
+class LocalCache:
+    """A small least-recently-used cache in this process, in front of Django's (often shared) cache.
+
+    Every key here names immutable content (object shas, or a digest of everything a page shows), so a copy kept
+    in the process can never be stale, and a repeat view skips the round trip and the unpickling of a large page."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.used = 0
+        self.entries: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: str) -> object:
+        with self.lock:
+            found = self.entries.get(key)
+            if found is None:
+                return _MISSING
+            self.entries.move_to_end(key)
+            return found[0]
+
+    def put(self, key: str, value: object, size: int) -> None:
+        if size > self.max_bytes // 8:
+            return
+        with self.lock:
+            if key in self.entries:
+                return
+            self.entries[key] = (value, size)
+            self.used += size
+            while self.used > self.max_bytes:
+                _key, (_value, evicted) = self.entries.popitem(last=False)
+                self.used -= evicted
+
+
+local_cache = LocalCache(max_bytes=settings.PORTAL_LOCAL_CACHE_MB * 1024 * 1024)
+
+
+def cache_get(key: str) -> object:
+    """A value from this process's cache, else from Django's (and then kept here); _MISSING when neither has it."""
+    value = local_cache.get(key)
+    if value is _MISSING:
+        value = cache.get(key, _MISSING)
+        if value is not _MISSING:
+            local_cache.put(key, value, _size(value))
+    return value
+
+
+def cache_set(key: str, value: object, timeout: int = CACHE_TIMEOUT) -> None:
+    cache.set(key, value, timeout)
+    if timeout >= CACHE_TIMEOUT:
+        local_cache.put(key, value, _size(value))
+
+
+def _size(value: object) -> int:
+    if isinstance(value, str | bytes):
+        return len(value)
+    return len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+
 def cached(parts: tuple, compute: Callable[[], object], *, keep: Callable[[object], bool] = lambda value: True):
-    """compute(), kept in the cache under a key made of parts (shas, options, the repository's URL).
+    """compute(), kept under a key made of parts (shas, options, the repository's URL).
 
     A value that keep() refuses (an answer cut short, say) is kept only briefly, so a later visit tries again."""
     digest = hashlib.sha256(repr(parts).encode("utf-8", "surrogateescape")).hexdigest()
     key = f"code:{CACHE_VERSION}:{digest}"
-    value = cache.get(key, _MISSING)
+    value = cache_get(key)
     if value is _MISSING:
         value = compute()
-        cache.set(key, value, CACHE_TIMEOUT if keep(value) else RETRY_TIMEOUT)
+        cache_set(key, value, CACHE_TIMEOUT if keep(value) else RETRY_TIMEOUT)
     return value
 
 
@@ -125,11 +187,9 @@ def _blob_view(path: Path, sha: str, filename: str, link_base: str, image_base: 
 
 
 def code_table(lines: list[str]) -> str:
-    rows = "".join(
-        f'<tr id="L{n}"><td class="line-num"><a href="#L{n}" data-line="{n}">{n}</a></td>'
-        f'<td class="line-code">{line}</td></tr>'
-        for n, line in enumerate(lines, 1)
-    )
+    # The markup per line is kept to a minimum (the number is drawn by CSS from data-line): a file of a few
+    # thousand lines is most of a megabyte of HTML already.
+    rows = "".join(f'<tr id="L{n}"><td data-line="{n}"></td><td>{line}</td></tr>' for n, line in enumerate(lines, 1))
     return f'<table class="code blob-code">{rows}</table>'
 
 
@@ -520,14 +580,10 @@ def _blame_html(path: Path, commit_sha: str, file_path: str, blob_sha: str, pref
                     f"{ago(c.committer.when)}</div></td>"
                 )
                 out.append(
-                    f'<tr id="L{n}" class="blame-hunk-start">{info}<td class="line-num"><a href="#L{n}" data-line="{n}">{n}</a></td>'
-                    f'<td class="line-code">{code}</td></tr>'
+                    f'<tr id="L{n}" class="blame-hunk-start">{info}<td data-line="{n}"></td><td>{code}</td></tr>'
                 )
             else:
-                out.append(
-                    f'<tr id="L{n}"><td class="line-num"><a href="#L{n}" data-line="{n}">{n}</a></td>'
-                    f'<td class="line-code">{code}</td></tr>'
-                )
+                out.append(f'<tr id="L{n}"><td data-line="{n}"></td><td>{code}</td></tr>')
     return f'<table class="code blame blob-code">{"".join(out)}</table>', len(lines)
 
 

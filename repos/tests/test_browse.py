@@ -134,7 +134,7 @@ def test_tags_and_shas_resolve(as_alice, code_repo):
 
 def test_blob_is_highlighted_with_line_anchors(as_alice, code_repo):
     page = text(as_alice.get("/alice/code/blob/main/src/main.c"))
-    assert '<tr id="L1">' in page and '<a href="#L5" data-line="5">5</a>' in page
+    assert '<tr id="L1"><td data-line="1"></td>' in page and '<td data-line="5"></td>' in page
     assert '<span class="kt">int</span>' in page or 'class="kt"' in page
     assert "5 lines" in page
 
@@ -405,3 +405,14 @@ def test_anonymous_pages_are_cached_whole_but_follow_pushes_and_settings(alice, 
 def test_blame_of_a_binary_file_says_so(as_alice, code_repo):
     page = text(as_alice.get("/alice/code/blame/main/logo.png"))
     assert "binary or too large to blame" in page and 'href="/alice/code/raw/main/logo.png"' in page
+
+
+def test_tags_are_paginated(as_alice, code_repo, work):
+    for n in range(55):
+        run(work, "tag", f"t{n:02}")
+    run(work, "push", "-q", str(code_repo.path), "--tags")
+    first = text(as_alice.get("/alice/code/tags"))
+    # 56 tags with v1.0, and a header row on each page.
+    assert first.count("<tr>") == 1 + 50 and "?page=2" in first
+    assert text(as_alice.get("/alice/code/tags?page=2")).count("<tr>") == 1 + 6
+    assert as_alice.get("/alice/code/tags?page=3").status_code == 404

@@ -32,10 +32,10 @@ def selected_lines(page) -> list[str]:
 def test_clicking_and_shift_clicking_line_numbers_selects_a_range(sign_in_page, alice, big_repo):
     page = sign_in_page(alice)
     page.goto("/alice/big/blob/main/lines.py")
-    page.locator('a[data-line="10"]').click()
+    page.locator('td[data-line="10"]').click()
     page.wait_for_function("location.hash === '#L10'")
     assert selected_lines(page) == ["L10"]
-    page.locator('a[data-line="20"]').click(modifiers=["Shift"])
+    page.locator('td[data-line="20"]').click(modifiers=["Shift"])
     page.wait_for_function("location.hash === '#L10-L20'")
     assert selected_lines(page) == [f"L{n}" for n in range(10, 21)]
     # Opening the URL highlights the range on load.

@@ -50,7 +50,7 @@
     if (scroll) first.scrollIntoView({ block: "center" });
   }
 
-  /** Handle a click on a line number link: select one line, or a range with shift. */
+  /** Handle a click on a line number: select one line, or a range with shift. */
   function onLineClick(event, link) {
     const line = Number(link.dataset.line);
     if (!Number.isInteger(line) || line < 1) return;
@@ -462,7 +462,7 @@
     const target = event.target instanceof Element ? event.target : null;
     if (!target) return;
 
-    const lineLink = target.closest("a[data-line]");
+    const lineLink = target.closest("td[data-line]");
     if (lineLink && lineLink.closest("tr[id^='L']") && !event.metaKey && !event.ctrlKey && !event.altKey) {
       onLineClick(event, lineLink);
       return;
@@ -500,7 +500,7 @@
 
   // Shift-mousedown on a line number would start a text selection across the code; stop it at the source.
   document.addEventListener("mousedown", (event) => {
-    if (event.shiftKey && event.target instanceof Element && event.target.closest("tr[id^='L'] a[data-line]")) {
+    if (event.shiftKey && event.target instanceof Element && event.target.closest("tr[id^='L'] td[data-line]")) {
       event.preventDefault();
     }
   });
