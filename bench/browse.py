@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench.transport import PYTHON, ROOT, free_port, manage
+from bench.transport import PYTHON, ROOT, free_port, manage, portal_environment
 
 CGIT_CGI = Path("/usr/lib/cgit/cgit.cgi")
 CGIT_STATIC = Path("/usr/share/cgit")
@@ -438,23 +438,6 @@ def start(stack: ExitStack, argv: list[str], *, env: dict[str, str] | None, log:
     stack.callback(stop, process)
     wait_until_up(url, process, log)
     return process
-
-
-def portal_environment(tmp: Path, *, cache: str | None = None) -> tuple[dict[str, str], int]:
-    """The environment of a portal on free ports in tmp/var, as `make run` would start it there."""
-    http_port, ssh_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "PORTAL_CACHE")}
-    env |= {
-        "PORTAL_VAR_DIR": str(tmp / "var"),
-        "PORTAL_HTTP_PORT": str(http_port),
-        "PORTAL_SSH_PORT": str(ssh_port),
-        "PORTAL_BASE_URL": f"http://127.0.0.1:{http_port}",
-        "HOME": str(tmp),
-        "GIT_CONFIG_NOSYSTEM": "1",
-    }
-    if cache:
-        env["PORTAL_CACHE"] = cache
-    return env, http_port
 
 
 def django(env: dict[str, str], code: str) -> str:

@@ -83,6 +83,23 @@ print(raw)
 """
 
 
+def portal_environment(tmp: Path, *, cache: str | None = None) -> tuple[dict[str, str], int]:
+    """The environment of a portal on free ports in tmp/var, as `make run` would start it there."""
+    http_port, ssh_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "PORTAL_CACHE")}
+    env |= {
+        "PORTAL_VAR_DIR": str(tmp / "var"),
+        "PORTAL_HTTP_PORT": str(http_port),
+        "PORTAL_SSH_PORT": str(ssh_port),
+        "PORTAL_BASE_URL": f"http://127.0.0.1:{http_port}",
+        "HOME": str(tmp),
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    if cache:
+        env["PORTAL_CACHE"] = cache
+    return env, http_port
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, type=Path, help="a bare repository to push and clone")
@@ -92,18 +109,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="portal-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        http_port, ssh_port = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-        env |= {
-            "PORTAL_VAR_DIR": str(tmp / "var"),
-            "PORTAL_HTTP_PORT": str(http_port),
-            "PORTAL_SSH_PORT": str(ssh_port),
-            "PORTAL_BASE_URL": f"http://127.0.0.1:{http_port}",
-            "HOME": str(tmp),
-            "GIT_CONFIG_NOSYSTEM": "1",
-            # Maintain right after the pushes, so the clones measure a repository in its steady state.
-            "PORTAL_MAINTENANCE_DELAY": "0",
-        }
+        env, http_port = portal_environment(tmp)
+        ssh_port = int(env["PORTAL_SSH_PORT"])
+        # Maintain right after the pushes, so the clones measure a repository in its steady state.
+        env["PORTAL_MAINTENANCE_DELAY"] = "0"
         subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         key = tmp / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)

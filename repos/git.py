@@ -534,6 +534,8 @@ def log(path: Path, sha: str, *, file_path: str = "", skip: int = 0, limit: int 
         # No sorting asked: libgit2 then walks lazily in the order git log uses; TIME sorts the whole history first.
         walker = repo.walk(sha, pygit2.enums.SortMode.NONE)
         return [_commit(c) for c in itertools.islice(walker, skip, skip + limit)]
+    if not _SHA_RE.fullmatch(sha):
+        raise GitError(f"not an object id: {sha!r}")
     is_file = entry(path, sha, file_path).kind != "tree"
     args = ["log", "--format=%H", f"--skip={skip}", f"-n{limit}"]
     if is_file:
