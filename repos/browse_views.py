@@ -171,7 +171,12 @@ def _tree_page(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, 
     if entry.kind != "tree":
         return redirect(f"{prefix}/blob/{code.quote_ref(ref.name)}/{code.quote_path(path)}")
     if request.GET.get("fragment") == "commits":
-        found, complete = code.last_commits(repo.path, ref.sha, path)
+        try:
+            found, complete = code.last_commits(repo.path, ref.sha, path)
+        except code.Busy:
+            response = JsonResponse({"error": "Busy finding other folders' last commits; try again."}, status=503)
+            response["Retry-After"] = "2"
+            return response
         return JsonResponse({"entries": found, "complete": complete, "prefix": prefix})
     etag = _sha_etag(request, ref, "tree", code.quote_path(path))
     if _not_modified(request, etag):

@@ -240,11 +240,27 @@ def _tree_html(path: Path, tree_sha: str, dir_path: str, prefix: str, ref: str) 
     return "".join(rows)
 
 
+class Busy(Exception):
+    """Every slot for a slow computation is taken; the caller should try again shortly."""
+
+
+# Finding a directory's last commits can walk a long history; a process runs at most this many at once, so a
+# burst of uncached directories cannot take every web thread.
+_LAST_COMMITS_SLOTS = threading.BoundedSemaphore(2)
+
+
 def last_commits(path: Path, commit_sha: str, dir_path: str) -> tuple[dict[str, dict], bool]:
-    """Each entry's newest commit as plain data (for the page's script), and whether every entry has one."""
+    """Each entry's newest commit as plain data (for the page's script), and whether every entry has one.
+
+    Raises Busy when the process is already computing as many as it allows."""
 
     def compute() -> tuple[dict[str, dict], bool]:
-        found, complete = git.last_commits(path, commit_sha, dir_path)
+        if not _LAST_COMMITS_SLOTS.acquire(blocking=False):
+            raise Busy
+        try:
+            found, complete = git.last_commits(path, commit_sha, dir_path)
+        finally:
+            _LAST_COMMITS_SLOTS.release()
         data = {
             quote_path(name): {
                 "sha": c.sha,

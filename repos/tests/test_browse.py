@@ -6,6 +6,7 @@ import io
 import re
 import tarfile
 import time
+import uuid
 import zipfile
 
 import pytest
@@ -416,3 +417,20 @@ def test_tags_are_paginated(as_alice, code_repo, work):
     assert first.count("<tr>") == 1 + 50 and "?page=2" in first
     assert text(as_alice.get("/alice/code/tags?page=2")).count("<tr>") == 1 + 6
     assert as_alice.get("/alice/code/tags?page=3").status_code == 404
+
+
+def test_last_commits_wait_their_turn_when_every_slot_is_taken(as_alice, code_repo, work):
+    from repos import code
+
+    # A commit no other test made, so that nothing is cached for it yet.
+    (work / "src" / "unique.txt").write_text(str(uuid.uuid4()))
+    commit_all(work, "Something new")
+    run(work, "push", "-q", str(code_repo.path), "main")
+    taken = [code._LAST_COMMITS_SLOTS.acquire(blocking=False) for _ in range(2)]
+    try:
+        busy = as_alice.get("/alice/code/tree/main/src?fragment=commits")
+        assert busy.status_code == 503 and busy["Retry-After"] == "2"
+    finally:
+        for _ in filter(None, taken):
+            code._LAST_COMMITS_SLOTS.release()
+    assert as_alice.get("/alice/code/tree/main/src?fragment=commits").json()["complete"]

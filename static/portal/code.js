@@ -389,6 +389,15 @@
         credentials: "same-origin",
         headers: { "X-Requested-With": "fetch", Accept: "application/json" },
       });
+      // The server is finding other folders' commits: ask again when it says, a few times at most.
+      const tries = Number(table.dataset.commitsTries || 0);
+      if (response.status === 503 && tries < 5) {
+        table.dataset.commitsTries = String(tries + 1);
+        delete table.dataset.commitsLoaded;
+        const wait = Number(response.headers.get("Retry-After")) || 2;
+        setTimeout(() => loadLastCommits(table), wait * 1000);
+        return;
+      }
       if (!response.ok) return;
       data = await response.json();
     } catch {
