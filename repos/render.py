@@ -248,6 +248,9 @@ _ALLOWED_CLASSES = {
 }
 
 _ALLOWED_SCHEMES = frozenset({"http", "https", "mailto"})
+# Ids from a README (its headings) get this prefix, and its own #links follow, so that no id it brings can
+# clash with the page's (#L12, #diff-3, #readme) or shadow a global name the page's script uses.
+USER_CONTENT_PREFIX = "user-content-"
 _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 
 
@@ -270,7 +273,11 @@ def render_markdown(text: str, *, link_base: str, image_base: str) -> str:
     def rewrite(element: str, attribute: str, value: str) -> str | None:
         # The sanitizer has checked the scheme before this runs and does not check what it returns,
         # so only URLs without a scheme are changed, and only by putting the caller's base in front.
+        if attribute == "id":
+            return USER_CONTENT_PREFIX + value
         url = value.strip()
+        if element == "a" and attribute == "href" and url.startswith("#") and len(url) > 1:
+            return f"#{USER_CONTENT_PREFIX}{url[1:]}"
         if element == "a" and attribute == "href" and _is_relative(url):
             return link_base + url
         if element == "img" and attribute == "src" and _is_relative(url):

@@ -150,10 +150,10 @@ def test_it_rewrites_relative_links_and_images():
     assert 'src="/alice/p/raw/main/docs/img/logo.png"' in html
 
 
-def test_it_leaves_absolute_fragment_and_external_urls_alone():
+def test_it_leaves_absolute_and_external_urls_alone_and_prefixes_fragments():
     text = "[a](/bob/q) [b](#usage) [c](//example.com/x) [d](https://example.com/) ![e](https://example.com/e.png)\n"
     html = render_markdown(text, **BASES)
-    for url in ['href="/bob/q"', 'href="#usage"', 'href="//example.com/x"', 'href="https://example.com/"']:
+    for url in ['href="/bob/q"', 'href="#user-content-usage"', 'href="//example.com/x"', 'href="https://example.com/"']:
         assert url in html
     assert 'src="https://example.com/e.png"' in html
 
@@ -173,7 +173,7 @@ def test_links_get_nofollow_noopener_noreferrer():
 
 def test_it_renders_headings_with_ids_tables_and_lists():
     html = render_markdown("# Getting started\n\n| a | b |\n|:--|--:|\n| 1 | 2 |\n\n3. three\n4. four\n", **BASES)
-    assert '<h1 id="getting-started">Getting started</h1>' in html
+    assert '<h1 id="user-content-getting-started">Getting started</h1>' in html
     assert '<th align="left">a</th>' in html
     assert '<td align="right">2</td>' in html
     assert '<ol start="3">' in html
@@ -305,3 +305,10 @@ def test_raw_image_name_with_other_bytes_is_not_an_image():
 def test_raw_binary_is_an_octet_stream():
     assert raw_content_type("app.bin", b"\x7fELF\x02\x01\x01\x00\x00") == "application/octet-stream"
     assert raw_content_type("logo.txt", PNG) == "application/octet-stream"
+
+
+def test_markdown_ids_and_in_page_links_get_a_prefix_of_their_own():
+    html = render_markdown("# L12\n\n[down](#l12) [readme](#readme)\n\n## readme\n", link_base="/b/", image_base="/r/")
+    assert 'id="user-content-l12"' in html and 'href="#user-content-l12"' in html
+    assert 'id="user-content-readme"' in html and 'href="#user-content-readme"' in html
+    assert 'id="l12"' not in html and 'id="readme"' not in html
