@@ -81,6 +81,9 @@ def pytest_load_initial_conftests(early_config, parser, args):
     static_root = workdir / "staticfiles"
     static_root.mkdir()
     os.environ["STATIC_ROOT"] = str(static_root)
+    # Live servers answer from threads of their own; a connection kept after a request there would still hold
+    # the test database when pytest-django drops it at the end.
+    os.environ["DATABASE_CONN_MAX_AGE"] = "0"
     _use_redis(workdir)
 
 
