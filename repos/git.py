@@ -293,17 +293,23 @@ def stream_service(
             )
 
 
+def _repo_env(path: Path) -> dict[str, str]:
+    return base_environment() | {"GIT_DIR": str(path)}
+
+
+def _git(path: Path, *args: str | bytes, check: bool = True) -> bytes:
+    """Run a git command on a repository and return its output; GitError with git's message when it fails."""
+    result = subprocess.run(
+        [settings.GIT_BIN, "-c", "core.quotePath=false", *args], cwd=path, env=_repo_env(path), capture_output=True
+    )
+    if check and result.returncode != 0:
+        raise GitError(f"git {args[0]!s} failed: {result.stderr.decode(errors='replace').strip()}")
+    return result.stdout
+
+
 def write_commit_graph(path: Path) -> None:
     """Write the commit-graph with changed-path filters, which makes path-limited log and blame fast."""
-    result = subprocess.run(
-        [settings.GIT_BIN, "commit-graph", "write", "--reachable", "--changed-paths"],
-        cwd=path,
-        env=base_environment() | {"GIT_DIR": str(path)},
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise GitError(f"commit-graph write failed: {result.stderr.strip()}")
+    _git(path, "commit-graph", "write", "--reachable", "--changed-paths")
 
 
 def repack(path: Path) -> None:
@@ -311,15 +317,7 @@ def repack(path: Path) -> None:
 
     Geometric repacking touches only the small packs that recent pushes added, so it stays cheap on
     a big repository, and the reachability bitmap lets clones skip counting objects."""
-    result = subprocess.run(
-        [settings.GIT_BIN, "repack", "-d", "-q", "--geometric=2", "--write-midx", "--write-bitmap-index"],
-        cwd=path,
-        env=base_environment() | {"GIT_DIR": str(path)},
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise GitError(f"repack failed: {result.stderr.strip()}")
+    _git(path, "repack", "-d", "-q", "--geometric=2", "--write-midx", "--write-bitmap-index")
 
 
 # Browsing: refs, trees, blobs, history, diffs, blame and archives.
@@ -512,18 +510,6 @@ def commit(path: Path, sha: str) -> Commit:
 def commits(path: Path, shas: list[str]) -> list[Commit]:
     repo = _open(path)
     return [_commit(repo[sha]) for sha in shas]
-
-
-def _git(path: Path, *args: str | bytes, check: bool = True) -> bytes:
-    result = subprocess.run(
-        [settings.GIT_BIN, "-c", "core.quotePath=false", *args],
-        cwd=path,
-        env=base_environment() | {"GIT_DIR": str(path)},
-        capture_output=True,
-    )
-    if check and result.returncode != 0:
-        raise GitError(result.stderr.decode(errors="replace").strip())
-    return result.stdout
 
 
 def log(path: Path, sha: str, *, file_path: str = "", skip: int = 0, limit: int = 50) -> list[Commit]:
@@ -804,7 +790,7 @@ def last_commits(path: Path, commit_sha: str, dir_path: str, *, budget: float = 
     argv = [settings.GIT_BIN, "log", "--format=%x01%H", "--name-only", "--no-renames", "-z", commit_sha]
     if dir_path:
         argv += ["--", path_bytes(dir_path)]
-    proc = subprocess.Popen(argv, cwd=path, env=base_environment() | {"GIT_DIR": str(path)}, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(argv, cwd=path, env=_repo_env(path), stdout=subprocess.PIPE)
     found: dict[str, str] = {}
     deadline = time.monotonic() + budget
     current, pending = "", b""
@@ -840,13 +826,7 @@ def archive(path: Path, sha: str, fmt: str, prefix: str) -> Iterator[bytes]:
     if fmt not in ARCHIVE_FORMATS or not _SHA_RE.fullmatch(sha):
         raise GitError(f"cannot archive {sha!r} as {fmt!r}")
     argv = [settings.GIT_BIN, "archive", f"--format={fmt}", f"--prefix={prefix}", "--end-of-options", sha]
-    proc = subprocess.Popen(
-        argv,
-        cwd=path,
-        env=base_environment() | {"GIT_DIR": str(path)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = subprocess.Popen(argv, cwd=path, env=_repo_env(path), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         while chunk := proc.stdout.read1(STREAM_CHUNK):
             yield chunk
