@@ -3,10 +3,9 @@
 HTTP only: the access door decides who sees what, repos.code renders and caches, repos.git reads git.
 Paths arrive as the raw bytes of the request path, so file names that are not UTF-8 still resolve."""
 
-import hashlib
 import re
 from collections.abc import Callable
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
 from django.conf import settings as django_settings
 from django.http import (
@@ -117,7 +116,7 @@ def _anonymous_page_key(request: HttpRequest, repo: Repository, shas: tuple[str,
         SiteSettings.signup_is_open(),
         shas,
     )
-    return "page:" + hashlib.sha256(repr(parts).encode("utf-8", "surrogateescape")).hexdigest()
+    return code.cache_key("page", parts)
 
 
 def _context(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, page: str, **extra) -> dict:
@@ -126,7 +125,7 @@ def _context(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, pa
     for part in path.split("/") if path else []:
         so_far = f"{so_far}/{part}" if so_far else part
         crumbs.append((git.label(part), f"{prefix}/tree/{code.quote_ref(ref.name)}/{code.quote_path(so_far)}"))
-    menu_url = f"{prefix}/refs?page={page}&path={quote(git.path_bytes(path))}"
+    menu_url = f"{prefix}/refs?page={page}&path={code.quote_path(path)}"
     return {
         "repo": repo,
         "prefix": prefix,

@@ -98,12 +98,17 @@ def _size(value: object) -> int:
     return len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def cache_key(kind: str, parts: tuple) -> str:
+    """A cache key naming everything in parts (shas, options, names), whatever their length or characters."""
+    digest = hashlib.sha256(repr(parts).encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{kind}:{CACHE_VERSION}:{digest}"
+
+
 def cached(parts: tuple, compute: Callable[[], object], *, keep: Callable[[object], bool] = lambda value: True):
     """compute(), kept under a key made of parts (shas, options, the repository's URL).
 
     A value that keep() refuses (an answer cut short, say) is kept only briefly, so a later visit tries again."""
-    digest = hashlib.sha256(repr(parts).encode("utf-8", "surrogateescape")).hexdigest()
-    key = f"code:{CACHE_VERSION}:{digest}"
+    key = cache_key("code", parts)
     value = cache_get(key)
     if value is _MISSING:
         value = compute()
