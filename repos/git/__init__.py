@@ -21,7 +21,7 @@ import pygit2
 from django.conf import settings
 
 ZERO_SHA = "0" * 40
-HOOKS_DIR = Path(__file__).resolve().parent / "hooks"
+HOOKS_DIR = Path(__file__).resolve().parent.parent / "hooks"
 _SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 SERVICES = ("git-upload-pack", "git-receive-pack", "git-upload-archive")
 
@@ -35,7 +35,11 @@ class RefNotFound(GitError):
 
 
 class MergeConflict(GitError):
-    pass
+    """Merging would leave these paths in conflict."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = list(paths)
+        super().__init__("conflicts in " + ", ".join(label(p) for p in self.paths))
 
 
 @dataclass(frozen=True)
@@ -297,10 +301,14 @@ def _repo_env(path: Path) -> dict[str, str]:
     return base_environment() | {"GIT_DIR": str(path)}
 
 
-def _git(path: Path, *args: str | bytes, check: bool = True) -> bytes:
+def _git(path: Path, *args: str | bytes, check: bool = True, stdin: bytes | None = None) -> bytes:
     """Run a git command on a repository and return its output; GitError with git's message when it fails."""
     result = subprocess.run(
-        [settings.GIT_BIN, "-c", "core.quotePath=false", *args], cwd=path, env=_repo_env(path), capture_output=True
+        [settings.GIT_BIN, "-c", "core.quotePath=false", *args],
+        cwd=path,
+        env=_repo_env(path),
+        capture_output=True,
+        input=stdin,
     )
     if check and result.returncode != 0:
         raise GitError(f"git {args[0]!s} failed: {result.stderr.decode(errors='replace').strip()}")
@@ -835,3 +843,19 @@ def archive(path: Path, sha: str, fmt: str, prefix: str) -> Iterator[bytes]:
             proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+# Pull request merges live in their own module; callers still reach them as `git.merge_check` and so on.
+from repos.git.merging import (  # noqa: E402, F401
+    Person,
+    changed_ranges,
+    delete_ref,
+    edit_lines,
+    file_lines,
+    is_ancestor,
+    merge_check,
+    merge_commit,
+    patch_id,
+    rebase_commits,
+    squash_commit,
+)
