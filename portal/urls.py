@@ -5,8 +5,10 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("portal.api_urls")),
     path("-/internal/", include("repos.internal_urls")),
+    path("notifications/", include("reviews.notification_urls")),
     path("", include("repos.http_urls")),
     path("", include("portal.web_urls")),
     path("", include("portal.org_urls")),
+    path("", include("reviews.settings_urls")),
     path("", include("repos.urls")),
 ]

@@ -5,6 +5,7 @@ import json
 import re
 from collections.abc import Callable
 from functools import wraps
+from urllib.parse import quote
 
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -98,11 +99,30 @@ def _principal(session: PushSession) -> Principal:
     return Principal(user=session.user, deploy_key=session.deploy_key, token=session.token)
 
 
-def _new_branch_hint(repo: Repository, update: RefUpdate) -> list[str]:
-    """What a new branch prints: where the repository is (pull requests will add their link here)."""
-    if not update.is_create or not update.ref.startswith("refs/heads/"):
-        return []
-    return ["", f"Repository: {repo.web_url}", ""]
+def _pull_request_hints(repo: Repository, session: PushSession, updates: list[RefUpdate]) -> list[str]:
+    """Follow the pushed branches' pull requests, and print where to see them or to open one."""
+    from reviews import services as reviews
+
+    lines: list[str] = []
+    for update in updates:
+        if not update.ref.startswith("refs/heads/"):
+            continue
+        branch = update.ref.removeprefix("refs/heads/")
+        pulls = reviews.record_branch_update(
+            repo,
+            ref=update.ref,
+            old_sha=update.old_sha,
+            new_sha=update.new_sha,
+            forced=update.forced,
+            pusher=session.user,
+        )
+        if update.is_delete:
+            continue
+        for pr in pulls:
+            lines += ["", f"View pull request #{pr.number} for {branch!r}:", f"  {pr.web_url}"]
+        if not pulls and update.is_create and branch != repo.default_branch:
+            lines += ["", f"Create a pull request for {branch!r}:", f"  {repo.web_url}/pulls/new?head={quote(branch)}"]
+    return lines + [""] if lines else []
 
 
 @hook_endpoint
@@ -119,5 +139,4 @@ def post_receive(request: HttpRequest, session: PushSession, updates: list[RefUp
     """Record the refs git has just updated and queue what follows a push."""
     repo = session.repository
     services.record_push(repo, actor=_principal(session), protocol=session.protocol, updates=updates, session=session)
-    messages = [line for update in updates for line in _new_branch_hint(repo, update)]
-    return JsonResponse({"ok": True, "messages": messages})
+    return JsonResponse({"ok": True, "messages": _pull_request_hints(repo, session, updates)})

@@ -312,7 +312,14 @@ def push_blocker(principal: Principal, repo: Repository, updates: list[RefUpdate
         if principal.deploy_key is not None and principal.deploy_key.repository_id == repo.pk:
             return f"refusing the push: {principal.name} is read-only"
         return f"refusing the push: {principal.name} has no write access to {repo.full_name}"
-    reasons = [reason for update in updates if (reason := _ref_blocker(repo, update))]
+    from reviews.rules import protection_blocker
+
+    reasons = [
+        reason
+        for update in updates
+        if (reason := _ref_blocker(repo, update))
+        or (reason := protection_blocker(principal, repo, update.ref, is_delete=update.is_delete, forced=update.forced))
+    ]
     return "\n".join(reasons) or None
 
 

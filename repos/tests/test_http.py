@@ -151,7 +151,8 @@ def test_writer_pushes_a_branch_and_the_push_is_recorded(server, working_copy, b
         False,
     )
     assert push.is_create
-    assert f"remote: Repository: {server}/alice/project" in result.stderr
+    assert "remote: Create a pull request for 'feature':" in result.stderr
+    assert f"remote:   {server}/alice/project/pulls/new?head=feature" in result.stderr
     private_repo.refresh_from_db()
     assert private_repo.pushed is not None
     assert AuditEvent.objects.filter(action="repo.push", target_id=str(private_repo.pk), actor=bob).exists()

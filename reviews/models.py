@@ -1,0 +1,373 @@
+from fnmatch import fnmatchcase
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from repos.models import Repository
+
+User = settings.AUTH_USER_MODEL
+
+
+class MergeStrategy(models.TextChoices):
+    MERGE = "merge", "Merge commit"
+    SQUASH = "squash", "Squash and merge"
+    REBASE = "rebase", "Rebase and merge"
+    FAST_FORWARD = "fast-forward-only", "Fast-forward only"
+
+
+class ReviewSettings(models.Model):
+    """How pull requests merge in one repository."""
+
+    repository = models.OneToOneField(Repository, on_delete=models.CASCADE, related_name="review_settings")
+    allow_merge = models.BooleanField(default=True)
+    allow_squash = models.BooleanField(default=True)
+    allow_rebase = models.BooleanField(default=True)
+    allow_fast_forward = models.BooleanField(default=True)
+    # By default an approval counts toward every rule whose pool holds the approver (as in CodeCommit).
+    distinct_approvers = models.BooleanField(default=False)
+    delete_branch_after_merge = models.BooleanField(default=False)
+
+    def allowed_strategies(self) -> list[str]:
+        flags = {
+            MergeStrategy.MERGE: self.allow_merge,
+            MergeStrategy.SQUASH: self.allow_squash,
+            MergeStrategy.REBASE: self.allow_rebase,
+            MergeStrategy.FAST_FORWARD: self.allow_fast_forward,
+        }
+        return [strategy.value for strategy, allowed in flags.items() if allowed]
+
+
+class PullRequestQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(state=PullRequest.State.OPEN)
+
+    def for_head(self, repository: Repository, branch: str):
+        return self.filter(repository=repository, head_branch=branch)
+
+
+class PullRequest(models.Model):
+    class State(models.TextChoices):
+        OPEN = "open"
+        CLOSED = "closed"
+        MERGED = "merged"
+
+    TRANSITIONS = {
+        State.OPEN: {State.CLOSED, State.MERGED},
+        State.CLOSED: {State.OPEN},
+        State.MERGED: set(),
+    }
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="pull_requests")
+    number = models.PositiveIntegerField()
+    title = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    author = models.ForeignKey(User, on_delete=models.PROTECT, related_name="pull_requests")
+    base_branch = models.CharField(max_length=255)
+    head_branch = models.CharField(max_length=255)
+    # The head commit the pull request shows now; base_sha is the base branch when it was last compared.
+    head_sha = models.CharField(max_length=64)
+    base_sha = models.CharField(max_length=64)
+    merge_base_sha = models.CharField(max_length=64, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.OPEN, db_index=True)
+    draft = models.BooleanField(default=False)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    merged_at = models.DateTimeField(null=True, blank=True)
+    merged_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    merge_commit_sha = models.CharField(max_length=64, blank=True)
+    merge_strategy = models.CharField(max_length=20, choices=MergeStrategy.choices, blank=True)
+    # An admin may merge without the approval rules being met; who did it and why stays on the record.
+    override_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    override_reason = models.CharField(max_length=500, blank=True)
+    override_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PullRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["repository", "number"], name="pull_request_unique_number")]
+        indexes = [models.Index(fields=["repository", "head_branch", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.repository.full_name}#{self.number}"
+
+    def get_absolute_url(self) -> str:
+        return f"/{self.repository.full_name}/pulls/{self.number}"
+
+    @property
+    def web_url(self) -> str:
+        return f"{self.repository.web_url}/pulls/{self.number}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == self.State.OPEN
+
+    @property
+    def is_merged(self) -> bool:
+        return self.state == self.State.MERGED
+
+
+class Revision(models.Model):
+    """One version of a pull request's head: the first is the one it was opened with, then one per push."""
+
+    pull_request = models.ForeignKey(PullRequest, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    head_sha = models.CharField(max_length=64)
+    base_sha = models.CharField(max_length=64)
+    merge_base_sha = models.CharField(max_length=64)
+    # Equal patch ids mean the same change: a rebase or a reworded commit message, not new code.
+    patch_id = models.CharField(max_length=64, blank=True)
+    pusher = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    forced = models.BooleanField(default=False)
+    commit_count = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [models.UniqueConstraint(fields=["pull_request", "number"], name="revision_unique_number")]
+
+
+class ReviewRequest(models.Model):
+    """A user or a team asked to review."""
+
+    pull_request = models.ForeignKey(PullRequest, on_delete=models.CASCADE, related_name="review_requests")
+    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="review_requests")
+    team = models.ForeignKey("portal.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    requested_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["pull_request", "user"], name="review_request_unique_user"),
+            models.UniqueConstraint(fields=["pull_request", "team"], name="review_request_unique_team"),
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, team__isnull=True) | Q(user__isnull=True, team__isnull=False),
+                name="review_request_user_or_team",
+            ),
+        ]
+
+
+class Review(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        CHANGES_REQUESTED = "changes_requested", "changes requested"
+        COMMENTED = "commented"
+
+    pull_request = models.ForeignKey(PullRequest, on_delete=models.CASCADE, related_name="reviews")
+    author = models.ForeignKey(User, on_delete=models.CASCADE, related_name="reviews")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    # The head commit the reviewer saw: an approval is of exactly this code.
+    commit_sha = models.CharField(max_length=64)
+    body = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    dismissed_at = models.DateTimeField(null=True, blank=True)
+    dismissed_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pull_request", "author"], condition=Q(state="pending"), name="review_one_pending_per_author"
+            )
+        ]
+
+    @property
+    def is_dismissed(self) -> bool:
+        return self.dismissed_at is not None
+
+
+class Comment(models.Model):
+    """A general comment, or an inline one on a line range of one side of a file at a revision."""
+
+    class Side(models.TextChoices):
+        LEFT = "LEFT", "old"
+        RIGHT = "RIGHT", "new"
+
+    pull_request = models.ForeignKey(PullRequest, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    body = models.TextField()
+    # Comments written as part of a review stay pending, seen only by their author, until it is submitted.
+    review = models.ForeignKey(Review, null=True, blank=True, on_delete=models.CASCADE, related_name="comments")
+    reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies")
+    path = models.CharField(max_length=4096, blank=True)
+    side = models.CharField(max_length=5, choices=Side.choices, blank=True)
+    # Where the thread is now (carried along while later revisions leave its lines alone)...
+    line = models.PositiveIntegerField(null=True, blank=True)
+    start_line = models.PositiveIntegerField(null=True, blank=True)
+    commit_sha = models.CharField(max_length=64, blank=True)
+    # ...and where it was written, so that an outdated thread can still be read on its revision.
+    original_line = models.PositiveIntegerField(null=True, blank=True)
+    original_start_line = models.PositiveIntegerField(null=True, blank=True)
+    original_commit_sha = models.CharField(max_length=64, blank=True)
+    original_base_sha = models.CharField(max_length=64, blank=True)
+    outdated = models.BooleanField(default=False)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    suggestion_applied_sha = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    edited = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+
+    @property
+    def is_inline(self) -> bool:
+        return bool(self.path)
+
+    @property
+    def is_pending(self) -> bool:
+        return self.review_id is not None and self.review.state == Review.State.PENDING
+
+
+class Event(models.Model):
+    """A state change on the conversation: opened, closed, reopened, merged, retargeted, dismissed, overridden…"""
+
+    pull_request = models.ForeignKey(PullRequest, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=40)
+    data = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created", "id"]
+
+
+class BranchPatternQuerySet(models.QuerySet):
+    def matching(self, branch: str) -> list:
+        return [item for item in self if fnmatchcase(branch, item.branch_pattern)]
+
+
+class ApprovalRule(models.Model):
+    """N approvals from a pool of users and teams (empty pool: everyone with write access), on matching branches.
+
+    A rule belongs to a repository, or to an organization as a template for its repositories."""
+
+    class Dismissal(models.TextChoices):
+        NEW_CODE = "new_code", "when new code is pushed (a rebase keeps approvals)"
+        ALWAYS = "always", "on every push"
+
+    repository = models.ForeignKey(
+        Repository, null=True, blank=True, on_delete=models.CASCADE, related_name="approval_rules"
+    )
+    organization = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="approval_rule_templates"
+    )
+    name = models.CharField(max_length=100)
+    branch_pattern = models.CharField(max_length=255, default="*")
+    # Templates only: which of the organization's repositories the rule applies to.
+    repository_pattern = models.CharField(max_length=100, default="*")
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    users = models.ManyToManyField(User, blank=True, related_name="+")
+    teams = models.ManyToManyField("portal.Team", blank=True, related_name="+")
+    exclude_committers = models.BooleanField(default=False)
+    dismissal = models.CharField(max_length=10, choices=Dismissal.choices, default=Dismissal.NEW_CODE)
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = BranchPatternQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(repository__isnull=False, organization__isnull=True)
+                | Q(repository__isnull=True, organization__isnull=False),
+                name="approval_rule_repository_or_organization",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BranchProtection(models.Model):
+    """What a branch pattern requires: pull requests, status checks, no force-push or deletion, who pushes and merges."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="branch_protections")
+    branch_pattern = models.CharField(max_length=255)
+    require_pull_request = models.BooleanField(default=True)
+    required_checks = models.JSONField(default=list, blank=True)
+    require_up_to_date = models.BooleanField(default=False)
+    block_force_push = models.BooleanField(default=True)
+    block_deletion = models.BooleanField(default=True)
+    # Empty: everyone with write access may push (when no pull request is required) and merge.
+    push_users = models.ManyToManyField(User, blank=True, related_name="+")
+    push_teams = models.ManyToManyField("portal.Team", blank=True, related_name="+")
+    merge_users = models.ManyToManyField(User, blank=True, related_name="+")
+    merge_teams = models.ManyToManyField("portal.Team", blank=True, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = BranchPatternQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["branch_pattern", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "branch_pattern"], name="branch_protection_unique_pattern")
+        ]
+
+    def __str__(self) -> str:
+        return self.branch_pattern
+
+
+class CommitStatus(models.Model):
+    """What a CI (ours or an outside one such as Jenkins) says about a commit, one row per context."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        SUCCESS = "success"
+        FAILURE = "failure"
+        ERROR = "error"
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="commit_statuses")
+    sha = models.CharField(max_length=64)
+    context = models.CharField(max_length=255, default="default")
+    state = models.CharField(max_length=8, choices=State.choices)
+    target_url = models.URLField(max_length=2000, blank=True)
+    description = models.CharField(max_length=1000, blank=True)
+    creator = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["context"]
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "sha", "context"], name="commit_status_unique_context")
+        ]
+
+
+class Notification(models.Model):
+    class Kind(models.TextChoices):
+        REVIEW_REQUESTED = "review_requested", "Review requested"
+        COMMENT = "comment", "Comments on my pull requests and threads"
+        REVIEW = "review", "Reviews on my pull requests"
+        APPROVED = "approved", "Approvals"
+        CHANGES_REQUESTED = "changes_requested", "Changes requested"
+        MERGED = "merged", "Merges"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    pull_request = models.ForeignKey(PullRequest, on_delete=models.CASCADE, related_name="+")
+    actor = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    text = models.CharField(max_length=300)
+    url = models.CharField(max_length=500)
+    created = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+    # False when the user turned this kind off in the portal but still wants it by email.
+    in_portal = models.BooleanField(default=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["user", "read_at"])]
+
+
+class NotificationPreference(models.Model):
+    """The kinds of notification a user turned off, in the portal and by email."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="notification_preference")
+    web_off = models.JSONField(default=list, blank=True)
+    email_off = models.JSONField(default=list, blank=True)

@@ -1,0 +1,186 @@
+"""Notifications about pull requests: who hears of what, in the portal and by email."""
+
+import logging
+from collections.abc import Iterable
+
+import django_rq
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from portal.models import User
+from repos.access import role_for, visible_repositories
+from repos.models import Role
+from reviews.models import Notification, NotificationPreference, PullRequest
+
+log = logging.getLogger(__name__)
+
+# How an email subject ends for each kind: "[alice/project] #3 Fix the parser: review requested".
+SUBJECT_ENDINGS = {
+    Notification.Kind.REVIEW_REQUESTED: "review requested",
+    Notification.Kind.COMMENT: "new comment",
+    Notification.Kind.REVIEW: "new review",
+    Notification.Kind.APPROVED: "approved",
+    Notification.Kind.CHANGES_REQUESTED: "changes requested",
+    Notification.Kind.MERGED: "merged",
+}
+
+
+def preferences_for(user: User) -> NotificationPreference:
+    """The user's preferences; an unsaved default (everything on) when they never changed them."""
+    preference = NotificationPreference.objects.filter(user=user).first()
+    return preference or NotificationPreference(user=user, web_off=[], email_off=[])
+
+
+def _may_hear_of(user: User, pull_request: PullRequest) -> bool:
+    return user.is_active and not user.is_organization and role_for(user, pull_request.repository) >= Role.READ
+
+
+def _enqueue_emails(notification_ids: list[int]) -> None:
+    """Hand the rows to the worker; a queue outage must not fail the action that caused them."""
+    try:
+        django_rq.get_queue("default").enqueue("reviews.jobs.send_notification_emails", notification_ids)
+    except Exception:
+        log.exception("could not enqueue notification emails %s", notification_ids)
+
+
+@transaction.atomic
+def notify(
+    kind: str,
+    pull_request: PullRequest,
+    *,
+    actor: User | None,
+    recipients: Iterable[User],
+    text: str,
+    url: str = "",
+) -> list[Notification]:
+    """Notify each recipient who may still read the repository, as their preferences ask; email after commit."""
+    if kind not in Notification.Kind.values:
+        raise ValueError(f"unknown kind of notification {kind!r}")
+    people: dict[int, User] = {}
+    for user in recipients:
+        if user.pk not in people and (actor is None or user.pk != actor.pk) and _may_hear_of(user, pull_request):
+            people[user.pk] = user
+    preferences = {p.user_id: p for p in NotificationPreference.objects.filter(user_id__in=people)}
+    rows, emailed = [], []
+    for user in people.values():
+        preference = preferences.get(user.pk)
+        in_portal = preference is None or kind not in preference.web_off
+        by_email = (preference is None or kind not in preference.email_off) and bool(user.email)
+        if not in_portal and not by_email:
+            continue
+        row = Notification(
+            user=user,
+            kind=kind,
+            pull_request=pull_request,
+            actor=actor,
+            # The column holds 300 characters; a longer text is cut rather than failing the action.
+            text=text[:300],
+            url=url or pull_request.get_absolute_url(),
+            in_portal=in_portal,
+        )
+        rows.append(row)
+        if by_email:
+            emailed.append(row)
+    Notification.objects.bulk_create(rows)
+    ids = [row.pk for row in emailed]
+    if ids:
+        transaction.on_commit(lambda: _enqueue_emails(ids))
+    return rows
+
+
+def notifications_for(user: User) -> QuerySet[Notification]:
+    """The notifications a user sees in the portal: theirs, shown there, on repositories they can still read."""
+    readable = visible_repositories(user).order_by().values("pk")
+    return Notification.objects.filter(user=user, in_portal=True, pull_request__repository__in=readable)
+
+
+def inbox_for(user: User, *, include_read: bool) -> QuerySet[Notification]:
+    """The notifications list: unread first, newest first within each."""
+    notifications = notifications_for(user).select_related("pull_request__repository__owner", "actor")
+    if not include_read:
+        notifications = notifications.filter(read_at__isnull=True)
+    unread = ExpressionWrapper(Q(read_at__isnull=True), output_field=BooleanField())
+    return notifications.order_by(unread.desc(), "-created", "-id")
+
+
+def unread_count(user: User) -> int:
+    """How many notifications the user has not read yet (one COUNT query)."""
+    return notifications_for(user).filter(read_at__isnull=True).count()
+
+
+def get_notification_for_user(user: User, notification_id: int) -> Notification:
+    """One of the user's own notifications, on a repository they can still read; anything else is a 404."""
+    notification = notifications_for(user).filter(pk=notification_id).first()
+    if notification is None:
+        raise Http404("No such notification")
+    return notification
+
+
+def mark_read(notification: Notification, *, actor: User) -> Notification:
+    """Mark one of the actor's notifications read; reading it again keeps the first time."""
+    if notification.user_id != actor.pk:
+        raise PermissionDenied("This is someone else's notification.")
+    now = timezone.now()
+    if Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=now):
+        notification.read_at = now
+    else:
+        notification.refresh_from_db(fields=["read_at"])
+    return notification
+
+
+def mark_all_read(*, actor: User) -> int:
+    """Mark every unread notification of the actor read; returns how many changed."""
+    return Notification.objects.filter(user=actor, read_at__isnull=True).update(read_at=timezone.now())
+
+
+@transaction.atomic
+def set_preferences(*, actor: User, web_off: Iterable[str], email_off: Iterable[str]) -> NotificationPreference:
+    """Choose the kinds of notification the actor does not want in the portal and by email."""
+    web_off, email_off = sorted(set(web_off)), sorted(set(email_off))
+    unknown = sorted(set(web_off + email_off) - set(Notification.Kind.values))
+    if unknown:
+        raise ValidationError(f"Unknown kind of notification: {', '.join(unknown)}.")
+    preference, _ = NotificationPreference.objects.update_or_create(
+        user=actor, defaults={"web_off": web_off, "email_off": email_off}
+    )
+    return preference
+
+
+def email_subject(notification: Notification) -> str:
+    pull_request = notification.pull_request
+    ending = SUBJECT_ENDINGS.get(notification.kind, notification.get_kind_display())
+    # A line break in a header is refused by the mail library, so the title is folded onto one line.
+    title = " ".join(pull_request.title.split())
+    return f"[{pull_request.repository.full_name}] #{pull_request.number} {title}: {ending}"
+
+
+def email_body(notification: Notification) -> str:
+    url = notification.url
+    link = url if url.startswith(("http://", "https://")) else f"{settings.PORTAL_BASE_URL}{url}"
+    return f"{notification.text}\n\n{link}\n"
+
+
+def send_notification_email(notification: Notification) -> bool:
+    """Email one notification unless it went out already; False when there was nothing to send."""
+    if notification.emailed_at is not None or not notification.user.email:
+        return False
+    # Access may have been taken away between the action and this job.
+    if not _may_hear_of(notification.user, notification.pull_request):
+        return False
+    now = timezone.now()
+    # Nothing got updated: another delivery of the same job got there first.
+    if not Notification.objects.filter(pk=notification.pk, emailed_at__isnull=True).update(emailed_at=now):
+        return False
+    try:
+        send_mail(email_subject(notification), email_body(notification), None, [notification.user.email])
+    except Exception:
+        # Give the claim back, so that a retry of the job sends it.
+        Notification.objects.filter(pk=notification.pk, emailed_at=now).update(emailed_at=None)
+        raise
+    notification.emailed_at = now
+    return True

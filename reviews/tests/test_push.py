@@ -1,0 +1,113 @@
+"""Real pushes over smart HTTP: revisions, stale approvals, printed links and branch protection in the hook."""
+
+import pytest
+
+from repos import git
+from reviews import services
+from reviews.models import PullRequest, Revision
+from reviews.rules import approval_status, merge_blocker
+
+
+@pytest.fixture
+def bob_clone(clone_as, private_repo, bob):
+    return clone_as(bob)
+
+
+@pytest.fixture
+def pushed_pr(bob_clone, private_repo, alice, bob, server):
+    """bob pushes a feature branch (the push prints where to open a PR) and opens one; alice requires one approval."""
+    bob_clone.git("checkout", "-q", "-b", "feature")
+    bob_clone.commit("add the parser", parser__py="def parse(text):\n    return text.split()\n")
+    result = bob_clone.push("HEAD:refs/heads/feature")
+    assert f"{server}/alice/project/pulls/new?head=feature" in result.stderr
+    services.save_approval_rule(None, actor=alice, repository=private_repo, name="One reviewer")
+    return services.open_pull_request(private_repo, actor=bob, title="Parser", base="main", head="feature")
+
+
+def test_a_push_to_a_branch_with_a_pull_request_adds_a_revision_and_prints_its_link(pushed_pr, bob_clone, server):
+    sha = bob_clone.commit("handle empty input", parser__py="def parse(text):\n    return (text or '').split()\n")
+    result = bob_clone.push("HEAD:refs/heads/feature")
+    assert "View pull request #1 for 'feature':" in result.stderr
+    assert f"{server}/alice/project/pulls/1" in result.stderr
+    pushed_pr.refresh_from_db()
+    assert pushed_pr.head_sha == sha
+    assert list(pushed_pr.revisions.values_list("number", "head_sha")) == [
+        (1, pushed_pr.revisions.first().head_sha),
+        (2, sha),
+    ]
+
+
+def test_approval_then_new_code_dismisses_the_approval(pushed_pr, bob_clone, alice):
+    services.submit_review(pushed_pr, actor=alice, event="APPROVE", commit_sha=pushed_pr.head_sha)
+    assert merge_blocker(pushed_pr, alice) is None
+    bob_clone.commit("new code", parser__py="def parse(text):\n    return text.split(',')\n")
+    bob_clone.push("HEAD:refs/heads/feature")
+    pushed_pr.refresh_from_db()
+    assert pushed_pr.reviews.get(author=alice).is_dismissed
+    assert merge_blocker(pushed_pr, alice).startswith("Rule 'One reviewer' needs 1 approval")
+
+
+def test_approval_then_a_rebase_only_force_push_keeps_the_approval(pushed_pr, bob_clone, private_repo, alice, bob):
+    services.submit_review(pushed_pr, actor=alice, event="APPROVE", commit_sha=pushed_pr.head_sha)
+    # main moves on, bob rebases his unchanged commit onto it and rewords it, then force-pushes.
+    main = git.commit_files(
+        private_repo.path, "main", {"CHANGES.md": b"news\n"}, "news", name="alice", email=alice.email
+    )
+    bob_clone.git("fetch", "-q", bob_clone.url, "main")
+    bob_clone.git("rebase", "-q", "FETCH_HEAD")
+    bob_clone.git("commit", "-q", "--amend", "-m", "Add the parser (reworded)")
+    result = bob_clone.push("--force", "HEAD:refs/heads/feature")
+    assert "View pull request #1" in result.stderr
+    pushed_pr.refresh_from_db()
+    latest = pushed_pr.revisions.last()
+    assert latest.forced and latest.base_sha == main and latest.head_sha == pushed_pr.head_sha
+    assert latest.patch_id == Revision.objects.get(pull_request=pushed_pr, number=1).patch_id
+    review = pushed_pr.reviews.get(author=alice)
+    assert not review.is_dismissed and review.commit_sha != pushed_pr.head_sha
+    assert approval_status(pushed_pr)[0].met
+    services.merge_pull_request(pushed_pr, actor=alice, strategy="merge", head_sha=pushed_pr.head_sha)
+    assert git.commit(private_repo.path, git.branch_sha(private_repo.path, "main")).parents == (
+        main,
+        pushed_pr.head_sha,
+    )
+
+
+def test_a_local_merge_pushed_to_a_protected_branch_is_refused_by_the_hook(pushed_pr, bob_clone, private_repo, alice):
+    services.save_branch_protection(None, actor=alice, repository=private_repo, branch_pattern="main")
+    before = git.branch_sha(private_repo.path, "main")
+    bob_clone.git("checkout", "-q", "-B", "main", "origin/main")
+    bob_clone.git("merge", "-q", "--no-ff", "-m", "merge feature by hand", "feature")
+    result = bob_clone.push("HEAD:refs/heads/main", check=False)
+    assert result.returncode != 0
+    assert "changes must go through a pull request (rule: branch protection 'main')" in result.stderr
+    assert git.branch_sha(private_repo.path, "main") == before
+    assert PullRequest.objects.get(pk=pushed_pr.pk).state == PullRequest.State.OPEN
+
+
+def test_protection_blocks_force_pushes_and_deletion_of_matching_branches(bob_clone, private_repo, alice):
+    services.save_branch_protection(
+        None, actor=alice, repository=private_repo, branch_pattern="release/*", require_pull_request=False
+    )
+    bob_clone.git("checkout", "-q", "-b", "release/1")
+    first = bob_clone.commit("one", a__txt="1\n")
+    bob_clone.push("HEAD:refs/heads/release/1")
+    bob_clone.git("commit", "-q", "--amend", "-m", "rewritten")
+    forced = bob_clone.push("--force", "HEAD:refs/heads/release/1", check=False)
+    assert "force pushes are blocked (rule: branch protection 'release/*')" in forced.stderr
+    deleted = bob_clone.push(":refs/heads/release/1", check=False)
+    assert "deletion is blocked (rule: branch protection 'release/*')" in deleted.stderr
+    assert git.branch_sha(private_repo.path, "release/1") == first
+
+
+def test_a_push_list_names_who_may_push(bob_clone, private_repo, alice):
+    services.save_branch_protection(
+        None,
+        actor=alice,
+        repository=private_repo,
+        branch_pattern="main",
+        require_pull_request=False,
+        push_users=[alice],
+    )
+    bob_clone.commit("direct", d__txt="d\n")
+    result = bob_clone.push("HEAD:refs/heads/main", check=False)
+    assert "bob is not allowed to push (rule: branch protection 'main')" in result.stderr
