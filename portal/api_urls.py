@@ -7,8 +7,10 @@ from django.urls import path, re_path
 
 from portal.api import api, docs_asset
 from repos.api import router as repos_router
+from reviews.api import router as reviews_router
 
 api.add_router("", repos_router)
+api.add_router("", reviews_router)
 
 
 def _json_method_not_allowed(view):

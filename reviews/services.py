@@ -242,7 +242,7 @@ def _transition(pr: PullRequest, new: str, **fields) -> None:
     now = timezone.now()
     # Nothing updated: another request got there first (merged or closed it meanwhile).
     if not PullRequest.objects.filter(pk=pr.pk, state=pr.state).update(state=new, updated=now, **fields):
-        raise MergeRefused("The pull request changed meanwhile; reload it.")
+        raise ValidationError("The pull request changed meanwhile; reload it.", code="conflict")
     pr.state = new
     pr.updated = now
     for name, value in fields.items():
@@ -784,14 +784,17 @@ def merge_pull_request(
     with transaction.atomic():
         # The database claims the merge, then the ref moves only if the base is still where the merge was built
         # on: a push that raced in keeps its commit, and this merge fails instead of overwriting it.
-        _transition(
-            pr,
-            PullRequest.State.MERGED,
-            merged_at=timezone.now(),
-            merged_by=actor,
-            merge_commit_sha=new_sha,
-            merge_strategy=strategy,
-        )
+        try:
+            _transition(
+                pr,
+                PullRequest.State.MERGED,
+                merged_at=timezone.now(),
+                merged_by=actor,
+                merge_commit_sha=new_sha,
+                merge_strategy=strategy,
+            )
+        except ValidationError as exc:
+            raise MergeRefused(exc.messages[0]) from None
         try:
             git.update_ref(repo.path, base_ref, new_sha, base_sha, message=f"portal: merge pull request #{pr.number}")
         except git.GitError:
@@ -809,7 +812,11 @@ def merge_pull_request(
             text=f"{actor.username} merged it",
         )
     if delete_branch if delete_branch is not None else rules.review_settings(repo).delete_branch_after_merge:
-        delete_head_branch(pr, actor=actor)
+        try:
+            delete_head_branch(pr, actor=actor)
+        except PermissionDenied as exc:
+            # The merge happened; a protected or default head branch simply stays, and the page says why.
+            _event(pr, "branch_kept", actor, branch=pr.head_branch, reason=str(exc))
     return pr
 
 
@@ -857,7 +864,8 @@ def set_commit_status(
     if target_url and not target_url.startswith(("http://", "https://")):
         raise ValidationError("target_url must be an http(s) URL.")
     try:
-        git.commit(repo.path, sha)
+        # A short sha is stored in full, so that it meets a required check on the head it names.
+        sha = git.commit(repo.path, sha).sha
     except (git.GitError, KeyError, ValueError):
         raise ValidationError(f"{sha[:40]!r} is not a commit of {repo.full_name}.") from None
     status, _created = CommitStatus.objects.update_or_create(
