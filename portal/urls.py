@@ -9,6 +9,7 @@ urlpatterns = [
     path("", include("repos.http_urls")),
     path("", include("portal.web_urls")),
     path("", include("portal.org_urls")),
+    path("", include("reviews.urls")),
     path("", include("reviews.settings_urls")),
     path("", include("repos.urls")),
 ]

@@ -21,6 +21,7 @@ RESERVED_OWNER_NAMES = frozenset(
         "notifications",
         "org",
         "orgs",
+        "pulls",
         "repo",
         "repos",
         "robots.txt",

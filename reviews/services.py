@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from portal import audit
 from portal.models import Team, User
-from repos import git
+from repos import code, git
 from repos import services as repo_services
 from repos.access import Principal, check_role, is_org_owner, role_for
 from repos.models import Repository, Role
@@ -157,6 +157,8 @@ def open_pull_request(
     _new_revision(pr, head_sha=head_sha, base_sha=base_sha, merge_base=merge_base, pusher=actor, forced=False)
     _event(pr, "opened", actor)
     asked = _reviewers(pr, reviewers, teams, actor)
+    for user in asked:
+        _event(pr, "review_requested", actor, reviewer=user.username)
     audit.record(actor, "pull_request.open", pr, after={"base": base, "head": head, "head_sha": head_sha})
     _notify_requested(pr, asked, actor)
     return pr
@@ -395,7 +397,7 @@ _SUGGESTION_RE = re.compile(r"^```suggestion[ \t]*\r?\n(.*?)^```[ \t]*$", re.DOT
 
 def suggestion_of(body: str) -> str | None:
     """The replacement text of the first suggestion block in a comment, without its final line break."""
-    match = _SUGGESTION_RE.search(body)
+    match = _SUGGESTION_RE.search(body.replace("\r\n", "\n"))
     if match is None:
         return None
     return match.group(1).removesuffix("\n").removesuffix("\r")
@@ -468,11 +470,12 @@ def add_comment(
 ) -> Comment:
     """A general comment, an inline one on a line range, or a reply; pending ones wait for the author's review."""
     _require(actor, pr.repository, Role.READ)
+    body = body.replace("\r\n", "\n")
     if not body.strip():
         raise ValidationError("A comment cannot be empty.")
     fields: dict = {}
     if reply_to is not None:
-        if reply_to.pull_request_id != pr.pk:
+        if reply_to.pull_request_id != pr.pk or (reply_to.is_pending and reply_to.author_id != actor.pk):
             raise ValidationError("That thread is not on this pull request.")
         reply_to = reply_to.reply_to or reply_to
     elif path:
@@ -520,6 +523,7 @@ def edit_comment(comment: Comment, *, actor: User, body: str) -> Comment:
     _require(actor, comment.pull_request.repository, Role.READ)
     if comment.author_id != actor.pk:
         raise PermissionDenied("You can only edit your own comments.")
+    body = body.replace("\r\n", "\n")
     if not body.strip():
         raise ValidationError("A comment cannot be empty.")
     Comment.objects.filter(pk=comment.pk).update(body=body, edited=timezone.now())
@@ -732,8 +736,12 @@ def apply_suggestion(comment: Comment, *, actor: User) -> str:
 def default_merge_message(pr: PullRequest, strategy: str) -> str:
     """What the merge dialog proposes: squash lists the commits, a merge commit names the pull request."""
     if strategy == MergeStrategy.SQUASH:
-        commits = git.commits_between(pr.repository.path, pr.merge_base_sha, pr.head_sha, limit=1000)
-        lines = "\n".join(f"* {commit.summary}" for commit in commits)
+        path = pr.repository.path
+        summaries = code.cached(
+            ("squash-summaries", str(path), pr.merge_base_sha, pr.head_sha),
+            lambda: [c.summary for c in git.commits_between(path, pr.merge_base_sha, pr.head_sha, limit=1000)],
+        )
+        lines = "\n".join(f"* {summary}" for summary in summaries)
         return f"{pr.title} (#{pr.number})\n\n{lines}\n"
     return f"Merge pull request #{pr.number} from {pr.head_branch}\n\n{pr.title}\n"
 

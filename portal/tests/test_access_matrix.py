@@ -58,6 +58,7 @@ R = {"owner": "alice", "name": "project"}
 # acme/tool gives the same people the same roles through the organization's teams.
 T = {"owner": "acme", "name": "tool"}
 ORG = {"org": "acme"}
+P = R | {"number": 1}
 
 # Every named web route. Third-party routes (django-allauth's account pages, the API's own
 # router, which is checked from its schema below) are covered by their own test suites.
@@ -118,6 +119,53 @@ WEB_ROUTES: dict[str, list[Case]] = {
     "repos:team_remove": [Case(repo(Role.ADMIN), "POST", T | {"team": "ops"})],
     "repos:deploy_keys": [Case(repo(Role.ADMIN), kwargs=R), Case(repo(Role.ADMIN), "POST", R)],
     "repos:deploy_key_remove": [Case(repo(Role.ADMIN), "POST", R | {"key_id": "@deploy_key"})],
+    "reviews:dashboard": [Case(LOGIN)],
+    "reviews:list": [Case(repo(Role.READ), kwargs=R)],
+    "reviews:new": [Case(repo(Role.READ), kwargs=R), Case(repo(Role.READ), "POST", R)],
+    "reviews:detail": [Case(repo(Role.READ), kwargs=P)],
+    "reviews:commits": [Case(repo(Role.READ), kwargs=P)],
+    "reviews:files": [Case(repo(Role.READ), kwargs=P)],
+    "reviews:files_fragment": [Case(repo(Role.READ), url="@pull_batch")],
+    "reviews:statuses": [Case(repo(Role.READ), kwargs=R | {"sha": "@head_sha"})],
+    # Readers comment and review; the author or a writer edits, closes and asks for reviewers.
+    "reviews:comment_add": [Case(repo(Role.READ), "POST", P)],
+    "reviews:comment_edit": [Case(repo(Role.READ), "POST", P | {"comment_id": "@comment"})],
+    "reviews:review": [Case(repo(Role.READ), "POST", P)],
+    "reviews:edit": [Case(repo(Role.WRITE), "POST", P)],
+    "reviews:reviewers": [Case(repo(Role.WRITE), "POST", P)],
+    "reviews:comment_resolve": [Case(repo(Role.WRITE), "POST", P | {"comment_id": "@comment"})],
+    "reviews:comment_apply": [Case(repo(Role.WRITE), "POST", P | {"comment_id": "@comment"})],
+    "reviews:merge": [Case(repo(Role.WRITE), "POST", P)],
+    "reviews:override": [Case(repo(Role.ADMIN), "POST", P)],
+    "reviews:dismiss": [Case(repo(Role.MAINTAIN), "POST", P | {"review_id": "@review"})],
+    "reviews:close": [Case(repo(Role.WRITE), "POST", P)],
+    "reviews:reopen": [Case(repo(Role.WRITE), "POST", P)],
+    "reviews:delete_branch": [Case(repo(Role.WRITE), "POST", P)],
+    # Last of the pull request's routes: it deletes the thread for the admin.
+    "reviews:comment_delete": [Case(repo(Role.MAINTAIN), "POST", P | {"comment_id": "@comment"})],
+    "review_settings:branches": [Case(repo(Role.ADMIN), kwargs=R), Case(repo(Role.ADMIN), "POST", R)],
+    "review_settings:branch": [
+        Case(repo(Role.ADMIN), kwargs=R | {"protection_id": "@protection"}),
+        Case(repo(Role.ADMIN), "POST", R | {"protection_id": "@protection"}),
+    ],
+    "review_settings:rules": [Case(repo(Role.ADMIN), kwargs=R), Case(repo(Role.ADMIN), "POST", R)],
+    "review_settings:rule": [
+        Case(repo(Role.ADMIN), kwargs=R | {"rule_id": "@rule"}),
+        Case(repo(Role.ADMIN), "POST", R | {"rule_id": "@rule"}),
+    ],
+    "review_settings:merging": [Case(repo(Role.ADMIN), kwargs=R), Case(repo(Role.ADMIN), "POST", R)],
+    "review_settings:org_rules": [Case(ORG_OWNER, kwargs=ORG), Case(ORG_OWNER, "POST", ORG)],
+    "review_settings:org_rule": [
+        Case(ORG_OWNER, kwargs=ORG | {"rule_id": "@template"}),
+        Case(ORG_OWNER, "POST", ORG | {"rule_id": "@template"}),
+    ],
+    "review_settings:branch_delete": [Case(repo(Role.ADMIN), "POST", R | {"protection_id": "@protection"})],
+    "review_settings:rule_delete": [Case(repo(Role.ADMIN), "POST", R | {"rule_id": "@rule"})],
+    "review_settings:org_rule_delete": [Case(ORG_OWNER, "POST", ORG | {"rule_id": "@template"})],
+    "notifications:list": [Case(LOGIN)],
+    "notifications:read": [Case(LOGIN, "POST", {"notification_id": "@own_notification"})],
+    "notifications:read_all": [Case(LOGIN, "POST")],
+    "notifications:settings": [Case(LOGIN), Case(LOGIN, "POST")],
     "api:api-root": [Case(HIDDEN)],
     "api:openapi-json": [Case(PUBLIC)],
     "api:openapi-view": [Case(PUBLIC)],
@@ -166,6 +214,39 @@ API_ROUTES: dict[tuple[str, str], str] = {
     ("POST", f"{A}{RP}/keys"): repo(Role.ADMIN),
     ("GET", f"{A}{RP}/keys/{{id}}"): repo(Role.ADMIN),
     ("DELETE", f"{A}{RP}/keys/{{id}}"): repo(Role.ADMIN),
+    # Pull requests: #1 is bob's open one (feature into main), #2 a merged one.
+    ("GET", f"{A}{RP}/pulls"): repo(Role.READ),
+    ("POST", f"{A}{RP}/pulls"): repo(Role.READ),
+    ("GET", f"{A}{RP}/pulls/{{index}}"): repo(Role.READ),
+    ("PATCH", f"{A}{RP}/pulls/{{index}}"): repo(Role.WRITE),
+    ("GET", f"{A}{RP}/pulls/{{index}}/files"): repo(Role.READ),
+    ("GET", f"{A}{RP}/pulls/{{index}}/commits"): repo(Role.READ),
+    ("GET", f"{A}{RP}/pulls/{{index}}/comments"): repo(Role.READ),
+    ("GET", f"{A}{RP}/pulls/{{index}}/reviews"): repo(Role.READ),
+    ("POST", f"{A}{RP}/pulls/{{index}}/reviews"): repo(Role.READ),
+    ("GET", f"{A}{RP}/pulls/{{index}}/reviews/{{id}}"): repo(Role.READ),
+    ("GET", f"{A}{RP}/pulls/{{index}}/reviews/{{id}}/comments"): repo(Role.READ),
+    ("GET", f"{A}{RP}/pulls/{{index}}/merge"): repo(Role.READ),
+    ("POST", f"{A}{RP}/pulls/{{index}}/merge"): repo(Role.WRITE),
+    ("GET", f"{A}{RP}/statuses/{{sha}}"): repo(Role.READ),
+    ("POST", f"{A}{RP}/statuses/{{sha}}"): repo(Role.WRITE),
+    ("GET", f"{A}{RP}/commits/{{ref}}/status"): repo(Role.READ),
+    ("GET", f"{A}{RP}/commits/{{ref}}/statuses"): repo(Role.READ),
+    ("GET", f"{A}{RP}/branch_protections"): repo(Role.ADMIN),
+    ("POST", f"{A}{RP}/branch_protections"): repo(Role.ADMIN),
+    ("GET", f"{A}{RP}/branch_protections/{{name}}"): repo(Role.ADMIN),
+    ("PATCH", f"{A}{RP}/branch_protections/{{name}}"): repo(Role.ADMIN),
+    ("GET", f"{A}{RP}/approval_rules"): repo(Role.ADMIN),
+    ("POST", f"{A}{RP}/approval_rules"): repo(Role.ADMIN),
+    ("GET", f"{A}{RP}/approval_rules/{{id}}"): repo(Role.ADMIN),
+    ("PATCH", f"{A}{RP}/approval_rules/{{id}}"): repo(Role.ADMIN),
+    ("GET", f"{A}/orgs/{{org}}/approval_rule_templates"): ORG_OWNER,
+    ("POST", f"{A}/orgs/{{org}}/approval_rule_templates"): ORG_OWNER,
+    ("GET", f"{A}/orgs/{{org}}/approval_rule_templates/{{id}}"): ORG_OWNER,
+    ("PATCH", f"{A}/orgs/{{org}}/approval_rule_templates/{{id}}"): ORG_OWNER,
+    ("DELETE", f"{A}/orgs/{{org}}/approval_rule_templates/{{id}}"): ORG_OWNER,
+    ("DELETE", f"{A}{RP}/approval_rules/{{id}}"): repo(Role.ADMIN),
+    ("DELETE", f"{A}{RP}/branch_protections/{{name}}"): repo(Role.ADMIN),
     # Last, because it succeeds for the repository's admin.
     ("DELETE", f"{A}{RP}"): repo(Role.ADMIN),
 }
@@ -228,6 +309,8 @@ def world(private_repo, alice, bob, carol, mallory, admin):
         other = UserSession.objects.create(user=user, session_key=f"matrix-{role}", ip="192.0.2.1", user_agent="Other")
         refs[role] = {"@own_key": key.pk, "@own_token": spare.pk, "@own_session": other.pk}
     main_sha = git.branch_sha(private_repo.path, "main")
+    pulls = _pull_requests(private_repo, org, alice, bob, carol)
+    notices = _notifications(alice, people)
     for role in refs:
         refs[role] |= {
             "@carol_key": refs["reader"]["@own_key"],
@@ -236,8 +319,63 @@ def world(private_repo, alice, bob, carol, mallory, admin):
             # The lazily loaded parts of pages: a tree's last commits and a diff's next files.
             "@tree_commits": "/alice/project/tree/main?fragment=commits",
             "@commit_batch": f"/alice/project/commit/{main_sha}?start=0&count=20",
-        }
+            "@own_notification": notices[role],
+        } | pulls
     return {"people": people, "tokens": tokens, "refs": refs}
+
+
+def _pull_requests(repo, org, alice, bob, carol) -> dict:
+    """bob's open pull request #1 (feature into main) with a review, a thread and a notification; a merged #2;
+    a protection of main, an approval rule and an organization template."""
+    from reviews import services as reviews
+
+    for branch, name in (("feature", "app.py"), ("done", "done.txt")):
+        git.update_ref(repo.path, f"refs/heads/{branch}", git.branch_sha(repo.path, "main"), git.ZERO_SHA)
+        git.commit_files(repo.path, branch, {name: b"x\n"}, f"add {name}", name="bob", email="bob@example.com")
+    pr = reviews.open_pull_request(repo, actor=bob, title="Feature", base="main", head="feature")
+    done = reviews.open_pull_request(repo, actor=bob, title="Done", base="main", head="done")
+    reviews.merge_pull_request(done, actor=alice, strategy="fast-forward-only", head_sha=done.head_sha)
+    review = reviews.submit_review(pr, actor=carol, event="COMMENT", body="Looks fine")
+    thread = reviews.add_comment(pr, actor=alice, body="```suggestion\ny\n```", path="app.py", line=1)
+    reviews.request_review(pr, actor=bob, users=[carol])
+    protection = reviews.save_branch_protection(
+        None, actor=alice, repository=repo, branch_pattern="main", require_pull_request=False
+    )
+    rule = reviews.save_approval_rule(None, actor=alice, repository=repo, name="Review")
+    template = reviews.save_approval_rule(None, actor=alice, organization=org, name="Template")
+    return {
+        "@pull_batch": f"/alice/project/pulls/1/files/diff?old={pr.merge_base_sha}&new={pr.head_sha}&start=0&count=20",
+        "@head_sha": pr.head_sha,
+        "@review": review.pk,
+        "@comment": thread.pk,
+        "@protection": protection.pk,
+        "@rule": rule.pk,
+        "@template": template.pk,
+    }
+
+
+def _notifications(alice, people: dict) -> dict:
+    """A notification of each person's own, about a pull request in a public repository that all of them can read."""
+    from reviews.models import Notification, PullRequest
+
+    public = repo_services.create_repository(
+        actor=alice, owner=alice, name="open", visibility="public", initialize=True
+    )
+    sha = git.branch_sha(public.path, "main")
+    pr = PullRequest.objects.create(
+        repository=public,
+        number=1,
+        title="x",
+        author=alice,
+        base_branch="main",
+        head_branch="x",
+        head_sha=sha,
+        base_sha=sha,
+    )
+    return {
+        role: Notification.objects.create(user=user, kind="comment", pull_request=pr, text="hello", url="/").pk
+        for role, user in people.items()
+    }
 
 
 def _public_key() -> str:
@@ -344,6 +482,18 @@ def test_api_operations_follow_the_matrix(world, who):
             if own
             else refs["@carol_key"],
         }
+        values |= {
+            "index": 2 if method == "GET" and path.endswith("/merge") else 1,
+            "sha": refs["@head_sha"],
+            "ref": "main",
+            "name": "main",
+        }
+        if "/approval_rules/" in path:
+            values["id"] = refs["@rule"]
+        elif "/approval_rule_templates/" in path:
+            values["id"] = refs["@template"]
+        elif "/reviews/" in path:
+            values["id"] = refs["@review"]
         url = path.format(**values)
         body = json.dumps(_api_body(method, path))
         response = client.generic(method, url, data=body, content_type="application/json", **headers)
@@ -381,6 +531,20 @@ def _api_body(method: str, path: str) -> dict:
         return {"permission": "read"}
     if path.endswith("/settings"):
         return {"full_name": "Someone"}
+    if path.endswith("/pulls/{index}"):
+        return {"title": "Renamed"}
+    if path.endswith("/pulls"):
+        return {"title": "Matrix", "head": "feature", "base": "main"}
+    if path.endswith("/reviews"):
+        return {"event": "COMMENT", "body": "Seen"}
+    if path.endswith("/merge"):
+        return {"Do": "merge", "head_commit_id": "0" * 40}
+    if "/statuses/" in path:
+        return {"state": "success", "context": "matrix"}
+    if path.endswith("/branch_protections"):
+        return {"rule_name": f"m-{uuid.uuid4().hex[:8]}"}
+    if "approval_rule" in path:
+        return {"name": "Matrix"}
     return {}
 
 

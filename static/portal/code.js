@@ -446,6 +446,16 @@
     table.prepend(group);
   }
 
+  /** Fill a commit's CI statuses: they change after the commit, so the page (cached by sha) loads them apart. */
+  async function loadStatuses(box) {
+    try {
+      const fragment = await fetchFragment(box.dataset.statusesUrl);
+      box.replaceChildren(fragment);
+    } catch {
+      // Without its statuses the commit page is still whole.
+    }
+  }
+
   /** Attach what event delegation cannot do to content under root: observe lazy placeholders, size split tables,
    * fill the last commits of directory listings. */
   function scan(root = document) {
@@ -463,6 +473,7 @@
       addSplitColumns(table);
     }
     for (const table of within("table.files[data-commits-url]")) loadLastCommits(table);
+    for (const box of within(".commit-statuses[data-statuses-url]")) loadStatuses(box);
     // Cached pages carry absolute dates, which stay true; show them relative to now.
     for (const time of within("time.ago[datetime]")) time.textContent = timeAgo(time.dateTime);
   }
