@@ -470,3 +470,19 @@ def test_in_a_browser_a_thread_on_a_file_loaded_later_finds_its_line(sign_in_pag
 
     page.locator(f"#diff-24 tr.review-thread-row #comment-{thread.pk}").wait_for()
     assert page.locator("#diff-24 tr.review-thread-row").count() == 1
+
+
+def test_statuses_show_on_the_pull_request_and_on_its_commit(client, pr, alice, bob, mallory):
+    services.set_commit_status(
+        pr.repository, actor=bob, sha=pr.head_sha, state="failure", context="ci/jenkins", description="2 tests failed"
+    )
+    client.force_login(alice)
+    assert "ci/jenkins" in text_of(client.get(f"{BASE}/{pr.number}"))
+    # The commit page is cached by its sha, so it loads the statuses, which change, from their own URL.
+    commit_page = text_of(client.get(f"/alice/project/commit/{pr.head_sha}"))
+    assert f'data-statuses-url="/alice/project/statuses/{pr.head_sha}"' in commit_page
+    fragment = text_of(client.get(f"/alice/project/statuses/{pr.head_sha}"))
+    assert "ci/jenkins" in fragment and "2 tests failed" in fragment and "check-failure" in fragment
+    assert client.get("/alice/project/statuses/not-a-sha").status_code == 404
+    client.force_login(mallory)
+    assert client.get(f"/alice/project/statuses/{pr.head_sha}").status_code == 404
