@@ -14,9 +14,8 @@ from reviews.models import ApprovalRule, BranchProtection, CommitStatus, PullReq
 
 
 def review_settings(repo: Repository) -> ReviewSettings:
-    """A repository's merge settings, created with the defaults on first use."""
-    found, _created = ReviewSettings.objects.get_or_create(repository=repo)
-    return found
+    """A repository's merge settings: the defaults (unsaved) until someone changes them."""
+    return ReviewSettings.objects.filter(repository=repo).first() or ReviewSettings(repository=repo)
 
 
 def protections_for(repo: Repository, branch: str) -> list[BranchProtection]:

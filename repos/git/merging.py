@@ -82,11 +82,14 @@ def _blob_at(tree: pygit2.Tree, file_path: str) -> pygit2.Blob | None:
 
 
 def is_ancestor(path: Path, ancestor_sha: str, descendant_sha: str) -> bool:
-    """Whether ancestor_sha is reachable from descendant_sha (a commit is its own ancestor, as git says)."""
+    """Whether ancestor_sha is reachable from descendant_sha (a commit is its own ancestor, as git says).
+
+    `git merge-base` reads the commit-graph's generation numbers, where libgit2 walks the history; when one commit
+    is an ancestor of the other, it is their only merge base."""
     repo = _open(path)
-    ancestor = _load_commit(repo, ancestor_sha)
-    descendant = _load_commit(repo, descendant_sha)
-    return ancestor.id == descendant.id or repo.descendant_of(descendant.id, ancestor.id)
+    ancestor = str(_load_commit(repo, ancestor_sha).id)
+    descendant = str(_load_commit(repo, descendant_sha).id)
+    return ancestor == descendant or merge_base(path, ancestor, descendant) == ancestor
 
 
 def merge_check(path: Path, base_sha: str, head_sha: str) -> list[str]:
