@@ -200,7 +200,7 @@ def timeline_context(request: HttpRequest, pr: PullRequest, context: dict) -> di
     roots = _threads(pr, _visible_comments(pr, request.user), context, request.user)
     submitted = list(pr.reviews.filter(submitted_at__isnull=False).select_related("author"))
     by_review: dict[int, list[Comment]] = defaultdict(list)
-    items = [Item("event", e.created, e) for e in pr.events.select_related("actor").exclude(kind="pushed")]
+    items = [Item("event", e.created, e) for e in pr.events.select_related("actor")]
     for root in roots:
         if root.review_id and not root.pending:
             by_review[root.review_id].append(root)

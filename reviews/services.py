@@ -382,8 +382,21 @@ def record_branch_update(
                 _event(pr, "head_deleted", pusher)
             elif pr.head_sha != new_sha:
                 _add_revision(pr, head_sha=new_sha, pusher=pusher, forced=forced)
-                _event(pr, "pushed", pusher, revision=pr.revisions.count(), forced=forced)
+        if not deleted:
+            for pr in (
+                PullRequest.objects.open().filter(repository=repo, base_branch=branch).select_related("repository")
+            ):
+                _merged_by_push(pr, new_sha, pusher)
     return touched
+
+
+def _merged_by_push(pr: PullRequest, base_sha: str, pusher: User | None) -> None:
+    """A pull request whose head a push brought into its base (merged by hand, where nothing forbids it) is merged."""
+    if not git.is_ancestor(pr.repository.path, pr.head_sha, base_sha):
+        return
+    _transition(pr, PullRequest.State.MERGED, merged_at=timezone.now(), merged_by=pusher, merge_commit_sha=base_sha)
+    _event(pr, "merged", pusher, commit=base_sha, by_push=True)
+    audit.record(pusher, "pull_request.merged_by_push", pr, after={"commit": base_sha})
 
 
 def open_pull_requests_for(repo: Repository, branch: str) -> list[PullRequest]:

@@ -111,3 +111,13 @@ def test_a_push_list_names_who_may_push(bob_clone, private_repo, alice):
     bob_clone.commit("direct", d__txt="d\n")
     result = bob_clone.push("HEAD:refs/heads/main", check=False)
     assert "bob is not allowed to push (rule: branch protection 'main')" in result.stderr
+
+
+def test_a_pull_request_merged_by_hand_and_pushed_is_marked_merged(pushed_pr, bob_clone, private_repo, bob):
+    bob_clone.git("checkout", "-q", "-B", "main", "origin/main")
+    bob_clone.git("merge", "-q", "--no-ff", "-m", "merge feature by hand", "feature")
+    merged = bob_clone.git("rev-parse", "HEAD").stdout.strip()
+    bob_clone.push("HEAD:refs/heads/main")
+    pushed_pr.refresh_from_db()
+    assert (pushed_pr.state, pushed_pr.merged_by, pushed_pr.merge_commit_sha) == (PullRequest.State.MERGED, bob, merged)
+    assert pushed_pr.events.filter(kind="merged", data__by_push=True).exists()
