@@ -345,17 +345,36 @@ def diff_page(path: Path, old: str, new: str, options: DiffOptions, *, prefix: s
     )
 
 
+def _diff_files(path: Path, old: str, new: str, ignore_whitespace: bool) -> list[git.FileDiff]:
+    """Every file of a diff with its counts but no hunks: the list that the page and its later batches share."""
+    return cached(
+        ("diff-files", old, new, ignore_whitespace),
+        lambda: git.diff(path, old, new, ignore_whitespace=ignore_whitespace),
+    )
+
+
+def diff_totals(path: Path, old: str, new: str) -> tuple[int, int, int]:
+    """How many files a diff changes, with its added and deleted lines (for a tab's counter, without the page)."""
+    files = _diff_files(path, old, new, False)
+    return len(files), sum(file.additions for file in files), sum(file.deletions for file in files)
+
+
+def _fill(path: Path, files: list[git.FileDiff], indexes: list[int], options: DiffOptions) -> None:
+    """Give the files at these indexes their hunks."""
+    filled = git.with_hunks(path, [files[i] for i in indexes], ignore_whitespace=options.ignore_whitespace)
+    for index, file in zip(indexes, filled, strict=True):
+        files[index] = file
+
+
 def _diff_page(path: Path, old: str, new: str, options: DiffOptions, prefix: str, page_url: str) -> DiffPage:
-    budget = {"lines": 0}
-
-    def first_files(index: int, additions: int, deletions: int) -> bool:
-        changes = additions + deletions
-        if index >= DIFF_FIRST_FILES or budget["lines"] >= DIFF_FIRST_LINES or changes > DIFF_HUGE_FILE:
-            return False
-        budget["lines"] += changes
-        return True
-
-    files = git.diff(path, old, new, ignore_whitespace=options.ignore_whitespace, with_hunks=first_files)
+    files = list(_diff_files(path, old, new, options.ignore_whitespace))
+    lines, first = 0, []
+    for index, file in enumerate(files[:DIFF_FIRST_FILES]):
+        if lines >= DIFF_FIRST_LINES or file.changes > DIFF_HUGE_FILE:
+            continue
+        lines += file.changes
+        first.append(index)
+    _fill(path, files, first, options)
     cutoff = next((i for i, file in enumerate(files) if i >= DIFF_FIRST_FILES or _waits(file)), len(files))
     parts = []
     for index, file in enumerate(files):
@@ -392,20 +411,10 @@ def diff_fragment(
     """Files of a diff rendered in full, for the lazy loader (a batch) or the "Load diff" button (one huge file)."""
 
     def compute() -> str:
-        files = git.diff(
-            path,
-            old,
-            new,
-            ignore_whitespace=options.ignore_whitespace,
-            with_hunks=lambda index, additions, deletions: (
-                index in indexes and (expand or additions + deletions <= DIFF_HUGE_FILE)
-            ),
-        )
-        return "".join(
-            file_html(files[i], i, options, prefix=prefix, ref=new, page_url=page_url)
-            for i in indexes
-            if i < len(files)
-        )
+        files = list(_diff_files(path, old, new, options.ignore_whitespace))
+        wanted = [i for i in indexes if i < len(files)]
+        _fill(path, files, [i for i in wanted if expand or files[i].changes <= DIFF_HUGE_FILE], options)
+        return "".join(file_html(files[i], i, options, prefix=prefix, ref=new, page_url=page_url) for i in wanted)
 
     return cached(("diff-fragment", old, new, options, indexes.start, indexes.stop, expand, prefix, page_url), compute)
 

@@ -74,7 +74,7 @@ def pull_context(request: HttpRequest, pr: PullRequest, page: str) -> dict:
         "pr": pr,
         "page": page,
         "commit_count": commit_count,
-        "file_count": _diff(pr, pr.merge_base_sha, pr.head_sha, code.DiffOptions()).file_count,
+        "file_count": code.diff_totals(repo.path, pr.merge_base_sha, pr.head_sha)[0],
         "can": {
             "comment": user.is_authenticated,
             "edit": is_author or role >= Role.WRITE,

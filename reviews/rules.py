@@ -194,9 +194,14 @@ def conflicts(pr: PullRequest) -> list[str]:
         base_sha = git.branch_sha(repo.path, pr.base_branch)
     except git.RefNotFound:
         return []
-    return code.cached(
-        ("conflicts", str(repo.path), base_sha, pr.head_sha), lambda: git.merge_check(repo.path, base_sha, pr.head_sha)
-    )
+
+    def compute() -> list[str]:
+        # A head that already contains the base merges as a fast-forward: nothing can conflict.
+        if git.merge_base(repo.path, base_sha, pr.head_sha) == base_sha:
+            return []
+        return git.merge_check(repo.path, base_sha, pr.head_sha)
+
+    return code.cached(("conflicts", str(repo.path), base_sha, pr.head_sha), compute)
 
 
 def may_merge(pr: PullRequest, user: User | None) -> bool:

@@ -11,8 +11,8 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -679,26 +679,27 @@ def _tree_diff(repo: pygit2.Repository, old_sha: str, new_sha: str, ignore_white
     return diff
 
 
-def _file_diff(patch: pygit2.Patch, additions: int, deletions: int, *, with_hunks: bool) -> FileDiff:
-    delta = patch.delta
-    hunks: tuple[Hunk, ...] = ()
-    if with_hunks and not delta.is_binary:
-        hunks = tuple(
-            Hunk(
-                header=hunk.header.rstrip("\n"),
-                lines=tuple(
-                    DiffLine(
-                        origin=line.origin,
-                        old_number=line.old_lineno if line.old_lineno >= 0 else None,
-                        new_number=line.new_lineno if line.new_lineno >= 0 else None,
-                        text=_decode_line(line.raw_content).rstrip("\r\n"),
-                    )
-                    for line in hunk.lines
-                    if line.origin in "+- "
-                ),
-            )
-            for hunk in patch.hunks
+def _hunks(patch: pygit2.Patch) -> tuple[Hunk, ...]:
+    return tuple(
+        Hunk(
+            header=hunk.header.rstrip("\n"),
+            lines=tuple(
+                DiffLine(
+                    origin=line.origin,
+                    old_number=line.old_lineno if line.old_lineno >= 0 else None,
+                    new_number=line.new_lineno if line.new_lineno >= 0 else None,
+                    text=_decode_line(line.raw_content).rstrip("\r\n"),
+                )
+                for line in hunk.lines
+                if line.origin in "+- "
+            ),
         )
+        for hunk in patch.hunks
+    )
+
+
+def _file_diff(patch: pygit2.Patch, additions: int, deletions: int) -> FileDiff:
+    delta = patch.delta
     return FileDiff(
         old_path=decode_path(delta.old_file.raw_path),
         new_path=decode_path(delta.new_file.raw_path),
@@ -711,31 +712,46 @@ def _file_diff(patch: pygit2.Patch, additions: int, deletions: int, *, with_hunk
         additions=additions,
         deletions=deletions,
         similarity=delta.similarity,
-        hunks=hunks,
     )
 
 
-def diff(
-    path: Path,
-    old_sha: str,
-    new_sha: str,
-    *,
-    ignore_whitespace: bool = False,
-    with_hunks: Callable[[int, int, int], bool] = lambda index, additions, deletions: False,
-) -> list[FileDiff]:
-    """Every file that differs between two commits (or trees), renames found, with +/- counts.
+def diff(path: Path, old_sha: str, new_sha: str, *, ignore_whitespace: bool = False) -> list[FileDiff]:
+    """Every file that differs between two commits (or trees), renames found, with +/- counts but no hunks.
 
-    Only the files for which with_hunks(index, additions, deletions) says so carry their hunks: turning lines into
-    Python objects is the slow part of a big diff, and a page shows only its first files at once."""
+    Turning lines into Python objects is the slow part of a big diff, and a page shows only its first files at
+    once: with_hunks() gives the files it shows their lines."""
     diff = _tree_diff(_open(path), old_sha, new_sha, ignore_whitespace)
     files = []
     for patch in diff:
         if patch is None:
             continue
         _context, additions, deletions = patch.line_stats
-        wanted = with_hunks(len(files), additions, deletions)
-        files.append(_file_diff(patch, additions, deletions, with_hunks=wanted))
+        files.append(_file_diff(patch, additions, deletions))
     return files
+
+
+_SUBMODULE_MODE = 0o160000
+
+
+def with_hunks(path: Path, files: list[FileDiff], *, ignore_whitespace: bool = False) -> list[FileDiff]:
+    """The files of an earlier diff() with their hunks, each diffed from its own two blobs.
+
+    A later batch of a big diff then costs its own files only, not the whole tree's diff again. Binary files,
+    submodules and type changes keep no hunks here, as diff() shows none for them either."""
+    repo = _open(path)
+    flags = pygit2.enums.DiffOption.NORMAL
+    if ignore_whitespace:
+        flags |= pygit2.enums.DiffOption.IGNORE_WHITESPACE
+    result = []
+    for file in files:
+        if file.binary or file.status == "typechange" or _SUBMODULE_MODE in (file.old_mode, file.new_mode):
+            result.append(file)
+            continue
+        old = repo[file.old_sha] if file.old_sha.strip("0") else None
+        new = repo[file.new_sha] if file.new_sha.strip("0") else None
+        patch = pygit2.Patch.create_from(old, new, flag=flags, context_lines=3)
+        result.append(replace(file, hunks=() if patch.delta.is_binary else _hunks(patch)))
+    return result
 
 
 def parent_for_diff(path: Path, sha: str) -> str:
