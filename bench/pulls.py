@@ -15,10 +15,12 @@ asking alice for a review and comments on it; alice requests changes with one in
 file, and bob answers in that thread.
 
 The portal is started as `make run` starts it (`manage.py serve`: SQLite, embedded Valkey, gunicorn) on free ports,
-twice: with PORTAL_CACHE=dummy (nothing is kept, every request is a first view; a value one request asks for twice
-is also computed twice, which a real cache would spare) and with PORTAL_CACHE=redis, which is what `make run` gets
-(its embedded Valkey, shared by the gunicorn workers, behind each worker's own memory), for repeat views. Each starts
-with one unmeasured pass (it fills the cache, or without one warms the workers). Requests are alice's, signed in
+twice, with PORTAL_CACHE=redis, which is what `make run` gets (its embedded Valkey, shared by the gunicorn workers,
+behind each worker's own memory). For first views, each worker's own memory is off and the Valkey is emptied before
+the conversation, before the whole diff, before the whole diff fetched 4 at a time and before the commits, so each
+is the first look at a pull request nobody has opened yet (what the files page computes, its batches may find in
+the cache, as they would). For repeat views nothing is emptied. Each phase starts
+with one unmeasured pass (it fills the cache, or warms the workers before the first run). Requests are alice's, signed in
 through /accounts/login/, each on a new connection and accepting gzip as browsers do. One run measures, one after
 the other:
 
@@ -50,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -69,7 +72,7 @@ REQUEST_TIMEOUT = 600
 NOISY = 0.2
 QUIET_WINDOW = 2.0
 
-# Columns of the table: the portal without a cache, then with the one `make run` uses.
+# Columns of the table: a pull request nobody has looked at yet (the cache emptied), then one looked at before.
 FIRST, REPEAT = "first view", "repeat view"
 
 SETUP = """
@@ -336,23 +339,30 @@ def fetch_all(browser: Browser, urls: list[str], workers: int) -> list[Shot]:
         return list(pool.map(lambda url: browser.get(url, fetch=True), urls))
 
 
-def one_run(browser: Browser, prefix: str) -> Run:
-    """One reviewer's pass: conversation, files (then every batch, in order, then 4 at a time), commits."""
+def one_run(browser: Browser, prefix: str, *, fresh: Callable[[], None] = lambda: None) -> Run:
+    """One reviewer's pass: conversation, files (then every batch, in order, then 4 at a time), commits.
+
+    fresh() runs before each of the four (the conversation, the whole diff, the whole diff 4 at a time, the
+    commits): emptying the cache there makes each the first page a reviewer opens."""
+    fresh()
     conversation = browser.get(prefix)
     if b"Why this change?" not in conversation.body:
         raise SystemExit(f"{prefix} does not show the inline comment")
+    fresh()
     files = browser.get(f"{prefix}/files")
     page = files.body.decode()
     urls = batch_urls(page)
     batches = [browser.get(url, fetch=True) for url in urls]
     sequential_total = files.total + sum(shot.total for shot in batches)
 
+    fresh()
     started = time.perf_counter()
     again = browser.get(f"{prefix}/files")
     concurrent_batches = fetch_all(browser, batch_urls(again.body.decode()), CONCURRENCY)
     concurrent_total = time.perf_counter() - started
     concurrent_bytes = again.sent + sum(shot.sent for shot in concurrent_batches)
 
+    fresh()
     commits = browser.get(f"{prefix}/commits")
     in_page, held_back = rendered_files(page)
     loaded = set(in_page)
@@ -407,24 +417,41 @@ def set_up(tmp: Path, scenario: Scenario) -> tuple[dict, int]:
     return portal, number
 
 
-def run_phase(tmp: Path, number: int, cache: str, *, repeat: int, quiet_timeout: float) -> Phase:
-    """Start the portal with one cache, sign in as the reviewer and time `repeat` passes after an unmeasured one."""
-    env, port = portal_environment(tmp, cache=cache)
+def empty_cache(tmp: Path) -> None:
+    """Empty the portal's embedded Valkey (the cache; the sessions live in the database)."""
+    import redis
+
+    redis.Redis(unix_socket_path=str(tmp / "var" / "valkey.sock")).flushall()
+
+
+def run_phase(tmp: Path, number: int, *, repeat: int, quiet_timeout: float, cold: bool) -> Phase:
+    """Start the portal as `make run` does, sign in as the reviewer and time `repeat` passes after an unmeasured one.
+
+    cold: each worker's own memory cache is off and the shared cache is emptied before each page a run starts with."""
+    env, port = portal_environment(tmp, cache="redis")
+    if cold:
+        env["PORTAL_LOCAL_CACHE_MB"] = "0"
     base = f"http://127.0.0.1:{port}"
     prefix = f"/{OWNER}/{REPO}/pulls/{number}"
     phase = Phase()
     with ExitStack() as stack:
-        server = start(stack, [PYTHON, "manage.py", "serve"], env=env, log=tmp / f"serve-{cache}.log", url=f"{base}/")
+        server = start(
+            stack,
+            [PYTHON, "manage.py", "serve"],
+            env=env,
+            log=tmp / f"serve-{'cold' if cold else 'warm'}.log",
+            url=f"{base}/",
+        )
         browser = Browser(base)
         browser.log_in(OWNER, PASSWORD)
-        # An unmeasured pass: with a cache it fills it; without, it still spares the first run the worker's own
-        # start (imports, templates, the repository opened and its packs read into the page cache).
+        # An unmeasured pass: it fills the cache, and spares the first run the workers' own start (imports,
+        # templates, the repository opened and its packs read into the page cache).
         wait_until_idle(server)
         one_run(browser, prefix)
         for index in range(repeat):
             wait_until_quiet(server, quiet_timeout)
             started, others = time.perf_counter(), others_cpu_seconds(server)
-            run = one_run(browser, prefix)
+            run = one_run(browser, prefix, fresh=(lambda: empty_cache(tmp)) if cold else (lambda: None))
             run.wall = time.perf_counter() - started
             run.others_cpu = others_cpu_seconds(server) - others
             phase.runs.append(run)
@@ -440,7 +467,7 @@ def run_phase(tmp: Path, number: int, cache: str, *, repeat: int, quiet_timeout:
                     file=sys.stderr,
                 )
             print(
-                f"  PORTAL_CACHE={cache} run {index + 1}: conversation {ms(run.conversation.total * 1000)} ms, "
+                f"  {'cold' if cold else 'warm'} run {index + 1}: conversation {ms(run.conversation.total * 1000)} ms, "
                 f"files {ms(run.files.total * 1000)} ms, whole diff {ms(run.sequential_total * 1000)} ms "
                 f"({len(run.batches)} batches), {CONCURRENCY} at a time {ms(run.concurrent_total * 1000)} ms",
                 file=sys.stderr,
@@ -459,15 +486,13 @@ def cell(values: list[float]) -> str:
 
 
 def compression(run: Run) -> str:
-    """What the bytes column counts, and what gzip would save when the portal sends the pages uncompressed."""
-    shots = [run.conversation, run.files, run.commits, *run.batches]
-    if all(shot.compressed for shot in shots):
-        return "- bytes as sent, gzip-compressed (the requests accept gzip, as browsers do)"
-    whole = [run.files.body, *(shot.body for shot in run.batches)]
+    """What the bytes column counts: which pages came gzip-compressed (the requests accept gzip, as browsers do)."""
+    pages = {"conversation": [run.conversation], "files": [run.files], "batches": run.batches, "commits": [run.commits]}
+    compressed = [name for name, shots in pages.items() if shots and all(shot.compressed for shot in shots)]
+    plain = [name for name in pages if name not in compressed]
     return (
-        "- bytes as sent: uncompressed, though the requests accept gzip as browsers do; gzip -6 would make the files "
-        f"page {len(gzip.compress(run.files.body, 6)):,} and the whole diff "
-        f"{sum(len(gzip.compress(body, 6)) for body in whole):,}"
+        f"- bytes as sent (the requests accept gzip, as browsers do): compressed: {', '.join(compressed) or 'none'}; "
+        f"uncompressed: {', '.join(plain) or 'none'}"
     )
 
 
@@ -481,7 +506,7 @@ def size(values: list[int]) -> str:
     return f"{low:,}" if low == high else f"{low:,}–{high:,}"
 
 
-def report(scenario: Scenario, phases: dict[str, Phase], *, repeat: int, repeat_cache: str, portal: dict) -> str:
+def report(scenario: Scenario, phases: dict[str, Phase], *, repeat: int, portal: dict) -> str:
     first = next(iter(phases.values())).runs[0]
     batch_files = [len(set.union(*rendered_files(shot.body.decode()))) for shot in first.batches]
     lines = [
@@ -492,8 +517,8 @@ def report(scenario: Scenario, phases: dict[str, Phase], *, repeat: int, repeat_
         f"(`git diff --numstat -M` from the merge base); the files page lists {first.files_listed:,}",
         f"- machine: {machine()}",
         f"- portal: `manage.py serve` (gunicorn gthread, {portal['workers']} workers x {portal['threads']} threads, "
-        f"SQLite, embedded Valkey), DEBUG={portal['debug']}; first view PORTAL_CACHE=dummy, "
-        f"repeat view PORTAL_CACHE={repeat_cache}; each after one unmeasured pass",
+        f"SQLite, embedded Valkey), DEBUG={portal['debug']}; first view with the cache emptied "
+        "before each run, repeat view with it kept; each after one unmeasured pass",
         f"- signed in as the reviewer ({OWNER}, owner of the private repository); one new connection per request; "
         f"{repeat} runs of each, cells are median / max in ms",
         f"- first paint: {first.files_in_page} files in full in the files page; the rest in {len(first.batch_urls)} "
@@ -569,12 +594,6 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs of each measurement (default 5)")
     parser.add_argument("--out", type=Path, help="also write the markdown report to this file")
     parser.add_argument(
-        "--repeat-cache",
-        choices=("locmem", "redis"),
-        default="redis",
-        help="PORTAL_CACHE of the repeat-view phase (default redis: the embedded Valkey, as under `make run`)",
-    )
-    parser.add_argument(
         "--quiet-timeout",
         type=float,
         default=300,
@@ -591,11 +610,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="portal-pulls-") as tmp_name:
         tmp = Path(tmp_name)
         portal, number = set_up(tmp, scenario)
-        for column, cache in ((FIRST, "dummy"), (REPEAT, args.repeat_cache)):
-            print(f"{column} (PORTAL_CACHE={cache}):", file=sys.stderr)
-            phases[column] = run_phase(tmp, number, cache, repeat=args.repeat, quiet_timeout=args.quiet_timeout)
+        for column, cold in ((FIRST, True), (REPEAT, False)):
+            print(f"{column}:", file=sys.stderr)
+            phases[column] = run_phase(tmp, number, repeat=args.repeat, quiet_timeout=args.quiet_timeout, cold=cold)
 
-    text = report(scenario, phases, repeat=args.repeat, repeat_cache=args.repeat_cache, portal=portal)
+    text = report(scenario, phases, repeat=args.repeat, portal=portal)
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -1,0 +1,58 @@
+"""Access checks and lookups shared by the reviews API's endpoints."""
+
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+
+from portal.api import principal, require_token_scope
+from portal.models import Team, User
+from repos.access import get_repo_for_principal
+from repos.models import Repository, Role
+from reviews.models import PullRequest
+
+
+def get_repo(request: HttpRequest, owner: str, repo: str, need: int = Role.READ) -> Repository:
+    return get_repo_for_principal(principal(request), owner, repo, need)
+
+
+def get_repo_to_change(request: HttpRequest, owner: str, repo: str, need: int = Role.READ) -> Repository:
+    """The repository for a call that writes: the token must carry write:repo whatever the role needs."""
+    require_token_scope(request, "write:repo")
+    return get_repo(request, owner, repo, need)
+
+
+def get_pull(repository: Repository, index: int) -> PullRequest:
+    pr = (
+        PullRequest.objects.filter(repository=repository, number=index)
+        .select_related("repository__owner", "author", "merged_by")
+        .first()
+    )
+    if pr is None:
+        raise Http404("Pull request not found")
+    return pr
+
+
+def find_people(usernames: list[str]) -> list[User]:
+    found = []
+    for name in usernames:
+        user = User.objects.people().filter(username__iexact=name.strip()).first()
+        if user is None:
+            raise ValidationError(f"No user named {name!r}.")
+        found.append(user)
+    return found
+
+
+def find_teams(owner: User, names: list[str]) -> list[Team]:
+    found = []
+    for name in names:
+        team = Team.objects.filter(organization=owner, name__iexact=name.strip()).first()
+        if team is None:
+            raise ValidationError(f"{owner.username} has no team named {name!r}.")
+        found.append(team)
+    return found
+
+
+def page_of(items: list, response: HttpResponse, page: int, limit: int) -> list:
+    """One page of a list; the total goes in X-Total-Count like the other list endpoints."""
+    response["X-Total-Count"] = str(len(items))
+    start = (page - 1) * limit
+    return items[start : start + limit]

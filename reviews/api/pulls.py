@@ -1,0 +1,289 @@
+"""Pull request endpoints: list, open, edit, changed files, commits, and merge."""
+
+from typing import Literal
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import Query, Status
+from ninja.errors import HttpError
+
+from portal.api import MAX_PAGE_SIZE, api_url, current_user, paginate, user_out
+from portal.models import User
+from repos import git
+from repos.models import Repository, Role
+from reviews import rules, services
+from reviews.api.lookups import find_people, find_teams, get_pull, get_repo, get_repo_to_change, page_of
+from reviews.api.router import router
+from reviews.api.schemas import (
+    ChangedFileOut,
+    CommitOut,
+    MergeIn,
+    PullRequestCreateIn,
+    PullRequestDetailOut,
+    PullRequestEditIn,
+    PullRequestOut,
+)
+from reviews.models import PullRequest
+
+MAX_COMMITS = 10_000
+
+
+def _branch_info(repo: Repository, branch: str, sha: str) -> dict:
+    return {"label": branch, "ref": branch, "sha": sha, "repo_id": repo.pk}
+
+
+def _mergeable(pr: PullRequest) -> bool:
+    # As in Gitea: whether git can merge it, not whether the rules allow it yet (merge_blocker says that).
+    if not pr.is_open:
+        return False
+    try:
+        return not rules.conflicts(pr)
+    except git.GitError:
+        return False
+
+
+def pull_out(pr: PullRequest, viewer: User) -> dict:
+    """A pull request in Gitea's shape: a merged one is closed with merged set."""
+    repo = pr.repository
+    requests = list(pr.review_requests.all())
+    return {
+        "id": pr.pk,
+        "url": api_url(f"/repos/{repo.full_name}/pulls/{pr.number}"),
+        "number": pr.number,
+        "user": user_out(pr.author, viewer),
+        "title": pr.title,
+        "body": pr.description,
+        "state": "open" if pr.is_open else "closed",
+        "draft": pr.draft,
+        "html_url": pr.web_url,
+        "mergeable": _mergeable(pr),
+        "merged": pr.is_merged,
+        "merged_at": pr.merged_at,
+        "merged_by": user_out(pr.merged_by, viewer) if pr.merged_by_id else None,
+        "merge_commit_sha": pr.merge_commit_sha or None,
+        "merge_style": pr.merge_strategy or None,
+        "base": _branch_info(repo, pr.base_branch, pr.base_sha),
+        "head": _branch_info(repo, pr.head_branch, pr.head_sha),
+        "merge_base": pr.merge_base_sha,
+        "requested_reviewers": [user_out(r.user, viewer) for r in requests if r.user_id],
+        "requested_reviewers_teams": [
+            {"id": r.team.pk, "name": r.team.name, "description": r.team.description} for r in requests if r.team_id
+        ],
+        "created_at": pr.created,
+        "updated_at": pr.updated,
+        "closed_at": pr.merged_at or pr.closed_at,
+    }
+
+
+def _pull_detail(pr: PullRequest, viewer: User) -> dict:
+    return pull_out(pr, viewer) | {"merge_blocker": rules.merge_blocker(pr, viewer)}
+
+
+@router.get("/repos/{owner}/{repo}/pulls", response=list[PullRequestOut], summary="List pull requests")
+def list_pull_requests(
+    request: HttpRequest,
+    response: HttpResponse,
+    owner: str,
+    repo: str,
+    state: Literal["open", "closed", "all"] = "open",
+    poster: str = Query("", description="Only those opened by this user."),
+    reviewer: str = Query("", description="Only those this user was asked to review or has reviewed."),
+    page: int = Query(1, ge=1),
+    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+):
+    repository = get_repo(request, owner, repo)
+    pulls = PullRequest.objects.filter(repository=repository).select_related("repository__owner", "author", "merged_by")
+    if state == "open":
+        pulls = pulls.filter(state=PullRequest.State.OPEN)
+    elif state == "closed":
+        pulls = pulls.exclude(state=PullRequest.State.OPEN)
+    if poster:
+        pulls = pulls.filter(author__username__iexact=poster)
+    if reviewer:
+        asked = Q(review_requests__user__username__iexact=reviewer)
+        reviewed = Q(reviews__author__username__iexact=reviewer, reviews__submitted_at__isnull=False)
+        pulls = pulls.filter(pk__in=PullRequest.objects.filter(asked | reviewed).values("pk"))
+    pulls = pulls.prefetch_related("review_requests__user", "review_requests__team")
+    viewer = current_user(request)
+    return [pull_out(pr, viewer) for pr in paginate(pulls.order_by("-number"), response, page, limit)]
+
+
+def _head_branch(repository: Repository, head: str) -> str:
+    # Gitea names a head as owner:branch; only branches of the same repository can be pulled from here.
+    owner, colon, branch = head.rpartition(":")
+    if colon and owner.lower() != repository.owner.username.lower():
+        raise ValidationError("Pull requests from another repository are not supported; push the branch here.")
+    return branch
+
+
+@router.post("/repos/{owner}/{repo}/pulls", response={201: PullRequestDetailOut}, summary="Open a pull request")
+def create_pull_request(request: HttpRequest, owner: str, repo: str, payload: PullRequestCreateIn):
+    repository = get_repo_to_change(request, owner, repo)
+    actor = current_user(request)
+    pr = services.open_pull_request(
+        repository,
+        actor=actor,
+        title=payload.title,
+        base=payload.base,
+        head=_head_branch(repository, payload.head),
+        description=payload.body,
+        draft=payload.draft,
+        reviewers=find_people(payload.reviewers),
+        teams=find_teams(repository.owner, payload.team_reviewers),
+    )
+    return Status(201, _pull_detail(pr, actor))
+
+
+@router.get("/repos/{owner}/{repo}/pulls/{index}", response=PullRequestDetailOut, summary="Get a pull request")
+def get_pull_request(request: HttpRequest, owner: str, repo: str, index: int):
+    pr = get_pull(get_repo(request, owner, repo), index)
+    return _pull_detail(pr, current_user(request))
+
+
+@router.patch(
+    "/repos/{owner}/{repo}/pulls/{index}",
+    response=PullRequestDetailOut,
+    summary="Edit a pull request, close or reopen it",
+)
+def edit_pull_request(request: HttpRequest, owner: str, repo: str, index: int, payload: PullRequestEditIn):
+    pr = get_pull(get_repo_to_change(request, owner, repo), index)
+    actor = current_user(request)
+    # One request, one outcome: a refused change leaves the state change before it undone too.
+    try:
+        with transaction.atomic():
+            if payload.state == "open" and not pr.is_open:
+                services.reopen_pull_request(pr, actor=actor)
+            if any(value is not None for value in (payload.title, payload.body, payload.base, payload.draft)):
+                services.update_pull_request(
+                    pr,
+                    actor=actor,
+                    title=payload.title,
+                    description=payload.body,
+                    base=payload.base,
+                    draft=payload.draft,
+                )
+            if payload.state == "closed" and pr.state != PullRequest.State.CLOSED:
+                services.close_pull_request(pr, actor=actor)
+    except ValidationError as exc:
+        # Another request closed, reopened or merged it meanwhile.
+        if exc.code == "conflict":
+            raise HttpError(409, " ".join(exc.messages)) from None
+        raise
+    return _pull_detail(pr, actor)
+
+
+@router.get(
+    "/repos/{owner}/{repo}/pulls/{index}/files",
+    response=list[ChangedFileOut],
+    summary="List the files a pull request changes",
+)
+def list_pull_request_files(
+    request: HttpRequest,
+    response: HttpResponse,
+    owner: str,
+    repo: str,
+    index: int,
+    page: int = Query(1, ge=1),
+    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+):
+    repository = get_repo(request, owner, repo)
+    pr = get_pull(repository, index)
+    files = git.diff(repository.path, pr.merge_base_sha, pr.head_sha)
+    return [
+        {
+            "filename": f.path,
+            "previous_filename": f.old_path if f.status in ("renamed", "copied") else None,
+            "status": f.status,
+            "additions": f.additions,
+            "deletions": f.deletions,
+            "changes": f.changes,
+            "binary": f.binary,
+            "html_url": f"{pr.web_url}/files#{f.path}",
+        }
+        for f in page_of(files, response, page, limit)
+    ]
+
+
+def _person(signature: git.Signature) -> dict:
+    return {"name": signature.name, "email": signature.email, "date": signature.when}
+
+
+@router.get(
+    "/repos/{owner}/{repo}/pulls/{index}/commits",
+    response=list[CommitOut],
+    summary="List a pull request's commits, oldest first",
+)
+def list_pull_request_commits(
+    request: HttpRequest,
+    response: HttpResponse,
+    owner: str,
+    repo: str,
+    index: int,
+    page: int = Query(1, ge=1),
+    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+):
+    repository = get_repo(request, owner, repo)
+    pr = get_pull(repository, index)
+    commits = git.commits_between(repository.path, pr.merge_base_sha, pr.head_sha, limit=MAX_COMMITS)
+    return [
+        {
+            "sha": c.sha,
+            "html_url": f"{repository.web_url}/commit/{c.sha}",
+            "commit": {"message": c.message, "author": _person(c.author), "committer": _person(c.committer)},
+            "parents": [{"sha": p} for p in c.parents],
+        }
+        for c in page_of(commits, response, page, limit)
+    ]
+
+
+# Merging.
+
+
+def _merge_message(payload: MergeIn) -> str:
+    return "\n\n".join(part.strip() for part in (payload.MergeTitleField, payload.MergeMessageField) if part.strip())
+
+
+@router.post(
+    "/repos/{owner}/{repo}/pulls/{index}/merge",
+    response=PullRequestDetailOut,
+    summary="Merge a pull request",
+    description=(
+        "`head_commit_id` is required: the head you reviewed, so that nothing pushed since merges unseen (409 if it"
+        " moved). 405 with the reason when the rules, checks or conflicts refuse the merge."
+    ),
+)
+def merge_pull_request(request: HttpRequest, owner: str, repo: str, index: int, payload: MergeIn):
+    pr = get_pull(get_repo_to_change(request, owner, repo, Role.WRITE), index)
+    actor = current_user(request)
+    if not payload.head_commit_id:
+        raise HttpError(422, "head_commit_id is required: send the head commit you reviewed.")
+    try:
+        services.merge_pull_request(
+            pr,
+            actor=actor,
+            strategy=payload.Do,
+            head_sha=payload.head_commit_id,
+            message=_merge_message(payload),
+            delete_branch=payload.delete_branch_after_merge,
+        )
+    except services.StaleHead as exc:
+        raise HttpError(409, str(exc)) from None
+    except services.MergeRefused as exc:
+        raise HttpError(405, str(exc)) from None
+    except ValidationError as exc:
+        raise HttpError(422, " ".join(exc.messages)) from None
+    return _pull_detail(pr, actor)
+
+
+@router.get(
+    "/repos/{owner}/{repo}/pulls/{index}/merge",
+    response={204: None},
+    summary="Whether a pull request is merged: 204 if it is, 404 if not",
+)
+def is_pull_request_merged(request: HttpRequest, owner: str, repo: str, index: int):
+    pr = get_pull(get_repo(request, owner, repo), index)
+    if not pr.is_merged:
+        raise Http404("The pull request is not merged.")
+    return Status(204, None)

@@ -1,0 +1,274 @@
+"""Request and response bodies of the reviews API: Gitea's field names, and ours where Gitea has none."""
+
+from datetime import datetime
+from typing import Literal
+
+from ninja import Schema
+
+from portal.api import UserOut
+
+StatusState = Literal["pending", "success", "failure", "error"]
+ReviewEvent = Literal["APPROVE", "REQUEST_CHANGES", "COMMENT"]
+Side = Literal["LEFT", "RIGHT"]
+
+
+class TeamOut(Schema):
+    id: int
+    name: str
+    description: str
+
+
+class BranchInfo(Schema):
+    label: str
+    ref: str
+    sha: str
+    repo_id: int
+
+
+class PullRequestOut(Schema):
+    id: int
+    url: str
+    number: int
+    user: UserOut
+    title: str
+    body: str
+    state: Literal["open", "closed"]
+    draft: bool
+    html_url: str
+    mergeable: bool
+    merged: bool
+    merged_at: datetime | None
+    merged_by: UserOut | None
+    merge_commit_sha: str | None
+    merge_style: str | None
+    base: BranchInfo
+    head: BranchInfo
+    merge_base: str
+    requested_reviewers: list[UserOut]
+    requested_reviewers_teams: list[TeamOut]
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+
+
+class PullRequestDetailOut(PullRequestOut):
+    merge_blocker: str | None
+
+
+class PullRequestCreateIn(Schema):
+    title: str
+    head: str
+    base: str
+    body: str = ""
+    draft: bool = False
+    reviewers: list[str] = []
+    team_reviewers: list[str] = []
+
+
+class PullRequestEditIn(Schema):
+    title: str | None = None
+    body: str | None = None
+    base: str | None = None
+    draft: bool | None = None
+    state: Literal["open", "closed"] | None = None
+
+
+class ChangedFileOut(Schema):
+    filename: str
+    previous_filename: str | None
+    status: str
+    additions: int
+    deletions: int
+    changes: int
+    binary: bool
+    html_url: str
+
+
+class CommitPerson(Schema):
+    name: str
+    email: str
+    date: datetime
+
+
+class CommitDetail(Schema):
+    message: str
+    author: CommitPerson
+    committer: CommitPerson
+
+
+class CommitParent(Schema):
+    sha: str
+
+
+class CommitOut(Schema):
+    sha: str
+    html_url: str
+    commit: CommitDetail
+    parents: list[CommitParent]
+
+
+class ReviewOut(Schema):
+    id: int
+    user: UserOut
+    state: Literal["APPROVED", "REQUEST_CHANGES", "COMMENT", "PENDING"]
+    body: str
+    commit_id: str
+    stale: bool
+    dismissed: bool
+    dismissed_reason: str
+    comments_count: int
+    submitted_at: datetime | None
+    updated_at: datetime
+    html_url: str
+    pull_request_url: str
+
+
+class ReviewCommentIn(Schema):
+    path: str
+    body: str
+    line: int | None = None
+    side: Side = "RIGHT"
+    start_line: int | None = None
+    # Gitea's way to say the same: the line on the new side, or on the old one.
+    new_position: int | None = None
+    old_position: int | None = None
+
+
+class ReviewIn(Schema):
+    event: ReviewEvent
+    body: str = ""
+    commit_id: str | None = None
+    comments: list[ReviewCommentIn] = []
+
+
+class ReviewCommentOut(Schema):
+    id: int
+    body: str
+    user: UserOut
+    resolver: UserOut | None
+    pull_request_review_id: int | None
+    in_reply_to: int | None
+    path: str
+    side: str
+    line: int | None
+    start_line: int | None
+    original_line: int | None
+    original_start_line: int | None
+    position: int
+    original_position: int
+    commit_id: str
+    original_commit_id: str
+    outdated: bool
+    resolved: bool
+    created_at: datetime
+    updated_at: datetime
+    html_url: str
+    pull_request_url: str
+
+
+class MergeIn(Schema):
+    Do: Literal["merge", "squash", "rebase", "fast-forward-only"]
+    head_commit_id: str | None = None
+    MergeTitleField: str = ""
+    MergeMessageField: str = ""
+    delete_branch_after_merge: bool | None = None
+
+
+class StatusIn(Schema):
+    state: StatusState
+    context: str = "default"
+    target_url: str = ""
+    description: str = ""
+
+
+class StatusOut(Schema):
+    id: int
+    state: StatusState
+    context: str
+    target_url: str
+    description: str
+    url: str
+    creator: UserOut | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CombinedStatusOut(Schema):
+    state: StatusState
+    sha: str
+    total_count: int
+    statuses: list[StatusOut]
+    commit_url: str
+    url: str
+
+
+class BranchProtectionIn(Schema):
+    """Gitea's fields plus ours; on PATCH, what is left out stays as it was."""
+
+    rule_name: str | None = None
+    branch_name: str | None = None
+    enable_push: bool | None = None
+    require_pull_request: bool | None = None
+    enable_push_whitelist: bool | None = None
+    push_whitelist_usernames: list[str] | None = None
+    push_whitelist_teams: list[str] | None = None
+    enable_merge_whitelist: bool | None = None
+    merge_whitelist_usernames: list[str] | None = None
+    merge_whitelist_teams: list[str] | None = None
+    enable_status_check: bool | None = None
+    status_check_contexts: list[str] | None = None
+    block_on_outdated_branch: bool | None = None
+    block_force_push: bool | None = None
+    block_deletion: bool | None = None
+
+
+class BranchProtectionOut(Schema):
+    rule_name: str
+    branch_name: str
+    enable_push: bool
+    require_pull_request: bool
+    enable_push_whitelist: bool
+    push_whitelist_usernames: list[str]
+    push_whitelist_teams: list[str]
+    enable_merge_whitelist: bool
+    merge_whitelist_usernames: list[str]
+    merge_whitelist_teams: list[str]
+    enable_status_check: bool
+    status_check_contexts: list[str]
+    block_on_outdated_branch: bool
+    block_force_push: bool
+    block_deletion: bool
+    created_at: datetime
+
+
+class ApprovalRuleIn(Schema):
+    """On PATCH, what is left out stays as it was."""
+
+    name: str | None = None
+    branch_pattern: str | None = None
+    required_approvals: int | None = None
+    users: list[str] | None = None
+    teams: list[str] | None = None
+    exclude_committers: bool | None = None
+    dismissal: Literal["new_code", "always"] | None = None
+
+
+class ApprovalRuleTemplateIn(ApprovalRuleIn):
+    repository_pattern: str | None = None
+
+
+class ApprovalRuleOut(Schema):
+    id: int
+    name: str
+    branch_pattern: str
+    required_approvals: int
+    users: list[str]
+    teams: list[str]
+    exclude_committers: bool
+    dismissal: str
+    created_at: datetime
+
+
+class ApprovalRuleTemplateOut(ApprovalRuleOut):
+    organization: str
+    repository_pattern: str

@@ -1,0 +1,139 @@
+"""Commit status endpoints: checks report their state on a commit, and anyone who reads the repository sees it."""
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import Query, Status
+
+from portal.api import MAX_PAGE_SIZE, api_url, current_user, user_out
+from portal.models import User
+from repos import git
+from repos.models import Repository, Role
+from reviews import services
+from reviews.api.lookups import get_repo, get_repo_to_change, page_of
+from reviews.api.router import router
+from reviews.api.schemas import CombinedStatusOut, StatusIn, StatusOut
+from reviews.models import CommitStatus
+
+
+def status_out(status: CommitStatus, viewer: User) -> dict:
+    return {
+        "id": status.pk,
+        "state": status.state,
+        "context": status.context,
+        "target_url": status.target_url,
+        "description": status.description,
+        "url": api_url(f"/repos/{status.repository.full_name}/statuses/{status.sha}"),
+        "creator": user_out(status.creator, viewer) if status.creator_id else None,
+        "created_at": status.created,
+        "updated_at": status.updated,
+    }
+
+
+def _commit_sha(repository: Repository, ref: str, *, sha_only: bool = False) -> str:
+    """The full sha a ref (or a sha, or a prefix of one) names; 404 when it names no commit."""
+    try:
+        found = git.resolve_commit(repository.path, ref)
+    except git.GitError:
+        raise Http404(f"No commit {ref!r} in {repository.full_name}.") from None
+    if sha_only and found.kind != "commit":
+        raise Http404(f"{ref!r} is not a commit id.")
+    return found.sha
+
+
+def _statuses(repository: Repository, sha: str):
+    return CommitStatus.objects.filter(repository=repository, sha=sha).select_related("repository__owner", "creator")
+
+
+@router.post(
+    "/repos/{owner}/{repo}/statuses/{sha}",
+    response={201: StatusOut},
+    tags=["commit status"],
+    summary="Report a check's state on a commit",
+    description="The latest report per `context` replaces the earlier one.",
+)
+def create_commit_status(request: HttpRequest, owner: str, repo: str, sha: str, payload: StatusIn):
+    repository = get_repo_to_change(request, owner, repo, Role.WRITE)
+    actor = current_user(request)
+    status = services.set_commit_status(
+        repository,
+        actor=actor,
+        sha=_commit_sha(repository, sha, sha_only=True),
+        state=payload.state,
+        context=payload.context,
+        target_url=payload.target_url,
+        description=payload.description,
+    )
+    return Status(201, status_out(status, actor))
+
+
+def _list_statuses(request: HttpRequest, response: HttpResponse, owner: str, repo: str, ref: str, page, limit):
+    repository = get_repo(request, owner, repo)
+    statuses = list(_statuses(repository, _commit_sha(repository, ref)))
+    viewer = current_user(request)
+    return [status_out(s, viewer) for s in page_of(statuses, response, page, limit)]
+
+
+@router.get(
+    "/repos/{owner}/{repo}/statuses/{sha}",
+    response=list[StatusOut],
+    tags=["commit status"],
+    summary="List a commit's statuses",
+)
+def list_commit_statuses(
+    request: HttpRequest,
+    response: HttpResponse,
+    owner: str,
+    repo: str,
+    sha: str,
+    page: int = Query(1, ge=1),
+    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+):
+    return _list_statuses(request, response, owner, repo, sha, page, limit)
+
+
+@router.get(
+    "/repos/{owner}/{repo}/commits/{path:ref}/statuses",
+    response=list[StatusOut],
+    tags=["commit status"],
+    summary="List the statuses of a branch, tag or commit",
+)
+def list_ref_statuses(
+    request: HttpRequest,
+    response: HttpResponse,
+    owner: str,
+    repo: str,
+    ref: str,
+    page: int = Query(1, ge=1),
+    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+):
+    return _list_statuses(request, response, owner, repo, ref, page, limit)
+
+
+def combined_state(statuses: list[CommitStatus]) -> str:
+    """failure if any check failed or errored, pending while any is pending or none reported, else success."""
+    states = {s.state for s in statuses}
+    if states & {CommitStatus.State.FAILURE, CommitStatus.State.ERROR}:
+        return CommitStatus.State.FAILURE
+    if not states or CommitStatus.State.PENDING in states:
+        return CommitStatus.State.PENDING
+    return CommitStatus.State.SUCCESS
+
+
+@router.get(
+    "/repos/{owner}/{repo}/commits/{path:ref}/status",
+    response=CombinedStatusOut,
+    tags=["commit status"],
+    summary="Get the combined status of a branch, tag or commit",
+)
+def get_combined_status(request: HttpRequest, owner: str, repo: str, ref: str):
+    repository = get_repo(request, owner, repo)
+    sha = _commit_sha(repository, ref)
+    statuses = list(_statuses(repository, sha))
+    viewer = current_user(request)
+    return {
+        "state": combined_state(statuses),
+        "sha": sha,
+        "total_count": len(statuses),
+        "statuses": [status_out(s, viewer) for s in statuses],
+        "commit_url": api_url(f"/repos/{repository.full_name}/git/commits/{sha}"),
+        "url": api_url(f"/repos/{repository.full_name}/commits/{sha}/status"),
+    }

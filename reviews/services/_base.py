@@ -1,0 +1,66 @@
+"""What every service of pull requests shares: the errors, the role checks, the record of events."""
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
+
+from portal.models import User
+from repos import git
+from repos.access import check_role, role_for
+from repos.models import Repository, Role
+from reviews.models import Event, Notification, PullRequest
+
+Kind = Notification.Kind
+
+
+class MergeRefused(Exception):
+    """The merge did not happen; the message says why, in words fit for the page."""
+
+
+class StaleHead(MergeRefused):
+    """The head the user saw is not the head now."""
+
+
+def require_role(actor: User | None, repo: Repository, need: Role) -> None:
+    check_role(role_for(actor, repo), need)
+
+
+def require_author_or(actor: User, pr: PullRequest, need: Role = Role.WRITE) -> None:
+    require_role(actor, pr.repository, Role.READ)
+    if actor.pk != pr.author_id and role_for(actor, pr.repository) < need:
+        raise PermissionDenied("Only the author or someone with write access can do that.")
+
+
+def record_event(pr: PullRequest, kind: str, actor: User | None, **data) -> Event:
+    return Event.objects.create(pull_request=pr, actor=actor, kind=kind, data=data)
+
+
+def touch(pr: PullRequest, **fields) -> None:
+    fields["updated"] = timezone.now()
+    PullRequest.objects.filter(pk=pr.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(pr, name, value)
+
+
+def existing_branch_sha(repo: Repository, branch: str) -> str:
+    try:
+        return git.branch_sha(repo.path, branch)
+    except git.RefNotFound:
+        raise ValidationError(f"There is no branch {branch!r} in {repo.full_name}.") from None
+
+
+def person_of(user: User) -> "git.Person":
+    return git.Person(name=user.display_name, email=user.email or f"{user.username}@users.noreply")
+
+
+def transition(pr: PullRequest, new: str, **fields) -> None:
+    """Move the state, failing if another process changed it first."""
+    if new not in PullRequest.TRANSITIONS[pr.state]:
+        raise ValidationError(f"A {pr.state} pull request cannot become {new}.")
+    now = timezone.now()
+    # Nothing updated: another request got there first (merged or closed it meanwhile).
+    if not PullRequest.objects.filter(pk=pr.pk, state=pr.state).update(state=new, updated=now, **fields):
+        raise ValidationError("The pull request changed meanwhile; reload it.", code="conflict")
+    pr.state = new
+    pr.updated = now
+    for name, value in fields.items():
+        setattr(pr, name, value)
