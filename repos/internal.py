@@ -17,6 +17,7 @@ from repos import services
 from repos.access import Principal
 from repos.models import PushSession, Repository
 from repos.services import RefUpdate
+from reviews import services as reviews
 
 _SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
@@ -101,8 +102,6 @@ def _principal(session: PushSession) -> Principal:
 
 def _pull_request_hints(repo: Repository, session: PushSession, updates: list[RefUpdate]) -> list[str]:
     """Follow the pushed branches' pull requests, and print where to see them or to open one."""
-    from reviews import services as reviews
-
     lines: list[str] = []
     for update in updates:
         if not update.ref.startswith("refs/heads/"):

@@ -312,6 +312,7 @@ def push_blocker(principal: Principal, repo: Repository, updates: list[RefUpdate
         if principal.deploy_key is not None and principal.deploy_key.repository_id == repo.pk:
             return f"refusing the push: {principal.name} is read-only"
         return f"refusing the push: {principal.name} has no write access to {repo.full_name}"
+    # Branch protection is configured with pull requests; reviews builds on this module, so it is imported here.
     from reviews.rules import protection_blocker
 
     reasons = [

@@ -51,7 +51,7 @@ def diff_url(pr: PullRequest, old: str, new: str, options: code.DiffOptions) -> 
 
 
 def _diff(pr: PullRequest, old: str, new: str, options: code.DiffOptions) -> code.DiffPage:
-    """The first view of a diff of the pull request, cached by its shas (the conversation warms the files page)."""
+    """The first view of a diff of the pull request, cached by its shas."""
     page_url = diff_url(pr, old, new, options)
     return code.diff_page(pr.repository.path, old, new, options, prefix=repo_prefix(pr.repository), page_url=page_url)
 
@@ -74,7 +74,7 @@ def pull_context(request: HttpRequest, pr: PullRequest, page: str) -> dict:
         "pr": pr,
         "page": page,
         "commit_count": commit_count,
-        "file_count": code.diff_totals(repo.path, pr.merge_base_sha, pr.head_sha)[0],
+        "file_count": code.changed_file_count(repo.path, pr.merge_base_sha, pr.head_sha),
         "can": {
             "comment": user.is_authenticated,
             "edit": is_author or role >= Role.WRITE,
