@@ -345,7 +345,7 @@ def diff_page(path: Path, old: str, new: str, options: DiffOptions, *, prefix: s
     )
 
 
-def _diff_files(path: Path, old: str, new: str, ignore_whitespace: bool) -> list[git.FileDiff]:
+def diff_files(path: Path, old: str, new: str, ignore_whitespace: bool) -> list[git.FileDiff]:
     """Every file of a diff with its counts but no hunks: the list that the page and its later batches share."""
     return cached(
         ("diff-files", old, new, ignore_whitespace),
@@ -366,7 +366,7 @@ def _fill(path: Path, files: list[git.FileDiff], indexes: list[int], options: Di
 
 
 def _diff_page(path: Path, old: str, new: str, options: DiffOptions, prefix: str, page_url: str) -> DiffPage:
-    files = list(_diff_files(path, old, new, options.ignore_whitespace))
+    files = list(diff_files(path, old, new, options.ignore_whitespace))
     lines, first = 0, []
     for index, file in enumerate(files[:DIFF_FIRST_FILES]):
         if lines >= DIFF_FIRST_LINES or file.changes > DIFF_HUGE_FILE:
@@ -410,7 +410,7 @@ def diff_fragment(
     """Files of a diff rendered in full, for the lazy loader (a batch) or the "Load diff" button (one huge file)."""
 
     def compute() -> str:
-        files = list(_diff_files(path, old, new, options.ignore_whitespace))
+        files = list(diff_files(path, old, new, options.ignore_whitespace))
         wanted = [i for i in indexes if i < len(files)]
         _fill(path, files, [i for i in wanted if expand or files[i].changes <= DIFF_HUGE_FILE], options)
         return "".join(file_html(files[i], i, options, prefix=prefix, ref=new, page_url=page_url) for i in wanted)

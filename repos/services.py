@@ -1,15 +1,13 @@
 """Every state change of repositories: create, settings, grants, deletion, pushes."""
 
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-import django_rq
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from portal import audit
+from portal import audit, jobs
 from portal.models import Team, User
 from portal.validators import validate_repo_name
 from repos import git
@@ -266,7 +264,6 @@ def edit_repository(
 
 # Pushes: the decision pre-receive asks for, and the record post-receive writes.
 
-log = logging.getLogger(__name__)
 # A push session lives as long as one push; older ones were abandoned (a refused or broken push).
 PUSH_SESSION_MAX_AGE = timedelta(days=1)
 PUSHABLE_PREFIXES = ("refs/heads/", "refs/tags/")
@@ -324,14 +321,6 @@ def push_blocker(principal: Principal, repo: Repository, updates: list[RefUpdate
     return "\n".join(reasons) or None
 
 
-def _enqueue_post_receive(push_ids: list[int]) -> None:
-    """Hand the recorded pushes to the worker; a queue outage must not fail a push git already accepted."""
-    try:
-        django_rq.get_queue("default").enqueue("repos.jobs.run_post_receive", push_ids)
-    except Exception:
-        log.exception("could not enqueue post-receive work for pushes %s", push_ids)
-
-
 @transaction.atomic
 def record_push(
     repo: Repository,
@@ -374,5 +363,5 @@ def record_push(
     # Sessions of refused or broken pushes are never retired by their own post-receive.
     PushSession.objects.filter(created__lt=now - PUSH_SESSION_MAX_AGE).delete()
     push_ids = [push.pk for push in pushes]
-    transaction.on_commit(lambda: _enqueue_post_receive(push_ids))
+    jobs.enqueue_after_commit("post-receive work for pushes", "repos.jobs.run_post_receive", push_ids)
     return pushes

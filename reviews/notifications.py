@@ -1,9 +1,7 @@
 """Notifications about pull requests: who hears of what, in the portal and by email."""
 
-import logging
 from collections.abc import Iterable
 
-import django_rq
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
@@ -12,12 +10,11 @@ from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
+from portal import jobs
 from portal.models import User
 from repos.access import role_for, visible_repositories
 from repos.models import Role
 from reviews.models import Notification, NotificationPreference, PullRequest
-
-log = logging.getLogger(__name__)
 
 # How an email subject ends for each kind: "[alice/project] #3 Fix the parser: review requested".
 SUBJECT_ENDINGS = {
@@ -38,14 +35,6 @@ def preferences_for(user: User) -> NotificationPreference:
 
 def _may_hear_of(user: User, pull_request: PullRequest) -> bool:
     return user.is_active and not user.is_organization and role_for(user, pull_request.repository) >= Role.READ
-
-
-def _enqueue_emails(notification_ids: list[int]) -> None:
-    """Hand the rows to the worker; a queue outage must not fail the action that caused them."""
-    try:
-        django_rq.get_queue("default").enqueue("reviews.jobs.send_notification_emails", notification_ids)
-    except Exception:
-        log.exception("could not enqueue notification emails %s", notification_ids)
 
 
 @transaction.atomic
@@ -89,7 +78,7 @@ def notify(
     Notification.objects.bulk_create(rows)
     ids = [row.pk for row in emailed]
     if ids:
-        transaction.on_commit(lambda: _enqueue_emails(ids))
+        jobs.enqueue_after_commit("notification emails", "reviews.jobs.send_notification_emails", ids)
     return rows
 
 

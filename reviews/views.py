@@ -19,10 +19,11 @@ from django.views.decorators.http import require_POST
 
 from portal.models import User
 from repos import code, git
-from repos.access import check_role, get_repo_for_user, role_for, visible_repositories
+from repos.access import get_repo_for_user, visible_repositories
 from repos.browse_views import _fragment_range
 from repos.models import Repository, Role
 from reviews import forms, pages, services
+from reviews.access import get_pull_for_user
 from reviews.models import (
     Comment,
     MergeStrategy,
@@ -41,20 +42,6 @@ COMMENT_MISTAKES = (ValidationError, services.MergeRefused)
 STATES = ("open", "merged", "closed", "all")
 # The query of the files page that a comment posted there returns to.
 _FILES_QUERY = ("rev", "from", "to", "view", "w")
-
-
-def get_pull_for_user(
-    user: User | None, owner: str, name: str, number: int, *, need: int = Role.READ, or_author: bool = False
-) -> PullRequest:
-    """A pull request of owner/name: 404 when the repository is hidden from the user, PermissionDenied when they
-    lack the role need (which its author, with or_author, does not need)."""
-    repo = get_repo_for_user(user, owner, name)
-    pulls = PullRequest.objects.select_related("author", "merged_by", "override_by")
-    pr = get_object_or_404(pulls, repository=repo, number=number)
-    pr.repository = repo
-    if need > Role.READ and not (or_author and user.pk == pr.author_id):
-        check_role(role_for(user, repo), need)
-    return pr
 
 
 # Lists.

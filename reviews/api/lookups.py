@@ -1,13 +1,12 @@
 """Access checks and lookups shared by the reviews API's endpoints."""
 
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 
 from portal.api import principal, require_token_scope
 from portal.models import Team, User
 from repos.access import get_repo_for_principal
 from repos.models import Repository, Role
-from reviews.models import PullRequest
 
 
 def get_repo(request: HttpRequest, owner: str, repo: str, need: int = Role.READ) -> Repository:
@@ -18,17 +17,6 @@ def get_repo_to_change(request: HttpRequest, owner: str, repo: str, need: int = 
     """The repository for a call that writes: the token must carry write:repo whatever the role needs."""
     require_token_scope(request, "write:repo")
     return get_repo(request, owner, repo, need)
-
-
-def get_pull(repository: Repository, index: int) -> PullRequest:
-    pr = (
-        PullRequest.objects.filter(repository=repository, number=index)
-        .select_related("repository__owner", "author", "merged_by")
-        .first()
-    )
-    if pr is None:
-        raise Http404("Pull request not found")
-    return pr
 
 
 def find_people(usernames: list[str]) -> list[User]:

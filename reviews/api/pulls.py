@@ -11,10 +11,11 @@ from ninja.errors import HttpError
 
 from portal.api import MAX_PAGE_SIZE, api_url, current_user, paginate, user_out
 from portal.models import User
-from repos import git
+from repos import code, git
 from repos.models import Repository, Role
 from reviews import rules, services
-from reviews.api.lookups import find_people, find_teams, get_pull, get_repo, get_repo_to_change, page_of
+from reviews.access import get_pull
+from reviews.api.lookups import find_people, find_teams, get_repo, get_repo_to_change, page_of
 from reviews.api.router import router
 from reviews.api.schemas import (
     ChangedFileOut,
@@ -190,7 +191,7 @@ def list_pull_request_files(
 ):
     repository = get_repo(request, owner, repo)
     pr = get_pull(repository, index)
-    files = git.diff(repository.path, pr.merge_base_sha, pr.head_sha)
+    files = code.diff_files(repository.path, pr.merge_base_sha, pr.head_sha, False)
     return [
         {
             "filename": f.path,

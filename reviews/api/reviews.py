@@ -8,7 +8,8 @@ from ninja import Query
 from portal.api import MAX_PAGE_SIZE, current_user, user_out
 from portal.models import User
 from reviews import services
-from reviews.api.lookups import get_pull, get_repo, get_repo_to_change, page_of
+from reviews.access import get_pull
+from reviews.api.lookups import get_repo, get_repo_to_change, page_of
 from reviews.api.router import router
 from reviews.api.schemas import ReviewCommentIn, ReviewCommentOut, ReviewIn, ReviewOut
 from reviews.models import Comment, PullRequest, Review

@@ -1,12 +1,13 @@
 """What every service of pull requests shares: the errors, the role checks, the record of events."""
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from portal.models import User
 from repos import git
 from repos.access import check_role, role_for
 from repos.models import Repository, Role
+from reviews.access import check_pull_role
 from reviews.models import Event, Notification, PullRequest
 
 Kind = Notification.Kind
@@ -25,9 +26,7 @@ def require_role(actor: User | None, repo: Repository, need: Role) -> None:
 
 
 def require_author_or(actor: User, pr: PullRequest, need: Role = Role.WRITE) -> None:
-    require_role(actor, pr.repository, Role.READ)
-    if actor.pk != pr.author_id and role_for(actor, pr.repository) < need:
-        raise PermissionDenied("Only the author or someone with write access can do that.")
+    check_pull_role(actor, pr, need, or_author=True)
 
 
 def record_event(pr: PullRequest, kind: str, actor: User | None, **data) -> Event:
