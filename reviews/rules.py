@@ -27,16 +27,19 @@ def protections_for(repo: Repository, branch: str) -> list[BranchProtection]:
     )
 
 
+def applies_to(rule: ApprovalRule, repo: Repository) -> bool:
+    """Whether a rule is the repository's own, or a template of its organization whose name pattern matches it."""
+    if rule.repository_id is not None:
+        return rule.repository_id == repo.pk
+    return rule.organization_id == repo.owner_id and fnmatchcase(repo.name.lower(), rule.repository_pattern.lower())
+
+
 def approval_rules_for(repo: Repository, branch: str) -> list[ApprovalRule]:
     """The repository's own rules and its organization's templates that apply to a base branch."""
     rules = ApprovalRule.objects.filter(Q(repository=repo) | Q(organization_id=repo.owner_id)).prefetch_related(
         "users", "teams__members"
     )
-    return [
-        rule
-        for rule in rules.matching(branch)
-        if rule.repository_id is not None or fnmatchcase(repo.name.lower(), rule.repository_pattern.lower())
-    ]
+    return [rule for rule in rules.matching(branch) if applies_to(rule, repo)]
 
 
 def _in_lists(user: User, users, teams) -> bool:

@@ -2,8 +2,6 @@
 
 HTTP only: the services in reviews/services.py decide and validate."""
 
-from fnmatch import fnmatchcase
-
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, QueryDict
@@ -132,9 +130,7 @@ def _render_rules(
         "rule": rule,
         "rules": [(r, _describe_rule(r)) for r in own],
         "is_org_owner": is_org_owner(request.user, repo.owner),
-        "templates": [
-            (t, _describe_rule(t)) for t in templates if fnmatchcase(repo.name.lower(), t.repository_pattern.lower())
-        ],
+        "templates": [(t, _describe_rule(t)) for t in templates if rules.applies_to(t, repo)],
     }
     return render(request, "reviews/settings_rules.html", context, status=400 if form.errors else 200)
 

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from repos.tests.api_client import as_alice, as_bob, as_carol, as_mallory  # noqa: F401 (fixtures)
 from repos.tests.worktree import work  # noqa: F401 (a fixture)
 
 

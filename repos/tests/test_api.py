@@ -1,57 +1,18 @@
-import json
 import subprocess
 
 import asyncssh
 import pytest
-from django.test import Client
 
 from portal import services as accounts
 from portal.models import AuditEvent, SshKey
 from repos import git
 from repos import services as repo_services
 from repos.models import Collaborator, Repository, Role, Visibility
-
-API = "/api/v1"
-REPO_SCOPES = ("api", "read:repo", "write:repo")
-
-
-def token_for(user, scopes=REPO_SCOPES) -> dict:
-    _, raw = accounts.create_access_token(user, actor=user, name="cli", scopes=list(scopes), expires_at=None)
-    return {"HTTP_AUTHORIZATION": f"token {raw}"}
-
-
-def send(client: Client, method: str, path: str, body=None, **headers):
-    data = json.dumps(body) if body is not None else None
-    return getattr(client, method.lower())(API + path, data=data, content_type="application/json", **headers)
+from repos.tests.api_client import API, send, token_for
 
 
 def new_public_key() -> str:
     return asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
-
-
-@pytest.fixture
-def client():
-    return Client()
-
-
-@pytest.fixture
-def as_alice(alice):
-    return token_for(alice)
-
-
-@pytest.fixture
-def as_bob(bob):
-    return token_for(bob)
-
-
-@pytest.fixture
-def as_carol(carol):
-    return token_for(carol)
-
-
-@pytest.fixture
-def as_mallory(mallory):
-    return token_for(mallory)
 
 
 # Creating and listing.

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from repos import git
+from repos.tests.api_client import as_alice, as_bob, as_carol, as_mallory  # noqa: F401 (fixtures)
 from repos.tests.conftest import git_env, server  # noqa: F401 (fixtures)
 from repos.tests.test_http import clone, repo_url, run_git, token_for
 

@@ -1,63 +1,23 @@
 """The pull request API: real branches and commits on disk, real tokens, the base branch read back after merges."""
 
-import json
-
 import pytest
-from django.test import Client
 
 from portal import services as accounts
 from portal.models import AuditEvent
 from repos import git
 from repos import services as repo_services
+from repos.tests.api_client import API, send, token_for
 from reviews import services
 from reviews.models import ApprovalRule, BranchProtection, Comment, CommitStatus, PullRequest, Review
 
-API = "/api/v1"
-REPO_SCOPES = ("api", "read:repo", "write:repo")
 PROJECT = "/repos/alice/project"
 NOTES = b"one\ntwo\nthree\nfour\n"
-
-
-def token_for(user, scopes=REPO_SCOPES) -> dict:
-    name = " ".join(scopes)
-    _, raw = accounts.create_access_token(user, actor=user, name=name, scopes=list(scopes), expires_at=None)
-    return {"HTTP_AUTHORIZATION": f"token {raw}"}
-
-
-def send(client: Client, method: str, path: str, body=None, **headers):
-    data = json.dumps(body) if body is not None else None
-    return getattr(client, method.lower())(API + path, data=data, content_type="application/json", **headers)
 
 
 def start_branch(repo, name: str, files: dict[str, bytes], message: str = "Add notes") -> str:
     """A branch off main with one commit (by bob) writing files; returns its head."""
     git.update_ref(repo.path, f"refs/heads/{name}", git.branch_sha(repo.path, "main"), git.ZERO_SHA)
     return git.commit_files(repo.path, name, files, message, name="Bob", email="bob@example.com")
-
-
-@pytest.fixture
-def client():
-    return Client()
-
-
-@pytest.fixture
-def as_alice(alice):
-    return token_for(alice)
-
-
-@pytest.fixture
-def as_bob(bob):
-    return token_for(bob)
-
-
-@pytest.fixture
-def as_carol(carol):
-    return token_for(carol)
-
-
-@pytest.fixture
-def as_mallory(mallory):
-    return token_for(mallory)
 
 
 @pytest.fixture
