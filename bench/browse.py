@@ -86,7 +86,7 @@ print(json.dumps({{
 MAINTAIN = """
 from repos import git, jobs
 from repos.models import Repository
-repo = Repository.objects.get(owner__username='bench', name='git')
+repo = Repository.objects.get(owner__username='{owner}', name='{repo}')
 git.set_default_branch(repo.path, '{ref}')
 jobs.run_repository_maintenance(repo.pk)
 """
@@ -462,7 +462,7 @@ def set_up_repository(tmp: Path, source: Path) -> tuple[Path, dict]:
     shutil.rmtree(path)
     staging.rename(path)
     started = time.perf_counter()
-    django(env, MAINTAIN.format(ref=REF))
+    django(env, MAINTAIN.format(owner="bench", repo="git", ref=REF))
     print(f"maintenance (repack, commit-graph): {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return path, portal
 

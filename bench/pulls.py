@@ -59,7 +59,18 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from bench.browse import CLOCK_TICKS, django, git, machine, ms, start, table, tree_cpu_seconds, wait_until_idle
+from bench.browse import (
+    CLOCK_TICKS,
+    MAINTAIN,
+    django,
+    git,
+    machine,
+    ms,
+    start,
+    table,
+    tree_cpu_seconds,
+    wait_until_idle,
+)
 from bench.transport import PYTHON, ROOT, portal_environment
 
 OWNER, AUTHOR = "alice", "bob"
@@ -93,14 +104,6 @@ print(json.dumps({{
     'workers': settings.PORTAL_WEB_WORKERS,
     'threads': settings.PORTAL_WEB_THREADS,
 }}))
-"""
-
-MAINTAIN = """
-from repos import git, jobs
-from repos.models import Repository
-repo = Repository.objects.get(owner__username='{owner}', name='{repo}')
-git.set_default_branch(repo.path, 'master')
-jobs.run_repository_maintenance(repo.pk)
 """
 
 # The notifications' e-mails go to a queue that nothing serves yet: the services log that and carry on.
@@ -408,7 +411,7 @@ def set_up(tmp: Path, scenario: Scenario) -> tuple[dict, int]:
     git(path, "update-ref", f"refs/heads/{BASE[0]}", f"{BASE[1]}^{{commit}}")
     git(path, "update-ref", f"refs/heads/{HEAD[0]}", f"{HEAD[1]}^{{commit}}")
     started = time.perf_counter()
-    django(env, MAINTAIN.format(**names))
+    django(env, MAINTAIN.format(ref="master", **names))
     print(f"maintenance (repack, commit-graph): {time.perf_counter() - started:.0f} s", file=sys.stderr)
     started = time.perf_counter()
     code = PULL.format(base=BASE[0], head=HEAD[0], path=scenario.comment_path, line=scenario.comment_line, **names)
