@@ -17,14 +17,6 @@ EVENT_CHOICES = [
 ]
 
 
-class TextField(forms.CharField):
-    """Text from a textarea, whose line breaks browsers send as CRLF, with plain LF line breaks as git and Markdown
-    (and the suggestion blocks in comments) expect."""
-
-    def to_python(self, value):
-        return super().to_python(value).replace("\r\n", "\n").replace("\r", "\n")
-
-
 def _names(value: str) -> list[str]:
     return [name.lstrip("@") for name in _NAMES.split(value.strip()) if name.lstrip("@")]
 
@@ -63,7 +55,7 @@ class NewPullRequestForm(forms.Form):
     base = forms.ChoiceField()
     head = forms.ChoiceField()
     title = forms.CharField(max_length=255)
-    description = TextField(required=False, widget=forms.Textarea(attrs={"rows": 8}))
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 8}))
     draft = forms.BooleanField(required=False, label="Open as a draft")
     reviewers = forms.CharField(required=False, help_text="Usernames, separated by spaces or commas.")
     teams = forms.CharField(required=False, help_text="Team names of the organization.")
@@ -86,7 +78,7 @@ class EditForm(forms.Form):
     """Only the fields a form sends change: a title edit leaves the description alone."""
 
     title = forms.CharField(max_length=255, required=False)
-    description = TextField(required=False)
+    description = forms.CharField(required=False)
     base = forms.CharField(max_length=255, required=False)
     draft = forms.ChoiceField(choices=[("", ""), ("1", "draft"), ("0", "ready")], required=False)
 
@@ -124,7 +116,7 @@ class ReviewersForm(forms.Form):
 
 
 class CommentForm(forms.Form):
-    body = TextField()
+    body = forms.CharField()
     path = forms.CharField(required=False, max_length=4096, strip=False)
     side = forms.ChoiceField(choices=Comment.Side.choices, required=False)
     line = forms.IntegerField(required=False, min_value=1)
@@ -135,19 +127,19 @@ class CommentForm(forms.Form):
 
 
 class BodyForm(forms.Form):
-    body = TextField()
+    body = forms.CharField()
 
 
 class ReviewForm(forms.Form):
     event = forms.ChoiceField(choices=EVENT_CHOICES)
-    body = TextField(required=False)
+    body = forms.CharField(required=False)
     commit_sha = forms.RegexField(_SHA, required=False)
 
 
 class MergeForm(forms.Form):
     strategy = forms.ChoiceField(choices=MergeStrategy.choices)
     head_sha = forms.RegexField(_SHA)
-    message = TextField(required=False)
+    message = forms.CharField(required=False)
     delete_branch = forms.BooleanField(required=False)
 
 

@@ -26,7 +26,6 @@ from reviews import forms, pages, services
 from reviews.access import get_pull_for_user
 from reviews.models import (
     Comment,
-    MergeStrategy,
     PullRequest,
     Review,
     ReviewRequest,
@@ -425,7 +424,7 @@ def merge(request: HttpRequest, owner: str, name: str, number: int) -> HttpRespo
         actor=request.user,
         strategy=data["strategy"],
         head_sha=data["head_sha"],
-        message=_merge_message(pr, data["strategy"], data["message"]),
+        message=data["message"],
         delete_branch=data["delete_branch"],
     )
 
@@ -534,14 +533,3 @@ def _back(request: HttpRequest, pr: PullRequest, anchor: str = "") -> str:
         if kept:
             url += "?" + urlencode(kept)
     return f"{url}#{anchor}" if anchor else url
-
-
-def _merge_message(pr: PullRequest, strategy: str, message: str) -> str:
-    """The message typed, or "" (the service's default for the strategy) when it is another strategy's default.
-
-    Without the page's script the text area keeps the first strategy's default when another is chosen."""
-    text = message.strip()
-    for other in (MergeStrategy.MERGE, MergeStrategy.SQUASH):
-        if other != strategy and text and text == services.default_merge_message(pr, other).strip():
-            return ""
-    return message

@@ -63,3 +63,8 @@ def transition(pr: PullRequest, new: str, **fields) -> None:
     pr.updated = now
     for name, value in fields.items():
         setattr(pr, name, value)
+
+
+def plain_text(text: str) -> str:
+    """Text with git's and Markdown's line breaks: browsers send a textarea's as CRLF, and some clients CR alone."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -16,7 +16,16 @@ from repos.access import Principal, role_for
 from repos.models import Repository, Role
 from reviews import notifications, rules
 from reviews.models import Comment, PullRequest, Review, ReviewRequest
-from reviews.services._base import Kind, MergeRefused, existing_branch_sha, person_of, record_event, require_role, touch
+from reviews.services._base import (
+    Kind,
+    MergeRefused,
+    existing_branch_sha,
+    person_of,
+    plain_text,
+    record_event,
+    require_role,
+    touch,
+)
 from reviews.services.pulls import carry_thread, dismiss_reviews, record_branch_update
 
 _SUGGESTION_RE = re.compile(r"^```suggestion[ \t]*\r?\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
@@ -24,7 +33,7 @@ _SUGGESTION_RE = re.compile(r"^```suggestion[ \t]*\r?\n(.*?)^```[ \t]*$", re.DOT
 
 def suggestion_of(body: str) -> str | None:
     """The replacement text of the first suggestion block in a comment, without its final line break."""
-    match = _SUGGESTION_RE.search(body.replace("\r\n", "\n"))
+    match = _SUGGESTION_RE.search(plain_text(body))
     if match is None:
         return None
     return match.group(1).removesuffix("\n").removesuffix("\r")
@@ -97,7 +106,7 @@ def add_comment(
 ) -> Comment:
     """A general comment, an inline one on a line range, or a reply; pending ones wait for the author's review."""
     require_role(actor, pr.repository, Role.READ)
-    body = body.replace("\r\n", "\n")
+    body = plain_text(body)
     if not body.strip():
         raise ValidationError("A comment cannot be empty.")
     fields: dict = {}
@@ -150,7 +159,7 @@ def edit_comment(comment: Comment, *, actor: User, body: str) -> Comment:
     require_role(actor, comment.pull_request.repository, Role.READ)
     if comment.author_id != actor.pk:
         raise PermissionDenied("You can only edit your own comments.")
-    body = body.replace("\r\n", "\n")
+    body = plain_text(body)
     if not body.strip():
         raise ValidationError("A comment cannot be empty.")
     Comment.objects.filter(pk=comment.pk).update(body=body, edited=timezone.now())
@@ -224,6 +233,7 @@ def submit_review(
         verb = "approve" if state == Review.State.APPROVED else "request changes on"
         raise PermissionDenied(f"You cannot {verb} your own pull request.")
     head = _revision_head(pr, commit_sha)
+    body = plain_text(body)
     review = _pending_review(pr, actor)
     for item in comments:
         add_comment(

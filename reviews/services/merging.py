@@ -19,6 +19,7 @@ from reviews.services._base import (
     StaleHead,
     existing_branch_sha,
     person_of,
+    plain_text,
     record_event,
     require_role,
     transition,
@@ -36,6 +37,17 @@ def default_merge_message(pr: PullRequest, strategy: str) -> str:
         lines = "\n".join(f"* {summary}" for summary in summaries)
         return f"{pr.title} (#{pr.number})\n\n{lines}\n"
     return f"Merge pull request #{pr.number} from {pr.head_branch}\n\n{pr.title}\n"
+
+
+def _message_for(pr: PullRequest, strategy: str, message: str) -> str:
+    """The message given, or the strategy's default when none is, or when it is another strategy's default (a form
+    without its script keeps the first strategy's text when another one is chosen)."""
+    text = plain_text(message).strip()
+    default = default_merge_message(pr, strategy)
+    others = [default_merge_message(pr, other).strip() for other in (MergeStrategy.MERGE, MergeStrategy.SQUASH)]
+    if not text or (text in others and text != default.strip()):
+        return default
+    return text
 
 
 def _merged_commit(pr: PullRequest, strategy: str, base_sha: str, message: str, actor: User) -> str:
@@ -80,7 +92,7 @@ def merge_pull_request(
         raise MergeRefused(reason)
     base_ref = f"refs/heads/{pr.base_branch}"
     base_sha = existing_branch_sha(repo, pr.base_branch)
-    new_sha = _merged_commit(pr, strategy, base_sha, message.strip() or default_merge_message(pr, strategy), actor)
+    new_sha = _merged_commit(pr, strategy, base_sha, _message_for(pr, strategy, message), actor)
     with transaction.atomic():
         # The database claims the merge, then the ref moves only if the base is still where the merge was built
         # on: a push that raced in keeps its commit, and this merge fails instead of overwriting it.

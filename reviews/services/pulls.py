@@ -17,6 +17,7 @@ from reviews.models import ApprovalRule, Comment, PullRequest, Review, ReviewReq
 from reviews.services._base import (
     Kind,
     existing_branch_sha,
+    plain_text,
     record_event,
     require_author_or,
     require_role,
@@ -90,7 +91,7 @@ def open_pull_request(
         repository=repo,
         number=number,
         title=title[:255],
-        description=description,
+        description=plain_text(description),
         author=actor,
         base_branch=base,
         head_branch=head,
@@ -128,8 +129,8 @@ def update_pull_request(
             raise ValidationError("A pull request needs a title.")
         changes["title"] = title.strip()[:255]
         record_event(pr, "renamed", actor, old=pr.title, new=changes["title"])
-    if description is not None and description != pr.description:
-        changes["description"] = description
+    if description is not None and plain_text(description) != pr.description:
+        changes["description"] = plain_text(description)
     if draft is not None and draft != pr.draft:
         changes["draft"] = draft
         record_event(pr, "draft" if draft else "ready", actor)
