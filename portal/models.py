@@ -17,6 +17,19 @@ class AccountManager(UserManager):
     def organizations(self):
         return self.filter(is_organization=True)
 
+    def named(self, names: list[str]) -> tuple[list["User"], list[str]]:
+        """The active people these usernames name (in any case, as at sign-in), once each in the order given, and
+        the names that match nobody."""
+        wanted = list(dict.fromkeys(name for name in names if name))
+        if not wanted:
+            return [], []
+        query = models.Q()
+        for name in wanted:
+            query |= models.Q(username__iexact=name)
+        found = {user.username.lower(): user for user in self.people().filter(query, is_active=True)}
+        users = list({found[name.lower()].pk: found[name.lower()] for name in wanted if name.lower() in found}.values())
+        return users, [name for name in wanted if name.lower() not in found]
+
 
 class User(AbstractUser):
     """A person or, with is_organization set, an organization: one namespace for owners."""

@@ -23,16 +23,10 @@ def _names(value: str) -> list[str]:
 
 def people_named(value: str) -> list[User]:
     """The active people among space- or comma-separated usernames; ValidationError naming the unknown ones."""
-    wanted = _names(value)
-    found = {u.username.lower(): u for u in User.objects.people().filter(is_active=True, username__in=wanted)}
-    # Usernames match without regard to case, as at sign-in; one query per name the exact match missed.
-    for name in wanted:
-        if name.lower() not in found:
-            user = User.objects.people().filter(is_active=True, username__iexact=name).first()
-            if user is None:
-                raise forms.ValidationError(f"There is no user named {name}.")
-            found[name.lower()] = user
-    return list({u.pk: u for u in found.values()}.values())
+    users, unknown = User.objects.named(_names(value))
+    if unknown:
+        raise forms.ValidationError(f"There is no user named {unknown[0]}.")
+    return users
 
 
 def teams_named(value: str, repo: Repository) -> list[Team]:

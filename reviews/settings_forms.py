@@ -36,10 +36,7 @@ class UsernamesField(forms.CharField):
 
     def clean(self, value) -> list[User]:
         text = super().clean(value) or ""
-        names = list(dict.fromkeys(name for name in re.split(r"[\s,]+", text) if name))
-        found = {user.username.lower(): user for user in User.objects.people().filter(is_active=True)}
-        users = [found.get(name.lower()) for name in names]
-        unknown = [name for name, user in zip(names, users, strict=True) if user is None]
+        users, unknown = User.objects.named(re.split(r"[\s,]+", text))
         if unknown:
             label = "user" if len(unknown) == 1 else "users"
             raise forms.ValidationError(f"There is no active {label} named {', '.join(unknown)}.")

@@ -20,13 +20,10 @@ def get_repo_to_change(request: HttpRequest, owner: str, repo: str, need: int = 
 
 
 def find_people(usernames: list[str]) -> list[User]:
-    found = []
-    for name in usernames:
-        user = User.objects.people().filter(username__iexact=name.strip()).first()
-        if user is None:
-            raise ValidationError(f"No user named {name!r}.")
-        found.append(user)
-    return found
+    users, unknown = User.objects.named([name.strip() for name in usernames])
+    if unknown:
+        raise ValidationError(f"No user named {unknown[0]!r}.")
+    return users
 
 
 def find_teams(owner: User, names: list[str]) -> list[Team]:
