@@ -456,7 +456,19 @@ def test_web_routes_follow_the_matrix(world, who):
                 continue
             if got != expected:
                 failures.append(f"{case.method} {url}: expected {expected}, got {got} ({response.status_code})")
+            if response.get("Content-Type", "").startswith("text/html") and not _strict_policy(response):
+                failures.append(f"{case.method} {url}: no strict Content-Security-Policy on an HTML page")
     assert not failures, "\n".join(failures)
+
+
+CSP_DIRECTIVES = ("default-src 'self'", "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'")
+
+
+def _strict_policy(response) -> bool:
+    """The page's policy allows no inline script or style, no framing, no foreign form targets, no <base>."""
+    policy = response.get("Content-Security-Policy", "")
+    directives = {part.strip() for part in policy.split(";")}
+    return all(d in directives for d in CSP_DIRECTIVES) and "unsafe-inline" not in policy
 
 
 @pytest.mark.parametrize("who", [*PEOPLE, "site-admin"])
