@@ -42,4 +42,11 @@ urlpatterns = [
     path("<str:owner>/<str:name>/settings/teams/<str:team>/remove", views.team_remove, name="team_remove"),
     path("<str:owner>/<str:name>/settings/keys", views.deploy_keys, name="deploy_keys"),
     path("<str:owner>/<str:name>/settings/keys/<int:key_id>/remove", views.deploy_key_remove, name="deploy_key_remove"),
+    # Last of all: any other address with a trailing slash moves to the one without it. The prefixes whose own
+    # addresses end in a slash (the accounts pages, the API, static files, the portal's /-/ pages) are left alone.
+    re_path(
+        r"^(?!accounts/|api/|static/|-/)(?P<rest>.*[^/])/+$",
+        views.without_trailing_slash,
+        name="without_trailing_slash",
+    ),
 ]
