@@ -17,6 +17,7 @@ urlpatterns = [
     path("<str:owner>/<str:name>/blame/<path:rest>", browse_views.blame, name="blame"),
     re_path(r"^(?P<owner>[^/]+)/(?P<name>[^/]+)/commits(?:/(?P<rest>.+))?$", browse_views.commits, name="commits"),
     path("<str:owner>/<str:name>/commit/<str:sha>", browse_views.commit, name="commit"),
+    path("<str:owner>/<str:name>/compare", browse_views.compare_pick, name="compare_pick"),
     path("<str:owner>/<str:name>/compare/<path:spec>", browse_views.compare, name="compare"),
     path("<str:owner>/<str:name>/refs", browse_views.ref_menu, name="ref_menu"),
     path("<str:owner>/<str:name>/branches", browse_views.branches, name="branches"),
