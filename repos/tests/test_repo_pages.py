@@ -271,3 +271,11 @@ def test_smart_http_and_the_api_are_left_alone(app_repo, carol):
     client = client_for(carol)
     assert client.get("/api/v1/repos/alice/app/").status_code == 404
     assert client.get("/alice/app.git/info/refs?service=git-upload-pack").status_code == 401
+
+
+def test_highlighted_diff_lines_stay_escaped():
+    source = "<script>alert('x')</script> <img src=x onerror=alert(1)>"
+    highlighted = render.highlight_lines(source + "\n", "page.html")[0]
+    line = render.diff_line(source, highlighted, [(8, 13)], "ins")
+    assert "<script" not in line and "<img" not in line
+    assert '<span class="p">&lt;</span><span class="nt">script</span>' in line and "<ins>" in line
