@@ -35,8 +35,8 @@ DIFF_BATCH = 20
 DIFF_HUGE_FILE = 1500
 # A diff's lines are highlighted from their whole files (a lexer needs what comes before a line), so a side bigger
 # than this is shown plain, and so is every side past this many bytes highlighted for one render of a diff.
-DIFF_HIGHLIGHT_MAX_BYTES = 256 * 1024
-DIFF_HIGHLIGHT_BUDGET = 1024 * 1024
+DIFF_HIGHLIGHT_MAX_BYTES = 128 * 1024
+DIFF_HIGHLIGHT_BUDGET = 512 * 1024
 # The branch and tag menu lists this many tags, newest version first, and links to the rest.
 SWITCHER_TAGS = 100
 

@@ -172,6 +172,19 @@ def test_files_past_the_size_limit_are_shown_plain(app_repo, carol, work, monkey
     assert '<span class="k">return</span>' not in page
 
 
+def test_files_past_the_budget_of_one_view_are_shown_plain(app_repo, carol, work, app_source, monkeypatch):
+    (work / "a.py").write_text(app_source)
+    (work / "b.py").write_text(app_source)
+    sha = commit_all(work, "Two more")
+    run(work, "push", "-q", str(app_repo.path), "main")
+    # Room for a.py (added: one side), not for b.py after it.
+    monkeypatch.setattr(code, "DIFF_HIGHLIGHT_BUDGET", len(app_source.encode()) + 10)
+    page = text(client_for(carol).get(f"/alice/app/commit/{sha}"))
+    first, second = page[page.index('data-path="a.py"') :], page[page.index('data-path="b.py"') :]
+    assert '<span class="k">def</span>' in first[: first.index('data-path="b.py"')]
+    assert '<span class="k">def</span>' not in second and "+def greet(name):" in second
+
+
 def test_a_diff_line_keeps_its_text_when_the_file_says_otherwise():
     # The highlighted line is of other text (a whitespace-blind diff, another encoding): the diff's own text wins.
     assert render.diff_line("x = 1", '<span class="n">y</span> = 1') == "x = 1"
