@@ -3,9 +3,11 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.common import no_append_slash
 from django.views.decorators.http import require_POST
 
 from portal import services as accounts
@@ -260,3 +262,21 @@ def deploy_key_remove(request: HttpRequest, owner: str, name: str, key_id: int) 
     accounts.revoke_ssh_key(key, actor=request.user)
     messages.success(request, f"Removed deploy key {key.title}; it can no longer reach this repository.")
     return redirect(_settings_url(repo, "deploy_keys"))
+
+
+# CommonMiddleware must not answer a path it cannot resolve by adding the slash that this view takes away again.
+@no_append_slash
+def without_trailing_slash(request: HttpRequest, rest: str) -> HttpResponse:
+    """An address with a trailing slash moves to the one without it, as on GitHub (a GET or HEAD only: a browser
+    would turn a redirected form post into a GET and lose its fields).
+
+    Nothing is looked up first, so a private repository's address redirects for anyone and then answers 404 like
+    every missing one."""
+    if request.method not in ("GET", "HEAD"):
+        raise Http404("No such page.")
+    path, mark, query = request.get_full_path().partition("?")
+    target = path.rstrip("/")
+    # A path such as //evil.example/ would become an address on another site.
+    if not target or not url_has_allowed_host_and_scheme(target, allowed_hosts=None):
+        raise Http404("No such page.")
+    return HttpResponsePermanentRedirect(f"{target}{mark}{query}")

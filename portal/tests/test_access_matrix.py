@@ -100,6 +100,9 @@ WEB_ROUTES: dict[str, list[Case]] = {
         Case(repo(Role.READ), url="@commit_batch"),
     ],
     "repos:compare": [Case(repo(Role.READ), kwargs=R | {"spec": "main...main"})],
+    "repos:compare_pick": [Case(repo(Role.READ), kwargs=R)],
+    # Moves to the address without the slash before anything is looked up; the target then applies its own policy.
+    "repos:without_trailing_slash": [Case(PUBLIC, url="/alice/project/"), Case(PUBLIC, url="/alice/project/pulls/")],
     "repos:ref_menu": [Case(repo(Role.READ), kwargs=R)],
     "repos:branches": [Case(repo(Role.READ), kwargs=R)],
     "repos:tags": [Case(repo(Role.READ), kwargs=R)],
@@ -127,6 +130,7 @@ WEB_ROUTES: dict[str, list[Case]] = {
     "reviews:files": [Case(repo(Role.READ), kwargs=P)],
     "reviews:files_fragment": [Case(repo(Role.READ), url="@pull_batch")],
     "reviews:statuses": [Case(repo(Role.READ), kwargs=R | {"sha": "@head_sha"})],
+    "reviews:statuses_batch": [Case(repo(Role.READ), kwargs=R)],
     # Readers comment and review; the author or a writer edits, closes and asks for reviewers.
     "reviews:comment_add": [Case(repo(Role.READ), "POST", P)],
     "reviews:comment_edit": [Case(repo(Role.READ), "POST", P | {"comment_id": "@comment"})],
