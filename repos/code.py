@@ -22,7 +22,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from repos import git, render
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 CACHE_TIMEOUT = 7 * 24 * 3600
 RETRY_TIMEOUT = 300
 # A blob bigger than this is shown as "too large" with a link to its raw bytes.
@@ -429,6 +429,7 @@ STATUS_LABELS = {
 
 def file_html(file: git.FileDiff, index: int, options: DiffOptions, *, prefix: str, ref: str, page_url: str) -> str:
     header = _file_header(file, index, prefix=prefix, ref=ref)
+    scroll = ""
     if file.binary:
         body = '<div class="diff-note muted">Binary file not shown.</div>'
     elif not file.hunks and file.changes > DIFF_HUGE_FILE:
@@ -444,9 +445,11 @@ def file_html(file: git.FileDiff, index: int, options: DiffOptions, *, prefix: s
     else:
         rows = _split_rows(file) if options.view == "split" else _unified_rows(file)
         body = f'<table class="code diff-table diff-{options.view}">{rows}</table>'
+        # A diff wider than the screen scrolls inside its box, which keyboard users can only do once it takes focus.
+        scroll = f' tabindex="0" role="region" aria-label="Changes to {escape(file.label)}"'
     return (
         f'<div class="diff-file" id="diff-{index}" data-path="{escape(quote_path(file.path))}">{header}'
-        f'<div class="diff-body">{body}</div></div>'
+        f'<div class="diff-body"{scroll}>{body}</div></div>'
     )
 
 
