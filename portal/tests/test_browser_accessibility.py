@@ -31,6 +31,37 @@ PAGES = [
     ("pull request files", "alice", "/alice/project/pulls/1/files"),
     ("settings: SSH keys", "alice", "/settings/keys"),
     ("site admin: keys", "admin", "/-/admin/keys"),
+    ("pull request files, anonymous", None, "/alice/project/pulls/1/files"),
+]
+
+# The rest of the pages a person reaches from those, checked for sideways scrolling only.
+OTHER_PAGES = [
+    ("sign in", None, "/accounts/login/"),
+    ("sign up", None, "/accounts/signup/"),
+    ("owner", "alice", "/alice"),
+    ("new repository", "alice", "/new"),
+    ("tree", "alice", "/alice/project/tree/main"),
+    ("commits", "alice", "/alice/project/commits/main"),
+    ("compare", "alice", "/alice/project/compare/main...greeting"),
+    ("branches", "alice", "/alice/project/branches"),
+    ("tags", "alice", "/alice/project/tags"),
+    ("blame", "alice", "/alice/project/blame/main/app.py"),
+    ("repository settings", "alice", "/alice/project/settings"),
+    ("collaborators", "alice", "/alice/project/settings/collaborators"),
+    ("deploy keys", "alice", "/alice/project/settings/keys"),
+    ("approval rules", "alice", "/alice/project/settings/rules"),
+    ("branch protection", "alice", "/alice/project/settings/branches"),
+    ("pull requests", "alice", "/alice/project/pulls"),
+    ("new pull request", "alice", "/alice/project/pulls/new?head=greeting"),
+    ("pull request commits", "alice", "/alice/project/pulls/1/commits"),
+    ("pull requests dashboard", "alice", "/pulls"),
+    ("notifications", "alice", "/notifications/"),
+    ("settings: profile", "alice", "/settings/profile"),
+    ("settings: tokens", "alice", "/settings/tokens"),
+    ("settings: sessions", "alice", "/accounts/sessions/"),
+    ("new organization", "alice", "/orgs/new"),
+    ("site admin: users", "admin", "/-/admin/users"),
+    ("site admin: audit log", "admin", "/-/admin/audit"),
 ]
 
 
@@ -74,42 +105,64 @@ def pages_as(project, new_page, sign_in_page, request):
 
 
 def horizontal_overflow(page) -> int:
-    """How many pixels the document is wider than the viewport (0 when it does not scroll sideways)."""
+    """How many pixels the document is wider than the viewport, less its scroll bar (0: it does not scroll sideways)."""
     return page.evaluate("document.scrollingElement.scrollWidth - document.documentElement.clientWidth")
 
 
+def overflowing_pages(pages_as, pages, width: int) -> list[str]:
+    """The pages of the list that scroll sideways at this width, and by how much."""
+    found = []
+    for name, who, path in pages:
+        tab = pages_as(who)
+        tab.set_viewport_size({"width": width, "height": 800})
+        tab.goto(path)
+        if (extra := horizontal_overflow(tab)) > 0:
+            found.append(f"{name} ({path}): {extra}px too wide")
+    return found
+
+
+def inside(locator, width: int) -> bool:
+    box = locator.bounding_box()
+    return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+
+
 @pytest.mark.parametrize("width", [390, 360])
-def test_at_phone_widths_the_user_menu_is_in_reach_and_no_page_scrolls_sideways(pages_as, width, tmp_path):
+def test_at_phone_widths_the_user_menu_is_in_reach_and_no_page_scrolls_sideways(pages_as, width):
     page = pages_as("alice")
     page.set_viewport_size({"width": width, "height": 800})
     page.goto("/")
     menu = page.locator("header.topbar details.user-menu")
     summary = menu.locator("summary")
     expect(summary).to_be_visible()
-    box = summary.bounding_box()
-    assert box["x"] >= 0 and box["x"] + box["width"] <= width, box
+    assert inside(summary, width)
+
+    # It opens, Escape closes it again, and it opens once more to reach the settings.
     summary.click()
     settings = menu.get_by_role("link", name="Settings")
+    sign_out = menu.get_by_role("button", name="Sign out")
     expect(settings).to_be_visible()
-    expect(menu.get_by_role("button", name="Sign out")).to_be_visible()
+    expect(sign_out).to_be_visible()
+    assert inside(settings, width) and inside(sign_out, width)
+    page.keyboard.press("Escape")
+    expect(settings).to_be_hidden()
+    expect(summary).to_be_focused()
+    summary.click()
     settings.click()
     page.wait_for_url("**/settings/keys")
 
-    overflowing = []
-    for name, who, path in PAGES:
-        tab = pages_as(who)
-        tab.set_viewport_size({"width": width, "height": 800})
-        tab.goto(path)
-        tab.screenshot(path=tmp_path / f"{width}-{name}.png", full_page=True)
-        if (extra := horizontal_overflow(tab)) > 0:
-            overflowing.append(f"{name} ({path}): {extra}px too wide")
-    assert not overflowing, "Pages that scroll sideways at {width}px:\n" + "\n".join(overflowing)
+    overflowing = overflowing_pages(pages_as, PAGES, width)
+    assert not overflowing, f"Pages that scroll sideways at {width}px:\n" + "\n".join(overflowing)
 
     # Signing out from the menu works on a phone too.
     page.goto("/")
     summary.click()
-    menu.get_by_role("button", name="Sign out").click()
+    sign_out.click()
     expect(page.locator("header.topbar").get_by_role("link", name="Sign in")).to_be_visible()
+
+
+def test_at_360_px_no_other_page_scrolls_sideways_either(pages_as):
+    overflowing = overflowing_pages(pages_as, OTHER_PAGES, 360)
+    assert not overflowing, "Pages that scroll sideways at 360px:\n" + "\n".join(overflowing)
 
 
 def serious_violations(page, label: str, context: str | None = None) -> list[str]:
