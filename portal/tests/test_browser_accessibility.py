@@ -192,3 +192,17 @@ def test_axe_finds_no_serious_or_critical_violation_on_the_main_pages(pages_as, 
     tab.locator("details.user-menu summary").click()
     found += serious_violations(tab, "user menu, open (/)", context="header")
     assert not found, f"axe-core found at {width}px wide:\n" + "\n".join(found)
+
+
+def test_the_first_tab_stop_is_a_link_that_skips_the_top_bar(pages_as):
+    page = pages_as(None)
+    page.goto("/")
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_visible()
+    assert inside(skip, page.viewport_size["width"])
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/#main")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="alice/project")).to_be_focused()
