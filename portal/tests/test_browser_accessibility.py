@@ -170,7 +170,7 @@ def serious_violations(page, label: str, context: str | None = None) -> list[str
     found = []
     for violation in Axe().run(page, context=context).response["violations"]:
         if violation["impact"] in ("serious", "critical"):
-            targets = ", ".join(" ".join(node["target"]) for node in violation["nodes"])
+            targets = ", ".join(" ".join(map(str, node["target"])) for node in violation["nodes"])
             found.append(f"{label}: {violation['id']} [{violation['impact']}] at {targets}")
     return found
 
