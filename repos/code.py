@@ -491,6 +491,7 @@ def file_html(
     sides: Sides = (None, None),
 ) -> str:
     header = _file_header(file, index, prefix=prefix, ref=ref)
+    scroll = ""
     if file.binary:
         body = '<div class="diff-note muted">Binary file not shown.</div>'
     elif not file.hunks and file.changes > DIFF_HUGE_FILE:
@@ -506,9 +507,11 @@ def file_html(
     else:
         rows = _split_rows(file, sides) if options.view == "split" else _unified_rows(file, sides)
         body = f'<table class="code diff-table diff-{options.view}">{rows}</table>'
+        # A diff wider than the screen scrolls inside its box, which keyboard users can only do once it takes focus.
+        scroll = f' tabindex="0" role="region" aria-label="Changes to {escape(file.label)}"'
     return (
         f'<div class="diff-file" id="diff-{index}" data-path="{escape(quote_path(file.path))}">{header}'
-        f'<div class="diff-body">{body}</div></div>'
+        f'<div class="diff-body"{scroll}>{body}</div></div>'
     )
 
 
