@@ -493,7 +493,7 @@ def get_own_key(request: HttpRequest, id: int):
 @api.delete("/user/keys/{id}", response={204: None}, tags=["user"], summary="Delete one of your SSH keys")
 def delete_own_key(request: HttpRequest, id: int):
     user = current_user(request)
-    services.revoke_ssh_key(_own_key(user, id), actor=user)
+    services.remove_ssh_key(_own_key(user, id), actor=user)
     return Status(204, None)
 
 
@@ -646,15 +646,23 @@ def admin_add_key(request: HttpRequest, username: str, payload: KeyIn):
 
 
 @api.delete(
-    "/admin/users/{username}/keys/{id}", response={204: None}, tags=["admin"], summary="Revoke a user's SSH key"
+    "/admin/users/{username}/keys/{id}",
+    response={204: None},
+    tags=["admin"],
+    summary="Remove or revoke a user's SSH key",
+    description="Removes the key; the user may add it again. With `revoke=true` the key's fingerprint is blocked "
+    "too, so nobody can add it again until an administrator lifts the block; `reason` is told to the user.",
 )
-def admin_revoke_key(request: HttpRequest, username: str, id: int):
+def admin_revoke_key(request: HttpRequest, username: str, id: int, revoke: bool = False, reason: str = ""):
     admin = require_admin(request)
     user = _person(username)
     key = SshKey.objects.user_keys().filter(user=user, pk=id).first()
     if key is None:
         raise Http404("Key not found")
-    services.revoke_ssh_key(key, actor=admin)
+    if revoke:
+        services.revoke_ssh_key(key, actor=admin, reason=reason)
+    else:
+        services.remove_ssh_key(key, actor=admin)
     return Status(204, None)
 
 
