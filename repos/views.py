@@ -119,7 +119,7 @@ def transfer(request: HttpRequest, owner: str, name: str) -> HttpResponse:
             title=f"Transfer {repo.full_name} to {new_owner.username}?",
             consequences=[
                 f"It becomes {new_owner.username}/{repo.name}: the old address stops working for clones and links.",
-                "Team grants of the current organization are removed.",
+                *(["Team grants of the current organization are removed."] if repo.owner.is_organization else []),
             ],
             button="Yes, transfer this repository",
             cancel_url=_settings_url(repo),

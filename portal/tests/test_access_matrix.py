@@ -207,6 +207,8 @@ API_ROUTES: dict[tuple[str, str], str] = {
     ("POST", f"{A}/admin/users/{{username}}/keys"): SITE_ADMIN,
     ("DELETE", f"{A}/admin/users/{{username}}/keys/{{id}}"): SITE_ADMIN,
     ("GET", f"{A}/admin/audit"): SITE_ADMIN,
+    ("GET", f"{A}/admin/revoked_keys"): SITE_ADMIN,
+    ("DELETE", f"{A}/admin/revoked_keys/{{id}}"): SITE_ADMIN,
     ("GET", f"{A}{RP}"): repo(Role.READ),
     ("PATCH", f"{A}{RP}"): repo(Role.ADMIN),
     ("GET", f"{A}{RP}/branches"): repo(Role.READ),
@@ -495,7 +497,9 @@ def test_api_operations_follow_the_matrix(world, who):
             "ref": "main",
             "name": "main",
         }
-        if "/approval_rules/" in path:
+        if "/revoked_keys/" in path:
+            values["id"] = refs["@revocation"]
+        elif "/approval_rules/" in path:
             values["id"] = refs["@rule"]
         elif "/approval_rule_templates/" in path:
             values["id"] = refs["@template"]

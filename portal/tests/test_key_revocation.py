@@ -176,7 +176,7 @@ def test_the_shell_removes_revokes_and_lifts(admin, alice):
     assert list(actions) == ["key.remove", "key.revoke", "key.lift"]
 
 
-def test_the_admin_api_removes_or_revokes(admin, alice):
+def test_the_admin_api_removes_revokes_and_lifts(admin, alice):
     _, raw = services.create_access_token(admin, actor=admin, name="ops", scopes=["api", "admin"], expires_at=None)
     auth = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
     removed = services.add_ssh_key(alice, actor=alice, title="one", public_key=public_key())
@@ -185,6 +185,15 @@ def test_the_admin_api_removes_or_revokes(admin, alice):
     url = f"/api/v1/admin/users/alice/keys/{revoked.pk}?revoke=true&reason=leaked"
     assert Client().delete(url, **auth).status_code == 204
     assert list(RevokedKeyFingerprint.objects.values_list("fingerprint", "reason")) == [(revoked.fingerprint, "leaked")]
+
+    [listed] = Client().get("/api/v1/admin/revoked_keys", **auth).json()
+    assert (listed["fingerprint"], listed["owner"], listed["reason"]) == (revoked.fingerprint, "alice", "leaked")
+    assert listed["revoked_by"] == "root"
+    assert Client().delete(f"/api/v1/admin/revoked_keys/{listed['id']}", **auth).status_code == 204
+    assert not RevokedKeyFingerprint.objects.exists()
+    assert Client().delete(f"/api/v1/admin/revoked_keys/{listed['id']}", **auth).status_code == 404
+    actions = AuditEvent.objects.filter(actor=admin).order_by("id").values_list("action", flat=True)
+    assert list(actions)[-3:] == ["key.remove", "key.revoke", "key.lift"]
 
 
 # The owner is told, in the portal and by email.
