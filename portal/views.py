@@ -88,6 +88,14 @@ def settings_key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
 @login_required
 def settings_session_revoke(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_object_or_404(UserSession, pk=session_id, user=request.user)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Sign out the session from {session.ip}?",
+            consequences=["That browser is signed out at its next request and must sign in again."],
+            button="Yes, sign it out",
+            cancel_url=reverse("usersessions_list"),
+        )
     try:
         services.end_user_session(session, actor=request.user)
     except ValidationError as exc:

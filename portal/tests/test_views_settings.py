@@ -211,7 +211,9 @@ def test_a_user_signs_out_one_other_session_and_keeps_the_current_one(alice, pas
     assert b"Phone browser" in page.content
     assert b"This browser" in page.content
 
-    response = laptop.post(f"/settings/sessions/{phone_session.pk}/revoke")
+    asked = laptop.post(f"/settings/sessions/{phone_session.pk}/revoke")
+    assert asked.status_code == 200 and UserSession.objects.filter(pk=phone_session.pk).exists()
+    response = laptop.post(f"/settings/sessions/{phone_session.pk}/revoke", {"confirmed": "1"})
     assert response.status_code == 302
     assert not UserSession.objects.filter(pk=phone_session.pk).exists()
     assert phone.get("/settings/keys").status_code == 302  # sent back to sign in
@@ -228,5 +230,5 @@ def test_nobody_signs_out_someone_elses_session(alice, bob, password):
     session = UserSession.objects.get(user=alice)
     attacker = Client()
     attacker.force_login(bob)
-    assert attacker.post(f"/settings/sessions/{session.pk}/revoke").status_code == 404
+    assert attacker.post(f"/settings/sessions/{session.pk}/revoke", {"confirmed": "1"}).status_code == 404
     assert UserSession.objects.filter(pk=session.pk).exists()
