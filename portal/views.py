@@ -7,9 +7,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from portal import services
+from portal.confirm import ask_to_confirm, confirmed
 from portal.forms import AccessTokenForm, ProfileForm, SshKeyForm
 from portal.keys import InvalidKey
 from portal.models import AccessToken, SshKey
@@ -69,7 +71,15 @@ def settings_keys(request: HttpRequest) -> HttpResponse:
 @require_POST
 def settings_key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
     key = get_object_or_404(SshKey.objects.user_keys(), pk=key_id, user=request.user)
-    services.revoke_ssh_key(key, actor=request.user)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Delete the SSH key {key.title}?",
+            consequences=[f"{key.fingerprint} will no longer reach your repositories, from its next connection on."],
+            button="Yes, delete this key",
+            cancel_url=reverse("portal:settings_keys"),
+        )
+    services.remove_ssh_key(key, actor=request.user)
     messages.success(request, f"Deleted key {key.title} ({key.fingerprint}).")
     return redirect("portal:settings_keys")
 
@@ -78,6 +88,14 @@ def settings_key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
 @login_required
 def settings_session_revoke(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_object_or_404(UserSession, pk=session_id, user=request.user)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Sign out the session from {session.ip}?",
+            consequences=["That browser is signed out at its next request and must sign in again."],
+            button="Yes, sign it out",
+            cancel_url=reverse("usersessions_list"),
+        )
     try:
         services.end_user_session(session, actor=request.user)
     except ValidationError as exc:
@@ -115,6 +133,14 @@ def settings_tokens(request: HttpRequest) -> HttpResponse:
 @require_POST
 def settings_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(AccessToken, pk=token_id, user=request.user)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Revoke the token {token.name}?",
+            consequences=["Scripts and git clients that use it stop working at once. This cannot be undone."],
+            button="Yes, revoke this token",
+            cancel_url=reverse("portal:settings_tokens"),
+        )
     services.revoke_access_token(token, actor=request.user)
     messages.success(request, f"Revoked token {token.name}.")
     return redirect("portal:settings_tokens")

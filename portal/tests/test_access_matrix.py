@@ -78,7 +78,10 @@ WEB_ROUTES: dict[str, list[Case]] = {
     "portal:admin_user_active": [Case(SITE_ADMIN, "POST", {"username": "carol"})],
     "portal:admin_user_admin": [Case(SITE_ADMIN, "POST", {"username": "carol"})],
     "portal:admin_keys": [Case(SITE_ADMIN), Case(SITE_ADMIN, "POST")],
+    # Without confirmed=1 these answer with the confirmation page and change nothing.
+    "portal:admin_key_remove": [Case(SITE_ADMIN, "POST", {"key_id": "@carol_key"})],
     "portal:admin_key_revoke": [Case(SITE_ADMIN, "POST", {"key_id": "@carol_key"})],
+    "portal:admin_key_lift": [Case(SITE_ADMIN, "POST", {"revocation_id": "@revocation"})],
     "portal:admin_audit": [Case(SITE_ADMIN)],
     "portal:admin_settings": [Case(SITE_ADMIN), Case(SITE_ADMIN, "POST")],
     "orgs:new": [Case(LOGIN), Case(LOGIN, "POST")],
@@ -208,6 +211,8 @@ API_ROUTES: dict[tuple[str, str], str] = {
     ("POST", f"{A}/admin/users/{{username}}/keys"): SITE_ADMIN,
     ("DELETE", f"{A}/admin/users/{{username}}/keys/{{id}}"): SITE_ADMIN,
     ("GET", f"{A}/admin/audit"): SITE_ADMIN,
+    ("GET", f"{A}/admin/revoked_keys"): SITE_ADMIN,
+    ("DELETE", f"{A}/admin/revoked_keys/{{id}}"): SITE_ADMIN,
     ("GET", f"{A}{RP}"): repo(Role.READ),
     ("PATCH", f"{A}{RP}"): repo(Role.ADMIN),
     ("GET", f"{A}{RP}/branches"): repo(Role.READ),
@@ -312,6 +317,9 @@ def world(private_repo, alice, bob, carol, mallory, admin):
         # Another browser's session of theirs, for the route that signs one out.
         other = UserSession.objects.create(user=user, session_key=f"matrix-{role}", ip="192.0.2.1", user_agent="Other")
         refs[role] = {"@own_key": key.pk, "@own_token": spare.pk, "@own_session": other.pk}
+    # A key the site administrator revoked, for the route that lifts the block.
+    revoked = accounts.add_ssh_key(mallory, actor=mallory, title="old", public_key=_public_key())
+    revocation = accounts.revoke_ssh_key(revoked, actor=admin, reason="lost")
     main_sha = git.branch_sha(private_repo.path, "main")
     pulls = _pull_requests(private_repo, org, alice, bob, carol)
     notices = _notifications(alice, people)
@@ -319,6 +327,7 @@ def world(private_repo, alice, bob, carol, mallory, admin):
         refs[role] |= {
             "@carol_key": refs["reader"]["@own_key"],
             "@deploy_key": deploy_key.pk,
+            "@revocation": revocation.pk,
             "@main_sha": main_sha,
             # The lazily loaded parts of pages: a tree's last commits and a diff's next files.
             "@tree_commits": "/alice/project/tree/main?fragment=commits",
@@ -504,7 +513,9 @@ def test_api_operations_follow_the_matrix(world, who):
             "ref": "main",
             "name": "main",
         }
-        if "/approval_rules/" in path:
+        if "/revoked_keys/" in path:
+            values["id"] = refs["@revocation"]
+        elif "/approval_rules/" in path:
             values["id"] = refs["@rule"]
         elif "/approval_rule_templates/" in path:
             values["id"] = refs["@template"]
