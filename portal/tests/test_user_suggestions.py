@@ -1,6 +1,7 @@
 """Usernames suggested as a field that names people is typed: signed-in users only, usernames only."""
 
 import pytest
+from django.urls import reverse
 
 from portal import services as accounts
 from repos import services as repo_services
@@ -59,3 +60,12 @@ def test_a_repository_the_user_cannot_read_changes_nothing(client, people):
 def test_anonymous_visitors_are_sent_to_sign_in(client, people):
     response = client.get(URL, {"q": "bob"})
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_the_fields_that_name_people_ask_for_suggestions(client, people, admin):
+    client.force_login(people["alice"])
+    collaborators = client.get(reverse("repos:collaborators", args=["alice", "project"])).content.decode()
+    assert 'data-suggest-users-field="username"' in collaborators and "portal/suggest.js" in collaborators
+    client.force_login(admin)
+    keys = client.get(reverse("portal:admin_keys")).content.decode()
+    assert 'data-suggest-users-field="username"' in keys and "portal/suggest.js" in keys

@@ -201,6 +201,15 @@ def test_opening_a_pull_request_with_its_author_as_reviewer_is_refused_with_the_
     assert not PullRequest.objects.exists()
 
 
+def test_the_reviewer_fields_suggest_people_with_access_to_the_repository(client, repo, pr, bob):
+    client.force_login(bob)
+    new_pull = text_of(client.get(f"{BASE}/new?head=feature"))
+    assert 'data-suggest-users-field="reviewers" data-suggest-repo="alice/project"' in new_pull
+    sidebar = text_of(client.get(f"{BASE}/{pr.number}"))
+    assert 'name="users"' in sidebar and 'data-suggest-users="alice/project"' in sidebar
+    assert "portal/suggest.js" in new_pull and "portal/suggest.js" in sidebar
+
+
 # Review state and checks in the lists.
 
 
