@@ -50,15 +50,12 @@ def existing_branch_sha(repo: Repository, branch: str) -> str:
 def old_side_path(repo: Repository, old_sha: str, new_sha: str, path: str) -> str:
     """The name a file of the new side had on the old side of a diff: its old name when the diff renames it."""
 
-    def compute() -> str:
-        for file in git.diff(repo.path, old_sha, new_sha):
-            if file.status == "renamed" and file.new_path == path:
-                return file.old_path
-        return path
+    def renames() -> dict[str, str]:
+        return {f.new_path: f.old_path for f in git.diff(repo.path, old_sha, new_sha) if f.status == "renamed"}
 
     if not old_sha or not new_sha or old_sha == new_sha:
         return path
-    return code.cached(("old-side-path", str(repo.path), old_sha, new_sha, path), compute)
+    return code.cached(("renames", str(repo.path), old_sha, new_sha), renames).get(path, path)
 
 
 def person_of(user: User) -> "git.Person":

@@ -188,8 +188,8 @@
     const file = row.closest(".diff-file");
     const side = sideOf(row, cell);
     const button = file && buttonOf(file);
-    // Keep a focused button where the keyboard put it.
-    if (!button || button === document.activeElement || !commentable(row, side)) return;
+    // Keep a button where the keyboard put it while it has the keyboard's focus.
+    if (!button || button.matches(":focus-visible") || !commentable(row, side)) return;
     moveButton(button, file, row, side);
   }
 
