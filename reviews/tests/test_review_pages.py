@@ -295,3 +295,13 @@ def test_an_old_side_comment_on_a_renamed_file_is_checked_against_its_old_name(
     work.push("HEAD:refs/heads/rename")
     comment.refresh_from_db()
     assert not comment.outdated and comment.line == 6
+
+    # main moves on and bob merges it in: the thread follows the old file to the new merge base.
+    git.commit_files(private_repo.path, "main", {"other.txt": b"x\n"}, "other", name="alice", email=alice.email)
+    work.git("fetch", "-q", work.url, "main")
+    work.git("merge", "-q", "--no-edit", "FETCH_HEAD")
+    work.push("HEAD:refs/heads/rename")
+    pr.refresh_from_db()
+    comment.refresh_from_db()
+    assert pr.merge_base_sha == git.branch_sha(private_repo.path, "main")
+    assert (comment.outdated, comment.line, comment.commit_sha) == (False, 6, pr.merge_base_sha)
