@@ -208,6 +208,11 @@ def test_the_reviewer_fields_suggest_people_with_access_to_the_repository(client
     sidebar = text_of(client.get(f"{BASE}/{pr.number}"))
     assert 'name="users"' in sidebar and 'data-suggest-users="alice/project"' in sidebar
     assert "portal/suggest.js" in new_pull and "portal/suggest.js" in sidebar
+    listing = text_of(client.get(BASE))
+    assert (
+        'name="reviewer" value="" placeholder="reviewer" aria-label="Reviewer" data-suggest-users="alice/project"'
+        in listing
+    )
 
 
 # Review state and checks in the lists.
