@@ -32,7 +32,8 @@ def home(request: HttpRequest) -> HttpResponse:
 def users_suggest(request: HttpRequest) -> HttpResponse:
     """Usernames for a field that names people, as it is typed (?q=): with ?repo=owner/name, people who have a role
     on that repository come first. Usernames only: nothing else about anyone leaves here."""
-    query = request.GET.get("q", "").strip().lstrip("@")
+    # No username is longer than 40 characters, so neither is anything worth looking for.
+    query = request.GET.get("q", "").strip().lstrip("@")[:40]
     if not query:
         return JsonResponse({"users": []})
     people = User.objects.people().filter(is_active=True, username__icontains=query)
