@@ -5,9 +5,7 @@ from allauth.usersessions.models import UserSession
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Case, IntegerField, Value, When
-from django.db.models.functions import Lower
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -16,41 +14,16 @@ from portal import services
 from portal.confirm import ask_to_confirm, confirmed
 from portal.forms import AccessTokenForm, ProfileForm, SshKeyForm
 from portal.keys import InvalidKey
-from portal.models import AccessToken, SshKey, User
-from repos.access import get_repo_for_user, is_site_admin, people_with_access, visible_repositories
+from portal.models import AccessToken, SshKey
+from repos.access import is_site_admin, visible_repositories
 
 # The raw value of a new token waits here for exactly one render of the tokens page.
 NEW_TOKEN_SESSION_KEY = "portal.new_token"
-# How many usernames a field that names people suggests at once.
-SUGGESTIONS = 10
 
 
 def home(request: HttpRequest) -> HttpResponse:
     repos = visible_repositories(request.user).order_by("-updated")[:50]
     return render(request, "portal/home.html", {"repositories": repos})
-
-
-@login_required
-def users_suggest(request: HttpRequest) -> HttpResponse:
-    """Usernames for a field that names people, as it is typed (?q=): with ?repo=owner/name, people who have a role
-    on that repository come first. Usernames only: nothing else about anyone leaves here."""
-    # No username is longer than 40 characters, so neither is anything worth looking for.
-    query = request.GET.get("q", "").strip().lstrip("@")[:40]
-    if not query:
-        return JsonResponse({"users": []})
-    people = User.objects.people().filter(is_active=True, username__icontains=query)
-    ranks = [Case(When(username__istartswith=query, then=Value(0)), default=Value(1), output_field=IntegerField())]
-    owner, _slash, name = request.GET.get("repo", "").partition("/")
-    if owner and name:
-        try:
-            repo = get_repo_for_user(request.user, owner, name)
-        except Http404:
-            repo = None
-        if repo is not None:
-            granted = people_with_access(repo).values("pk")
-            ranks.insert(0, Case(When(pk__in=granted, then=Value(0)), default=Value(1), output_field=IntegerField()))
-    names = people.order_by(*ranks, Lower("username")).values_list("username", flat=True)[:SUGGESTIONS]
-    return JsonResponse({"users": list(names)})
 
 
 def _error_text(exc: ValidationError) -> str:

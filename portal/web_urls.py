@@ -15,8 +15,6 @@ urlpatterns = [
     path("settings/tokens/<int:token_id>/revoke", views.settings_token_revoke, name="settings_token_revoke"),
     path("settings/sessions/<int:session_id>/revoke", views.settings_session_revoke, name="settings_session_revoke"),
     path("settings/security", views.settings_security, name="settings_security"),
-    # Usernames for the fields that name people, as they are typed.
-    path("-/users/suggest", views.users_suggest, name="users_suggest"),
     # Site administration (404 for everyone but site admins).
     path("-/admin/", admin_views.index, name="admin"),
     path("-/admin/users", admin_views.users, name="admin_users"),

@@ -8,6 +8,8 @@ app_name = "repos"
 # "new" and "settings" are reserved names and cannot be taken by an owner or a repository.
 urlpatterns = [
     path("new", views.new_repository, name="new"),
+    # Usernames for the fields that name people, as they are typed (people with access to ?repo= first).
+    path("-/users/suggest", views.users_suggest, name="users_suggest"),
     path("<str:owner>", views.owner_page, name="owner"),
     path("<str:owner>/<str:name>", browse_views.home, name="detail"),
     # Code browsing. Refs may contain '/', so the views read the ref and path from the raw request path.

@@ -3,7 +3,9 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.db.models import Case, IntegerField, Value, When
+from django.db.models.functions import Lower
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -21,9 +23,13 @@ from repos.access import (
     is_org_member,
     is_org_owner,
     owners_for_creation,
+    people_with_access,
     visible_repositories,
 )
 from repos.models import Repository, Role, TeamRepository
+
+# How many usernames a field that names people suggests at once.
+SUGGESTIONS = 10
 
 
 def _settings_url(repo: Repository, page: str = "settings") -> str:
@@ -317,3 +323,26 @@ def without_trailing_slash(request: HttpRequest, rest: str) -> HttpResponse:
     if not target or not url_has_allowed_host_and_scheme(target, allowed_hosts=None):
         raise Http404("No such page.")
     return HttpResponsePermanentRedirect(f"{target}{mark}{query}")
+
+
+@login_required
+def users_suggest(request: HttpRequest) -> HttpResponse:
+    """Usernames for a field that names people, as it is typed (?q=): with ?repo=owner/name, people who have a role
+    on that repository come first. Usernames only: nothing else about anyone leaves here."""
+    # No username is longer than 40 characters, so neither is anything worth looking for.
+    query = request.GET.get("q", "").strip().lstrip("@")[:40]
+    if not query:
+        return JsonResponse({"users": []})
+    people = User.objects.people().filter(is_active=True, username__icontains=query)
+    ranks = [Case(When(username__istartswith=query, then=Value(0)), default=Value(1), output_field=IntegerField())]
+    owner, _slash, name = request.GET.get("repo", "").partition("/")
+    if owner and name:
+        try:
+            repo = get_repo_for_user(request.user, owner, name)
+        except Http404:
+            repo = None
+        if repo is not None:
+            granted = people_with_access(repo).values("pk")
+            ranks.insert(0, Case(When(pk__in=granted, then=Value(0)), default=Value(1), output_field=IntegerField()))
+    names = people.order_by(*ranks, Lower("username")).values_list("username", flat=True)[:SUGGESTIONS]
+    return JsonResponse({"users": list(names)})

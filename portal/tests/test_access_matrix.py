@@ -72,7 +72,7 @@ WEB_ROUTES: dict[str, list[Case]] = {
     "portal:settings_token_revoke": [Case(LOGIN, "POST", {"token_id": "@own_token"})],
     "portal:settings_session_revoke": [Case(LOGIN, "POST", {"session_id": "@own_session"})],
     "portal:settings_security": [Case(LOGIN)],
-    "portal:users_suggest": [Case(LOGIN)],
+    "repos:users_suggest": [Case(LOGIN)],
     "portal:admin": [Case(SITE_ADMIN)],
     "portal:admin_users": [Case(SITE_ADMIN)],
     "portal:admin_user_create": [Case(SITE_ADMIN), Case(SITE_ADMIN, "POST")],
