@@ -5,7 +5,7 @@ from typing import Literal
 
 from ninja import Schema
 
-from portal.api import UserOut
+from portal.api import InputSchema, UserOut, gitea_unsupported
 
 StatusState = Literal["pending", "success", "failure", "error"]
 ReviewEvent = Literal["APPROVE", "REQUEST_CHANGES", "COMMENT"]
@@ -55,7 +55,7 @@ class PullRequestDetailOut(PullRequestOut):
     merge_blocker: str | None
 
 
-class PullRequestCreateIn(Schema):
+class PullRequestCreateIn(InputSchema):
     title: str
     head: str
     base: str
@@ -63,14 +63,28 @@ class PullRequestCreateIn(Schema):
     draft: bool = False
     reviewers: list[str] = []
     team_reviewers: list[str] = []
+    # Sent by Gitea's clients; the portal has none of these.
+    assignee: gitea_unsupported(str, "pull requests have no assignees") = None
+    assignees: gitea_unsupported(list[str], "pull requests have no assignees") = None
+    milestone: gitea_unsupported(int, "there are no milestones") = None
+    labels: gitea_unsupported(list[int], "there are no labels") = None
+    due_date: gitea_unsupported(str, "pull requests have no due dates") = None
 
 
-class PullRequestEditIn(Schema):
+class PullRequestEditIn(InputSchema):
     title: str | None = None
     body: str | None = None
     base: str | None = None
     draft: bool | None = None
     state: Literal["open", "closed"] | None = None
+    # Sent by Gitea's clients; the portal has none of these.
+    assignee: gitea_unsupported(str, "pull requests have no assignees") = None
+    assignees: gitea_unsupported(list[str], "pull requests have no assignees") = None
+    milestone: gitea_unsupported(int, "there are no milestones") = None
+    labels: gitea_unsupported(list[int], "there are no labels") = None
+    due_date: gitea_unsupported(str, "pull requests have no due dates") = None
+    unset_due_date: gitea_unsupported(bool, "pull requests have no due dates") = None
+    allow_maintainer_edit: gitea_unsupported(bool, "anyone with write access may push to the head branch") = None
 
 
 class ChangedFileOut(Schema):
@@ -123,7 +137,7 @@ class ReviewOut(Schema):
     pull_request_url: str
 
 
-class ReviewCommentIn(Schema):
+class ReviewCommentIn(InputSchema):
     path: str
     body: str
     line: int | None = None
@@ -134,7 +148,7 @@ class ReviewCommentIn(Schema):
     old_position: int | None = None
 
 
-class ReviewIn(Schema):
+class ReviewIn(InputSchema):
     event: ReviewEvent
     body: str = ""
     commit_id: str | None = None
@@ -166,15 +180,21 @@ class ReviewCommentOut(Schema):
     pull_request_url: str
 
 
-class MergeIn(Schema):
+class MergeIn(InputSchema):
     Do: Literal["merge", "squash", "rebase", "fast-forward-only"]
     head_commit_id: str | None = None
     MergeTitleField: str = ""
     MergeMessageField: str = ""
     delete_branch_after_merge: bool | None = None
+    # Sent by Gitea's clients; an admin overrides the approval rules on the pull request's page, with a reason.
+    MergeCommitID: gitea_unsupported(str, "the merge commit is made by the portal") = None
+    force_merge: gitea_unsupported(bool, "an admin overrides the approval rules on the pull request, with a reason") = (
+        None
+    )
+    merge_when_checks_succeed: gitea_unsupported(bool, "merges are not scheduled") = None
 
 
-class StatusIn(Schema):
+class StatusIn(InputSchema):
     state: StatusState
     context: str = "default"
     target_url: str = ""
@@ -202,7 +222,7 @@ class CombinedStatusOut(Schema):
     url: str
 
 
-class BranchProtectionIn(Schema):
+class BranchProtectionIn(InputSchema):
     """Gitea's fields plus ours; on PATCH, what is left out stays as it was."""
 
     rule_name: str | None = None
@@ -241,7 +261,7 @@ class BranchProtectionOut(Schema):
     created_at: datetime
 
 
-class ApprovalRuleIn(Schema):
+class ApprovalRuleIn(InputSchema):
     """On PATCH, what is left out stays as it was."""
 
     name: str | None = None
