@@ -10,6 +10,8 @@ from portal.api import InputSchema, UserOut, gitea_unsupported
 StatusState = Literal["pending", "success", "failure", "error"]
 ReviewEvent = Literal["APPROVE", "REQUEST_CHANGES", "COMMENT"]
 Side = Literal["LEFT", "RIGHT"]
+FORCE_PUSH = "force pushes are allowed to everyone who may push, or to nobody"
+FILE_PATTERNS = "protection by file pattern is not supported"
 
 
 class TeamOut(Schema):
@@ -232,33 +234,77 @@ class BranchProtectionIn(InputSchema):
     enable_push_whitelist: bool | None = None
     push_whitelist_usernames: list[str] | None = None
     push_whitelist_teams: list[str] | None = None
+    enable_force_push: bool | None = None
     enable_merge_whitelist: bool | None = None
     merge_whitelist_usernames: list[str] | None = None
     merge_whitelist_teams: list[str] | None = None
     enable_status_check: bool | None = None
     status_check_contexts: list[str] | None = None
+    required_approvals: int | None = None
+    enable_approvals_whitelist: bool | None = None
+    # Gitea spells the users of the approvers' pool in the singular; the plural is accepted too.
+    approvals_whitelist_username: list[str] | None = None
+    approvals_whitelist_usernames: list[str] | None = None
+    approvals_whitelist_teams: list[str] | None = None
+    block_on_rejected_reviews: bool | None = None
+    block_on_official_review_requests: bool | None = None
     block_on_outdated_branch: bool | None = None
+    dismiss_stale_approvals: bool | None = None
+    ignore_stale_approvals: bool | None = None
+    block_admin_merge_override: bool | None = None
     block_force_push: bool | None = None
     block_deletion: bool | None = None
+    # Gitea features the portal does not have: accepted only when off.
+    priority: gitea_unsupported(int, "every protection that matches a branch applies, so they have no order") = None
+    push_whitelist_deploy_keys: gitea_unsupported(bool, "deploy keys cannot be put on a push list") = None
+    enable_force_push_allowlist: gitea_unsupported(bool, FORCE_PUSH) = None
+    force_push_allowlist_usernames: gitea_unsupported(list[str], FORCE_PUSH) = None
+    force_push_allowlist_teams: gitea_unsupported(list[str], FORCE_PUSH) = None
+    force_push_allowlist_deploy_keys: gitea_unsupported(bool, FORCE_PUSH) = None
+    require_signed_commits: gitea_unsupported(bool, "commit signatures are not verified") = None
+    protected_file_patterns: gitea_unsupported(str, FILE_PATTERNS) = None
+    unprotected_file_patterns: gitea_unsupported(str, FILE_PATTERNS) = None
 
 
 class BranchProtectionOut(Schema):
     rule_name: str
     branch_name: str
+    priority: int
     enable_push: bool
     require_pull_request: bool
     enable_push_whitelist: bool
     push_whitelist_usernames: list[str]
     push_whitelist_teams: list[str]
+    push_whitelist_deploy_keys: bool
+    enable_force_push: bool
+    enable_force_push_allowlist: bool
+    force_push_allowlist_usernames: list[str]
+    force_push_allowlist_teams: list[str]
+    force_push_allowlist_deploy_keys: bool
     enable_merge_whitelist: bool
     merge_whitelist_usernames: list[str]
     merge_whitelist_teams: list[str]
     enable_status_check: bool
     status_check_contexts: list[str]
+    required_approvals: int
+    enable_approvals_whitelist: bool
+    approvals_whitelist_username: list[str]
+    approvals_whitelist_usernames: list[str]
+    approvals_whitelist_teams: list[str]
+    block_on_rejected_reviews: bool
+    block_on_official_review_requests: bool
     block_on_outdated_branch: bool
+    dismiss_stale_approvals: bool
+    ignore_stale_approvals: bool
+    require_signed_commits: bool
+    protected_file_patterns: str
+    unprotected_file_patterns: str
+    block_admin_merge_override: bool
     block_force_push: bool
     block_deletion: bool
+    approval_rule_id: int | None
     created_at: datetime
+    updated_at: datetime
 
 
 class ApprovalRuleIn(InputSchema):
@@ -270,7 +316,7 @@ class ApprovalRuleIn(InputSchema):
     users: list[str] | None = None
     teams: list[str] | None = None
     exclude_committers: bool | None = None
-    dismissal: Literal["new_code", "always"] | None = None
+    dismissal: Literal["new_code", "always", "never"] | None = None
 
 
 class ApprovalRuleTemplateIn(ApprovalRuleIn):
@@ -286,6 +332,8 @@ class ApprovalRuleOut(Schema):
     teams: list[str]
     exclude_committers: bool
     dismissal: str
+    # The branch protection whose approvals the rule requires (changed and removed with it), or null.
+    branch_protection: str | None = None
     created_at: datetime
 
 
