@@ -98,10 +98,11 @@ def _allow_list(enabled: bool | None, names: list[str] | None, current: list[str
 def _protection_fields(repository: Repository, payload: BranchProtectionIn, current: BranchProtection | None) -> dict:
     """save_branch_protection's arguments: the payload over the current protection (or the defaults)."""
     now = protection_out(current) if current is not None else {}
-    enable_push = None if payload.enable_push is None else not payload.enable_push
-    require_pull_request = _pick("enable_push", enable_push, "require_pull_request", payload.require_pull_request)
-    enable_force_push = None if payload.enable_force_push is None else not payload.enable_force_push
-    block_force_push = _pick("enable_force_push", enable_force_push, "block_force_push", payload.block_force_push)
+    # Gitea's enable_push and enable_force_push say the opposite of our require_pull_request and block_force_push.
+    no_push = None if payload.enable_push is None else not payload.enable_push
+    require_pull_request = _pick("enable_push", no_push, "require_pull_request", payload.require_pull_request)
+    no_force_push = None if payload.enable_force_push is None else not payload.enable_force_push
+    block_force_push = _pick("enable_force_push", no_force_push, "block_force_push", payload.block_force_push)
     approval_usernames = _pick(
         "approvals_whitelist_username",
         payload.approvals_whitelist_username,
