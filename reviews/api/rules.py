@@ -128,6 +128,15 @@ def _protection_fields(repository: Repository, payload: BranchProtectionIn, curr
         payload.enable_approvals_whitelist, payload.approvals_whitelist_teams, "approvals_whitelist_teams"
     )
     checks = allowed(payload.enable_status_check, payload.status_check_contexts, "status_check_contexts")
+    # In Gitea a list turned on but empty lets nobody in; here an empty list means everyone with write access, so
+    # such a request is refused rather than read as its opposite.
+    for enabled, names, field in (
+        (payload.enable_push_whitelist, push_users + push_teams, "enable_push_whitelist"),
+        (payload.enable_merge_whitelist, merge_users + merge_teams, "enable_merge_whitelist"),
+        (payload.enable_approvals_whitelist, approval_users + approval_teams, "enable_approvals_whitelist"),
+    ):
+        if enabled and not names:
+            _refuse(field, "names nobody; name users or teams, or send false to allow everyone with write access")
     fields = {
         "branch_pattern": pattern,
         "require_pull_request": keep(require_pull_request, "require_pull_request", True),
@@ -194,7 +203,8 @@ def list_branch_protections(request: HttpRequest, owner: str, repo: str):
         "otherwise they stay on the page and `ignore_stale_approvals` must be true. Left out, "
         "`dismiss_stale_approvals` and `block_on_rejected_reviews` are true. Gitea features the portal lacks "
         "(`require_signed_commits`, file patterns, force-push allow lists, deploy keys on the push list, "
-        "`priority`) are refused with 422 unless off; unknown fields are refused too."
+        "`priority`) are refused with 422 unless off; unknown fields are refused too. An `enable_*_whitelist` "
+        "turned on must name someone: an empty list means everyone with write access."
     ),
 )
 def create_branch_protection(request: HttpRequest, owner: str, repo: str, payload: BranchProtectionIn):

@@ -207,6 +207,18 @@ def test_unknown_fields_are_refused_by_name_and_nothing_is_written(client, priva
     assert ApprovalRule.objects.get().required_approvals == 1
 
 
+@pytest.mark.parametrize(
+    "allow_list", ["enable_push_whitelist", "enable_merge_whitelist", "enable_approvals_whitelist"]
+)
+def test_an_allow_list_turned_on_without_names_is_refused_not_read_as_everyone(
+    client, private_repo, as_alice, allow_list
+):
+    response = send(client, "POST", PROTECTIONS, GITEA_MAIN | {allow_list: True}, **as_alice)
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == [allow_list]
+    assert not BranchProtection.objects.exists()
+
+
 def test_the_off_values_of_what_the_portal_lacks_are_accepted(client, private_repo, as_alice):
     off = {
         "require_signed_commits": False,
