@@ -7,7 +7,7 @@ import json
 import logging
 from datetime import datetime
 from importlib.resources import files
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.contrib.auth import authenticate
@@ -24,6 +24,8 @@ from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Val
 from ninja.openapi.docs import DocsBase
 from ninja.security import APIKeyCookie, HttpBasicAuth, HttpBearer
 from ninja.utils import check_csrf
+from pydantic import AfterValidator, ConfigDict
+from pydantic_core import PydanticCustomError
 
 from portal import services
 from portal.keys import InvalidKey
@@ -232,16 +234,57 @@ def _conflict(request: HttpRequest, exc: IntegrityError) -> HttpResponse:
     return error(request, "This conflicts with something that already exists.", 409)
 
 
+def _field_name(err: dict) -> str:
+    return ".".join(str(part) for part in err.get("loc", ()) if part not in ("body", "payload"))
+
+
 def _describe_error(err: dict) -> str:
-    location = ".".join(str(part) for part in err.get("loc", ()) if part not in ("body", "payload"))
+    location = _field_name(err)
+    if err.get("type") == "extra_forbidden":
+        return f"unknown field: {location}"
     return f"{location}: {err.get('msg', 'invalid')}" if location else str(err.get("msg", "invalid"))
 
 
 @api.exception_handler(ValidationError)
 def _schema_invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors]
-    message = "Invalid request: " + "; ".join(_describe_error(e) for e in errors)
+    errors = [
+        {"loc": list(e.get("loc", ())), "field": _field_name(e), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors
+    ]
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    # A misspelt or unsupported field is named first: it is the one mistake a client cannot see in its own output.
+    if unknown and len(unknown) == len(errors):
+        message = f"unknown field{'s' if len(unknown) > 1 else ''}: " + ", ".join(e["field"] for e in unknown)
+    else:
+        message = "Invalid request: " + "; ".join(_describe_error(e) for e in errors)
     return error(request, message, 422, errors=errors)
+
+
+# Schemas (Gitea's field names).
+
+
+class InputSchema(Schema):
+    """Every request body of the API: a field it does not declare is refused (422, naming it), never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def gitea_unsupported(kind: Any, why: str, *also_off: object) -> Any:
+    """The type of a Gitea field whose feature the portal lacks: Gitea's clients send it, so it is declared, but
+    only its off value (false, 0, "", [] or null, or one of also_off) is accepted; any other is refused with 422,
+    naming the field, so that no client believes it got what it asked for."""
+
+    def check(value: Any) -> Any:
+        blank = isinstance(value, str) and not value.strip()
+        if value is None or blank or value in also_off or (not isinstance(value, str) and not value):
+            return value
+        raise PydanticCustomError(
+            "unsupported",
+            "not supported ({why}); send it off (false, 0, an empty string or list) or leave it out",
+            {"why": why},
+        )
+
+    return Annotated[kind | None, AfterValidator(check)]
 
 
 # Schemas (Gitea's field names).
@@ -287,9 +330,11 @@ class KeyOut(Schema):
     user: UserOut | None = None
 
 
-class KeyIn(Schema):
+class KeyIn(InputSchema):
     key: str
     title: str = ""
+    # Gitea's clients send it for every key; a user's own keys are never read-only.
+    read_only: gitea_unsupported(bool, "a user's keys may do what the user may") = None
 
 
 class RevokedKeyOut(Schema):
@@ -314,23 +359,37 @@ class TokenOut(Schema):
     expires_at: datetime | None
 
 
-class TokenIn(Schema):
+class TokenIn(InputSchema):
     name: str
     scopes: list[Literal["read:repo", "write:repo", "api", "admin"]]
     expires_at: datetime | None = None
 
 
-class UserCreateIn(Schema):
+class UserCreateIn(InputSchema):
     username: str
     email: str
     password: str | None = None
     admin: bool = False
+    # Sent by Gitea's clients; accepted only when they ask for nothing the portal lacks.
+    source_id: gitea_unsupported(int, "accounts are local") = None
+    login_name: gitea_unsupported(str, "accounts are local") = None
+    full_name: gitea_unsupported(str, "users set their own full name") = None
+    must_change_password: gitea_unsupported(bool, "nobody is made to change a password") = None
+    send_notify: gitea_unsupported(bool, "no welcome email is sent") = None
+    restricted: gitea_unsupported(bool, "there are no restricted users") = None
+    visibility: gitea_unsupported(str, "users have no visibility setting", "public") = None
 
 
-class OrganizationCreateIn(Schema):
+class OrganizationCreateIn(InputSchema):
     username: str
     full_name: str = ""
     description: str = ""
+    # Sent by Gitea's clients; accepted only when they ask for nothing the portal lacks.
+    email: gitea_unsupported(str, "organizations have no email address") = None
+    website: gitea_unsupported(str, "organizations have no website") = None
+    location: gitea_unsupported(str, "organizations have no location") = None
+    visibility: gitea_unsupported(str, "organizations have no visibility setting", "public") = None
+    repo_admin_change_team_access: gitea_unsupported(bool, "teams are managed by the organization's owners") = None
 
 
 class AuditEventOut(Schema):
@@ -456,7 +515,7 @@ class UserSettingsOut(Schema):
     description: str
 
 
-class UserSettingsIn(Schema):
+class UserSettingsIn(InputSchema):
     full_name: str
 
 

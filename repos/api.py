@@ -9,10 +9,12 @@ from ninja import Query, Router, Schema, Status
 from portal import services as accounts
 from portal.api import (
     MAX_PAGE_SIZE,
+    InputSchema,
     KeyIn,
     UserOut,
     api_url,
     current_user,
+    gitea_unsupported,
     key_out,
     paginate,
     principal,
@@ -58,16 +60,24 @@ class RepositoryOut(Schema):
     permissions: RepoPermissions
 
 
-class RepositoryCreateIn(Schema):
+class RepositoryCreateIn(InputSchema):
     name: str
     description: str = ""
     private: bool | None = None
     visibility: VisibilityName | None = None
     auto_init: bool = False
     default_branch: str = "main"
+    # Sent by Gitea's clients; accepted only when they ask for nothing the portal lacks.
+    issue_labels: gitea_unsupported(str, "there are no labels") = None
+    template: gitea_unsupported(bool, "repositories are not templates") = None
+    gitignores: gitea_unsupported(str, "auto_init writes a README only") = None
+    license: gitea_unsupported(str, "auto_init writes a README only") = None
+    readme: gitea_unsupported(str, "auto_init writes the default README", "Default") = None
+    trust_model: gitea_unsupported(str, "commit signatures are not verified", "default") = None
+    object_format_name: gitea_unsupported(str, "repositories use SHA-1", "sha1") = None
 
 
-class RepositoryEditIn(Schema):
+class RepositoryEditIn(InputSchema):
     name: str | None = None
     description: str | None = None
     private: bool | None = None
@@ -75,7 +85,7 @@ class RepositoryEditIn(Schema):
     default_branch: str | None = None
 
 
-class CollaboratorIn(Schema):
+class CollaboratorIn(InputSchema):
     permission: Permission = "write"
 
 

@@ -250,6 +250,8 @@ class ApprovalRule(models.Model):
     class Dismissal(models.TextChoices):
         NEW_CODE = "new_code", "when new code is pushed (a rebase keeps approvals)"
         ALWAYS = "always", "on every push"
+        # Gitea's dismiss_stale_approvals off: approvals of older code stay on the page, but count no more.
+        NEVER = "never", "never (approvals of older code stay, but only approvals of the current change count)"
 
     repository = models.ForeignKey(
         Repository, null=True, blank=True, on_delete=models.CASCADE, related_name="approval_rules"
@@ -266,6 +268,10 @@ class ApprovalRule(models.Model):
     teams = models.ManyToManyField("portal.Team", blank=True, related_name="+")
     exclude_committers = models.BooleanField(default=False)
     dismissal = models.CharField(max_length=10, choices=Dismissal.choices, default=Dismissal.NEW_CODE)
+    # The rule of a branch protection's "require N approvals": saved, and removed, with that protection only.
+    branch_protection = models.OneToOneField(
+        "BranchProtection", null=True, blank=True, on_delete=models.CASCADE, related_name="approval_rule"
+    )
     created = models.DateTimeField(default=timezone.now)
 
     objects = BranchPatternQuerySet.as_manager()
@@ -299,7 +305,19 @@ class BranchProtection(models.Model):
     push_teams = models.ManyToManyField("portal.Team", blank=True, related_name="+")
     merge_users = models.ManyToManyField(User, blank=True, related_name="+")
     merge_teams = models.ManyToManyField("portal.Team", blank=True, related_name="+")
+    # A reviewer's change request blocks the merge until it is dismissed or replaced; off for matching branches only
+    # when every protection of the branch turns it off (branches without protection always block).
+    block_on_rejected_reviews = models.BooleanField(default=True)
+    # Review requests nobody has answered yet block the merge.
+    block_on_official_review_requests = models.BooleanField(default=False)
+    # Admins cannot override the approval rules of pull requests into matching branches.
+    block_admin_merge_override = models.BooleanField(default=False)
+    # How the protection's approval rule (approval_rule, when it requires approvals) treats approvals of older code:
+    # dismissed on new code, or kept on the page. They never count: with dismissal off, ignoring them must be on.
+    dismiss_stale_approvals = models.BooleanField(default=True)
+    ignore_stale_approvals = models.BooleanField(default=False)
     created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
 
     objects = BranchPatternQuerySet.as_manager()
 

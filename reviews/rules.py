@@ -59,6 +59,13 @@ def describe_pool(rule: ApprovalRule) -> str:
     return ", ".join(names) if names else "anyone with write access"
 
 
+def describe_rule_source(rule: ApprovalRule) -> str:
+    """How a rule is named to people: by its name, or by the branch protection whose approvals it requires."""
+    if rule.branch_protection_id is not None:
+        return f"Branch protection '{rule.branch_pattern}'"
+    return f"Rule '{rule.name}'"
+
+
 def committer_ids(pr: PullRequest) -> set[int]:
     """Users who authored or committed any commit of the pull request, matched by their email addresses."""
     if not pr.merge_base_sha:
@@ -111,7 +118,7 @@ class RuleStatus:
     def reason(self) -> str:
         have = ", ".join(u.username for u in self.approvers) or "none"
         return (
-            f"Rule '{self.rule.name}' needs {self.needed} approval{'s' if self.needed != 1 else ''}"
+            f"{describe_rule_source(self.rule)} needs {self.needed} approval{'s' if self.needed != 1 else ''}"
             f" from {describe_pool(self.rule)}; it has {len(self.approvers)} ({have})."
         )
 
@@ -151,7 +158,8 @@ def approval_status(pr: PullRequest) -> list[RuleStatus]:
     committers = committer_ids(pr) if any(rule.exclude_committers for rule in rules) else set()
     candidates = []
     for rule in rules:
-        # An approval counts when it saw this very head, or, unless the rule always dismisses, the same patch.
+        # An approval counts when it saw this very head, or, unless the rule always dismisses, the same patch; never
+        # one of older code, even when the rule keeps such approvals on the page.
         valid = {pr.head_sha} if rule.dismissal == ApprovalRule.Dismissal.ALWAYS else same_patch
         candidates.append(
             [
@@ -218,6 +226,32 @@ def may_merge(pr: PullRequest, user: User | None) -> bool:
     return True
 
 
+def _review_blocker(pr: PullRequest, protections: list[BranchProtection]) -> str | None:
+    # A change request blocks on every branch, unless each protection of this one turns that off.
+    if not protections or any(p.block_on_rejected_reviews for p in protections):
+        for review in latest_verdicts(pr).values():
+            if review.state == Review.State.CHANGES_REQUESTED:
+                return f"{review.author.username} requested changes."
+    if any(p.block_on_official_review_requests for p in protections):
+        request = pr.review_requests.select_related("user", "team__organization").order_by("created", "id").first()
+        if request is not None:
+            who = request.user.username if request.user else f"{request.team.organization.username}/{request.team.name}"
+            return f"A review was requested from {who} and has not been given yet."
+    return None
+
+
+def _override_blocked(protections: list[BranchProtection]) -> BranchProtection | None:
+    return next((p for p in protections if p.block_admin_merge_override), None)
+
+
+def override_blocker(pr: PullRequest) -> str | None:
+    """Why an admin may not override the approval rules of the pull request, or None."""
+    protection = _override_blocked(protections_for(pr.repository, pr.base_branch))
+    if protection is None:
+        return None
+    return f"Branch protection '{protection.branch_pattern}' does not let admins override its approval rules."
+
+
 def merge_blocker(pr: PullRequest, actor: User | None = None) -> str | None:
     """Why the pull request cannot merge now (for actor, when given), or None: shown in the UI as it is."""
     if pr.state == PullRequest.State.MERGED:
@@ -239,23 +273,18 @@ def merge_blocker(pr: PullRequest, actor: User | None = None) -> str | None:
     conflicting = conflicts(pr)
     if conflicting:
         return f"Conflicts in {', '.join(git.label(p) for p in conflicting[:20])} must be resolved first."
-    if pr.override_at is None:
-        blockers = [
-            f"{review.author.username} requested changes."
-            for review in latest_verdicts(pr).values()
-            if review.state == Review.State.CHANGES_REQUESTED
-        ]
-        if blockers:
-            return blockers[0]
+    protections = protections_for(repo, pr.base_branch)
+    if pr.override_at is None or _override_blocked(protections):
+        reason = _review_blocker(pr, protections)
+        if reason:
+            return reason
         for status in approval_status(pr):
             if not status.met:
                 return status.reason
     reason = _check_blocker(pr)
     if reason:
         return reason
-    if any(p.require_up_to_date for p in protections_for(repo, pr.base_branch)) and not git.is_ancestor(
-        repo.path, base, head
-    ):
+    if any(p.require_up_to_date for p in protections) and not git.is_ancestor(repo.path, base, head):
         return f"The branch is behind {pr.base_branch}; bring it up to date first."
     return None
 

@@ -91,9 +91,47 @@ class BranchProtectionForm(forms.Form):
     push_teams = _teams_field("Teams who may push")
     merge_users = UsernamesField(label="Users who may merge")
     merge_teams = _teams_field("Teams who may merge")
+    required_approvals = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=50,
+        initial=0,
+        label="Require approvals",
+        help_text="How many approvals of its current code a pull request into matching branches needs; 0 for none.",
+    )
+    approval_users = UsernamesField(
+        label="Approvers",
+        help_text="Whose approvals count. Leave approvers and teams empty to count anyone with write access.",
+    )
+    approval_teams = _teams_field("Approver teams")
+    dismiss_stale_approvals = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Dismiss approvals when new code is pushed",
+        help_text="Off: approvals of older code stay on the page, marked stale. Either way they do not count; "
+        "a rebase that keeps the change keeps its approvals.",
+    )
+    block_on_rejected_reviews = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Block merging while a reviewer requests changes",
+        help_text="Off: a change request no longer stops pull requests into matching branches.",
+    )
+    block_on_official_review_requests = forms.BooleanField(
+        required=False,
+        label="Block merging while a requested review is unanswered",
+        help_text="Every user or team asked to review must have reviewed first.",
+    )
+    block_admin_merge_override = forms.BooleanField(
+        required=False,
+        label="Do not let admins override the approval rules",
+        help_text="Pull requests into matching branches merge only with their approvals, whoever merges.",
+    )
 
     def __init__(self, *args, owner: User, protection: BranchProtection | None = None, **kwargs):
+        self.protection = protection
         if protection is not None:
+            rule = ApprovalRule.objects.filter(branch_protection=protection).first()
             kwargs.setdefault(
                 "initial",
                 {
@@ -107,10 +145,32 @@ class BranchProtectionForm(forms.Form):
                     "push_teams": list(protection.push_teams.all()),
                     "merge_users": list(protection.merge_users.order_by("username")),
                     "merge_teams": list(protection.merge_teams.all()),
+                    "required_approvals": rule.required_approvals if rule else 0,
+                    "approval_users": list(rule.users.order_by("username")) if rule else [],
+                    "approval_teams": list(rule.teams.all()) if rule else [],
+                    "dismiss_stale_approvals": protection.dismiss_stale_approvals,
+                    "block_on_rejected_reviews": protection.block_on_rejected_reviews,
+                    "block_on_official_review_requests": protection.block_on_official_review_requests,
+                    "block_admin_merge_override": protection.block_admin_merge_override,
                 },
             )
         super().__init__(*args, **kwargs)
-        _offer_teams(self, owner, ["push_teams", "merge_teams"])
+        _offer_teams(self, owner, ["push_teams", "merge_teams", "approval_teams"])
+        if "approval_teams" in self.fields:
+            self.fields["approval_teams"].help_text = f"Teams of {owner.username} whose members' approvals count."
+
+    def clean_required_approvals(self) -> int:
+        return self.cleaned_data["required_approvals"] or 0
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        # Approvals of older code never count, so without dismissal they are kept on the page and ignored; with it,
+        # Gitea's ignore flag means nothing and keeps what the API was last told.
+        if not cleaned.get("dismiss_stale_approvals", True):
+            cleaned["ignore_stale_approvals"] = True
+        else:
+            cleaned["ignore_stale_approvals"] = bool(self.protection and self.protection.ignore_stale_approvals)
+        return cleaned
 
     def clean_branch_pattern(self) -> str:
         return _branch_pattern(self.cleaned_data["branch_pattern"])

@@ -33,6 +33,18 @@ def _describe_protection(protection: BranchProtection) -> list[str]:
         words.append("no force pushes")
     if protection.block_deletion:
         words.append("no deletion")
+    rule = ApprovalRule.objects.filter(branch_protection=protection).prefetch_related("users", "teams").first()
+    if rule is not None:
+        count = rule.required_approvals
+        words.append(f"{count} approval{'' if count == 1 else 's'} from {rules.describe_pool(rule)}")
+        if not protection.dismiss_stale_approvals:
+            words.append("approvals of older code stay, marked stale")
+    if not protection.block_on_rejected_reviews:
+        words.append("change requests do not block")
+    if protection.block_on_official_review_requests:
+        words.append("unanswered review requests block")
+    if protection.block_admin_merge_override:
+        words.append("admins cannot override")
     pushers = _names(protection.push_users.all(), protection.push_teams.all())
     mergers = _names(protection.merge_users.all(), protection.merge_teams.all())
     words.append(f"push: {pushers or 'anyone with write access'}")
@@ -48,6 +60,8 @@ def _describe_rule(rule: ApprovalRule) -> str:
         text += f" in repositories matching {rule.repository_pattern}"
     if rule.exclude_committers:
         text += "; committers' approvals do not count"
+    if rule.dismissal == ApprovalRule.Dismissal.NEVER:
+        return f"{text}; approvals of older code stay on the page, marked stale, and do not count."
     return f"{text}; approvals are dismissed {rule.get_dismissal_display()}."
 
 
@@ -128,7 +142,7 @@ def branch_delete(request: HttpRequest, owner: str, name: str, protection_id: in
 def _render_rules(
     request: HttpRequest, repo: Repository, form: ApprovalRuleForm, rule: ApprovalRule | None = None
 ) -> HttpResponse:
-    own = repo.approval_rules.prefetch_related("users", "teams__organization")
+    own = repo.approval_rules.select_related("branch_protection").prefetch_related("users", "teams__organization")
     # Templates of the owning organization apply too; they are shown so that admins see every rule in force.
     templates = ApprovalRule.objects.filter(organization_id=repo.owner_id).prefetch_related(
         "users", "teams__organization"
@@ -165,14 +179,16 @@ def rules_page(request: HttpRequest, owner: str, name: str) -> HttpResponse:
 
 def rule_page(request: HttpRequest, owner: str, name: str, rule_id: int) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name, need=Role.ADMIN)
-    rule = get_object_or_404(ApprovalRule, pk=rule_id, repository=repo)
+    # A branch protection's own rule is changed, and removed, on the protection's page only.
+    rule = get_object_or_404(ApprovalRule, pk=rule_id, repository=repo, branch_protection=None)
     return _save_rule(request, repo, rule)
 
 
 @require_POST
 def rule_delete(request: HttpRequest, owner: str, name: str, rule_id: int) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name, need=Role.ADMIN)
-    rule = get_object_or_404(ApprovalRule, pk=rule_id, repository=repo)
+    # A branch protection's own rule is changed, and removed, on the protection's page only.
+    rule = get_object_or_404(ApprovalRule, pk=rule_id, repository=repo, branch_protection=None)
     if not confirmed(request):
         return ask_to_confirm(
             request,

@@ -3,6 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest
 from ninja import Status
+from ninja.errors import ValidationError as SchemaError
 
 from portal.api import current_user, require_token_scope
 from portal.models import User
@@ -29,25 +30,62 @@ def protection_out(protection: BranchProtection) -> dict:
     push_teams = [t.name for t in protection.push_teams.all()]
     merge_users = [u.username for u in protection.merge_users.all()]
     merge_teams = [t.name for t in protection.merge_teams.all()]
+    rule = ApprovalRule.objects.filter(branch_protection=protection).first()
+    approval_users = [u.username for u in rule.users.all()] if rule else []
+    approval_teams = [t.name for t in rule.teams.all()] if rule else []
     return {
         "rule_name": protection.branch_pattern,
         "branch_name": protection.branch_pattern,
+        # Every protection that matches a branch applies; none outranks another.
+        "priority": 0,
         # Gitea's enable_push: false is our pull-request requirement: nobody pushes to the branch directly.
         "enable_push": not protection.require_pull_request,
         "require_pull_request": protection.require_pull_request,
         "enable_push_whitelist": bool(push_users or push_teams),
         "push_whitelist_usernames": push_users,
         "push_whitelist_teams": push_teams,
+        "push_whitelist_deploy_keys": False,
+        "enable_force_push": not protection.block_force_push,
+        "enable_force_push_allowlist": False,
+        "force_push_allowlist_usernames": [],
+        "force_push_allowlist_teams": [],
+        "force_push_allowlist_deploy_keys": False,
         "enable_merge_whitelist": bool(merge_users or merge_teams),
         "merge_whitelist_usernames": merge_users,
         "merge_whitelist_teams": merge_teams,
         "enable_status_check": bool(protection.required_checks),
         "status_check_contexts": list(protection.required_checks),
+        "required_approvals": rule.required_approvals if rule else 0,
+        "enable_approvals_whitelist": bool(approval_users or approval_teams),
+        "approvals_whitelist_username": approval_users,
+        "approvals_whitelist_usernames": approval_users,
+        "approvals_whitelist_teams": approval_teams,
+        "block_on_rejected_reviews": protection.block_on_rejected_reviews,
+        "block_on_official_review_requests": protection.block_on_official_review_requests,
         "block_on_outdated_branch": protection.require_up_to_date,
+        "dismiss_stale_approvals": protection.dismiss_stale_approvals,
+        "ignore_stale_approvals": protection.ignore_stale_approvals,
+        "require_signed_commits": False,
+        "protected_file_patterns": "",
+        "unprotected_file_patterns": "",
+        "block_admin_merge_override": protection.block_admin_merge_override,
         "block_force_push": protection.block_force_push,
         "block_deletion": protection.block_deletion,
+        "approval_rule_id": rule.pk if rule else None,
         "created_at": protection.created,
+        "updated_at": protection.updated,
     }
+
+
+def _refuse(field: str, message: str) -> None:
+    raise SchemaError([{"loc": ("body", "payload", field), "msg": message, "type": "unsupported"}])
+
+
+def _pick(name: str, value, other_name: str, other):
+    """One value from two fields that say the same thing, refusing them when they disagree."""
+    if value is not None and other is not None and value != other:
+        raise ValidationError(f"{name} and {other_name} contradict each other; send one of them.")
+    return value if value is not None else other
 
 
 def _allow_list(enabled: bool | None, names: list[str] | None, current: list[str]) -> list[str]:
@@ -60,43 +98,76 @@ def _allow_list(enabled: bool | None, names: list[str] | None, current: list[str
 def _protection_fields(repository: Repository, payload: BranchProtectionIn, current: BranchProtection | None) -> dict:
     """save_branch_protection's arguments: the payload over the current protection (or the defaults)."""
     now = protection_out(current) if current is not None else {}
-    require_pull_request = payload.require_pull_request
-    if payload.enable_push is not None:
-        if require_pull_request is not None and require_pull_request == payload.enable_push:
-            raise ValidationError("enable_push and require_pull_request contradict each other; send one of them.")
-        require_pull_request = not payload.enable_push
+    # Gitea's enable_push and enable_force_push say the opposite of our require_pull_request and block_force_push.
+    no_push = None if payload.enable_push is None else not payload.enable_push
+    require_pull_request = _pick("enable_push", no_push, "require_pull_request", payload.require_pull_request)
+    no_force_push = None if payload.enable_force_push is None else not payload.enable_force_push
+    block_force_push = _pick("enable_force_push", no_force_push, "block_force_push", payload.block_force_push)
+    approval_usernames = _pick(
+        "approvals_whitelist_username",
+        payload.approvals_whitelist_username,
+        "approvals_whitelist_usernames",
+        payload.approvals_whitelist_usernames,
+    )
     pattern = payload.rule_name or payload.branch_name or now.get("rule_name", "")
 
     def keep(value, name: str, default):
         return value if value is not None else now.get(name, default)
 
-    push_users = _allow_list(
-        payload.enable_push_whitelist, payload.push_whitelist_usernames, now.get("push_whitelist_usernames", [])
+    def allowed(enabled: bool | None, names: list[str] | None, name: str) -> list[str]:
+        return _allow_list(enabled, names, now.get(name, []))
+
+    push_users = allowed(payload.enable_push_whitelist, payload.push_whitelist_usernames, "push_whitelist_usernames")
+    push_teams = allowed(payload.enable_push_whitelist, payload.push_whitelist_teams, "push_whitelist_teams")
+    merge_users = allowed(
+        payload.enable_merge_whitelist, payload.merge_whitelist_usernames, "merge_whitelist_usernames"
     )
-    push_teams = _allow_list(
-        payload.enable_push_whitelist, payload.push_whitelist_teams, now.get("push_whitelist_teams", [])
+    merge_teams = allowed(payload.enable_merge_whitelist, payload.merge_whitelist_teams, "merge_whitelist_teams")
+    approval_users = allowed(payload.enable_approvals_whitelist, approval_usernames, "approvals_whitelist_username")
+    approval_teams = allowed(
+        payload.enable_approvals_whitelist, payload.approvals_whitelist_teams, "approvals_whitelist_teams"
     )
-    merge_users = _allow_list(
-        payload.enable_merge_whitelist, payload.merge_whitelist_usernames, now.get("merge_whitelist_usernames", [])
-    )
-    merge_teams = _allow_list(
-        payload.enable_merge_whitelist, payload.merge_whitelist_teams, now.get("merge_whitelist_teams", [])
-    )
-    checks = _allow_list(
-        payload.enable_status_check, payload.status_check_contexts, now.get("status_check_contexts", [])
-    )
-    return {
+    checks = allowed(payload.enable_status_check, payload.status_check_contexts, "status_check_contexts")
+    # In Gitea a list turned on but empty lets nobody in; here an empty list means everyone with write access, so
+    # such a request is refused rather than read as its opposite.
+    for enabled, names, field in (
+        (payload.enable_push_whitelist, push_users + push_teams, "enable_push_whitelist"),
+        (payload.enable_merge_whitelist, merge_users + merge_teams, "enable_merge_whitelist"),
+        (payload.enable_approvals_whitelist, approval_users + approval_teams, "enable_approvals_whitelist"),
+    ):
+        if enabled and not names:
+            _refuse(field, "names nobody; name users or teams, or send false to allow everyone with write access")
+    fields = {
         "branch_pattern": pattern,
         "require_pull_request": keep(require_pull_request, "require_pull_request", True),
         "required_checks": checks,
         "require_up_to_date": keep(payload.block_on_outdated_branch, "block_on_outdated_branch", False),
-        "block_force_push": keep(payload.block_force_push, "block_force_push", True),
+        "block_force_push": keep(block_force_push, "block_force_push", True),
         "block_deletion": keep(payload.block_deletion, "block_deletion", True),
         "push_users": find_people(push_users),
         "push_teams": find_teams(repository.owner, push_teams),
         "merge_users": find_people(merge_users),
         "merge_teams": find_teams(repository.owner, merge_teams),
+        "required_approvals": keep(payload.required_approvals, "required_approvals", 0),
+        "approval_users": find_people(approval_users),
+        "approval_teams": find_teams(repository.owner, approval_teams),
+        # Left out on creation, these take the portal's defaults, which are stricter than Gitea's.
+        "dismiss_stale_approvals": keep(payload.dismiss_stale_approvals, "dismiss_stale_approvals", True),
+        "ignore_stale_approvals": keep(payload.ignore_stale_approvals, "ignore_stale_approvals", False),
+        "block_on_rejected_reviews": keep(payload.block_on_rejected_reviews, "block_on_rejected_reviews", True),
+        "block_on_official_review_requests": keep(
+            payload.block_on_official_review_requests, "block_on_official_review_requests", False
+        ),
+        "block_admin_merge_override": keep(payload.block_admin_merge_override, "block_admin_merge_override", False),
     }
+    # Said here with the field's name, as a 422 like the other refusals of what a Gitea client asks for.
+    if fields["required_approvals"] and not fields["dismiss_stale_approvals"] and not fields["ignore_stale_approvals"]:
+        _refuse(
+            "ignore_stale_approvals",
+            "approvals of older code never count toward required_approvals here; "
+            "send ignore_stale_approvals: true or dismiss_stale_approvals: true",
+        )
+    return fields
 
 
 def _protection(repository: Repository, name: str) -> BranchProtection:
@@ -125,7 +196,16 @@ def list_branch_protections(request: HttpRequest, owner: str, repo: str):
     response={201: BranchProtectionOut},
     tags=["branch protection"],
     summary="Protect a branch pattern",
-    description="`rule_name` (or `branch_name`) is the pattern, such as `main` or `release/*`.",
+    description=(
+        "`rule_name` (or `branch_name`) is the pattern, such as `main` or `release/*`. `required_approvals` (from "
+        "the approvals whitelist, or anyone with write access) is kept as an approval rule of the protection. "
+        "Approvals of older code never count: `dismiss_stale_approvals` dismisses them when new code is pushed, "
+        "otherwise they stay on the page and `ignore_stale_approvals` must be true. Left out, "
+        "`dismiss_stale_approvals` and `block_on_rejected_reviews` are true. Gitea features the portal lacks "
+        "(`require_signed_commits`, file patterns, force-push allow lists, deploy keys on the push list, "
+        "`priority`) are refused with 422 unless off; unknown fields are refused too. An `enable_*_whitelist` "
+        "turned on must name someone: an empty list means everyone with write access."
+    ),
 )
 def create_branch_protection(request: HttpRequest, owner: str, repo: str, payload: BranchProtectionIn):
     repository = get_repo_to_change(request, owner, repo, Role.ADMIN)
@@ -185,6 +265,7 @@ def rule_out(rule: ApprovalRule) -> dict:
         "teams": [t.name for t in rule.teams.all()],
         "exclude_committers": rule.exclude_committers,
         "dismissal": rule.dismissal,
+        "branch_protection": rule.branch_protection.branch_pattern if rule.branch_protection_id else None,
         "created_at": rule.created,
     }
     if rule.organization_id:

@@ -5,11 +5,13 @@ from typing import Literal
 
 from ninja import Schema
 
-from portal.api import UserOut
+from portal.api import InputSchema, UserOut, gitea_unsupported
 
 StatusState = Literal["pending", "success", "failure", "error"]
 ReviewEvent = Literal["APPROVE", "REQUEST_CHANGES", "COMMENT"]
 Side = Literal["LEFT", "RIGHT"]
+FORCE_PUSH = "force pushes are allowed to everyone who may push, or to nobody"
+FILE_PATTERNS = "protection by file pattern is not supported"
 
 
 class TeamOut(Schema):
@@ -55,7 +57,7 @@ class PullRequestDetailOut(PullRequestOut):
     merge_blocker: str | None
 
 
-class PullRequestCreateIn(Schema):
+class PullRequestCreateIn(InputSchema):
     title: str
     head: str
     base: str
@@ -63,14 +65,28 @@ class PullRequestCreateIn(Schema):
     draft: bool = False
     reviewers: list[str] = []
     team_reviewers: list[str] = []
+    # Sent by Gitea's clients; the portal has none of these.
+    assignee: gitea_unsupported(str, "pull requests have no assignees") = None
+    assignees: gitea_unsupported(list[str], "pull requests have no assignees") = None
+    milestone: gitea_unsupported(int, "there are no milestones") = None
+    labels: gitea_unsupported(list[int], "there are no labels") = None
+    due_date: gitea_unsupported(str, "pull requests have no due dates") = None
 
 
-class PullRequestEditIn(Schema):
+class PullRequestEditIn(InputSchema):
     title: str | None = None
     body: str | None = None
     base: str | None = None
     draft: bool | None = None
     state: Literal["open", "closed"] | None = None
+    # Sent by Gitea's clients; the portal has none of these.
+    assignee: gitea_unsupported(str, "pull requests have no assignees") = None
+    assignees: gitea_unsupported(list[str], "pull requests have no assignees") = None
+    milestone: gitea_unsupported(int, "there are no milestones") = None
+    labels: gitea_unsupported(list[int], "there are no labels") = None
+    due_date: gitea_unsupported(str, "pull requests have no due dates") = None
+    unset_due_date: gitea_unsupported(bool, "pull requests have no due dates") = None
+    allow_maintainer_edit: gitea_unsupported(bool, "anyone with write access may push to the head branch") = None
 
 
 class ChangedFileOut(Schema):
@@ -123,7 +139,7 @@ class ReviewOut(Schema):
     pull_request_url: str
 
 
-class ReviewCommentIn(Schema):
+class ReviewCommentIn(InputSchema):
     path: str
     body: str
     line: int | None = None
@@ -134,7 +150,7 @@ class ReviewCommentIn(Schema):
     old_position: int | None = None
 
 
-class ReviewIn(Schema):
+class ReviewIn(InputSchema):
     event: ReviewEvent
     body: str = ""
     commit_id: str | None = None
@@ -166,15 +182,21 @@ class ReviewCommentOut(Schema):
     pull_request_url: str
 
 
-class MergeIn(Schema):
+class MergeIn(InputSchema):
     Do: Literal["merge", "squash", "rebase", "fast-forward-only"]
     head_commit_id: str | None = None
     MergeTitleField: str = ""
     MergeMessageField: str = ""
     delete_branch_after_merge: bool | None = None
+    # Sent by Gitea's clients; an admin overrides the approval rules on the pull request's page, with a reason.
+    MergeCommitID: gitea_unsupported(str, "the merge commit is made by the portal") = None
+    force_merge: gitea_unsupported(bool, "an admin overrides the approval rules on the pull request, with a reason") = (
+        None
+    )
+    merge_when_checks_succeed: gitea_unsupported(bool, "merges are not scheduled") = None
 
 
-class StatusIn(Schema):
+class StatusIn(InputSchema):
     state: StatusState
     context: str = "default"
     target_url: str = ""
@@ -202,7 +224,7 @@ class CombinedStatusOut(Schema):
     url: str
 
 
-class BranchProtectionIn(Schema):
+class BranchProtectionIn(InputSchema):
     """Gitea's fields plus ours; on PATCH, what is left out stays as it was."""
 
     rule_name: str | None = None
@@ -212,36 +234,80 @@ class BranchProtectionIn(Schema):
     enable_push_whitelist: bool | None = None
     push_whitelist_usernames: list[str] | None = None
     push_whitelist_teams: list[str] | None = None
+    enable_force_push: bool | None = None
     enable_merge_whitelist: bool | None = None
     merge_whitelist_usernames: list[str] | None = None
     merge_whitelist_teams: list[str] | None = None
     enable_status_check: bool | None = None
     status_check_contexts: list[str] | None = None
+    required_approvals: int | None = None
+    enable_approvals_whitelist: bool | None = None
+    # Gitea spells the users of the approvers' pool in the singular; the plural is accepted too.
+    approvals_whitelist_username: list[str] | None = None
+    approvals_whitelist_usernames: list[str] | None = None
+    approvals_whitelist_teams: list[str] | None = None
+    block_on_rejected_reviews: bool | None = None
+    block_on_official_review_requests: bool | None = None
     block_on_outdated_branch: bool | None = None
+    dismiss_stale_approvals: bool | None = None
+    ignore_stale_approvals: bool | None = None
+    block_admin_merge_override: bool | None = None
     block_force_push: bool | None = None
     block_deletion: bool | None = None
+    # Gitea features the portal does not have: accepted only when off.
+    priority: gitea_unsupported(int, "every protection that matches a branch applies, so they have no order") = None
+    push_whitelist_deploy_keys: gitea_unsupported(bool, "deploy keys cannot be put on a push list") = None
+    enable_force_push_allowlist: gitea_unsupported(bool, FORCE_PUSH) = None
+    force_push_allowlist_usernames: gitea_unsupported(list[str], FORCE_PUSH) = None
+    force_push_allowlist_teams: gitea_unsupported(list[str], FORCE_PUSH) = None
+    force_push_allowlist_deploy_keys: gitea_unsupported(bool, FORCE_PUSH) = None
+    require_signed_commits: gitea_unsupported(bool, "commit signatures are not verified") = None
+    protected_file_patterns: gitea_unsupported(str, FILE_PATTERNS) = None
+    unprotected_file_patterns: gitea_unsupported(str, FILE_PATTERNS) = None
 
 
 class BranchProtectionOut(Schema):
     rule_name: str
     branch_name: str
+    priority: int
     enable_push: bool
     require_pull_request: bool
     enable_push_whitelist: bool
     push_whitelist_usernames: list[str]
     push_whitelist_teams: list[str]
+    push_whitelist_deploy_keys: bool
+    enable_force_push: bool
+    enable_force_push_allowlist: bool
+    force_push_allowlist_usernames: list[str]
+    force_push_allowlist_teams: list[str]
+    force_push_allowlist_deploy_keys: bool
     enable_merge_whitelist: bool
     merge_whitelist_usernames: list[str]
     merge_whitelist_teams: list[str]
     enable_status_check: bool
     status_check_contexts: list[str]
+    required_approvals: int
+    enable_approvals_whitelist: bool
+    approvals_whitelist_username: list[str]
+    approvals_whitelist_usernames: list[str]
+    approvals_whitelist_teams: list[str]
+    block_on_rejected_reviews: bool
+    block_on_official_review_requests: bool
     block_on_outdated_branch: bool
+    dismiss_stale_approvals: bool
+    ignore_stale_approvals: bool
+    require_signed_commits: bool
+    protected_file_patterns: str
+    unprotected_file_patterns: str
+    block_admin_merge_override: bool
     block_force_push: bool
     block_deletion: bool
+    approval_rule_id: int | None
     created_at: datetime
+    updated_at: datetime
 
 
-class ApprovalRuleIn(Schema):
+class ApprovalRuleIn(InputSchema):
     """On PATCH, what is left out stays as it was."""
 
     name: str | None = None
@@ -250,7 +316,7 @@ class ApprovalRuleIn(Schema):
     users: list[str] | None = None
     teams: list[str] | None = None
     exclude_committers: bool | None = None
-    dismissal: Literal["new_code", "always"] | None = None
+    dismissal: Literal["new_code", "always", "never"] | None = None
 
 
 class ApprovalRuleTemplateIn(ApprovalRuleIn):
@@ -266,6 +332,8 @@ class ApprovalRuleOut(Schema):
     teams: list[str]
     exclude_committers: bool
     dismissal: str
+    # The branch protection whose approvals the rule requires (changed and removed with it), or null.
+    branch_protection: str | None = None
     created_at: datetime
 
 

@@ -299,6 +299,9 @@ def dismiss_review(review: Review, *, actor: User, reason: str) -> Review:
 def override_approval_rules(pr: PullRequest, *, actor: User, reason: str) -> PullRequest:
     """An admin lets the pull request merge without its approvals; recorded and shown on the page."""
     require_role(actor, pr.repository, Role.ADMIN)
+    refusal = rules.override_blocker(pr)
+    if refusal:
+        raise PermissionDenied(refusal)
     if not reason.strip():
         raise ValidationError("An override needs a reason.")
     touch(pr, override_by=actor, override_reason=reason.strip()[:500], override_at=timezone.now())

@@ -73,6 +73,14 @@ def _require_rule_owner(actor: User, *, repository: Repository | None, organizat
         raise PermissionDenied("Only the organization's owners manage its rule templates.")
 
 
+def _refuse_protection_rule(rule: ApprovalRule | None) -> None:
+    # A protection's "require N approvals" lives and dies with the protection, so that both always say the same.
+    if rule is not None and rule.branch_protection_id is not None:
+        raise ValidationError(
+            f"This rule comes from branch protection '{rule.branch_protection.branch_pattern}'; change it there."
+        )
+
+
 @transaction.atomic
 def save_approval_rule(
     rule: ApprovalRule | None,
@@ -93,13 +101,14 @@ def save_approval_rule(
     if rule is not None:
         repository, organization = rule.repository, rule.organization
     _require_rule_owner(actor, repository=repository, organization=organization)
+    _refuse_protection_rule(rule)
     if not name.strip() or not branch_pattern.strip():
         raise ValidationError("A rule needs a name and a branch pattern.")
     _check_patterns(branch_pattern.strip(), repository_pattern.strip())
     if not 1 <= required_approvals <= 50:
         raise ValidationError("A rule needs between 1 and 50 approvals.")
     if dismissal not in ApprovalRule.Dismissal.values:
-        raise ValidationError("dismissal must be new_code or always.")
+        raise ValidationError(f"dismissal must be one of {', '.join(ApprovalRule.Dismissal.values)}.")
     owner = repository.owner if repository is not None else organization
     teams = list(teams)
     if any(team.organization_id != owner.pk for team in teams):
@@ -129,6 +138,7 @@ def save_approval_rule(
 def delete_approval_rule(rule: ApprovalRule, *, actor: User) -> None:
     """Remove an approval rule or template."""
     _require_rule_owner(actor, repository=rule.repository, organization=rule.organization)
+    _refuse_protection_rule(rule)
     audit.record(actor, "approval_rule.delete", rule.repository or rule.organization, before={"name": rule.name})
     rule.delete()
 
@@ -149,8 +159,16 @@ def save_branch_protection(
     push_teams: Iterable[Team] = (),
     merge_users: Iterable[User] = (),
     merge_teams: Iterable[Team] = (),
+    required_approvals: int = 0,
+    approval_users: Iterable[User] = (),
+    approval_teams: Iterable[Team] = (),
+    dismiss_stale_approvals: bool = True,
+    ignore_stale_approvals: bool = False,
+    block_on_rejected_reviews: bool = True,
+    block_on_official_review_requests: bool = False,
+    block_admin_merge_override: bool = False,
 ) -> BranchProtection:
-    """Create or change the protection of a branch pattern."""
+    """Create or change the protection of a branch pattern, with the approval rule that requires its approvals."""
     repository = protection.repository if protection is not None else repository
     require_role(actor, repository, Role.ADMIN)
     branch_pattern = branch_pattern.strip()
@@ -162,35 +180,95 @@ def save_branch_protection(
         clash = clash.exclude(pk=protection.pk)
     if clash.exists():
         raise ValidationError(f"{branch_pattern!r} is already protected; edit that protection.")
-    teams = [*push_teams, *merge_teams]
+    approval_users, approval_teams = list(approval_users), list(approval_teams)
+    teams = [*push_teams, *merge_teams, *approval_teams]
     if any(team.organization_id != repository.owner_id for team in teams):
         raise ValidationError(f"Teams must belong to {repository.owner.username}.")
+    _check_approvals(
+        required_approvals, approval_users + approval_teams, dismiss_stale_approvals, ignore_stale_approvals
+    )
+    before = None if protection is None else {"pattern": protection.branch_pattern}
     protection = protection or BranchProtection(repository=repository)
     protection.branch_pattern = branch_pattern
     protection.require_pull_request, protection.require_up_to_date = require_pull_request, require_up_to_date
     protection.required_checks = [c.strip() for c in required_checks if c.strip()]
     protection.block_force_push, protection.block_deletion = block_force_push, block_deletion
+    protection.dismiss_stale_approvals, protection.ignore_stale_approvals = (
+        dismiss_stale_approvals,
+        ignore_stale_approvals,
+    )
+    protection.block_on_rejected_reviews = block_on_rejected_reviews
+    protection.block_on_official_review_requests = block_on_official_review_requests
+    protection.block_admin_merge_override = block_admin_merge_override
+    protection.updated = timezone.now()
     protection.save()
     protection.push_users.set(push_users)
     protection.push_teams.set(push_teams)
     protection.merge_users.set(merge_users)
     protection.merge_teams.set(merge_teams)
+    _save_protection_rule(protection, required_approvals, approval_users, approval_teams)
     audit.record(
         actor,
         "branch_protection.save",
         repository,
-        after={"pattern": branch_pattern, "checks": protection.required_checks},
+        before=before,
+        after={
+            "pattern": branch_pattern,
+            "checks": protection.required_checks,
+            "required_approvals": required_approvals,
+            "dismiss_stale_approvals": dismiss_stale_approvals,
+            "block_on_rejected_reviews": block_on_rejected_reviews,
+            "block_on_official_review_requests": block_on_official_review_requests,
+            "block_admin_merge_override": block_admin_merge_override,
+        },
     )
     return protection
 
 
+def _check_approvals(required: int, pool: list, dismiss_stale: bool, ignore_stale: bool) -> None:
+    if not 0 <= required <= 50:
+        raise ValidationError("A protection requires between 0 and 50 approvals.")
+    if pool and not required:
+        raise ValidationError("Approvers count only toward required approvals: require at least one, or name nobody.")
+    # Approvals of older code never count toward a rule here: a review is of the code it saw. Keeping them on the
+    # page (no dismissal) is fine; asking for them to count is refused rather than quietly not done.
+    if required and not dismiss_stale and not ignore_stale:
+        raise ValidationError(
+            "Approvals of older code never count here: with dismiss_stale_approvals off, "
+            "ignore_stale_approvals must be on."
+        )
+
+
+def _save_protection_rule(
+    protection: BranchProtection, required: int, users: list[User], teams: list[Team]
+) -> ApprovalRule | None:
+    """The approval rule a protection owns: there while it requires approvals, and saying what the protection says."""
+    rule = ApprovalRule.objects.filter(branch_protection=protection).first()
+    if not required:
+        if rule is not None:
+            rule.delete()
+        return None
+    rule = rule or ApprovalRule(repository=protection.repository, branch_protection=protection)
+    rule.name = f"Branch protection {protection.branch_pattern}"[:100]
+    rule.branch_pattern = protection.branch_pattern
+    rule.required_approvals = required
+    rule.dismissal = (
+        ApprovalRule.Dismissal.NEW_CODE if protection.dismiss_stale_approvals else ApprovalRule.Dismissal.NEVER
+    )
+    rule.save()
+    rule.users.set(users)
+    rule.teams.set(teams)
+    return rule
+
+
 @transaction.atomic
 def delete_branch_protection(protection: BranchProtection, *, actor: User) -> None:
-    """Remove a branch protection."""
+    """Remove a branch protection, and the approval rule it owns."""
     require_role(actor, protection.repository, Role.ADMIN)
     audit.record(
         actor, "branch_protection.delete", protection.repository, before={"pattern": protection.branch_pattern}
     )
+    ApprovalRule.objects.filter(branch_protection=protection).delete()
     protection.delete()
 
 

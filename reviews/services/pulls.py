@@ -263,13 +263,13 @@ def _add_revision(pr: PullRequest, *, head_sha: str, pusher: User | None, forced
     )
     touch(pr, head_sha=head_sha, base_sha=base_sha, merge_base_sha=merge_base)
     same_patch = set(pr.revisions.filter(patch_id=revision.patch_id).values_list("head_sha", flat=True))
-    always = any(
-        rule.dismissal == ApprovalRule.Dismissal.ALWAYS for rule in rules.approval_rules_for(repo, pr.base_branch)
-    )
+    dismissals = {rule.dismissal for rule in rules.approval_rules_for(repo, pr.base_branch)}
     stale = pr.reviews.filter(state=Review.State.APPROVED).exclude(commit_sha=head_sha)
-    if not always:
+    if ApprovalRule.Dismissal.ALWAYS not in dismissals:
         stale = stale.exclude(commit_sha__in=same_patch)
-    dismiss_reviews(pr, stale, actor=None, reason=f"new code was pushed (revision {revision.number})")
+    # Only when every rule keeps them do approvals of older code stay on the page; they count toward none either way.
+    if dismissals != {ApprovalRule.Dismissal.NEVER}:
+        dismiss_reviews(pr, stale, actor=None, reason=f"new code was pushed (revision {revision.number})")
     for thread in pr.comments.filter(reply_to=None, outdated=False).exclude(path=""):
         carry_thread(thread, old_head=old_head, new_head=head_sha, old_base=old_base, new_base=merge_base)
     return revision
