@@ -335,7 +335,13 @@ def sidebar_context(request: HttpRequest, pr: PullRequest, context: dict) -> dic
         "conflicts": conflicts,
         "conflict_steps": conflict_steps(pr, conflicts) if conflicts and context["can"]["edit"] else "",
         "merge_form": merge_form,
-        "can_override": context["can"]["admin"] and pr.is_open and pr.override_at is None and bool(blocker or statuses),
+        "can_override": (
+            context["can"]["admin"]
+            and pr.is_open
+            and pr.override_at is None
+            and bool(blocker or statuses)
+            and rules.override_blocker(pr) is None
+        ),
     }
 
 

@@ -339,3 +339,12 @@ def test_gitea_clients_open_and_merge_with_their_usual_bodies(client, private_re
     assert "force_merge: not supported" in forced.json()["message"]
     merged = send(client, "POST", f"{PROJECT}/pulls/1/merge", gitea_merge, **as_bob)
     assert merged.status_code == 200, merged.json()
+
+
+def test_the_page_offers_no_override_when_the_protection_blocks_it(client, private_repo, pushed, alice, as_alice):
+    page = f"/alice/project/pulls/{PullRequest.objects.get().number}"
+    protect(client, as_alice, block_admin_merge_override=False)
+    client.force_login(alice)
+    assert "merge-override" in client.get(page).content.decode()
+    send(client, "PATCH", f"{PROTECTIONS}/main", {"block_admin_merge_override": True}, **as_alice)
+    assert "merge-override" not in client.get(page).content.decode()
