@@ -28,6 +28,7 @@ from pydantic import AfterValidator, ConfigDict
 from pydantic_core import PydanticCustomError
 
 from portal import services
+from portal.api_scopes import ADMIN, PASSWORD, READ_USER, WRITE_ORG, WRITE_REPO, WRITE_USER, ScopedRouter
 from portal.keys import InvalidKey
 from portal.models import AccessToken, AuditEvent, RevokedKeyFingerprint, SshKey, User
 from repos.access import Principal, is_site_admin
@@ -183,6 +184,8 @@ api = NinjaAPI(
     urls_namespace="api",
     docs=LocalSwagger(),
 )
+# The account, key, token, organization and admin endpoints; every operation names its token scope.
+router = ScopedRouter(tags=["user"])
 
 
 # Errors: always JSON with a message.
@@ -361,7 +364,7 @@ class TokenOut(Schema):
 
 class TokenIn(InputSchema):
     name: str
-    scopes: list[Literal["read:repo", "write:repo", "api", "admin"]]
+    scopes: list[Literal[AccessToken.SCOPES]]
     expires_at: datetime | None = None
 
 
@@ -417,19 +420,11 @@ def current_user(request: HttpRequest) -> User:
     return request.auth.user
 
 
-def require_token_scope(request: HttpRequest, scope: str) -> None:
-    """Tokens need scope for this call; a session or password carries every scope of its user."""
-    token = request.auth.token
-    if token is not None and not token.has_scope(scope):
-        raise AuthorizationError(message=f"This token lacks the {scope} scope.")
-
-
 def require_admin(request: HttpRequest) -> User:
-    """The caller, if a site admin (and, through a token, one with the admin scope)."""
+    """The caller, if a site admin (the admin operations also ask a token for the admin scope)."""
     user = current_user(request)
     if not is_site_admin(user):
         raise AuthorizationError(message="Only site administrators can do this.")
-    require_token_scope(request, "admin")
     return user
 
 
@@ -504,7 +499,7 @@ def _person(username: str) -> User:
 # The signed-in user.
 
 
-@api.get("/user", response=UserOut, tags=["user"], summary="Get the authenticated user")
+@router.get("/user", scope=READ_USER, response=UserOut, tags=["user"], summary="Get the authenticated user")
 def get_current_user(request: HttpRequest):
     user = current_user(request)
     return user_out(user, user)
@@ -519,29 +514,35 @@ class UserSettingsIn(InputSchema):
     full_name: str
 
 
-@api.get("/user/settings", response=UserSettingsOut, tags=["user"], summary="Get your settings")
+@router.get("/user/settings", scope=READ_USER, response=UserSettingsOut, tags=["user"], summary="Get your settings")
 def get_user_settings(request: HttpRequest):
     user = current_user(request)
     return {"full_name": user.full_name, "description": user.description}
 
 
-@api.patch("/user/settings", response=UserSettingsOut, tags=["user"], summary="Change your settings")
+@router.patch(
+    "/user/settings", scope=WRITE_USER, response=UserSettingsOut, tags=["user"], summary="Change your settings"
+)
 def update_user_settings(request: HttpRequest, payload: UserSettingsIn):
     user = current_user(request)
     user = services.update_profile(user, actor=user, full_name=payload.full_name)
     return {"full_name": user.full_name, "description": user.description}
 
 
-@api.get("/user/keys", response=list[KeyOut], tags=["user"], summary="List your SSH keys")
+@router.get("/user/keys", scope=READ_USER, response=list[KeyOut], tags=["user"], summary="List your SSH keys")
 def list_own_keys(request: HttpRequest):
     user = current_user(request)
     return [_user_key_out(key, user) for key in SshKey.objects.user_keys().filter(user=user).select_related("user")]
 
 
-@api.post("/user/keys", response={201: KeyOut}, tags=["user"], summary="Add an SSH key to your account")
+@router.post(
+    "/user/keys",
+    scope=(WRITE_USER, WRITE_REPO),
+    response={201: KeyOut},
+    tags=["user"],
+    summary="Add an SSH key to your account",
+)
 def add_own_key(request: HttpRequest, payload: KeyIn):
-    # A key pushes to everything its user can write, so a token that cannot write may not add one.
-    require_token_scope(request, "write:repo")
     user = current_user(request)
     key = services.add_ssh_key(user, actor=user, title=payload.title, public_key=payload.key)
     return Status(201, _user_key_out(key, user))
@@ -554,13 +555,15 @@ def _own_key(user: User, key_id: int) -> SshKey:
     return key
 
 
-@api.get("/user/keys/{id}", response=KeyOut, tags=["user"], summary="Get one of your SSH keys")
+@router.get("/user/keys/{id}", scope=READ_USER, response=KeyOut, tags=["user"], summary="Get one of your SSH keys")
 def get_own_key(request: HttpRequest, id: int):
     user = current_user(request)
     return _user_key_out(_own_key(user, id), user)
 
 
-@api.delete("/user/keys/{id}", response={204: None}, tags=["user"], summary="Delete one of your SSH keys")
+@router.delete(
+    "/user/keys/{id}", scope=WRITE_USER, response={204: None}, tags=["user"], summary="Delete one of your SSH keys"
+)
 def delete_own_key(request: HttpRequest, id: int):
     user = current_user(request)
     services.remove_ssh_key(_own_key(user, id), actor=user)
@@ -578,8 +581,9 @@ def _token_owner(request: HttpRequest, username: str) -> User:
     return target
 
 
-@api.post(
+@router.post(
     "/users/{username}/tokens",
+    scope=PASSWORD,
     response={201: TokenOut},
     auth=[password_auth, session_auth],
     tags=["user"],
@@ -598,10 +602,11 @@ def create_token(request: HttpRequest, username: str, payload: TokenIn):
     return Status(201, token_out(token, raw))
 
 
-@api.get(
+@router.get(
     "/users/{username}/tokens",
+    scope=PASSWORD,
     response=list[TokenOut],
-    auth=[password_auth, token_auth, session_auth],
+    auth=[password_auth, session_auth],
     tags=["user"],
     summary="List a user's access tokens",
 )
@@ -610,10 +615,11 @@ def list_tokens(request: HttpRequest, username: str):
     return [token_out(token) for token in AccessToken.objects.filter(user=target)]
 
 
-@api.delete(
+@router.delete(
     "/users/{username}/tokens/{id}",
+    scope=PASSWORD,
     response={204: None},
-    auth=[password_auth, token_auth, session_auth],
+    auth=[password_auth, session_auth],
     tags=["user"],
     summary="Revoke an access token",
 )
@@ -629,7 +635,9 @@ def delete_token(request: HttpRequest, username: str, id: int):
 # Organizations.
 
 
-@api.post("/orgs", response={201: OrganizationOut}, tags=["organization"], summary="Create an organization")
+@router.post(
+    "/orgs", scope=WRITE_ORG, response={201: OrganizationOut}, tags=["organization"], summary="Create an organization"
+)
 def create_organization(request: HttpRequest, payload: OrganizationCreateIn):
     org = services.create_organization(
         actor=current_user(request),
@@ -653,7 +661,7 @@ def create_organization(request: HttpRequest, payload: OrganizationCreateIn):
 # Site administration.
 
 
-@api.get("/admin/users", response=list[UserOut], tags=["admin"], summary="List every account")
+@router.get("/admin/users", scope=ADMIN, response=list[UserOut], tags=["admin"], summary="List every account")
 def admin_list_users(
     request: HttpRequest,
     response: HttpResponse,
@@ -668,7 +676,7 @@ def admin_list_users(
     return [user_out(user, admin) for user in paginate(users, response, page, limit)]
 
 
-@api.post("/admin/users", response={201: UserOut}, tags=["admin"], summary="Create an account")
+@router.post("/admin/users", scope=ADMIN, response={201: UserOut}, tags=["admin"], summary="Create an account")
 def admin_create_user(request: HttpRequest, payload: UserCreateIn):
     admin = require_admin(request)
     validate_email(payload.email)
@@ -682,7 +690,7 @@ def _admin_key_out(key: SshKey, viewer: User) -> dict:
     return key_out(key, viewer, api_url(f"/admin/users/{key.user.username}/keys/{key.pk}"))
 
 
-@api.get("/admin/keys", response=list[KeyOut], tags=["admin"], summary="List every user's SSH keys")
+@router.get("/admin/keys", scope=ADMIN, response=list[KeyOut], tags=["admin"], summary="List every user's SSH keys")
 def admin_list_all_keys(
     request: HttpRequest,
     response: HttpResponse,
@@ -700,14 +708,22 @@ def admin_list_all_keys(
     return [_admin_key_out(key, admin) for key in paginate(keys, response, page, limit)]
 
 
-@api.get("/admin/users/{username}/keys", response=list[KeyOut], tags=["admin"], summary="List a user's SSH keys")
+@router.get(
+    "/admin/users/{username}/keys", scope=ADMIN, response=list[KeyOut], tags=["admin"], summary="List a user's SSH keys"
+)
 def admin_list_keys(request: HttpRequest, username: str):
     admin = require_admin(request)
     user = _person(username)
     return [_admin_key_out(key, admin) for key in SshKey.objects.user_keys().filter(user=user).select_related("user")]
 
 
-@api.post("/admin/users/{username}/keys", response={201: KeyOut}, tags=["admin"], summary="Add an SSH key for a user")
+@router.post(
+    "/admin/users/{username}/keys",
+    scope=ADMIN,
+    response={201: KeyOut},
+    tags=["admin"],
+    summary="Add an SSH key for a user",
+)
 def admin_add_key(request: HttpRequest, username: str, payload: KeyIn):
     admin = require_admin(request)
     user = _person(username)
@@ -715,8 +731,9 @@ def admin_add_key(request: HttpRequest, username: str, payload: KeyIn):
     return Status(201, _admin_key_out(key, admin))
 
 
-@api.delete(
+@router.delete(
     "/admin/users/{username}/keys/{id}",
+    scope=ADMIN,
     response={204: None},
     tags=["admin"],
     summary="Remove or revoke a user's SSH key",
@@ -736,8 +753,9 @@ def admin_revoke_key(request: HttpRequest, username: str, id: int, revoke: bool 
     return Status(204, None)
 
 
-@api.get(
+@router.get(
     "/admin/revoked_keys",
+    scope=ADMIN,
     response=list[RevokedKeyOut],
     tags=["admin"],
     summary="List revoked key fingerprints",
@@ -766,8 +784,9 @@ def admin_list_revoked_keys(
     ]
 
 
-@api.delete(
+@router.delete(
     "/admin/revoked_keys/{id}",
+    scope=ADMIN,
     response={204: None},
     tags=["admin"],
     summary="Lift the block on a revoked key fingerprint",
@@ -781,7 +800,7 @@ def admin_lift_revoked_key(request: HttpRequest, id: int):
     return Status(204, None)
 
 
-@api.get("/admin/audit", response=list[AuditEventOut], tags=["admin"], summary="Read the audit log")
+@router.get("/admin/audit", scope=ADMIN, response=list[AuditEventOut], tags=["admin"], summary="Read the audit log")
 def admin_audit(
     request: HttpRequest,
     response: HttpResponse,
@@ -821,3 +840,6 @@ def admin_audit(
         }
         for event in paginate(events, response, page, limit)
     ]
+
+
+api.add_router("", router)

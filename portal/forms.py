@@ -68,6 +68,10 @@ class AccessTokenForm(forms.Form):
     SCOPE_HELP = {
         "read:repo": "read:repo: clone and fetch repositories",
         "write:repo": "write:repo: push to repositories (includes read:repo)",
+        "read:user": "read:user: read your profile, settings and SSH keys through the API",
+        "write:user": "write:user: change your settings and SSH keys through the API (includes read:user)",
+        "read:org": "read:org: read organizations and their rule templates through the API",
+        "write:org": "write:org: create and change organizations through the API (includes read:org)",
         "api": "api: use the REST API",
         "admin": "admin: site administration through the API (includes every scope)",
     }

@@ -149,7 +149,9 @@ class AccessTokenQuerySet(models.QuerySet):
 class AccessToken(models.Model):
     """A personal access token: shown once, stored as a SHA-256 hash."""
 
-    SCOPES = ("read:repo", "write:repo", "api", "admin")
+    # Gitea's scopes where it has them (write includes read); `api` lets a token use the REST API at all, and
+    # admin includes every scope. portal/api_scopes.py says which operation needs which.
+    SCOPES = ("read:repo", "write:repo", "read:user", "write:user", "read:org", "write:org", "api", "admin")
     PREFIX = "ptl_"
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="access_tokens")
@@ -179,11 +181,11 @@ class AccessToken(models.Model):
         return self.expires_at is not None and self.expires_at <= timezone.now()
 
     def has_scope(self, scope: str) -> bool:
-        """admin implies every scope; write:repo implies read:repo."""
+        """admin implies every scope; write:X implies read:X."""
         scopes = set(self.scopes)
         if "admin" in scopes or scope in scopes:
             return True
-        return scope == "read:repo" and "write:repo" in scopes
+        return scope.startswith("read:") and f"write:{scope.removeprefix('read:')}" in scopes
 
 
 class AuditEvent(models.Model):

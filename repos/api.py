@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Literal
 
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import Query, Router, Schema, Status
+from ninja import Query, Schema, Status
 
 from portal import services as accounts
 from portal.api import (
@@ -18,16 +18,16 @@ from portal.api import (
     key_out,
     paginate,
     principal,
-    require_token_scope,
     user_out,
 )
+from portal.api_scopes import READ_REPO, WRITE_REPO, ScopedRouter
 from portal.models import SshKey, User
 from repos import git
 from repos import services as repo_services
 from repos.access import get_org_for_user, get_repo_for_principal, member_repositories, role_for_principal
 from repos.models import Collaborator, Repository, Role, Visibility
 
-router = Router(tags=["repository"])
+router = ScopedRouter(tags=["repository"])
 
 Permission = Literal["read", "write", "maintain", "admin"]
 VisibilityName = Literal["private", "internal", "public"]
@@ -180,7 +180,6 @@ def _visibility(private: bool | None, visibility: str | None) -> str | None:
 
 
 def _create(request: HttpRequest, owner: User, payload: RepositoryCreateIn) -> Status:
-    require_token_scope(request, "write:repo")
     repo = repo_services.create_repository(
         actor=current_user(request),
         owner=owner,
@@ -195,6 +194,7 @@ def _create(request: HttpRequest, owner: User, payload: RepositoryCreateIn) -> S
 
 @router.post(
     "/user/repos",
+    scope=WRITE_REPO,
     response={201: RepositoryOut},
     summary="Create a repository you own",
     description="Private unless `private: false` or a `visibility` is given.",
@@ -203,12 +203,19 @@ def create_user_repository(request: HttpRequest, payload: RepositoryCreateIn):
     return _create(request, current_user(request), payload)
 
 
-@router.post("/orgs/{org}/repos", response={201: RepositoryOut}, summary="Create a repository in an organization")
+@router.post(
+    "/orgs/{org}/repos",
+    scope=WRITE_REPO,
+    response={201: RepositoryOut},
+    summary="Create a repository in an organization",
+)
 def create_org_repository(request: HttpRequest, org: str, payload: RepositoryCreateIn):
     return _create(request, get_org_for_user(current_user(request), org), payload)
 
 
-@router.get("/user/repos", response=list[RepositoryOut], summary="List the repositories you own or were given")
+@router.get(
+    "/user/repos", scope=READ_REPO, response=list[RepositoryOut], summary="List the repositories you own or were given"
+)
 def list_user_repositories(
     request: HttpRequest,
     response: HttpResponse,
@@ -221,12 +228,12 @@ def list_user_repositories(
     return [repository_out(request, repo) for repo in repos if role_for_principal(who, repo) >= Role.READ]
 
 
-@router.get("/repos/{owner}/{repo}", response=RepositoryOut, summary="Get a repository")
+@router.get("/repos/{owner}/{repo}", scope=READ_REPO, response=RepositoryOut, summary="Get a repository")
 def get_repository(request: HttpRequest, owner: str, repo: str):
     return repository_out(request, _repo(request, owner, repo))
 
 
-@router.patch("/repos/{owner}/{repo}", response=RepositoryOut, summary="Edit a repository's settings")
+@router.patch("/repos/{owner}/{repo}", scope=WRITE_REPO, response=RepositoryOut, summary="Edit a repository's settings")
 def edit_repository(request: HttpRequest, owner: str, repo: str, payload: RepositoryEditIn):
     repository = _repo(request, owner, repo, Role.ADMIN)
     repository = repo_services.edit_repository(
@@ -240,7 +247,7 @@ def edit_repository(request: HttpRequest, owner: str, repo: str, payload: Reposi
     return repository_out(request, repository)
 
 
-@router.delete("/repos/{owner}/{repo}", response={204: None}, summary="Delete a repository")
+@router.delete("/repos/{owner}/{repo}", scope=WRITE_REPO, response={204: None}, summary="Delete a repository")
 def delete_repository(request: HttpRequest, owner: str, repo: str):
     repository = _repo(request, owner, repo, Role.ADMIN)
     # The API call itself names the repository, which is the confirmation the web form asks to type.
@@ -251,7 +258,9 @@ def delete_repository(request: HttpRequest, owner: str, repo: str):
 # Collaborators.
 
 
-@router.get("/repos/{owner}/{repo}/collaborators", response=list[CollaboratorOut], summary="List collaborators")
+@router.get(
+    "/repos/{owner}/{repo}/collaborators", scope=READ_REPO, response=list[CollaboratorOut], summary="List collaborators"
+)
 def list_collaborators(request: HttpRequest, owner: str, repo: str):
     repository = _repo(request, owner, repo)
     viewer = current_user(request)
@@ -271,6 +280,7 @@ def _collaborator(username: str) -> User:
 
 @router.put(
     "/repos/{owner}/{repo}/collaborators/{username}",
+    scope=WRITE_REPO,
     response={204: None},
     summary="Add a collaborator or change their permission",
 )
@@ -282,7 +292,12 @@ def set_collaborator(request: HttpRequest, owner: str, repo: str, username: str,
     return Status(204, None)
 
 
-@router.delete("/repos/{owner}/{repo}/collaborators/{username}", response={204: None}, summary="Remove a collaborator")
+@router.delete(
+    "/repos/{owner}/{repo}/collaborators/{username}",
+    scope=WRITE_REPO,
+    response={204: None},
+    summary="Remove a collaborator",
+)
 def remove_collaborator(request: HttpRequest, owner: str, repo: str, username: str):
     repository = _repo(request, owner, repo, Role.ADMIN)
     repo_services.remove_collaborator(repository, _collaborator(username), actor=current_user(request))
@@ -305,7 +320,7 @@ def _deploy_key(repo: Repository, key_id: int) -> SshKey:
     return key
 
 
-@router.get("/repos/{owner}/{repo}/keys", response=list[DeployKeyOut], summary="List deploy keys")
+@router.get("/repos/{owner}/{repo}/keys", scope=READ_REPO, response=list[DeployKeyOut], summary="List deploy keys")
 def list_deploy_keys(request: HttpRequest, owner: str, repo: str):
     repository = _repo(request, owner, repo, Role.ADMIN)
     return [_deploy_key_out(repository, key) for key in SshKey.objects.filter(repository=repository)]
@@ -313,6 +328,7 @@ def list_deploy_keys(request: HttpRequest, owner: str, repo: str):
 
 @router.post(
     "/repos/{owner}/{repo}/keys",
+    scope=WRITE_REPO,
     response={201: DeployKeyOut},
     summary="Add a deploy key",
     description="Read-only unless `read_only: false`.",
@@ -329,13 +345,13 @@ def add_deploy_key(request: HttpRequest, owner: str, repo: str, payload: DeployK
     return Status(201, _deploy_key_out(repository, key))
 
 
-@router.get("/repos/{owner}/{repo}/keys/{id}", response=DeployKeyOut, summary="Get a deploy key")
+@router.get("/repos/{owner}/{repo}/keys/{id}", scope=READ_REPO, response=DeployKeyOut, summary="Get a deploy key")
 def get_deploy_key(request: HttpRequest, owner: str, repo: str, id: int):
     repository = _repo(request, owner, repo, Role.ADMIN)
     return _deploy_key_out(repository, _deploy_key(repository, id))
 
 
-@router.delete("/repos/{owner}/{repo}/keys/{id}", response={204: None}, summary="Remove a deploy key")
+@router.delete("/repos/{owner}/{repo}/keys/{id}", scope=WRITE_REPO, response={204: None}, summary="Remove a deploy key")
 def delete_deploy_key(request: HttpRequest, owner: str, repo: str, id: int):
     repository = _repo(request, owner, repo, Role.ADMIN)
     accounts.remove_ssh_key(_deploy_key(repository, id), actor=current_user(request))
@@ -345,7 +361,7 @@ def delete_deploy_key(request: HttpRequest, owner: str, repo: str, id: int):
 # Branches.
 
 
-@router.get("/repos/{owner}/{repo}/branches", response=list[BranchOut], summary="List branches")
+@router.get("/repos/{owner}/{repo}/branches", scope=READ_REPO, response=list[BranchOut], summary="List branches")
 def list_branches(request: HttpRequest, owner: str, repo: str):
     repository = _repo(request, owner, repo)
     can_push = role_for_principal(principal(request), repository) >= Role.WRITE

@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 
-from portal.api import principal, require_token_scope
+from portal.api import principal
 from portal.models import Team, User
 from repos.access import get_repo_for_principal
 from repos.models import Repository, Role
@@ -11,12 +11,6 @@ from repos.models import Repository, Role
 
 def get_repo(request: HttpRequest, owner: str, repo: str, need: int = Role.READ) -> Repository:
     return get_repo_for_principal(principal(request), owner, repo, need)
-
-
-def get_repo_to_change(request: HttpRequest, owner: str, repo: str, need: int = Role.READ) -> Repository:
-    """The repository for a call that writes: the token must carry write:repo whatever the role needs."""
-    require_token_scope(request, "write:repo")
-    return get_repo(request, owner, repo, need)
 
 
 def find_people(usernames: list[str]) -> list[User]:

@@ -10,12 +10,13 @@ from ninja import Query, Status
 from ninja.errors import HttpError
 
 from portal.api import MAX_PAGE_SIZE, api_url, current_user, paginate, user_out
+from portal.api_scopes import READ_REPO, WRITE_REPO
 from portal.models import User
 from repos import code, git
 from repos.models import Repository, Role
 from reviews import rules, services
 from reviews.access import get_pull
-from reviews.api.lookups import find_people, find_teams, get_repo, get_repo_to_change, page_of
+from reviews.api.lookups import find_people, find_teams, get_repo, page_of
 from reviews.api.router import router
 from reviews.api.schemas import (
     ChangedFileOut,
@@ -82,7 +83,7 @@ def _pull_detail(pr: PullRequest, viewer: User) -> dict:
     return pull_out(pr, viewer) | {"merge_blocker": rules.merge_blocker(pr, viewer)}
 
 
-@router.get("/repos/{owner}/{repo}/pulls", response=list[PullRequestOut], summary="List pull requests")
+@router.get("/repos/{owner}/{repo}/pulls", scope=READ_REPO, response=list[PullRequestOut], summary="List pull requests")
 def list_pull_requests(
     request: HttpRequest,
     response: HttpResponse,
@@ -119,9 +120,11 @@ def _head_branch(repository: Repository, head: str) -> str:
     return branch
 
 
-@router.post("/repos/{owner}/{repo}/pulls", response={201: PullRequestDetailOut}, summary="Open a pull request")
+@router.post(
+    "/repos/{owner}/{repo}/pulls", scope=WRITE_REPO, response={201: PullRequestDetailOut}, summary="Open a pull request"
+)
 def create_pull_request(request: HttpRequest, owner: str, repo: str, payload: PullRequestCreateIn):
-    repository = get_repo_to_change(request, owner, repo)
+    repository = get_repo(request, owner, repo)
     actor = current_user(request)
     pr = services.open_pull_request(
         repository,
@@ -137,7 +140,9 @@ def create_pull_request(request: HttpRequest, owner: str, repo: str, payload: Pu
     return Status(201, _pull_detail(pr, actor))
 
 
-@router.get("/repos/{owner}/{repo}/pulls/{index}", response=PullRequestDetailOut, summary="Get a pull request")
+@router.get(
+    "/repos/{owner}/{repo}/pulls/{index}", scope=READ_REPO, response=PullRequestDetailOut, summary="Get a pull request"
+)
 def get_pull_request(request: HttpRequest, owner: str, repo: str, index: int):
     pr = get_pull(get_repo(request, owner, repo), index)
     return _pull_detail(pr, current_user(request))
@@ -145,11 +150,12 @@ def get_pull_request(request: HttpRequest, owner: str, repo: str, index: int):
 
 @router.patch(
     "/repos/{owner}/{repo}/pulls/{index}",
+    scope=WRITE_REPO,
     response=PullRequestDetailOut,
     summary="Edit a pull request, close or reopen it",
 )
 def edit_pull_request(request: HttpRequest, owner: str, repo: str, index: int, payload: PullRequestEditIn):
-    pr = get_pull(get_repo_to_change(request, owner, repo), index)
+    pr = get_pull(get_repo(request, owner, repo), index)
     actor = current_user(request)
     # One request, one outcome: a refused change leaves the state change before it undone too.
     try:
@@ -177,6 +183,7 @@ def edit_pull_request(request: HttpRequest, owner: str, repo: str, index: int, p
 
 @router.get(
     "/repos/{owner}/{repo}/pulls/{index}/files",
+    scope=READ_REPO,
     response=list[ChangedFileOut],
     summary="List the files a pull request changes",
 )
@@ -213,6 +220,7 @@ def _person(signature: git.Signature) -> dict:
 
 @router.get(
     "/repos/{owner}/{repo}/pulls/{index}/commits",
+    scope=READ_REPO,
     response=list[CommitOut],
     summary="List a pull request's commits, oldest first",
 )
@@ -248,6 +256,7 @@ def _merge_message(payload: MergeIn) -> str:
 
 @router.post(
     "/repos/{owner}/{repo}/pulls/{index}/merge",
+    scope=WRITE_REPO,
     response=PullRequestDetailOut,
     summary="Merge a pull request",
     description=(
@@ -256,7 +265,7 @@ def _merge_message(payload: MergeIn) -> str:
     ),
 )
 def merge_pull_request(request: HttpRequest, owner: str, repo: str, index: int, payload: MergeIn):
-    pr = get_pull(get_repo_to_change(request, owner, repo, Role.WRITE), index)
+    pr = get_pull(get_repo(request, owner, repo, Role.WRITE), index)
     actor = current_user(request)
     if not payload.head_commit_id:
         raise HttpError(422, "head_commit_id is required: send the head commit you reviewed.")
@@ -280,6 +289,7 @@ def merge_pull_request(request: HttpRequest, owner: str, repo: str, index: int, 
 
 @router.get(
     "/repos/{owner}/{repo}/pulls/{index}/merge",
+    scope=READ_REPO,
     response={204: None},
     summary="Whether a pull request is merged: 204 if it is, 404 if not",
 )

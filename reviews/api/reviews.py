@@ -6,10 +6,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Query
 
 from portal.api import MAX_PAGE_SIZE, current_user, user_out
+from portal.api_scopes import READ_REPO, WRITE_REPO
 from portal.models import User
 from reviews import services
 from reviews.access import get_pull
-from reviews.api.lookups import get_repo, get_repo_to_change, page_of
+from reviews.api.lookups import get_repo, page_of
 from reviews.api.router import router
 from reviews.api.schemas import ReviewCommentIn, ReviewCommentOut, ReviewIn, ReviewOut
 from reviews.models import Comment, PullRequest, Review
@@ -50,7 +51,10 @@ def _visible_reviews(pr: PullRequest, viewer: User):
 
 
 @router.get(
-    "/repos/{owner}/{repo}/pulls/{index}/reviews", response=list[ReviewOut], summary="List a pull request's reviews"
+    "/repos/{owner}/{repo}/pulls/{index}/reviews",
+    scope=READ_REPO,
+    response=list[ReviewOut],
+    summary="List a pull request's reviews",
 )
 def list_reviews(
     request: HttpRequest,
@@ -80,12 +84,13 @@ def _inline(item: ReviewCommentIn) -> services.InlineComment:
 
 @router.post(
     "/repos/{owner}/{repo}/pulls/{index}/reviews",
+    scope=WRITE_REPO,
     response=ReviewOut,
     summary="Approve, request changes or comment",
     description="`commit_id` binds the review to the head you saw; an approval is of exactly that code.",
 )
 def create_review(request: HttpRequest, owner: str, repo: str, index: int, payload: ReviewIn):
-    pr = get_pull(get_repo_to_change(request, owner, repo), index)
+    pr = get_pull(get_repo(request, owner, repo), index)
     actor = current_user(request)
     review = services.submit_review(
         pr,
@@ -105,7 +110,9 @@ def _review(pr: PullRequest, viewer: User, review_id: int) -> Review:
     return review
 
 
-@router.get("/repos/{owner}/{repo}/pulls/{index}/reviews/{id}", response=ReviewOut, summary="Get a review")
+@router.get(
+    "/repos/{owner}/{repo}/pulls/{index}/reviews/{id}", scope=READ_REPO, response=ReviewOut, summary="Get a review"
+)
 def get_review(request: HttpRequest, owner: str, repo: str, index: int, id: int):
     pr = get_pull(get_repo(request, owner, repo), index)
     viewer = current_user(request)
@@ -154,6 +161,7 @@ def _inline_comments(pr: PullRequest, viewer: User):
 
 @router.get(
     "/repos/{owner}/{repo}/pulls/{index}/comments",
+    scope=READ_REPO,
     response=list[ReviewCommentOut],
     summary="List a pull request's inline comments and their replies",
 )
@@ -174,6 +182,7 @@ def list_inline_comments(
 
 @router.get(
     "/repos/{owner}/{repo}/pulls/{index}/reviews/{id}/comments",
+    scope=READ_REPO,
     response=list[ReviewCommentOut],
     summary="List the inline comments of one review",
 )

@@ -3,10 +3,10 @@
 from collections.abc import Callable
 from typing import Any
 
-from ninja import Router
+from portal.api_scopes import ScopedRouter
 
 
-class ReviewsRouter(Router):
+class ReviewsRouter(ScopedRouter):
     def add_api_operation(self, path: str, methods: list[str], view_func: Callable, **kwargs: Any) -> None:
         # ninja names an operation after its view's module; clients know these as reviews_api_<view> from when the
         # views shared one module, so the ids stay that way whichever submodule holds the view now.

@@ -5,12 +5,13 @@ from django.http import Http404, HttpRequest
 from ninja import Status
 from ninja.errors import ValidationError as SchemaError
 
-from portal.api import current_user, require_token_scope
+from portal.api import current_user
+from portal.api_scopes import READ_ORG, READ_REPO, WRITE_ORG, WRITE_REPO
 from portal.models import User
 from repos.access import get_org_for_member
 from repos.models import Repository, Role
 from reviews import services
-from reviews.api.lookups import find_people, find_teams, get_repo, get_repo_to_change
+from reviews.api.lookups import find_people, find_teams, get_repo
 from reviews.api.router import router
 from reviews.api.schemas import (
     ApprovalRuleIn,
@@ -179,6 +180,7 @@ def _protection(repository: Repository, name: str) -> BranchProtection:
 
 @router.get(
     "/repos/{owner}/{repo}/branch_protections",
+    scope=READ_REPO,
     response=list[BranchProtectionOut],
     tags=["branch protection"],
     summary="List branch protections",
@@ -193,6 +195,7 @@ def list_branch_protections(request: HttpRequest, owner: str, repo: str):
 
 @router.post(
     "/repos/{owner}/{repo}/branch_protections",
+    scope=WRITE_REPO,
     response={201: BranchProtectionOut},
     tags=["branch protection"],
     summary="Protect a branch pattern",
@@ -208,7 +211,7 @@ def list_branch_protections(request: HttpRequest, owner: str, repo: str):
     ),
 )
 def create_branch_protection(request: HttpRequest, owner: str, repo: str, payload: BranchProtectionIn):
-    repository = get_repo_to_change(request, owner, repo, Role.ADMIN)
+    repository = get_repo(request, owner, repo, Role.ADMIN)
     protection = services.save_branch_protection(
         None, actor=current_user(request), repository=repository, **_protection_fields(repository, payload, None)
     )
@@ -217,6 +220,7 @@ def create_branch_protection(request: HttpRequest, owner: str, repo: str, payloa
 
 @router.get(
     "/repos/{owner}/{repo}/branch_protections/{path:name}",
+    scope=READ_REPO,
     response=BranchProtectionOut,
     tags=["branch protection"],
     summary="Get a branch protection",
@@ -227,12 +231,13 @@ def get_branch_protection(request: HttpRequest, owner: str, repo: str, name: str
 
 @router.patch(
     "/repos/{owner}/{repo}/branch_protections/{path:name}",
+    scope=WRITE_REPO,
     response=BranchProtectionOut,
     tags=["branch protection"],
     summary="Change a branch protection",
 )
 def edit_branch_protection(request: HttpRequest, owner: str, repo: str, name: str, payload: BranchProtectionIn):
-    repository = get_repo_to_change(request, owner, repo, Role.ADMIN)
+    repository = get_repo(request, owner, repo, Role.ADMIN)
     protection = _protection(repository, name)
     protection = services.save_branch_protection(
         protection, actor=current_user(request), **_protection_fields(repository, payload, protection)
@@ -242,12 +247,13 @@ def edit_branch_protection(request: HttpRequest, owner: str, repo: str, name: st
 
 @router.delete(
     "/repos/{owner}/{repo}/branch_protections/{path:name}",
+    scope=WRITE_REPO,
     response={204: None},
     tags=["branch protection"],
     summary="Remove a branch protection",
 )
 def delete_branch_protection(request: HttpRequest, owner: str, repo: str, name: str):
-    repository = get_repo_to_change(request, owner, repo, Role.ADMIN)
+    repository = get_repo(request, owner, repo, Role.ADMIN)
     services.delete_branch_protection(_protection(repository, name), actor=current_user(request))
     return Status(204, None)
 
@@ -304,6 +310,7 @@ def _repo_rule(repository: Repository, rule_id: int) -> ApprovalRule:
 
 @router.get(
     "/repos/{owner}/{repo}/approval_rules",
+    scope=READ_REPO,
     response=list[ApprovalRuleOut],
     tags=["approval rule"],
     summary="List a repository's approval rules",
@@ -316,13 +323,14 @@ def list_approval_rules(request: HttpRequest, owner: str, repo: str):
 
 @router.post(
     "/repos/{owner}/{repo}/approval_rules",
+    scope=WRITE_REPO,
     response={201: ApprovalRuleOut},
     tags=["approval rule"],
     summary="Add an approval rule",
     description="`required_approvals` from the pool of `users` and `teams` (empty: anyone with write access).",
 )
 def create_approval_rule(request: HttpRequest, owner: str, repo: str, payload: ApprovalRuleIn):
-    repository = get_repo_to_change(request, owner, repo, Role.ADMIN)
+    repository = get_repo(request, owner, repo, Role.ADMIN)
     rule = services.save_approval_rule(
         None, actor=current_user(request), repository=repository, **_rule_fields(repository.owner, payload, None)
     )
@@ -331,6 +339,7 @@ def create_approval_rule(request: HttpRequest, owner: str, repo: str, payload: A
 
 @router.get(
     "/repos/{owner}/{repo}/approval_rules/{id}",
+    scope=READ_REPO,
     response=ApprovalRuleOut,
     tags=["approval rule"],
     summary="Get an approval rule",
@@ -341,12 +350,13 @@ def get_approval_rule(request: HttpRequest, owner: str, repo: str, id: int):
 
 @router.patch(
     "/repos/{owner}/{repo}/approval_rules/{id}",
+    scope=WRITE_REPO,
     response=ApprovalRuleOut,
     tags=["approval rule"],
     summary="Change an approval rule",
 )
 def edit_approval_rule(request: HttpRequest, owner: str, repo: str, id: int, payload: ApprovalRuleIn):
-    repository = get_repo_to_change(request, owner, repo, Role.ADMIN)
+    repository = get_repo(request, owner, repo, Role.ADMIN)
     rule = _repo_rule(repository, id)
     rule = services.save_approval_rule(
         rule, actor=current_user(request), **_rule_fields(repository.owner, payload, rule)
@@ -356,19 +366,19 @@ def edit_approval_rule(request: HttpRequest, owner: str, repo: str, id: int, pay
 
 @router.delete(
     "/repos/{owner}/{repo}/approval_rules/{id}",
+    scope=WRITE_REPO,
     response={204: None},
     tags=["approval rule"],
     summary="Remove an approval rule",
 )
 def delete_approval_rule(request: HttpRequest, owner: str, repo: str, id: int):
-    repository = get_repo_to_change(request, owner, repo, Role.ADMIN)
+    repository = get_repo(request, owner, repo, Role.ADMIN)
     services.delete_approval_rule(_repo_rule(repository, id), actor=current_user(request))
     return Status(204, None)
 
 
-def _org(request: HttpRequest, org: str, *, write: bool = False) -> User:
+def _org(request: HttpRequest, org: str) -> User:
     """An organization whose templates the caller administers: outsiders get 404, members who do not own it 403."""
-    require_token_scope(request, "write:repo" if write else "read:repo")
     return get_org_for_member(current_user(request), org, admin=True)
 
 
@@ -381,6 +391,7 @@ def _template(organization: User, rule_id: int) -> ApprovalRule:
 
 @router.get(
     "/orgs/{org}/approval_rule_templates",
+    scope=READ_ORG,
     response=list[ApprovalRuleTemplateOut],
     tags=["approval rule"],
     summary="List an organization's approval rule templates",
@@ -393,13 +404,14 @@ def list_approval_rule_templates(request: HttpRequest, org: str):
 
 @router.post(
     "/orgs/{org}/approval_rule_templates",
+    scope=WRITE_ORG,
     response={201: ApprovalRuleTemplateOut},
     tags=["approval rule"],
     summary="Add an approval rule template",
     description="The rule applies to the organization's repositories whose names match `repository_pattern`.",
 )
 def create_approval_rule_template(request: HttpRequest, org: str, payload: ApprovalRuleTemplateIn):
-    organization = _org(request, org, write=True)
+    organization = _org(request, org)
     rule = services.save_approval_rule(
         None, actor=current_user(request), organization=organization, **_rule_fields(organization, payload, None)
     )
@@ -408,6 +420,7 @@ def create_approval_rule_template(request: HttpRequest, org: str, payload: Appro
 
 @router.get(
     "/orgs/{org}/approval_rule_templates/{id}",
+    scope=READ_ORG,
     response=ApprovalRuleTemplateOut,
     tags=["approval rule"],
     summary="Get an approval rule template",
@@ -418,12 +431,13 @@ def get_approval_rule_template(request: HttpRequest, org: str, id: int):
 
 @router.patch(
     "/orgs/{org}/approval_rule_templates/{id}",
+    scope=WRITE_ORG,
     response=ApprovalRuleTemplateOut,
     tags=["approval rule"],
     summary="Change an approval rule template",
 )
 def edit_approval_rule_template(request: HttpRequest, org: str, id: int, payload: ApprovalRuleTemplateIn):
-    organization = _org(request, org, write=True)
+    organization = _org(request, org)
     rule = _template(organization, id)
     rule = services.save_approval_rule(rule, actor=current_user(request), **_rule_fields(organization, payload, rule))
     return rule_out(rule)
@@ -431,11 +445,12 @@ def edit_approval_rule_template(request: HttpRequest, org: str, id: int, payload
 
 @router.delete(
     "/orgs/{org}/approval_rule_templates/{id}",
+    scope=WRITE_ORG,
     response={204: None},
     tags=["approval rule"],
     summary="Remove an approval rule template",
 )
 def delete_approval_rule_template(request: HttpRequest, org: str, id: int):
-    organization = _org(request, org, write=True)
+    organization = _org(request, org)
     services.delete_approval_rule(_template(organization, id), actor=current_user(request))
     return Status(204, None)

@@ -4,11 +4,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Query, Status
 
 from portal.api import MAX_PAGE_SIZE, api_url, current_user, user_out
+from portal.api_scopes import READ_REPO, WRITE_REPO
 from portal.models import User
 from repos import git
 from repos.models import Repository, Role
 from reviews import services
-from reviews.api.lookups import get_repo, get_repo_to_change, page_of
+from reviews.api.lookups import get_repo, page_of
 from reviews.api.router import router
 from reviews.api.schemas import CombinedStatusOut, StatusIn, StatusOut
 from reviews.models import CommitStatus
@@ -45,13 +46,14 @@ def _statuses(repository: Repository, sha: str):
 
 @router.post(
     "/repos/{owner}/{repo}/statuses/{sha}",
+    scope=WRITE_REPO,
     response={201: StatusOut},
     tags=["commit status"],
     summary="Report a check's state on a commit",
     description="The latest report per `context` replaces the earlier one.",
 )
 def create_commit_status(request: HttpRequest, owner: str, repo: str, sha: str, payload: StatusIn):
-    repository = get_repo_to_change(request, owner, repo, Role.WRITE)
+    repository = get_repo(request, owner, repo, Role.WRITE)
     actor = current_user(request)
     status = services.set_commit_status(
         repository,
@@ -74,6 +76,7 @@ def _list_statuses(request: HttpRequest, response: HttpResponse, owner: str, rep
 
 @router.get(
     "/repos/{owner}/{repo}/statuses/{sha}",
+    scope=READ_REPO,
     response=list[StatusOut],
     tags=["commit status"],
     summary="List a commit's statuses",
@@ -92,6 +95,7 @@ def list_commit_statuses(
 
 @router.get(
     "/repos/{owner}/{repo}/commits/{path:ref}/statuses",
+    scope=READ_REPO,
     response=list[StatusOut],
     tags=["commit status"],
     summary="List the statuses of a branch, tag or commit",
@@ -120,6 +124,7 @@ def combined_state(statuses: list[CommitStatus]) -> str:
 
 @router.get(
     "/repos/{owner}/{repo}/commits/{path:ref}/status",
+    scope=READ_REPO,
     response=CombinedStatusOut,
     tags=["commit status"],
     summary="Get the combined status of a branch, tag or commit",
