@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from portal import logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -232,10 +234,21 @@ if not DEBUG:
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+LOG_HANDLER = {"class": "logging.StreamHandler"}
+if logs.log_to_file:
+    # `serv` and `authorized_keys` (run by OpenSSH) log here; the file appears only when there is something to say.
+    (VAR_DIR / "log").mkdir(parents=True, exist_ok=True)
+    LOG_HANDLER = {"class": "logging.FileHandler", "filename": str(VAR_DIR / "log" / "openssh.log"), "delay": True}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"asyncssh": {"level": "WARNING"}},
+    "handlers": {"log": LOG_HANDLER},
+    "root": {"handlers": ["log"], "level": LOG_LEVEL},
+    "loggers": {
+        "asyncssh": {"level": "WARNING"},
+        # Python's warnings (deprecations inside dependencies, mostly) are news for whoever upgrades those, not
+        # for the terminal of a first start: the log has them with LOG_LEVEL=DEBUG.
+        "py.warnings": {"level": "WARNING" if LOG_LEVEL == "DEBUG" else "ERROR"},
+    },
 }
