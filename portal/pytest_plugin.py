@@ -77,6 +77,9 @@ def pytest_load_initial_conftests(early_config, parser, args):
     home = workdir / "home"
     home.mkdir()
     _set_git_identity(home)
+    # The settings keep their data, and the secret key they make on a first start, under PORTAL_VAR_DIR; the tests
+    # keep theirs out of the checkout's var/ (each test gets a folder of its own on top, see conftest.py).
+    os.environ["PORTAL_VAR_DIR"] = str(workdir / "var")
     # whitenoise warns on every request handler it builds when STATIC_ROOT is missing; tests collect nothing.
     static_root = workdir / "staticfiles"
     static_root.mkdir()
