@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.views.decorators.http import require_POST
 
 from portal import services
@@ -22,6 +23,11 @@ NEW_TOKEN_SESSION_KEY = "portal.new_token"
 def home(request: HttpRequest) -> HttpResponse:
     repos = visible_repositories(request.user).order_by("-updated")[:50]
     return render(request, "portal/home.html", {"repositories": repos})
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    # Browsers and feed readers ask for /favicon.ico whatever the page links to.
+    return redirect(static("portal/favicon.svg"), permanent=True)
 
 
 def _error_text(exc: ValidationError) -> str:

@@ -6,6 +6,7 @@ app_name = "portal"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     # The user's own settings.
     path("settings/", views.settings_index, name="settings"),
     path("settings/profile", views.settings_profile, name="settings_profile"),

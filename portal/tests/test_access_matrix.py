@@ -64,6 +64,7 @@ P = R | {"number": 1}
 # router, which is checked from its schema below) are covered by their own test suites.
 WEB_ROUTES: dict[str, list[Case]] = {
     "portal:home": [Case(PUBLIC)],
+    "portal:favicon": [Case(PUBLIC)],
     "portal:settings": [Case(LOGIN)],
     "portal:settings_profile": [Case(LOGIN), Case(LOGIN, "POST")],
     "portal:settings_keys": [Case(LOGIN), Case(LOGIN, "POST")],

@@ -73,11 +73,23 @@ def start_serve(var_dir: Path, database: Path, stop_timeout: int) -> Serve:
     env = {
         name: value
         for name, value in os.environ.items()
-        if name not in ("REDIS_URL", "PORTAL_BASE_URL", "PORTAL_INTERNAL_URL", "GIT_ROOT", "PORTAL_SSH_HOST_KEY")
+        # A first start as `make run` does it: production mode, nothing configured but ports and where the data goes.
+        if name
+        not in (
+            "REDIS_URL",
+            "PORTAL_BASE_URL",
+            "PORTAL_INTERNAL_URL",
+            "GIT_ROOT",
+            "PORTAL_SSH_HOST_KEY",
+            "DEBUG",
+            "SECRET_KEY",
+            "ALLOWED_HOSTS",
+            "STATIC_ROOT",
+            "DJANGO_ALLOW_ASYNC_UNSAFE",
+        )
     }
     serve = Serve(process=None, var_dir=var_dir, http_port=free_port(), ssh_port=free_port())
     env.update(
-        DEBUG="1",
         PORTAL_VAR_DIR=str(var_dir),
         DATABASE_URL=f"sqlite:///{database}",
         PORTAL_HTTP_PORT=str(serve.http_port),
@@ -209,6 +221,15 @@ def no_redirects(jar: http.cookiejar.CookieJar | None = None) -> urllib.request.
     )
 
 
+def fetch(serve: Serve, path: str) -> tuple[int, dict[str, str], str]:
+    """GET a path without following redirects: status, headers and body."""
+    try:
+        response = no_redirects().open(serve.base_url + path, timeout=10)
+    except urllib.error.HTTPError as error:
+        response = error
+    return response.status, dict(response.headers), response.read().decode(errors="replace")
+
+
 def log_in(serve: Serve, username: str, password: str) -> tuple[int, str, set[str]]:
     """Sign in through the real login form: status, redirect target and the cookies set."""
     jar = http.cookiejar.CookieJar()
@@ -273,11 +294,36 @@ def test_serve_starts_everything_prints_the_urls_and_sigterm_stops_every_process
     assert_everything_stopped(serve, seen)
 
 
+def test_a_first_start_is_production_mode_with_the_portals_own_pages(serves, tmp_path):
+    serve = serves(tmp_path / "var", tmp_path / "portal.sqlite3")
+    seen = wait_until_ready(serve)
+
+    status, _, page = fetch(serve, "/no/such/page/anywhere")
+    assert status == 404
+    # The portal's own page, not Django's debug page with every URL pattern.
+    assert "Page not found" in page and 'class="topbar"' in page
+    assert "URLconf" not in page and "Traceback" not in page
+    # Static files come from collectstatic's folder through whitenoise, with the favicon.
+    assert '<link rel="icon" href="/static/portal/favicon.svg"' in page
+    status, headers, css = fetch(serve, "/static/portal/portal.css")
+    assert status == 200 and ".topbar" in css
+    status, headers, _ = fetch(serve, "/favicon.ico")
+    assert status == 301 and headers["Location"] == "/static/portal/favicon.svg"
+    assert fetch(serve, "/static/portal/favicon.svg")[0] == 200
+    assert "Warning" not in serve.output
+
+    assert serve.stop(signal.SIGTERM) == 0
+    assert_everything_stopped(serve, seen)
+
+
 def test_ctrl_c_stops_every_process_and_a_restart_keeps_the_first_admin(serves, tmp_path):
     var_dir, database = tmp_path / "var", tmp_path / "portal.sqlite3"
     first = serves(var_dir, database)
     seen = wait_until_ready(first)
     assert "First start: created the administrator account." in first.output
+    key_file = var_dir / "secret_key"
+    key = key_file.read_text()
+    assert key_file.stat().st_mode & 0o777 == 0o600
 
     assert first.stop(signal.SIGINT) == 0
     assert "received SIGINT" in first.output
@@ -287,6 +333,7 @@ def test_ctrl_c_stops_every_process_and_a_restart_keeps_the_first_admin(serves, 
     seen = wait_until_ready(again)
     assert "administrator account" not in again.output
     assert "password:" not in again.output
+    assert key_file.read_text() == key
     assert again.stop(signal.SIGINT) == 0
     assert_everything_stopped(again, seen)
 
