@@ -105,7 +105,13 @@ class AuditFilterForm(forms.Form):
         return events
 
 
+class InvitationForm(forms.Form):
+    email = forms.EmailField(label="Email address", help_text="They get a link to sign up with this address, once.")
+
+
 class SiteSettingsForm(forms.Form):
     open_signup = forms.BooleanField(
-        label="Anyone can sign up", required=False, help_text="When off, only administrators create accounts."
+        label="Anyone can sign up",
+        required=False,
+        help_text="When off, people sign up only through an invitation, or an administrator creates their account.",
     )

@@ -1,18 +1,25 @@
 """Every state change of accounts, organizations, SSH keys and tokens."""
 
+import logging
 import secrets
 from datetime import datetime
 
+from django.conf import settings
+from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from portal import audit
 from portal.keys import InvalidKey, parse_public_key
-from portal.models import AccessToken, SiteSettings, SshKey, Team, User
+from portal.models import INVITATION_TTL, AccessToken, Invitation, SiteSettings, SshKey, Team, User
 from portal.validators import validate_owner_name
 from repos.access import check_role, is_org_owner, is_site_admin, role_for
 from repos.models import Role
+
+logger = logging.getLogger(__name__)
 
 
 def _require_admin(actor: User | None) -> None:
@@ -115,6 +122,81 @@ def set_open_signup(*, actor: User, open_signup: bool) -> SiteSettings:
         after={"open_signup": open_signup},
     )
     return site
+
+
+@transaction.atomic
+def require_password_change(user: User, *, required: bool) -> User:
+    """Send the user to the password change page on every page until they change it (or stop doing so)."""
+    User.objects.filter(pk=user.pk).update(must_change_password=required)
+    user.must_change_password = required
+    return user
+
+
+# Invitations: a signed one-time sign-up link for one email address, which works while sign-up is closed.
+
+INVITATION_SALT = "portal.invitation"
+
+
+def invitation_link(invitation: Invitation) -> str:
+    token = signing.dumps(invitation.pk, salt=INVITATION_SALT)
+    return settings.PORTAL_BASE_URL + reverse("portal:accept_invitation", args=[token])
+
+
+def invitation_for_token(token: str) -> Invitation | None:
+    """The pending invitation a link names; None for a forged, expired, used or revoked one."""
+    try:
+        pk = signing.loads(token, salt=INVITATION_SALT, max_age=INVITATION_TTL)
+    except signing.BadSignature:
+        return None
+    return Invitation.objects.pending().filter(pk=pk).first()
+
+
+@transaction.atomic
+def invite_user(*, actor: User, email: str) -> tuple[Invitation, str]:
+    """Invite an email address to sign up; mails the link after commit and returns it too."""
+    _require_admin(actor)
+    from allauth.account.models import EmailAddress
+
+    email = email.strip()
+    if EmailAddress.objects.filter(email__iexact=email).exists() or User.objects.filter(email__iexact=email).exists():
+        raise ValidationError(f"{email} already belongs to an account.", code="conflict")
+    invitation = Invitation.objects.create(email=email, invited_by=actor)
+    link = invitation_link(invitation)
+    audit.record(actor, "invitation.create", invitation, target_repr=email, after={"email": email})
+    days = INVITATION_TTL.days
+    message = (
+        f"{actor.display_name} invites you to the portal at {settings.PORTAL_BASE_URL}.\n\n"
+        f"Choose your username and password here (the link works once, for {days} days):\n\n{link}\n"
+    )
+    transaction.on_commit(lambda: _send_invitation(email, message))
+    return invitation, link
+
+
+def _send_invitation(email: str, message: str) -> None:
+    # The administrator sees the link on the page as well, so a mail server that is down costs a log line only.
+    try:
+        send_mail("Your invitation to the portal", message, None, [email])
+    except OSError:
+        logger.exception("could not mail the invitation to %s", email)
+
+
+@transaction.atomic
+def accept_invitation(invitation: Invitation, *, user: User) -> bool:
+    """Mark the invitation used by the account just made; False when it was no longer pending."""
+    claimed = Invitation.objects.pending().filter(pk=invitation.pk).update(accepted_by=user, accepted_at=timezone.now())
+    if claimed:
+        audit.record(user, "invitation.accept", invitation, target_repr=invitation.email, subject=user)
+    return bool(claimed)
+
+
+@transaction.atomic
+def revoke_invitation(invitation: Invitation, *, actor: User) -> Invitation:
+    """Make a pending invitation's link useless."""
+    _require_admin(actor)
+    if Invitation.objects.pending().filter(pk=invitation.pk).update(revoked_at=timezone.now()):
+        audit.record(actor, "invitation.revoke", invitation, target_repr=invitation.email)
+    invitation.refresh_from_db()
+    return invitation
 
 
 # SSH keys

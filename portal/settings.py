@@ -96,6 +96,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "portal.middleware.PasswordChangeRequiredMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
 ]
 

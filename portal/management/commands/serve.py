@@ -113,18 +113,30 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
 
         from portal.models import User
-        from portal.services import create_user
+        from portal.services import create_user, require_password_change
 
         if User.objects.exists():
             return
         password = secrets.token_urlsafe(16)
-        create_user(actor=None, username=FIRST_ADMIN_USERNAME, email="", password=password, is_admin=True)
+        admin = create_user(actor=None, username=FIRST_ADMIN_USERNAME, email="", password=password, is_admin=True)
+        require_password_change(admin, required=True)
+        rule = "  " + "=" * 68
         self.say(
-            "\n"
-            "  First start: created the administrator account.\n"
-            f"    username: {FIRST_ADMIN_USERNAME}\n"
-            f"    password: {password}\n"
-            "  This password is shown only once; change it after signing in.\n"
+            "\n".join(
+                [
+                    "",
+                    rule,
+                    "  First start: created the administrator account.",
+                    "",
+                    f"      username:  {FIRST_ADMIN_USERNAME}",
+                    f"      password:  {password}",
+                    "",
+                    "  This password is shown only this once. Sign in with it and choose your own:",
+                    "  the portal asks for a new one at the first sign-in.",
+                    rule,
+                    "",
+                ]
+            )
         )
 
     def child_environment(self, boss: Supervisor) -> dict[str, str]:
