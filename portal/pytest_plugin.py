@@ -93,6 +93,18 @@ def pytest_load_initial_conftests(early_config, parser, args):
 _workdir_key = pytest.StashKey[Path]()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hasher(django_test_environment):
+    """One MD5 round instead of a million of PBKDF2: users are made and signed in all the time in tests.
+
+    Processes that run the portal with its own settings (`manage.py serve` in test_serve.py) still hash with
+    the production hasher."""
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
 def pytest_report_header(config):
     return f"redis: {os.environ.get('REDIS_URL')}"
 
