@@ -1,4 +1,5 @@
 # make run   create .venv, install the runtime requirements, migrate, start everything (manage.py serve)
+# make dev   the same in development mode (DEBUG=1: Django's debug pages, static files from the source folders)
 # make test  create .venv with the development requirements and run the whole test suite
 # make lint  ruff check, ruff format --check, and no missing migrations
 
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format migrate clean
+.PHONY: run dev test lint format migrate clean
 
 # The checkout is put on the venv's path (a .pth file), so that pytest can load portal.pytest_plugin with -p
 # before it reads the settings, whatever directory pytest is started from.
@@ -28,6 +29,10 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 run: $(VENV)/.runtime-installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py serve
+
+dev: $(VENV)/.runtime-installed
+	$(BIN)/python manage.py migrate --noinput
+	DEBUG=1 $(BIN)/python manage.py serve
 
 migrate: $(VENV)/.runtime-installed
 	$(BIN)/python manage.py migrate --noinput
