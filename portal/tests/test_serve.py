@@ -230,8 +230,8 @@ def fetch(serve: Serve, path: str) -> tuple[int, dict[str, str], str]:
     return response.status, dict(response.headers), response.read().decode(errors="replace")
 
 
-def log_in(serve: Serve, username: str, password: str) -> tuple[int, str, set[str]]:
-    """Sign in through the real login form: status, redirect target and the cookies set."""
+def log_in(serve: Serve, username: str, password: str) -> tuple[int, str, set[str], urllib.request.OpenerDirector]:
+    """Sign in through the real login form: status, redirect target, the cookies set, and the signed-in opener."""
     jar = http.cookiejar.CookieJar()
     opener = no_redirects(jar)
     opener.open(serve.base_url + "/accounts/login/", timeout=10).read()
@@ -243,7 +243,7 @@ def log_in(serve: Serve, username: str, password: str) -> tuple[int, str, set[st
         status, location = response.status, response.headers.get("Location", "")
     except urllib.error.HTTPError as error:
         status, location = error.code, error.headers.get("Location", "")
-    return status, location, {cookie.name for cookie in jar}
+    return status, location, {cookie.name for cookie in jar}, opener
 
 
 def wait_until_ready(serve: Serve) -> dict[int, str]:
@@ -278,12 +278,19 @@ def test_serve_starts_everything_prints_the_urls_and_sigterm_stops_every_process
     assert "manage.py rqworker default builds deploys --with-scheduler" in running
     assert ssh_answers(serve)
 
-    password = re.search(r"password: (\S+)", output).group(1)
-    status, location, cookies = log_in(serve, "admin", password)
+    password = re.search(r"password: +(\S+)", output).group(1)
+    status, location, cookies, opener = log_in(serve, "admin", password)
     assert status == 302, f"login answered {status}"
     assert location == "/"
     assert "sessionid" in cookies
-    status, _, cookies = log_in(serve, "admin", password + "-wrong")
+    # The printed password is for the first sign-in only: every page asks for a new one.
+    try:
+        opener.open(serve.base_url + "/", timeout=10)
+    except urllib.error.HTTPError as error:
+        assert (error.code, error.headers["Location"]) == (302, "/accounts/password/change/")
+    else:
+        pytest.fail("the first administrator was not sent to change the password")
+    status, _, cookies, _ = log_in(serve, "admin", password + "-wrong")
     assert status == 200
     assert "sessionid" not in cookies
 
@@ -321,6 +328,10 @@ def test_ctrl_c_stops_every_process_and_a_restart_keeps_the_first_admin(serves, 
     first = serves(var_dir, database)
     seen = wait_until_ready(first)
     assert "First start: created the administrator account." in first.output
+    # The password stands out: a block of its own, with no warning around it.
+    block = first.output.split("=" * 68)[1]
+    assert "username:  admin" in block and "password:  " in block
+    assert "Warning" not in first.output
     key_file = var_dir / "secret_key"
     key = key_file.read_text()
     assert key_file.stat().st_mode & 0o777 == 0o600
