@@ -125,10 +125,22 @@ def set_open_signup(*, actor: User, open_signup: bool) -> SiteSettings:
 
 
 @transaction.atomic
-def require_password_change(user: User, *, required: bool) -> User:
-    """Send the user to the password change page on every page until they change it (or stop doing so)."""
+def require_password_change(user: User, *, actor: User | None, required: bool) -> User:
+    """Send the user to the password change page from every page until they change it (or stop doing so).
+
+    actor None is the system, as for the first administrator, whose password `serve` prints."""
+    if actor is not None and actor.pk != user.pk:
+        _require_admin(actor)
     User.objects.filter(pk=user.pk).update(must_change_password=required)
-    user.must_change_password = required
+    before, user.must_change_password = user.must_change_password, required
+    audit.record(
+        actor,
+        "user.password_change_required" if required else "user.password_change_done",
+        user,
+        subject=user,
+        before={"must_change_password": before},
+        after={"must_change_password": required},
+    )
     return user
 
 

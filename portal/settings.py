@@ -241,15 +241,15 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
-LOG_HANDLER = {"class": "logging.StreamHandler"}
+_log_handler = {"class": "logging.StreamHandler"}
 if logs.log_to_file:
     # `serv` and `authorized_keys` (run by OpenSSH) log here; the file appears only when there is something to say.
     (VAR_DIR / "log").mkdir(parents=True, exist_ok=True)
-    LOG_HANDLER = {"class": "logging.FileHandler", "filename": str(VAR_DIR / "log" / "openssh.log"), "delay": True}
+    _log_handler = {"class": "logging.FileHandler", "filename": str(VAR_DIR / "log" / "openssh.log"), "delay": True}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"log": LOG_HANDLER},
+    "handlers": {"log": _log_handler},
     "root": {"handlers": ["log"], "level": LOG_LEVEL},
     "loggers": {
         "asyncssh": {"level": "WARNING"},

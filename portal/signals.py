@@ -56,7 +56,7 @@ def on_signed_up(sender, request: HttpRequest | None, user: User, **kwargs) -> N
 
 def on_password_changed(sender, request: HttpRequest | None, user: User, **kwargs) -> None:
     if user.must_change_password:
-        services.require_password_change(user, required=False)
+        services.require_password_change(user, actor=user, required=False)
 
 
 def _authenticator_event(action: str):

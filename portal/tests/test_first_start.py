@@ -36,7 +36,7 @@ def test_a_new_site_has_sign_up_closed(client, db):
 
 @pytest.fixture
 def first_admin(admin):
-    return services.require_password_change(admin, required=True)
+    return services.require_password_change(admin, actor=None, required=True)
 
 
 def test_every_page_sends_a_user_who_must_change_the_password_to_the_change_page(client, first_admin, password):
@@ -65,6 +65,7 @@ def test_changing_the_password_lets_the_user_in(client, first_admin, password):
     assert first_admin.check_password("my very own secret")
     assert client.get("/").status_code == 200
     assert AuditEvent.objects.filter(action="password.change", actor=first_admin).exists()
+    assert AuditEvent.objects.filter(action="user.password_change_done", actor=first_admin).exists()
 
 
 def test_the_api_and_signing_out_are_not_held_back(client, first_admin):

@@ -123,7 +123,7 @@ class Command(BaseCommand):
             return None
         password = secrets.token_urlsafe(16)
         admin = create_user(actor=None, username=FIRST_ADMIN_USERNAME, email="", password=password, is_admin=True)
-        require_password_change(admin, required=True)
+        require_password_change(admin, actor=None, required=True)
         return password
 
     def show_first_admin(self, password: str | None) -> None:
