@@ -44,7 +44,8 @@ def user_create(request: HttpRequest) -> HttpResponse:
     form = CreateUserForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
-            user = services.create_user(actor=request.user, **form.cleaned_data)
+            # A password chosen here is for the first sign-in only.
+            user = services.create_user(actor=request.user, **form.cleaned_data, must_change_password=True)
         except ValidationError as exc:
             form.add_error("username", exc)
         else:

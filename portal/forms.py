@@ -72,7 +72,7 @@ class CreateUserForm(forms.Form):
     password = forms.CharField(
         widget=forms.PasswordInput,
         required=False,
-        help_text="Leave empty and the person sets one through password reset.",
+        help_text="They choose their own at the first sign-in. Leave empty and they set one through password reset.",
     )
     is_admin = forms.BooleanField(label="Site administrator", required=False)
 

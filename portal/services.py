@@ -33,15 +33,29 @@ def _name_taken(name: str) -> bool:
 
 @transaction.atomic
 def create_user(
-    *, actor: User | None, username: str, email: str, password: str | None = None, is_admin: bool = False
+    *,
+    actor: User | None,
+    username: str,
+    email: str,
+    password: str | None = None,
+    is_admin: bool = False,
+    must_change_password: bool = False,
 ) -> User:
-    """Create a person's account (actor None: the system, such as the first admin)."""
+    """Create a person's account (actor None: the system, such as the first admin).
+
+    must_change_password: the password was chosen for them, so they choose their own at the first sign-in."""
     if actor is not None:
         _require_admin(actor)
     validate_owner_name(username)
     if _name_taken(username):
         raise ValidationError(f"The name {username!r} is already taken.", code="conflict")
-    user = User(username=username, email=email, is_staff=is_admin, is_superuser=is_admin)
+    user = User(
+        username=username,
+        email=email,
+        is_staff=is_admin,
+        is_superuser=is_admin,
+        must_change_password=must_change_password and bool(password),
+    )
     if password:
         user.set_password(password)
     else:
@@ -51,7 +65,12 @@ def create_user(
         from allauth.account.models import EmailAddress
 
         EmailAddress.objects.create(user=user, email=email, primary=True, verified=False)
-    audit.record(actor, "user.create", user, after={"username": username, "is_admin": is_admin})
+    audit.record(
+        actor,
+        "user.create",
+        user,
+        after={"username": username, "is_admin": is_admin, "must_change_password": user.must_change_password},
+    )
     return user
 
 

@@ -67,6 +67,8 @@ def test_admin_creates_a_user(admin_client, admin):
     assert response.status_code == 302
     dave = User.objects.get(username="dave")
     assert dave.check_password("a long enough secret") and not dave.is_superuser
+    # The administrator chose that password: dave chooses his own at the first sign-in.
+    assert dave.must_change_password
     assert AuditEvent.objects.filter(action="user.create", actor=admin, target_repr="dave").exists()
 
 

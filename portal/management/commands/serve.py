@@ -117,13 +117,19 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
 
         from portal.models import User
-        from portal.services import create_user, require_password_change
+        from portal.services import create_user
 
         if User.objects.exists():
             return None
         password = secrets.token_urlsafe(16)
-        admin = create_user(actor=None, username=FIRST_ADMIN_USERNAME, email="", password=password, is_admin=True)
-        require_password_change(admin, actor=None, required=True)
+        create_user(
+            actor=None,
+            username=FIRST_ADMIN_USERNAME,
+            email="",
+            password=password,
+            is_admin=True,
+            must_change_password=True,
+        )
         return password
 
     def show_first_admin(self, password: str | None) -> None:
