@@ -209,7 +209,7 @@ def test_users_command_creates_promotes_deactivates_and_lists(db, capsys):
     assert "Password (shown once):" in out
     password = out.split("Password (shown once): ", 1)[1].strip()
     erin = User.objects.get(username="erin")
-    assert erin.check_password(password)
+    assert erin.check_password(password) and erin.must_change_password
     call_command("users", "promote", "erin")
     call_command("users", "deactivate", "erin")
     erin.refresh_from_db()
