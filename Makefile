@@ -1,4 +1,5 @@
 # make run   create .venv, install the runtime requirements, migrate, start everything (manage.py serve)
+# make dev   the same in development mode (DEBUG=1: Django's debug pages, static files from the source folders)
 # make test  create .venv with the development requirements and run the whole test suite
 # make lint  ruff check, ruff format --check, and no missing migrations
 # make lock  resolve requirements*.txt again into the lock files (newest versions they allow), with hashes
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 PYTEST_ARGS ?=
 
-.PHONY: run test lint lock format migrate clean
+.PHONY: run dev test lint lock format migrate clean
 
 # The checkout is put on the venv's path (a .pth file), so that pytest can load portal.pytest_plugin with -p
 # before it reads the settings, whatever directory pytest is started from.
@@ -42,6 +43,10 @@ lock: | $(BIN)/python
 run: $(VENV)/.runtime-installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py serve
+
+dev: $(VENV)/.runtime-installed
+	$(BIN)/python manage.py migrate --noinput
+	DEBUG=1 $(BIN)/python manage.py serve
 
 migrate: $(VENV)/.runtime-installed
 	$(BIN)/python manage.py migrate --noinput

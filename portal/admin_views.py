@@ -14,9 +14,16 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from portal import services
 from portal.confirm import ask_to_confirm, confirmed
-from portal.forms import AdminSshKeyForm, AuditFilterForm, CreateUserForm, RevokeKeyForm, SiteSettingsForm
+from portal.forms import (
+    AdminSshKeyForm,
+    AuditFilterForm,
+    CreateUserForm,
+    InvitationForm,
+    RevokeKeyForm,
+    SiteSettingsForm,
+)
 from portal.keys import InvalidKey
-from portal.models import AuditEvent, RevokedKeyFingerprint, SiteSettings, SshKey, User
+from portal.models import AuditEvent, Invitation, RevokedKeyFingerprint, SiteSettings, SshKey, User
 from repos.access import require_site_admin
 
 PAGE_SIZE = 50
@@ -46,7 +53,8 @@ def user_create(request: HttpRequest) -> HttpResponse:
     form = CreateUserForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
-            user = services.create_user(actor=request.user, **form.cleaned_data)
+            # A password chosen here is for the first sign-in only.
+            user = services.create_user(actor=request.user, **form.cleaned_data, must_change_password=True)
         except ValidationError as exc:
             form.add_error("username", exc)
         else:
@@ -89,6 +97,36 @@ def user_set_admin(request: HttpRequest, username: str) -> HttpResponse:
         return HttpResponseNotAllowed(["POST"])
     admin = request.POST.get("admin") == "1"
     return _change_user(request, username, lambda user: services.set_site_admin(user, actor=request.user, admin=admin))
+
+
+def invitations(request: HttpRequest) -> HttpResponse:
+    require_site_admin(request.user)
+    form = InvitationForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            invitation, link = services.invite_user(actor=request.user, email=form.cleaned_data["email"])
+        except ValidationError as exc:
+            form.add_error("email", exc)
+        else:
+            messages.success(request, f"Invited {invitation.email}; the link was mailed to them. It works once: {link}")
+            return redirect("portal:admin_invitations")
+    context = {
+        "form": form,
+        "pending": Invitation.objects.pending().select_related("invited_by"),
+        "site_signup_open": SiteSettings.load().open_signup,
+        "section": "invitations",
+    }
+    return render(request, "portal/admin/invitations.html", context)
+
+
+def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    require_site_admin(request.user)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    invitation = get_object_or_404(Invitation, pk=invitation_id)
+    services.revoke_invitation(invitation, actor=request.user)
+    messages.success(request, f"Revoked the invitation of {invitation.email}.")
+    return redirect("portal:admin_invitations")
 
 
 def keys(request: HttpRequest) -> HttpResponse:

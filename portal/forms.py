@@ -96,7 +96,7 @@ class CreateUserForm(forms.Form):
     password = forms.CharField(
         widget=forms.PasswordInput,
         required=False,
-        help_text="Leave empty and the person sets one through password reset.",
+        help_text="They choose their own at the first sign-in. Leave empty and they set one through password reset.",
     )
     is_admin = forms.BooleanField(label="Site administrator", required=False)
 
@@ -129,7 +129,13 @@ class AuditFilterForm(forms.Form):
         return events
 
 
+class InvitationForm(forms.Form):
+    email = forms.EmailField(label="Email address", help_text="They get a link to sign up with this address, once.")
+
+
 class SiteSettingsForm(forms.Form):
     open_signup = forms.BooleanField(
-        label="Anyone can sign up", required=False, help_text="When off, only administrators create accounts."
+        label="Anyone can sign up",
+        required=False,
+        help_text="When off, people sign up only through an invitation, or an administrator creates their account.",
     )

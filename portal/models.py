@@ -1,5 +1,6 @@
 import hashlib
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
@@ -38,6 +39,9 @@ class User(AbstractUser):
     is_organization = models.BooleanField(default=False)
     full_name = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True)
+    # Set on an account whose password someone else chose (the first administrator's, printed by `serve`): every
+    # page sends its owner to the password change page until the password is changed.
+    must_change_password = models.BooleanField(default=False)
 
     objects = AccountManager()
 
@@ -223,7 +227,8 @@ _signup_memo: list = [False, 0.0]
 class SiteSettings(models.Model):
     """Settings an admin changes at run time; one row."""
 
-    open_signup = models.BooleanField(default=True)
+    # A new site is closed: its administrator opens it, or invites people (Invitation).
+    open_signup = models.BooleanField(default=False)
 
     CACHE_KEY = "site-settings:open-signup"
 
@@ -254,3 +259,37 @@ class SiteSettings(models.Model):
             cache.set(cls.CACHE_KEY, value, 60)
         _signup_memo[:] = [value, time.monotonic() + 5]
         return value
+
+
+class InvitationQuerySet(models.QuerySet):
+    def pending(self):
+        return self.filter(
+            accepted_at__isnull=True, revoked_at__isnull=True, created__gt=timezone.now() - INVITATION_TTL
+        )
+
+
+INVITATION_TTL = timedelta(days=7)
+
+
+class Invitation(models.Model):
+    """An administrator's invitation: a signed link that lets one email address sign up once, even while sign-up
+    is closed."""
+
+    email = models.EmailField()
+    invited_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+    accepted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"invitation of {self.email}"
+
+    @property
+    def expires(self):
+        return self.created + INVITATION_TTL

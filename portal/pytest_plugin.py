@@ -77,6 +77,9 @@ def pytest_load_initial_conftests(early_config, parser, args):
     home = workdir / "home"
     home.mkdir()
     _set_git_identity(home)
+    # The settings keep their data, and the secret key they make on a first start, under PORTAL_VAR_DIR; the tests
+    # keep theirs out of the checkout's var/ (each test gets a folder of its own on top, see conftest.py).
+    os.environ["PORTAL_VAR_DIR"] = str(workdir / "var")
     # whitenoise warns on every request handler it builds when STATIC_ROOT is missing; tests collect nothing.
     static_root = workdir / "staticfiles"
     static_root.mkdir()
@@ -88,6 +91,18 @@ def pytest_load_initial_conftests(early_config, parser, args):
 
 
 _workdir_key = pytest.StashKey[Path]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hasher(django_test_environment):
+    """One MD5 round instead of a million of PBKDF2: users are made and signed in all the time in tests.
+
+    Processes that run the portal with its own settings (`manage.py serve` in test_serve.py) still hash with
+    the production hasher."""
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 def pytest_report_header(config):

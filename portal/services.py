@@ -1,19 +1,34 @@
 """Every state change of accounts, organizations, SSH keys and tokens."""
 
+import logging
 import secrets
 from datetime import datetime
 
+from django.conf import settings
+from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
-from portal import audit
+from portal import audit, signals
 from portal.keys import InvalidKey, parse_public_key
-from portal.models import AccessToken, RevokedKeyFingerprint, SiteSettings, SshKey, Team, User
-from portal.signals import ssh_key_removed
+from portal.models import (
+    INVITATION_TTL,
+    AccessToken,
+    Invitation,
+    RevokedKeyFingerprint,
+    SiteSettings,
+    SshKey,
+    Team,
+    User,
+)
 from portal.validators import validate_owner_name
 from repos.access import check_role, is_org_owner, is_site_admin, role_for
 from repos.models import Role
+
+logger = logging.getLogger(__name__)
 
 
 def _require_admin(actor: User | None) -> None:
@@ -27,15 +42,29 @@ def _name_taken(name: str) -> bool:
 
 @transaction.atomic
 def create_user(
-    *, actor: User | None, username: str, email: str, password: str | None = None, is_admin: bool = False
+    *,
+    actor: User | None,
+    username: str,
+    email: str,
+    password: str | None = None,
+    is_admin: bool = False,
+    must_change_password: bool = False,
 ) -> User:
-    """Create a person's account (actor None: the system, such as the first admin)."""
+    """Create a person's account (actor None: the system, such as the first admin).
+
+    must_change_password: the password was chosen for them, so they choose their own at the first sign-in."""
     if actor is not None:
         _require_admin(actor)
     validate_owner_name(username)
     if _name_taken(username):
         raise ValidationError(f"The name {username!r} is already taken.", code="conflict")
-    user = User(username=username, email=email, is_staff=is_admin, is_superuser=is_admin)
+    user = User(
+        username=username,
+        email=email,
+        is_staff=is_admin,
+        is_superuser=is_admin,
+        must_change_password=must_change_password and bool(password),
+    )
     if password:
         user.set_password(password)
     else:
@@ -45,7 +74,12 @@ def create_user(
         from allauth.account.models import EmailAddress
 
         EmailAddress.objects.create(user=user, email=email, primary=True, verified=False)
-    audit.record(actor, "user.create", user, after={"username": username, "is_admin": is_admin})
+    audit.record(
+        actor,
+        "user.create",
+        user,
+        after={"username": username, "is_admin": is_admin, "must_change_password": user.must_change_password},
+    )
     return user
 
 
@@ -116,6 +150,93 @@ def set_open_signup(*, actor: User, open_signup: bool) -> SiteSettings:
         after={"open_signup": open_signup},
     )
     return site
+
+
+@transaction.atomic
+def require_password_change(user: User, *, actor: User | None, required: bool) -> User:
+    """Send the user to the password change page from every page until they change it (or stop doing so).
+
+    actor None is the system, as for the first administrator, whose password `serve` prints."""
+    if actor is not None and actor.pk != user.pk:
+        _require_admin(actor)
+    User.objects.filter(pk=user.pk).update(must_change_password=required)
+    before, user.must_change_password = user.must_change_password, required
+    audit.record(
+        actor,
+        "user.password_change_required" if required else "user.password_change_done",
+        user,
+        subject=user,
+        before={"must_change_password": before},
+        after={"must_change_password": required},
+    )
+    return user
+
+
+# Invitations: a signed one-time sign-up link for one email address, which works while sign-up is closed.
+
+INVITATION_SALT = "portal.invitation"
+
+
+def invitation_link(invitation: Invitation) -> str:
+    token = signing.dumps(invitation.pk, salt=INVITATION_SALT)
+    return settings.PORTAL_BASE_URL + reverse("portal:accept_invitation", args=[token])
+
+
+def invitation_for_token(token: str) -> Invitation | None:
+    """The pending invitation a link names; None for a forged, expired, used or revoked one."""
+    try:
+        pk = signing.loads(token, salt=INVITATION_SALT, max_age=INVITATION_TTL)
+    except signing.BadSignature:
+        return None
+    return Invitation.objects.pending().filter(pk=pk).first()
+
+
+@transaction.atomic
+def invite_user(*, actor: User, email: str) -> tuple[Invitation, str]:
+    """Invite an email address to sign up; mails the link after commit and returns it too."""
+    _require_admin(actor)
+    from allauth.account.models import EmailAddress
+
+    email = email.strip()
+    if EmailAddress.objects.filter(email__iexact=email).exists() or User.objects.filter(email__iexact=email).exists():
+        raise ValidationError(f"{email} already belongs to an account.", code="conflict")
+    invitation = Invitation.objects.create(email=email, invited_by=actor)
+    link = invitation_link(invitation)
+    audit.record(actor, "invitation.create", invitation, target_repr=email, after={"email": email})
+    days = INVITATION_TTL.days
+    message = (
+        f"{actor.display_name} invites you to the portal at {settings.PORTAL_BASE_URL}.\n\n"
+        f"Choose your username and password here (the link works once, for {days} days):\n\n{link}\n"
+    )
+    transaction.on_commit(lambda: _send_invitation(email, message))
+    return invitation, link
+
+
+def _send_invitation(email: str, message: str) -> None:
+    # The administrator sees the link on the page as well, so a mail server that is down costs a log line only.
+    try:
+        send_mail("Your invitation to the portal", message, None, [email])
+    except OSError:
+        logger.exception("could not mail the invitation to %s", email)
+
+
+@transaction.atomic
+def accept_invitation(invitation: Invitation, *, user: User) -> bool:
+    """Mark the invitation used by the account just made; False when it was no longer pending."""
+    claimed = Invitation.objects.pending().filter(pk=invitation.pk).update(accepted_by=user, accepted_at=timezone.now())
+    if claimed:
+        audit.record(user, "invitation.accept", invitation, target_repr=invitation.email, subject=user)
+    return bool(claimed)
+
+
+@transaction.atomic
+def revoke_invitation(invitation: Invitation, *, actor: User) -> Invitation:
+    """Make a pending invitation's link useless."""
+    _require_admin(actor)
+    if Invitation.objects.pending().filter(pk=invitation.pk).update(revoked_at=timezone.now()):
+        audit.record(actor, "invitation.revoke", invitation, target_repr=invitation.email)
+    invitation.refresh_from_db()
+    return invitation
 
 
 # SSH keys
@@ -196,7 +317,7 @@ def _announce_removed(key: SshKey, *, actor: User, revoked: bool, reason: str) -
     # Deploy keys belong to a repository, whose administrators removed it themselves (or see the audit log).
     if key.user_id is None:
         return
-    ssh_key_removed.send(
+    signals.ssh_key_removed.send(
         sender=SshKey,
         key_owner=key.user,
         fingerprint=key.fingerprint,

@@ -7,6 +7,9 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from portal import logs
+from portal.secret_key import load_or_create_secret_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -22,26 +25,19 @@ def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def url_host(url: str) -> str:
+    """The host of a URL as ALLOWED_HOSTS spells it (an IPv6 address in brackets)."""
+    host = urlsplit(url).hostname or ""
+    return f"[{host}]" if ":" in host else host
+
+
 def envpath(name: str, default: Path) -> Path:
     return Path(os.environ.get(name, default)).resolve()
 
 
-DEBUG = envbool("DEBUG", True)
+# Production mode unless DEBUG=1: a mistyped address must not show Django's debug page to the world.
+DEBUG = envbool("DEBUG", False)
 VAR_DIR = envpath("PORTAL_VAR_DIR", BASE_DIR / "var")
-
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
-ALLOWED_HOSTS = envlist("ALLOWED_HOSTS")
-if not DEBUG:
-    # Production refuses to guess: a missing secret or host list is a configuration error.
-    missing = [name for name in ("SECRET_KEY", "ALLOWED_HOSTS") if not os.environ.get(name)]
-    if missing:
-        raise ImproperlyConfigured(
-            f"DEBUG is off (production mode), so {' and '.join(missing)} must be set in the environment "
-            "(see .env.example); set DEBUG=1 for a development setup."
-        )
-else:
-    SECRET_KEY = SECRET_KEY or "insecure-development-key-do-not-use-in-production"
-    ALLOWED_HOSTS = ALLOWED_HOSTS or ["localhost", "127.0.0.1", "[::1]", "testserver"]
 
 PORTAL_HTTP_HOST = os.environ.get("PORTAL_HTTP_HOST", "127.0.0.1")
 PORTAL_HTTP_PORT = envint("PORTAL_HTTP_PORT", 8000)
@@ -56,6 +52,14 @@ PORTAL_INTERNAL_URL = os.environ.get("PORTAL_INTERNAL_URL", f"http://127.0.0.1:{
 # The host name shown in SSH clone URLs.
 PORTAL_SSH_DOMAIN = os.environ.get("PORTAL_SSH_DOMAIN") or urlsplit(PORTAL_BASE_URL).hostname or "localhost"
 PORTAL_SSH_HOST_KEY = envpath("PORTAL_SSH_HOST_KEY", VAR_DIR / "ssh_host_ed25519_key")
+
+# A key given in the environment wins; otherwise the first start makes one and keeps it under var/, so
+# sessions and signed links survive a restart.
+SECRET_KEY = os.environ.get("SECRET_KEY") or load_or_create_secret_key(VAR_DIR / "secret_key")
+# The public host, and the local names the portal answers to on its own machine.
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS") or list(
+    dict.fromkeys([url_host(PORTAL_BASE_URL) or "localhost", "localhost", "127.0.0.1", "[::1]"])
+)
 
 GIT_ROOT = envpath("GIT_ROOT", VAR_DIR / "git")
 GIT_BIN = os.environ.get("GIT_BIN", "git")
@@ -93,6 +97,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "portal.middleware.PasswordChangeRequiredMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
 ]
 
@@ -208,12 +213,22 @@ EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "portal@localhost")
 
+# git's hooks call back on PORTAL_INTERNAL_URL (plain HTTP on loopback by default), never through the public
+# address: its host must be allowed and, in production mode, its hook endpoint not redirected to HTTPS, or every
+# push is refused. The endpoint itself only answers a request carrying a live push's secret.
+_internal = urlsplit(PORTAL_INTERNAL_URL)
+if (_internal_host := url_host(PORTAL_INTERNAL_URL)) and _internal_host not in ALLOWED_HOSTS:
+    ALLOWED_HOSTS.append(_internal_host)
+# Behind TLS (an https PORTAL_BASE_URL, through a proxy that sets X-Forwarded-Proto) production mode sends http
+# to https, keeps its cookies to https and asks browsers to come back over https only (HSTS). A plain-HTTP
+# start on one machine cannot, and `manage.py check --deploy` lists exactly those four settings.
+_behind_tls = urlsplit(PORTAL_BASE_URL).scheme == "https"
 if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
+    if _behind_tls:
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", _behind_tls)
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _behind_tls
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000 if _behind_tls else 0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
     CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", PORTAL_BASE_URL)
@@ -221,13 +236,6 @@ if not DEBUG:
     # which only the site's operator can decide; SECURE_HSTS_PRELOAD=1 turns it on.
     if not SECURE_HSTS_PRELOAD:
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
-    # git's hooks call back on PORTAL_INTERNAL_URL (plain HTTP on loopback by default), never through the
-    # public address: its host must be allowed and its hook endpoint not redirected to HTTPS, or every push
-    # is refused. The endpoint itself only answers a request carrying a live push's secret.
-    _internal = urlsplit(PORTAL_INTERNAL_URL)
-    _internal_host = f"[{_internal.hostname}]" if ":" in (_internal.hostname or "") else _internal.hostname
-    if _internal_host and _internal_host not in ALLOWED_HOSTS:
-        ALLOWED_HOSTS.append(_internal_host)
     if _internal.scheme == "http":
         SECURE_REDIRECT_EXEMPT = [r"^-/internal/hooks/"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -247,10 +255,21 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+_log_handler = {"class": "logging.StreamHandler"}
+if logs.log_to_file:
+    # `serv` and `authorized_keys` (run by OpenSSH) log here; the file appears only when there is something to say.
+    (VAR_DIR / "log").mkdir(parents=True, exist_ok=True)
+    _log_handler = {"class": "logging.FileHandler", "filename": str(VAR_DIR / "log" / "openssh.log"), "delay": True}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"asyncssh": {"level": "WARNING"}},
+    "handlers": {"log": _log_handler},
+    "root": {"handlers": ["log"], "level": LOG_LEVEL},
+    "loggers": {
+        "asyncssh": {"level": "WARNING"},
+        # Python's warnings (deprecations inside dependencies, mostly) are news for whoever upgrades those, not
+        # for the terminal of a first start: the log has them with LOG_LEVEL=DEBUG.
+        "py.warnings": {"level": "WARNING" if LOG_LEVEL == "DEBUG" else "ERROR"},
+    },
 }

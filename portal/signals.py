@@ -9,7 +9,8 @@ from django.core.exceptions import PermissionDenied
 from django.dispatch import Signal
 from django.http import HttpRequest
 
-from portal import audit
+from portal import audit, services
+from portal.adapters import INVITATION_SESSION_KEY, invitation_in_session
 from portal.models import User
 
 # Someone took an SSH key off a user's account: sent once, inside the transaction, by
@@ -52,6 +53,17 @@ def on_logged_in(sender, request: HttpRequest | None, user: User, **kwargs) -> N
 
 def on_signed_up(sender, request: HttpRequest | None, user: User, **kwargs) -> None:
     audit.record(user, "user.signup", user, subject=user, after={"username": user.username}, ip_address=_ip(request))
+    # An invitation is used up by the sign-up it let in (the adapter only lets its own address sign up with it).
+    invitation = invitation_in_session(request)
+    if invitation is not None:
+        request.session.pop(INVITATION_SESSION_KEY, None)
+        if invitation.email.lower() == user.email.lower():
+            services.accept_invitation(invitation, user=user)
+
+
+def on_password_changed(sender, request: HttpRequest | None, user: User, **kwargs) -> None:
+    if user.must_change_password:
+        services.require_password_change(user, actor=user, required=False)
 
 
 def _authenticator_event(action: str):
@@ -92,3 +104,4 @@ def connect() -> None:
         (account_signals.password_reset, "password.reset"),
     ):
         signal.connect(_password_event(action), dispatch_uid=f"portal.audit.{action}", weak=False)
+        signal.connect(on_password_changed, dispatch_uid=f"portal.password_changed.{action}")

@@ -1,5 +1,6 @@
 """Home page and the user's own settings: profile, SSH keys, access tokens, security."""
 
+from allauth.account.adapter import get_adapter
 from allauth.mfa.models import Authenticator
 from allauth.usersessions.models import UserSession
 from django.contrib import messages
@@ -7,10 +8,12 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from portal import services
+from portal.adapters import INVITATION_SESSION_KEY
 from portal.confirm import ask_to_confirm, confirmed
 from portal.forms import AccessTokenForm, ProfileForm, SshKeyForm
 from portal.keys import InvalidKey
@@ -24,6 +27,21 @@ NEW_TOKEN_SESSION_KEY = "portal.new_token"
 def home(request: HttpRequest) -> HttpResponse:
     repos = visible_repositories(request.user).order_by("-updated")[:50]
     return render(request, "portal/home.html", {"repositories": repos})
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    # Browsers and feed readers ask for /favicon.ico whatever the page links to.
+    return redirect(static("portal/favicon.svg"), permanent=True)
+
+
+def accept_invitation(request: HttpRequest, token: str) -> HttpResponse:
+    invitation = services.invitation_for_token(token)
+    if invitation is None:
+        return render(request, "portal/invitation_invalid.html")
+    request.session[INVITATION_SESSION_KEY] = invitation.pk
+    # The link came to this address, so it needs no confirmation mail; allauth also fills it into the form.
+    get_adapter(request).stash_verified_email(request, invitation.email)
+    return redirect("account_signup")
 
 
 def _error_text(exc: ValidationError) -> str:

@@ -6,6 +6,9 @@ app_name = "portal"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
+    # Under allauth's accounts/ (a reserved owner name), which has no route of this name itself.
+    path("accounts/invitation/<str:token>", views.accept_invitation, name="accept_invitation"),
     # The user's own settings.
     path("settings/", views.settings_index, name="settings"),
     path("settings/profile", views.settings_profile, name="settings_profile"),
@@ -21,6 +24,12 @@ urlpatterns = [
     path("-/admin/users/new", admin_views.user_create, name="admin_user_create"),
     path("-/admin/users/<str:username>/active", admin_views.user_set_active, name="admin_user_active"),
     path("-/admin/users/<str:username>/admin", admin_views.user_set_admin, name="admin_user_admin"),
+    path("-/admin/invitations", admin_views.invitations, name="admin_invitations"),
+    path(
+        "-/admin/invitations/<int:invitation_id>/revoke",
+        admin_views.invitation_revoke,
+        name="admin_invitation_revoke",
+    ),
     path("-/admin/keys", admin_views.keys, name="admin_keys"),
     path("-/admin/keys/<int:key_id>/remove", admin_views.key_remove, name="admin_key_remove"),
     path("-/admin/keys/<int:key_id>/revoke", admin_views.key_revoke, name="admin_key_revoke"),

@@ -1,7 +1,11 @@
 import gc
 import os
 
-from django.core.wsgi import get_wsgi_application
+from portal.logs import capture_warnings
+
+capture_warnings()
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 application = get_wsgi_application()

@@ -64,6 +64,11 @@ P = R | {"number": 1}
 # router, which is checked from its schema below) are covered by their own test suites.
 WEB_ROUTES: dict[str, list[Case]] = {
     "portal:home": [Case(PUBLIC)],
+    "portal:favicon": [Case(PUBLIC)],
+    # A forged link shows everyone the same "this invitation does not work" page.
+    "portal:accept_invitation": [Case(PUBLIC, kwargs={"token": "not-a-token"})],
+    "portal:admin_invitations": [Case(SITE_ADMIN), Case(SITE_ADMIN, "POST")],
+    "portal:admin_invitation_revoke": [Case(SITE_ADMIN, "POST", {"invitation_id": "@invitation"})],
     "portal:settings": [Case(LOGIN)],
     "portal:settings_profile": [Case(LOGIN), Case(LOGIN, "POST")],
     "portal:settings_keys": [Case(LOGIN), Case(LOGIN, "POST")],
@@ -324,8 +329,10 @@ def world(private_repo, alice, bob, carol, mallory, admin):
     main_sha = git.branch_sha(private_repo.path, "main")
     pulls = _pull_requests(private_repo, org, alice, bob, carol)
     notices = _notifications(alice, people)
+    invitation, _ = accounts.invite_user(actor=admin, email="dave@example.com")
     for role in refs:
         refs[role] |= {
+            "@invitation": invitation.pk,
             "@carol_key": refs["reader"]["@own_key"],
             "@deploy_key": deploy_key.pk,
             "@revocation": revocation.pk,

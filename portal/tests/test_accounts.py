@@ -49,7 +49,8 @@ def test_account_management_pages_show_the_settings_nav(client, alice):
         assert 'class="active" aria-current="page"' in page, url_name
 
 
-def test_sign_up_works_while_open(client, db):
+def test_sign_up_works_while_open(client, admin):
+    services.set_open_signup(actor=admin, open_signup=True)
     response = client.post(
         SIGNUP_URL,
         {
@@ -65,6 +66,7 @@ def test_sign_up_works_while_open(client, db):
 
 
 def test_closed_sign_up_refuses_sign_up(client, admin):
+    services.set_open_signup(actor=admin, open_signup=True)
     assert 'href="/accounts/signup/"' in client.get("/").content.decode()
     services.set_open_signup(actor=admin, open_signup=False)
     assert 'href="/accounts/signup/"' not in client.get("/").content.decode()

@@ -111,7 +111,9 @@ def test_a_read_token_cannot_change_settings(client, alice, weak):
     assert alice.full_name != "Mallory"
     assert send(client, "GET", "/user/settings", **weak).status_code == 403
     writer = bearer(token_for(alice, scopes=("write:user", "api"), name="account"))
-    assert send(client, "PATCH", "/user/settings", {"full_name": "Alice L."}, **writer).json()["full_name"] == "Alice L."
+    assert (
+        send(client, "PATCH", "/user/settings", {"full_name": "Alice L."}, **writer).json()["full_name"] == "Alice L."
+    )
     assert before["full_name"] != "Alice L."
 
 

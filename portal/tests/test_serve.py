@@ -73,11 +73,23 @@ def start_serve(var_dir: Path, database: Path, stop_timeout: int) -> Serve:
     env = {
         name: value
         for name, value in os.environ.items()
-        if name not in ("REDIS_URL", "PORTAL_BASE_URL", "PORTAL_INTERNAL_URL", "GIT_ROOT", "PORTAL_SSH_HOST_KEY")
+        # A first start as `make run` does it: production mode, nothing configured but ports and where the data goes.
+        if name
+        not in (
+            "REDIS_URL",
+            "PORTAL_BASE_URL",
+            "PORTAL_INTERNAL_URL",
+            "GIT_ROOT",
+            "PORTAL_SSH_HOST_KEY",
+            "DEBUG",
+            "SECRET_KEY",
+            "ALLOWED_HOSTS",
+            "STATIC_ROOT",
+            "DJANGO_ALLOW_ASYNC_UNSAFE",
+        )
     }
     serve = Serve(process=None, var_dir=var_dir, http_port=free_port(), ssh_port=free_port())
     env.update(
-        DEBUG="1",
         PORTAL_VAR_DIR=str(var_dir),
         DATABASE_URL=f"sqlite:///{database}",
         PORTAL_HTTP_PORT=str(serve.http_port),
@@ -209,8 +221,17 @@ def no_redirects(jar: http.cookiejar.CookieJar | None = None) -> urllib.request.
     )
 
 
-def log_in(serve: Serve, username: str, password: str) -> tuple[int, str, set[str]]:
-    """Sign in through the real login form: status, redirect target and the cookies set."""
+def fetch(serve: Serve, path: str) -> tuple[int, dict[str, str], str]:
+    """GET a path without following redirects: status, headers and body."""
+    try:
+        response = no_redirects().open(serve.base_url + path, timeout=10)
+    except urllib.error.HTTPError as error:
+        response = error
+    return response.status, dict(response.headers), response.read().decode(errors="replace")
+
+
+def log_in(serve: Serve, username: str, password: str) -> tuple[int, str, set[str], urllib.request.OpenerDirector]:
+    """Sign in through the real login form: status, redirect target, the cookies set, and the signed-in opener."""
     jar = http.cookiejar.CookieJar()
     opener = no_redirects(jar)
     opener.open(serve.base_url + "/accounts/login/", timeout=10).read()
@@ -222,7 +243,7 @@ def log_in(serve: Serve, username: str, password: str) -> tuple[int, str, set[st
         status, location = response.status, response.headers.get("Location", "")
     except urllib.error.HTTPError as error:
         status, location = error.code, error.headers.get("Location", "")
-    return status, location, {cookie.name for cookie in jar}
+    return status, location, {cookie.name for cookie in jar}, opener
 
 
 def wait_until_ready(serve: Serve) -> dict[int, str]:
@@ -257,12 +278,19 @@ def test_serve_starts_everything_prints_the_urls_and_sigterm_stops_every_process
     assert "manage.py rqworker default builds deploys --with-scheduler" in running
     assert ssh_answers(serve)
 
-    password = re.search(r"password: (\S+)", output).group(1)
-    status, location, cookies = log_in(serve, "admin", password)
+    password = re.search(r"password: +(\S+)", output).group(1)
+    status, location, cookies, opener = log_in(serve, "admin", password)
     assert status == 302, f"login answered {status}"
     assert location == "/"
     assert "sessionid" in cookies
-    status, _, cookies = log_in(serve, "admin", password + "-wrong")
+    # The printed password is for the first sign-in only: every page asks for a new one.
+    try:
+        opener.open(serve.base_url + "/", timeout=10)
+    except urllib.error.HTTPError as error:
+        assert (error.code, error.headers["Location"]) == (302, "/accounts/password/change/")
+    else:
+        pytest.fail("the first administrator was not sent to change the password")
+    status, _, cookies, _ = log_in(serve, "admin", password + "-wrong")
     assert status == 200
     assert "sessionid" not in cookies
 
@@ -273,11 +301,40 @@ def test_serve_starts_everything_prints_the_urls_and_sigterm_stops_every_process
     assert_everything_stopped(serve, seen)
 
 
+def test_a_first_start_is_production_mode_with_the_portals_own_pages(serves, tmp_path):
+    serve = serves(tmp_path / "var", tmp_path / "portal.sqlite3")
+    seen = wait_until_ready(serve)
+
+    status, _, page = fetch(serve, "/no/such/page/anywhere")
+    assert status == 404
+    # The portal's own page, not Django's debug page with every URL pattern.
+    assert "Page not found" in page and 'class="topbar"' in page
+    assert "URLconf" not in page and "Traceback" not in page
+    # Static files come from collectstatic's folder through whitenoise, with the favicon.
+    assert '<link rel="icon" href="/static/portal/favicon.svg"' in page
+    status, headers, css = fetch(serve, "/static/portal/portal.css")
+    assert status == 200 and ".topbar" in css
+    status, headers, _ = fetch(serve, "/favicon.ico")
+    assert status == 301 and headers["Location"] == "/static/portal/favicon.svg"
+    assert fetch(serve, "/static/portal/favicon.svg")[0] == 200
+    assert "Warning" not in serve.output
+
+    assert serve.stop(signal.SIGTERM) == 0
+    assert_everything_stopped(serve, seen)
+
+
 def test_ctrl_c_stops_every_process_and_a_restart_keeps_the_first_admin(serves, tmp_path):
     var_dir, database = tmp_path / "var", tmp_path / "portal.sqlite3"
     first = serves(var_dir, database)
     seen = wait_until_ready(first)
     assert "First start: created the administrator account." in first.output
+    # The password stands out: a block of its own, with no warning around it.
+    block = first.output.split("=" * 68)[1]
+    assert "username:  admin" in block and "password:  " in block
+    assert "Warning" not in first.output
+    key_file = var_dir / "secret_key"
+    key = key_file.read_text()
+    assert key_file.stat().st_mode & 0o777 == 0o600
 
     assert first.stop(signal.SIGINT) == 0
     assert "received SIGINT" in first.output
@@ -287,6 +344,7 @@ def test_ctrl_c_stops_every_process_and_a_restart_keeps_the_first_admin(serves, 
     seen = wait_until_ready(again)
     assert "administrator account" not in again.output
     assert "password:" not in again.output
+    assert key_file.read_text() == key
     assert again.stop(signal.SIGINT) == 0
     assert_everything_stopped(again, seen)
 

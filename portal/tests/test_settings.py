@@ -45,32 +45,58 @@ def production_env(tmp_path, **overrides: str) -> dict[str, str]:
     return {name: value for name, value in env.items() if value is not None}
 
 
-def test_production_mode_refuses_to_start_without_a_secret_key(tmp_path):
-    env = production_env(tmp_path)
-    del env["SECRET_KEY"]
-
-    result = manage("check", env=env)
-
-    assert result.returncode != 0
-    assert "DEBUG is off (production mode), so SECRET_KEY must be set in the environment" in result.stderr
+def fresh_start_env(tmp_path) -> dict[str, str]:
+    """What `make run` gets on a new machine: nothing set but where the data goes."""
+    env = {name: value for name, value in os.environ.items() if name not in PRODUCTION_OVERRIDES}
+    return env | {"PORTAL_VAR_DIR": str(tmp_path / "var")}
 
 
-def test_production_mode_refuses_to_start_without_allowed_hosts(tmp_path):
-    env = production_env(tmp_path, ALLOWED_HOSTS="")
-
-    result = manage("check", env=env)
-
-    assert result.returncode != 0
-    assert "so ALLOWED_HOSTS must be set" in result.stderr
+SHOW_SETTINGS = "from django.conf import settings; print(settings.DEBUG, settings.SECRET_KEY, settings.ALLOWED_HOSTS)"
 
 
-def test_production_mode_names_every_missing_setting(tmp_path):
-    env = production_env(tmp_path, ALLOWED_HOSTS="", SECRET_KEY="")
+def test_a_fresh_start_is_production_mode_with_a_secret_key_it_made_and_keeps(tmp_path):
+    first = manage("shell", "--no-imports", "-c", SHOW_SETTINGS, env=fresh_start_env(tmp_path))
+    again = manage("shell", "--no-imports", "-c", SHOW_SETTINGS, env=fresh_start_env(tmp_path))
 
-    result = manage("check", env=env)
+    assert first.returncode == 0, first.stderr
+    debug, key, _ = first.stdout.split(" ", 2)
+    assert debug == "False"
+    key_file = tmp_path / "var" / "secret_key"
+    assert key_file.read_text().strip() == key
+    assert len(key) >= 50
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert again.stdout == first.stdout
 
-    assert result.returncode != 0
-    assert "so SECRET_KEY and ALLOWED_HOSTS must be set" in result.stderr
+
+def test_a_secret_key_in_the_environment_wins_over_the_file(tmp_path):
+    manage("check", env=fresh_start_env(tmp_path))
+
+    result = manage(
+        "shell", "--no-imports", "-c", SHOW_SETTINGS, env=fresh_start_env(tmp_path) | {"SECRET_KEY": "x" * 60}
+    )
+
+    assert result.stdout.split(" ")[1] == "x" * 60
+
+
+def test_allowed_hosts_are_the_public_host_and_the_local_names(tmp_path):
+    env = fresh_start_env(tmp_path) | {"PORTAL_BASE_URL": "https://git.example.com"}
+
+    result = manage("shell", "--no-imports", "-c", SHOW_SETTINGS, env=env)
+
+    assert result.stdout.split(" ", 2)[2].strip() == "['git.example.com', 'localhost', '127.0.0.1', '[::1]']"
+    given = manage(
+        "shell", "--no-imports", "-c", SHOW_SETTINGS, env=env | {"ALLOWED_HOSTS": "a.example.com,b.example.com"}
+    )
+    assert given.stdout.split(" ", 2)[2].strip() == "['a.example.com', 'b.example.com', '127.0.0.1']"
+
+
+def test_a_plain_http_start_fails_the_deployment_checks_only_on_what_needs_tls(tmp_path):
+    result = manage("check", "--deploy", env=fresh_start_env(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    found = sorted(set(re.findall(r"\(security\.(W\d+)\)", result.stdout + result.stderr)))
+    # HSTS, the redirect to https and the two secure cookies: what README's Production section sets behind TLS.
+    assert found == ["W004", "W008", "W012", "W016"]
 
 
 def test_a_configured_production_setup_passes_the_deployment_checks(tmp_path):

@@ -18,6 +18,9 @@ ADMIN_PAGES = [
     ("get", "portal:admin_user_create", []),
     ("post", "portal:admin_user_active", ["alice"]),
     ("post", "portal:admin_user_admin", ["alice"]),
+    ("get", "portal:admin_invitations", []),
+    ("post", "portal:admin_invitations", []),
+    ("post", "portal:admin_invitation_revoke", [1]),
     ("get", "portal:admin_keys", []),
     ("post", "portal:admin_key_remove", [1]),
     ("post", "portal:admin_key_revoke", [1]),
@@ -66,6 +69,8 @@ def test_admin_creates_a_user(admin_client, admin):
     assert response.status_code == 302
     dave = User.objects.get(username="dave")
     assert dave.check_password("a long enough secret") and not dave.is_superuser
+    # The administrator chose that password: dave chooses his own at the first sign-in.
+    assert dave.must_change_password
     assert AuditEvent.objects.filter(action="user.create", actor=admin, target_repr="dave").exists()
 
 
@@ -215,7 +220,7 @@ def test_users_command_creates_promotes_deactivates_and_lists(db, capsys):
     assert "Password (shown once):" in out
     password = out.split("Password (shown once): ", 1)[1].strip()
     erin = User.objects.get(username="erin")
-    assert erin.check_password(password)
+    assert erin.check_password(password) and erin.must_change_password
     call_command("users", "promote", "erin")
     call_command("users", "deactivate", "erin")
     erin.refresh_from_db()

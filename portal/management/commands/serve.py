@@ -79,7 +79,7 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def handle(self, *args, **options):
-        self.prepare_database()
+        first_password = self.prepare_database()
         if not settings.DEBUG:
             # whitenoise serves the collected, compressed files in production mode.
             call_command("collectstatic", interactive=False, verbosity=0)
@@ -96,16 +96,20 @@ class Command(BaseCommand):
             self.start_children(boss, env)
         except (SupervisorError, OSError) as error:
             boss.stop_all()
+            # The account exists now: its password must not be lost with a failed start.
+            self.show_first_admin(first_password)
             raise CommandError(str(error)) from error
         if boss.stop_requested is None:
             self.print_banner(env)
+        # After the children's start-up messages (Valkey's, for one), so that nothing comes between it and the reader.
+        self.show_first_admin(first_password)
         status = boss.run()
         self.say("serve: every process has stopped")
         if status:
             raise CommandError("a child process died; the portal was stopped (see the message above)", returncode=1)
 
-    def prepare_database(self) -> None:
-        """Apply pending migrations and create the first administrator on a fresh database."""
+    def prepare_database(self) -> str | None:
+        """Apply pending migrations and create the first administrator on a fresh database; returns its password."""
         connection = connections[DEFAULT_DB_ALIAS]
         executor = MigrationExecutor(connection)
         if executor.migration_plan(executor.loader.graph.leaf_nodes()):
@@ -116,15 +120,38 @@ class Command(BaseCommand):
         from portal.services import create_user
 
         if User.objects.exists():
-            return
+            return None
         password = secrets.token_urlsafe(16)
-        create_user(actor=None, username=FIRST_ADMIN_USERNAME, email="", password=password, is_admin=True)
+        create_user(
+            actor=None,
+            username=FIRST_ADMIN_USERNAME,
+            email="",
+            password=password,
+            is_admin=True,
+            must_change_password=True,
+        )
+        return password
+
+    def show_first_admin(self, password: str | None) -> None:
+        if password is None:
+            return
+        rule = "  " + "=" * 68
         self.say(
-            "\n"
-            "  First start: created the administrator account.\n"
-            f"    username: {FIRST_ADMIN_USERNAME}\n"
-            f"    password: {password}\n"
-            "  This password is shown only once; change it after signing in.\n"
+            "\n".join(
+                [
+                    "",
+                    rule,
+                    "  First start: created the administrator account.",
+                    "",
+                    f"      username:  {FIRST_ADMIN_USERNAME}",
+                    f"      password:  {password}",
+                    "",
+                    "  This password is shown only this once. Sign in with it and choose your own:",
+                    "  the portal asks for a new one at the first sign-in.",
+                    rule,
+                    "",
+                ]
+            )
         )
 
     def child_environment(self, boss: Supervisor) -> dict[str, str]:

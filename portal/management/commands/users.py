@@ -61,7 +61,15 @@ class Command(BaseCommand):
         if generated:
             password = secrets.token_urlsafe(12)
         # actor None: whoever runs manage.py on the server is trusted as the system.
-        user = services.create_user(actor=None, username=username, email=email, password=password, is_admin=admin)
+        # A password made here is printed for someone else to pass on: it is good for the first sign-in only.
+        user = services.create_user(
+            actor=None,
+            username=username,
+            email=email,
+            password=password,
+            is_admin=admin,
+            must_change_password=generated,
+        )
         self.stdout.write(f"Created {'administrator' if admin else 'user'} {user.username}.")
         if generated:
             self.stdout.write(f"Password (shown once): {password}")

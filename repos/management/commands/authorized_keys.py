@@ -15,6 +15,8 @@ from repos.transport import ssh_key_principal
 
 class Command(BaseCommand):
     help = "Print the authorized_keys line for a registered key (sshd_config: AuthorizedKeysCommand ... %t %k)."
+    # sshd reads its output, once per offered key: no system checks here (`manage.py check` runs them).
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("key_type", help="The key's type, %%t in sshd_config.")

@@ -17,6 +17,9 @@ from repos.transport import CommandRefused, prepare_git_command, ssh_key_princip
 
 class Command(BaseCommand):
     help = "Run the git service named in SSH_ORIGINAL_COMMAND for a registered key (used by OpenSSH)."
+    # Its stderr is the git client's: a system check's warning would show in every fetch and push (and the
+    # checks would slow each one down). `manage.py check` and the other processes run them.
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("key", help="key-<id>, as written by `manage.py authorized_keys`.")
