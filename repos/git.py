@@ -185,6 +185,26 @@ def branch_sha(path: Path, branch: str) -> str:
     return str(ref.resolve().target)
 
 
+def ref_target(path: Path, ref_name: str) -> str | None:
+    """The object a full ref name (refs/heads/x, refs/tags/v1) points at as it is now, or None if it is absent."""
+    if "\x00" in ref_name or not pygit2.reference_is_valid_name(ref_name):
+        return None
+    ref = _open(path).references.get(ref_name)
+    if ref is None:
+        return None
+    return str(ref.resolve().target)
+
+
+def has_object(path: Path, sha: str) -> bool:
+    """Whether the repository holds an object with this full id."""
+    if not _SHA_RE.fullmatch(sha):
+        return False
+    try:
+        return sha in _open(path)
+    except ValueError:
+        return False
+
+
 def head_commit(path: Path, branch: str) -> Commit | None:
     repo = _open(path)
     ref = repo.references.get(f"refs/heads/{branch}")
