@@ -4,6 +4,7 @@ import hashlib
 import os
 import resource
 import shlex
+import signal
 import stat
 import subprocess
 import sys
@@ -588,3 +589,34 @@ def test_a_connection_kept_open_is_refused_once_the_key_is_revoked_or_its_user_d
     finally:
         master.terminate()
         master.wait(timeout=30)
+
+
+@pytest.mark.parametrize("goes_away", ["closes the channel", "is hung up on"])
+def test_serv_leaves_no_push_session_when_the_client_goes_away(
+    django_subprocess_env, private_repo, bob, ssh_keypair, goes_away
+):
+    _, public = ssh_keypair("bob")
+    key = accounts.add_ssh_key(bob, actor=bob, title="laptop", public_key=public)
+    manage = Path(__file__).resolve().parents[2] / "manage.py"
+    serv = subprocess.Popen(
+        [sys.executable, str(manage), "serv", f"key-{key.pk}"],
+        env=django_subprocess_env | {"SSH_ORIGINAL_COMMAND": "git-receive-pack 'alice/project.git'"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # receive-pack advertises the refs before reading anything: by then serv opened the push session.
+        assert serv.stdout.read(4) != b""
+        assert PushSession.objects.filter(repository=private_repo).count() == 1
+        if goes_away == "closes the channel":
+            serv.stdin.close()
+        else:
+            serv.send_signal(signal.SIGHUP)
+        serv.wait(timeout=60)
+    finally:
+        if serv.poll() is None:
+            serv.kill()
+            serv.wait()
+    assert not PushSession.objects.exists()
+    assert not Push.objects.exists()
