@@ -382,6 +382,9 @@ def received_updates(session: PushSession, updates: list[RefUpdate]) -> list[Ref
     Raises PushRefused naming the first update that does not match. Whether an update was forced is taken
     from what pre-receive accepted, which is what branch protection judged."""
     repo = session.repository
+    if not updates:
+        # git runs post-receive only when it updated at least one ref.
+        raise PushRefused("post-receive names no ref update")
     accepted = {(item["ref"], item["old"], item["new"]): bool(item.get("forced")) for item in session.accepted_updates}
     checked = []
     for update in updates:

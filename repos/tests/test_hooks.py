@@ -393,6 +393,18 @@ def test_a_second_post_receive_of_an_accepted_push_is_refused(private_repo, feat
     assert snapshot(private_repo, feature_pr) == before
 
 
+def test_an_empty_post_receive_is_refused_and_spends_nothing(private_repo, bob, client):
+    session = hook_session(Principal(user=bob), private_repo)
+    main = git.branch_sha(private_repo.path, "main")
+    claimed = [update("refs/heads/topic", ZERO, main)]
+    _accepted(client, session, claimed)
+    assert call_hook(client, "post-receive", session, [])[0] == 409
+    assert not AuditEvent.objects.filter(action="repo.push").exists()
+    git.update_ref(private_repo.path, "refs/heads/topic", main, ZERO)
+    assert call_hook(client, "post-receive", session, claimed)[0] == 200
+    assert Push.objects.count() == 1
+
+
 def test_pre_receive_is_answered_once_per_push(private_repo, bob, client):
     session = hook_session(Principal(user=bob), private_repo)
     assert call_hook(client, "pre-receive", session, [update()])[1]["ok"] is True
