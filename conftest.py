@@ -241,18 +241,29 @@ def browser():
 
 @pytest.fixture
 def new_page(browser, live_server):
-    """new_page(): a tab in a fresh browser context (its own cookies) on the live server, closed after the test."""
+    """new_page(): a tab in a fresh browser context (its own cookies) on the live server, closed after the test.
+
+    Whatever the Content-Security-Policy blocked on any page of the test, as Chromium's console reports it,
+    fails the test after it ran.
+    """
     contexts = []
+    blocked: list[str] = []
+
+    def report(message) -> None:
+        if "Content Security Policy" in message.text:
+            blocked.append(f"{message.location.get('url', '')}: {message.text}")
 
     def make():
         context = browser.new_context(base_url=live_server.url)
         context.set_default_timeout(15_000)
+        context.on("console", report)
         contexts.append(context)
         return context.new_page()
 
     yield make
     for context in contexts:
         context.close()
+    assert not blocked, "the Content-Security-Policy blocked:\n" + "\n".join(blocked)
 
 
 @pytest.fixture

@@ -9,12 +9,14 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from portal import services
-from portal.forms import AdminSshKeyForm, AuditFilterForm, CreateUserForm, SiteSettingsForm
+from portal.confirm import ask_to_confirm, confirmed
+from portal.forms import AdminSshKeyForm, AuditFilterForm, CreateUserForm, RevokeKeyForm, SiteSettingsForm
 from portal.keys import InvalidKey
-from portal.models import AuditEvent, SiteSettings, SshKey, User
+from portal.models import AuditEvent, RevokedKeyFingerprint, SiteSettings, SshKey, User
 from repos.access import require_site_admin
 
 PAGE_SIZE = 50
@@ -115,17 +117,81 @@ def keys(request: HttpRequest) -> HttpResponse:
     all_keys = SshKey.objects.user_keys().select_related("user", "added_by").order_by("user__username", "-created")
     if query:
         all_keys = all_keys.filter(Q(user__username__icontains=query) | Q(fingerprint__icontains=query))
-    context = {"page": _page(request, all_keys), "query": query, "form": form, "section": "keys"}
+    context = {
+        "page": _page(request, all_keys),
+        "query": query,
+        "form": form,
+        "revocations": RevokedKeyFingerprint.objects.select_related("revoked_by"),
+        "section": "keys",
+    }
     return render(request, "portal/admin/keys.html", context)
+
+
+def _user_key(key_id: int) -> SshKey:
+    return get_object_or_404(SshKey.objects.user_keys().select_related("user"), pk=key_id)
+
+
+def key_remove(request: HttpRequest, key_id: int) -> HttpResponse:
+    require_site_admin(request.user)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    key = _user_key(key_id)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Remove {key.user.username}'s key {key.title}?",
+            consequences=[
+                f"{key.fingerprint} stops working at its next connection. "
+                f"{key.user.username} is told, and may add the same key again.",
+                "To keep the key out for good (a lost laptop, a leaked key), revoke it instead.",
+            ],
+            button="Yes, remove this key",
+            cancel_url=reverse("portal:admin_keys"),
+        )
+    services.remove_ssh_key(key, actor=request.user)
+    messages.success(request, f"Removed key {key.fingerprint} of {key.user.username}.")
+    return _back(request, "portal:admin_keys")
 
 
 def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     require_site_admin(request.user)
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    key = get_object_or_404(SshKey.objects.user_keys().select_related("user"), pk=key_id)
-    services.revoke_ssh_key(key, actor=request.user)
-    messages.success(request, f"Revoked key {key.fingerprint} of {key.user.username}.")
+    key = _user_key(key_id)
+    form = RevokeKeyForm(request.POST)
+    if not confirmed(request) or not form.is_valid():
+        return ask_to_confirm(
+            request,
+            title=f"Revoke {key.user.username}'s key {key.title}?",
+            consequences=[
+                f"{key.fingerprint} stops working at its next connection, and nobody can add it again "
+                "(to an account or as a deploy key) until an administrator lifts the block.",
+                f"{key.user.username} is told, with the reason below.",
+            ],
+            button="Yes, revoke this key",
+            cancel_url=reverse("portal:admin_keys"),
+            form=form,
+        )
+    services.revoke_ssh_key(key, actor=request.user, reason=form.cleaned_data["reason"])
+    messages.success(request, f"Revoked key {key.fingerprint} of {key.user.username}: it cannot be added again.")
+    return _back(request, "portal:admin_keys")
+
+
+def key_lift(request: HttpRequest, revocation_id: int) -> HttpResponse:
+    require_site_admin(request.user)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    revocation = get_object_or_404(RevokedKeyFingerprint, pk=revocation_id)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Lift the block on {revocation.fingerprint}?",
+            consequences=["Anyone holding this key may then add it to their account or as a deploy key again."],
+            button="Yes, lift the block",
+            cancel_url=reverse("portal:admin_keys"),
+        )
+    services.lift_key_revocation(revocation, actor=request.user)
+    messages.success(request, f"Lifted the block on {revocation.fingerprint}: it can be added again.")
     return _back(request, "portal:admin_keys")
 
 

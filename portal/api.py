@@ -27,7 +27,7 @@ from ninja.utils import check_csrf
 
 from portal import services
 from portal.keys import InvalidKey
-from portal.models import AccessToken, AuditEvent, SshKey, User
+from portal.models import AccessToken, AuditEvent, RevokedKeyFingerprint, SshKey, User
 from repos.access import Principal, is_site_admin
 
 logger = logging.getLogger(__name__)
@@ -292,6 +292,17 @@ class KeyIn(Schema):
     title: str = ""
 
 
+class RevokedKeyOut(Schema):
+    id: int
+    fingerprint: str
+    key_type: str
+    title: str
+    owner: str
+    reason: str
+    revoked_by: str | None
+    revoked_at: datetime
+
+
 class TokenOut(Schema):
     id: int
     name: str
@@ -493,7 +504,7 @@ def get_own_key(request: HttpRequest, id: int):
 @api.delete("/user/keys/{id}", response={204: None}, tags=["user"], summary="Delete one of your SSH keys")
 def delete_own_key(request: HttpRequest, id: int):
     user = current_user(request)
-    services.revoke_ssh_key(_own_key(user, id), actor=user)
+    services.remove_ssh_key(_own_key(user, id), actor=user)
     return Status(204, None)
 
 
@@ -646,15 +657,68 @@ def admin_add_key(request: HttpRequest, username: str, payload: KeyIn):
 
 
 @api.delete(
-    "/admin/users/{username}/keys/{id}", response={204: None}, tags=["admin"], summary="Revoke a user's SSH key"
+    "/admin/users/{username}/keys/{id}",
+    response={204: None},
+    tags=["admin"],
+    summary="Remove or revoke a user's SSH key",
+    description="Removes the key; the user may add it again. With `revoke=true` the key's fingerprint is blocked "
+    "too, so nobody can add it again until an administrator lifts the block; `reason` is told to the user.",
 )
-def admin_revoke_key(request: HttpRequest, username: str, id: int):
+def admin_revoke_key(request: HttpRequest, username: str, id: int, revoke: bool = False, reason: str = ""):
     admin = require_admin(request)
     user = _person(username)
     key = SshKey.objects.user_keys().filter(user=user, pk=id).first()
     if key is None:
         raise Http404("Key not found")
-    services.revoke_ssh_key(key, actor=admin)
+    if revoke:
+        services.revoke_ssh_key(key, actor=admin, reason=reason)
+    else:
+        services.remove_ssh_key(key, actor=admin)
+    return Status(204, None)
+
+
+@api.get(
+    "/admin/revoked_keys",
+    response=list[RevokedKeyOut],
+    tags=["admin"],
+    summary="List revoked key fingerprints",
+    description="Nobody can add a key with one of these fingerprints until an administrator lifts the block.",
+)
+def admin_list_revoked_keys(
+    request: HttpRequest,
+    response: HttpResponse,
+    page: int = Query(1, ge=1),
+    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+):
+    require_admin(request)
+    revocations = RevokedKeyFingerprint.objects.select_related("revoked_by")
+    return [
+        {
+            "id": revocation.pk,
+            "fingerprint": revocation.fingerprint,
+            "key_type": revocation.key_type,
+            "title": revocation.title,
+            "owner": revocation.owner_name,
+            "reason": revocation.reason,
+            "revoked_by": revocation.revoked_by.username if revocation.revoked_by else None,
+            "revoked_at": revocation.created,
+        }
+        for revocation in paginate(revocations, response, page, limit)
+    ]
+
+
+@api.delete(
+    "/admin/revoked_keys/{id}",
+    response={204: None},
+    tags=["admin"],
+    summary="Lift the block on a revoked key fingerprint",
+)
+def admin_lift_revoked_key(request: HttpRequest, id: int):
+    admin = require_admin(request)
+    revocation = RevokedKeyFingerprint.objects.filter(pk=id).first()
+    if revocation is None:
+        raise Http404("No such revoked fingerprint")
+    services.lift_key_revocation(revocation, actor=admin)
     return Status(204, None)
 
 

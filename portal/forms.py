@@ -5,6 +5,7 @@ from datetime import timedelta
 from django import forms
 from django.utils import timezone
 
+from portal.keys import looks_like_private_key
 from portal.models import AccessToken
 
 EXPIRY_CHOICES = [
@@ -21,13 +22,23 @@ class ProfileForm(forms.Form):
     full_name = forms.CharField(label="Full name", max_length=200, required=False)
 
 
+class PublicKeyTextarea(forms.Textarea):
+    """A textarea for a pasted public key that never sends a private key back to the browser."""
+
+    def format_value(self, value):
+        # A form that refuses a pasted private key comes back with an empty box: the secret is not put in the page.
+        if value and looks_like_private_key(str(value)):
+            return None
+        return super().format_value(value)
+
+
 class SshKeyForm(forms.Form):
     title = forms.CharField(
         max_length=100, required=False, help_text="Leave empty to use the key's comment, such as alice@laptop."
     )
     public_key = forms.CharField(
         label="Key",
-        widget=forms.Textarea(
+        widget=PublicKeyTextarea(
             attrs={"rows": 5, "placeholder": "ssh-ed25519 AAAA… alice@laptop", "spellcheck": "false"}
         ),
         strip=False,
@@ -38,6 +49,15 @@ class AdminSshKeyForm(SshKeyForm):
     username = forms.CharField(label="For user", max_length=40)
 
     field_order = ["username", "title", "public_key"]
+
+
+class RevokeKeyForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Told to the key's owner and kept in the audit log, such as: laptop reported stolen.",
+    )
 
 
 class AccessTokenForm(forms.Form):

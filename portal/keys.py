@@ -20,6 +20,19 @@ class InvalidKey(ValueError):
     """A pasted key that cannot be registered; the message says why."""
 
 
+PRIVATE_KEY_MESSAGE = (
+    "That is a private key: paste the public key (the .pub file) instead, and keep the private one secret."
+)
+
+# Markers of private key files: PEM and OpenSSH (-----BEGIN … PRIVATE KEY-----), SSH.com, and PuTTY's .ppk.
+_PRIVATE_KEY_MARKERS = ("PRIVATE KEY", "PuTTY-User-Key-File", "Private-Lines:", "Private-MAC:")
+
+
+def looks_like_private_key(text: str) -> bool:
+    """True when the text holds (part of) a private key file, which must never be stored or shown back."""
+    return any(marker.lower() in text.lower() for marker in _PRIVATE_KEY_MARKERS)
+
+
 @dataclass(frozen=True)
 class ParsedKey:
     key_type: str
@@ -34,8 +47,8 @@ def parse_public_key(text: str) -> ParsedKey:
     text = text.strip()
     if not text:
         raise InvalidKey("Paste a public key, such as the contents of ~/.ssh/id_ed25519.pub.")
-    if "PRIVATE KEY" in text:
-        raise InvalidKey("This is a private key. Never share it: paste the .pub file instead.")
+    if looks_like_private_key(text):
+        raise InvalidKey(PRIVATE_KEY_MESSAGE)
     lines = [line for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n") if line.strip()]
     if len(lines) > 1:
         if sum(1 for line in lines if _looks_like_key(line)) > 1:
@@ -46,9 +59,8 @@ def parse_public_key(text: str) -> ParsedKey:
     if first not in ALLOWED_ALGORITHMS and not first.startswith("ssh-") and not first.startswith("ecdsa-"):
         if _has_options(line):
             raise InvalidKey("Key options (such as command= or from=) are not allowed: paste the bare key.")
-        raise InvalidKey(
-            f"Unrecognized key: a public key starts with its type, such as ssh-ed25519, not {first[:30]!r}."
-        )
+        # The text is not repeated: it may be something secret pasted by mistake.
+        raise InvalidKey("Unrecognized key: a public key starts with its type, such as ssh-ed25519.")
     if first not in ALLOWED_ALGORITHMS:
         raise InvalidKey(
             f"Key type {first} is not accepted. Use ed25519, ecdsa, rsa (2048 bits or more), "

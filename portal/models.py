@@ -122,6 +122,25 @@ class SshKey(models.Model):
         return self.repository_id is not None
 
 
+class RevokedKeyFingerprint(models.Model):
+    """A key an administrator revoked: no account or repository may register it again until the block is lifted."""
+
+    fingerprint = models.CharField(max_length=100, unique=True)
+    key_type = models.CharField(max_length=64, blank=True)
+    # Whose key it was when revoked, kept as text: the block outlives the key, and may outlive the account.
+    owner_name = models.CharField(max_length=150, blank=True)
+    title = models.CharField(max_length=100, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    revoked_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"revoked {self.fingerprint}"
+
+
 class AccessTokenQuerySet(models.QuerySet):
     def active(self):
         return self.filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=timezone.now()))

@@ -6,9 +6,11 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from portal import org_forms, services
+from portal.confirm import ask_to_confirm, confirmed
 from portal.models import Team, User
 from repos.access import get_org_for_member, get_team_for_user, is_org_owner, visible_repositories
 
@@ -91,6 +93,16 @@ def member_add(request: HttpRequest, org: str, team: str) -> HttpResponse:
 def member_remove(request: HttpRequest, org: str, team: str, username: str) -> HttpResponse:
     team_obj = get_team_for_user(request.user, org, team, admin=True)
     user = get_object_or_404(User.objects.people(), username__iexact=username)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Remove {user.username} from the team {team_obj.name}?",
+            consequences=[
+                f"{user.username} loses the access {team_obj.name} gives to {team_obj.organization.username}'s repositories."
+            ],
+            button="Yes, remove this member",
+            cancel_url=reverse("orgs:team", args=[team_obj.organization.username, team_obj.name]),
+        )
     try:
         services.remove_team_member(team_obj, user, actor=request.user)
     except ValidationError as exc:

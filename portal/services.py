@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from portal import audit
 from portal.keys import InvalidKey, parse_public_key
-from portal.models import AccessToken, SiteSettings, SshKey, Team, User
+from portal.models import AccessToken, RevokedKeyFingerprint, SiteSettings, SshKey, Team, User
+from portal.signals import ssh_key_removed
 from portal.validators import validate_owner_name
 from repos.access import check_role, is_org_owner, is_site_admin, role_for
 from repos.models import Role
@@ -133,9 +134,25 @@ def _deploy_key_check(actor: User, repository) -> None:
 KEY_TAKEN = "This key is already registered (to an account or as a deploy key); a key can be used once."
 
 
+def revocation_of(fingerprint: str) -> RevokedKeyFingerprint | None:
+    """The administrator's block on this fingerprint, if there is one."""
+    return RevokedKeyFingerprint.objects.filter(fingerprint=fingerprint).first()
+
+
+def revoked_key_message(revocation: RevokedKeyFingerprint) -> str:
+    when = timezone.localtime(revocation.created).strftime("%Y-%m-%d %H:%M %Z")
+    return (
+        f"An administrator revoked this key on {when}: it cannot be added again. "
+        "Make a new key pair, or ask an administrator."
+    )
+
+
 def _register_key(public_key: str, *, actor: User, title: str, **owner) -> SshKey:
     """Parse and store a key for owner (user=… or repository=…); the unique fingerprint refuses a reused key."""
     parsed = parse_public_key(public_key)
+    revocation = revocation_of(parsed.fingerprint)
+    if revocation is not None:
+        raise InvalidKey(revoked_key_message(revocation))
     try:
         with transaction.atomic():
             return SshKey.objects.create(
@@ -175,19 +192,82 @@ def add_deploy_key(repository, *, actor: User, title: str, public_key: str, writ
     return key
 
 
+def _announce_removed(key: SshKey, *, actor: User, revoked: bool, reason: str) -> None:
+    # Deploy keys belong to a repository, whose administrators removed it themselves (or see the audit log).
+    if key.user_id is None:
+        return
+    ssh_key_removed.send(
+        sender=SshKey,
+        key_owner=key.user,
+        fingerprint=key.fingerprint,
+        title=key.title,
+        actor=actor,
+        revoked=revoked,
+        reason=reason,
+    )
+
+
 @transaction.atomic
-def revoke_ssh_key(key: SshKey, *, actor: User) -> None:
-    """Delete a key; the next connection that offers it is refused."""
+def remove_ssh_key(key: SshKey, *, actor: User) -> None:
+    """Delete a key; the next connection that offers it is refused, and its owner may add it again."""
     if key.repository_id is None:
         _key_owner_check(actor, key.user)
     else:
         _deploy_key_check(actor, key.repository)
     before = _key_summary(key)
     if key.repository_id is not None:
-        audit.record(actor, "deploy_key.revoke", key.repository, before=before)
+        audit.record(actor, "deploy_key.remove", key.repository, before=before)
     else:
-        audit.record(actor, "key.revoke", key, subject=key.user, before=before)
+        audit.record(actor, "key.remove", key, subject=key.user, before=before)
+    _announce_removed(key, actor=actor, revoked=False, reason="")
     key.delete()
+
+
+@transaction.atomic
+def revoke_ssh_key(key: SshKey, *, actor: User, reason: str = "") -> RevokedKeyFingerprint:
+    """Delete a key and block its fingerprint site-wide, so that nobody can register it again until lifted."""
+    _require_admin(actor)
+    reason = " ".join(reason.split())[:500]
+    owner_name = key.user.username if key.user_id else f"deploy key of {key.repository.full_name}"
+    revocation, _ = RevokedKeyFingerprint.objects.get_or_create(
+        fingerprint=key.fingerprint,
+        defaults={
+            "key_type": key.key_type,
+            "owner_name": owner_name,
+            "title": key.title,
+            "reason": reason,
+            "revoked_by": actor,
+        },
+    )
+    before, after = _key_summary(key), {"blocked": True, "reason": reason}
+    if key.repository_id is not None:
+        audit.record(actor, "deploy_key.revoke", key.repository, before=before, after=after)
+    else:
+        audit.record(actor, "key.revoke", key, subject=key.user, before=before, after=after)
+    _announce_removed(key, actor=actor, revoked=True, reason=reason)
+    key.delete()
+    return revocation
+
+
+@transaction.atomic
+def lift_key_revocation(revocation: RevokedKeyFingerprint, *, actor: User) -> None:
+    """Let a revoked fingerprint be registered again (the key itself stays deleted)."""
+    _require_admin(actor)
+    subject = User.objects.people().filter(username=revocation.owner_name).first()
+    audit.record(
+        actor,
+        "key.lift",
+        revocation,
+        target_repr=revocation.fingerprint,
+        subject=subject,
+        before={
+            "fingerprint": revocation.fingerprint,
+            "owner": revocation.owner_name,
+            "reason": revocation.reason,
+            "revoked_at": revocation.created.isoformat(),
+        },
+    )
+    revocation.delete()
 
 
 def touch_ssh_key(key: SshKey) -> None:

@@ -1,14 +1,21 @@
-"""Audit events for what happens inside django-allauth and django.contrib.auth, not in our services."""
+"""What portal announces to the apps above it, and the audit events for what happens inside django-allauth and
+django.contrib.auth, not in our services."""
 
 from allauth.account import signals as account_signals
 from allauth.account.adapter import get_adapter
 from allauth.mfa import signals as mfa_signals
 from django.contrib.auth import signals as auth_signals
 from django.core.exceptions import PermissionDenied
+from django.dispatch import Signal
 from django.http import HttpRequest
 
 from portal import audit
 from portal.models import User
+
+# Someone took an SSH key off a user's account: sent once, inside the transaction, by
+# portal.services.remove_ssh_key and revoke_ssh_key, with the keyword arguments
+# key_owner, fingerprint, title, actor, revoked (True when the fingerprint is now blocked), reason.
+ssh_key_removed = Signal()
 
 
 def _ip(request: HttpRequest | None) -> str | None:

@@ -5,23 +5,52 @@ from allauth.usersessions.models import UserSession
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Case, IntegerField, Value, When
+from django.db.models.functions import Lower
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from portal import services
+from portal.confirm import ask_to_confirm, confirmed
 from portal.forms import AccessTokenForm, ProfileForm, SshKeyForm
 from portal.keys import InvalidKey
-from portal.models import AccessToken, SshKey
-from repos.access import is_site_admin, visible_repositories
+from portal.models import AccessToken, SshKey, User
+from repos.access import get_repo_for_user, is_site_admin, people_with_access, visible_repositories
 
 # The raw value of a new token waits here for exactly one render of the tokens page.
 NEW_TOKEN_SESSION_KEY = "portal.new_token"
+# How many usernames a field that names people suggests at once.
+SUGGESTIONS = 10
 
 
 def home(request: HttpRequest) -> HttpResponse:
     repos = visible_repositories(request.user).order_by("-updated")[:50]
     return render(request, "portal/home.html", {"repositories": repos})
+
+
+@login_required
+def users_suggest(request: HttpRequest) -> HttpResponse:
+    """Usernames for a field that names people, as it is typed (?q=): with ?repo=owner/name, people who have a role
+    on that repository come first. Usernames only: nothing else about anyone leaves here."""
+    # No username is longer than 40 characters, so neither is anything worth looking for.
+    query = request.GET.get("q", "").strip().lstrip("@")[:40]
+    if not query:
+        return JsonResponse({"users": []})
+    people = User.objects.people().filter(is_active=True, username__icontains=query)
+    ranks = [Case(When(username__istartswith=query, then=Value(0)), default=Value(1), output_field=IntegerField())]
+    owner, _slash, name = request.GET.get("repo", "").partition("/")
+    if owner and name:
+        try:
+            repo = get_repo_for_user(request.user, owner, name)
+        except Http404:
+            repo = None
+        if repo is not None:
+            granted = people_with_access(repo).values("pk")
+            ranks.insert(0, Case(When(pk__in=granted, then=Value(0)), default=Value(1), output_field=IntegerField()))
+    names = people.order_by(*ranks, Lower("username")).values_list("username", flat=True)[:SUGGESTIONS]
+    return JsonResponse({"users": list(names)})
 
 
 def _error_text(exc: ValidationError) -> str:
@@ -69,7 +98,15 @@ def settings_keys(request: HttpRequest) -> HttpResponse:
 @require_POST
 def settings_key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
     key = get_object_or_404(SshKey.objects.user_keys(), pk=key_id, user=request.user)
-    services.revoke_ssh_key(key, actor=request.user)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Delete the SSH key {key.title}?",
+            consequences=[f"{key.fingerprint} will no longer reach your repositories, from its next connection on."],
+            button="Yes, delete this key",
+            cancel_url=reverse("portal:settings_keys"),
+        )
+    services.remove_ssh_key(key, actor=request.user)
     messages.success(request, f"Deleted key {key.title} ({key.fingerprint}).")
     return redirect("portal:settings_keys")
 
@@ -78,6 +115,14 @@ def settings_key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
 @login_required
 def settings_session_revoke(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_object_or_404(UserSession, pk=session_id, user=request.user)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Sign out the session from {session.ip}?",
+            consequences=["That browser is signed out at its next request and must sign in again."],
+            button="Yes, sign it out",
+            cancel_url=reverse("usersessions_list"),
+        )
     try:
         services.end_user_session(session, actor=request.user)
     except ValidationError as exc:
@@ -115,6 +160,14 @@ def settings_tokens(request: HttpRequest) -> HttpResponse:
 @require_POST
 def settings_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(AccessToken, pk=token_id, user=request.user)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Revoke the token {token.name}?",
+            consequences=["Scripts and git clients that use it stop working at once. This cannot be undone."],
+            button="Yes, revoke this token",
+            cancel_url=reverse("portal:settings_tokens"),
+        )
     services.revoke_access_token(token, actor=request.user)
     messages.success(request, f"Revoked token {token.name}.")
     return redirect("portal:settings_tokens")

@@ -15,6 +15,8 @@ urlpatterns = [
     path("settings/tokens/<int:token_id>/revoke", views.settings_token_revoke, name="settings_token_revoke"),
     path("settings/sessions/<int:session_id>/revoke", views.settings_session_revoke, name="settings_session_revoke"),
     path("settings/security", views.settings_security, name="settings_security"),
+    # Usernames for the fields that name people, as they are typed.
+    path("-/users/suggest", views.users_suggest, name="users_suggest"),
     # Site administration (404 for everyone but site admins).
     path("-/admin/", admin_views.index, name="admin"),
     path("-/admin/users", admin_views.users, name="admin_users"),
@@ -22,7 +24,9 @@ urlpatterns = [
     path("-/admin/users/<str:username>/active", admin_views.user_set_active, name="admin_user_active"),
     path("-/admin/users/<str:username>/admin", admin_views.user_set_admin, name="admin_user_admin"),
     path("-/admin/keys", admin_views.keys, name="admin_keys"),
+    path("-/admin/keys/<int:key_id>/remove", admin_views.key_remove, name="admin_key_remove"),
     path("-/admin/keys/<int:key_id>/revoke", admin_views.key_revoke, name="admin_key_revoke"),
+    path("-/admin/keys/revoked/<int:revocation_id>/lift", admin_views.key_lift, name="admin_key_lift"),
     path("-/admin/audit", admin_views.audit, name="admin_audit"),
     path("-/admin/settings", admin_views.site_settings, name="admin_settings"),
 ]

@@ -161,6 +161,18 @@ def member_repositories(user: User | None) -> QuerySet[Repository]:
     )
 
 
+def people_with_access(repo: Repository) -> QuerySet[User]:
+    """The people granted a role on a repository: its owner, its collaborators, members of its teams and of its
+    organization's owners team (not everyone who reads a public or internal one)."""
+    granted = (
+        Q(pk=repo.owner_id)
+        | Q(collaborations__repository=repo)
+        | Q(team_memberships__repository_grants__repository=repo)
+        | Q(team_memberships__organization_id=repo.owner_id, team_memberships__name=Team.OWNERS)
+    )
+    return User.objects.people().filter(granted, is_active=True).distinct()
+
+
 def get_owner_for_user(user: User | None, name: str) -> User:
     """A user or organization page; deactivated accounts are only visible to admins."""
     owner = User.objects.filter(username__iexact=name).first()

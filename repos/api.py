@@ -328,7 +328,7 @@ def get_deploy_key(request: HttpRequest, owner: str, repo: str, id: int):
 @router.delete("/repos/{owner}/{repo}/keys/{id}", response={204: None}, summary="Remove a deploy key")
 def delete_deploy_key(request: HttpRequest, owner: str, repo: str, id: int):
     repository = _repo(request, owner, repo, Role.ADMIN)
-    accounts.revoke_ssh_key(_deploy_key(repository, id), actor=current_user(request))
+    accounts.remove_ssh_key(_deploy_key(repository, id), actor=current_user(request))
     return Status(204, None)
 
 

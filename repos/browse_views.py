@@ -5,7 +5,7 @@ Paths arrive as the raw bytes of the request path, so file names that are not UT
 
 import re
 from collections.abc import Callable
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from django.conf import settings as django_settings
 from django.http import (
@@ -373,20 +373,66 @@ def compare(request: HttpRequest, owner: str, name: str, spec: str = "") -> Http
         if merge_base is None:
             raise Http404("Unrelated histories.")
         return _diff_fragment(request, repo, merge_base, head.sha, options, *wanted)
+    ref_names = sorted(git.ref_names(repo.path))
 
     def context() -> dict:
         merge_base = git.merge_base(repo.path, base.sha, head.sha)
-        extra = {"base": base, "head": head, "merge_base": merge_base, "options": options}
+        extra = {
+            "base": base,
+            "head": head,
+            "merge_base": merge_base,
+            "options": options,
+            **_pickers(ref_names, base.name, head.name),
+        }
         if merge_base is None:
             return _context(request, repo, head, "", "compare", unrelated=True, **extra)
         prefix = _prefix(repo)
+        # Only branches can be merged; signing in is needed to open a pull request (the form itself checks access).
+        if request.user.is_authenticated and base.kind == head.kind == "branch" and base.name != head.name:
+            extra["pull_url"] = f"{prefix}/pulls/new?{urlencode({'base': base.name, 'head': head.name})}"
         extra["commits"] = code.compare_commits(repo.path, merge_base, head.sha, prefix=prefix)
         extra["diff"] = code.diff_page(
             repo.path, merge_base, head.sha, options, prefix=prefix, page_url=_page_url(request, options)
         )
         return _context(request, repo, head, "", "compare", **extra)
 
-    return _page(request, repo, "repos/compare.html", context, base.sha, head.sha)
+    # The pickers list the branches and tags, so a page cached for visitors follows new ones.
+    refs_key = code.cache_key("refs", tuple(ref_names))
+    return _page(request, repo, "repos/compare.html", context, base.sha, head.sha, refs_key)
+
+
+def compare_pick(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    """The compare page before two refs are chosen; its pickers' form (?base=&head=) lands on base...head."""
+    repo = get_repo_for_user(request.user, owner, name)
+    prefix = _prefix(repo)
+    base_name, head_name = request.GET.get("base", "").strip(), request.GET.get("head", "").strip()
+    if base_name and head_name:
+        return redirect(f"{prefix}/compare/{code.quote_ref(base_name)}...{code.quote_ref(head_name)}")
+    context = {
+        "repo": repo,
+        "prefix": prefix,
+        "tab": "compare",
+        "is_admin": role_for(request.user, repo) >= Role.ADMIN,
+        **_pickers(sorted(git.ref_names(repo.path)), base_name or repo.default_branch, head_name),
+    }
+    return render(request, "repos/compare.html", context)
+
+
+def _pickers(ref_names: list[str], base_name: str, head_name: str) -> dict:
+    """The base and head menus of the compare page: every branch, the newest tags, and a sha the URL named."""
+    branches = [name.removeprefix("refs/heads/") for name in ref_names if name.startswith("refs/heads/")]
+    tags = sorted(
+        (name.removeprefix("refs/tags/") for name in ref_names if name.startswith("refs/tags/")), key=git.version_key
+    )
+    tags = tags[::-1][: code.SWITCHER_TAGS]
+    others = [name for name in dict.fromkeys((base_name, head_name)) if name and name not in branches + tags]
+    return {
+        "picker_branches": branches,
+        "picker_tags": tags,
+        "picker_others": others,
+        "base_name": base_name,
+        "head_name": head_name,
+    }
 
 
 def blame(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:

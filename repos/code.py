@@ -22,7 +22,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from repos import git, render
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 CACHE_TIMEOUT = 7 * 24 * 3600
 RETRY_TIMEOUT = 300
 # A blob bigger than this is shown as "too large" with a link to its raw bytes.
@@ -33,6 +33,10 @@ DIFF_FIRST_LINES = 2000
 DIFF_BATCH = 20
 # A single file with more changed lines than this stays collapsed behind a "Load diff" button.
 DIFF_HUGE_FILE = 1500
+# A diff's lines are highlighted from their whole files (a lexer needs what comes before a line), so a side bigger
+# than this is shown plain, and so is every side past this many bytes highlighted for one render of a diff.
+DIFF_HIGHLIGHT_MAX_BYTES = 128 * 1024
+DIFF_HIGHLIGHT_BUDGET = 512 * 1024
 # The branch and tag menu lists this many tags, newest version first, and links to the rest.
 SWITCHER_TAGS = 100
 
@@ -290,6 +294,7 @@ def commit_rows(commits: list[git.Commit], *, prefix: str) -> str:
             f'<li class="commit"><div class="grow"><a class="summary" href="{prefix}/commit/{c.sha}">{escape(c.summary)}</a>'
             f'<div class="muted small">{escape(c.author.name)} committed '
             f"{ago(c.committer.when)}</div></div>"
+            f'<span class="commit-status" data-status-sha="{c.sha}"></span>'
             f'<a class="sha mono" href="{prefix}/commit/{c.sha}">{c.sha[:7]}</a>'
             f'<a class="button small" href="{prefix}/tree/{c.sha}" title="Browse the files at this commit">Browse</a></li>'
         )
@@ -375,10 +380,12 @@ def _diff_page(path: Path, old: str, new: str, options: DiffOptions, prefix: str
         first.append(index)
     _fill(path, files, first, options)
     cutoff = next((i for i, file in enumerate(files) if i >= DIFF_FIRST_FILES or _waits(file)), len(files))
+    highlighter = DiffHighlighter(path)
     parts = []
     for index, file in enumerate(files):
         if index < cutoff:
-            parts.append(file_html(file, index, options, prefix=prefix, ref=new, page_url=page_url))
+            sides = highlighter.sides(file)
+            parts.append(file_html(file, index, options, prefix=prefix, ref=new, page_url=page_url, sides=sides))
         else:
             batch = cutoff + (index - cutoff) // DIFF_BATCH * DIFF_BATCH
             parts.append(_pending_html(file, index, f"{page_url}start={batch}&count={DIFF_BATCH}"))
@@ -413,7 +420,13 @@ def diff_fragment(
         files = list(diff_files(path, old, new, options.ignore_whitespace))
         wanted = [i for i in indexes if i < len(files)]
         _fill(path, files, [i for i in wanted if expand or files[i].changes <= DIFF_HUGE_FILE], options)
-        return "".join(file_html(files[i], i, options, prefix=prefix, ref=new, page_url=page_url) for i in wanted)
+        highlighter = DiffHighlighter(path)
+        return "".join(
+            file_html(
+                files[i], i, options, prefix=prefix, ref=new, page_url=page_url, sides=highlighter.sides(files[i])
+            )
+            for i in wanted
+        )
 
     return cached(("diff-fragment", old, new, options, indexes.start, indexes.stop, expand, prefix, page_url), compute)
 
@@ -427,8 +440,58 @@ STATUS_LABELS = {
 }
 
 
-def file_html(file: git.FileDiff, index: int, options: DiffOptions, *, prefix: str, ref: str, page_url: str) -> str:
+# The highlighted lines of a diff's old and new files (None for a side shown plain).
+Sides = tuple[list[str] | None, list[str] | None]
+
+
+class DiffHighlighter:
+    """Highlights the two files behind each file of a diff, for one render, within DIFF_HIGHLIGHT_BUDGET.
+
+    Each file is highlighted whole, once, and cached by its blob sha and lexer, so the same file in another commit,
+    compare or pull request costs nothing; what a render highlights depends only on the files' sizes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.budget = DIFF_HIGHLIGHT_BUDGET
+
+    def sides(self, file: git.FileDiff) -> Sides:
+        if file.binary or not file.hunks:
+            return None, None
+        return self._lines(file.old_sha, file.old_path), self._lines(file.new_sha, file.new_path)
+
+    def _lines(self, sha: str, filename: str) -> list[str] | None:
+        name = render_filename(filename)
+        lexer = render.lexer_name(name)
+        if not sha.strip("0") or lexer is None:
+            return None
+        key = cache_key("code", ("diff-lines", sha, lexer))
+        found = cache_get(key)
+        if found is _MISSING:
+            data, size = git.read_blob(self.path, sha, limit=DIFF_HIGHLIGHT_MAX_BYTES)
+            if size > self.budget:
+                return None
+            decoded = render.decode_text(data) if size <= DIFF_HIGHLIGHT_MAX_BYTES else None
+            found = (size, render.highlight_lines(decoded[0], name) if decoded else None)
+            cache_set(key, found)
+        size, lines = found
+        if size > self.budget:
+            return None
+        self.budget -= size
+        return lines
+
+
+def file_html(
+    file: git.FileDiff,
+    index: int,
+    options: DiffOptions,
+    *,
+    prefix: str,
+    ref: str,
+    page_url: str,
+    sides: Sides = (None, None),
+) -> str:
     header = _file_header(file, index, prefix=prefix, ref=ref)
+    scroll = ""
     if file.binary:
         body = '<div class="diff-note muted">Binary file not shown.</div>'
     elif not file.hunks and file.changes > DIFF_HUGE_FILE:
@@ -442,11 +505,13 @@ def file_html(file: git.FileDiff, index: int, options: DiffOptions, *, prefix: s
             note = "File mode changed."
         body = f'<div class="diff-note muted">{note}</div>'
     else:
-        rows = _split_rows(file) if options.view == "split" else _unified_rows(file)
+        rows = _split_rows(file, sides) if options.view == "split" else _unified_rows(file, sides)
         body = f'<table class="code diff-table diff-{options.view}">{rows}</table>'
+        # A diff wider than the screen scrolls inside its box, which keyboard users can only do once it takes focus.
+        scroll = f' tabindex="0" role="region" aria-label="Changes to {escape(file.label)}"'
     return (
         f'<div class="diff-file" id="diff-{index}" data-path="{escape(quote_path(file.path))}">{header}'
-        f'<div class="diff-body">{body}</div></div>'
+        f'<div class="diff-body"{scroll}>{body}</div></div>'
     )
 
 
@@ -500,20 +565,41 @@ def _pairs(hunk: git.Hunk):
         yield dels, adds
 
 
-def _marked(dels: list[git.DiffLine], adds: list[git.DiffLine]) -> tuple[list[str], list[str]]:
-    """Deleted and added lines as HTML, changed words marked where the two runs pair up line by line."""
-    old = [escape(line.text) for line in dels]
-    new = [escape(line.text) for line in adds]
+def _line_html(side: list[str] | None, number: int | None, text: str, marks=(), tag: str = "") -> str:
+    highlighted = side[number - 1] if side is not None and number and number <= len(side) else None
+    return render.diff_line(text, highlighted, marks, tag)
+
+
+def _marked(dels: list[git.DiffLine], adds: list[git.DiffLine], sides: Sides) -> tuple[list[str], list[str]]:
+    """Deleted and added lines as HTML, highlighted, changed words marked where the two runs pair up line by line."""
+    old_marks: list = [()] * len(dels)
+    new_marks: list = [()] * len(adds)
     for k in range(min(len(dels), len(adds))):
-        old[k], new[k] = render.intraline(dels[k].text, adds[k].text)
+        old_marks[k], new_marks[k] = render.intraline_marks(dels[k].text, adds[k].text)
+    old = [
+        _line_html(sides[0], line.old_number, line.text, marks, "del")
+        for line, marks in zip(dels, old_marks, strict=True)
+    ]
+    new = [
+        _line_html(sides[1], line.new_number, line.text, marks, "ins")
+        for line, marks in zip(adds, new_marks, strict=True)
+    ]
     return old, new
+
+
+def _context_html(line: git.DiffLine, sides: Sides) -> str:
+    return (
+        _line_html(sides[1], line.new_number, line.text)
+        if sides[1]
+        else _line_html(sides[0], line.old_number, line.text)
+    )
 
 
 def _num(n: int | None) -> str:
     return "" if n is None else str(n)
 
 
-def _unified_rows(file: git.FileDiff) -> str:
+def _unified_rows(file: git.FileDiff, sides: Sides = (None, None)) -> str:
     out = []
     for hunk in file.hunks:
         out.append(
@@ -525,10 +611,10 @@ def _unified_rows(file: git.FileDiff) -> str:
                 line = dels[0]
                 out.append(
                     f'<tr class="diff-ctx"><td class="line-num">{_num(line.old_number)}</td>'
-                    f'<td class="line-num">{_num(line.new_number)}</td><td class="line-code"> {escape(line.text)}</td></tr>'
+                    f'<td class="line-num">{_num(line.new_number)}</td><td class="line-code"> {_context_html(line, sides)}</td></tr>'
                 )
                 continue
-            old, new = _marked(dels, adds)
+            old, new = _marked(dels, adds, sides)
             for line, html in zip(dels, old, strict=True):
                 out.append(
                     f'<tr class="diff-del"><td class="line-num">{line.old_number}</td><td class="line-num"></td>'
@@ -542,7 +628,7 @@ def _unified_rows(file: git.FileDiff) -> str:
     return "".join(out)
 
 
-def _split_rows(file: git.FileDiff) -> str:
+def _split_rows(file: git.FileDiff, sides: Sides = (None, None)) -> str:
     out = []
     empty = '<td class="line-num diff-empty"></td><td class="line-code diff-empty"></td>'
     for hunk in file.hunks:
@@ -552,13 +638,14 @@ def _split_rows(file: git.FileDiff) -> str:
         for dels, adds in _pairs(hunk):
             if dels and dels[0].origin == " ":
                 line = dels[0]
-                text = escape(line.text)
+                left = _line_html(sides[0], line.old_number, line.text) if sides[0] else _context_html(line, sides)
+                right = _line_html(sides[1], line.new_number, line.text) if sides[1] else left
                 out.append(
-                    f'<tr class="diff-ctx"><td class="line-num">{line.old_number}</td><td class="line-code">{text}</td>'
-                    f'<td class="line-num">{line.new_number}</td><td class="line-code">{text}</td></tr>'
+                    f'<tr class="diff-ctx"><td class="line-num">{line.old_number}</td><td class="line-code">{left}</td>'
+                    f'<td class="line-num">{line.new_number}</td><td class="line-code">{right}</td></tr>'
                 )
                 continue
-            old, new = _marked(dels, adds)
+            old, new = _marked(dels, adds, sides)
             for k in range(max(len(dels), len(adds))):
                 left = (
                     f'<td class="line-num">{dels[k].old_number}</td><td class="line-code diff-del">{old[k]}</td>'

@@ -2,6 +2,7 @@
 
 from django import forms
 
+from portal.forms import PublicKeyTextarea
 from portal.models import Team, User
 from portal.validators import validate_owner_name, validate_repo_name
 from repos.models import Repository, Role, Visibility
@@ -103,5 +104,5 @@ class TeamGrantForm(forms.Form):
 
 class DeployKeyForm(forms.Form):
     title = forms.CharField(max_length=100, required=False, help_text="Defaults to the key's comment.")
-    public_key = forms.CharField(widget=forms.Textarea(attrs={"rows": 5, "placeholder": "ssh-ed25519 AAAA…"}))
+    public_key = forms.CharField(widget=PublicKeyTextarea(attrs={"rows": 5, "placeholder": "ssh-ed25519 AAAA…"}))
     writable = forms.BooleanField(required=False, label="Allow write access (this key can push)")

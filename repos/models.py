@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 from django.conf import settings
@@ -80,6 +81,19 @@ class Repository(models.Model):
     @property
     def web_url(self) -> str:
         return f"{settings.PORTAL_BASE_URL}/{self.full_name}"
+
+
+_SCP_LIKE = re.compile(r"[^/:@]+@[^/:]+:")
+
+
+def clone_url_label(url: str) -> str:
+    """What a clone URL is reached over, from its scheme: SSH (ssh:// or git's scp form user@host:path), HTTPS, HTTP."""
+    scheme, sep, _rest = url.partition("://")
+    if sep:
+        return {"ssh": "SSH", "git+ssh": "SSH", "ssh+git": "SSH", "https": "HTTPS", "http": "HTTP"}.get(
+            scheme.lower(), scheme.upper()
+        )
+    return "SSH" if _SCP_LIKE.match(url) else ""
 
 
 class Collaborator(models.Model):

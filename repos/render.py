@@ -8,6 +8,7 @@ import codecs
 import difflib
 import functools
 import html
+import itertools
 import re
 
 import markdown
@@ -190,6 +191,61 @@ def highlight_lines(text: str, filename: str) -> list[str]:
     return rendered
 
 
+def lexer_name(filename: str) -> str | None:
+    """The name of the lexer the file name picks, or None when the file is plain text (nothing to highlight)."""
+    lexer = _lexer_class(filename.rsplit("/", 1)[-1])
+    return None if lexer is TextLexer else lexer.__name__
+
+
+# One token of a highlighted line as the formatter writes it: a span with its class, or text outside any span.
+_SEGMENT = re.compile(r'<span class="([^"<>]*)">([^<]*)</span>|([^<]+)')
+
+
+def _segments(line_html: str) -> list[tuple[str, str]] | None:
+    """A highlighted line as (class, text) pieces, or None when its markup is not the formatter's flat spans."""
+    pieces, end = [], 0
+    for match in _SEGMENT.finditer(line_html):
+        if match.start() != end:
+            return None
+        end = match.end()
+        if match.group(3) is not None:
+            pieces.append(("", html.unescape(match.group(3))))
+        else:
+            pieces.append((match.group(1), html.unescape(match.group(2))))
+    return pieces if end == len(line_html) else None
+
+
+def diff_line(text: str, highlighted: str | None = None, marks: list[tuple[int, int]] = (), tag: str = "") -> str:
+    """A line of a diff as HTML: its tokens' classes from the highlighted line of its file (when that line holds
+    exactly this text), and the character ranges in marks wrapped in <tag> (the changed words)."""
+    pieces = _segments(highlighted) if highlighted else None
+    if pieces is None or "".join(piece for _cls, piece in pieces) != text:
+        pieces = [("", text)]
+    if not marks:
+        return "".join(_span(cls, piece) for cls, piece in pieces)
+    # Cut the tokens where a mark starts or ends, then wrap each run of marked cuts in one <tag>.
+    edges = sorted({edge for mark in marks for edge in mark})
+    out, start, marked_run = [], 0, False
+    for cls, piece in pieces:
+        cuts = [0, *(edge - start for edge in edges if start < edge < start + len(piece)), len(piece)]
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            if a == b:
+                continue
+            inside = any(first <= start + a < last for first, last in marks)
+            if inside != marked_run:
+                out.append(f"<{tag}>" if inside else f"</{tag}>")
+                marked_run = inside
+            out.append(_span(cls, piece[a:b]))
+        start += len(piece)
+    if marked_run:
+        out.append(f"</{tag}>")
+    return "".join(out)
+
+
+def _span(cls: str, text: str) -> str:
+    return f'<span class="{cls}">{html.escape(text)}</span>' if cls else html.escape(text)
+
+
 def highlight_css() -> str:
     """The Pygments stylesheet for highlighted code, scoped to `.code`."""
     # get_style_defs() also returns page-wide rules (`pre { … }`, line number tables) that would
@@ -307,28 +363,32 @@ _WORD = re.compile(r"\w+|\s+|[^\w\s]")
 
 def intraline(old: str, new: str) -> tuple[str, str]:
     """The two lines of a changed pair as escaped HTML, with the changed words marked by <del> and <ins>."""
+    old_marks, new_marks = intraline_marks(old, new)
+    return diff_line(old, marks=old_marks, tag="del"), diff_line(new, marks=new_marks, tag="ins")
+
+
+def intraline_marks(old: str, new: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The character ranges of the changed words in each line of a changed pair (none when the lines share little)."""
     if len(old) > INTRALINE_MAX_CHARS or len(new) > INTRALINE_MAX_CHARS:
-        return html.escape(old), html.escape(new)
+        return [], []
     old_words = _WORD.findall(old)
     new_words = _WORD.findall(new)
     matcher = difflib.SequenceMatcher(None, old_words, new_words, autojunk=False)
     # Marks on lines that share little are noise: the whole line changed.
     if matcher.ratio() < INTRALINE_MIN_RATIO:
-        return html.escape(old), html.escape(new)
-    old_html: list[str] = []
-    new_html: list[str] = []
+        return [], []
+    # The words cover every character, so a word's index maps to a character offset.
+    old_at = list(itertools.accumulate((len(word) for word in old_words), initial=0))
+    new_at = list(itertools.accumulate((len(word) for word in new_words), initial=0))
+    old_marks, new_marks = [], []
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        removed = html.escape("".join(old_words[i1:i2]))
-        added = html.escape("".join(new_words[j1:j2]))
         if tag == "equal":
-            old_html.append(removed)
-            new_html.append(added)
             continue
-        if removed:
-            old_html.append(f"<del>{removed}</del>")
-        if added:
-            new_html.append(f"<ins>{added}</ins>")
-    return "".join(old_html), "".join(new_html)
+        if i2 > i1:
+            old_marks.append((old_at[i1], old_at[i2]))
+        if j2 > j1:
+            new_marks.append((new_at[j1], new_at[j2]))
+    return old_marks, new_marks
 
 
 # Content types

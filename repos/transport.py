@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from portal.models import SshKey
+from portal.models import RevokedKeyFingerprint, SshKey
 from repos import git, services
 from repos.access import Principal, get_repo_for_principal
 from repos.models import Repository, Role
@@ -139,11 +139,15 @@ def safe_git_protocol(value: str | None) -> str | None:
 
 
 def ssh_key_principal(*, fingerprint: str | None = None, key_id: int | None = None) -> tuple[SshKey, Principal] | None:
-    """The registered key and who it speaks for, or None for an unknown key or a deactivated user."""
+    """The registered key and who it speaks for, or None for an unknown, revoked or deactivated user's key."""
+    # A revoked fingerprint is refused even if a row for it still exists (say, restored from a backup).
+    keys = SshKey.objects.select_related("user", "repository").exclude(
+        fingerprint__in=RevokedKeyFingerprint.objects.values("fingerprint")
+    )
     if fingerprint is not None:
-        key = SshKey.objects.select_related("user", "repository").filter(fingerprint=fingerprint).first()
+        key = keys.filter(fingerprint=fingerprint).first()
     elif key_id is not None:
-        key = SshKey.objects.select_related("user", "repository").filter(pk=key_id).first()
+        key = keys.filter(pk=key_id).first()
     else:
         key = None
     if key is None:

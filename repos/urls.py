@@ -17,6 +17,7 @@ urlpatterns = [
     path("<str:owner>/<str:name>/blame/<path:rest>", browse_views.blame, name="blame"),
     re_path(r"^(?P<owner>[^/]+)/(?P<name>[^/]+)/commits(?:/(?P<rest>.+))?$", browse_views.commits, name="commits"),
     path("<str:owner>/<str:name>/commit/<str:sha>", browse_views.commit, name="commit"),
+    path("<str:owner>/<str:name>/compare", browse_views.compare_pick, name="compare_pick"),
     path("<str:owner>/<str:name>/compare/<path:spec>", browse_views.compare, name="compare"),
     path("<str:owner>/<str:name>/refs", browse_views.ref_menu, name="ref_menu"),
     path("<str:owner>/<str:name>/branches", browse_views.branches, name="branches"),
@@ -42,4 +43,11 @@ urlpatterns = [
     path("<str:owner>/<str:name>/settings/teams/<str:team>/remove", views.team_remove, name="team_remove"),
     path("<str:owner>/<str:name>/settings/keys", views.deploy_keys, name="deploy_keys"),
     path("<str:owner>/<str:name>/settings/keys/<int:key_id>/remove", views.deploy_key_remove, name="deploy_key_remove"),
+    # Last of all: any other address with a trailing slash moves to the one without it. The prefixes whose own
+    # addresses end in a slash (the accounts pages, the API, static files, the portal's /-/ pages) are left alone.
+    re_path(
+        r"^(?!accounts/|api/|static/|-/)(?P<rest>.*[^/])/+$",
+        views.without_trailing_slash,
+        name="without_trailing_slash",
+    ),
 ]

@@ -3,12 +3,15 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.common import no_append_slash
 from django.views.decorators.http import require_POST
 
 from portal import services as accounts
+from portal.confirm import ask_to_confirm, confirmed
 from portal.keys import InvalidKey
 from portal.models import SshKey, Team, User
 from repos import forms, git, services
@@ -111,6 +114,18 @@ def rename(request: HttpRequest, owner: str, name: str) -> HttpResponse:
 def transfer(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name, need=Role.ADMIN)
     form = forms.TransferForm(request.POST)
+    if form.is_valid() and not confirmed(request):
+        new_owner = form.cleaned_data["new_owner"]
+        return ask_to_confirm(
+            request,
+            title=f"Transfer {repo.full_name} to {new_owner.username}?",
+            consequences=[
+                f"It becomes {new_owner.username}/{repo.name}: the old address stops working for clones and links.",
+                *(["Team grants of the current organization are removed."] if repo.owner.is_organization else []),
+            ],
+            button="Yes, transfer this repository",
+            cancel_url=_settings_url(repo),
+        )
     if form.is_valid():
         try:
             services.transfer_repository(repo, actor=request.user, new_owner=form.cleaned_data["new_owner"])
@@ -190,6 +205,14 @@ def collaborator_role(request: HttpRequest, owner: str, name: str, username: str
 def collaborator_remove(request: HttpRequest, owner: str, name: str, username: str) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name, need=Role.ADMIN)
     user = _person(username)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Remove {user.username} from {repo.full_name}?",
+            consequences=[f"{user.username} loses the access granted here (teams may still grant some)."],
+            button="Yes, remove this collaborator",
+            cancel_url=_settings_url(repo, "collaborators"),
+        )
     services.remove_collaborator(repo, user, actor=request.user)
     messages.success(request, f"Removed {user.username} from the collaborators.")
     return redirect(_settings_url(repo, "collaborators"))
@@ -232,6 +255,14 @@ def team_role(request: HttpRequest, owner: str, name: str, team: str) -> HttpRes
 def team_remove(request: HttpRequest, owner: str, name: str, team: str) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name, need=Role.ADMIN)
     team_obj = _org_team(repo, team)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Remove team {team_obj.name} from {repo.full_name}?",
+            consequences=[f"Members of {team_obj.name} lose the access the team gave them here."],
+            button="Yes, remove this team",
+            cancel_url=_settings_url(repo, "collaborators"),
+        )
     services.remove_team(repo, team_obj, actor=request.user)
     messages.success(request, f"Removed team {team_obj.name}.")
     return redirect(_settings_url(repo, "collaborators"))
@@ -257,6 +288,32 @@ def deploy_keys(request: HttpRequest, owner: str, name: str) -> HttpResponse:
 def deploy_key_remove(request: HttpRequest, owner: str, name: str, key_id: int) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name, need=Role.ADMIN)
     key = get_object_or_404(SshKey, pk=key_id, repository=repo)
-    accounts.revoke_ssh_key(key, actor=request.user)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Remove the deploy key {key.title}?",
+            consequences=[f"{key.fingerprint} can no longer reach {repo.full_name}, from its next connection on."],
+            button="Yes, remove this deploy key",
+            cancel_url=_settings_url(repo, "deploy_keys"),
+        )
+    accounts.remove_ssh_key(key, actor=request.user)
     messages.success(request, f"Removed deploy key {key.title}; it can no longer reach this repository.")
     return redirect(_settings_url(repo, "deploy_keys"))
+
+
+# CommonMiddleware must not answer a path it cannot resolve by adding the slash that this view takes away again.
+@no_append_slash
+def without_trailing_slash(request: HttpRequest, rest: str) -> HttpResponse:
+    """An address with a trailing slash moves to the one without it, as on GitHub (a GET or HEAD only: a browser
+    would turn a redirected form post into a GET and lose its fields).
+
+    Nothing is looked up first, so a private repository's address redirects for anyone and then answers 404 like
+    every missing one."""
+    if request.method not in ("GET", "HEAD"):
+        raise Http404("No such page.")
+    path, mark, query = request.get_full_path().partition("?")
+    target = path.rstrip("/")
+    # A path such as //evil.example/ would become an address on another site.
+    if not target or not url_has_allowed_host_and_scheme(target, allowed_hosts=None):
+        raise Http404("No such page.")
+    return HttpResponsePermanentRedirect(f"{target}{mark}{query}")

@@ -124,6 +124,17 @@ class BodyForm(forms.Form):
     body = forms.CharField()
 
 
+class SuggestionForm(forms.Form):
+    """The commit a suggestion becomes: a summary line and an optional description, as typed."""
+
+    summary = forms.CharField(max_length=500, required=False)
+    description = forms.CharField(required=False, strip=False)
+
+    def message(self) -> str:
+        summary, description = self.cleaned_data["summary"].strip(), self.cleaned_data["description"].strip()
+        return f"{summary}\n\n{description}" if summary and description else summary or description
+
+
 class ReviewForm(forms.Form):
     event = forms.ChoiceField(choices=EVENT_CHOICES)
     body = forms.CharField(required=False)

@@ -347,12 +347,15 @@ class Notification(models.Model):
         APPROVED = "approved", "Approvals"
         CHANGES_REQUESTED = "changes_requested", "Changes requested"
         MERGED = "merged", "Merges"
+        SSH_KEY_REMOVED = "ssh_key_removed", "SSH keys an administrator removed from my account"
+        SSH_KEY_REVOKED = "ssh_key_revoked", "SSH keys an administrator revoked"
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    pull_request = models.ForeignKey(PullRequest, on_delete=models.CASCADE, related_name="+")
+    # None for a notice about the user's own account (an SSH key taken away), which concerns no repository.
+    pull_request = models.ForeignKey(PullRequest, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     actor = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
-    text = models.CharField(max_length=300)
+    text = models.CharField(max_length=1000)
     url = models.CharField(max_length=500)
     created = models.DateTimeField(default=timezone.now)
     read_at = models.DateTimeField(null=True, blank=True)

@@ -1,4 +1,5 @@
-"""Notifications about pull requests: who hears of what, in the portal and by email."""
+"""Notifications about pull requests, and about a user's own account (SSH keys an administrator took away): who
+hears of what, in the portal and by email."""
 
 from collections.abc import Iterable
 
@@ -8,6 +9,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.http import Http404
+from django.urls import reverse
 from django.utils import timezone
 
 from portal import jobs
@@ -24,7 +26,11 @@ SUBJECT_ENDINGS = {
     Notification.Kind.APPROVED: "approved",
     Notification.Kind.CHANGES_REQUESTED: "changes requested",
     Notification.Kind.MERGED: "merged",
+    Notification.Kind.SSH_KEY_REMOVED: "an SSH key was removed from your account",
+    Notification.Kind.SSH_KEY_REVOKED: "an SSH key of yours was revoked",
 }
+# The longest text a notification keeps; a longer one is cut rather than failing the action.
+TEXT_LENGTH = Notification._meta.get_field("text").max_length
 
 
 def preferences_for(user: User) -> NotificationPreference:
@@ -54,9 +60,34 @@ def notify(
     for user in recipients:
         if user.pk not in people and (actor is None or user.pk != actor.pk) and _may_hear_of(user, pull_request):
             people[user.pk] = user
-    preferences = {p.user_id: p for p in NotificationPreference.objects.filter(user_id__in=people)}
+    return _deliver(
+        kind,
+        people.values(),
+        actor=actor,
+        text=text,
+        url=url or pull_request.get_absolute_url(),
+        pull_request=pull_request,
+    )
+
+
+@transaction.atomic
+def notify_account(kind: str, user: User, *, actor: User | None, text: str, url: str) -> list[Notification]:
+    """Tell a user about a change to their own account made by someone else, as their preferences ask."""
+    if kind not in Notification.Kind.values:
+        raise ValueError(f"unknown kind of notification {kind!r}")
+    if (actor is not None and user.pk == actor.pk) or not user.is_active or user.is_organization:
+        return []
+    return _deliver(kind, [user], actor=actor, text=text, url=url)
+
+
+def _deliver(
+    kind: str, people: Iterable[User], *, actor: User | None, text: str, url: str, pull_request=None
+) -> list[Notification]:
+    """Store the notifications the preferences allow and email them after commit."""
+    people = list(people)
+    preferences = {p.user_id: p for p in NotificationPreference.objects.filter(user__in=people)}
     rows, emailed = [], []
-    for user in people.values():
+    for user in people:
         preference = preferences.get(user.pk)
         in_portal = preference is None or kind not in preference.web_off
         by_email = (preference is None or kind not in preference.email_off) and bool(user.email)
@@ -67,9 +98,8 @@ def notify(
             kind=kind,
             pull_request=pull_request,
             actor=actor,
-            # The column holds 300 characters; a longer text is cut rather than failing the action.
-            text=text[:300],
-            url=url or pull_request.get_absolute_url(),
+            text=text[:TEXT_LENGTH],
+            url=url,
             in_portal=in_portal,
         )
         rows.append(row)
@@ -82,10 +112,33 @@ def notify(
     return rows
 
 
+def on_ssh_key_removed(
+    sender, *, key_owner: User, fingerprint: str, title: str, actor: User | None, revoked: bool, reason: str, **kwargs
+) -> None:
+    """portal.signals.ssh_key_removed: tell the key's owner, unless they removed it themselves."""
+    who = f"An administrator ({actor.username})" if actor is not None else "An administrator"
+    when = timezone.localtime().strftime("%Y-%m-%d %H:%M %Z")
+    if revoked:
+        text = (
+            f"{who} revoked your SSH key {title} ({fingerprint}) on {when}. It no longer works, and it cannot be "
+            "added again: make a new key pair and add its public key."
+        )
+    else:
+        text = (
+            f"{who} removed your SSH key {title} ({fingerprint}) on {when}. It no longer works; you may add it again."
+        )
+    if reason:
+        text += f" Reason: {reason}"
+    kind = Notification.Kind.SSH_KEY_REVOKED if revoked else Notification.Kind.SSH_KEY_REMOVED
+    notify_account(kind, key_owner, actor=actor, text=text, url=reverse("portal:settings_keys"))
+
+
 def notifications_for(user: User) -> QuerySet[Notification]:
     """The notifications a user sees in the portal: theirs, shown there, on repositories they can still read."""
     readable = visible_repositories(user).order_by().values("pk")
-    return Notification.objects.filter(user=user, in_portal=True, pull_request__repository__in=readable)
+    return Notification.objects.filter(user=user, in_portal=True).filter(
+        Q(pull_request__isnull=True) | Q(pull_request__repository__in=readable)
+    )
 
 
 def inbox_for(user: User, *, include_read: bool) -> QuerySet[Notification]:
@@ -143,6 +196,8 @@ def set_preferences(*, actor: User, web_off: Iterable[str], email_off: Iterable[
 def email_subject(notification: Notification) -> str:
     pull_request = notification.pull_request
     ending = SUBJECT_ENDINGS.get(notification.kind, notification.get_kind_display())
+    if pull_request is None:
+        return f"[portal] {ending[:1].upper()}{ending[1:]}"
     # A line break in a header is refused by the mail library, so the title is folded onto one line.
     title = " ".join(pull_request.title.split())
     return f"[{pull_request.repository.full_name}] #{pull_request.number} {title}: {ending}"
@@ -159,7 +214,10 @@ def send_notification_email(notification: Notification) -> bool:
     if notification.emailed_at is not None or not notification.user.email:
         return False
     # Access may have been taken away between the action and this job.
-    if not _may_hear_of(notification.user, notification.pull_request):
+    if notification.pull_request is None:
+        if not notification.user.is_active:
+            return False
+    elif not _may_hear_of(notification.user, notification.pull_request):
         return False
     now = timezone.now()
     # Nothing got updated: another delivery of the same job got there first.

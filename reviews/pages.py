@@ -3,6 +3,7 @@
 Reads only: gathered for reviews.views, which stays HTTP only."""
 
 import re
+import shlex
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ from repos.models import Repository, Role
 from reviews import rules, services
 from reviews.models import (
     Comment,
+    CommitStatus,
     MergeStrategy,
     PullRequest,
     Review,
@@ -59,6 +61,62 @@ def _diff(pr: PullRequest, old: str, new: str, options: code.DiffOptions) -> cod
 def repo_context(request: HttpRequest, repo: Repository) -> dict:
     role = role_for(request.user, repo)
     return {"repo": repo, "prefix": repo_prefix(repo), "tab": "pulls", "role": role, "is_admin": role >= Role.ADMIN}
+
+
+REVIEW_STATES = {
+    Review.State.CHANGES_REQUESTED: "Changes requested",
+    Review.State.APPROVED: "Approved",
+    "required": "Review required",
+}
+CHECK_ICONS = {"success": "✓", "failure": "✗", "pending": "●"}
+
+
+def with_list_details(rows: list[PullRequest]) -> list[PullRequest]:
+    """The rows of a list with their review state and combined checks: two queries for the whole page."""
+    ids = [row.pk for row in rows]
+    latest: dict[tuple[int, int], str | None] = {}
+    verdicts = Review.objects.filter(
+        pull_request_id__in=ids, state__in=[Review.State.APPROVED, Review.State.CHANGES_REQUESTED]
+    ).order_by("submitted_at", "id")
+    # Each reviewer's latest verdict counts, unless it was dismissed (as reviews.rules.latest_verdicts has it).
+    for pr_id, author_id, state, dismissed in verdicts.values_list(
+        "pull_request_id", "author_id", "state", "dismissed_at"
+    ):
+        latest[(pr_id, author_id)] = state if dismissed is None else None
+    states: dict[int, set[str]] = defaultdict(set)
+    for (pr_id, _author_id), state in latest.items():
+        if state:
+            states[pr_id].add(state)
+    statuses: dict[tuple[int, str], list[str]] = defaultdict(list)
+    heads = {row.head_sha for row in rows}
+    found = CommitStatus.objects.filter(repository_id__in={row.repository_id for row in rows}, sha__in=heads)
+    for repo_id, sha, state in found.values_list("repository_id", "sha", "state"):
+        statuses[(repo_id, sha)].append(state)
+    for row in rows:
+        verdict = states.get(row.pk, set())
+        if Review.State.CHANGES_REQUESTED in verdict:
+            row.review_state = Review.State.CHANGES_REQUESTED
+        elif Review.State.APPROVED in verdict:
+            row.review_state = Review.State.APPROVED
+        else:
+            row.review_state = "required" if row.is_open else ""
+        row.review_label = REVIEW_STATES.get(row.review_state, "")
+        row.checks = _combined(statuses.get((row.repository_id, row.head_sha), []))
+    return rows
+
+
+def _combined(states: list[str]) -> dict | None:
+    """One icon for a commit's statuses: failing if any fails, pending if any still runs, else passing."""
+    if not states:
+        return None
+    passed = states.count(CommitStatus.State.SUCCESS)
+    if any(state in (CommitStatus.State.FAILURE, CommitStatus.State.ERROR) for state in states):
+        state = "failure"
+    elif passed < len(states):
+        state = "pending"
+    else:
+        state = "success"
+    return {"state": state, "icon": CHECK_ICONS[state], "title": f"{passed} of {len(states)} checks passed"}
 
 
 def pull_context(request: HttpRequest, pr: PullRequest, page: str) -> dict:
@@ -161,13 +219,16 @@ def _describe_inline(pr: PullRequest, thread: Comment, context: dict) -> None:
     thread.line_range = (
         f"{thread.original_start_line}–{thread.original_line}" if thread.original_start_line else thread.original_line
     )
-    sha = thread.original_commit_sha if thread.side == Comment.Side.RIGHT else thread.original_base_sha
+    sha, path = thread.original_commit_sha, thread.path
+    if thread.side == Comment.Side.LEFT:
+        sha = thread.original_base_sha
+        path = services.old_side_path(repo, sha, thread.original_commit_sha, thread.path)
     last = thread.original_line or 0
     first = (
         max(thread.original_start_line, last - RANGE_LINES + 1) if thread.original_start_line else last - CONTEXT_LINES
     )
     marked_from = thread.original_start_line or last
-    thread.context_lines = [(n, text, n >= marked_from) for n, text in _lines(repo, sha, thread.path, first, last)]
+    thread.context_lines = [(n, text, n >= marked_from) for n, text in _lines(repo, sha, path, first, last)]
     replacement = services.suggestion_of(thread.body)
     if replacement is not None and thread.side == Comment.Side.RIGHT:
         # The lines the suggestion would replace now, or where it was written once they changed.
@@ -176,7 +237,11 @@ def _describe_inline(pr: PullRequest, thread: Comment, context: dict) -> None:
         else:
             sha, start, end = thread.commit_sha, thread.start_line, thread.line
         old = [text for _n, text in _lines(repo, sha, thread.path, start or end, end)]
-        thread.suggestion = {"old": old, "new": replacement.split("\n") if replacement else []}
+        thread.suggestion = {
+            "old": old,
+            "new": replacement.split("\n") if replacement else [],
+            "message": services.suggestion_message(thread),
+        }
         thread.can_apply = (
             pr.is_open
             and not thread.outdated
@@ -254,11 +319,12 @@ def sidebar_context(request: HttpRequest, pr: PullRequest, context: dict) -> dic
     if pr.is_open and user is not None and blocker is None:
         merge_form = {
             "strategies": [
-                (value, MergeStrategy(value).label, services.default_merge_message(pr, value))
+                (value, MergeStrategy(value).label, services.default_merge_message(pr, value, actor=user))
                 for value in settings.allowed_strategies()
             ],
             "delete_branch": settings.delete_branch_after_merge,
         }
+    conflicts = rules.conflicts(pr) if pr.is_open else []
     return {
         "reviewer_rows": _reviewer_rows(pr, context["revisions"]),
         "team_requests": pr.review_requests.filter(team__isnull=False).select_related("team__organization"),
@@ -266,10 +332,31 @@ def sidebar_context(request: HttpRequest, pr: PullRequest, context: dict) -> dic
         "checks": sorted(checks.values(), key=lambda status: status.context),
         "expected_checks": expected,
         "blocker": blocker,
-        "conflicts": rules.conflicts(pr) if pr.is_open else [],
+        "conflicts": conflicts,
+        "conflict_steps": conflict_steps(pr, conflicts) if conflicts and context["can"]["edit"] else "",
         "merge_form": merge_form,
         "can_override": context["can"]["admin"] and pr.is_open and pr.override_at is None and bool(blocker or statuses),
     }
+
+
+def conflict_steps(pr: PullRequest, conflicts: list[str]) -> str:
+    """The commands that resolve a pull request's conflicts in a clone, as GitHub's "Use the command line" gives
+    them: every name quoted for the shell, since branch and file names may hold anything git allows."""
+    repo = pr.repository
+    head, base = shlex.quote(pr.head_branch), shlex.quote(f"origin/{pr.base_branch}")
+    paths = " ".join(shlex.quote(path) for path in conflicts)
+    return "\n".join(
+        [
+            f"# In a clone of the repository (git clone {shlex.quote(repo.http_url)}):",
+            "git fetch origin",
+            f"git checkout {head}",
+            f"git merge {base}",
+            "# Fix the conflicts in the files above, then:",
+            f"git add -- {paths}",
+            "git commit",
+            f"git push origin {head}",
+        ]
+    )
 
 
 @dataclass

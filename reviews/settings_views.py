@@ -6,8 +6,10 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from portal.confirm import ask_to_confirm, confirmed
 from portal.models import User
 from repos.access import get_org_for_member, get_repo_for_user, is_org_owner
 from repos.models import Repository, Role
@@ -107,6 +109,14 @@ def branch(request: HttpRequest, owner: str, name: str, protection_id: int) -> H
 def branch_delete(request: HttpRequest, owner: str, name: str, protection_id: int) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name, need=Role.ADMIN)
     protection = get_object_or_404(BranchProtection, pk=protection_id, repository=repo)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Remove the protection of {protection.branch_pattern}?",
+            consequences=["Branches matching it can then be pushed to, force-pushed and deleted by every writer."],
+            button="Yes, remove this protection",
+            cancel_url=reverse("review_settings:branches", args=[repo.owner.username, repo.name]),
+        )
     services.delete_branch_protection(protection, actor=request.user)
     messages.success(request, f"Removed the protection of {protection.branch_pattern}.")
     return redirect("review_settings:branches", repo.owner.username, repo.name)
@@ -163,6 +173,14 @@ def rule_page(request: HttpRequest, owner: str, name: str, rule_id: int) -> Http
 def rule_delete(request: HttpRequest, owner: str, name: str, rule_id: int) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name, need=Role.ADMIN)
     rule = get_object_or_404(ApprovalRule, pk=rule_id, repository=repo)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Remove the approval rule {rule.name}?",
+            consequences=["Pull requests no longer need the approvals it asks for, from now on."],
+            button="Yes, remove this rule",
+            cancel_url=reverse("review_settings:rules", args=[repo.owner.username, repo.name]),
+        )
     services.delete_approval_rule(rule, actor=request.user)
     messages.success(request, f"Removed the approval rule {rule.name}.")
     return redirect("review_settings:rules", repo.owner.username, repo.name)
@@ -219,6 +237,14 @@ def org_rule(request: HttpRequest, org: str, rule_id: int) -> HttpResponse:
 def org_rule_delete(request: HttpRequest, org: str, rule_id: int) -> HttpResponse:
     organization = get_org_for_member(request.user, org, admin=True)
     rule = get_object_or_404(ApprovalRule, pk=rule_id, organization=organization)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Remove the approval rule template {rule.name}?",
+            consequences=[f"Repositories of {organization.username} no longer get the approvals it asks for."],
+            button="Yes, remove this template",
+            cancel_url=reverse("review_settings:org_rules", args=[organization.username]),
+        )
     services.delete_approval_rule(rule, actor=request.user)
     messages.success(request, f"Removed the approval rule template {rule.name}.")
     return redirect("review_settings:org_rules", organization.username)

@@ -29,5 +29,6 @@ urlpatterns = [
     path(f"{PULL}/override", views.override, name="override"),
     path(f"{PULL}/dismiss/<int:review_id>", views.dismiss, name="dismiss"),
     path(f"{PULL}/delete-branch", views.delete_branch, name="delete_branch"),
+    path("<str:owner>/<str:name>/statuses", status_views.commit_statuses_batch, name="statuses_batch"),
     path("<str:owner>/<str:name>/statuses/<str:sha>", status_views.commit_statuses, name="statuses"),
 ]

@@ -56,6 +56,7 @@ def pull_list(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     if state != "all":
         pulls = pulls.filter(state=state)
     page = Paginator(_with_counts(pulls).order_by("-number"), PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = pages.with_list_details(list(page.object_list))
     context = {
         **pages.repo_context(request, repo),
         "page": page,
@@ -80,8 +81,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         visible = visible.filter(state=state)
     counts = {key: _dashboard_tab(visible, key, request.user).count() for key in DASHBOARD_TABS}
     pulls = _with_counts(_dashboard_tab(visible, tab, request.user)).order_by("-updated", "-id")
+    page = Paginator(pulls, PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = pages.with_list_details(list(page.object_list))
     context = {
-        "page": Paginator(pulls, PAGE_SIZE).get_page(request.GET.get("page")),
+        "page": page,
         "tab": tab,
         "tabs": [(key, label, counts[key]) for key, label in DASHBOARD_TABS.items()],
         "state": state,
@@ -384,8 +387,11 @@ def comment_apply(request: HttpRequest, owner: str, name: str, number: int, comm
     pr = get_pull_for_user(request.user, owner, name, number, need=Role.WRITE, or_author=True)
     comment = _comment_for(pr, request.user, comment_id)
     back = _back(request, pr, f"comment-{comment.pk}")
+    form = forms.SuggestionForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, form, back)
     done = lambda sha: f"Committed the suggestion to {pr.head_branch} as {sha[:7]}."  # noqa: E731
-    return _act(request, back, done, services.apply_suggestion, comment, actor=request.user)
+    return _act(request, back, done, services.apply_suggestion, comment, actor=request.user, message=form.message())
 
 
 @login_required

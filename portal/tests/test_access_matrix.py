@@ -72,13 +72,17 @@ WEB_ROUTES: dict[str, list[Case]] = {
     "portal:settings_token_revoke": [Case(LOGIN, "POST", {"token_id": "@own_token"})],
     "portal:settings_session_revoke": [Case(LOGIN, "POST", {"session_id": "@own_session"})],
     "portal:settings_security": [Case(LOGIN)],
+    "portal:users_suggest": [Case(LOGIN)],
     "portal:admin": [Case(SITE_ADMIN)],
     "portal:admin_users": [Case(SITE_ADMIN)],
     "portal:admin_user_create": [Case(SITE_ADMIN), Case(SITE_ADMIN, "POST")],
     "portal:admin_user_active": [Case(SITE_ADMIN, "POST", {"username": "carol"})],
     "portal:admin_user_admin": [Case(SITE_ADMIN, "POST", {"username": "carol"})],
     "portal:admin_keys": [Case(SITE_ADMIN), Case(SITE_ADMIN, "POST")],
+    # Without confirmed=1 these answer with the confirmation page and change nothing.
+    "portal:admin_key_remove": [Case(SITE_ADMIN, "POST", {"key_id": "@carol_key"})],
     "portal:admin_key_revoke": [Case(SITE_ADMIN, "POST", {"key_id": "@carol_key"})],
+    "portal:admin_key_lift": [Case(SITE_ADMIN, "POST", {"revocation_id": "@revocation"})],
     "portal:admin_audit": [Case(SITE_ADMIN)],
     "portal:admin_settings": [Case(SITE_ADMIN), Case(SITE_ADMIN, "POST")],
     "orgs:new": [Case(LOGIN), Case(LOGIN, "POST")],
@@ -100,6 +104,9 @@ WEB_ROUTES: dict[str, list[Case]] = {
         Case(repo(Role.READ), url="@commit_batch"),
     ],
     "repos:compare": [Case(repo(Role.READ), kwargs=R | {"spec": "main...main"})],
+    "repos:compare_pick": [Case(repo(Role.READ), kwargs=R)],
+    # Moves to the address without the slash before anything is looked up; the target then applies its own policy.
+    "repos:without_trailing_slash": [Case(PUBLIC, url="/alice/project/"), Case(PUBLIC, url="/alice/project/pulls/")],
     "repos:ref_menu": [Case(repo(Role.READ), kwargs=R)],
     "repos:branches": [Case(repo(Role.READ), kwargs=R)],
     "repos:tags": [Case(repo(Role.READ), kwargs=R)],
@@ -127,6 +134,7 @@ WEB_ROUTES: dict[str, list[Case]] = {
     "reviews:files": [Case(repo(Role.READ), kwargs=P)],
     "reviews:files_fragment": [Case(repo(Role.READ), url="@pull_batch")],
     "reviews:statuses": [Case(repo(Role.READ), kwargs=R | {"sha": "@head_sha"})],
+    "reviews:statuses_batch": [Case(repo(Role.READ), kwargs=R)],
     # Readers comment and review; the author or a writer edits, closes and asks for reviewers.
     "reviews:comment_add": [Case(repo(Role.READ), "POST", P)],
     "reviews:comment_edit": [Case(repo(Role.READ), "POST", P | {"comment_id": "@comment"})],
@@ -204,6 +212,8 @@ API_ROUTES: dict[tuple[str, str], str] = {
     ("POST", f"{A}/admin/users/{{username}}/keys"): SITE_ADMIN,
     ("DELETE", f"{A}/admin/users/{{username}}/keys/{{id}}"): SITE_ADMIN,
     ("GET", f"{A}/admin/audit"): SITE_ADMIN,
+    ("GET", f"{A}/admin/revoked_keys"): SITE_ADMIN,
+    ("DELETE", f"{A}/admin/revoked_keys/{{id}}"): SITE_ADMIN,
     ("GET", f"{A}{RP}"): repo(Role.READ),
     ("PATCH", f"{A}{RP}"): repo(Role.ADMIN),
     ("GET", f"{A}{RP}/branches"): repo(Role.READ),
@@ -308,6 +318,9 @@ def world(private_repo, alice, bob, carol, mallory, admin):
         # Another browser's session of theirs, for the route that signs one out.
         other = UserSession.objects.create(user=user, session_key=f"matrix-{role}", ip="192.0.2.1", user_agent="Other")
         refs[role] = {"@own_key": key.pk, "@own_token": spare.pk, "@own_session": other.pk}
+    # A key the site administrator revoked, for the route that lifts the block.
+    revoked = accounts.add_ssh_key(mallory, actor=mallory, title="old", public_key=_public_key())
+    revocation = accounts.revoke_ssh_key(revoked, actor=admin, reason="lost")
     main_sha = git.branch_sha(private_repo.path, "main")
     pulls = _pull_requests(private_repo, org, alice, bob, carol)
     notices = _notifications(alice, people)
@@ -315,6 +328,7 @@ def world(private_repo, alice, bob, carol, mallory, admin):
         refs[role] |= {
             "@carol_key": refs["reader"]["@own_key"],
             "@deploy_key": deploy_key.pk,
+            "@revocation": revocation.pk,
             "@main_sha": main_sha,
             # The lazily loaded parts of pages: a tree's last commits and a diff's next files.
             "@tree_commits": "/alice/project/tree/main?fragment=commits",
@@ -456,7 +470,19 @@ def test_web_routes_follow_the_matrix(world, who):
                 continue
             if got != expected:
                 failures.append(f"{case.method} {url}: expected {expected}, got {got} ({response.status_code})")
+            if response.get("Content-Type", "").startswith("text/html") and not _strict_policy(response):
+                failures.append(f"{case.method} {url}: no strict Content-Security-Policy on an HTML page")
     assert not failures, "\n".join(failures)
+
+
+CSP_DIRECTIVES = ("default-src 'self'", "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'")
+
+
+def _strict_policy(response) -> bool:
+    """The page's policy allows no inline script or style, no framing, no foreign form targets, no <base>."""
+    policy = response.get("Content-Security-Policy", "")
+    directives = {part.strip() for part in policy.split(";")}
+    return all(d in directives for d in CSP_DIRECTIVES) and "unsafe-inline" not in policy
 
 
 @pytest.mark.parametrize("who", [*PEOPLE, "site-admin"])
@@ -488,7 +514,9 @@ def test_api_operations_follow_the_matrix(world, who):
             "ref": "main",
             "name": "main",
         }
-        if "/approval_rules/" in path:
+        if "/revoked_keys/" in path:
+            values["id"] = refs["@revocation"]
+        elif "/approval_rules/" in path:
             values["id"] = refs["@rule"]
         elif "/approval_rule_templates/" in path:
             values["id"] = refs["@template"]

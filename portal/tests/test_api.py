@@ -235,7 +235,7 @@ def test_a_user_adds_lists_reads_and_deletes_their_keys(client, alice, alice_key
     deleted = client.delete(f"{API}/user/keys/{stored.pk}", **bearer(alice_keys_token))
     assert deleted.status_code == 204
     assert not SshKey.objects.exists()
-    assert AuditEvent.objects.filter(action="key.revoke", actor=alice).exists()
+    assert AuditEvent.objects.filter(action="key.remove", actor=alice).exists()
 
 
 BAD_KEYS = [
@@ -471,8 +471,8 @@ def test_an_admin_manages_a_users_keys(client, admin, alice, admin_token):
     assert client.delete(f"{API}/admin/users/bob/keys/{key.pk}", **bearer(admin_token)).status_code == 404
     assert client.delete(f"{API}/admin/users/alice/keys/{key.pk}", **bearer(admin_token)).status_code == 204
     assert not SshKey.objects.exists()
-    revoked = AuditEvent.objects.get(action="key.revoke")
-    assert (revoked.actor, revoked.subject) == (admin, alice)
+    removed = AuditEvent.objects.get(action="key.remove")
+    assert (removed.actor, removed.subject) == (admin, alice)
 
 
 def test_an_admin_adding_a_bad_key_gets_the_reason(client, admin, alice, admin_token):

@@ -70,7 +70,7 @@ def test_team_membership_gives_the_teams_role_on_a_repository(client, acme, alic
     page = client.get("/orgs/acme/teams/devs").content.decode()
     assert "carol" in page and "acme/app" in page and "write" in page
 
-    client.post("/orgs/acme/teams/devs/members/carol/remove")
+    client.post("/orgs/acme/teams/devs/members/carol/remove", {"confirmed": "1"})
     assert role_for(carol, app) == NO_ACCESS
     actions = list(AuditEvent.objects.filter(subject=carol).values_list("action", flat=True))
     assert sorted(actions) == ["team.member_add", "team.member_remove"]
@@ -85,7 +85,7 @@ def test_adding_an_unknown_member_says_so(client, acme, alice):
 
 def test_the_owners_team_keeps_its_last_member(client, acme, alice):
     client.force_login(alice)
-    response = client.post("/orgs/acme/teams/owners/members/alice/remove", follow=True)
+    response = client.post("/orgs/acme/teams/owners/members/alice/remove", {"confirmed": "1"}, follow=True)
     assert "The owners team must keep at least one member" in response.content.decode()
     assert is_org_owner(alice, acme)
 

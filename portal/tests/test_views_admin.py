@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from portal import services
-from portal.models import AuditEvent, SiteSettings, SshKey, User
+from portal.models import AuditEvent, RevokedKeyFingerprint, SiteSettings, SshKey, User
 
 ADMIN_PAGES = [
     ("get", "portal:admin", []),
@@ -19,7 +19,9 @@ ADMIN_PAGES = [
     ("post", "portal:admin_user_active", ["alice"]),
     ("post", "portal:admin_user_admin", ["alice"]),
     ("get", "portal:admin_keys", []),
+    ("post", "portal:admin_key_remove", [1]),
     ("post", "portal:admin_key_revoke", [1]),
+    ("post", "portal:admin_key_lift", [1]),
     ("get", "portal:admin_audit", []),
     ("get", "portal:admin_settings", []),
 ]
@@ -136,18 +138,27 @@ def test_admin_add_key_shows_why_it_is_refused(admin_client, alice):
 
 def test_admin_revokes_any_key(admin_client, admin, alice):
     key = services.add_ssh_key(alice, actor=alice, title="laptop", public_key=public_key())
-    response = admin_client.post(reverse("portal:admin_key_revoke", args=[key.pk]))
+    response = admin_client.post(
+        reverse("portal:admin_key_revoke", args=[key.pk]), {"confirmed": "1", "reason": "laptop stolen"}
+    )
     assert response.status_code == 302
     assert not SshKey.objects.filter(pk=key.pk).exists()
+    revocation = RevokedKeyFingerprint.objects.get()
+    assert (revocation.fingerprint, revocation.revoked_by, revocation.reason) == (
+        key.fingerprint,
+        admin,
+        "laptop stolen",
+    )
     event = AuditEvent.objects.get(action="key.revoke")
     assert (event.actor, event.subject) == (admin, alice)
     assert event.before["fingerprint"] == key.fingerprint
+    assert event.after == {"blocked": True, "reason": "laptop stolen"}
 
 
 def test_admin_revoke_redirects_only_within_the_site(admin_client, alice):
     key = services.add_ssh_key(alice, actor=alice, title="laptop", public_key=public_key())
     url = reverse("portal:admin_key_revoke", args=[key.pk])
-    response = admin_client.post(url, {"next": "https://evil.example/"})
+    response = admin_client.post(url, {"next": "https://evil.example/", "confirmed": "1"})
     assert response["Location"] == reverse("portal:admin_keys")
 
 

@@ -84,7 +84,7 @@ def test_key_page_lists_only_own_keys(alice_client, bob):
         (lambda: public_key() + "\n" + public_key(), "Paste one key at a time: this text holds several keys."),
         (
             lambda: asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode(),
-            "This is a private key. Never share it: paste the .pub file instead.",
+            "That is a private key: paste the public key (the .pub file)",
         ),
         (
             lambda: (lambda k: k[:40] + "\n" + k[40:])(public_key()),
@@ -112,15 +112,15 @@ def test_it_refuses_a_key_already_registered_to_another_user(alice_client, alice
 
 def test_it_deletes_own_key(alice_client, alice):
     key = services.add_ssh_key(alice, actor=alice, title="old", public_key=public_key())
-    response = alice_client.post(reverse("portal:settings_key_delete", args=[key.pk]))
+    response = alice_client.post(reverse("portal:settings_key_delete", args=[key.pk]), {"confirmed": "1"})
     assert response.status_code == 302
     assert not SshKey.objects.filter(pk=key.pk).exists()
-    assert AuditEvent.objects.filter(action="key.revoke", actor=alice, subject=alice).exists()
+    assert AuditEvent.objects.filter(action="key.remove", actor=alice, subject=alice).exists()
 
 
 def test_it_does_not_delete_another_users_key(alice_client, bob):
     key = services.add_ssh_key(bob, actor=bob, title="bob's", public_key=public_key())
-    response = alice_client.post(reverse("portal:settings_key_delete", args=[key.pk]))
+    response = alice_client.post(reverse("portal:settings_key_delete", args=[key.pk]), {"confirmed": "1"})
     assert response.status_code == 404
     assert SshKey.objects.filter(pk=key.pk).exists()
 
@@ -176,7 +176,7 @@ def test_a_duplicate_token_name_shows_why(alice_client, alice):
 
 def test_it_revokes_a_token(alice_client, alice):
     token, raw = services.create_access_token(alice, actor=alice, name="laptop", scopes=["api"], expires_at=None)
-    response = alice_client.post(reverse("portal:settings_token_revoke", args=[token.pk]))
+    response = alice_client.post(reverse("portal:settings_token_revoke", args=[token.pk]), {"confirmed": "1"})
     assert response.status_code == 302
     assert not AccessToken.objects.exists()
     assert services.authenticate_token(raw) is None
@@ -185,7 +185,10 @@ def test_it_revokes_a_token(alice_client, alice):
 
 def test_it_does_not_revoke_another_users_token(alice_client, bob):
     token, _ = services.create_access_token(bob, actor=bob, name="bob", scopes=["api"], expires_at=None)
-    assert alice_client.post(reverse("portal:settings_token_revoke", args=[token.pk])).status_code == 404
+    assert (
+        alice_client.post(reverse("portal:settings_token_revoke", args=[token.pk]), {"confirmed": "1"}).status_code
+        == 404
+    )
     assert AccessToken.objects.filter(pk=token.pk).exists()
 
 
@@ -208,7 +211,9 @@ def test_a_user_signs_out_one_other_session_and_keeps_the_current_one(alice, pas
     assert b"Phone browser" in page.content
     assert b"This browser" in page.content
 
-    response = laptop.post(f"/settings/sessions/{phone_session.pk}/revoke")
+    asked = laptop.post(f"/settings/sessions/{phone_session.pk}/revoke")
+    assert asked.status_code == 200 and UserSession.objects.filter(pk=phone_session.pk).exists()
+    response = laptop.post(f"/settings/sessions/{phone_session.pk}/revoke", {"confirmed": "1"})
     assert response.status_code == 302
     assert not UserSession.objects.filter(pk=phone_session.pk).exists()
     assert phone.get("/settings/keys").status_code == 302  # sent back to sign in
@@ -225,5 +230,5 @@ def test_nobody_signs_out_someone_elses_session(alice, bob, password):
     session = UserSession.objects.get(user=alice)
     attacker = Client()
     attacker.force_login(bob)
-    assert attacker.post(f"/settings/sessions/{session.pk}/revoke").status_code == 404
+    assert attacker.post(f"/settings/sessions/{session.pk}/revoke", {"confirmed": "1"}).status_code == 404
     assert UserSession.objects.filter(pk=session.pk).exists()

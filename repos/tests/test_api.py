@@ -281,7 +281,7 @@ def test_deploy_keys_are_read_only_unless_asked(client, private_repo, alice, as_
 
     assert client.delete(f"{API}/repos/alice/project/keys/{body['id']}", **as_alice).status_code == 204
     assert not SshKey.objects.filter(pk=body["id"]).exists()
-    assert AuditEvent.objects.filter(action="deploy_key.revoke", actor=alice).exists()
+    assert AuditEvent.objects.filter(action="deploy_key.remove", actor=alice).exists()
 
 
 def test_a_bad_deploy_key_is_refused_with_the_reason(client, private_repo, as_alice):

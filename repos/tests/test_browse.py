@@ -215,7 +215,8 @@ def test_commit_shows_message_parents_stats_and_diff(as_alice, code_repo):
     assert response["Cache-Control"].endswith("immutable") and response["ETag"]
     assert code_repo.shas["first"] in page
     assert "docs/guide.md → docs/manual.md" in page and "renamed" in page
-    assert "<ins>1</ins>" in page and "<del>0</del>" in page  # the changed word, not the whole line
+    # The changed word, not the whole line, marked inside the highlighted code.
+    assert '<ins><span class="mi">1</span></ins>' in page and '<del><span class="mi">0</span></del>' in page
     assert "café.txt" in page and "link" in page
     assert as_alice.get(f"/alice/code/commit/{sha}", headers={"if-none-match": response["ETag"]}).status_code == 304
     split = text(as_alice.get(f"/alice/code/commit/{sha}?view=split"))

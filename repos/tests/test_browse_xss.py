@@ -89,6 +89,8 @@ def test_every_page_renders_hostile_content_inert(alice, hostile_repo):
         f"/alice/hostile/commit/{hostile_repo.first}",
         f"/alice/hostile/commit/{hostile_repo.first}?view=split",
         f"/alice/hostile/compare/main...{quoted_branch}",
+        f"/alice/hostile/compare/main...{quoted_branch}?view=split",
+        "/alice/hostile/compare",
         "/alice/hostile/branches",
         "/alice/hostile/tags",
         f"/alice/hostile/refs?page=blob&path={quoted_name}",

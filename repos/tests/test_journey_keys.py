@@ -81,7 +81,7 @@ def test_a_key_added_through_the_api_pushes_until_an_admin_revokes_it(
     _, admin_token = _api(
         base, "POST", "/users/root/tokens", basic=("root", password), body={"name": "ops", "scopes": ["api", "admin"]}
     )
-    status, _ = _api(base, "DELETE", f"/admin/users/alice/keys/{key['id']}", token=admin_token["sha1"])
+    status, _ = _api(base, "DELETE", f"/admin/users/alice/keys/{key['id']}?revoke=true", token=admin_token["sha1"])
     assert status == 204
     assert not SshKey.objects.filter(pk=key["id"]).exists()
     assert AuditEvent.objects.filter(action="key.revoke", actor=admin, subject=alice).exists()

@@ -259,6 +259,9 @@ def test_rename_to_a_bad_name_shows_why(client, private_repo, alice):
 def test_transfer_to_an_organization_the_admin_owns(client, private_repo, alice):
     accounts.create_organization(actor=alice, name="acme")
     response = _login(client, alice).post("/alice/project/settings/transfer", {"new_owner": "acme"})
+    assert response.status_code == 200 and "Transfer alice/project to acme?" in response.content.decode()
+    assert Repository.objects.get(pk=private_repo.pk).owner == alice
+    response = client.post("/alice/project/settings/transfer", {"new_owner": "acme", "confirmed": "1"})
     assert response["Location"] == "/acme/project"
     private_repo.refresh_from_db()
     assert private_repo.full_name == "acme/project"
@@ -268,7 +271,7 @@ def test_transfer_to_an_organization_the_admin_owns(client, private_repo, alice)
 
 def test_transfer_to_someone_else_is_refused_with_a_reason(client, private_repo, alice, mallory):
     _login(client, alice)
-    response = client.post("/alice/project/settings/transfer", {"new_owner": "mallory"})
+    response = client.post("/alice/project/settings/transfer", {"new_owner": "mallory", "confirmed": "1"})
     assert response.status_code == 400
     assert "You cannot move repositories to mallory" in response.content.decode()
     response = client.post("/alice/project/settings/transfer", {"new_owner": "nobody"})
@@ -312,7 +315,7 @@ def test_collaborators_are_added_changed_and_removed(client, private_repo, alice
     client.post("/alice/project/settings/collaborators/mallory/role", {"role": "write"})
     assert role_for(mallory, private_repo) == Role.WRITE
 
-    client.post("/alice/project/settings/collaborators/mallory/remove")
+    client.post("/alice/project/settings/collaborators/mallory/remove", {"confirmed": "1"})
     assert role_for(mallory, private_repo) == NO_ACCESS
     actions = list(AuditEvent.objects.filter(subject=mallory).values_list("action", flat=True))
     assert sorted(actions) == ["repo.collaborator_remove", "repo.collaborator_set", "repo.collaborator_set"]
@@ -349,7 +352,7 @@ def test_teams_of_the_owning_organization_get_roles(client, alice, bob):
     assert role_for(bob, repo) == Role.WRITE
     client.post("/acme/app/settings/teams/devs/role", {"role": "admin"})
     assert role_for(bob, repo) == Role.ADMIN
-    client.post("/acme/app/settings/teams/devs/remove")
+    client.post("/acme/app/settings/teams/devs/remove", {"confirmed": "1"})
     assert role_for(bob, repo) == NO_ACCESS
     assert not TeamRepository.objects.exists()
 
@@ -373,11 +376,11 @@ def test_deploy_keys_are_added_listed_and_removed(client, private_repo, alice):
     page = client.get("/alice/project/settings/keys").content.decode()
     assert key.fingerprint in page and "Read and write" in page and "Never used" in page
 
-    client.post(f"/alice/project/settings/keys/{key.pk}/remove")
+    client.post(f"/alice/project/settings/keys/{key.pk}/remove", {"confirmed": "1"})
     assert not SshKey.objects.exists()
     assert key.fingerprint not in client.get("/alice/project/settings/keys").content.decode()
     actions = list(AuditEvent.objects.filter(target_id=str(private_repo.pk)).values_list("action", flat=True))
-    assert "deploy_key.add" in actions and "deploy_key.revoke" in actions
+    assert "deploy_key.add" in actions and "deploy_key.remove" in actions
 
 
 def test_deploy_keys_are_read_only_unless_chosen(client, private_repo, alice):
@@ -400,14 +403,16 @@ def test_a_private_key_is_refused_with_the_reason(client, private_repo, alice):
     private = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
     response = _login(client, alice).post("/alice/project/settings/keys", {"title": "CI", "public_key": private})
     assert response.status_code == 400
-    assert "This is a private key" in response.content.decode()
+    page = response.content.decode()
+    assert "That is a private key: paste the public key (the .pub file)" in page
+    assert "PRIVATE KEY" not in page and private.splitlines()[1] not in page
     assert not SshKey.objects.exists()
 
 
 def test_a_deploy_key_of_another_repository_cannot_be_removed_here(client, private_repo, alice):
     other = services.create_repository(actor=alice, owner=alice, name="other")
     key = accounts.add_deploy_key(actor=alice, title="x", public_key=_public_key(), repository=other)
-    response = _login(client, alice).post(f"/alice/project/settings/keys/{key.pk}/remove")
+    response = _login(client, alice).post(f"/alice/project/settings/keys/{key.pk}/remove", {"confirmed": "1"})
     assert response.status_code == 404
     assert SshKey.objects.filter(pk=key.pk).exists()
 
@@ -437,7 +442,7 @@ def test_deploy_key_services_refuse_everyone_but_admins(private_repo, alice, bob
         accounts.add_deploy_key(actor=mallory, title="x", public_key=_public_key(), repository=private_repo)
     key = accounts.add_deploy_key(actor=alice, title="x", public_key=_public_key(), repository=private_repo)
     with pytest.raises(PermissionDenied):
-        accounts.revoke_ssh_key(key, actor=bob)
+        accounts.remove_ssh_key(key, actor=bob)
     assert SshKey.objects.filter(pk=key.pk).exists()
 
 

@@ -4,7 +4,7 @@ Views, the API, hooks and jobs all call these functions; each checks the actor's
 records an audit event in the same transaction, and raises PermissionDenied, ValidationError or MergeRefused."""
 
 from reviews.rules import merge_blocker
-from reviews.services._base import MergeRefused, StaleHead
+from reviews.services._base import MergeRefused, StaleHead, old_side_path
 from reviews.services.comments import (
     REVIEW_EVENTS,
     InlineComment,
@@ -16,6 +16,7 @@ from reviews.services.comments import (
     override_approval_rules,
     resolve_thread,
     submit_review,
+    suggestion_message,
     suggestion_of,
 )
 from reviews.services.configuration import (
@@ -54,6 +55,7 @@ __all__ = [
     "edit_comment",
     "merge_blocker",
     "merge_pull_request",
+    "old_side_path",
     "open_pull_request",
     "override_approval_rules",
     "record_branch_update",
@@ -65,6 +67,7 @@ __all__ = [
     "save_branch_protection",
     "set_commit_status",
     "submit_review",
+    "suggestion_message",
     "suggestion_of",
     "update_pull_request",
     "update_review_settings",

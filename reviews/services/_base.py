@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from portal.models import User
-from repos import git
+from repos import code, git
 from repos.access import check_role, role_for
 from repos.models import Repository, Role
 from reviews.access import check_pull_role
@@ -45,6 +45,17 @@ def existing_branch_sha(repo: Repository, branch: str) -> str:
         return git.branch_sha(repo.path, branch)
     except git.RefNotFound:
         raise ValidationError(f"There is no branch {branch!r} in {repo.full_name}.") from None
+
+
+def old_side_path(repo: Repository, old_sha: str, new_sha: str, path: str) -> str:
+    """The name a file of the new side had on the old side of a diff: its old name when the diff renames it."""
+
+    def renames() -> dict[str, str]:
+        return {f.new_path: f.old_path for f in git.diff(repo.path, old_sha, new_sha) if f.status == "renamed"}
+
+    if not old_sha or not new_sha or old_sha == new_sha:
+        return path
+    return code.cached(("renames", str(repo.path), old_sha, new_sha), renames).get(path, path)
 
 
 def person_of(user: User) -> "git.Person":

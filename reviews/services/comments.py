@@ -20,6 +20,7 @@ from reviews.services._base import (
     Kind,
     MergeRefused,
     existing_branch_sha,
+    old_side_path,
     person_of,
     plain_text,
     record_event,
@@ -58,11 +59,13 @@ def _check_lines(pr: PullRequest, *, path: str, side: str, line: int, start_line
     """The sha the comment's lines are read from; ValidationError when they are not in the file."""
     if side not in Comment.Side.values:
         raise ValidationError("side must be LEFT or RIGHT.")
-    anchor = commit_sha
+    anchor, anchor_path = commit_sha, path
     if side == Comment.Side.LEFT:
         revision = pr.revisions.filter(head_sha=commit_sha).order_by("-number").first()
         anchor = revision.merge_base_sha if revision else pr.merge_base_sha
-    lines = git.file_lines(pr.repository.path, anchor, path)
+        # The diff names a renamed file by its new name; its old side is the file under its old name.
+        anchor_path = old_side_path(pr.repository, anchor, commit_sha, path)
+    lines = git.file_lines(pr.repository.path, anchor, anchor_path)
     if lines is None:
         raise ValidationError(f"{git.label(path)} is not a text file on that side of the diff.")
     if start_line is not None and start_line > line:
@@ -322,9 +325,15 @@ def _move_branch(repo: Repository, branch: str, new_sha: str, old_sha: str, *, a
     repo_services.record_push(repo, actor=Principal(user=actor), protocol="web", updates=[update])
 
 
+def suggestion_message(comment: Comment) -> str:
+    """The commit message a suggestion is proposed with, as GitHub words it."""
+    return f"Apply suggestion from @{comment.author.username}"
+
+
 @transaction.atomic
-def apply_suggestion(comment: Comment, *, actor: User) -> str:
-    """Commit a comment's suggestion to the head branch (the suggester as author) and resolve its thread."""
+def apply_suggestion(comment: Comment, *, actor: User, message: str = "") -> str:
+    """Commit a comment's suggestion to the head branch (the suggester as author, the message as typed, or the
+    proposed one) and resolve its thread."""
     pr = comment.pull_request
     repo = pr.repository
     require_role(actor, repo, Role.READ)
@@ -343,7 +352,8 @@ def apply_suggestion(comment: Comment, *, actor: User) -> str:
     if head != pr.head_sha:
         raise MergeRefused("The branch changed since you looked; reload and try again.")
     start = comment.start_line or comment.line
-    summary = f"Apply suggestion to {git.label(comment.path)}"
+    message = plain_text(message).strip() or suggestion_message(comment)
+    summary = message.split("\n", 1)[0]
     new_sha = git.edit_lines(
         repo.path,
         head,
@@ -351,7 +361,7 @@ def apply_suggestion(comment: Comment, *, actor: User) -> str:
         start,
         comment.line,
         replacement,
-        message=f"{summary}\n\nSuggested in {pr.repository.full_name}#{pr.number} by {comment.author.username}.\n",
+        message=message + "\n",
         author=person_of(comment.author),
         committer=person_of(actor),
     )

@@ -1,5 +1,6 @@
 """Merging a pull request by the strategy asked for, exactly at the head the user saw."""
 
+from allauth.account.models import EmailAddress
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -26,25 +27,45 @@ from reviews.services._base import (
 )
 
 
-def default_merge_message(pr: PullRequest, strategy: str) -> str:
-    """What the merge dialog proposes: squash lists the commits, a merge commit names the pull request."""
+def default_merge_message(pr: PullRequest, strategy: str, *, actor: User | None = None) -> str:
+    """What the merge dialog proposes: squash lists the commits and credits their other authors, a merge commit
+    names the pull request."""
     if strategy == MergeStrategy.SQUASH:
         path = pr.repository.path
-        summaries = code.cached(
-            ("squash-summaries", str(path), pr.merge_base_sha, pr.head_sha),
-            lambda: [c.summary for c in git.commits_between(path, pr.merge_base_sha, pr.head_sha, limit=1000)],
+        commits = code.cached(
+            ("squash-commits", str(path), pr.merge_base_sha, pr.head_sha),
+            lambda: [
+                (c.summary, c.author.name, c.author.email)
+                for c in git.commits_between(path, pr.merge_base_sha, pr.head_sha, limit=1000)
+            ],
         )
-        lines = "\n".join(f"* {summary}" for summary in summaries)
-        return f"{pr.title} (#{pr.number})\n\n{lines}\n"
+        lines = "\n".join(f"* {summary}" for summary, _name, _email in commits)
+        trailers = "\n".join(_co_authors(pr, [(name, email) for _summary, name, email in commits], actor))
+        return f"{pr.title} (#{pr.number})\n\n{lines}\n" + (f"\n{trailers}\n" if trailers else "")
     return f"Merge pull request #{pr.number} from {pr.head_branch}\n\n{pr.title}\n"
 
 
-def _message_for(pr: PullRequest, strategy: str, message: str) -> str:
+def _co_authors(pr: PullRequest, authors: list[tuple[str, str]], actor: User | None) -> list[str]:
+    """Co-authored-by trailers for the authors of a squash's commits, once each, but for the people already on it:
+    the pull request's author (the squash's author) and whoever merges (its committer)."""
+    people = [pr.author] + ([actor] if actor is not None else [])
+    known = {person_of(user).email.lower() for user in people}
+    known |= {email.lower() for email in EmailAddress.objects.filter(user__in=people).values_list("email", flat=True)}
+    trailers: dict[str, str] = {}
+    for name, email in authors:
+        if email and email.lower() not in known and email.lower() not in trailers:
+            trailers[email.lower()] = f"Co-authored-by: {name} <{email}>"
+    return list(trailers.values())
+
+
+def _message_for(pr: PullRequest, strategy: str, message: str, actor: User | None = None) -> str:
     """The message given, or the strategy's default when none is, or when it is another strategy's default (a form
     without its script keeps the first strategy's text when another one is chosen)."""
     text = plain_text(message).strip()
-    default = default_merge_message(pr, strategy)
-    others = [default_merge_message(pr, other).strip() for other in (MergeStrategy.MERGE, MergeStrategy.SQUASH)]
+    default = default_merge_message(pr, strategy, actor=actor)
+    others = [
+        default_merge_message(pr, other, actor=actor).strip() for other in (MergeStrategy.MERGE, MergeStrategy.SQUASH)
+    ]
     if not text or (text in others and text != default.strip()):
         return default
     return text
@@ -92,7 +113,7 @@ def merge_pull_request(
         raise MergeRefused(reason)
     base_ref = f"refs/heads/{pr.base_branch}"
     base_sha = existing_branch_sha(repo, pr.base_branch)
-    new_sha = _merged_commit(pr, strategy, base_sha, _message_for(pr, strategy, message), actor)
+    new_sha = _merged_commit(pr, strategy, base_sha, _message_for(pr, strategy, message, actor), actor)
     with transaction.atomic():
         # The database claims the merge, then the ref moves only if the base is still where the merge was built
         # on: a push that raced in keeps its commit, and this merge fails instead of overwriting it.

@@ -17,6 +17,7 @@ from reviews.models import ApprovalRule, Comment, PullRequest, Review, ReviewReq
 from reviews.services._base import (
     Kind,
     existing_branch_sha,
+    old_side_path,
     plain_text,
     record_event,
     require_author_or,
@@ -30,8 +31,10 @@ def _reviewers(pr: PullRequest, users: Iterable[User], teams: Iterable[Team], ac
     """Add review requests; returns the users who were newly asked (team members included)."""
     asked: list[User] = []
     for user in users:
-        if user.pk == pr.author_id or user.is_organization:
+        if user.is_organization:
             continue
+        if user.pk == pr.author_id:
+            raise ValidationError(f"{user.username} is the author and can't review their own pull request.")
         if role_for(user, pr.repository) < Role.READ:
             raise ValidationError(f"{user.username} cannot read {pr.repository.full_name}.")
         _request, created = ReviewRequest.objects.get_or_create(
@@ -277,7 +280,15 @@ def carry_thread(thread: Comment, *, old_head: str, new_head: str, old_base: str
     new_anchor = new_head if thread.side == Comment.Side.RIGHT else new_base
     if thread.commit_sha == new_anchor:
         return
-    ranges = git.changed_ranges(thread.pull_request.repository.path, thread.commit_sha, new_anchor, thread.path)
+    repo = thread.pull_request.repository
+    path = thread.path
+    if thread.side == Comment.Side.LEFT:
+        # The old side of a renamed file is the file under its old name, on both bases.
+        path = old_side_path(repo, old_base, old_head, thread.path)
+        if old_side_path(repo, new_base, new_head, thread.path) != path:
+            Comment.objects.filter(pk=thread.pk).update(outdated=True)
+            return
+    ranges = git.changed_ranges(repo.path, thread.commit_sha, new_anchor, path)
     start = thread.start_line or thread.line
     shift = 0
     outdated = ranges is None

@@ -79,7 +79,9 @@ def test_push_review_suggest_approve_and_squash_merge(
     # bob sees the request and commits the suggestion from the browser.
     page.goto("/alice/project/pulls/1")
     expect(page.locator(".merge-blocker")).to_contain_text("alice requested changes.")
-    page.locator("form.suggestion-apply button").first.click()
+    page.locator("details.suggestion-apply > summary").first.click()
+    expect(page.locator("details.suggestion-apply input[name=summary]")).to_have_value("Apply suggestion from @alice")
+    page.locator("details.suggestion-apply button", has_text="Commit changes").click()
     page.wait_for_load_state()
     pr.refresh_from_db()
     head = git.branch_sha(private_repo.path, "greeting")
@@ -112,7 +114,7 @@ def test_push_review_suggest_approve_and_squash_merge(
     squashed = git.commit(private_repo.path, git.branch_sha(private_repo.path, "main"))
     assert squashed.sha == pr.merge_commit_sha and squashed.parents == (main_before,)
     assert squashed.summary == "Greet people (#1)"
-    assert "* Greet people" in squashed.message and "* Apply suggestion to greet.py" in squashed.message
+    assert "* Greet people" in squashed.message and "* Apply suggestion from @alice" in squashed.message
     assert git.file_lines(private_repo.path, squashed.sha, "greet.py") == [
         "def greet(name):",
         "    return f'hello {name}'",

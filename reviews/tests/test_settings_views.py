@@ -75,7 +75,9 @@ def test_admin_protects_edits_and_unprotects_a_branch(client, private_repo, alic
     assert protection.require_up_to_date
     assert not protection.push_users.exists() and not protection.merge_users.exists()
 
-    response = client.post(f"{edit}/delete")
+    asked = client.post(f"{edit}/delete")
+    assert asked.status_code == 200 and BranchProtection.objects.exists()
+    response = client.post(f"{edit}/delete", {"confirmed": "1"})
     assert response["Location"] == f"{SETTINGS}/branches"
     assert not BranchProtection.objects.exists()
     actions = AuditEvent.objects.filter(action__startswith="branch_protection.").values_list("action", flat=True)
@@ -131,7 +133,8 @@ def test_admin_adds_edits_and_removes_an_approval_rule(client, private_repo, ali
     assert "1 approval from anyone with write access on main" in client.get(f"{SETTINGS}/rules").content.decode()
 
     assert client.post(f"{SETTINGS}/rules", _rule_form(required_approvals="51")).status_code == 400
-    assert client.post(f"{edit}/delete")["Location"] == f"{SETTINGS}/rules"
+    assert client.post(f"{edit}/delete").status_code == 200 and ApprovalRule.objects.exists()
+    assert client.post(f"{edit}/delete", {"confirmed": "1"})["Location"] == f"{SETTINGS}/rules"
     assert not ApprovalRule.objects.exists()
 
 
@@ -230,7 +233,7 @@ def test_org_owners_manage_rule_templates(client, acme, alice, bob):
     assert rule.repository_pattern == "web-*" and not rule.teams.exists()
     assert "in repositories matching" not in client.get("/acme/app/settings/rules").content.decode()
 
-    assert client.post(f"/orgs/acme/rules/{rule.pk}/delete")["Location"] == "/orgs/acme/rules"
+    assert client.post(f"/orgs/acme/rules/{rule.pk}/delete", {"confirmed": "1"})["Location"] == "/orgs/acme/rules"
     assert not ApprovalRule.objects.exists()
 
 

@@ -456,6 +456,45 @@
     }
   }
 
+  const STATUS_ICONS = { success: "✓", pending: "●", failure: "✗", error: "✗" };
+
+  /** Put each listed commit's combined CI state beside it: one request for the whole list, since the list itself
+   * is cached by sha while statuses keep arriving. */
+  async function loadStatusIcons(list) {
+    if (list.dataset.statusesLoaded) return;
+    list.dataset.statusesLoaded = "1";
+    const slots = [...list.querySelectorAll("[data-status-sha]")];
+    if (!slots.length) return;
+    const url = new URL(list.dataset.statusBatchUrl, location.href);
+    if (url.origin !== location.origin) return;
+    for (const sha of new Set(slots.map((slot) => slot.dataset.statusSha))) url.searchParams.append("sha", sha);
+    let data;
+    try {
+      const response = await fetch(url.href, {
+        credentials: "same-origin",
+        headers: { "X-Requested-With": "fetch", Accept: "application/json" },
+      });
+      if (!response.ok) return;
+      data = await response.json();
+    } catch {
+      // The list is whole without its status icons.
+      return;
+    }
+    const statuses = data?.statuses || {};
+    for (const slot of slots) {
+      const found = statuses[slot.dataset.statusSha];
+      if (!found || !Object.hasOwn(STATUS_ICONS, found.state)) continue;
+      const icon = document.createElement("span");
+      icon.className = `status-icon status-${found.state}`;
+      icon.textContent = STATUS_ICONS[found.state];
+      const checks = (found.statuses || []).map((s) => `${s.context}: ${s.state}${s.description ? ` (${s.description})` : ""}`);
+      icon.title = checks.join("\n") || found.state;
+      icon.setAttribute("role", "img");
+      icon.setAttribute("aria-label", `Checks ${found.state}: ${found.total_count} reported`);
+      slot.replaceChildren(icon);
+    }
+  }
+
   /** Attach what event delegation cannot do to content under root: observe lazy placeholders, size split tables,
    * fill the last commits of directory listings. */
   function scan(root = document) {
@@ -474,6 +513,7 @@
     }
     for (const table of within("table.files[data-commits-url]")) loadLastCommits(table);
     for (const box of within(".commit-statuses[data-statuses-url]")) loadStatuses(box);
+    for (const list of within("[data-status-batch-url]")) loadStatusIcons(list);
     // Cached pages carry absolute dates, which stay true; show them relative to now.
     for (const time of within("time.ago[datetime]")) time.textContent = timeAgo(time.dateTime);
   }
@@ -523,6 +563,14 @@
     if (event.shiftKey && event.target instanceof Element && event.target.closest("tr[id^='L'] td[data-line]")) {
       event.preventDefault();
     }
+  });
+
+  // Choosing a ref in the compare page's pickers goes straight to that comparison (the button does it without script).
+  document.addEventListener("change", (event) => {
+    const select = event.target instanceof HTMLSelectElement ? event.target : null;
+    if (!select?.matches("select[data-compare-picker]")) return;
+    const form = select.form;
+    if (form && [...form.querySelectorAll("select[data-compare-picker]")].every((s) => s.value)) form.requestSubmit();
   });
 
   document.addEventListener("input", (event) => {

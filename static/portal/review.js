@@ -111,33 +111,114 @@
 
   /* ---------------------------------------------------------------- The "+" button and inline forms. */
 
-  const addButton = document.createElement("button");
-  addButton.type = "button";
-  addButton.className = "review-add";
-  addButton.textContent = "+";
-  addButton.title = "Comment on this line (shift-click another line for a range)";
-  let hovered = null; // {file, row, side, line} under the pointer
+  // Each loaded file has one real "+" button: the pointer moves it to the line under it, and from the keyboard it
+  // is one Tab stop per file whose arrow keys move it between lines; Enter or Space opens the form on its line.
+  const spots = new WeakMap(); // button -> {file, row, side, line}
   let anchor = null; // the last line a form was opened on, which a shift-click extends from
 
+  const canComment = (diff = reviewDiff()) => Boolean(diff && diff.dataset.canComment === "1");
+
   function sideOf(row, cell) {
-    if (isSplit(row.closest("table"))) return cell && cell.cellIndex >= 2 ? "RIGHT" : "LEFT";
+    if (isSplit(row.closest("table"))) {
+      if (cell) return cell.cellIndex >= 2 ? "RIGHT" : "LEFT";
+      return lineOf(row, "RIGHT") !== null ? "RIGHT" : "LEFT";
+    }
     return row.classList.contains("diff-del") ? "LEFT" : "RIGHT";
+  }
+
+  /** Whether a line on one side of a row takes comments on this page. */
+  function commentable(row, side) {
+    if (lineOf(row, side) === null) return false;
+    return side === "RIGHT" || reviewDiff()?.dataset.left === "1";
+  }
+
+  function sideLabel(side) {
+    return side === "LEFT" ? "old" : "new";
+  }
+
+  /** Put a file's "+" on one side of a row, naming the line it comments on. */
+  function moveButton(button, file, row, side) {
+    const line = lineOf(row, side);
+    const cell = numberCell(row, side);
+    if (line === null || !cell) return;
+    if (button.parentElement !== cell) cell.prepend(button);
+    spots.set(button, { file, row, side, line });
+    button.setAttribute("aria-label", `Comment on line ${line} of the ${sideLabel(side)} file`);
+  }
+
+  function buttonOf(file) {
+    const table = fileTable(file);
+    if (!table) return null;
+    let button = table.querySelector("button.review-add");
+    if (!button) {
+      button = document.createElement("button");
+      button.type = "button";
+      button.className = "review-add";
+      button.textContent = "+";
+      button.title = "Comment on this line (shift-click another line for a range; arrow keys move between lines)";
+    }
+    return button;
+  }
+
+  /** Give every loaded file of the diff its "+" on its first line that takes comments. */
+  function placeButtons(files) {
+    const diff = reviewDiff();
+    if (!canComment(diff)) return;
+    for (const file of files || diff.querySelectorAll(".diff-file")) {
+      const button = buttonOf(file);
+      if (!button || button.isConnected) continue;
+      for (const row of fileTable(file).rows) {
+        if (isReviewRow(row)) continue;
+        const side = sideOf(row, null);
+        if (commentable(row, side)) {
+          moveButton(button, file, row, side);
+          break;
+        }
+      }
+    }
   }
 
   function onHover(event) {
     const diff = reviewDiff();
-    if (!diff || diff.dataset.canComment !== "1") return;
+    if (!canComment(diff)) return;
     const target = event.target instanceof Element ? event.target : null;
     const cell = target?.closest("td");
     const row = cell?.closest("tr");
     if (!row || row.closest(".review-row") || !diff.contains(row) || !row.closest("table.diff-table")) return;
     const file = row.closest(".diff-file");
     const side = sideOf(row, cell);
-    const line = lineOf(row, side);
-    if (!file || line === null || (side === "LEFT" && diff.dataset.left !== "1")) return;
-    hovered = { file, row, side, line };
-    const number = numberCell(row, side);
-    if (addButton.parentElement !== number) number.prepend(addButton);
+    const button = file && buttonOf(file);
+    // Keep a button where the keyboard put it while it has the keyboard's focus.
+    if (!button || button.matches(":focus-visible") || !commentable(row, side)) return;
+    moveButton(button, file, row, side);
+  }
+
+  /** Arrow keys move a focused "+" to the next or previous line of its file (left and right change side). */
+  function onButtonKey(event, button) {
+    const spot = spots.get(button);
+    if (!spot || event.altKey || event.ctrlKey || event.metaKey) return;
+    const rows = [...fileTable(spot.file).rows].filter((row) => !isReviewRow(row));
+    let side = spot.side;
+    let index = rows.indexOf(spot.row);
+    if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+      side = event.key === "ArrowLeft" ? "LEFT" : "RIGHT";
+      if (!commentable(spot.row, side)) return;
+    } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      const step = event.key === "ArrowDown" ? 1 : -1;
+      for (index += step; index >= 0 && index < rows.length; index += step) {
+        const row = rows[index];
+        if (commentable(row, side)) break;
+        if (isSplit(row.closest("table")) || !commentable(row, sideOf(row, null))) continue;
+        side = sideOf(row, null);
+        break;
+      }
+      if (index < 0 || index >= rows.length) return;
+    } else {
+      return;
+    }
+    event.preventDefault();
+    moveButton(button, spot.file, rows[index], side);
+    button.focus();
   }
 
   function rangeLabel(side, start, line) {
@@ -146,9 +227,10 @@
   }
 
   /** Open the inline form under a line, or stretch the form just opened to a range on a shift-click. */
-  function openForm(event) {
-    if (!hovered) return;
-    const { file, side, line } = hovered;
+  function openForm(event, button) {
+    const spot = spots.get(button);
+    if (!spot) return;
+    const { file, side, line } = spot;
     const template = document.getElementById("review-inline-form");
     if (!template) return;
     let start = null;
@@ -215,17 +297,20 @@
 
   document.addEventListener("mouseover", onHover);
 
+  const addButtonOf = (target) => (target instanceof Element ? target.closest("#review-diff button.review-add") : null);
+
   document.addEventListener("mousedown", (event) => {
     // A shift-click on "+" would also select the code between the two lines.
-    if (event.shiftKey && event.target === addButton) event.preventDefault();
+    if (event.shiftKey && addButtonOf(event.target)) event.preventDefault();
   });
 
   document.addEventListener("click", (event) => {
     const target = event.target instanceof Element ? event.target : null;
     if (!target) return;
-    if (target === addButton) {
+    const button = addButtonOf(target);
+    if (button) {
       event.preventDefault();
-      openForm(event);
+      openForm(event, button);
       return;
     }
     const form = target.closest("form.inline-comment-form");
@@ -251,6 +336,11 @@
 
   // Ctrl-Enter (Cmd-Enter) in a comment box sends it, as the first button would.
   document.addEventListener("keydown", (event) => {
+    const button = addButtonOf(event.target);
+    if (button) {
+      onButtonKey(event, button);
+      return;
+    }
     const area = event.target;
     if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey) || !(area instanceof HTMLTextAreaElement)) return;
     if (area.form && area.closest(".pr-main, .review-diff, .review-panel, .review-thread-pool")) {
@@ -259,10 +349,46 @@
     }
   });
 
-  document.addEventListener("portal:diff-loaded", (event) => placeThreads(event.detail?.files));
-  window.addEventListener("hashchange", showTarget);
+  /* ---------------------------------------------------------------- Panels that open ready to type in. */
+
+  /** Focus the field a <details data-focus-on-open="selector"> names, so that opening it is ready for typing. */
+  function focusPanel(details) {
+    const field = details.dataset.focusOnOpen && details.querySelector(details.dataset.focusOnOpen);
+    if (field) field.focus();
+  }
+
+  /** The address #review-changes (the conversation's "Review changes") opens the review form, ready to type in. */
+  function showReviewPanel() {
+    if (location.hash !== "#review-changes") return;
+    const panel = document.getElementById("review-changes");
+    if (!(panel instanceof HTMLDetailsElement)) return;
+    if (panel.open) focusPanel(panel);
+    else panel.open = true; // its toggle event focuses the field
+    panel.scrollIntoView({ block: "start" });
+  }
+
+  // "toggle" does not bubble: listen while it is captured on its way down.
+  document.addEventListener(
+    "toggle",
+    (event) => {
+      const details = event.target;
+      if (details instanceof HTMLDetailsElement && details.open && details.dataset.focusOnOpen) focusPanel(details);
+    },
+    true,
+  );
+
+  document.addEventListener("portal:diff-loaded", (event) => {
+    placeButtons(event.detail?.files);
+    placeThreads(event.detail?.files);
+  });
+  window.addEventListener("hashchange", () => {
+    showTarget();
+    showReviewPanel();
+  });
 
   function init() {
+    placeButtons();
+    showReviewPanel();
     placeThreads();
     const select = document.getElementById("merge-strategy");
     if (select) onStrategy(select);

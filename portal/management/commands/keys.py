@@ -1,4 +1,4 @@
-"""`manage.py keys list|add|revoke`: manage every user's SSH keys from the shell, on the audit record."""
+"""`manage.py keys list|add|remove|revoke|lift`: manage every user's SSH keys from the shell, on the audit record."""
 
 import sys
 
@@ -8,16 +8,19 @@ from django.db.models import Q
 
 from portal import services as accounts
 from portal.keys import InvalidKey
-from portal.models import SshKey, User
+from portal.models import RevokedKeyFingerprint, SshKey, User
 
 
 class Command(BaseCommand):
-    help = "List, add or revoke SSH keys. Changes are made as --actor (default: the first administrator)."
+    help = (
+        "List, add, remove or revoke SSH keys, and lift revocations. "
+        "Changes are made as --actor (default: the first administrator)."
+    )
     # Tests hand in a stream instead of the real standard input.
     stealth_options = ("stdin",)
 
     def add_arguments(self, parser):
-        sub = parser.add_subparsers(dest="action", required=True, metavar="list|add|revoke")
+        sub = parser.add_subparsers(dest="action", required=True, metavar="list|add|remove|revoke|lift")
         listing = sub.add_parser("list", help="List keys (user keys and deploy keys).")
         listing.add_argument("--user", help="Only this user's keys.")
 
@@ -27,9 +30,20 @@ class Command(BaseCommand):
         add.add_argument("--key", help="The public key line; read from standard input when absent.")
         add.add_argument("--actor", help="The administrator doing this (default: the first administrator).")
 
-        revoke = sub.add_parser("revoke", help="Revoke a key by id or SHA256 fingerprint.")
+        remove = sub.add_parser("remove", help="Delete a key by id or SHA256 fingerprint; it may be added again.")
+        remove.add_argument("key", help="A key id, or its fingerprint (SHA256:…).")
+        remove.add_argument("--actor", help="The administrator doing this (default: the first administrator).")
+
+        revoke = sub.add_parser(
+            "revoke", help="Delete a key by id or SHA256 fingerprint and block it: nobody can add it again."
+        )
         revoke.add_argument("key", help="A key id, or its fingerprint (SHA256:…).")
+        revoke.add_argument("--reason", default="", help="Why, told to the key's owner.")
         revoke.add_argument("--actor", help="The administrator doing this (default: the first administrator).")
+
+        lift = sub.add_parser("lift", help="Lift the block on a revoked fingerprint, so it can be added again.")
+        lift.add_argument("fingerprint", help="The revoked fingerprint (SHA256:…).")
+        lift.add_argument("--actor", help="The administrator doing this (default: the first administrator).")
 
     def handle(self, *args, **options):
         getattr(self, f"_{options['action']}")(options)
@@ -70,22 +84,44 @@ class Command(BaseCommand):
             raise CommandError(str(exc))
         self.stdout.write(f"Added key {key.pk} for {user.username}: {key.fingerprint} ({key.title})")
 
-    def _revoke(self, options) -> None:
-        actor = self._actor(options["actor"])
-        ref = options["key"].strip()
+    def _key(self, ref: str) -> SshKey:
+        ref = ref.strip()
         query = Q(fingerprint=ref) | Q(fingerprint=f"SHA256:{ref}")
         if ref.isdigit():
             query |= Q(pk=int(ref))
         key = SshKey.objects.select_related("user", "repository").filter(query).first()
         if key is None:
             raise CommandError(f"No key with id or fingerprint {ref!r}. `manage.py keys list` shows them.")
-        owner = key.user.username if key.user else f"deploy key of {key.repository.full_name}"
-        fingerprint = key.fingerprint
+        return key
+
+    def _remove(self, options) -> None:
+        actor = self._actor(options["actor"])
+        key = self._key(options["key"])
+        owner, fingerprint = _owner(key), key.fingerprint
         try:
-            accounts.revoke_ssh_key(key, actor=actor)
+            accounts.remove_ssh_key(key, actor=actor)
         except PermissionDenied as exc:
             raise CommandError(str(exc))
-        self.stdout.write(f"Revoked key {ref} of {owner}: {fingerprint}")
+        self.stdout.write(f"Removed key {options['key'].strip()} of {owner}: {fingerprint}")
+
+    def _revoke(self, options) -> None:
+        actor = self._actor(options["actor"])
+        key = self._key(options["key"])
+        owner, fingerprint = _owner(key), key.fingerprint
+        try:
+            accounts.revoke_ssh_key(key, actor=actor, reason=options["reason"])
+        except PermissionDenied as exc:
+            raise CommandError(str(exc))
+        self.stdout.write(f"Revoked key {options['key'].strip()} of {owner}: {fingerprint} (blocked)")
+
+    def _lift(self, options) -> None:
+        actor = self._actor(options["actor"])
+        ref = options["fingerprint"].strip()
+        revocation = RevokedKeyFingerprint.objects.filter(Q(fingerprint=ref) | Q(fingerprint=f"SHA256:{ref}")).first()
+        if revocation is None:
+            raise CommandError(f"No revoked fingerprint {ref!r}.")
+        accounts.lift_key_revocation(revocation, actor=actor)
+        self.stdout.write(f"Lifted the block on {revocation.fingerprint}: it can be added again.")
 
     def _user(self, username: str) -> User:
         user = User.objects.people().filter(username__iexact=username).first()
@@ -105,3 +141,7 @@ class Command(BaseCommand):
         if actor is None:
             raise CommandError("There is no active administrator to act as; create one first.")
         return actor
+
+
+def _owner(key: SshKey) -> str:
+    return key.user.username if key.user else f"deploy key of {key.repository.full_name}"
