@@ -4,6 +4,7 @@ from functools import wraps
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
 
 from portal.api import api, docs_asset
 from repos.api import router as repos_router
@@ -30,7 +31,10 @@ def _json_method_not_allowed(view):
     return wrapper
 
 
+# Any method: a POST to an unknown route must say "not found", not fail the CSRF check as if access were denied.
+@csrf_exempt
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+    """The JSON 404 for every route under /api/v1/ that does not exist."""
     return JsonResponse({"message": "No such API endpoint."}, status=404)
 
 

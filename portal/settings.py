@@ -47,8 +47,13 @@ PORTAL_WEB_THREADS = envint("PORTAL_WEB_THREADS", 8)
 PORTAL_SSH_HOST = os.environ.get("PORTAL_SSH_HOST", "127.0.0.1")
 PORTAL_SSH_PORT = envint("PORTAL_SSH_PORT", 2222)
 PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", f"http://localhost:{PORTAL_HTTP_PORT}").rstrip("/")
-# Where git hooks reach the web process; loopback by default, so hooks never leave the host.
-PORTAL_INTERNAL_URL = os.environ.get("PORTAL_INTERNAL_URL", f"http://127.0.0.1:{PORTAL_HTTP_PORT}").rstrip("/")
+# Where git hooks reach the web process. Unset (the default), they go through a unix socket that gunicorn binds
+# under `manage.py serve`, and the hook endpoint answers nothing else. Set it (http://web-1.internal:8000, say)
+# when the web process runs elsewhere; the endpoint then answers over TCP too, guarded by the one-push secret.
+PORTAL_INTERNAL_URL = os.environ.get("PORTAL_INTERNAL_URL", "").rstrip("/")
+PORTAL_INTERNAL_SOCKET = VAR_DIR / "internal" / "web.sock"
+# Seconds a push may take from the start of its upload until its hooks have run.
+PORTAL_PUSH_SESSION_MAX_AGE = envint("PORTAL_PUSH_SESSION_MAX_AGE", 15 * 60)
 # The host name shown in SSH clone URLs.
 PORTAL_SSH_DOMAIN = os.environ.get("PORTAL_SSH_DOMAIN") or urlsplit(PORTAL_BASE_URL).hostname or "localhost"
 PORTAL_SSH_HOST_KEY = envpath("PORTAL_SSH_HOST_KEY", VAR_DIR / "ssh_host_ed25519_key")
@@ -213,9 +218,10 @@ EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "portal@localhost")
 
-# git's hooks call back on PORTAL_INTERNAL_URL (plain HTTP on loopback by default), never through the public
-# address: its host must be allowed and, in production mode, its hook endpoint not redirected to HTTPS, or every
-# push is refused. The endpoint itself only answers a request carrying a live push's secret.
+# git's hooks call back through the web process's unix socket, or on PORTAL_INTERNAL_URL when it is set (plain
+# HTTP between nodes), never through the public address: its host must be allowed and, in production mode, its
+# hook endpoint not redirected to HTTPS, or every push is refused. The endpoint itself only answers a request
+# carrying a live push's secret.
 _internal = urlsplit(PORTAL_INTERNAL_URL)
 if (_internal_host := url_host(PORTAL_INTERNAL_URL)) and _internal_host not in ALLOWED_HOSTS:
     ALLOWED_HOSTS.append(_internal_host)
@@ -236,7 +242,7 @@ if not DEBUG:
     # which only the site's operator can decide; SECURE_HSTS_PRELOAD=1 turns it on.
     if not SECURE_HSTS_PRELOAD:
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
-    if _internal.scheme == "http":
+    if _internal.scheme != "https":
         SECURE_REDIRECT_EXEMPT = [r"^-/internal/hooks/"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"

@@ -40,6 +40,9 @@ def _tail(request: HttpRequest, skip: int = 4) -> list[str]:
     Django re-percent-encodes the bytes of a request path that are not UTF-8 (a Latin-1 file name, say), so those
     are turned back into bytes here."""
     raw = _BROKEN_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]), request.path_info.encode("utf-8"))
+    # No ref or path in git holds a NUL byte, and a lookup that stopped at one would name another file.
+    if b"\x00" in raw:
+        raise Http404("No such file or directory.")
     return [git.decode_path(part) for part in raw.split(b"/")[skip:] if part]
 
 
@@ -458,6 +461,8 @@ def ref_menu(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     # From the raw query string, so that a path that is not UTF-8 keeps its bytes.
     query = dict(parse_qsl(request.META.get("QUERY_STRING", ""), errors="surrogateescape"))
     path = query.get("path", "")
+    if "\x00" in path:
+        raise Http404("No such file or directory.")
     return HttpResponse(code.ref_menu(repo.path, prefix=_prefix(repo), page=page, file_path=path))
 
 

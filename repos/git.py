@@ -185,6 +185,26 @@ def branch_sha(path: Path, branch: str) -> str:
     return str(ref.resolve().target)
 
 
+def ref_target(path: Path, ref_name: str) -> str | None:
+    """The object a full ref name (refs/heads/x, refs/tags/v1) points at as it is now, or None if it is absent."""
+    if "\x00" in ref_name or not pygit2.reference_is_valid_name(ref_name):
+        return None
+    ref = _open(path).references.get(ref_name)
+    if ref is None:
+        return None
+    return str(ref.resolve().target)
+
+
+def has_object(path: Path, sha: str) -> bool:
+    """Whether the repository holds an object with this full id."""
+    if not _SHA_RE.fullmatch(sha):
+        return False
+    try:
+        return sha in _open(path)
+    except ValueError:
+        return False
+
+
 def head_commit(path: Path, branch: str) -> Commit | None:
     repo = _open(path)
     ref = repo.references.get(f"refs/heads/{branch}")
@@ -335,6 +355,7 @@ def repack(path: Path) -> None:
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _HEX_RE = re.compile(r"[0-9a-f]{4,64}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 DIFF_RENAME_LIMIT = 1000
 
 
@@ -399,8 +420,9 @@ class Tag:
 
 
 def _is_unsafe_ref(name: str) -> bool:
-    """Names git could read as an option or a range, and names that are not text, never reach a lookup."""
-    if not name or name.startswith("-") or ".." in name or "\x00" in name:
+    """Names git could read as an option or a range, names with control characters (no ref has one) and names
+    that are not text never reach a lookup."""
+    if not name or name.startswith("-") or ".." in name or _CONTROL_RE.search(name):
         return True
     try:
         name.encode("utf-8")
@@ -473,6 +495,9 @@ def entry(path: Path, commit_sha: str, file_path: str) -> TreeEntry:
     tree = repo[commit_sha].peel(pygit2.Tree)
     if not file_path:
         return TreeEntry(name="", path="", sha=str(tree.id), kind="tree", mode=pygit2.enums.FileMode.TREE)
+    # libgit2 reads the path as a C string: "secret.txt\0.png" would find secret.txt. No git path holds a NUL.
+    if "\x00" in file_path:
+        raise PathNotFound(file_path)
     try:
         obj = tree[file_path]
     except (KeyError, ValueError):
@@ -786,6 +811,8 @@ def blame(path: Path, commit_sha: str, file_path: str) -> tuple[list[BlameHunk],
     The git CLI, not libgit2: with the commit-graph it is fifty times faster on a long history."""
     if not _SHA_RE.fullmatch(commit_sha):
         raise GitError(f"not an object id: {commit_sha!r}")
+    if "\x00" in file_path:
+        raise PathNotFound(file_path)
     out = _git(path, "blame", "--porcelain", commit_sha, "--", path_bytes(file_path))
     hunks: list[BlameHunk] = []
     paths: dict[str, str] = {}
@@ -939,7 +966,7 @@ def _merged_tree(repo: pygit2.Repository, base: pygit2.Commit, head: pygit2.Comm
 
 def _blob_at(tree: pygit2.Tree, file_path: str) -> pygit2.Blob | None:
     """The blob at file_path, or None when there is none (missing, a directory or a submodule)."""
-    if not file_path:
+    if not file_path or "\x00" in file_path:
         return None
     try:
         obj = tree[file_path]

@@ -1,4 +1,9 @@
-"""The endpoint git's hooks call back: authenticated by the one-push secret a transport put in git's env."""
+"""The endpoint git's hooks call back: authenticated by the one-push secret a transport put in git's env.
+
+It answers only the portal's own hooks: requests through the unix socket `serve` binds (gunicorn gives their
+REMOTE_ADDR as ''), or any request when PORTAL_INTERNAL_URL says the hooks come over TCP from other nodes.
+Nothing a hook claims is believed: post-receive records only updates pre-receive accepted for that push and that
+the repository shows, and each phase uses the push's session once."""
 
 import hmac
 import json
@@ -7,7 +12,9 @@ from collections.abc import Callable
 from functools import wraps
 from urllib.parse import quote
 
-from django.http import HttpRequest, JsonResponse
+from django.conf import settings
+from django.db import transaction
+from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -40,7 +47,7 @@ def get_push_session(push_id: object, secret: object) -> PushSession | None:
         return None
     session = (
         PushSession.objects.select_related("repository__owner", "user", "deploy_key", "token")
-        .filter(pk=int(push_id), created__gte=timezone.now() - services.PUSH_SESSION_MAX_AGE)
+        .filter(pk=int(push_id), created__gte=timezone.now() - services.push_session_max_age())
         .first()
     )
     if session is None or not hmac.compare_digest(session.secret_hash, AccessToken.hash(secret)):
@@ -79,19 +86,27 @@ def _read(request: HttpRequest) -> tuple[PushSession, list[RefUpdate]]:
 
 
 def hook_endpoint(view: Callable[[HttpRequest, PushSession, list[RefUpdate]], JsonResponse]):
-    """A POST-only, CSRF-exempt hook endpoint that answers an unknown session or a malformed body itself."""
+    """A POST-only, CSRF-exempt hook endpoint, missing (404) for anyone but the portal's hooks, that answers an
+    unknown session, a claim that does not match the push or a malformed body itself."""
 
     @csrf_exempt
-    @require_POST
     @wraps(view)
     def wrapper(request: HttpRequest) -> JsonResponse:
+        if not settings.PORTAL_INTERNAL_URL and request.META.get("REMOTE_ADDR") != "":
+            raise Http404("No such page.")
+        return _answer(request)
+
+    @require_POST
+    def _answer(request: HttpRequest) -> JsonResponse:
         try:
             session, updates = _read(request)
+            return view(request, session, updates)
         except SessionRefused as exc:
             return _refused(f"portal: {exc}", status=403)
+        except services.PushRefused as exc:
+            return _refused(f"portal: {exc}", status=409)
         except BadRequest as exc:
             return _refused(f"portal: {exc}", status=400)
-        return view(request, session, updates)
 
     return wrapper
 
@@ -127,7 +142,7 @@ def _pull_request_hints(repo: Repository, session: PushSession, updates: list[Re
 @hook_endpoint
 def pre_receive(request: HttpRequest, session: PushSession, updates: list[RefUpdate]) -> JsonResponse:
     """Accept or refuse a whole push before git updates any ref."""
-    reason = services.push_blocker(_principal(session), session.repository, updates)
+    reason = services.accept_push(session, _principal(session), updates)
     if reason is not None:
         return JsonResponse({"ok": False, "messages": [f"portal: {line}" for line in reason.splitlines()]})
     return JsonResponse({"ok": True, "messages": []})
@@ -135,7 +150,9 @@ def pre_receive(request: HttpRequest, session: PushSession, updates: list[RefUpd
 
 @hook_endpoint
 def post_receive(request: HttpRequest, session: PushSession, updates: list[RefUpdate]) -> JsonResponse:
-    """Record the refs git has just updated and queue what follows a push."""
-    repo = session.repository
-    services.record_push(repo, actor=_principal(session), protocol=session.protocol, updates=updates, session=session)
-    return JsonResponse({"ok": True, "messages": _pull_request_hints(repo, session, updates)})
+    """Record the refs git has just updated and follow their pull requests, all or nothing."""
+    with transaction.atomic():
+        pushes = services.record_hook_push(session, updates)
+        recorded = [RefUpdate(push.ref, push.old_sha, push.new_sha, push.forced) for push in pushes]
+        hints = _pull_request_hints(session.repository, session, recorded)
+    return JsonResponse({"ok": True, "messages": hints})

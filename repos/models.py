@@ -145,7 +145,15 @@ class Push(models.Model):
 
 
 class PushSession(models.Model):
-    """Credentials a transport hands to git's hooks for one push, checked by the hook endpoint."""
+    """Credentials a transport hands to git's hooks for one push, checked by the hook endpoint.
+
+    Each phase uses it once: pre-receive claims a new session (and deletes it when it refuses the push),
+    post-receive claims an accepted one and deletes it. The transport deletes it when git exits, whatever
+    happened, so a refused or abandoned push leaves nothing that could be replayed."""
+
+    class Phase(models.TextChoices):
+        NEW = "new"
+        ACCEPTED = "accepted"
 
     repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="+")
@@ -155,3 +163,7 @@ class PushSession(models.Model):
     secret_hash = models.CharField(max_length=64, unique=True)
     protocol = models.CharField(max_length=8, choices=Push.Protocol.choices)
     created = models.DateTimeField(default=timezone.now)
+    phase = models.CharField(max_length=8, choices=Phase.choices, default=Phase.NEW)
+    # The ref updates pre-receive accepted ({"ref", "old", "new", "forced"} each): post-receive may only
+    # record updates among them.
+    accepted_updates = models.JSONField(default=list, blank=True)

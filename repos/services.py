@@ -1,14 +1,16 @@
 """Every state change of repositories: create, settings, grants, deletion, pushes."""
 
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from portal import audit, jobs
-from portal.models import Team, User
+from portal.models import AccessToken, Team, User
 from portal.validators import validate_repo_name
 from repos import git
 from repos.access import Principal, can_create_in, check_role, is_repo_owner, role_for, role_for_principal
@@ -262,11 +264,14 @@ def edit_repository(
     )
 
 
-# Pushes: the decision pre-receive asks for, and the record post-receive writes.
+# Pushes: the session a transport opens for git's hooks, the decision pre-receive asks for, and the
+# record post-receive writes.
 
-# A push session lives as long as one push; older ones were abandoned (a refused or broken push).
-PUSH_SESSION_MAX_AGE = timedelta(days=1)
 PUSHABLE_PREFIXES = ("refs/heads/", "refs/tags/")
+
+
+class PushRefused(Exception):
+    """What a hook sent does not match the push session or the repository; the message says what."""
 
 
 @dataclass(frozen=True)
@@ -285,6 +290,40 @@ class RefUpdate:
     @property
     def is_delete(self) -> bool:
         return self.new_sha.strip("0") == ""
+
+    def as_json(self) -> dict:
+        return {"ref": self.ref, "old": self.old_sha, "new": self.new_sha, "forced": self.forced}
+
+
+def push_session_max_age() -> timedelta:
+    """How long a push session is valid at most (PORTAL_PUSH_SESSION_MAX_AGE seconds).
+
+    A session lives as long as one git process, and the transport deletes it when git exits; this bound is for a
+    transport that died without doing so. It also bounds the time from the start of an upload to pre-receive."""
+    return timedelta(seconds=settings.PORTAL_PUSH_SESSION_MAX_AGE)
+
+
+def start_push_session(principal: Principal, repo: Repository, *, protocol: str) -> tuple[PushSession, str]:
+    """Open the session git's hooks authenticate with for one push; returns it and its secret."""
+    now = timezone.now()
+    # Sessions whose transport died before it could delete them.
+    PushSession.objects.filter(created__lt=now - push_session_max_age()).delete()
+    secret = secrets.token_urlsafe(32)
+    session = PushSession.objects.create(
+        repository=repo,
+        user=principal.user,
+        deploy_key=principal.deploy_key,
+        token=principal.token,
+        secret_hash=AccessToken.hash(secret),
+        protocol=protocol,
+        created=now,
+    )
+    return session, secret
+
+
+def end_push_session(session_id: int) -> None:
+    """Delete a push session once its git process has exited, whether the push was accepted, refused or abandoned."""
+    PushSession.objects.filter(pk=session_id).delete()
 
 
 def _ref_blocker(repo: Repository, update: RefUpdate) -> str | None:
@@ -322,15 +361,66 @@ def push_blocker(principal: Principal, repo: Repository, updates: list[RefUpdate
 
 
 @transaction.atomic
-def record_push(
-    repo: Repository,
-    *,
-    actor: Principal,
-    protocol: str,
-    updates: list[RefUpdate],
-    session: PushSession | None = None,
-) -> list[Push]:
-    """Record each ref update of an accepted push, retire its session and enqueue what follows."""
+def accept_push(session: PushSession, principal: Principal, updates: list[RefUpdate]) -> str | None:
+    """pre-receive: claim the session for its one pre-receive, then why the push is refused, or None.
+
+    An accepted push's updates are kept on the session for post-receive; a refused push's session is deleted."""
+    claimed = PushSession.objects.filter(pk=session.pk, phase=PushSession.Phase.NEW).update(
+        phase=PushSession.Phase.ACCEPTED, accepted_updates=[update.as_json() for update in updates]
+    )
+    if not claimed:
+        raise PushRefused("this push session was already used; push again")
+    reason = push_blocker(principal, session.repository, updates)
+    if reason is not None:
+        PushSession.objects.filter(pk=session.pk).delete()
+    return reason
+
+
+def received_updates(session: PushSession, updates: list[RefUpdate]) -> list[RefUpdate]:
+    """post-receive: the claimed updates, checked against what pre-receive accepted and against the repository.
+
+    Raises PushRefused naming the first update that does not match. Whether an update was forced is taken
+    from what pre-receive accepted, which is what branch protection judged."""
+    repo = session.repository
+    if not updates:
+        # git runs post-receive only when it updated at least one ref.
+        raise PushRefused("post-receive names no ref update")
+    accepted = {(item["ref"], item["old"], item["new"]): bool(item.get("forced")) for item in session.accepted_updates}
+    checked = []
+    for update in updates:
+        key = (update.ref, update.old_sha, update.new_sha)
+        if key not in accepted:
+            raise PushRefused(f"{update.ref}: this update is not one that pre-receive accepted for this push")
+        current = git.ref_target(repo.path, update.ref)
+        if update.is_delete:
+            if current is not None:
+                raise PushRefused(f"{update.ref}: the ref still exists, it was not deleted")
+        else:
+            if current != update.new_sha:
+                raise PushRefused(f"{update.ref}: the ref does not point at {update.new_sha}")
+            if not git.has_object(repo.path, update.new_sha):
+                raise PushRefused(f"{update.ref}: the object {update.new_sha} does not exist")
+        checked.append(RefUpdate(update.ref, update.old_sha, update.new_sha, forced=accepted[key]))
+    return checked
+
+
+@transaction.atomic
+def record_hook_push(session: PushSession, updates: list[RefUpdate]) -> list[Push]:
+    """post-receive: record what the push did, once, after checking it against the repository; retires the session."""
+    if session.phase != PushSession.Phase.ACCEPTED:
+        raise PushRefused("pre-receive did not accept this push")
+    checked = received_updates(session, updates)
+    # Deleting the session is the claim: a second post-receive with the same secret finds nothing.
+    deleted, _ = PushSession.objects.filter(pk=session.pk, phase=PushSession.Phase.ACCEPTED).delete()
+    if not deleted:
+        raise PushRefused("this push session was already used")
+    principal = Principal(user=session.user, deploy_key=session.deploy_key, token=session.token)
+    return record_push(session.repository, actor=principal, protocol=session.protocol, updates=checked)
+
+
+@transaction.atomic
+def record_push(repo: Repository, *, actor: Principal, protocol: str, updates: list[RefUpdate]) -> list[Push]:
+    """Record each ref update of an accepted push and enqueue what follows."""
     now = timezone.now()
     pushes = Push.objects.bulk_create(
         Push(
@@ -355,13 +445,9 @@ def record_push(
         after={
             "protocol": protocol,
             "deploy_key": actor.deploy_key.title if actor.deploy_key is not None else None,
-            "refs": [{"ref": u.ref, "old": u.old_sha, "new": u.new_sha, "forced": u.forced} for u in updates],
+            "refs": [update.as_json() for update in updates],
         },
     )
-    if session is not None:
-        PushSession.objects.filter(pk=session.pk).delete()
-    # Sessions of refused or broken pushes are never retired by their own post-receive.
-    PushSession.objects.filter(created__lt=now - PUSH_SESSION_MAX_AGE).delete()
     push_ids = [push.pk for push in pushes]
     jobs.enqueue_after_commit("post-receive work for pushes", "repos.jobs.run_post_receive", push_ids)
     return pushes

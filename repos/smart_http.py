@@ -167,4 +167,14 @@ def service_rpc(request: HttpRequest, owner: str, name: str, service: str) -> Ht
         return refused.response()
     # Checked and refused above, so that only a push git will really run gets a push session.
     env = transport.git_environment(principal, repo, protocol="http", service=service) | extra
-    return _stream(f"application/x-{service}-result", git.stream_service(service, repo.path, env=env, body=body))
+    output = _ending_push(git.stream_service(service, repo.path, env=env, body=body), env)
+    return _stream(f"application/x-{service}-result", output)
+
+
+def _ending_push(chunks: Iterator[bytes], env: dict[str, str]) -> Iterator[bytes]:
+    """git's output; once git has exited (or the client went away and it was stopped), its push session is deleted."""
+    try:
+        # Closing this generator closes stream_service first, which stops git if needed and waits for it.
+        yield from chunks
+    finally:
+        transport.end_push(env)

@@ -16,7 +16,7 @@ from django.db import close_old_connections
 
 from portal import services as accounts
 from repos.access import Principal
-from repos.transport import CommandRefused, GitInvocation, prepare_git_command, ssh_key_principal
+from repos.transport import CommandRefused, GitInvocation, end_push, prepare_git_command, ssh_key_principal
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,11 @@ class GitSSHServer:
         except CommandRefused as exc:
             _write_line(process, str(exc))
             return 1
-        return await run_git(process, invocation)
+        try:
+            return await run_git(process, invocation)
+        finally:
+            # Accepted, refused or abandoned, the push is over once git has exited: its secret must not outlive it.
+            await self.run_db(end_push, invocation.env)
 
 
 def _write_line(process: asyncssh.SSHServerProcess, message: str) -> None:

@@ -2,18 +2,18 @@
 and the environment that lets git's hooks call back into the portal for this one push."""
 
 import re
-import secrets
 import shlex
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from portal.models import AccessToken, RevokedKeyFingerprint, SshKey
-from repos import git
+from portal.models import RevokedKeyFingerprint, SshKey
+from repos import git, services
 from repos.access import Principal, get_repo_for_principal
-from repos.models import PushSession, Repository, Role
+from repos.models import Repository, Role
 
 # Which role each service needs. Anything not listed here is refused.
 SERVICE_ROLES = {
@@ -81,25 +81,34 @@ def resolve(principal: Principal, command: GitCommand) -> Repository:
     return get_repo_for_principal(principal, command.owner, command.name, need=SERVICE_ROLES[command.service])
 
 
+def hook_environment() -> dict[str, str]:
+    """Where git's hooks reach the portal: the unix socket `serve` binds, or PORTAL_INTERNAL_URL when set."""
+    if settings.PORTAL_INTERNAL_URL:
+        return {"PORTAL_HOOK_URL": f"{settings.PORTAL_INTERNAL_URL}/-/internal/hooks"}
+    # Over the socket the URL only names the request: its host is the public one, which the portal allows.
+    host = urlsplit(settings.PORTAL_BASE_URL).netloc or "localhost"
+    return {
+        "PORTAL_HOOK_URL": f"http://{host}/-/internal/hooks",
+        "PORTAL_HOOK_SOCKET": str(settings.PORTAL_INTERNAL_SOCKET),
+    }
+
+
 def git_environment(principal: Principal, repo: Repository, *, protocol: str, service: str) -> dict[str, str]:
-    """The environment to run a git service in; for pushes it carries a one-push secret for the hooks."""
+    """The environment to run a git service in; for pushes it carries a one-push secret for the hooks.
+
+    Whoever runs git for a push must call end_push(env) once git has exited."""
     env = git.base_environment()
     if service == "git-receive-pack":
-        secret = secrets.token_urlsafe(32)
-        session = PushSession.objects.create(
-            repository=repo,
-            user=principal.user,
-            deploy_key=principal.deploy_key,
-            token=principal.token,
-            secret_hash=AccessToken.hash(secret),
-            protocol=protocol,
-        )
-        env |= {
-            "PORTAL_HOOK_URL": f"{settings.PORTAL_INTERNAL_URL}/-/internal/hooks",
-            "PORTAL_PUSH_ID": str(session.pk),
-            "PORTAL_PUSH_SECRET": secret,
-        }
+        session, secret = services.start_push_session(principal, repo, protocol=protocol)
+        env |= hook_environment() | {"PORTAL_PUSH_ID": str(session.pk), "PORTAL_PUSH_SECRET": secret}
     return env
+
+
+def end_push(env: dict[str, str]) -> None:
+    """Delete the push session of a git process that has exited (nothing to do for fetches)."""
+    push_id = env.get("PORTAL_PUSH_ID")
+    if push_id is not None:
+        services.end_push_session(int(push_id))
 
 
 # What the embedded SSH server and OpenSSH's `serv` command share, so both refuse and allow alike.

@@ -36,7 +36,7 @@ LOGIN = "login"  # anyone signed in; anonymous is sent to the login page
 SITE_ADMIN = "site-admin"  # site administrators only; everyone else gets 404
 ORG_MEMBER = "org-member"  # members of the organization see it; outsiders get 404
 ORG_OWNER = "org-owner"  # owners change it; members get 403; outsiders 404
-HOOK = "hook"  # git hooks only, with the per-push secret
+HOOK = "hook"  # git hooks only, through serve's unix socket with the per-push secret: over TCP nobody finds it
 PASSWORD = "password"  # HTTP Basic with the account's password only: a token is not enough
 HIDDEN = "hidden"  # nobody
 
@@ -420,7 +420,7 @@ def _expected(policy: str, who: str) -> str:
             return "ok" if policy == ORG_MEMBER else "forbidden"
         return "hidden"
     if policy == HOOK:
-        return "refused"
+        return "hidden"
     if policy == HIDDEN:
         return "hidden"
     if policy == PASSWORD:

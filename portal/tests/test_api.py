@@ -119,6 +119,18 @@ def test_unknown_routes_under_the_api_get_json_404(client, alice_token):
     assert response.json() == {"message": "No such API endpoint."}
 
 
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("authenticated", [False, True])
+def test_unknown_routes_get_json_404_for_every_method(alice_token, method, authenticated):
+    # CSRF checks are on, as for a browser: an unknown route must not look like a permission problem.
+    client = Client(enforce_csrf_checks=True)
+    headers = bearer(alice_token) if authenticated else {}
+    response = client.generic(method, f"{API}/nonexistent", b"{}", content_type="application/json", **headers)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"message": "No such API endpoint."}
+
+
 def test_a_wrong_method_gets_json_405(client, alice_token):
     response = send(client, "PUT", "/user", {}, **bearer(alice_token))
     assert response.status_code == 405

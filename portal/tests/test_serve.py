@@ -5,6 +5,8 @@ import os
 import re
 import signal
 import socket
+import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -359,4 +361,72 @@ def test_a_child_that_dies_stops_the_others_and_serve_fails_naming_it(serves, tm
 
     assert serve.process.wait(timeout=STOP_TIMEOUT) != 0
     assert f"error: worker (pid {worker}) was killed by SIGKILL; stopping everything else" in serve.output
+    assert_everything_stopped(serve, seen)
+
+
+SETUP_PUSHER = """
+from datetime import timedelta
+from django.utils import timezone
+from portal import services as accounts
+from portal.models import User
+from repos import services as repos
+admin = User.objects.get(username="admin")
+repos.create_repository(actor=admin, owner=admin, name="project", initialize=True)
+_, raw = accounts.create_access_token(
+    admin, actor=admin, name="push", scopes=["write:repo"], expires_at=timezone.now() + timedelta(days=1)
+)
+print(raw)
+"""
+
+
+def test_hooks_reach_the_portal_through_its_socket_and_not_over_tcp(serves, tmp_path):
+    var_dir, database = tmp_path / "var", tmp_path / "portal.sqlite3"
+    serve = serves(var_dir, database)
+    seen = wait_until_ready(serve)
+    socket_dir = var_dir / "internal"
+    assert (socket_dir / "web.sock").is_socket()
+    assert stat.S_IMODE(socket_dir.stat().st_mode) == 0o700
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") and "proxy" not in k.lower()}
+    env |= {"PORTAL_VAR_DIR": str(var_dir), "DATABASE_URL": f"sqlite:///{database}", "DEBUG": "1"}
+    env.pop("PORTAL_INTERNAL_URL", None)
+    manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+    setup = subprocess.run([*manage, "shell", "-c", SETUP_PUSHER], env=env, capture_output=True, text=True, timeout=120)
+    assert setup.returncode == 0, setup.stderr
+    token = setup.stdout.split()[-1]
+
+    home = tmp_path / "home"
+    home.mkdir()
+    git_env = env | {
+        "HOME": str(home),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+    url = f"http://admin:{token}@127.0.0.1:{serve.http_port}/admin/project.git"
+    work = tmp_path / "work"
+    git = ["git", "-C", str(work)]
+    assert subprocess.run(["git", "clone", "-q", url, str(work)], env=git_env, capture_output=True).returncode == 0
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "topic"], env=git_env, check=True)
+    push = subprocess.run([*git, "push", url, "HEAD:refs/heads/topic"], env=git_env, capture_output=True, text=True)
+    # post-receive answered through the socket: it printed the link to open a pull request and recorded the push.
+    assert push.returncode == 0, push.stderr
+    assert "Create a pull request for 'topic'" in push.stderr
+    with sqlite3.connect(database) as db:
+        assert db.execute("select ref, protocol from repos_push").fetchall() == [("refs/heads/topic", "http")]
+        assert db.execute("select count(*) from repos_pushsession").fetchone() == (0,)
+
+    # Over the public TCP port the hook endpoint does not exist, whatever the method.
+    for method in ("GET", "POST"):
+        request = urllib.request.Request(
+            f"{serve.base_url}/-/internal/hooks/post-receive", data=b"{}" if method == "POST" else None, method=method
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            no_redirects().open(request, timeout=10)
+        assert refused.value.code == 404
+
+    assert serve.stop(signal.SIGTERM) == 0
     assert_everything_stopped(serve, seen)

@@ -134,10 +134,13 @@ def test_env_example_lists_every_setting_read_from_the_environment():
 
 
 HOOK_CALL = """
+import os
 from django.test import Client
 client = Client()
+host, remote_addr = os.environ["TEST_HOOK_HOST"], os.environ["TEST_HOOK_REMOTE_ADDR"]
 hook = client.post(
-    "/-/internal/hooks/pre-receive", data=b"not json", content_type="application/json", HTTP_HOST="127.0.0.1:8000"
+    "/-/internal/hooks/pre-receive", data=b"not json", content_type="application/json", HTTP_HOST=host,
+    REMOTE_ADDR=remote_addr,
 )
 print("hook", hook.status_code, hook.content.decode())
 page = client.get("/", HTTP_HOST="git.example.com")
@@ -145,12 +148,25 @@ print("page", page.status_code, page.get("Location"))
 """
 
 
-def test_production_mode_still_answers_the_hooks_on_the_internal_url(tmp_path):
-    # Hooks call PORTAL_INTERNAL_URL (plain HTTP on loopback by default), not the public HTTPS address:
-    # refusing its host or redirecting it to HTTPS would refuse every push.
-    result = manage("shell", "-c", HOOK_CALL, env=production_env(tmp_path))
-
+def hook_call(env: dict[str, str], host: str, remote_addr: str) -> str:
+    result = manage("shell", "-c", HOOK_CALL, env=env | {"TEST_HOOK_HOST": host, "TEST_HOOK_REMOTE_ADDR": remote_addr})
     assert result.returncode == 0, result.stderr
-    assert "hook 400 " in result.stdout and "the hook did not send JSON" in result.stdout, result.stdout
+    return result.stdout
+
+
+def test_production_mode_answers_the_hooks_through_the_socket_only(tmp_path):
+    # Through gunicorn's unix socket (REMOTE_ADDR ''), the hooks name the public host over plain HTTP: neither
+    # refused nor redirected to HTTPS, or every push would be refused.
+    output = hook_call(production_env(tmp_path), "git.example.com", "")
+    assert "hook 400 " in output and "the hook did not send JSON" in output, output
     # Everything else is still sent to HTTPS.
-    assert "page 301 https://git.example.com/" in result.stdout
+    assert "page 301 https://git.example.com/" in output
+    # Over TCP the endpoint does not exist.
+    assert "hook 404 " in hook_call(production_env(tmp_path), "git.example.com", "127.0.0.1")
+
+
+def test_production_mode_answers_the_hooks_on_an_explicit_internal_url(tmp_path):
+    # Several nodes: the hooks call the web process over TCP on PORTAL_INTERNAL_URL, whose host is allowed.
+    env = production_env(tmp_path, PORTAL_INTERNAL_URL="http://10.0.0.5:8000")
+    output = hook_call(env, "10.0.0.5:8000", "10.0.0.7")
+    assert "hook 400 " in output and "the hook did not send JSON" in output, output

@@ -3,12 +3,13 @@
 Standard library only and no Django, so that a push does not pay for starting the web application.
 """
 
+import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
+import urllib.parse
 
 ZERO = ("0" * 40, "0" * 64)
 TIMEOUT_SECONDS = 120
@@ -40,23 +41,48 @@ def is_forced(old, new):
     return result.returncode != 0
 
 
-def post(url, payload):
-    """POST JSON and return the decoded answer, also for refusals sent with an error status."""
-    if not url.startswith(("http://", "https://")):
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP to the portal's unix socket (the one `manage.py serve` binds for the hooks)."""
+
+    def __init__(self, socket_path, host, timeout):
+        super().__init__(host, timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+def post(url, payload, socket_path=None):
+    """POST JSON and return the decoded answer, also for refusals sent with an error status.
+
+    With socket_path the request goes through that unix socket, and the URL only names its host and path."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"PORTAL_HOOK_URL must be an http(s) URL, not {url[:80]!r}")
-    request = urllib.request.Request(  # noqa: S310 (the scheme is checked above)
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    # The portal is reached directly: a proxy from the environment must not see the push secret.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    # The portal is reached directly: no proxy from the environment may see the push secret.
+    if socket_path:
+        connection = UnixHTTPConnection(socket_path, parts.netloc, TIMEOUT_SECONDS)
+    elif parts.scheme == "https":
+        connection = http.client.HTTPSConnection(parts.netloc, timeout=TIMEOUT_SECONDS)
+    else:
+        connection = http.client.HTTPConnection(parts.netloc, timeout=TIMEOUT_SECONDS)
     try:
-        with opener.open(request, timeout=TIMEOUT_SECONDS) as response:
-            return json.loads(response.read().decode())
-    except urllib.error.HTTPError as exc:
-        try:
-            return json.loads(exc.read().decode())
-        except ValueError:
-            return {"ok": False, "messages": [f"the portal answered {exc.code} {exc.reason}"]}
+        connection.request(
+            "POST", parts.path, body=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    try:
+        answer = json.loads(body.decode())
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        return {"ok": False, "messages": [f"the portal answered {response.status} {response.reason}"]}
+    return answer
 
 
 def main(hook):
@@ -76,8 +102,8 @@ def main(hook):
     updates = read_updates(sys.stdin)
     payload = {"push_id": push_id, "secret": secret, "updates": updates}
     try:
-        answer = post(f"{url}/{hook}", payload)
-    except (OSError, ValueError) as exc:
+        answer = post(f"{url}/{hook}", payload, os.environ.get("PORTAL_HOOK_SOCKET"))
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         print(f"portal: could not reach the portal to {hook.replace('-', ' ')} this push: {exc}", file=sys.stderr)
         return 1 if refuses else 0
     for message in answer.get("messages", []):

@@ -348,6 +348,33 @@ def test_option_like_refs_and_escaping_paths_are_refused(as_alice, code_repo, ur
     assert b"root:" not in response.content
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/alice/code/raw/main/README.md%00.png",
+        "/alice/code/raw/main/src/main.c%00",
+        "/alice/code/blob/main/README.md%00.png",
+        "/alice/code/blob/main/src%00/main.c",
+        "/alice/code/tree/main/src%00.d",
+        "/alice/code/tree/main%00/src",
+        "/alice/code/blame/main/src/main.c%00.txt",
+        "/alice/code/commits/main/src/main.c%00.txt",
+        "/alice/code/commit/%00",
+        "/alice/code/compare/main...feature/login%00",
+        "/alice/code/archive/main%00.zip",
+        "/alice/code/refs?page=blob&path=README.md%00.png",
+        "/alice/code/tree/main%0A",
+        "/alice/code/raw/main%09/README.md",
+        "/alice/code/compare/main%7F...feature/login",
+    ],
+)
+def test_nul_and_control_characters_in_refs_and_paths_are_404(as_alice, code_repo, url):
+    # libgit2 reads paths as C strings: without the check, README.md%00.png would serve README.md.
+    response = as_alice.get(url)
+    assert response.status_code == 404
+    assert b"# Code" not in response.content
+
+
 def test_a_ref_named_like_a_path_outside_is_only_a_ref(as_alice, code_repo, work):
     run(work, "branch", "etc")
     run(work, "push", "-q", str(code_repo.path), "etc")

@@ -12,15 +12,24 @@ from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 
 from portal import services as accounts
+from portal.models import AuditEvent
 from repos import git, jobs, transport
 from repos import services as repo_services
 from repos.access import Principal
 from repos.models import Push, PushSession
 from repos.services import RefUpdate, push_blocker
 from repos.tests.test_http import clone, commit_file, repo_url, run_git, token_for
+from reviews import services as reviews
+from reviews.models import PullRequest
 
 ZERO = "0" * 40
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl deploy@example.com"
+
+
+@pytest.fixture(autouse=True)
+def _hooks_over_tcp(settings):
+    """The test client speaks TCP: the endpoint answers it as it would the hooks of a multi-node setup."""
+    settings.PORTAL_INTERNAL_URL = "http://testserver"
 
 
 def hook_session(principal: Principal, repo) -> dict[str, str]:
@@ -95,8 +104,10 @@ def test_a_writable_deploy_keys_push_is_recorded_with_the_key(private_repo, alic
         actor=alice, title="ci", public_key=PUBLIC_KEY, repository=private_repo, writable=True
     )
     session = hook_session(Principal(deploy_key=key), private_repo)
-    assert call_hook(client, "pre-receive", session, [update()])[1]["ok"] is True
-    status, _ = call_hook(client, "post-receive", session, [update()])
+    sha = git.branch_sha(private_repo.path, "main")
+    assert call_hook(client, "pre-receive", session, [update(new=sha)])[1]["ok"] is True
+    git.update_ref(private_repo.path, "refs/heads/feature", sha, ZERO)
+    status, _ = call_hook(client, "post-receive", session, [update(new=sha)])
     assert status == 200
     push = Push.objects.get()
     assert (push.deploy_key, push.pusher, push.protocol) == (key, None, "ssh")
@@ -112,10 +123,14 @@ def test_a_wrong_secret_is_refused(private_repo, bob, client):
     assert not Push.objects.exists()
 
 
-def test_a_session_older_than_a_day_is_refused(private_repo, bob, client):
+def test_a_session_older_than_its_maximum_age_is_refused(private_repo, bob, client, settings):
     session = hook_session(Principal(user=bob), private_repo)
-    PushSession.objects.update(created=timezone.now() - timedelta(days=1, minutes=1))
+    PushSession.objects.update(created=timezone.now() - timedelta(seconds=settings.PORTAL_PUSH_SESSION_MAX_AGE + 1))
     assert call_hook(client, "pre-receive", session, [update()])[0] == 403
+
+
+def test_push_sessions_last_minutes_not_hours(settings):
+    assert settings.PORTAL_PUSH_SESSION_MAX_AGE <= 15 * 60
 
 
 def test_malformed_updates_are_refused_with_the_reason(private_repo, bob, client):
@@ -125,13 +140,17 @@ def test_malformed_updates_are_refused_with_the_reason(private_repo, bob, client
     assert "not an object id" in answer["messages"][0]
 
 
-def test_post_receive_retires_its_session_and_purges_stale_ones(private_repo, bob, client):
+def test_post_receive_retires_its_session_and_a_new_session_purges_stale_ones(private_repo, bob, client):
     stale = hook_session(Principal(user=bob), private_repo)
-    PushSession.objects.update(created=timezone.now() - timedelta(days=2))
+    PushSession.objects.update(created=timezone.now() - timedelta(hours=1))
     session = hook_session(Principal(user=bob), private_repo)
-    assert call_hook(client, "post-receive", session, [update()])[0] == 200
+    assert PushSession.objects.count() == 1
+    sha = git.branch_sha(private_repo.path, "main")
+    assert call_hook(client, "pre-receive", session, [update(new=sha)])[0] == 200
+    git.update_ref(private_repo.path, "refs/heads/feature", sha, ZERO)
+    assert call_hook(client, "post-receive", session, [update(new=sha)])[0] == 200
     assert not PushSession.objects.exists()
-    assert call_hook(client, "post-receive", session, [update()])[0] == 403
+    assert call_hook(client, "post-receive", session, [update(new=sha)])[0] == 403
     assert call_hook(client, "pre-receive", stale, [update()])[0] == 403
     assert Push.objects.count() == 1
 
@@ -267,3 +286,256 @@ def test_maintenance_skips_deleted_and_empty_repositories(private_repo, alice):
     jobs.run_repository_maintenance(empty.pk)
     assert not (empty.path / "objects" / "info" / "commit-graph").exists()
     assert not list((empty.path / "objects" / "pack").glob("*"))
+
+
+# Nothing a hook claims is believed: each phase uses its session once, a refused or finished push leaves no
+# session behind, and post-receive records only what pre-receive accepted and the repository shows.
+
+
+@pytest.fixture
+def feature_pr(private_repo, alice, bob):
+    """bob's open pull request from feature (one commit on top of main) into main."""
+    main = git.branch_sha(private_repo.path, "main")
+    git.update_ref(private_repo.path, "refs/heads/feature", main, ZERO)
+    git.commit_files(private_repo.path, "feature", {"parser.py": b"print(1)\n"}, "parser", name="bob", email="b@x")
+    return reviews.open_pull_request(private_repo, actor=bob, title="Parser", base="main", head="feature")
+
+
+@pytest.fixture
+def hook_secrets(settings, tmp_path):
+    """hook_secrets(): the id and secret of the last push git ran, read from the environment its hooks get.
+
+    git runs through a wrapper (GIT_BIN) that writes down the push session it was given before running git."""
+    dump = tmp_path / "hook-env"
+    wrapper = tmp_path / "git-wrapper"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ -n "$PORTAL_PUSH_SECRET" ]; then echo "$PORTAL_PUSH_ID $PORTAL_PUSH_SECRET" > {dump}; fi\n'
+        'exec git "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    settings.GIT_BIN = str(wrapper)
+
+    def read() -> dict[str, str]:
+        push_id, secret = dump.read_text().split()
+        return {"push_id": push_id, "secret": secret}
+
+    return read
+
+
+def snapshot(repo, pr) -> tuple:
+    """What a forged hook call must not change: pushes, push audit events, and the pull request's state."""
+    pr = PullRequest.objects.get(pk=pr.pk)
+    return (
+        Push.objects.filter(repository=repo).count(),
+        AuditEvent.objects.filter(action="repo.push").count(),
+        AuditEvent.objects.filter(action="pull_request.merged_by_push").count(),
+        pr.head_sha,
+        pr.state,
+        pr.merge_commit_sha,
+        pr.revisions.count(),
+    )
+
+
+def test_a_refused_pushs_secret_cannot_be_replayed(
+    server, private_repo, feature_pr, bob, git_env, tmp_path, client, hook_secrets
+):
+    url = repo_url(server, user=bob, token=token_for(bob))
+    work, result = clone(url, git_env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = run_git("push", url, ":refs/heads/main", env=git_env, cwd=work)
+    assert result.returncode != 0
+    assert "refusing to delete the default branch 'main'" in result.stderr
+    secret = hook_secrets()
+    assert not PushSession.objects.exists()
+    before = snapshot(private_repo, feature_pr)
+
+    # Replayed, the secret would claim that main took in the pull request's head (marking it merged) and that
+    # its head moved back to main.
+    main, head = git.branch_sha(private_repo.path, "main"), feature_pr.head_sha
+    forged = [update("refs/heads/main", main, head), update("refs/heads/feature", head, main, forced=True)]
+    assert call_hook(client, "pre-receive", secret, forged)[0] == 403
+    assert call_hook(client, "post-receive", secret, forged)[0] == 403
+    assert snapshot(private_repo, feature_pr) == before
+
+
+def test_an_accepted_pushs_secret_is_spent_once_git_is_done(
+    server, private_repo, feature_pr, bob, git_env, tmp_path, client, hook_secrets
+):
+    url = repo_url(server, user=bob, token=token_for(bob))
+    work, result = clone(url, git_env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert run_git("checkout", "-q", "feature", env=git_env, cwd=work).returncode == 0
+    old = feature_pr.head_sha
+    new = commit_file(work, git_env, "more.py", b"print(2)\n")
+    result = run_git("push", url, "HEAD:refs/heads/feature", env=git_env, cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert not PushSession.objects.exists()
+    before = snapshot(private_repo, feature_pr)
+    assert before[0] == 1 and before[3] == new
+
+    status, _ = call_hook(client, "post-receive", hook_secrets(), [update("refs/heads/feature", old, new)])
+    assert status == 403
+    assert snapshot(private_repo, feature_pr) == before
+
+
+def test_a_second_post_receive_of_an_accepted_push_is_refused(private_repo, feature_pr, bob, client):
+    session = hook_session(Principal(user=bob), private_repo)
+    main = git.branch_sha(private_repo.path, "main")
+    claimed = [update("refs/heads/topic", ZERO, main)]
+    assert call_hook(client, "pre-receive", session, claimed)[1]["ok"] is True
+    git.update_ref(private_repo.path, "refs/heads/topic", main, ZERO)
+    assert call_hook(client, "post-receive", session, claimed)[0] == 200
+    before = snapshot(private_repo, feature_pr)
+    assert before[:2] == (1, 1)
+
+    assert call_hook(client, "post-receive", session, claimed)[0] == 403
+    assert snapshot(private_repo, feature_pr) == before
+
+
+def test_an_empty_post_receive_is_refused_and_spends_nothing(private_repo, bob, client):
+    session = hook_session(Principal(user=bob), private_repo)
+    main = git.branch_sha(private_repo.path, "main")
+    claimed = [update("refs/heads/topic", ZERO, main)]
+    _accepted(client, session, claimed)
+    assert call_hook(client, "post-receive", session, [])[0] == 409
+    assert not AuditEvent.objects.filter(action="repo.push").exists()
+    git.update_ref(private_repo.path, "refs/heads/topic", main, ZERO)
+    assert call_hook(client, "post-receive", session, claimed)[0] == 200
+    assert Push.objects.count() == 1
+
+
+def test_pre_receive_is_answered_once_per_push(private_repo, bob, client):
+    session = hook_session(Principal(user=bob), private_repo)
+    assert call_hook(client, "pre-receive", session, [update()])[1]["ok"] is True
+    status, answer = call_hook(client, "pre-receive", session, [update(ref="refs/heads/other")])
+    assert (status, answer["ok"]) == (409, False)
+    assert "already used" in answer["messages"][0]
+
+
+def test_a_refused_pre_receive_ends_its_session(private_repo, bob, client):
+    session = hook_session(Principal(user=bob), private_repo)
+    _, answer = call_hook(client, "pre-receive", session, [update("refs/heads/main", "1" * 40, ZERO)])
+    assert answer["ok"] is False
+    assert not PushSession.objects.exists()
+    assert call_hook(client, "post-receive", session, [update("refs/heads/main", "1" * 40, ZERO)])[0] == 403
+
+
+def _accepted(client, session, updates):
+    status, answer = call_hook(client, "pre-receive", session, updates)
+    assert (status, answer["ok"]) == (200, True), answer
+
+
+def test_post_receive_refuses_an_update_the_ref_does_not_show(private_repo, feature_pr, bob, client):
+    # pre-receive accepted bob's update of main to the pull request's head, but git never moved main.
+    session = hook_session(Principal(user=bob), private_repo)
+    main = git.branch_sha(private_repo.path, "main")
+    claimed = [update("refs/heads/main", main, feature_pr.head_sha)]
+    _accepted(client, session, claimed)
+    before = snapshot(private_repo, feature_pr)
+
+    status, answer = call_hook(client, "post-receive", session, claimed)
+    assert (status, answer["ok"]) == (409, False)
+    assert f"refs/heads/main: the ref does not point at {feature_pr.head_sha}" in answer["messages"][0]
+    assert snapshot(private_repo, feature_pr) == before
+    assert PullRequest.objects.get(pk=feature_pr.pk).state == PullRequest.State.OPEN
+
+
+def test_post_receive_refuses_a_deletion_of_a_ref_that_still_exists(private_repo, feature_pr, bob, client):
+    session = hook_session(Principal(user=bob), private_repo)
+    claimed = [update("refs/heads/feature", feature_pr.head_sha, ZERO)]
+    _accepted(client, session, claimed)
+    before = snapshot(private_repo, feature_pr)
+    status, answer = call_hook(client, "post-receive", session, claimed)
+    assert status == 409
+    assert "still exists" in answer["messages"][0]
+    assert snapshot(private_repo, feature_pr) == before
+
+
+@pytest.mark.parametrize("ref_written", [False, True])
+def test_post_receive_refuses_a_commit_that_does_not_exist(private_repo, feature_pr, bob, client, ref_written):
+    missing = "1" * 40
+    session = hook_session(Principal(user=bob), private_repo)
+    claimed = [update("refs/heads/feature", feature_pr.head_sha, missing)]
+    _accepted(client, session, claimed)
+    if ref_written:
+        # Even a ref that names the missing object (written behind git's back) is not enough.
+        (private_repo.path / "refs" / "heads" / "feature").write_text(missing + "\n")
+    before = snapshot(private_repo, feature_pr)
+
+    status, answer = call_hook(client, "post-receive", session, claimed)
+    assert (status, answer["ok"]) == (409, False)
+    reason = "does not exist" if ref_written else "does not point at"
+    assert reason in answer["messages"][0]
+    assert snapshot(private_repo, feature_pr) == before
+
+
+def test_post_receive_refuses_an_update_pre_receive_did_not_accept(private_repo, feature_pr, bob, client):
+    session = hook_session(Principal(user=bob), private_repo)
+    main = git.branch_sha(private_repo.path, "main")
+    _accepted(client, session, [update("refs/heads/topic", ZERO, main)])
+    git.update_ref(private_repo.path, "refs/heads/topic", main, ZERO)
+    # feature really is where this says, but this push did not put it there.
+    claimed = [update("refs/heads/topic", ZERO, main), update("refs/heads/feature", main, feature_pr.head_sha)]
+    before = snapshot(private_repo, feature_pr)
+
+    status, answer = call_hook(client, "post-receive", session, claimed)
+    assert status == 409
+    assert "refs/heads/feature: this update is not one that pre-receive accepted" in answer["messages"][0]
+    assert snapshot(private_repo, feature_pr) == before
+
+
+def test_post_receive_without_pre_receive_is_refused(private_repo, feature_pr, bob, client):
+    session = hook_session(Principal(user=bob), private_repo)
+    claimed = [update("refs/heads/feature", git.branch_sha(private_repo.path, "main"), feature_pr.head_sha)]
+    before = snapshot(private_repo, feature_pr)
+    status, answer = call_hook(client, "post-receive", session, claimed)
+    assert status == 409
+    assert "pre-receive did not accept this push" in answer["messages"][0]
+    assert snapshot(private_repo, feature_pr) == before
+
+
+def test_post_receive_on_an_expired_session_is_refused(private_repo, feature_pr, bob, client, settings):
+    session = hook_session(Principal(user=bob), private_repo)
+    main = git.branch_sha(private_repo.path, "main")
+    claimed = [update("refs/heads/topic", ZERO, main)]
+    _accepted(client, session, claimed)
+    git.update_ref(private_repo.path, "refs/heads/topic", main, ZERO)
+    age = timedelta(seconds=settings.PORTAL_PUSH_SESSION_MAX_AGE + 1)
+    PushSession.objects.update(created=timezone.now() - age)
+    before = snapshot(private_repo, feature_pr)
+
+    assert call_hook(client, "post-receive", session, claimed)[0] == 403
+    assert snapshot(private_repo, feature_pr) == before
+
+
+def test_post_receive_takes_forced_from_what_pre_receive_judged(private_repo, bob, client):
+    session = hook_session(Principal(user=bob), private_repo)
+    main = git.branch_sha(private_repo.path, "main")
+    _accepted(client, session, [update("refs/heads/topic", ZERO, main, forced=False)])
+    git.update_ref(private_repo.path, "refs/heads/topic", main, ZERO)
+    assert call_hook(client, "post-receive", session, [update("refs/heads/topic", ZERO, main, forced=True)])[0] == 200
+    assert Push.objects.get().forced is False
+
+
+def test_a_failing_pull_request_update_saves_nothing_of_the_push(private_repo, feature_pr, alice, bob, client):
+    # A pull request into main whose recorded head is not in the repository makes following main's move fail.
+    PullRequest.objects.filter(pk=feature_pr.pk).update(head_sha="2" * 40)
+    session = hook_session(Principal(user=alice), private_repo)
+    old = git.branch_sha(private_repo.path, "main")
+    git.update_ref(private_repo.path, "refs/heads/next", old, ZERO)
+    new = git.commit_files(private_repo.path, "next", {"a.txt": b"a\n"}, "a", name="alice", email="a@x")
+    claimed = [update("refs/heads/topic", ZERO, new), update("refs/heads/main", old, new)]
+    _accepted(client, session, claimed)
+    # What git does between the hooks: it moves the refs.
+    git.update_ref(private_repo.path, "refs/heads/topic", new, ZERO)
+    git.update_ref(private_repo.path, "refs/heads/main", new, old)
+    before = snapshot(private_repo, feature_pr)
+
+    client.raise_request_exception = False
+    status = client.post(
+        "/-/internal/hooks/post-receive", json.dumps(session | {"updates": claimed}), content_type="application/json"
+    ).status_code
+    assert status == 500
+    assert snapshot(private_repo, feature_pr) == before
+    assert not Push.objects.exists()

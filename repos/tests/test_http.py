@@ -1,5 +1,6 @@
 """Git over smart HTTP: the real `git` client against the live web server, hooks included."""
 
+import base64
 import gzip
 import hashlib
 import os
@@ -369,3 +370,30 @@ def test_a_malformed_git_protocol_header_is_refused(server, alice, client):
     ok = client.get("/alice/open.git/info/refs", {"service": "git-upload-pack"}, HTTP_GIT_PROTOCOL="version=2")
     assert ok.status_code == 200
     assert b"".join(ok.streaming_content).startswith(b"000eversion 2\n")
+
+
+def _wait_for(condition, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return condition()
+
+
+def test_an_abandoned_push_leaves_no_push_session(server, private_repo, bob):
+    parts = urlsplit(server)
+    credentials = base64.b64encode(f"bob:{token_for(bob)}".encode()).decode()
+    main = git.branch_sha(private_repo.path, "main")
+    command = f"{main} {'1' * 40} refs/heads/main\0report-status".encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as conn:
+        conn.sendall(
+            b"POST /alice/project.git/git-receive-pack HTTP/1.1\r\n"
+            + f"Host: {parts.netloc}\r\nAuthorization: Basic {credentials}\r\n".encode()
+            + b"Content-Type: application/x-git-receive-pack-request\r\nContent-Length: 1000000\r\n\r\n"
+            + f"{len(command) + 4:04x}".encode()
+            + command
+        )
+        assert _wait_for(lambda: PushSession.objects.filter(repository=private_repo).exists())
+        # The client goes away before it has sent its pack.
+    assert _wait_for(lambda: not PushSession.objects.exists())
+    assert not Push.objects.exists()
+    assert git.branch_sha(private_repo.path, "main") == main

@@ -4,9 +4,11 @@ import hashlib
 import os
 import resource
 import shlex
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from portal import services as accounts
 from portal.models import SshKey
 from repos import git
-from repos.models import Push
+from repos.models import Push, PushSession
 from repos.sshd import load_host_key
 from repos.transport import NOT_FOUND_MESSAGE, safe_git_protocol
 
@@ -76,6 +78,37 @@ def test_writer_clones_and_pushes_a_private_repository(ssh_server, private_repo,
     assert (push.pusher, push.protocol, push.ref) == (bob, "ssh", "refs/heads/main")
     key.refresh_from_db()
     assert key.last_used is not None
+
+
+def test_an_abandoned_receive_pack_leaves_no_push_session(ssh_server, private_repo, bob, key_for):
+    env, _ = key_for(bob)
+    argv = shlex.split(env["GIT_SSH_COMMAND"]) + ["-T", f"git@{HOST}", "git-receive-pack '/alice/project.git'"]
+    client = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        # receive-pack advertises the refs before reading anything: by then the server opened the push session.
+        assert client.stdout.read(4) != b""
+        assert PushSession.objects.filter(repository=private_repo).count() == 1
+    finally:
+        # The client goes away without sending a command or a pack.
+        client.kill()
+        client.wait()
+    deadline = time.monotonic() + 30
+    while PushSession.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not PushSession.objects.exists()
+    assert not Push.objects.exists()
+
+
+def test_a_push_leaves_no_push_session_behind(ssh_server, private_repo, bob, key_for, tmp_path):
+    env, _ = key_for(bob)
+    work, result = clone(ssh_server, env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    commit_file(work, env, "hello.txt", b"hello\n")
+    assert run_git("push", "origin", "main", env=env, cwd=work).returncode == 0
+    # Refused too: deleting the default branch.
+    assert run_git("push", "origin", ":main", env=env, cwd=work).returncode != 0
+    assert Push.objects.count() == 1
+    assert not PushSession.objects.exists()
 
 
 def test_reader_can_clone_but_push_is_refused_with_the_reason(ssh_server, private_repo, carol, key_for, tmp_path):
@@ -395,6 +428,8 @@ def test_serv_clones_and_pushes_like_the_embedded_server(openssh, private_repo, 
     assert git.branch_sha(private_repo.path, "main") == run_git("rev-parse", "HEAD", env=env, cwd=target).stdout.strip()
     key.refresh_from_db()
     assert key.last_used is not None
+    # serv deleted the push session once git had exited.
+    assert not PushSession.objects.exists()
 
 
 def test_serv_passes_git_protocol_through(openssh, private_repo, bob):
@@ -554,3 +589,34 @@ def test_a_connection_kept_open_is_refused_once_the_key_is_revoked_or_its_user_d
     finally:
         master.terminate()
         master.wait(timeout=30)
+
+
+@pytest.mark.parametrize("goes_away", ["closes the channel", "is hung up on"])
+def test_serv_leaves_no_push_session_when_the_client_goes_away(
+    django_subprocess_env, private_repo, bob, ssh_keypair, goes_away
+):
+    _, public = ssh_keypair("bob")
+    key = accounts.add_ssh_key(bob, actor=bob, title="laptop", public_key=public)
+    manage = Path(__file__).resolve().parents[2] / "manage.py"
+    serv = subprocess.Popen(
+        [sys.executable, str(manage), "serv", f"key-{key.pk}"],
+        env=django_subprocess_env | {"SSH_ORIGINAL_COMMAND": "git-receive-pack 'alice/project.git'"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # receive-pack advertises the refs before reading anything: by then serv opened the push session.
+        assert serv.stdout.read(4) != b""
+        assert PushSession.objects.filter(repository=private_repo).count() == 1
+        if goes_away == "closes the channel":
+            serv.stdin.close()
+        else:
+            serv.send_signal(signal.SIGHUP)
+        serv.wait(timeout=60)
+    finally:
+        if serv.poll() is None:
+            serv.kill()
+            serv.wait()
+    assert not PushSession.objects.exists()
+    assert not Push.objects.exists()

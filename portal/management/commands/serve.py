@@ -34,6 +34,11 @@ def gunicorn_command() -> list[str]:
         str(settings.PORTAL_WEB_THREADS),
         "--bind",
         f"{settings.PORTAL_HTTP_HOST}:{settings.PORTAL_HTTP_PORT}",
+        # git's hooks reach the portal here (repos/internal.py); only this user can connect to it.
+        "--bind",
+        f"unix:{settings.PORTAL_INTERNAL_SOCKET}",
+        "--umask",
+        "0o077",
         # The gthread main loop keeps beating while requests stream in threads, so a long clone is not cut
         # by this; it only catches a worker that is stuck as a whole.
         "--timeout",
@@ -175,6 +180,9 @@ class Command(BaseCommand):
 
     def start_children(self, boss: Supervisor, env: dict[str, str]) -> None:
         cwd = settings.BASE_DIR
+        # The hooks' socket lives in a directory of its own that no other user may enter.
+        settings.PORTAL_INTERNAL_SOCKET.parent.mkdir(parents=True, exist_ok=True)
+        settings.PORTAL_INTERNAL_SOCKET.parent.chmod(0o700)
         boss.start(Child("web", gunicorn_command(), env, cwd))
         boss.start(Child("ssh", manage_command("sshd"), env, cwd))
         boss.start(Child("worker", manage_command("rqworker", *QUEUES, "--with-scheduler"), env, cwd))

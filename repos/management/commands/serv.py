@@ -5,6 +5,8 @@ so git talks to the SSH channel directly."""
 
 import os
 import re
+import signal
+import subprocess
 import sys
 
 from django.core.management.base import BaseCommand
@@ -12,7 +14,7 @@ from django.db import connections
 
 from portal import services as accounts
 from repos.sshd import greeting
-from repos.transport import CommandRefused, prepare_git_command, ssh_key_principal
+from repos.transport import CommandRefused, GitInvocation, end_push, prepare_git_command, ssh_key_principal
 
 
 class Command(BaseCommand):
@@ -49,10 +51,35 @@ class Command(BaseCommand):
         connections.close_all()
         sys.stdout.flush()
         os.chdir(invocation.repository.path)
-        # The argv comes from repos.git.service_command on a resolved path, never from the client.
-        os.execvpe(invocation.argv[0], invocation.argv, invocation.env)  # noqa: S606
+        if "PORTAL_PUSH_ID" not in invocation.env:
+            # A fetch leaves nothing behind: git replaces this process and talks to the SSH channel directly.
+            # The argv comes from repos.git.service_command on a resolved path, never from the client.
+            os.execvpe(invocation.argv[0], invocation.argv, invocation.env)  # noqa: S606
+        raise SystemExit(self._push(invocation))
+
+    def _push(self, invocation: GitInvocation) -> int:
+        """Run git for a push on the inherited SSH channel, then delete its push session, however git ended."""
+        # OpenSSH hangs up (SIGHUP) or stops (SIGTERM) this process when the client goes away; both end the
+        # wait below with SystemExit so that the session is still deleted.
+        for signum in (signal.SIGHUP, signal.SIGTERM):
+            signal.signal(signum, _exit_on_signal)
+        git_process = subprocess.Popen(invocation.argv, env=invocation.env)  # noqa: S603
+        try:
+            status = git_process.wait()
+            # Killed by a signal: report it the way a shell would.
+            return status if status >= 0 else 128 - status
+        finally:
+            if git_process.poll() is None:
+                git_process.kill()
+                git_process.wait()
+            end_push(invocation.env)
+            connections.close_all()
 
     def _refuse(self, message: str) -> None:
         sys.stderr.write(message.replace("\n", " ") + "\n")
         sys.stderr.flush()
         raise SystemExit(1)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
