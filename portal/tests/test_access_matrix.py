@@ -207,9 +207,9 @@ API_ROUTES: dict[tuple[str, str], str] = {
     ("POST", f"{A}/user/repos"): LOGIN,
     ("POST", f"{A}/orgs"): LOGIN,
     ("POST", f"{A}/orgs/{{org}}/repos"): ORG_OWNER,
-    ("GET", f"{A}/users/{{username}}/tokens"): LOGIN,
+    ("GET", f"{A}/users/{{username}}/tokens"): PASSWORD,
     ("POST", f"{A}/users/{{username}}/tokens"): PASSWORD,
-    ("DELETE", f"{A}/users/{{username}}/tokens/{{id}}"): LOGIN,
+    ("DELETE", f"{A}/users/{{username}}/tokens/{{id}}"): PASSWORD,
     ("GET", f"{A}/admin/users"): SITE_ADMIN,
     ("POST", f"{A}/admin/users"): SITE_ADMIN,
     ("GET", f"{A}/admin/keys"): SITE_ADMIN,
@@ -313,7 +313,7 @@ def world(private_repo, alice, bob, carol, mallory, admin):
     people = {"outsider": mallory, "reader": carol, "writer": bob, "admin": alice, "site-admin": admin}
     tokens, refs = {}, {}
     for role, user in people.items():
-        scopes = ["api", "write:repo"] + (["admin"] if role == "site-admin" else [])
+        scopes = ["api", "write:repo", "write:user", "write:org"] + (["admin"] if role == "site-admin" else [])
         token, tokens[role] = accounts.create_access_token(
             user, actor=user, name="matrix", scopes=scopes, expires_at=timezone.now() + timedelta(days=1)
         )

@@ -44,13 +44,14 @@ def client():
 
 @pytest.fixture
 def alice_token(alice):
-    return token_for(alice)
+    """A token for alice's own account: her profile, settings and keys (write:user includes read:user)."""
+    return token_for(alice, scopes=("api", "write:user"))
 
 
 @pytest.fixture
 def alice_keys_token(alice):
-    """Adding an SSH key needs write:repo too: the key can push wherever alice can."""
-    return token_for(alice, scopes=("api", "write:repo"), name="keys")
+    """Adding an SSH key needs write:repo besides write:user: the key can push wherever alice can."""
+    return token_for(alice, scopes=("api", "write:user", "write:repo"), name="keys")
 
 
 @pytest.fixture
@@ -314,8 +315,8 @@ def test_a_token_is_created_with_the_password_shown_once_and_stored_hashed(clien
     assert raw not in json.dumps(list(AccessToken.objects.values()), default=str)
     assert AuditEvent.objects.filter(action="token.create", actor=alice, subject=alice).exists()
 
-    assert client.get(f"{API}/user", **bearer(raw)).json()["login"] == "alice"
-    listed = client.get(f"{API}/users/alice/tokens", **bearer(raw)).json()
+    assert client.get(f"{API}/repos/alice/nothing", **bearer(raw)).status_code == 404
+    listed = client.get(f"{API}/users/alice/tokens", **basic("alice", password)).json()
     assert [(t["name"], t["sha1"]) for t in listed] == [("ci", "")]
 
 
@@ -385,30 +386,35 @@ def test_a_second_factor_is_needed_with_the_password_when_enabled(client, alice,
     assert with_code.status_code == 201
 
 
-def test_tokens_are_listed_and_revoked_with_the_password_or_a_token(client, alice, alice_token, password):
+def test_tokens_are_listed_and_revoked_with_the_password_never_a_token(client, alice, alice_token, password):
     other = token_for(alice, name="other")
     listed = client.get(f"{API}/users/alice/tokens", **basic("alice", password))
     assert sorted(t["name"] for t in listed.json()) == ["cli", "other"]
     other_id = AccessToken.objects.get(name="other").pk
-    assert client.delete(f"{API}/users/alice/tokens/{other_id}", **bearer(alice_token)).status_code == 204
-    assert client.get(f"{API}/user", **bearer(other)).status_code == 401
+    # Even a token for alice's whole account cannot list or revoke her tokens: a leaked token must not do that.
+    assert client.get(f"{API}/users/alice/tokens", **bearer(alice_token)).status_code == 401
+    assert client.delete(f"{API}/users/alice/tokens/{other_id}", **bearer(alice_token)).status_code == 401
+    assert AccessToken.objects.filter(pk=other_id).exists()
+    assert client.delete(f"{API}/users/alice/tokens/{other_id}", **basic("alice", password)).status_code == 204
+    assert client.get(f"{API}/repos/alice/nothing", **bearer(other)).status_code == 401
     assert AuditEvent.objects.filter(action="token.revoke", actor=alice).exists()
-    assert client.delete(f"{API}/users/alice/tokens/{other_id}", **bearer(alice_token)).status_code == 404
+    assert client.delete(f"{API}/users/alice/tokens/{other_id}", **basic("alice", password)).status_code == 404
 
 
-def test_someone_elses_tokens_are_off_limits(client, alice, bob, alice_token):
+def test_someone_elses_tokens_are_off_limits(client, alice, bob, password):
     bobs = AccessToken.objects.get(
         pk=services.create_access_token(bob, actor=bob, name="b", scopes=["api"], expires_at=None)[0].pk
     )
-    assert client.get(f"{API}/users/bob/tokens", **bearer(alice_token)).status_code == 403
-    assert client.delete(f"{API}/users/bob/tokens/{bobs.pk}", **bearer(alice_token)).status_code == 403
+    assert client.get(f"{API}/users/bob/tokens", **basic("alice", password)).status_code == 403
+    assert client.delete(f"{API}/users/bob/tokens/{bobs.pk}", **basic("alice", password)).status_code == 403
     assert AccessToken.objects.filter(pk=bobs.pk).exists()
 
 
 # Organizations.
 
 
-def test_a_user_creates_an_organization_and_owns_it(client, alice, alice_token):
+def test_a_user_creates_an_organization_and_owns_it(client, alice):
+    alice_token = token_for(alice, scopes=("api", "write:org"))
     response = send(client, "POST", "/orgs", {"username": "acme", "full_name": "Acme Inc."}, **bearer(alice_token))
     assert response.status_code == 201
     assert response.json()["username"] == "acme"
@@ -436,10 +442,13 @@ ADMIN_CALLS = [
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_CALLS)
 def test_non_admins_get_403_on_admin_endpoints(client, alice, bob, method, path, body):
+    # A token can only carry the admin scope if its user is a site admin; signed in, the role itself is refused.
     raw = token_for(alice, scopes=("api", "read:repo", "write:repo"))
     response = send(client, method, path, body, **bearer(raw))
-    assert response.status_code == 403
-    assert response.json()["message"] == "Only site administrators can do this."
+    assert (response.status_code, response.json()["message"]) == (403, "This token lacks the admin scope.")
+    client.force_login(alice)
+    signed_in = send(client, method, path, body)
+    assert (signed_in.status_code, signed_in.json()["message"]) == (403, "Only site administrators can do this.")
     assert not User.objects.filter(username="dave").exists()
 
 
@@ -512,7 +521,7 @@ def test_an_admin_creates_and_lists_users(client, admin, alice, admin_token):
 
 
 def test_the_audit_log_is_filtered_and_paginated(client, admin, alice, bob, admin_token):
-    alice_token = token_for(alice, scopes=("api", "write:repo"))
+    alice_token = token_for(alice, scopes=("api", "write:user", "write:repo"))
     send(client, "POST", "/user/keys", {"key": new_public_key()}, **bearer(alice_token))
     send(client, "POST", "/user/keys", {"key": new_public_key()}, **bearer(alice_token))
 
@@ -545,8 +554,9 @@ def test_the_audit_log_is_filtered_and_paginated(client, admin, alice, bob, admi
     assert "page" in bad_page.json()["message"]
 
 
-def test_an_organization_name_that_looks_like_an_existing_user_is_refused(client, alice, bob, alice_token):
+def test_an_organization_name_that_looks_like_an_existing_user_is_refused(client, alice, bob):
     # "bob" followed by a line break would show as bob on every page.
+    alice_token = token_for(alice, scopes=("api", "write:org"))
     response = send(client, "POST", "/orgs", {"username": "bob\n"}, **bearer(alice_token))
     assert response.status_code == 400
     assert "may only use letters, digits" in response.json()["message"]

@@ -46,7 +46,7 @@ def test_every_request_body_of_the_api_refuses_fields_it_does_not_declare():
 
 @pytest.fixture
 def alice_keys_token(alice):
-    return token_for(alice, scopes=("api", "write:repo"))
+    return token_for(alice, scopes=("api", "write:user", "write:repo"))
 
 
 def public_key() -> str:

@@ -126,7 +126,11 @@ def test_an_outsider_cannot_tell_a_private_repository_from_a_missing_one(
 
 def test_a_token_without_repository_scopes_cannot_see_private_repositories(client, private_repo, alice):
     api_only = token_for(alice, scopes=("api",))
-    assert client.get(f"{API}/repos/alice/project", **api_only).status_code == 404
+    # Refused before any repository is looked up, so the answer is the same for one that does not exist.
+    private = client.get(f"{API}/repos/alice/project", **api_only)
+    missing = client.get(f"{API}/repos/alice/missing", **api_only)
+    assert private.status_code == missing.status_code == 403
+    assert private.json() == missing.json() == {"message": "This token lacks the read:repo scope."}
 
 
 @pytest.mark.parametrize("who", ["as_carol", "as_bob"])

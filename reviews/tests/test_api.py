@@ -6,7 +6,7 @@ from portal import services as accounts
 from portal.models import AuditEvent
 from repos import git
 from repos import services as repo_services
-from repos.tests.api_client import API, send, token_for
+from repos.tests.api_client import API, REPO_SCOPES, send, token_for
 from reviews import services
 from reviews.models import ApprovalRule, BranchProtection, Comment, CommitStatus, PullRequest, Review
 
@@ -542,7 +542,9 @@ def test_an_approval_outside_the_rules_pool_does_not_count(
     assert git.is_ancestor(private_repo.path, feature, git.branch_sha(private_repo.path, "main"))
 
 
-def test_organization_owners_manage_rule_templates(client, alice, bob, carol, as_alice, as_bob, as_carol):
+def test_organization_owners_manage_rule_templates(client, alice, bob, carol):
+    # Tokens that may manage organizations, so that what is refused below is refused for the person's role.
+    as_alice, as_bob, as_carol = (token_for(user, scopes=(*REPO_SCOPES, "write:org")) for user in (alice, bob, carol))
     org = accounts.create_organization(actor=alice, name="acme")
     team = accounts.create_team(org, actor=alice, name="reviewers")
     accounts.add_team_member(team, bob, actor=alice)
