@@ -111,7 +111,9 @@ def test_a_revoked_key_is_refused_by_every_way_of_adding_it(admin_client, alice_
     # As a deploy key, in the repository's settings and through the API.
     response = alice_client.post("/alice/project/settings/keys", {"title": "CI", "public_key": text})
     assert response.status_code == 400 and REVOKED in response.content.decode()
-    _, raw = services.create_access_token(alice, actor=alice, name="ci", scopes=["api", "write:user", "write:repo"], expires_at=None)
+    _, raw = services.create_access_token(
+        alice, actor=alice, name="ci", scopes=["api", "write:user", "write:repo"], expires_at=None
+    )
     response = Client().post(
         "/api/v1/repos/alice/project/keys",
         {"key": text, "title": "CI"},
