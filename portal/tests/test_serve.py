@@ -430,3 +430,13 @@ def test_hooks_reach_the_portal_through_its_socket_and_not_over_tcp(serves, tmp_
 
     assert serve.stop(signal.SIGTERM) == 0
     assert_everything_stopped(serve, seen)
+
+
+def test_a_data_directory_too_deep_for_a_unix_socket_is_refused_before_anything_starts(serves, tmp_path):
+    var_dir = tmp_path / ("deep-" * 20) / "var"
+    serve = serves(var_dir, tmp_path / "portal.sqlite3")
+    assert serve.process.wait(timeout=60) != 0
+    serve.closed.wait(timeout=10)
+    assert "a unix socket's path may have: set PORTAL_VAR_DIR to a shorter directory" in serve.output
+    assert "started web" not in serve.output
+    assert not (tmp_path / "portal.sqlite3").exists()

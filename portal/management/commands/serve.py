@@ -68,6 +68,10 @@ def clone_url_forms() -> list[str]:
     return forms
 
 
+# The longest path a unix socket may have on Linux (sun_path holds 108 bytes with its terminating NUL).
+MAX_SOCKET_PATH = 107
+
+
 class Command(BaseCommand):
     help = "Start the portal (web, SSH, worker and, without REDIS_URL, an embedded Valkey) and stop it all on Ctrl-C."
 
@@ -84,6 +88,14 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def handle(self, *args, **options):
+        # A unix socket's path holds at most 107 bytes; past that the web or Valkey would fail to bind much later.
+        sockets = [settings.PORTAL_INTERNAL_SOCKET] + ([] if os.environ.get("REDIS_URL") else [settings.REDIS_SOCKET])
+        for socket_path in sockets:
+            if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH:
+                raise CommandError(
+                    f"{socket_path} is longer than the {MAX_SOCKET_PATH} bytes a unix socket's path may have:"
+                    " set PORTAL_VAR_DIR to a shorter directory"
+                )
         first_password = self.prepare_database()
         if not settings.DEBUG:
             # whitenoise serves the collected, compressed files in production mode.
