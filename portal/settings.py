@@ -218,13 +218,13 @@ EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "portal@localhost")
 
-# git's hooks call back through the web process's unix socket, or on PORTAL_INTERNAL_URL when it is set (plain
-# HTTP between nodes), never through the public address: its host must be allowed and, in production mode, its
-# hook endpoint not redirected to HTTPS, or every push is refused. The endpoint itself only answers a request
-# carrying a live push's secret.
+# git's hooks call back through the web process's unix socket (naming the public host), or on PORTAL_INTERNAL_URL
+# when it is set (plain HTTP between nodes): both hosts must be allowed and, in production mode, the hook endpoint
+# not redirected to HTTPS, or every push is refused. The endpoint itself only answers a live push's secret.
 _internal = urlsplit(PORTAL_INTERNAL_URL)
-if (_internal_host := url_host(PORTAL_INTERNAL_URL)) and _internal_host not in ALLOWED_HOSTS:
-    ALLOWED_HOSTS.append(_internal_host)
+for _host in (url_host(PORTAL_BASE_URL), url_host(PORTAL_INTERNAL_URL)):
+    if _host and _host not in ALLOWED_HOSTS:
+        ALLOWED_HOSTS.append(_host)
 # Behind TLS (an https PORTAL_BASE_URL, through a proxy that sets X-Forwarded-Proto) production mode sends http
 # to https, keeps its cookies to https and asks browsers to come back over https only (HSTS). A plain-HTTP
 # start on one machine cannot, and `manage.py check --deploy` lists exactly those four settings.

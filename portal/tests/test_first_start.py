@@ -69,7 +69,9 @@ def test_changing_the_password_lets_the_user_in(client, first_admin, password):
 
 
 def test_the_api_and_signing_out_are_not_held_back(client, first_admin):
-    _, token = services.create_access_token(first_admin, actor=first_admin, name="ci", scopes=["api"], expires_at=None)
+    _, token = services.create_access_token(
+        first_admin, actor=first_admin, name="ci", scopes=["api", "read:user"], expires_at=None
+    )
 
     assert client.get("/api/v1/user", HTTP_AUTHORIZATION=f"token {token}").status_code == 200
     client.force_login(first_admin)

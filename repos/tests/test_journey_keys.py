@@ -46,7 +46,7 @@ def test_a_key_added_through_the_api_pushes_until_an_admin_revokes_it(
         "POST",
         "/users/alice/tokens",
         basic=("alice", password),
-        body={"name": "laptop", "scopes": ["api", "write:repo"]},
+        body={"name": "laptop", "scopes": ["api", "write:user", "write:repo"]},
     )
     assert status == 201, token
     keyfile, public_key = ssh_keypair("alice")
