@@ -12,11 +12,10 @@ from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
-from portal import jobs
 from portal.models import User
 from repos.access import role_for, visible_repositories
 from repos.models import Role
-from reviews.models import Notification, NotificationPreference, PullRequest
+from reviews.models import Notification, NotificationEmail, NotificationPreference, PullRequest
 
 # How an email subject ends for each kind: "[alice/project] #3 Fix the parser: review requested".
 SUBJECT_ENDINGS = {
@@ -106,9 +105,9 @@ def _deliver(
         if by_email:
             emailed.append(row)
     Notification.objects.bulk_create(rows)
-    ids = [row.pk for row in emailed]
-    if ids:
-        jobs.enqueue_after_commit("notification emails", "reviews.jobs.send_notification_emails", ids)
+    # One job row per email: the record the reconciler sends from if Redis loses the job.
+    for email in NotificationEmail.objects.bulk_create([NotificationEmail(notification=row) for row in emailed]):
+        email.enqueue()
     return rows
 
 
