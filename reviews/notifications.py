@@ -218,15 +218,10 @@ def send_notification_email(notification: Notification) -> bool:
             return False
     elif not _may_hear_of(notification.user, notification.pull_request):
         return False
+    # The job row's claim keeps a second delivery of the same job out (portal/jobs.py), so the message is recorded
+    # only once it went: a worker killed while sending leaves nothing recorded, and the retry sends it.
+    send_mail(email_subject(notification), email_body(notification), None, [notification.user.email])
     now = timezone.now()
-    # Nothing got updated: another delivery of the same job got there first.
-    if not Notification.objects.filter(pk=notification.pk, emailed_at__isnull=True).update(emailed_at=now):
-        return False
-    try:
-        send_mail(email_subject(notification), email_body(notification), None, [notification.user.email])
-    except Exception:
-        # Give the claim back, so that a retry of the job sends it.
-        Notification.objects.filter(pk=notification.pk, emailed_at=now).update(emailed_at=None)
-        raise
+    Notification.objects.filter(pk=notification.pk, emailed_at__isnull=True).update(emailed_at=now)
     notification.emailed_at = now
     return True
