@@ -17,10 +17,13 @@ from typing import ClassVar
 
 import django_rq
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+
+from portal import audit
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,8 @@ class JobRow(models.Model):
     max_attempts: ClassVar[int] = 3
     # A debounced job always goes through the scheduler under its one id, so enqueuing it again moves it later.
     debounced: ClassVar[bool] = False
+    # What describe() reads, fetched with the rows the admin page lists.
+    describe_related: ClassVar[tuple[str, ...]] = ()
 
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
@@ -84,6 +89,15 @@ class JobRow(models.Model):
 
     class Meta:
         abstract = True
+
+    @property
+    def job_kind(self) -> str:
+        """The registry's name of this kind of row, as URLs carry it: "reviews.notificationemail"."""
+        return self._meta.label_lower
+
+    @property
+    def job_kind_name(self) -> str:
+        return str(self._meta.verbose_name)
 
     # What a subclass defines.
 
@@ -244,3 +258,88 @@ def reconcile(now=None) -> dict[str, int]:
 def run_reconciler() -> dict[str, int]:
     """rq entry point of the reconciler, run every minute by the cron scheduler."""
     return reconcile()
+
+
+# Site administration: what the queues hold, and the two things an administrator may do to a job.
+
+# The states the admin page lists: what is still to run, running, or failed for good.
+OPEN_STATES = (JobRow.State.QUEUED, JobRow.State.RUNNING, JobRow.State.FAILED)
+
+
+def get_job_row(kind: str, row_id: int) -> JobRow | None:
+    """The job row of a registered kind ("reviews.notificationemail") with that id, or None."""
+    model = JOB_ROWS.get(kind)
+    return model.objects.filter(pk=row_id).first() if model is not None else None
+
+
+def open_job_rows(limit: int = 200) -> dict[str, list[JobRow]]:
+    """Queued, running and failed job rows by queue name, the newest first within each kind and state."""
+    by_queue: dict[str, list[JobRow]] = {}
+    for model in JOB_ROWS.values():
+        for state in OPEN_STATES:
+            rows = model.objects.filter(state=state).select_related(*model.describe_related)
+            rows = rows.order_by("-enqueued_at", "-pk")[:limit]
+            by_queue.setdefault(model.queue_name, []).extend(rows)
+    return by_queue
+
+
+def redis_counts(queue_names) -> dict[str, dict[str, int] | None]:
+    """What Redis holds per queue (waiting, scheduled, started, failed); None for a queue Redis cannot tell."""
+    counts: dict[str, dict[str, int] | None] = {}
+    for name in queue_names:
+        try:
+            queue = django_rq.get_queue(name)
+            counts[name] = {
+                "waiting": queue.count,
+                "scheduled": queue.scheduled_job_registry.count,
+                "started": queue.started_job_registry.count,
+                "failed": queue.failed_job_registry.count,
+            }
+        except Exception:
+            counts[name] = None
+    return counts
+
+
+def _snapshot(row: JobRow) -> dict:
+    return {"state": row.state, "attempts": row.attempts}
+
+
+@transaction.atomic
+def requeue_job(row: JobRow, *, actor) -> JobRow:
+    """Queue a failed, canceled or stuck queued job again, now; audited."""
+    before = _snapshot(row)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            moved = row._transition(
+                [JobRow.State.QUEUED, JobRow.State.FAILED, JobRow.State.CANCELED],
+                state=JobRow.State.QUEUED,
+                due_at=now,
+                enqueued_at=now,
+                finished_at=None,
+            )
+    except IntegrityError:
+        raise ValidationError("Another job of the same kind for the same object is already queued.") from None
+    if not moved:
+        row.refresh_from_db()
+        raise ValidationError(
+            f"This job is {row.get_state_display().lower()}: only a queued, failed or canceled job can be queued again."
+        )
+    row.enqueue()
+    audit.record(actor, "job.requeue", row, target_repr=row.describe(), before=before, after=_snapshot(row))
+    return row
+
+
+@transaction.atomic
+def cancel_job(row: JobRow, *, actor) -> JobRow:
+    """Cancel a queued or failed job: a delivery still in Redis then finds nothing to claim; audited."""
+    before = _snapshot(row)
+    if not row._transition(
+        [JobRow.State.QUEUED, JobRow.State.FAILED], state=JobRow.State.CANCELED, finished_at=timezone.now()
+    ):
+        row.refresh_from_db()
+        raise ValidationError(
+            f"This job is {row.get_state_display().lower()}: only a queued or failed job can be canceled."
+        )
+    audit.record(actor, "job.cancel", row, target_repr=row.describe(), before=before, after=_snapshot(row))
+    return row

@@ -400,6 +400,7 @@ class NotificationEmail(jobs.JobRow):
     """The email of one notification, as a job: its id is the notification's."""
 
     job_function = "reviews.jobs.send_notification_emails"
+    describe_related = ("notification",)
     notification = models.OneToOneField(
         Notification, primary_key=True, on_delete=models.CASCADE, related_name="email_job"
     )
