@@ -143,12 +143,16 @@ class JobRow(models.Model):
         )
 
     def fail(self, error: str, *, retry: bool = True) -> bool:
-        """End a run that went wrong: queued again (enqueued after commit) while attempts are left, else failed."""
+        """End a run that went wrong: queued again (enqueued after commit) while attempts are left, else failed.
+
+        A retry waits PORTAL_JOB_RETRY_DELAY seconds times the attempts made, so a service that is down (a mail
+        server, a webhook's host) gets time to come back."""
         again = retry and self.attempts < self.max_attempts
         now = timezone.now()
         changes = {"last_error": error[:5000], "finished_at": now}
         if again:
-            changes |= {"state": self.State.QUEUED, "due_at": now, "enqueued_at": now}
+            due_at = now + timedelta(seconds=settings.PORTAL_JOB_RETRY_DELAY * self.attempts)
+            changes |= {"state": self.State.QUEUED, "due_at": due_at, "enqueued_at": now}
         else:
             changes |= {"state": self.State.FAILED}
         if not self._transition([self.State.RUNNING], worker__eq=self.worker, **changes):

@@ -76,6 +76,8 @@ PORTAL_MAINTENANCE_DELAY = envint("PORTAL_MAINTENANCE_DELAY", 60)
 PORTAL_JOB_HEARTBEAT = envint("PORTAL_JOB_HEARTBEAT", 15)
 PORTAL_JOB_HEARTBEAT_LIMIT = envint("PORTAL_JOB_HEARTBEAT_LIMIT", 120)
 PORTAL_JOB_ENQUEUE_GRACE = envint("PORTAL_JOB_ENQUEUE_GRACE", 30)
+# A failed job is retried after this many seconds times the attempts it made (3 attempts in all).
+PORTAL_JOB_RETRY_DELAY = envint("PORTAL_JOB_RETRY_DELAY", 30)
 
 INSTALLED_APPS = [
     "portal",

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
@@ -115,6 +116,9 @@ def test_a_failed_send_is_queued_again_with_its_error_then_fails_for_good(pull_r
         email = NotificationEmail.objects.get(pk=row.pk)
         assert email.attempts == attempt
         assert "ConnectionRefusedError" in email.last_error
+        if email.state == "queued":
+            # The retry waits longer after each attempt.
+            assert email.due_at - email.finished_at == timedelta(seconds=settings.PORTAL_JOB_RETRY_DELAY * attempt)
 
     assert email.state == "failed"
     # A failed row is not run again by a late delivery.
@@ -165,6 +169,7 @@ def test_a_worker_killed_mid_job_is_retried_after_the_heartbeat_limit(
         silent.close()
 
     settings.PORTAL_JOB_HEARTBEAT_LIMIT = 2
+    settings.PORTAL_JOB_RETRY_DELAY = 0
     # Still within the limit: the run is left alone.
     assert reconcile()["retried"] == 0
     time.sleep(2.5)
