@@ -10,7 +10,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from portal import audit
-from portal.models import AccessToken, Team, User
+from portal import services as accounts
+from portal.models import AccessToken, SshKey, Team, User
 from portal.validators import validate_repo_name
 from repos import git, signals
 from repos.access import Principal, can_create_in, check_role, is_repo_owner, role_for, role_for_principal
@@ -271,6 +272,27 @@ def edit_repository(
 
 # Pushes: the session a transport opens for git's hooks, the decision pre-receive asks for, and the
 # record post-receive writes.
+
+
+@transaction.atomic
+def add_deploy_key(
+    repository: Repository, *, actor: User, title: str, public_key: str, writable: bool = False
+) -> SshKey:
+    """Register a deploy key of one repository, read-only unless writable; raises InvalidKey with the reason."""
+    # Deploy keys grant access to the repository, so only its administrators may manage them.
+    _require(actor, repository, Role.ADMIN)
+    key = accounts.register_key(public_key, actor=actor, title=title, repository=repository, writable=writable)
+    audit.record(actor, "deploy_key.add", repository, after=accounts.key_summary(key) | {"writable": writable})
+    return key
+
+
+@transaction.atomic
+def remove_deploy_key(key: SshKey, *, actor: User) -> None:
+    """Delete a repository's deploy key; the next connection that offers it is refused."""
+    _require(actor, key.repository, Role.ADMIN)
+    audit.record(actor, "deploy_key.remove", key.repository, before=accounts.key_summary(key))
+    key.delete()
+
 
 PUSHABLE_PREFIXES = ("refs/heads/", "refs/tags/")
 
