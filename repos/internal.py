@@ -125,8 +125,8 @@ def pre_receive(request: HttpRequest, session: PushSession, updates: list[RefUpd
 @hook_endpoint
 def post_receive(request: HttpRequest, session: PushSession, updates: list[RefUpdate]) -> JsonResponse:
     """Record the refs git has just updated and announce them, all or nothing; print what the listeners answer."""
-    # The listeners of the push (pull requests following their branch) write in this same transaction: if one
-    # fails, the push is not recorded either, and the ref reconciler finds it.
+    # The push's listeners (pull requests following their branch) write in this same transaction: if one fails,
+    # nothing of the push is recorded.
     with transaction.atomic():
         recorded = services.record_hook_push(session, updates)
     lines = recorded.messages
