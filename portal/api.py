@@ -28,10 +28,10 @@ from pydantic import AfterValidator, ConfigDict
 from pydantic_core import PydanticCustomError
 
 from portal import services
+from portal.access import Principal, is_site_admin
 from portal.api_scopes import ADMIN, PASSWORD, READ_USER, WRITE_ORG, WRITE_REPO, WRITE_USER, ScopedRouter
 from portal.keys import InvalidKey
 from portal.models import AccessToken, AuditEvent, RevokedKeyFingerprint, SshKey, User
-from repos.access import Principal, is_site_admin
 
 logger = logging.getLogger(__name__)
 
