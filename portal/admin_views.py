@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from portal import jobs, services
+from portal.access import require_site_admin
 from portal.confirm import ask_to_confirm, confirmed
 from portal.forms import (
     AdminSshKeyForm,
@@ -24,7 +25,6 @@ from portal.forms import (
 )
 from portal.keys import InvalidKey
 from portal.models import AuditEvent, Invitation, RevokedKeyFingerprint, SiteSettings, SshKey, User
-from repos.access import require_site_admin
 
 PAGE_SIZE = 50
 

@@ -28,10 +28,10 @@ from pydantic import AfterValidator, ConfigDict
 from pydantic_core import PydanticCustomError
 
 from portal import services
+from portal.access import Principal, is_site_admin
 from portal.api_scopes import ADMIN, PASSWORD, READ_USER, WRITE_ORG, WRITE_REPO, WRITE_USER, ScopedRouter
 from portal.keys import InvalidKey
 from portal.models import AccessToken, AuditEvent, RevokedKeyFingerprint, SshKey, User
-from repos.access import Principal, is_site_admin
 
 logger = logging.getLogger(__name__)
 
@@ -377,7 +377,8 @@ class UserCreateIn(InputSchema):
     source_id: gitea_unsupported(int, "accounts are local") = None
     login_name: gitea_unsupported(str, "accounts are local") = None
     full_name: gitea_unsupported(str, "users set their own full name") = None
-    must_change_password: gitea_unsupported(bool, "nobody is made to change a password") = None
+    # As in Gitea, a password chosen by an admin is changed at the first sign-in unless this says false.
+    must_change_password: bool | None = None
     send_notify: gitea_unsupported(bool, "no welcome email is sent") = None
     restricted: gitea_unsupported(bool, "there are no restricted users") = None
     visibility: gitea_unsupported(str, "users have no visibility setting", "public") = None
@@ -681,7 +682,12 @@ def admin_create_user(request: HttpRequest, payload: UserCreateIn):
     admin = require_admin(request)
     validate_email(payload.email)
     user = services.create_user(
-        actor=admin, username=payload.username, email=payload.email, password=payload.password, is_admin=payload.admin
+        actor=admin,
+        username=payload.username,
+        email=payload.email,
+        password=payload.password,
+        is_admin=payload.admin,
+        must_change_password=payload.must_change_password is not False,
     )
     return Status(201, user_out(user, admin))
 

@@ -1,7 +1,7 @@
 from django.conf import settings
 
+from portal.access import is_site_admin
 from portal.models import SiteSettings
-from repos.access import is_site_admin
 
 
 def portal(request) -> dict:

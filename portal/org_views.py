@@ -10,9 +10,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from portal import org_forms, services
+from portal.access import get_org_for_member, get_team_for_user, is_org_owner
 from portal.confirm import ask_to_confirm, confirmed
 from portal.models import Team, User
-from repos.access import get_org_for_member, get_team_for_user, is_org_owner, visible_repositories
 
 
 @login_required
@@ -55,13 +55,12 @@ def new_team(request: HttpRequest, org: str) -> HttpResponse:
 
 
 def _render_team(request: HttpRequest, team: Team, status: int = 200, form=None) -> HttpResponse:
-    # The team's grants are listed only for repositories the viewer can read, so names do not leak.
-    visible = visible_repositories(request.user).values("pk")
+    # The template lists the team's grants through repos' template tags (repo_lists), only for repositories the
+    # viewer can read, so that names do not leak.
     context = {
         "org": team.organization,
         "team": team,
         "members": team.members.order_by("username"),
-        "grants": team.repository_grants.filter(repository__in=visible).select_related("repository__owner"),
         "is_owner": is_org_owner(request.user, team.organization),
         "form": form or org_forms.MemberForm(),
     }

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal import audit, signals
+from portal.access import is_org_owner, is_site_admin
 from portal.keys import InvalidKey, parse_public_key
 from portal.models import (
     INVITATION_TTL,
@@ -25,8 +26,6 @@ from portal.models import (
     User,
 )
 from portal.validators import validate_owner_name
-from repos.access import check_role, is_org_owner, is_site_admin, role_for
-from repos.models import Role
 
 logger = logging.getLogger(__name__)
 
@@ -247,11 +246,6 @@ def _key_owner_check(actor: User, user: User) -> None:
         raise PermissionDenied("You can only manage your own keys.")
 
 
-def _deploy_key_check(actor: User, repository) -> None:
-    # Deploy keys grant access to the repository, so only its administrators may manage them.
-    check_role(role_for(actor, repository), Role.ADMIN)
-
-
 KEY_TAKEN = "This key is already registered (to an account or as a deploy key); a key can be used once."
 
 
@@ -268,8 +262,10 @@ def revoked_key_message(revocation: RevokedKeyFingerprint) -> str:
     )
 
 
-def _register_key(public_key: str, *, actor: User, title: str, **owner) -> SshKey:
-    """Parse and store a key for owner (user=… or repository=…); the unique fingerprint refuses a reused key."""
+def register_key(public_key: str, *, actor: User, title: str, **owner) -> SshKey:
+    """Parse and store a key for owner (user=… or repository=…); the unique fingerprint refuses a reused key.
+
+    It checks no permission: add_ssh_key and repos.services.add_deploy_key check who may add the key first."""
     parsed = parse_public_key(public_key)
     revocation = revocation_of(parsed.fingerprint)
     if revocation is not None:
@@ -289,7 +285,7 @@ def _register_key(public_key: str, *, actor: User, title: str, **owner) -> SshKe
         raise InvalidKey(KEY_TAKEN) from exc
 
 
-def _key_summary(key: SshKey) -> dict:
+def key_summary(key: SshKey) -> dict:
     return {"fingerprint": key.fingerprint, "title": key.title, "type": key.key_type}
 
 
@@ -299,17 +295,8 @@ def add_ssh_key(user: User, *, actor: User, title: str, public_key: str) -> SshK
     _key_owner_check(actor, user)
     if user.is_organization:
         raise InvalidKey("Organizations cannot have SSH keys: add the key to a person's account or as a deploy key.")
-    key = _register_key(public_key, actor=actor, title=title, user=user)
-    audit.record(actor, "key.add", key, subject=user, after=_key_summary(key))
-    return key
-
-
-@transaction.atomic
-def add_deploy_key(repository, *, actor: User, title: str, public_key: str, writable: bool = False) -> SshKey:
-    """Register a deploy key of one repository, read-only unless writable; raises InvalidKey with the reason."""
-    _deploy_key_check(actor, repository)
-    key = _register_key(public_key, actor=actor, title=title, repository=repository, writable=writable)
-    audit.record(actor, "deploy_key.add", repository, after=_key_summary(key) | {"writable": writable})
+    key = register_key(public_key, actor=actor, title=title, user=user)
+    audit.record(actor, "key.add", key, subject=user, after=key_summary(key))
     return key
 
 
@@ -334,8 +321,9 @@ def remove_ssh_key(key: SshKey, *, actor: User) -> None:
     if key.repository_id is None:
         _key_owner_check(actor, key.user)
     else:
-        _deploy_key_check(actor, key.repository)
-    before = _key_summary(key)
+        # A repository's administrators remove its deploy keys through repos.services.remove_deploy_key.
+        _require_admin(actor)
+    before = key_summary(key)
     if key.repository_id is not None:
         audit.record(actor, "deploy_key.remove", key.repository, before=before)
     else:
@@ -360,7 +348,7 @@ def revoke_ssh_key(key: SshKey, *, actor: User, reason: str = "") -> RevokedKeyF
             "revoked_by": actor,
         },
     )
-    before, after = _key_summary(key), {"blocked": True, "reason": reason}
+    before, after = key_summary(key), {"blocked": True, "reason": reason}
     if key.repository_id is not None:
         audit.record(actor, "deploy_key.revoke", key.repository, before=before, after=after)
     else:

@@ -54,6 +54,9 @@ PORTAL_INTERNAL_URL = os.environ.get("PORTAL_INTERNAL_URL", "").rstrip("/")
 PORTAL_INTERNAL_SOCKET = VAR_DIR / "internal" / "web.sock"
 # Seconds a push may take from the start of its upload until its hooks have run.
 PORTAL_PUSH_SESSION_MAX_AGE = envint("PORTAL_PUSH_SESSION_MAX_AGE", 15 * 60)
+# Hosts and networks (names, addresses, CIDRs, comma-separated) that webhooks may reach although they are not
+# public: loopback, private, link-local and metadata addresses are refused otherwise (portal/outbound.py).
+PORTAL_WEBHOOK_ALLOWED_HOSTS = os.environ.get("PORTAL_WEBHOOK_ALLOWED_HOSTS", "")
 # The host name shown in SSH clone URLs.
 PORTAL_SSH_DOMAIN = os.environ.get("PORTAL_SSH_DOMAIN") or urlsplit(PORTAL_BASE_URL).hostname or "localhost"
 PORTAL_SSH_HOST_KEY = envpath("PORTAL_SSH_HOST_KEY", VAR_DIR / "ssh_host_ed25519_key")

@@ -6,7 +6,6 @@ from typing import Literal
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Query, Schema, Status
 
-from portal import services as accounts
 from portal.api import (
     MAX_PAGE_SIZE,
     InputSchema,
@@ -335,7 +334,7 @@ def list_deploy_keys(request: HttpRequest, owner: str, repo: str):
 )
 def add_deploy_key(request: HttpRequest, owner: str, repo: str, payload: DeployKeyIn):
     repository = _repo(request, owner, repo, Role.ADMIN)
-    key = accounts.add_deploy_key(
+    key = repo_services.add_deploy_key(
         repository,
         actor=current_user(request),
         title=payload.title,
@@ -354,7 +353,7 @@ def get_deploy_key(request: HttpRequest, owner: str, repo: str, id: int):
 @router.delete("/repos/{owner}/{repo}/keys/{id}", scope=WRITE_REPO, response={204: None}, summary="Remove a deploy key")
 def delete_deploy_key(request: HttpRequest, owner: str, repo: str, id: int):
     repository = _repo(request, owner, repo, Role.ADMIN)
-    accounts.remove_ssh_key(_deploy_key(repository, id), actor=current_user(request))
+    repo_services.remove_deploy_key(_deploy_key(repository, id), actor=current_user(request))
     return Status(204, None)
 
 

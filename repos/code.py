@@ -22,7 +22,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from repos import git, render
 
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 CACHE_TIMEOUT = 7 * 24 * 3600
 RETRY_TIMEOUT = 300
 # A blob bigger than this is shown as "too large" with a link to its raw bytes.
@@ -528,7 +528,7 @@ def _file_header(file: git.FileDiff, index: int, *, prefix: str, ref: str) -> st
     if file.status != "deleted":
         view = f' <a class="small" href="{prefix}/blob/{quote_ref(ref)}/{quote_path(file.new_path)}">View file</a>'
     return (
-        '<div class="diff-file-header"><button type="button" class="diff-toggle" aria-expanded="true">▾</button> '
+        '<div class="diff-file-header"><button type="button" class="diff-toggle" aria-expanded="true" aria-label="Show or hide this file">▾</button> '
         f'<span class="diff-path">{name}</span>{badges} '
         f"{_stat(file)}{view}</div>"
     )

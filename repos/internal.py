@@ -10,7 +10,6 @@ import json
 import re
 from collections.abc import Callable
 from functools import wraps
-from urllib.parse import quote
 
 from django.conf import settings
 from django.db import transaction
@@ -22,9 +21,8 @@ from django.views.decorators.http import require_POST
 from portal.models import AccessToken
 from repos import services
 from repos.access import Principal
-from repos.models import PushSession, Repository
+from repos.models import PushSession
 from repos.services import RefUpdate
-from reviews import services as reviews
 
 _SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
@@ -115,30 +113,6 @@ def _principal(session: PushSession) -> Principal:
     return Principal(user=session.user, deploy_key=session.deploy_key, token=session.token)
 
 
-def _pull_request_hints(repo: Repository, session: PushSession, updates: list[RefUpdate]) -> list[str]:
-    """Follow the pushed branches' pull requests, and print where to see them or to open one."""
-    lines: list[str] = []
-    for update in updates:
-        if not update.ref.startswith("refs/heads/"):
-            continue
-        branch = update.ref.removeprefix("refs/heads/")
-        pulls = reviews.record_branch_update(
-            repo,
-            ref=update.ref,
-            old_sha=update.old_sha,
-            new_sha=update.new_sha,
-            forced=update.forced,
-            pusher=session.user,
-        )
-        if update.is_delete:
-            continue
-        for pr in pulls:
-            lines += ["", f"View pull request #{pr.number} for {branch!r}:", f"  {pr.web_url}"]
-        if not pulls and update.is_create and branch != repo.default_branch:
-            lines += ["", f"Create a pull request for {branch!r}:", f"  {repo.web_url}/pulls/new?head={quote(branch)}"]
-    return lines + [""] if lines else []
-
-
 @hook_endpoint
 def pre_receive(request: HttpRequest, session: PushSession, updates: list[RefUpdate]) -> JsonResponse:
     """Accept or refuse a whole push before git updates any ref."""
@@ -150,9 +124,10 @@ def pre_receive(request: HttpRequest, session: PushSession, updates: list[RefUpd
 
 @hook_endpoint
 def post_receive(request: HttpRequest, session: PushSession, updates: list[RefUpdate]) -> JsonResponse:
-    """Record the refs git has just updated and follow their pull requests, all or nothing."""
+    """Record the refs git has just updated and announce them, all or nothing; print what the listeners answer."""
+    # The push's listeners (pull requests following their branch) write in this same transaction: if one fails,
+    # nothing of the push is recorded.
     with transaction.atomic():
-        pushes = services.record_hook_push(session, updates)
-        recorded = [RefUpdate(push.ref, push.old_sha, push.new_sha, push.forced) for push in pushes]
-        hints = _pull_request_hints(session.repository, session, recorded)
-    return JsonResponse({"ok": True, "messages": hints})
+        recorded = services.record_hook_push(session, updates)
+    lines = recorded.messages
+    return JsonResponse({"ok": True, "messages": lines + [""] if lines else []})

@@ -9,10 +9,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from portal import audit, jobs
-from portal.models import AccessToken, Team, User
+from portal import audit
+from portal import services as accounts
+from portal.models import AccessToken, SshKey, Team, User
 from portal.validators import validate_repo_name
-from repos import git
+from repos import git, signals
 from repos.access import Principal, can_create_in, check_role, is_repo_owner, role_for, role_for_principal
 from repos.models import Collaborator, Push, PushSession, Repository, Role, TeamRepository, Visibility
 
@@ -94,6 +95,7 @@ def create_repository(
         except Exception:
             git.delete(repo.path)
             raise
+        signals.repository_created.send(Repository, repository=repo, actor=actor)
     return repo
 
 
@@ -135,6 +137,7 @@ def rename_repository(repo: Repository, *, actor: User, name: str) -> Repository
     repo.name = name
     _save_name(repo, ["name"])
     audit.record(actor, "repo.rename", repo, before={"name": before}, after={"name": repo.full_name})
+    signals.repository_renamed.send(Repository, repository=repo, actor=actor, old_name=before.partition("/")[2])
     return repo
 
 
@@ -148,11 +151,13 @@ def transfer_repository(repo: Repository, *, actor: User, new_owner: User) -> Re
         raise PermissionDenied(f"You cannot move repositories to {new_owner.username}.")
     _check_name_free(new_owner, repo.name)
     before = repo.full_name
+    old_owner = repo.owner
     repo.owner = new_owner
     _save_name(repo, ["owner"])
     # Team grants belong to the old organization's teams: they do not travel.
     TeamRepository.objects.filter(repository=repo).exclude(team__organization=new_owner).delete()
     audit.record(actor, "repo.transfer", repo, before={"name": before}, after={"name": repo.full_name})
+    signals.repository_transferred.send(Repository, repository=repo, actor=actor, old_owner=old_owner)
     return repo
 
 
@@ -239,6 +244,7 @@ def delete_repository(repo: Repository, *, actor: User, confirm: str) -> None:
     path = repo.path
     with transaction.atomic():
         audit.record(actor, "repo.delete", repo, before={"name": repo.full_name})
+        signals.repository_deleted.send(Repository, repository=repo, actor=actor)
         repo.delete()
         # Remove from disk only once the row is gone for good.
         transaction.on_commit(lambda: git.delete(path))
@@ -266,6 +272,27 @@ def edit_repository(
 
 # Pushes: the session a transport opens for git's hooks, the decision pre-receive asks for, and the
 # record post-receive writes.
+
+
+@transaction.atomic
+def add_deploy_key(
+    repository: Repository, *, actor: User, title: str, public_key: str, writable: bool = False
+) -> SshKey:
+    """Register a deploy key of one repository, read-only unless writable; raises InvalidKey with the reason."""
+    # Deploy keys grant access to the repository, so only its administrators may manage them.
+    _require(actor, repository, Role.ADMIN)
+    key = accounts.register_key(public_key, actor=actor, title=title, repository=repository, writable=writable)
+    audit.record(actor, "deploy_key.add", repository, after=accounts.key_summary(key) | {"writable": writable})
+    return key
+
+
+@transaction.atomic
+def remove_deploy_key(key: SshKey, *, actor: User) -> None:
+    """Delete a repository's deploy key; the next connection that offers it is refused."""
+    _require(actor, key.repository, Role.ADMIN)
+    audit.record(actor, "deploy_key.remove", key.repository, before=accounts.key_summary(key))
+    key.delete()
+
 
 PUSHABLE_PREFIXES = ("refs/heads/", "refs/tags/")
 
@@ -342,21 +369,22 @@ def _ref_blocker(repo: Repository, update: RefUpdate) -> str | None:
     return None
 
 
+def _update_refusals(principal: Principal, repo: Repository, update: RefUpdate) -> list[str]:
+    """Why one ref update must be refused: the repository's own rules, else what the listeners answer."""
+    reason = _ref_blocker(repo, update)
+    if reason is not None:
+        return [reason]
+    answers = signals.push_checked.send(Repository, repository=repo, principal=principal, update=update)
+    return [reason for _receiver, reason in answers if reason]
+
+
 def push_blocker(principal: Principal, repo: Repository, updates: list[RefUpdate]) -> str | None:
     """Why this push must be refused as a whole, or None: write access, then every ref's rules."""
     if principal.is_anonymous or role_for_principal(principal, repo) < Role.WRITE:
         if principal.deploy_key is not None and principal.deploy_key.repository_id == repo.pk:
             return f"refusing the push: {principal.name} is read-only"
         return f"refusing the push: {principal.name} has no write access to {repo.full_name}"
-    # Branch protection is configured with pull requests; reviews builds on this module, so it is imported here.
-    from reviews.rules import protection_blocker
-
-    reasons = [
-        reason
-        for update in updates
-        if (reason := _ref_blocker(repo, update))
-        or (reason := protection_blocker(principal, repo, update.ref, is_delete=update.is_delete, forced=update.forced))
-    ]
+    reasons = [reason for update in updates for reason in _update_refusals(principal, repo, update)]
     return "\n".join(reasons) or None
 
 
@@ -404,8 +432,16 @@ def received_updates(session: PushSession, updates: list[RefUpdate]) -> list[Ref
     return checked
 
 
+@dataclass(frozen=True)
+class RecordedPush:
+    """The rows a push was recorded as, and the lines its listeners want printed to whoever pushed."""
+
+    pushes: list[Push]
+    messages: list[str]
+
+
 @transaction.atomic
-def record_hook_push(session: PushSession, updates: list[RefUpdate]) -> list[Push]:
+def record_hook_push(session: PushSession, updates: list[RefUpdate]) -> RecordedPush:
     """post-receive: record what the push did, once, after checking it against the repository; retires the session."""
     if session.phase != PushSession.Phase.ACCEPTED:
         raise PushRefused("pre-receive did not accept this push")
@@ -419,8 +455,8 @@ def record_hook_push(session: PushSession, updates: list[RefUpdate]) -> list[Pus
 
 
 @transaction.atomic
-def record_push(repo: Repository, *, actor: Principal, protocol: str, updates: list[RefUpdate]) -> list[Push]:
-    """Record each ref update of an accepted push and enqueue what follows."""
+def record_push(repo: Repository, *, actor: Principal, protocol: str, updates: list[RefUpdate]) -> RecordedPush:
+    """Record each ref update of an accepted push, however it came, and announce it once (push_received)."""
     now = timezone.now()
     pushes = Push.objects.bulk_create(
         Push(
@@ -448,6 +484,13 @@ def record_push(repo: Repository, *, actor: Principal, protocol: str, updates: l
             "refs": [update.as_json() for update in updates],
         },
     )
-    push_ids = [push.pk for push in pushes]
-    jobs.enqueue_after_commit("post-receive work for pushes", "repos.jobs.run_post_receive", push_ids)
-    return pushes
+    answers = signals.push_received.send(
+        Repository,
+        repository=repo,
+        updates=list(updates),
+        pusher=actor.user,
+        deploy_key=actor.deploy_key,
+        push_ids=[push.pk for push in pushes],
+        protocol=protocol,
+    )
+    return RecordedPush(pushes=pushes, messages=[line for _receiver, lines in answers for line in lines or ()])

@@ -12,7 +12,6 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.common import no_append_slash
 from django.views.decorators.http import require_POST
 
-from portal import services as accounts
 from portal.confirm import ask_to_confirm, confirmed
 from portal.keys import InvalidKey
 from portal.models import SshKey, Team, User
@@ -279,7 +278,7 @@ def deploy_keys(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     form = forms.DeployKeyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            key = accounts.add_deploy_key(actor=request.user, repository=repo, **form.cleaned_data)
+            key = services.add_deploy_key(repo, actor=request.user, **form.cleaned_data)
         except InvalidKey as exc:
             form.add_error("public_key", str(exc))
         else:
@@ -302,7 +301,7 @@ def deploy_key_remove(request: HttpRequest, owner: str, name: str, key_id: int) 
             button="Yes, remove this deploy key",
             cancel_url=_settings_url(repo, "deploy_keys"),
         )
-    accounts.remove_ssh_key(key, actor=request.user)
+    services.remove_deploy_key(key, actor=request.user)
     messages.success(request, f"Removed deploy key {key.title}; it can no longer reach this repository.")
     return redirect(_settings_url(repo, "deploy_keys"))
 

@@ -312,7 +312,9 @@ def world(private_repo, alice, bob, carol, mallory, admin):
     tool = repo_services.create_repository(actor=alice, owner=org, name="tool")
     repo_services.set_team_role(tool, devs, actor=alice, role=Role.WRITE)
     repo_services.set_team_role(tool, ops, actor=alice, role=Role.READ)
-    deploy_key = accounts.add_deploy_key(actor=alice, title="ci", public_key=_public_key(), repository=private_repo)
+    deploy_key = repo_services.add_deploy_key(
+        actor=alice, title="ci", public_key=_public_key(), repository=private_repo
+    )
     people = {"outsider": mallory, "reader": carol, "writer": bob, "admin": alice, "site-admin": admin}
     tokens, refs = {}, {}
     for role, user in people.items():

@@ -594,3 +594,17 @@ def test_a_token_stored_for_an_organization_does_not_authenticate(client, alice)
     )
     assert services.authenticate_token(raw) is None
     assert send(client, "GET", "/user", **bearer(raw)).status_code == 401
+
+
+def test_a_password_an_admin_chose_is_changed_at_the_first_sign_in_unless_gitea_says_not(client, admin, admin_token):
+    body = {"username": "dave", "email": "dave@example.com", "password": "chosen by the admin"}
+    assert send(client, "POST", "/admin/users", body, **bearer(admin_token)).status_code == 201
+    erin = body | {"username": "erin", "email": "erin@example.com", "must_change_password": False}
+    assert send(client, "POST", "/admin/users", erin, **bearer(admin_token)).status_code == 201
+    frank = {"username": "frank", "email": "frank@example.com"}
+    assert send(client, "POST", "/admin/users", frank, **bearer(admin_token)).status_code == 201
+    changes = dict(
+        User.objects.filter(username__in=["dave", "erin", "frank"]).values_list("username", "must_change_password")
+    )
+    # Without a password there is nothing to change: frank sets his own through a reset.
+    assert changes == {"dave": True, "erin": False, "frank": False}

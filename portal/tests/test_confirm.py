@@ -91,7 +91,7 @@ def _admin_lift(people) -> Action:
 
 def _deploy_key(people) -> Action:
     repo = Repository.objects.get(name="project")
-    key = accounts.add_deploy_key(repo, actor=people["alice"], title="ci", public_key=public_key())
+    key = repo_services.add_deploy_key(repo, actor=people["alice"], title="ci", public_key=public_key())
     return Action(
         "alice",
         f"/alice/project/settings/keys/{key.pk}/remove",

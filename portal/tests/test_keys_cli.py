@@ -8,6 +8,7 @@ from django.core.management import CommandError, call_command
 
 from portal import services as accounts
 from portal.models import AuditEvent, SshKey
+from repos import services as repo_services
 
 
 def keys(*args, stdin: str | None = None) -> str:
@@ -73,7 +74,9 @@ def test_it_refuses_an_unknown_user(admin, public_key):
 def test_list_shows_every_key_or_one_users(admin, alice, bob, private_repo, public_key):
     bob_key = accounts.add_ssh_key(bob, actor=bob, title="bob-laptop", public_key=public_key("b"))
     alice_key = accounts.add_ssh_key(alice, actor=alice, title="alice-desk", public_key=public_key("a"))
-    accounts.add_deploy_key(actor=alice, title="ci", public_key=public_key("d"), repository=private_repo, writable=True)
+    repo_services.add_deploy_key(
+        actor=alice, title="ci", public_key=public_key("d"), repository=private_repo, writable=True
+    )
     everything = keys("list")
     assert bob_key.fingerprint in everything and alice_key.fingerprint in everything
     assert "deploy:alice/project (writable)" in everything

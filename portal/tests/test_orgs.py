@@ -132,3 +132,22 @@ def test_unknown_teams_and_organizations_are_404(client, acme, alice):
     assert client.get("/orgs/nope/teams").status_code == 404
     # A person is not an organization.
     assert client.get("/orgs/alice/teams").status_code == 404
+
+
+def test_a_team_page_lists_only_the_grants_its_viewer_can_read(client, acme, alice, carol):
+    ops = accounts.create_team(acme, actor=alice, name="ops")
+    accounts.add_team_member(ops, carol, actor=alice)
+    client.force_login(carol)
+    page = client.get("/orgs/acme/teams/devs").content.decode()
+    assert "acme/app" not in page
+    client.force_login(alice)
+    assert "acme/app" in client.get("/orgs/acme/teams/devs").content.decode()
+
+
+def test_the_home_page_lists_the_repositories_its_viewer_can_read(client, acme, alice, bob, mallory):
+    repo_services.create_repository(actor=alice, owner=alice, name="private-notes")
+    client.force_login(bob)
+    page = client.get("/").content.decode()
+    assert "acme/app" in page and "alice/private-notes" not in page
+    client.force_login(mallory)
+    assert "acme/app" not in client.get("/").content.decode()

@@ -304,7 +304,7 @@ def test_readers_cannot_see_or_add_deploy_keys(client, private_repo, as_carol):
 
 def test_a_deploy_key_of_another_repository_is_not_found(client, private_repo, alice, as_alice):
     other = repo_services.create_repository(actor=alice, owner=alice, name="other")
-    key = accounts.add_deploy_key(other, actor=alice, title="x", public_key=new_public_key())
+    key = repo_services.add_deploy_key(other, actor=alice, title="x", public_key=new_public_key())
     assert client.delete(f"{API}/repos/alice/project/keys/{key.pk}", **as_alice).status_code == 404
     assert SshKey.objects.filter(pk=key.pk).exists()
 

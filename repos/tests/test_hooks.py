@@ -93,14 +93,14 @@ def test_revoking_the_token_mid_push_ends_the_push(private_repo, bob, client):
 
 
 def test_a_read_only_deploy_key_is_refused(private_repo, alice, client):
-    key = accounts.add_deploy_key(actor=alice, title="ci", public_key=PUBLIC_KEY, repository=private_repo)
+    key = repo_services.add_deploy_key(actor=alice, title="ci", public_key=PUBLIC_KEY, repository=private_repo)
     _, answer = call_hook(client, "pre-receive", hook_session(Principal(deploy_key=key), private_repo), [update()])
     assert answer["ok"] is False
     assert "deploy key ci is read-only" in answer["messages"][0]
 
 
 def test_a_writable_deploy_keys_push_is_recorded_with_the_key(private_repo, alice, client):
-    key = accounts.add_deploy_key(
+    key = repo_services.add_deploy_key(
         actor=alice, title="ci", public_key=PUBLIC_KEY, repository=private_repo, writable=True
     )
     session = hook_session(Principal(deploy_key=key), private_repo)

@@ -16,6 +16,7 @@ import pytest
 from portal import services as accounts
 from portal.models import SshKey
 from repos import git
+from repos import services as repo_services
 from repos.models import Push, PushSession
 from repos.sshd import load_host_key
 from repos.transport import NOT_FOUND_MESSAGE, safe_git_protocol
@@ -43,7 +44,7 @@ def key_for(ssh_keypair, git_ssh_env):
     def make(user, **deploy):
         keyfile, public = ssh_keypair(f"{user.username if user else 'deploy'}-{SshKey.objects.count()}")
         if deploy:
-            key = accounts.add_deploy_key(actor=deploy.pop("actor"), title="deploy", public_key=public, **deploy)
+            key = repo_services.add_deploy_key(actor=deploy.pop("actor"), title="deploy", public_key=public, **deploy)
         else:
             key = accounts.add_ssh_key(user, actor=user, title="laptop", public_key=public)
         return git_ssh_env(keyfile), key
@@ -388,7 +389,7 @@ def openssh(ssh_server, live_server, django_subprocess_env, ssh_keypair, tmp_pat
     def make(user, **deploy):
         _, public = ssh_keypair(f"{user.username if user else 'deploy'}-openssh")
         if deploy:
-            key = accounts.add_deploy_key(actor=deploy.pop("actor"), title="deploy", public_key=public, **deploy)
+            key = repo_services.add_deploy_key(actor=deploy.pop("actor"), title="deploy", public_key=public, **deploy)
         else:
             key = accounts.add_ssh_key(user, actor=user, title="laptop", public_key=public)
         line = authorized_keys_line(public)

@@ -411,7 +411,7 @@ def test_a_private_key_is_refused_with_the_reason(client, private_repo, alice):
 
 def test_a_deploy_key_of_another_repository_cannot_be_removed_here(client, private_repo, alice):
     other = services.create_repository(actor=alice, owner=alice, name="other")
-    key = accounts.add_deploy_key(actor=alice, title="x", public_key=_public_key(), repository=other)
+    key = services.add_deploy_key(actor=alice, title="x", public_key=_public_key(), repository=other)
     response = _login(client, alice).post(f"/alice/project/settings/keys/{key.pk}/remove", {"confirmed": "1"})
     assert response.status_code == 404
     assert SshKey.objects.filter(pk=key.pk).exists()
@@ -437,12 +437,12 @@ def test_unknown_and_deactivated_owners_are_404(client, alice, admin, mallory):
 
 def test_deploy_key_services_refuse_everyone_but_admins(private_repo, alice, bob, mallory):
     with pytest.raises(PermissionDenied):
-        accounts.add_deploy_key(actor=bob, title="x", public_key=_public_key(), repository=private_repo)
+        services.add_deploy_key(actor=bob, title="x", public_key=_public_key(), repository=private_repo)
     with pytest.raises(Http404):
-        accounts.add_deploy_key(actor=mallory, title="x", public_key=_public_key(), repository=private_repo)
-    key = accounts.add_deploy_key(actor=alice, title="x", public_key=_public_key(), repository=private_repo)
+        services.add_deploy_key(actor=mallory, title="x", public_key=_public_key(), repository=private_repo)
+    key = services.add_deploy_key(actor=alice, title="x", public_key=_public_key(), repository=private_repo)
     with pytest.raises(PermissionDenied):
-        accounts.remove_ssh_key(key, actor=bob)
+        services.remove_deploy_key(key, actor=bob)
     assert SshKey.objects.filter(pk=key.pk).exists()
 
 

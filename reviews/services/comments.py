@@ -14,7 +14,7 @@ from repos import git
 from repos import services as repo_services
 from repos.access import Principal, role_for
 from repos.models import Repository, Role
-from reviews import notifications, rules
+from reviews import notifications, rules, signals
 from reviews.models import Comment, PullRequest, Review, ReviewRequest
 from reviews.services._base import (
     Kind,
@@ -27,7 +27,7 @@ from reviews.services._base import (
     require_role,
     touch,
 )
-from reviews.services.pulls import carry_thread, dismiss_reviews, record_branch_update
+from reviews.services.pulls import carry_thread, dismiss_reviews
 
 _SUGGESTION_RE = re.compile(r"^```suggestion[ \t]*\r?\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 
@@ -152,6 +152,7 @@ def add_comment(
     if not pending:
         touch(pr)
         audit.record(actor, "pull_request.comment", pr, after={"comment": comment.pk, "path": path or None})
+        signals.comment_created.send(Comment, comment=comment, pull_request=pr, actor=actor)
         _notify_comment(pr, comment, actor)
     return comment
 
@@ -258,6 +259,7 @@ def submit_review(
     ReviewRequest.objects.filter(pull_request=pr, user=actor).delete()
     touch(pr)
     audit.record(actor, f"pull_request.review.{state}", pr, after={"commit": head, "review": review.pk})
+    signals.review_submitted.send(Review, review=review, pull_request=pr, actor=actor)
     kind = {Review.State.APPROVED: Kind.APPROVED, Review.State.CHANGES_REQUESTED: Kind.CHANGES_REQUESTED}.get(
         state, Kind.REVIEW
     )
@@ -314,7 +316,8 @@ def override_approval_rules(pr: PullRequest, *, actor: User, reason: str) -> Pul
 
 
 def _move_branch(repo: Repository, branch: str, new_sha: str, old_sha: str, *, actor: User, message: str) -> None:
-    """Compare-and-swap a branch to a commit the portal wrote, and record it as a push (which follows up on it)."""
+    """Compare-and-swap a branch to a commit the portal wrote, and record it as a push: its announcement makes the
+    pull requests of the branch follow, as for any push."""
     reason = rules.protection_blocker(
         Principal(user=actor), repo, f"refs/heads/{branch}", is_delete=False, forced=False
     )
@@ -371,9 +374,6 @@ def apply_suggestion(comment: Comment, *, actor: User, message: str = "") -> str
     _move_branch(repo, pr.head_branch, new_sha, head, actor=actor, message=f"portal: {summary}")
     Comment.objects.filter(pk=comment.pk).update(suggestion_applied_sha=new_sha)
     comment.suggestion_applied_sha = new_sha
-    record_branch_update(
-        repo, ref=f"refs/heads/{pr.head_branch}", old_sha=head, new_sha=new_sha, forced=False, pusher=actor
-    )
     resolve_thread(comment, actor=actor)
     record_event(pr, "suggestion_applied", actor, comment=comment.pk, commit=new_sha)
     audit.record(actor, "pull_request.apply_suggestion", pr, after={"comment": comment.pk, "commit": new_sha})

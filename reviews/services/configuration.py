@@ -12,7 +12,7 @@ from portal.models import Team, User
 from repos import git
 from repos.access import is_org_owner
 from repos.models import Repository, Role
-from reviews import rules
+from reviews import rules, signals
 from reviews.models import ApprovalRule, BranchProtection, CommitStatus, ReviewSettings
 from reviews.services._base import require_role
 
@@ -53,6 +53,7 @@ def set_commit_status(
         },
     )
     audit.record(actor, "commit_status.set", repo, after={"sha": sha, "context": context, "state": state})
+    signals.commit_status_set.send(CommitStatus, status=status, repository=repo, actor=actor)
     return status
 
 

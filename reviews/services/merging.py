@@ -11,7 +11,7 @@ from repos import code, git
 from repos import services as repo_services
 from repos.access import Principal
 from repos.models import Role
-from reviews import notifications, rules
+from reviews import notifications, rules, signals
 from reviews.models import MergeStrategy, PullRequest, Review
 from reviews.rules import merge_blocker
 from reviews.services._base import (
@@ -136,6 +136,7 @@ def merge_pull_request(
         repo_services.record_push(repo, actor=Principal(user=actor), protocol="web", updates=[update])
         record_event(pr, "merged", actor, strategy=strategy, commit=new_sha)
         audit.record(actor, "pull_request.merge", pr, after={"strategy": strategy, "head": head_sha, "commit": new_sha})
+        signals.pull_request_merged.send(PullRequest, pull_request=pr, actor=actor, by_push=False)
         people = {pr.author_id, *pr.reviews.exclude(state=Review.State.PENDING).values_list("author_id", flat=True)}
         notifications.notify(
             Kind.MERGED,

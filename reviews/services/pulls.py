@@ -12,7 +12,7 @@ from portal.models import Team, User
 from repos import git
 from repos.access import role_for
 from repos.models import Repository, Role
-from reviews import notifications, rules
+from reviews import notifications, rules, signals
 from reviews.models import ApprovalRule, Comment, PullRequest, Review, ReviewRequest, Revision
 from reviews.services._base import (
     Kind,
@@ -109,6 +109,7 @@ def open_pull_request(
     for user in asked:
         record_event(pr, "review_requested", actor, reviewer=user.username)
     audit.record(actor, "pull_request.open", pr, after={"base": base, "head": head, "head_sha": head_sha})
+    signals.pull_request_opened.send(PullRequest, pull_request=pr, actor=actor)
     _notify_requested(pr, asked, actor)
     return pr
 
@@ -126,6 +127,7 @@ def update_pull_request(
     """Edit the title, description, draft flag or base branch; a new base dismisses every approval."""
     require_author_or(actor, pr)
     before = {"title": pr.title, "base": pr.base_branch, "draft": pr.draft}
+    old_description = pr.description
     changes: dict = {}
     if title is not None and title.strip() != pr.title:
         if not title.strip():
@@ -156,13 +158,10 @@ def update_pull_request(
         _new_revision(pr, head_sha=pr.head_sha, base_sha=base_sha, merge_base=merge_base, pusher=actor, forced=False)
     if changes:
         touch(pr, **changes)
-    audit.record(
-        actor,
-        "pull_request.update",
-        pr,
-        before=before,
-        after={"title": pr.title, "base": pr.base_branch, "draft": pr.draft},
-    )
+    after = {"title": pr.title, "base": pr.base_branch, "draft": pr.draft}
+    audit.record(actor, "pull_request.update", pr, before=before, after=after)
+    if after != before or pr.description != old_description:
+        signals.pull_request_edited.send(PullRequest, pull_request=pr, actor=actor, before=before, after=after)
     return pr
 
 
@@ -195,6 +194,7 @@ def close_pull_request(pr: PullRequest, *, actor: User) -> PullRequest:
     transition(pr, PullRequest.State.CLOSED, closed_at=timezone.now())
     record_event(pr, "closed", actor)
     audit.record(actor, "pull_request.close", pr)
+    signals.pull_request_closed.send(PullRequest, pull_request=pr, actor=actor)
     return pr
 
 
@@ -215,6 +215,7 @@ def reopen_pull_request(pr: PullRequest, *, actor: User) -> PullRequest:
     if head_sha != pr.head_sha:
         _add_revision(pr, head_sha=head_sha, pusher=actor, forced=False)
     audit.record(actor, "pull_request.reopen", pr)
+    signals.pull_request_reopened.send(PullRequest, pull_request=pr, actor=actor)
     return pr
 
 
@@ -246,6 +247,9 @@ def dismiss_reviews(pr: PullRequest, reviews, *, actor: User | None, reason: str
             dismissed_at=timezone.now(), dismissed_reason=reason[:300]
         )
         record_event(pr, "approvals_dismissed", actor, reviewers=[r.author.username for r in dismissed], reason=reason)
+        for review in dismissed:
+            review.dismissed_reason = reason[:300]
+            signals.review_dismissed.send(Review, review=review, pull_request=pr, actor=actor, reason=reason)
     return dismissed
 
 
@@ -272,6 +276,7 @@ def _add_revision(pr: PullRequest, *, head_sha: str, pusher: User | None, forced
         dismiss_reviews(pr, stale, actor=None, reason=f"new code was pushed (revision {revision.number})")
     for thread in pr.comments.filter(reply_to=None, outdated=False).exclude(path=""):
         carry_thread(thread, old_head=old_head, new_head=head_sha, old_base=old_base, new_base=merge_base)
+    signals.pull_request_synchronized.send(PullRequest, pull_request=pr, actor=pusher, revision=revision)
     return revision
 
 
@@ -342,3 +347,4 @@ def _merged_by_push(pr: PullRequest, base_sha: str, pusher: User | None) -> None
     transition(pr, PullRequest.State.MERGED, merged_at=timezone.now(), merged_by=pusher, merge_commit_sha=base_sha)
     record_event(pr, "merged", pusher, commit=base_sha, by_push=True)
     audit.record(pusher, "pull_request.merged_by_push", pr, after={"commit": base_sha})
+    signals.pull_request_merged.send(PullRequest, pull_request=pr, actor=pusher, by_push=True)
