@@ -88,6 +88,7 @@ from repos import git, jobs
 from repos.models import Repository
 repo = Repository.objects.get(owner__username='{owner}', name='{repo}')
 git.set_default_branch(repo.path, '{ref}')
+jobs.schedule_maintenance(repo.pk)
 jobs.run_repository_maintenance(repo.pk)
 """
 

@@ -1,4 +1,4 @@
-"""Site administration: users, every SSH key, the audit log and site settings.
+"""Site administration: users, every SSH key, the audit log, the job queues and site settings.
 
 Every view starts with require_site_admin, so anyone else gets the same 404 as for a missing page.
 """
@@ -7,12 +7,12 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from portal import services
+from portal import jobs, services
 from portal.access import require_site_admin
 from portal.confirm import ask_to_confirm, confirmed
 from portal.forms import (
@@ -258,3 +258,63 @@ def site_settings(request: HttpRequest) -> HttpResponse:
         messages.success(request, "Site settings saved.")
         return redirect("portal:admin_settings")
     return render(request, "portal/admin/settings.html", {"form": form, "section": "settings"})
+
+
+def job_queues(request: HttpRequest) -> HttpResponse:
+    require_site_admin(request.user)
+    by_queue = jobs.open_job_rows()
+    counts = jobs.redis_counts(sorted(by_queue))
+    queues = [{"name": name, "rows": rows, "redis": counts[name]} for name, rows in sorted(by_queue.items())]
+    return render(request, "portal/admin/jobs.html", {"queues": queues, "section": "jobs"})
+
+
+def _job_row(kind: str, row_id: int) -> jobs.JobRow:
+    row = jobs.get_job_row(kind, row_id)
+    if row is None:
+        raise Http404("No such job")
+    return row
+
+
+def _change_job(request: HttpRequest, kind: str, row_id: int, *, verb: str, consequence: str, change) -> HttpResponse:
+    """Confirm, then apply one job service call and report its outcome or refusal as a message."""
+    require_site_admin(request.user)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    row = _job_row(kind, row_id)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"{verb} the job: {row.describe()}?",
+            consequences=[consequence],
+            button=f"Yes, {verb.lower()} it",
+            cancel_url=reverse("portal:admin_jobs"),
+        )
+    try:
+        change(row)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{verb}: {row.describe()}.")
+    return redirect("portal:admin_jobs")
+
+
+def job_requeue(request: HttpRequest, kind: str, row_id: int) -> HttpResponse:
+    return _change_job(
+        request,
+        kind,
+        row_id,
+        verb="Requeue",
+        consequence="It is handed to the workers again now; its attempts so far stay on the row.",
+        change=lambda row: jobs.requeue_job(row, actor=request.user),
+    )
+
+
+def job_cancel(request: HttpRequest, kind: str, row_id: int) -> HttpResponse:
+    return _change_job(
+        request,
+        kind,
+        row_id,
+        verb="Cancel",
+        consequence="It will not run: a delivery still waiting in the queue finds nothing to do.",
+        change=lambda row: jobs.cancel_job(row, actor=request.user),
+    )

@@ -73,6 +73,14 @@ GIT_ROOT = envpath("GIT_ROOT", VAR_DIR / "git")
 GIT_BIN = os.environ.get("GIT_BIN", "git")
 # Seconds after the last push before a repository is repacked and its commit-graph rewritten.
 PORTAL_MAINTENANCE_DELAY = envint("PORTAL_MAINTENANCE_DELAY", 60)
+# Jobs (portal/jobs.py): a running job beats every PORTAL_JOB_HEARTBEAT seconds; the reconciler ends a run that has
+# not beaten for PORTAL_JOB_HEARTBEAT_LIMIT seconds, and enqueues again a queued row that Redis lost once it is
+# PORTAL_JOB_ENQUEUE_GRACE seconds old (younger ones still have their own enqueue on the way).
+PORTAL_JOB_HEARTBEAT = envint("PORTAL_JOB_HEARTBEAT", 15)
+PORTAL_JOB_HEARTBEAT_LIMIT = envint("PORTAL_JOB_HEARTBEAT_LIMIT", 120)
+PORTAL_JOB_ENQUEUE_GRACE = envint("PORTAL_JOB_ENQUEUE_GRACE", 30)
+# A failed job is retried after this many seconds times the attempts it made (3 attempts in all).
+PORTAL_JOB_RETRY_DELAY = envint("PORTAL_JOB_RETRY_DELAY", 30)
 
 INSTALLED_APPS = [
     "portal",

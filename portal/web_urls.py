@@ -36,4 +36,7 @@ urlpatterns = [
     path("-/admin/keys/revoked/<int:revocation_id>/lift", admin_views.key_lift, name="admin_key_lift"),
     path("-/admin/audit", admin_views.audit, name="admin_audit"),
     path("-/admin/settings", admin_views.site_settings, name="admin_settings"),
+    path("-/admin/jobs", admin_views.job_queues, name="admin_jobs"),
+    path("-/admin/jobs/<str:kind>/<int:row_id>/requeue", admin_views.job_requeue, name="admin_job_requeue"),
+    path("-/admin/jobs/<str:kind>/<int:row_id>/cancel", admin_views.job_cancel, name="admin_job_cancel"),
 ]

@@ -3,29 +3,40 @@
 import logging
 from datetime import timedelta
 
-import django_rq
 from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
+from portal.jobs import run_claimed
 from repos import git
-from repos.models import Push, Repository
+from repos.models import Push, Repository, RepositoryMaintenance
 
 log = logging.getLogger(__name__)
 
 
 def maintenance_job_id(repository_id: int) -> str:
-    return f"repository-maintenance-{repository_id}"
+    return RepositoryMaintenance(repository_id=repository_id).rq_job_id()
 
 
-def schedule_maintenance(repository_id: int) -> None:
+def schedule_maintenance(repository_id: int) -> RepositoryMaintenance:
     """Run maintenance a while after the last push: a burst of pushes costs one run, not one each.
 
-    rq keeps one job per id, so enqueuing again under the same id moves the scheduled time later."""
-    django_rq.get_queue("default").enqueue_in(
-        timedelta(seconds=settings.PORTAL_MAINTENANCE_DELAY),
-        "repos.jobs.run_repository_maintenance",
-        repository_id,
-        job_id=maintenance_job_id(repository_id),
-    )
+    The repository's one queued row gets a later due time, and rq keeps one job per id, so enqueuing it again
+    moves the scheduled time later too."""
+    due_at = timezone.now() + timedelta(seconds=settings.PORTAL_MAINTENANCE_DELAY)
+    with transaction.atomic():
+        row = RepositoryMaintenance.objects.filter(repository_id=repository_id, state="queued").first()
+        if row is None:
+            try:
+                with transaction.atomic():
+                    row = RepositoryMaintenance.objects.create(repository_id=repository_id, due_at=due_at)
+            except IntegrityError:
+                # Another worker queued one at the same moment: move that one instead.
+                row = RepositoryMaintenance.objects.get(repository_id=repository_id, state="queued")
+        RepositoryMaintenance.objects.filter(pk=row.pk).update(due_at=due_at, enqueued_at=timezone.now())
+        row.refresh_from_db()
+        row.enqueue()
+    return row
 
 
 def run_post_receive(push_ids: list[int]) -> None:
@@ -37,7 +48,13 @@ def run_post_receive(push_ids: list[int]) -> None:
 
 def run_repository_maintenance(repository_id: int) -> None:
     """Keep a repository fast to read: geometric repack with a bitmap, then the commit-graph."""
-    repo = Repository.objects.filter(pk=repository_id).first()
+    row = RepositoryMaintenance.objects.filter(repository_id=repository_id, state="queued").first()
+    # Nothing queued: another delivery of the same job ran it already, or the repository was deleted.
+    run_claimed(row, _maintain)
+
+
+def _maintain(row: RepositoryMaintenance) -> None:
+    repo = Repository.objects.filter(pk=row.repository_id).first()
     # The repository may have been deleted since the push: then there is nothing left to do.
     if repo is None or not repo.path.exists() or git.is_empty(repo.path):
         return

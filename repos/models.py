@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from portal import jobs
 from portal.validators import validate_repo_name
 
 
@@ -167,3 +168,29 @@ class PushSession(models.Model):
     # The ref updates pre-receive accepted ({"ref", "old", "new", "forced"} each): post-receive may only
     # record updates among them.
     accepted_updates = models.JSONField(default=list, blank=True)
+
+
+@jobs.register
+class RepositoryMaintenance(jobs.JobRow):
+    """One pending (or past) maintenance run of a repository; a burst of pushes moves the due time of one row."""
+
+    job_function = "repos.jobs.run_repository_maintenance"
+    debounced = True
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["repository"], condition=models.Q(state="queued"), name="one_queued_maintenance_per_repository"
+            )
+        ]
+
+    def rq_job_id(self) -> str:
+        # One rq job per repository: enqueuing it again moves the scheduled time later.
+        return f"repository-maintenance-{self.repository_id}"
+
+    def job_args(self) -> tuple:
+        return (self.repository_id,)
+
+    def describe(self) -> str:
+        return f"maintenance of repository #{self.repository_id}"

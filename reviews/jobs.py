@@ -1,13 +1,14 @@
 """rq entry points for reviews: thin, they re-read rows by id and call services."""
 
-from reviews.models import Notification
+from portal.jobs import run_claimed
+from reviews.models import NotificationEmail
 from reviews.notifications import send_notification_email
 
 
 def send_notification_emails(notification_ids: list[int]) -> None:
-    """Email the notifications that have not gone out yet, one message each."""
-    notifications = Notification.objects.filter(pk__in=notification_ids, emailed_at__isnull=True).select_related(
-        "user", "pull_request__repository__owner"
-    )
-    for notification in notifications.order_by("id"):
-        send_notification_email(notification)
+    """Email the notifications whose email rows are still queued, one message each, each row claimed first."""
+    rows = NotificationEmail.objects.filter(pk__in=notification_ids, state=NotificationEmail.State.QUEUED)
+    rows = rows.select_related("notification__user", "notification__pull_request__repository__owner")
+    for row in rows.order_by("pk"):
+        # A second delivery of the same job loses the claim and sends nothing.
+        run_claimed(row, lambda row: send_notification_email(row.notification))

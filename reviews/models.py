@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from portal import jobs
 from repos.models import Repository
 
 User = settings.AUTH_USER_MODEL
@@ -392,3 +393,23 @@ class NotificationPreference(models.Model):
     user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="notification_preference")
     web_off = models.JSONField(default=list, blank=True)
     email_off = models.JSONField(default=list, blank=True)
+
+
+@jobs.register
+class NotificationEmail(jobs.JobRow):
+    """The email of one notification, as a job: its id is the notification's."""
+
+    job_function = "reviews.jobs.send_notification_emails"
+    describe_related = ("notification",)
+    notification = models.OneToOneField(
+        Notification, primary_key=True, on_delete=models.CASCADE, related_name="email_job"
+    )
+
+    def rq_job_id(self) -> str:
+        return f"notification-email-{self.pk}"
+
+    def job_args(self) -> tuple:
+        return ([self.pk],)
+
+    def describe(self) -> str:
+        return f"email of notification #{self.pk} ({self.notification.kind}) to user #{self.notification.user_id}"

@@ -12,11 +12,10 @@ from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
-from portal import jobs
 from portal.models import User
 from repos.access import role_for, visible_repositories
 from repos.models import Role
-from reviews.models import Notification, NotificationPreference, PullRequest
+from reviews.models import Notification, NotificationEmail, NotificationPreference, PullRequest
 
 # How an email subject ends for each kind: "[alice/project] #3 Fix the parser: review requested".
 SUBJECT_ENDINGS = {
@@ -106,9 +105,9 @@ def _deliver(
         if by_email:
             emailed.append(row)
     Notification.objects.bulk_create(rows)
-    ids = [row.pk for row in emailed]
-    if ids:
-        jobs.enqueue_after_commit("notification emails", "reviews.jobs.send_notification_emails", ids)
+    # One job row per email: the record the reconciler sends from if Redis loses the job.
+    for email in NotificationEmail.objects.bulk_create([NotificationEmail(notification=row) for row in emailed]):
+        email.enqueue()
     return rows
 
 
@@ -219,15 +218,10 @@ def send_notification_email(notification: Notification) -> bool:
             return False
     elif not _may_hear_of(notification.user, notification.pull_request):
         return False
+    # The job row's claim keeps a second delivery of the same job out (portal/jobs.py), so the message is recorded
+    # only once it went: a worker killed while sending leaves nothing recorded, and the retry sends it.
+    send_mail(email_subject(notification), email_body(notification), None, [notification.user.email])
     now = timezone.now()
-    # Nothing got updated: another delivery of the same job got there first.
-    if not Notification.objects.filter(pk=notification.pk, emailed_at__isnull=True).update(emailed_at=now):
-        return False
-    try:
-        send_mail(email_subject(notification), email_body(notification), None, [notification.user.email])
-    except Exception:
-        # Give the claim back, so that a retry of the job sends it.
-        Notification.objects.filter(pk=notification.pk, emailed_at=now).update(emailed_at=None)
-        raise
+    Notification.objects.filter(pk=notification.pk, emailed_at__isnull=True).update(emailed_at=now)
     notification.emailed_at = now
     return True

@@ -23,7 +23,7 @@ from portal import services as accounts
 from portal.tests.api_schema import api_operations
 from repos import git
 from repos import services as repo_services
-from repos.models import Role
+from repos.models import RepositoryMaintenance, Role
 
 PEOPLE = ("anonymous", "outsider", "reader", "writer", "admin")
 # Who each column is: alice owns alice/project, bob writes, carol reads, mallory has no access.
@@ -90,6 +90,9 @@ WEB_ROUTES: dict[str, list[Case]] = {
     "portal:admin_key_lift": [Case(SITE_ADMIN, "POST", {"revocation_id": "@revocation"})],
     "portal:admin_audit": [Case(SITE_ADMIN)],
     "portal:admin_settings": [Case(SITE_ADMIN), Case(SITE_ADMIN, "POST")],
+    "portal:admin_jobs": [Case(SITE_ADMIN)],
+    "portal:admin_job_requeue": [Case(SITE_ADMIN, "POST", {"kind": "@job_kind", "row_id": "@job_row"})],
+    "portal:admin_job_cancel": [Case(SITE_ADMIN, "POST", {"kind": "@job_kind", "row_id": "@job_row"})],
     "orgs:new": [Case(LOGIN), Case(LOGIN, "POST")],
     "orgs:teams": [Case(ORG_MEMBER, kwargs=ORG)],
     "orgs:new_team": [Case(ORG_OWNER, kwargs=ORG), Case(ORG_OWNER, "POST", ORG)],
@@ -332,12 +335,16 @@ def world(private_repo, alice, bob, carol, mallory, admin):
     pulls = _pull_requests(private_repo, org, alice, bob, carol)
     notices = _notifications(alice, people)
     invitation, _ = accounts.invite_user(actor=admin, email="dave@example.com")
+    # A job row, for the routes that requeue or cancel one (unconfirmed, so it stays as it is).
+    maintenance = RepositoryMaintenance.objects.create(repository=private_repo)
     for role in refs:
         refs[role] |= {
             "@invitation": invitation.pk,
             "@carol_key": refs["reader"]["@own_key"],
             "@deploy_key": deploy_key.pk,
             "@revocation": revocation.pk,
+            "@job_kind": maintenance.job_kind,
+            "@job_row": maintenance.pk,
             "@main_sha": main_sha,
             # The lazily loaded parts of pages: a tree's last commits and a diff's next files.
             "@tree_commits": "/alice/project/tree/main?fragment=commits",

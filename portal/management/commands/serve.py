@@ -198,6 +198,8 @@ class Command(BaseCommand):
         boss.start(Child("web", gunicorn_command(), env, cwd))
         boss.start(Child("ssh", manage_command("sshd"), env, cwd))
         boss.start(Child("worker", manage_command("rqworker", *QUEUES, "--with-scheduler"), env, cwd))
+        # rq's cron scheduler runs the job reconciler every minute (portal/cron.py).
+        boss.start(Child("cron", manage_command("rqcron", "portal.cron"), env, cwd))
 
     def print_banner(self, env: dict[str, str]) -> None:
         lines = [
@@ -206,6 +208,7 @@ class Command(BaseCommand):
             f"    web:     {settings.PORTAL_BASE_URL}/  (gunicorn on {settings.PORTAL_HTTP_HOST}:{settings.PORTAL_HTTP_PORT})",
             f"    ssh:     {settings.PORTAL_SSH_HOST}:{settings.PORTAL_SSH_PORT}",
             f"    worker:  rq queues {', '.join(QUEUES)}, with the scheduler",
+            "    cron:    the job reconciler, every minute",
             f"    redis:   {self.redis_description}",
             "  Clone URLs:",
             *(f"    {form}" for form in clone_url_forms()),
