@@ -208,6 +208,25 @@ def rq_queues():
     connection.flushdb()
 
 
+@pytest.fixture
+def email_backend(settings):
+    """Mail kept in django.core.mail.outbox, with links to the portal's public address."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.PORTAL_BASE_URL = "https://git.example.com"
+
+
+@pytest.fixture
+def run_worker(rq_queues):
+    """run_worker(): a real rq worker runs every job of the default queue, then stops."""
+    from rq import SimpleWorker
+
+    def run() -> None:
+        queue = rq_queues["default"]
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+    return run
+
+
 # Browser: the system's Chromium driven by Playwright, launched once per test session.
 
 CHROMIUM_ARGS = [

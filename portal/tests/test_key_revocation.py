@@ -13,7 +13,6 @@ from django.core.exceptions import PermissionDenied
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
-from rq import SimpleWorker
 
 from portal import services
 from portal.models import AuditEvent, RevokedKeyFingerprint, SshKey
@@ -39,17 +38,6 @@ def alice_client(alice) -> Client:
     client = Client()
     client.force_login(alice)
     return client
-
-
-@pytest.fixture
-def email_backend(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    settings.PORTAL_BASE_URL = "https://git.example.com"
-
-
-def run_worker(rq_queues) -> None:
-    queue = rq_queues["default"]
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
 
 
 def admin_remove(client: Client, key: SshKey):
@@ -203,12 +191,12 @@ def test_the_admin_api_removes_revokes_and_lifts(admin, alice):
 
 @pytest.mark.parametrize("how", ["remove", "revoke"])
 def test_the_owner_is_told_in_the_portal_and_by_email(
-    admin_client, alice_client, alice, rq_queues, email_backend, django_capture_on_commit_callbacks, how
+    admin_client, alice_client, alice, rq_queues, email_backend, django_capture_on_commit_callbacks, how, run_worker
 ):
     key = services.add_ssh_key(alice, actor=alice, title="laptop", public_key=public_key())
     with django_capture_on_commit_callbacks(execute=True):
         (admin_remove if how == "remove" else admin_revoke)(admin_client, key)
-    run_worker(rq_queues)
+    run_worker()
 
     notice = Notification.objects.get(user=alice)
     assert notice.kind == ("ssh_key_removed" if how == "remove" else "ssh_key_revoked")

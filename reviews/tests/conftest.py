@@ -8,6 +8,7 @@ from repos import git
 from repos.tests.api_client import as_alice, as_bob, as_carol, as_mallory  # noqa: F401 (fixtures)
 from repos.tests.conftest import git_env, server  # noqa: F401 (fixtures)
 from repos.tests.test_http import clone, repo_url, run_git, token_for
+from reviews.models import PullRequest
 
 
 def make_branch(repo, name: str, files: dict[str, bytes], message: str = "", *, start: str = "main") -> str:
@@ -60,3 +61,18 @@ def clone_as(server, git_env, tmp_path):  # noqa: F811 (fixtures)
         return Clone(work, env, url)
 
     return make
+
+
+@pytest.fixture
+def pull_request(private_repo, bob):
+    """A pull request row in alice/project, for tests of what follows it (notifications, jobs): no branches."""
+    return PullRequest.objects.create(
+        repository=private_repo,
+        number=3,
+        title="Fix the parser",
+        author=bob,
+        base_branch="main",
+        head_branch="feature",
+        head_sha="a" * 40,
+        base_sha="b" * 40,
+    )

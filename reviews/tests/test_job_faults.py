@@ -12,42 +12,16 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.core import mail
-from rq import SimpleWorker
 
 from portal.jobs import JobRow, reconcile
-from reviews.models import Notification, NotificationEmail, PullRequest
+from reviews.models import Notification, NotificationEmail
 from reviews.notifications import notify
 
 REVIEW_REQUESTED = Notification.Kind.REVIEW_REQUESTED
 
 
-@pytest.fixture
-def pull_request(private_repo, bob):
-    return PullRequest.objects.create(
-        repository=private_repo,
-        number=3,
-        title="Fix the parser",
-        author=bob,
-        base_branch="main",
-        head_branch="feature",
-        head_sha="a" * 40,
-        base_sha="b" * 40,
-    )
-
-
-@pytest.fixture
-def email_backend(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    settings.PORTAL_BASE_URL = "https://git.example.com"
-
-
-def run_worker(rq_queues) -> None:
-    queue = rq_queues["default"]
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
-
-
 def test_emails_lost_with_redis_go_out_once_after_the_reconciler(
-    pull_request, alice, bob, carol, rq_queues, email_backend, settings, django_capture_on_commit_callbacks
+    pull_request, alice, bob, carol, rq_queues, email_backend, settings, django_capture_on_commit_callbacks, run_worker
 ):
     settings.PORTAL_JOB_ENQUEUE_GRACE = 0
     with django_capture_on_commit_callbacks(execute=True):
@@ -61,7 +35,7 @@ def test_emails_lost_with_redis_go_out_once_after_the_reconciler(
 
     with django_capture_on_commit_callbacks(execute=True):
         assert reconcile() == {"enqueued": 2, "retried": 0, "failed": 0}
-    run_worker(rq_queues)
+    run_worker()
 
     assert sorted(message.to[0] for message in mail.outbox) == ["alice@example.com", "carol@example.com"]
     assert list(NotificationEmail.objects.values_list("state", "attempts")) == [("done", 1), ("done", 1)]
@@ -87,7 +61,7 @@ def test_the_reconciler_leaves_alone_rows_whose_job_redis_still_holds_or_that_ju
 
 
 def test_the_same_job_delivered_twice_sends_one_email(
-    pull_request, alice, bob, rq_queues, email_backend, django_capture_on_commit_callbacks
+    pull_request, alice, bob, rq_queues, email_backend, django_capture_on_commit_callbacks, run_worker
 ):
     (row,) = notify(REVIEW_REQUESTED, pull_request, actor=bob, recipients=[alice], text="review please")
     queue = rq_queues["default"]
@@ -96,7 +70,7 @@ def test_the_same_job_delivered_twice_sends_one_email(
         queue.enqueue("reviews.jobs.send_notification_emails", [row.pk])
     assert queue.count == 2
 
-    run_worker(rq_queues)
+    run_worker()
 
     assert len(mail.outbox) == 1
     email = NotificationEmail.objects.get(pk=row.pk)
@@ -134,7 +108,7 @@ def wait_for(condition, timeout: float = 60) -> None:
 
 
 def test_a_worker_killed_mid_job_is_retried_after_the_heartbeat_limit(
-    django_subprocess_env, pull_request, alice, bob, rq_queues, tmp_path
+    django_subprocess_env, pull_request, alice, bob, rq_queues, tmp_path, run_worker
 ):
     # A mail server that takes the connection and never says hello: the email job blocks in it.
     silent = socket.create_server(("127.0.0.1", 0))
@@ -179,7 +153,7 @@ def test_a_worker_killed_mid_job_is_retried_after_the_heartbeat_limit(
     assert "stopped sending heartbeats" in email.last_error
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    run_worker(rq_queues)
+    run_worker()
 
     assert [message.to for message in mail.outbox] == [["alice@example.com"]]
     email.refresh_from_db()

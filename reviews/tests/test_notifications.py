@@ -4,13 +4,12 @@ import pytest
 from django.core import mail
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
-from rq import SimpleWorker
 
 from portal import services as accounts
 from portal.models import User
 from repos import services as repo_services
 from reviews import jobs
-from reviews.models import Notification, NotificationPreference, PullRequest
+from reviews.models import Notification, NotificationPreference
 from reviews.notifications import (
     mark_all_read,
     mark_read,
@@ -20,31 +19,6 @@ from reviews.notifications import (
 )
 
 REVIEW_REQUESTED = Notification.Kind.REVIEW_REQUESTED
-
-
-@pytest.fixture
-def pull_request(private_repo, bob):
-    return PullRequest.objects.create(
-        repository=private_repo,
-        number=3,
-        title="Fix the parser",
-        author=bob,
-        base_branch="main",
-        head_branch="feature",
-        head_sha="a" * 40,
-        base_sha="b" * 40,
-    )
-
-
-@pytest.fixture
-def email_backend(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    settings.PORTAL_BASE_URL = "https://git.example.com"
-
-
-def run_worker(rq_queues) -> None:
-    queue = rq_queues["default"]
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
 
 
 def enqueued_ids(rq_queues) -> list[list[int]]:
@@ -224,12 +198,12 @@ def test_unread_count_is_one_query(pull_request, alice, bob, django_assert_num_q
 
 
 def test_a_real_worker_emails_each_recipient_once(
-    pull_request, alice, bob, carol, rq_queues, email_backend, django_capture_on_commit_callbacks
+    pull_request, alice, bob, carol, rq_queues, email_backend, django_capture_on_commit_callbacks, run_worker
 ):
     with django_capture_on_commit_callbacks(execute=True):
         notify(REVIEW_REQUESTED, pull_request, actor=bob, recipients=[alice, carol], text="bob asked you to review")
 
-    run_worker(rq_queues)
+    run_worker()
 
     assert sorted(message.to[0] for message in mail.outbox) == ["alice@example.com", "carol@example.com"]
     for message in mail.outbox:
@@ -242,7 +216,7 @@ def test_a_real_worker_emails_each_recipient_once(
     # A second delivery of the same job finds every row claimed and sends nothing.
     ids = list(Notification.objects.values_list("pk", flat=True))
     rq_queues["default"].enqueue("reviews.jobs.send_notification_emails", ids)
-    run_worker(rq_queues)
+    run_worker()
     assert len(mail.outbox) == 2
 
 
