@@ -1,3 +1,4 @@
+from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
 from django.conf import settings
@@ -356,6 +357,17 @@ class CommitStatus(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["repository", "sha", "context"], name="commit_status_unique_context")
         ]
+
+    @classmethod
+    def combined(cls, states: Iterable[str]) -> str:
+        """Gitea's combined state: failure if any check failed or errored, pending while any is pending or none
+        reported, else success."""
+        states = set(states)
+        if states & {cls.State.FAILURE, cls.State.ERROR}:
+            return cls.State.FAILURE
+        if not states or cls.State.PENDING in states:
+            return cls.State.PENDING
+        return cls.State.SUCCESS
 
 
 class Notification(models.Model):

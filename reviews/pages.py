@@ -106,16 +106,11 @@ def with_list_details(rows: list[PullRequest]) -> list[PullRequest]:
 
 
 def _combined(states: list[str]) -> dict | None:
-    """One icon for a commit's statuses: failing if any fails, pending if any still runs, else passing."""
+    """One icon for a commit's statuses, by their combined state."""
     if not states:
         return None
+    state = CommitStatus.combined(states)
     passed = states.count(CommitStatus.State.SUCCESS)
-    if any(state in (CommitStatus.State.FAILURE, CommitStatus.State.ERROR) for state in states):
-        state = "failure"
-    elif passed < len(states):
-        state = "pending"
-    else:
-        state = "success"
     return {"state": state, "icon": CHECK_ICONS[state], "title": f"{passed} of {len(states)} checks passed"}
 
 

@@ -8,7 +8,6 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from repos.access import get_repo_for_user
-from reviews.api.statuses import combined_state
 from reviews.models import CommitStatus
 
 _SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -37,7 +36,7 @@ def commit_statuses_batch(request: HttpRequest, owner: str, name: str) -> HttpRe
         by_sha.setdefault(status.sha, []).append(status)
     found = {
         sha: {
-            "state": combined_state(statuses),
+            "state": CommitStatus.combined(s.state for s in statuses),
             "total_count": len(statuses),
             "statuses": [
                 {"context": s.context, "state": s.state, "description": s.description, "target_url": s.target_url}

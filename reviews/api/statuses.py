@@ -112,16 +112,6 @@ def list_ref_statuses(
     return _list_statuses(request, response, owner, repo, ref, page, limit)
 
 
-def combined_state(statuses: list[CommitStatus]) -> str:
-    """failure if any check failed or errored, pending while any is pending or none reported, else success."""
-    states = {s.state for s in statuses}
-    if states & {CommitStatus.State.FAILURE, CommitStatus.State.ERROR}:
-        return CommitStatus.State.FAILURE
-    if not states or CommitStatus.State.PENDING in states:
-        return CommitStatus.State.PENDING
-    return CommitStatus.State.SUCCESS
-
-
 @router.get(
     "/repos/{owner}/{repo}/commits/{path:ref}/status",
     scope=READ_REPO,
@@ -135,7 +125,7 @@ def get_combined_status(request: HttpRequest, owner: str, repo: str, ref: str):
     statuses = list(_statuses(repository, sha))
     viewer = current_user(request)
     return {
-        "state": combined_state(statuses),
+        "state": CommitStatus.combined(s.state for s in statuses),
         "sha": sha,
         "total_count": len(statuses),
         "statuses": [status_out(s, viewer) for s in statuses],
