@@ -4,7 +4,8 @@ Missing read access looks exactly like a missing repository (404). What is not a
 """
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Case, IntegerField, Max, Q, QuerySet, Value, When
+from django.db.models.functions import Lower
 from django.http import Http404
 
 from portal.access import (
@@ -137,6 +138,16 @@ def people_with_access(repo: Repository) -> QuerySet[User]:
         | Q(team_memberships__organization_id=repo.owner_id, team_memberships__name=Team.OWNERS)
     )
     return User.objects.people().filter(granted, is_active=True).distinct()
+
+
+def suggested_usernames(text: str, *, repo: Repository | None = None, limit: int = 10) -> list[str]:
+    """Active people whose username holds text: those with a role on repo first, then names that start with it."""
+    ranks = [Case(When(username__istartswith=text, then=Value(0)), default=Value(1), output_field=IntegerField())]
+    if repo is not None:
+        granted = people_with_access(repo).values("pk")
+        ranks.insert(0, Case(When(pk__in=granted, then=Value(0)), default=Value(1), output_field=IntegerField()))
+    people = User.objects.people().filter(is_active=True, username__icontains=text)
+    return list(people.order_by(*ranks, Lower("username")).values_list("username", flat=True)[:limit])
 
 
 def owners_for_creation(user: User | None) -> list[User]:

@@ -3,8 +3,6 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Case, IntegerField, Value, When
-from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -22,7 +20,7 @@ from repos.access import (
     is_org_member,
     is_org_owner,
     owners_for_creation,
-    people_with_access,
+    suggested_usernames,
     visible_repositories,
 )
 from repos.models import Repository, Role, TeamRepository
@@ -332,16 +330,11 @@ def users_suggest(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip().lstrip("@")[:40]
     if not query:
         return JsonResponse({"users": []})
-    people = User.objects.people().filter(is_active=True, username__icontains=query)
-    ranks = [Case(When(username__istartswith=query, then=Value(0)), default=Value(1), output_field=IntegerField())]
+    repo = None
     owner, _slash, name = request.GET.get("repo", "").partition("/")
     if owner and name:
         try:
             repo = get_repo_for_user(request.user, owner, name)
         except Http404:
-            repo = None
-        if repo is not None:
-            granted = people_with_access(repo).values("pk")
-            ranks.insert(0, Case(When(pk__in=granted, then=Value(0)), default=Value(1), output_field=IntegerField()))
-    names = people.order_by(*ranks, Lower("username")).values_list("username", flat=True)[:SUGGESTIONS]
-    return JsonResponse({"users": list(names)})
+            pass
+    return JsonResponse({"users": suggested_usernames(query, repo=repo, limit=SUGGESTIONS)})
