@@ -124,6 +124,14 @@ def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     invitation = get_object_or_404(Invitation, pk=invitation_id)
+    if not confirmed(request):
+        return ask_to_confirm(
+            request,
+            title=f"Revoke the invitation of {invitation.email}?",
+            consequences=["The link mailed to them stops working; invite them again to send a new one."],
+            button="Yes, revoke this invitation",
+            cancel_url=reverse("portal:admin_invitations"),
+        )
     services.revoke_invitation(invitation, actor=request.user)
     messages.success(request, f"Revoked the invitation of {invitation.email}.")
     return redirect("portal:admin_invitations")

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from portal import services as accounts
-from portal.models import AccessToken, RevokedKeyFingerprint, SshKey
+from portal.models import AccessToken, Invitation, RevokedKeyFingerprint, SshKey
 from repos import services as repo_services
 from repos.access import role_for
 from repos.models import Repository, Role
@@ -154,6 +154,17 @@ def _transfer(people) -> Action:
     )
 
 
+def _invitation(people) -> Action:
+    invitation, _link = accounts.invite_user(actor=people["root"], email="dave@example.com")
+    return Action(
+        "root",
+        reverse("portal:admin_invitation_revoke", args=[invitation.pk]),
+        {},
+        "Revoke the invitation of dave@example.com?",
+        lambda: Invitation.objects.filter(pk=invitation.pk, revoked_at__isnull=False).exists(),
+    )
+
+
 ACTIONS = {
     "own ssh key": _own_key,
     "access token": _token,
@@ -165,6 +176,7 @@ ACTIONS = {
     "repository team": _repo_team,
     "team member": _team_member,
     "transfer": _transfer,
+    "invitation": _invitation,
 }
 
 

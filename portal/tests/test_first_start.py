@@ -131,7 +131,7 @@ def test_an_invitation_lets_in_no_other_address(client, invitation_link):
 
 def test_a_revoked_or_forged_invitation_does_not_work(client, root_client, invitation_link):
     invitation = Invitation.objects.get()
-    root_client.post(reverse("portal:admin_invitation_revoke", args=[invitation.pk]))
+    root_client.post(reverse("portal:admin_invitation_revoke", args=[invitation.pk]), {"confirmed": "1"})
 
     for link in (invitation_link, invitation_link[:-3] + "abc"):
         page = client.get(link)
