@@ -220,8 +220,19 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 @api.exception_handler(DjangoValidationError)
 def _invalid(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
-    # Services mark "that name is taken" and similar refusals with the code "conflict".
-    codes = {getattr(e, "code", None) for e in exc.error_list} if hasattr(exc, "error_list") else set()
+    # Services mark "that name is taken" and similar refusals with the code "conflict", and a refusal of one
+    # request field with "invalid_field" and the field's name, which the API reports like a schema's refusal.
+    refusals = exc.error_list if hasattr(exc, "error_list") else []
+    fields = [e for e in refusals if e.code == "invalid_field" and e.params and "field" in e.params]
+    if fields:
+        loc = ("body", "payload")
+        return _schema_invalid(
+            request,
+            ValidationError(
+                [{"loc": (*loc, e.params["field"]), "msg": e.message % e.params, "type": "invalid"} for e in fields]
+            ),
+        )
+    codes = {getattr(e, "code", None) for e in refusals}
     return error(request, " ".join(exc.messages), 409 if "conflict" in codes else 400)
 
 

@@ -161,13 +161,6 @@ def _protection_fields(repository: Repository, payload: BranchProtectionIn, curr
         ),
         "block_admin_merge_override": keep(payload.block_admin_merge_override, "block_admin_merge_override", False),
     }
-    # Said here with the field's name, as a 422 like the other refusals of what a Gitea client asks for.
-    if fields["required_approvals"] and not fields["dismiss_stale_approvals"] and not fields["ignore_stale_approvals"]:
-        _refuse(
-            "ignore_stale_approvals",
-            "approvals of older code never count toward required_approvals here; "
-            "send ignore_stale_approvals: true or dismiss_stale_approvals: true",
-        )
     return fields
 
 

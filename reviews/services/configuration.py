@@ -235,8 +235,10 @@ def _check_approvals(required: int, pool: list, dismiss_stale: bool, ignore_stal
     # page (no dismissal) is fine; asking for them to count is refused rather than quietly not done.
     if required and not dismiss_stale and not ignore_stale:
         raise ValidationError(
-            "Approvals of older code never count here: with dismiss_stale_approvals off, "
-            "ignore_stale_approvals must be on."
+            "approvals of older code never count toward required approvals here: with dismiss_stale_approvals off, "
+            "ignore_stale_approvals must be on",
+            code="invalid_field",
+            params={"field": "ignore_stale_approvals"},
         )
 
 
