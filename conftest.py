@@ -227,6 +227,23 @@ def run_worker(rq_queues):
     return run
 
 
+@pytest.fixture
+def receivers():
+    """receivers(host, status=…, statuses=…, delay=…): webhook receivers on loopback addresses, stopped at the end."""
+    from portal.tests.receiver import Receiver
+
+    started = []
+
+    def start(host: str = "127.0.0.1", **answer) -> "Receiver":
+        receiver = Receiver(host, **answer)
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.stop()
+
+
 # Browser: the system's Chromium driven by Playwright, launched once per test session.
 
 CHROMIUM_ARGS = [

@@ -112,6 +112,10 @@ class JobRow(models.Model):
         """What the job is about, for the admin page."""
         return str(self)
 
+    def retry_delay(self) -> float:
+        """Seconds before the next try after a failed one: PORTAL_JOB_RETRY_DELAY times the attempts made."""
+        return settings.PORTAL_JOB_RETRY_DELAY * self.attempts
+
     # Transitions, each one conditional update that fails if another process got there first.
 
     def _transition(self, old: list[str], **changes) -> bool:
@@ -145,13 +149,13 @@ class JobRow(models.Model):
     def fail(self, error: str, *, retry: bool = True) -> bool:
         """End a run that went wrong: queued again (enqueued after commit) while attempts are left, else failed.
 
-        A retry waits PORTAL_JOB_RETRY_DELAY seconds times the attempts made, so a service that is down (a mail
-        server, a webhook's host) gets time to come back."""
+        A retry waits retry_delay() seconds, so a service that is down (a mail server, a webhook's host) gets time
+        to come back."""
         again = retry and self.attempts < self.max_attempts
         now = timezone.now()
         changes = {"last_error": error[:5000], "finished_at": now}
         if again:
-            due_at = now + timedelta(seconds=settings.PORTAL_JOB_RETRY_DELAY * self.attempts)
+            due_at = now + timedelta(seconds=self.retry_delay())
             changes |= {"state": self.State.QUEUED, "due_at": due_at, "enqueued_at": now}
         else:
             changes |= {"state": self.State.FAILED}

@@ -39,6 +39,10 @@ class OutboundRefused(Exception):
     """The request was not sent (or not followed further); the message says why, for the delivery log."""
 
 
+class UnresolvedHost(OutboundRefused):
+    """The host name did not resolve: maybe for a moment, so a later try may go through."""
+
+
 @dataclass(frozen=True)
 class Allowed:
     """What the site lets requests reach although it is not public: host names and networks."""
@@ -98,7 +102,7 @@ def checked_addresses(host: str, port: int, allowed: Allowed) -> list[IPAddress]
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise OutboundRefused(f"could not resolve {host}: {exc}") from exc
+        raise UnresolvedHost(f"could not resolve {host}: {exc}") from exc
     addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
     for address in addresses:
         reason = None if allowed.admits(host, address) else address_blocker(address)

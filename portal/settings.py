@@ -57,6 +57,12 @@ PORTAL_PUSH_SESSION_MAX_AGE = envint("PORTAL_PUSH_SESSION_MAX_AGE", 15 * 60)
 # Hosts and networks (names, addresses, CIDRs, comma-separated) that webhooks may reach although they are not
 # public: loopback, private, link-local and metadata addresses are refused otherwise (portal/outbound.py).
 PORTAL_WEBHOOK_ALLOWED_HOSTS = os.environ.get("PORTAL_WEBHOOK_ALLOWED_HOSTS", "")
+# Seconds before each retry of a failed delivery (five attempts in all, over about an hour), and how long a hook
+# may fail in a row before the portal turns it off and tells the repository's administrators.
+PORTAL_WEBHOOK_RETRY_DELAYS = [float(s) for s in envlist("PORTAL_WEBHOOK_RETRY_DELAYS", "60,300,900,2400")]
+PORTAL_WEBHOOK_DISABLE_AFTER = envint("PORTAL_WEBHOOK_DISABLE_AFTER", 24 * 60 * 60)
+# Seconds a receiver has to answer a delivery.
+PORTAL_WEBHOOK_TIMEOUT = float(os.environ.get("PORTAL_WEBHOOK_TIMEOUT", 10))
 # The host name shown in SSH clone URLs.
 PORTAL_SSH_DOMAIN = os.environ.get("PORTAL_SSH_DOMAIN") or urlsplit(PORTAL_BASE_URL).hostname or "localhost"
 PORTAL_SSH_HOST_KEY = envpath("PORTAL_SSH_HOST_KEY", VAR_DIR / "ssh_host_ed25519_key")

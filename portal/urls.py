@@ -11,5 +11,6 @@ urlpatterns = [
     path("", include("portal.org_urls")),
     path("", include("reviews.urls")),
     path("", include("reviews.settings_urls")),
+    path("", include("reviews.webhook_urls")),
     path("", include("repos.urls")),
 ]

@@ -143,9 +143,14 @@ def _is_empty(repo: Repository) -> bool:
 
 def repository_out(request: HttpRequest, repo: Repository) -> dict:
     """A repository in Gitea's shape, with the caller's permissions on it."""
+    return repository_json(repo, current_user(request), role_for_principal(principal(request), repo))
+
+
+def repository_json(repo: Repository, viewer: User | None, role: int) -> dict:
+    """A repository in Gitea's shape as viewer sees it, with the permissions of role."""
     return {
         "id": repo.pk,
-        "owner": user_out(repo.owner, current_user(request)),
+        "owner": user_out(repo.owner, viewer),
         "name": repo.name,
         "full_name": repo.full_name,
         "description": repo.description,
@@ -161,7 +166,7 @@ def repository_out(request: HttpRequest, repo: Repository) -> dict:
         "created_at": repo.created,
         "updated_at": repo.updated,
         "pushed_at": repo.pushed,
-        "permissions": _permissions(role_for_principal(principal(request), repo)),
+        "permissions": _permissions(role),
     }
 
 

@@ -1,7 +1,8 @@
 """rq entry points for reviews: thin, they re-read rows by id and call services."""
 
 from portal.jobs import run_claimed
-from reviews.models import NotificationEmail
+from reviews import webhooks
+from reviews.models import NotificationEmail, WebhookDelivery
 from reviews.notifications import send_notification_email
 
 
@@ -12,3 +13,9 @@ def send_notification_emails(notification_ids: list[int]) -> None:
     for row in rows.order_by("pk"):
         # A second delivery of the same job loses the claim and sends nothing.
         run_claimed(row, lambda row: send_notification_email(row.notification))
+
+
+def deliver_webhook(delivery_id: int) -> None:
+    """Send one webhook delivery; a failure is tried again later while attempts are left (portal.jobs)."""
+    row = WebhookDelivery.objects.filter(pk=delivery_id).select_related("webhook").first()
+    run_claimed(row, webhooks.deliver)

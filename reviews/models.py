@@ -380,6 +380,7 @@ class Notification(models.Model):
         MERGED = "merged", "Merges"
         SSH_KEY_REMOVED = "ssh_key_removed", "SSH keys an administrator removed from my account"
         SSH_KEY_REVOKED = "ssh_key_revoked", "SSH keys an administrator revoked"
+        WEBHOOK_DISABLED = "webhook_disabled", "Webhooks disabled after failing for a day"
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -425,3 +426,116 @@ class NotificationEmail(jobs.JobRow):
 
     def describe(self) -> str:
         return f"email of notification #{self.pk} ({self.notification.kind}) to user #{self.notification.user_id}"
+
+
+class Webhook(models.Model):
+    """Where to send events of one repository, or of every repository of an organization, and which ones.
+
+    The secret and the Authorization header are write-only: they sign and authorize deliveries and are never shown
+    again after saving."""
+
+    class Type(models.TextChoices):
+        GITEA = "gitea", "Gitea"
+        SLACK = "slack", "Slack"
+
+    class ContentType(models.TextChoices):
+        JSON = "json", "application/json"
+        FORM = "form", "application/x-www-form-urlencoded"
+
+    # Exactly one of the two.
+    repository = models.ForeignKey(Repository, null=True, blank=True, on_delete=models.CASCADE, related_name="webhooks")
+    organization = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="webhooks")
+    type = models.CharField(max_length=10, choices=Type.choices, default=Type.GITEA)
+    url = models.URLField(max_length=2000)
+    content_type = models.CharField(max_length=4, choices=ContentType.choices, default=ContentType.JSON)
+    secret = models.CharField(max_length=200, blank=True)
+    authorization_header = models.CharField(max_length=500, blank=True)
+    # Slack's channel, user name, icon and attachment colour.
+    slack = models.JSONField(default=dict, blank=True)
+    events = models.JSONField(default=list)
+    branch_filter = models.CharField(max_length=500, blank=True)
+    active = models.BooleanField(default=True)
+    # When the first of the failures in a row happened; None after a success.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    # Why the portal turned the hook off (after a day of failures); cleared when someone turns it on again.
+    disabled_reason = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(repository__isnull=True) ^ Q(organization__isnull=True), name="webhook_one_owner"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+@jobs.register
+class WebhookDelivery(jobs.JobRow):
+    """One event sent to one webhook, as a job: the body is fixed when the event happens, each try is an attempt.
+
+    A redelivery by hand is a new delivery with the same guid, as GitHub's are."""
+
+    job_function = "reviews.jobs.deliver_webhook"
+    max_attempts = 5
+    describe_related = ("webhook",)
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    guid = models.UUIDField()
+    # The portal's name of the event (one of Webhook events), and what Gitea calls it in its headers.
+    event = models.CharField(max_length=40)
+    gitea_event = models.CharField(max_length=40)
+    gitea_event_type = models.CharField(max_length=40)
+    action = models.CharField(max_length=40, blank=True)
+    # The repository the event is about, kept as an id: the delivery outlives a deleted repository.
+    repository_id_at_event = models.BigIntegerField(null=True, blank=True)
+    body = models.TextField()
+    redelivery_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    is_test = models.BooleanField(default=False)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["webhook", "-created"])]
+
+    def describe(self) -> str:
+        return f"{self.gitea_event} delivery {self.guid} to {self.webhook.url}"
+
+    def retry_delay(self) -> float:
+        delays = settings.PORTAL_WEBHOOK_RETRY_DELAYS
+        return delays[min(self.attempts, len(delays)) - 1] if delays else 0.0
+
+    @property
+    def last_attempt(self) -> "WebhookAttempt | None":
+        attempts = list(self.attempt_rows.all())
+        return attempts[-1] if attempts else None
+
+
+class WebhookAttempt(models.Model):
+    """One try of a delivery: what was sent, what came back (the first 64 KiB), or why nothing was sent."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_rows")
+    number = models.PositiveIntegerField()
+    url = models.URLField(max_length=2000)
+    request_headers = models.JSONField(default=dict)
+    started = models.DateTimeField(default=timezone.now)
+    finished = models.DateTimeField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict)
+    response_body = models.TextField(blank=True)
+    # Why the request was not sent (an address the site does not allow), or how it failed (a timeout).
+    refused = models.CharField(max_length=1000, blank=True)
+    error = models.CharField(max_length=1000, blank=True)
+
+    class Meta:
+        ordering = ["number", "id"]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300

@@ -59,6 +59,8 @@ R = {"owner": "alice", "name": "project"}
 T = {"owner": "acme", "name": "tool"}
 ORG = {"org": "acme"}
 P = R | {"number": 1}
+RH = R | {"hook_id": "@hook"}
+OH = ORG | {"hook_id": "@org_hook"}
 
 # Every named web route. Third-party routes (django-allauth's account pages, the API's own
 # router, which is checked from its schema below) are covered by their own test suites.
@@ -178,6 +180,19 @@ WEB_ROUTES: dict[str, list[Case]] = {
     "review_settings:branch_delete": [Case(repo(Role.ADMIN), "POST", R | {"protection_id": "@protection"})],
     "review_settings:rule_delete": [Case(repo(Role.ADMIN), "POST", R | {"rule_id": "@rule"})],
     "review_settings:org_rule_delete": [Case(ORG_OWNER, "POST", ORG | {"rule_id": "@template"})],
+    "webhooks:hooks": [Case(repo(Role.ADMIN), kwargs=R), Case(repo(Role.ADMIN), "POST", R)],
+    "webhooks:hook": [Case(repo(Role.ADMIN), kwargs=RH), Case(repo(Role.ADMIN), "POST", RH)],
+    "webhooks:hook_test": [Case(repo(Role.ADMIN), "POST", RH)],
+    "webhooks:delivery": [Case(repo(Role.ADMIN), kwargs=RH | {"delivery_id": "@delivery"})],
+    "webhooks:redeliver": [Case(repo(Role.ADMIN), "POST", RH | {"delivery_id": "@delivery"})],
+    # Without confirmed=1 this answers with the confirmation page and deletes nothing.
+    "webhooks:hook_delete": [Case(repo(Role.ADMIN), "POST", RH)],
+    "webhooks:org_hooks": [Case(ORG_OWNER, kwargs=ORG), Case(ORG_OWNER, "POST", ORG)],
+    "webhooks:org_hook": [Case(ORG_OWNER, kwargs=OH), Case(ORG_OWNER, "POST", OH)],
+    "webhooks:org_hook_test": [Case(ORG_OWNER, "POST", OH)],
+    "webhooks:org_delivery": [Case(ORG_OWNER, kwargs=OH | {"delivery_id": "@org_delivery"})],
+    "webhooks:org_redeliver": [Case(ORG_OWNER, "POST", OH | {"delivery_id": "@org_delivery"})],
+    "webhooks:org_hook_delete": [Case(ORG_OWNER, "POST", OH)],
     "notifications:list": [Case(LOGIN)],
     "notifications:read": [Case(LOGIN, "POST", {"notification_id": "@own_notification"})],
     "notifications:read_all": [Case(LOGIN, "POST")],
@@ -265,6 +280,23 @@ API_ROUTES: dict[tuple[str, str], str] = {
     ("DELETE", f"{A}/orgs/{{org}}/approval_rule_templates/{{id}}"): ORG_OWNER,
     ("DELETE", f"{A}{RP}/approval_rules/{{id}}"): repo(Role.ADMIN),
     ("DELETE", f"{A}{RP}/branch_protections/{{name}}"): repo(Role.ADMIN),
+    ("GET", f"{A}{RP}/hooks"): repo(Role.ADMIN),
+    ("POST", f"{A}{RP}/hooks"): repo(Role.ADMIN),
+    ("GET", f"{A}{RP}/hooks/{{id}}"): repo(Role.ADMIN),
+    ("PATCH", f"{A}{RP}/hooks/{{id}}"): repo(Role.ADMIN),
+    ("POST", f"{A}{RP}/hooks/{{id}}/tests"): repo(Role.ADMIN),
+    ("GET", f"{A}{RP}/hooks/{{id}}/deliveries"): repo(Role.ADMIN),
+    ("GET", f"{A}{RP}/hooks/{{id}}/deliveries/{{delivery_id}}"): repo(Role.ADMIN),
+    ("POST", f"{A}{RP}/hooks/{{id}}/deliveries/{{delivery_id}}/attempts"): repo(Role.ADMIN),
+    ("DELETE", f"{A}{RP}/hooks/{{id}}"): repo(Role.ADMIN),
+    ("GET", f"{A}/orgs/{{org}}/hooks"): ORG_OWNER,
+    ("POST", f"{A}/orgs/{{org}}/hooks"): ORG_OWNER,
+    ("GET", f"{A}/orgs/{{org}}/hooks/{{id}}"): ORG_OWNER,
+    ("PATCH", f"{A}/orgs/{{org}}/hooks/{{id}}"): ORG_OWNER,
+    ("GET", f"{A}/orgs/{{org}}/hooks/{{id}}/deliveries"): ORG_OWNER,
+    ("GET", f"{A}/orgs/{{org}}/hooks/{{id}}/deliveries/{{delivery_id}}"): ORG_OWNER,
+    ("POST", f"{A}/orgs/{{org}}/hooks/{{id}}/deliveries/{{delivery_id}}/attempts"): ORG_OWNER,
+    ("DELETE", f"{A}/orgs/{{org}}/hooks/{{id}}"): ORG_OWNER,
     # Last, because it succeeds for the repository's admin.
     ("DELETE", f"{A}{RP}"): repo(Role.ADMIN),
 }
@@ -335,22 +367,27 @@ def world(private_repo, alice, bob, carol, mallory, admin):
     pulls = _pull_requests(private_repo, org, alice, bob, carol)
     notices = _notifications(alice, people)
     invitation, _ = accounts.invite_user(actor=admin, email="dave@example.com")
+    hooks = _webhooks(private_repo, org, alice)
     # A job row, for the routes that requeue or cancel one (unconfirmed, so it stays as it is).
     maintenance = RepositoryMaintenance.objects.create(repository=private_repo)
     for role in refs:
-        refs[role] |= {
-            "@invitation": invitation.pk,
-            "@carol_key": refs["reader"]["@own_key"],
-            "@deploy_key": deploy_key.pk,
-            "@revocation": revocation.pk,
-            "@job_kind": maintenance.job_kind,
-            "@job_row": maintenance.pk,
-            "@main_sha": main_sha,
-            # The lazily loaded parts of pages: a tree's last commits and a diff's next files.
-            "@tree_commits": "/alice/project/tree/main?fragment=commits",
-            "@commit_batch": f"/alice/project/commit/{main_sha}?start=0&count=20",
-            "@own_notification": notices[role],
-        } | pulls
+        refs[role] |= (
+            {
+                "@invitation": invitation.pk,
+                "@carol_key": refs["reader"]["@own_key"],
+                "@deploy_key": deploy_key.pk,
+                "@revocation": revocation.pk,
+                "@job_kind": maintenance.job_kind,
+                "@job_row": maintenance.pk,
+                "@main_sha": main_sha,
+                # The lazily loaded parts of pages: a tree's last commits and a diff's next files.
+                "@tree_commits": "/alice/project/tree/main?fragment=commits",
+                "@commit_batch": f"/alice/project/commit/{main_sha}?start=0&count=20",
+                "@own_notification": notices[role],
+            }
+            | pulls
+            | hooks
+        )
     return {"people": people, "tokens": tokens, "refs": refs}
 
 
@@ -381,6 +418,21 @@ def _pull_requests(repo, org, alice, bob, carol) -> dict:
         "@protection": protection.pk,
         "@rule": rule.pk,
         "@template": template.pk,
+    }
+
+
+def _webhooks(repo, org, alice) -> dict:
+    """A hook of alice/project and one of acme, each with a delivery (to an address nothing is sent to here)."""
+    from reviews import webhooks
+
+    place = {"url": "https://example.com/hook", "events": ["push"], "active": True}
+    hook = webhooks.save_webhook(None, actor=alice, repository=repo, **place)
+    org_hook = webhooks.save_webhook(None, actor=alice, organization=org, **place)
+    return {
+        "@hook": hook.pk,
+        "@delivery": webhooks.test_webhook(hook, actor=alice).pk,
+        "@org_hook": org_hook.pk,
+        "@org_delivery": webhooks.test_webhook(org_hook, actor=alice, repository=repo).pk,
     }
 
 
@@ -538,6 +590,10 @@ def test_api_operations_follow_the_matrix(world, who):
             values["id"] = refs["@template"]
         elif "/reviews/" in path:
             values["id"] = refs["@review"]
+        elif "/hooks/" in path:
+            org_hook = path.startswith(f"{A}/orgs/")
+            values["id"] = refs["@org_hook" if org_hook else "@hook"]
+            values["delivery_id"] = refs["@org_delivery" if org_hook else "@delivery"]
         url = path.format(**values)
         body = json.dumps(_api_body(method, path))
         response = client.generic(method, url, data=body, content_type="application/json", **headers)
@@ -562,6 +618,10 @@ def _api_body(method: str, path: str) -> dict:
         return {}
     if path.endswith("/keys"):
         return {"title": "matrix", "key": _public_key()}
+    if path.endswith("/hooks"):
+        return {"type": "gitea", "config": {"url": "https://example.com/matrix", "content_type": "json"}}
+    if path.endswith("/hooks/{id}"):
+        return {"active": True}
     if path.endswith("/repos"):
         return {"name": f"matrix-{uuid.uuid4().hex[:8]}"}
     if path.endswith("/orgs"):

@@ -5,64 +5,10 @@ address check alone.
 """
 
 import ipaddress
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from portal.outbound import MAX_RESPONSE_BYTES, Allowed, OutboundRefused, address_blocker, checked_addresses, post
-
-
-class Receiver(ThreadingHTTPServer):
-    """A webhook receiver on a loopback address that records what it got and answers as told."""
-
-    daemon_threads = True
-
-    def __init__(self, host: str, *, status: int = 200, body: bytes = b"ok", headers: dict | None = None, delay=0.0):
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(handler) -> None:
-                length = int(handler.headers.get("Content-Length") or 0)
-                self.requests.append((handler.command, handler.path, handler.rfile.read(length)))
-                if delay:
-                    threading.Event().wait(delay)
-                handler.send_response(self.status)
-                for name, value in self.headers.items():
-                    handler.send_header(name, value)
-                handler.send_header("Content-Length", str(len(self.body)))
-                handler.end_headers()
-                handler.wfile.write(self.body)
-
-            do_POST = do_GET = _answer
-
-            def log_message(handler, *args) -> None:
-                pass
-
-        if ":" in host:
-            self.address_family = socket.AF_INET6
-        super().__init__((host, 0), Handler)
-        self.status, self.body, self.headers, self.requests = status, body, headers or {}, []
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://[{host}]:{port}/hook" if ":" in host else f"http://{host}:{port}/hook"
-
-
-@pytest.fixture
-def receivers():
-    started = []
-
-    def start(host: str = "127.0.0.1", **answer) -> Receiver:
-        receiver = Receiver(host, **answer)
-        started.append(receiver)
-        return receiver
-
-    yield start
-    for receiver in started:
-        receiver.shutdown()
-        receiver.server_close()
 
 
 @pytest.fixture

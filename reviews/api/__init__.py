@@ -5,7 +5,7 @@ user's role; the token's scopes are checked here, since only the API knows how t
 The topic modules add their endpoints to the one router when imported.
 """
 
-from reviews.api import pulls, reviews, rules, statuses  # noqa: F401  (importing them registers their endpoints)
+from reviews.api import hooks, pulls, reviews, rules, statuses  # noqa: F401  (importing them registers their endpoints)
 from reviews.api.router import router
 
 __all__ = ["router"]

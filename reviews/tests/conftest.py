@@ -8,7 +8,8 @@ from repos import git
 from repos.tests.api_client import as_alice, as_bob, as_carol, as_mallory  # noqa: F401 (fixtures)
 from repos.tests.conftest import git_env, server  # noqa: F401 (fixtures)
 from repos.tests.test_http import clone, repo_url, run_git, token_for
-from reviews.models import PullRequest
+from reviews import webhooks
+from reviews.models import PullRequest, Webhook
 
 
 def make_branch(repo, name: str, files: dict[str, bytes], message: str = "", *, start: str = "main") -> str:
@@ -76,3 +77,25 @@ def pull_request(private_repo, bob):
         head_sha="a" * 40,
         base_sha="b" * 40,
     )
+
+
+SECRET = "s3cret-for-signing"
+
+
+@pytest.fixture
+def allow_loopback(settings):
+    """Deliveries may reach 127.0.0.1 alone, and retries wait no time."""
+    settings.PORTAL_WEBHOOK_ALLOWED_HOSTS = "127.0.0.1"
+    settings.PORTAL_WEBHOOK_RETRY_DELAYS = [0.0]
+    settings.PORTAL_BASE_URL = "https://git.example.com"
+
+
+@pytest.fixture
+def hook_to(private_repo, alice, allow_loopback):
+    """hook_to(receiver, events=…): an active Gitea hook of alice/project, signed with SECRET."""
+
+    def make(receiver, *, events=tuple(webhooks.payloads.EVENTS), **options) -> Webhook:
+        fields = {"url": receiver.url, "type": "gitea", "secret": SECRET, "events": list(events), "active": True}
+        return webhooks.save_webhook(None, actor=alice, repository=private_repo, **(fields | options))
+
+    return make
