@@ -106,7 +106,8 @@ def main() -> None:
             pushes = [("warm-up", True)] + [(str(n), False) for n in range(args.pushes)]
             for label, warm_up in pushes:
                 (work / "counter.txt").write_text(label + "\n")
-                subprocess.run(["git", "-C", str(work), "commit", "-qam", f"push {label}"], env=git_env, check=True)
+                subprocess.run(["git", "-C", str(work), "add", "counter.txt"], env=git_env, check=True)
+                subprocess.run(["git", "-C", str(work), "commit", "-qm", f"push {label}"], env=git_env, check=True)
                 sha = subprocess.run(
                     ["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
                 ).stdout.strip()

@@ -5,6 +5,7 @@ back every job Redis lost."""
 
 from rq import cron
 
-from portal.jobs import run_reconciler
+from portal.jobs import run_pruner, run_reconciler
 
 cron.register(run_reconciler, "default", interval=60, name="job reconciler")
+cron.register(run_pruner, "default", interval=60 * 60, name="job pruner")

@@ -268,6 +268,24 @@ def run_reconciler() -> dict[str, int]:
     return reconcile()
 
 
+def prune(now=None) -> dict[str, int]:
+    """Delete rows of jobs that ended (done, failed or canceled) more than PORTAL_JOB_KEEP_DAYS ago; the counts by
+    kind. A webhook's delivery log keeps its deliveries that long."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.PORTAL_JOB_KEEP_DAYS)
+    ended = (JobRow.State.DONE, JobRow.State.FAILED, JobRow.State.CANCELED)
+    counts = {}
+    for label, model in JOB_ROWS.items():
+        deleted, _ = model.objects.filter(state__in=ended, finished_at__lt=cutoff).delete()
+        if deleted:
+            counts[label] = deleted
+    return counts
+
+
+def run_pruner() -> dict[str, int]:
+    """rq entry point of the pruner, run every hour by the cron scheduler."""
+    return prune()
+
+
 # Site administration: what the queues hold, and the two things an administrator may do to a job.
 
 # The states the admin page lists: what is still to run, running, or failed for good.

@@ -87,6 +87,8 @@ PORTAL_JOB_HEARTBEAT_LIMIT = envint("PORTAL_JOB_HEARTBEAT_LIMIT", 120)
 PORTAL_JOB_ENQUEUE_GRACE = envint("PORTAL_JOB_ENQUEUE_GRACE", 30)
 # A failed job is retried after this many seconds times the attempts it made (3 attempts in all).
 PORTAL_JOB_RETRY_DELAY = envint("PORTAL_JOB_RETRY_DELAY", 30)
+# Days the rows of jobs that ended are kept (a webhook's delivery log), then deleted by the hourly pruner.
+PORTAL_JOB_KEEP_DAYS = envint("PORTAL_JOB_KEEP_DAYS", 30)
 
 INSTALLED_APPS = [
     "portal",

@@ -1,10 +1,13 @@
 """The site admin's page of the job queues: what the rows say, and requeue or cancel, confirmed and audited."""
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from rq import cron
 
-from portal.jobs import JobRow, reconcile, run_reconciler
+from portal.jobs import JobRow, prune, reconcile, run_pruner, run_reconciler
 from portal.models import AuditEvent
 from repos import jobs as repo_jobs
 from repos.models import RepositoryMaintenance
@@ -105,12 +108,31 @@ def test_a_requeue_that_would_make_a_second_queued_maintenance_is_refused(client
     assert failed.state == "failed"
 
 
-def test_the_cron_schedule_runs_the_reconciler_every_minute(rq_queues):
+def test_the_cron_schedule_runs_the_reconciler_every_minute_and_the_pruner_every_hour(rq_queues):
     scheduler = cron.CronScheduler(connection=rq_queues["default"].connection)
     scheduler.load_config_from_file("portal.cron")
 
-    (job,) = scheduler.get_jobs()
-    assert (job.func, job.queue_name, job.interval) == (run_reconciler, "default", 60)
+    jobs = {job.func: (job.queue_name, job.interval) for job in scheduler.get_jobs()}
+    assert jobs[run_reconciler] == ("default", 60)
+    assert jobs[run_pruner] == ("default", 3600)
+
+
+def test_the_pruner_deletes_only_rows_of_jobs_that_ended_long_ago(private_repo, settings):
+    settings.PORTAL_JOB_KEEP_DAYS = 30
+    now = timezone.now()
+    old, recent = now - timedelta(days=31), now - timedelta(days=29)
+    rows = {
+        "old done": RepositoryMaintenance.objects.create(repository=private_repo, state="done", finished_at=old),
+        "old failed": RepositoryMaintenance.objects.create(repository=private_repo, state="failed", finished_at=old),
+        "recent done": RepositoryMaintenance.objects.create(repository=private_repo, state="done", finished_at=recent),
+        # Still to run, whatever its age (a retry records finished_at too).
+        "old queued": RepositoryMaintenance.objects.create(repository=private_repo, state="queued", finished_at=old),
+    }
+
+    assert prune(now) == {"repos.repositorymaintenance": 2}
+
+    left = set(RepositoryMaintenance.objects.values_list("pk", flat=True))
+    assert left == {rows["recent done"].pk, rows["old queued"].pk}
 
 
 def test_the_reconciler_fails_a_dead_run_with_no_attempts_left(private_repo, settings):

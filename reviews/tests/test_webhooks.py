@@ -178,7 +178,20 @@ def test_pull_request_review_comment_and_status_events_in_giteas_shapes(
         lambda: services.open_pull_request(feature, actor=bob, title="Add the app", base="main", head="feature")
     )
     deliver_all(lambda: services.update_pull_request(pr, actor=bob, title="Add the app, tested"))
+    deliver_all(lambda: services.close_pull_request(pr, actor=bob))
+    deliver_all(lambda: services.reopen_pull_request(pr, actor=bob))
     deliver_all(lambda: services.add_comment(pr, actor=carol, body="Why 1?"))
+    rejected = deliver_all(lambda: services.submit_review(pr, actor=carol, event="REQUEST_CHANGES", body="Make it 2"))
+    deliver_all(lambda: services.dismiss_review(rejected, actor=alice, reason="answered"))
+
+    def push_to_the_head():
+        old = pr.head_sha
+        new = git.commit_files(feature.path, "feature", {"app.py": b"2\n"}, "two", name="bob", email="bob@example.com")
+        update = repo_services.RefUpdate("refs/heads/feature", old, new)
+        repo_services.record_push(feature, actor=Principal(user=bob), protocol="http", updates=[update])
+
+    deliver_all(push_to_the_head)
+    pr.refresh_from_db()
     deliver_all(
         lambda: services.set_commit_status(feature, actor=alice, sha=pr.head_sha, state="success", context="ci")
     )
@@ -191,21 +204,35 @@ def test_pull_request_review_comment_and_status_events_in_giteas_shapes(
     assert [(h["X-Gitea-Event"], h["X-Gitea-Event-Type"], p.get("action")) for h, p in got] == [
         ("pull_request", "pull_request", "opened"),
         ("pull_request", "pull_request", "edited"),
+        ("pull_request", "pull_request", "closed"),
+        ("pull_request", "pull_request", "reopened"),
         ("issue_comment", "pull_request_comment", "created"),
+        ("pull_request_rejected", "pull_request_review_rejected", "reviewed"),
+        ("pull_request_review", "pull_request_review", "dismissed"),
+        ("pull_request", "pull_request", "synchronized"),
         ("status", "status", None),
         ("pull_request_approved", "pull_request_review_approved", "reviewed"),
         ("pull_request", "pull_request", "closed"),
     ]
-    opened, edited, comment, status, review, merged = (p for _, p in got)
-    for payload in (opened, edited, review, merged):
+    opened, edited, closed, _, comment, rejected_event, dismissed, synchronized, status, review, merged = (
+        p for _, p in got
+    )
+    for payload in (opened, edited, closed, review, merged, synchronized, dismissed):
         check_gitea_shapes(payload)
         assert GITEA_PULL_REQUEST <= set(payload["pull_request"])
         assert payload["number"] == pr.number
     assert (opened["pull_request"]["head"]["ref"], opened["pull_request"]["base"]["ref"]) == ("feature", "main")
     assert opened["sender"]["login"] == "bob"
     assert edited["changes"] == {"title": {"from": "Add the app"}}
+    assert closed["pull_request"]["merged"] is False
     assert (comment["is_pull"], comment["comment"]["body"], comment["issue"]["number"]) == (True, "Why 1?", pr.number)
     assert comment["sender"]["login"] == "carol"
+    assert (rejected_event["review"]["type"], rejected_event["review"]["content"]) == (
+        "pull_request_review_rejected",
+        "Make it 2",
+    )
+    assert dismissed["review_detail"]["dismissed_reason"] == "answered"
+    assert synchronized["commit_id"] == pr.head_sha and synchronized["pull_request"]["head"]["sha"] == pr.head_sha
     assert (status["sha"], status["state"], status["context"]) == (pr.head_sha, "success", "ci")
     assert status["commit"]["id"] == pr.head_sha
     assert review["review"]["type"] == "pull_request_review_approved" and review["commit_id"] == pr.head_sha
