@@ -218,11 +218,11 @@ def email_backend(settings):
 @pytest.fixture
 def run_worker(rq_queues):
     """run_worker(): a real rq worker runs every job of the default queue, then stops."""
-    from rq import SimpleWorker
+    from portal.worker import InProcessWorker
 
     def run() -> None:
         queue = rq_queues["default"]
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        InProcessWorker([queue], connection=queue.connection).work(burst=True)
 
     return run
 

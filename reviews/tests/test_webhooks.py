@@ -294,9 +294,9 @@ def test_failed_deliveries_are_retried_with_backoff_and_every_attempt_is_kept(
 
     waits = []
     for expected in (500, 502):
-        with pytest.raises(webhooks.DeliveryFailed, match=str(expected)):
-            jobs.deliver_webhook(delivery.pk)
+        jobs.deliver_webhook(delivery.pk)
         delivery.refresh_from_db()
+        assert delivery.last_error == f"DeliveryFailed: the receiver answered {expected}"
         assert delivery.state == JobRow.State.QUEUED
         waits.append((delivery.due_at - delivery.finished_at).total_seconds())
     # The backoff: a minute, then five.
@@ -310,8 +310,7 @@ def test_failed_deliveries_are_retried_with_backoff_and_every_attempt_is_kept(
     # One guid for every attempt of a delivery.
     assert len({headers["X-Gitea-Delivery"] for headers, _ in receiver.received}) == 1
 
-    with pytest.raises(webhooks.DeliveryFailed, match="did not answer within 0.5 s"):
-        jobs.deliver_webhook(timed_out.pk)
+    jobs.deliver_webhook(timed_out.pk)
     timed_out.refresh_from_db()
     [attempt] = timed_out.attempt_rows.all()
     assert (timed_out.state, attempt.status_code, attempt.error) == (
@@ -323,8 +322,7 @@ def test_failed_deliveries_are_retried_with_backoff_and_every_attempt_is_kept(
     # Five attempts in all, then the delivery fails for good.
     for _ in range(WebhookDelivery.max_attempts - 1):
         WebhookDelivery.objects.filter(pk=timed_out.pk).update(due_at=timezone.now())
-        with pytest.raises(webhooks.DeliveryFailed):
-            jobs.deliver_webhook(timed_out.pk)
+        jobs.deliver_webhook(timed_out.pk)
     timed_out.refresh_from_db()
     assert (timed_out.state, timed_out.attempts, timed_out.attempt_rows.count()) == ("failed", 5, 5)
     total = sum(settings.PORTAL_WEBHOOK_RETRY_DELAYS)
@@ -338,16 +336,14 @@ def test_a_hook_failing_for_a_day_is_turned_off_and_its_admins_are_told(
     hook = hook_to(receiver, events=["push"])
     with django_capture_on_commit_callbacks(execute=True):
         first = webhooks.test_webhook(hook, actor=alice)
-    with pytest.raises(webhooks.DeliveryFailed):
-        jobs.deliver_webhook(first.pk)
+    jobs.deliver_webhook(first.pk)
     hook.refresh_from_db()
     assert hook.active and hook.failing_since is not None
 
     # A day of failures later: the next failure turns it off.
     Webhook.objects.filter(pk=hook.pk).update(failing_since=timezone.now() - timedelta(days=1, seconds=1))
     WebhookDelivery.objects.filter(pk=first.pk).update(due_at=timezone.now())
-    with pytest.raises(webhooks.DeliveryFailed):
-        jobs.deliver_webhook(first.pk)
+    jobs.deliver_webhook(first.pk)
     hook.refresh_from_db()
     assert not hook.active and "Every delivery since" in hook.disabled_reason
     [notice] = Notification.objects.filter(kind=Notification.Kind.WEBHOOK_DISABLED)
