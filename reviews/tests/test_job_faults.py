@@ -107,6 +107,27 @@ def wait_for(condition, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
+def start_worker(env: dict) -> subprocess.Popen:
+    """A real `manage.py rqworker` of the default queue, in a session of its own so that it can be killed whole."""
+    return subprocess.Popen(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", "default", "--burst"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def kill_worker(worker: subprocess.Popen, row) -> None:
+    """The whole worker goes, as when its machine dies: the process running the job (rq's work horse, in a process
+    group of its own; the row names it) and the worker that forked it."""
+    if row.worker:
+        os.kill(int(row.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+
+
 def test_a_worker_killed_mid_job_is_retried_after_the_heartbeat_limit(
     django_subprocess_env, pull_request, alice, bob, rq_queues, tmp_path, run_worker
 ):
@@ -120,26 +141,14 @@ def test_a_worker_killed_mid_job_is_retried_after_the_heartbeat_limit(
         "EMAIL_USE_TLS": "0",
         "PORTAL_JOB_HEARTBEAT": "1",
     }
-    worker = subprocess.Popen(
-        [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", "default", "--burst"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    worker = start_worker(env)
     try:
         email = NotificationEmail.objects.get(pk=row.pk)
         # The job claimed the row and beats while it waits for the mail server.
         wait_for(lambda: email.refresh_from_db() or (email.heartbeat_at and email.heartbeat_at > email.started_at))
         assert (email.state, email.attempts) == ("running", 1)
     finally:
-        # The whole worker goes, as when its machine dies: the process running the job (rq's work horse, in a
-        # process group of its own; the row names it) and the worker that forked it.
-        if email.worker:
-            os.kill(int(email.worker.rsplit(":", 1)[1]), signal.SIGKILL)
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
+        kill_worker(worker, email)
         silent.close()
 
     settings.PORTAL_JOB_HEARTBEAT_LIMIT = 2

@@ -1,10 +1,6 @@
 """Webhook deliveries under the job rules, with a real Redis, real rq workers and a real receiver: Redis flushed with
 deliveries queued, a worker killed mid-delivery, the same job enqueued twice."""
 
-import os
-import signal
-import subprocess
-import sys
 import time
 
 from django.conf import settings
@@ -12,7 +8,7 @@ from django.conf import settings
 from portal.jobs import JobRow, reconcile
 from reviews import webhooks
 from reviews.models import WebhookDelivery
-from reviews.tests.test_job_faults import wait_for
+from reviews.tests.test_job_faults import kill_worker, start_worker, wait_for
 
 
 def test_deliveries_lost_with_redis_arrive_once_after_the_reconciler(
@@ -74,14 +70,7 @@ def test_a_worker_killed_mid_delivery_is_retried_and_the_log_keeps_both_attempts
         "PORTAL_WEBHOOK_TIMEOUT": "120",
         "PORTAL_JOB_HEARTBEAT": "1",
     }
-    worker = subprocess.Popen(
-        [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", "default", "--burst"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    worker = start_worker(env)
     try:
         wait_for(lambda: len(receiver.received) == 1)
         wait_for(
@@ -91,10 +80,7 @@ def test_a_worker_killed_mid_delivery_is_retried_and_the_log_keeps_both_attempts
         )
         assert (delivery.state, delivery.attempts) == ("running", 1)
     finally:
-        if delivery.worker:
-            os.kill(int(delivery.worker.rsplit(":", 1)[1]), signal.SIGKILL)
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
+        kill_worker(worker, delivery)
 
     settings.PORTAL_JOB_HEARTBEAT_LIMIT = 2
     time.sleep(2.5)
