@@ -7,6 +7,7 @@ process, and monitoring reads which check failed."""
 
 import contextlib
 import ipaddress
+import os
 import shutil
 import socket
 import time
@@ -49,10 +50,24 @@ def check_redis() -> dict:
     return {"status": UP}
 
 
-def check_worker() -> dict:
-    """rq workers registered in Redis, and how long ago the latest of them beat."""
+def _gone(worker: Worker) -> bool:
+    """A worker of this host whose process no longer exists: killed before it could sign off, it stays
+    registered in Redis until its registration expires."""
+    if worker.hostname != socket.gethostname() or not worker.pid:
+        return False
     try:
-        workers = Worker.all(connection=_redis())
+        os.kill(worker.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def check_worker() -> dict:
+    """rq workers registered in Redis whose process lives, and how long ago the latest of them beat."""
+    try:
+        workers = [worker for worker in Worker.all(connection=_redis()) if not _gone(worker)]
     except Exception as error:
         return {"status": UNKNOWN, "error": _error(error)}
     beats = [worker.last_heartbeat for worker in workers if worker.last_heartbeat is not None]

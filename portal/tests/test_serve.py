@@ -34,6 +34,7 @@ def free_port() -> int:
 class Serve:
     process: subprocess.Popen
     var_dir: Path
+    database: Path
     http_port: int
     ssh_port: int
     lines: list[str] = field(default_factory=list)
@@ -91,7 +92,7 @@ def start_serve(var_dir: Path, database: Path, stop_timeout: int, extra_env: dic
             "DJANGO_ALLOW_ASYNC_UNSAFE",
         )
     }
-    serve = Serve(process=None, var_dir=var_dir, http_port=free_port(), ssh_port=free_port())
+    serve = Serve(process=None, var_dir=var_dir, database=database, http_port=free_port(), ssh_port=free_port())
     env.update(
         PORTAL_VAR_DIR=str(var_dir),
         DATABASE_URL=f"sqlite:///{database}",
