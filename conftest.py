@@ -218,7 +218,7 @@ def email_backend(settings):
 @pytest.fixture
 def run_worker(rq_queues):
     """run_worker(): a real rq worker runs every job of the default queue, then stops."""
-    from rq import SimpleWorker
+    from portal.jobs import SimpleWorker
 
     def run() -> None:
         queue = rq_queues["default"]

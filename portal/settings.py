@@ -173,6 +173,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_SOCKET = VAR_DIR / "valkey.sock"
 REDIS_URL = os.environ.get("REDIS_URL") or f"unix://{REDIS_SOCKET}"
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600} for name in ("default", "builds", "deploys")}
+# rq's worker, stopping within a second when asked (portal/jobs.py).
+RQ = {"WORKER_CLASS": "portal.jobs.Worker"}
 
 # Rendered blobs, diffs, blame and tree maps are cached by object sha. PORTAL_CACHE picks where: "redis" (the
 # default when REDIS_URL is set, as `manage.py serve` does for its embedded Valkey: one cache for every web

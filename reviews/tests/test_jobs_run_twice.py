@@ -8,9 +8,8 @@ from collections.abc import Callable
 import pytest
 from django.core import mail
 from django.utils import timezone
-from rq import SimpleWorker
 
-from portal.jobs import JOB_ROWS, JobRow
+from portal.jobs import JOB_ROWS, JobRow, SimpleWorker
 from repos.models import RepositoryMaintenance
 from reviews.models import Notification, NotificationEmail
 from reviews.notifications import notify
