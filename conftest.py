@@ -218,11 +218,11 @@ def email_backend(settings):
 @pytest.fixture
 def run_worker(rq_queues):
     """run_worker(): a real rq worker runs every job of the default queue, then stops."""
-    from portal.worker import InProcessWorker
+    from portal.jobs import SimpleWorker
 
     def run() -> None:
         queue = rq_queues["default"]
-        InProcessWorker([queue], connection=queue.connection).work(burst=True)
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
 
     return run
 

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import ClassVar
 
 import django_rq
+import rq
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
@@ -41,6 +42,28 @@ def enqueue_after_commit(what: str, function: str, *args, queue: str = "default"
             log.exception("could not enqueue %s %s", what, ", ".join(map(repr, args)))
 
     transaction.on_commit(enqueue)
+
+
+class PromptStop:
+    """rq's worker listens for commands (stop a job, shut down) in a thread that polls Redis once a minute, and
+    stopping the worker waits for that thread: a worker asked to stop, or done with a burst, could take up to a
+    minute to exit (and serve's stop timeout killed it). This one polls every second."""
+
+    def subscribe(self) -> None:
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
+
+
+class Worker(PromptStop, rq.Worker):
+    """The worker `manage.py rqworker` runs (RQ["WORKER_CLASS"] in the settings)."""
+
+
+class SimpleWorker(PromptStop, rq.SimpleWorker):
+    """A worker that runs jobs in its own process, as the tests do."""
 
 
 # The models the reconciler scans and the admin page lists, by label ("reviews.notificationemail").

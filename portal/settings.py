@@ -21,6 +21,10 @@ def envint(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def envfloat(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
 def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -89,6 +93,17 @@ PORTAL_JOB_ENQUEUE_GRACE = envint("PORTAL_JOB_ENQUEUE_GRACE", 30)
 PORTAL_JOB_RETRY_DELAY = envint("PORTAL_JOB_RETRY_DELAY", 30)
 # Days the rows of jobs that ended are kept (a webhook's delivery log), then deleted by the hourly pruner.
 PORTAL_JOB_KEEP_DAYS = envint("PORTAL_JOB_KEEP_DAYS", 30)
+# Seconds between two runs of the job reconciler (rq's cron scheduler, portal/cron.py).
+PORTAL_JOB_RECONCILE_INTERVAL = envint("PORTAL_JOB_RECONCILE_INTERVAL", 60)
+# `manage.py serve` starts a child that dies again after PORTAL_SERVE_RESTART_BACKOFF seconds, doubled for each
+# recent failure up to PORTAL_SERVE_RESTART_BACKOFF_MAX; PORTAL_SERVE_MAX_FAILURES failures of one child within
+# PORTAL_SERVE_FAILURE_WINDOW seconds stop the whole portal instead.
+PORTAL_SERVE_RESTART_BACKOFF = envfloat("PORTAL_SERVE_RESTART_BACKOFF", 1.0)
+PORTAL_SERVE_RESTART_BACKOFF_MAX = envfloat("PORTAL_SERVE_RESTART_BACKOFF_MAX", 30.0)
+PORTAL_SERVE_MAX_FAILURES = envint("PORTAL_SERVE_MAX_FAILURES", 5)
+PORTAL_SERVE_FAILURE_WINDOW = envfloat("PORTAL_SERVE_FAILURE_WINDOW", 60.0)
+# /-/health reports the disk of PORTAL_VAR_DIR as low below this many free megabytes.
+PORTAL_HEALTH_MIN_FREE_MB = envint("PORTAL_HEALTH_MIN_FREE_MB", 512)
 
 INSTALLED_APPS = [
     "portal",
@@ -166,14 +181,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_SOCKET = VAR_DIR / "valkey.sock"
 REDIS_URL = os.environ.get("REDIS_URL") or f"unix://{REDIS_SOCKET}"
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600} for name in ("default", "builds", "deploys")}
-RQ = {"WORKER_CLASS": "portal.worker.Worker"}
+# rq's worker, stopping within a second when asked (portal/jobs.py).
+RQ = {"WORKER_CLASS": "portal.jobs.Worker"}
 
 # Rendered blobs, diffs, blame and tree maps are cached by object sha. PORTAL_CACHE picks where: "redis" (the
 # default when REDIS_URL is set, as `manage.py serve` does for its embedded Valkey: one cache for every web
 # process), "locmem" (per process, the default otherwise) or "dummy" (nothing kept: every view is a first view).
 PORTAL_CACHE = os.environ.get("PORTAL_CACHE") or ("redis" if os.environ.get("REDIS_URL") else "locmem")
 CACHE_BACKENDS = {
-    "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+    # An unreachable Redis is a cache miss (portal/cache.py), found out within a second or two.
+    "redis": {
+        "BACKEND": "portal.cache.FailSafeRedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
+    },
     "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 5000}},
     "dummy": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
 }
@@ -262,8 +283,10 @@ if not DEBUG:
     # which only the site's operator can decide; SECURE_HSTS_PRELOAD=1 turns it on.
     if not SECURE_HSTS_PRELOAD:
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
+    # Load balancers ask for the health endpoint on the plain-HTTP port, behind the proxy that does TLS.
+    SECURE_REDIRECT_EXEMPT = [r"^-/health$"]
     if _internal.scheme != "https":
-        SECURE_REDIRECT_EXEMPT = [r"^-/internal/hooks/"]
+        SECURE_REDIRECT_EXEMPT.append(r"^-/internal/hooks/")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 # Every response gets this Content-Security-Policy unless its view sets a stricter one (raw files do). Pages

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,16 +75,18 @@ def valkey_command(socket_path: Path, data_dir: Path, *, persist: bool = True) -
         str(data_dir),
         "--daemonize",
         "no",
-        "--appendonly",
-        "no",
         "--loglevel",
         "warning",
         "--logfile",
         "",
     ]
-    if not persist:
+    if persist:
+        # Every write reaches the append-only file within a second: a killed Valkey comes back with its queues
+        # as they were, not as the last snapshot had them (jobs run again, jobs queued since gone).
+        command += ["--appendonly", "yes", "--appendfsync", "everysec"]
+    else:
         # The test session's queue is thrown away, so nothing is written to disk.
-        command += ["--save", ""]
+        command += ["--appendonly", "no", "--save", ""]
     return command
 
 
@@ -163,6 +166,20 @@ def describe_status(status: int) -> str:
     return f"exited with status {status}"
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How a child that dies is started again: after backoff seconds, doubled for each recent failure up to
+    backoff_max; max_failures failures of one child within window seconds stop everything instead."""
+
+    backoff: float = 1.0
+    backoff_max: float = 30.0
+    max_failures: int = 5
+    window: float = 60.0
+
+    def delay(self, failures: int) -> float:
+        return min(self.backoff * 2 ** max(failures - 1, 0), self.backoff_max)
+
+
 @dataclass
 class Child:
     name: str
@@ -172,6 +189,11 @@ class Child:
     # Stopped after every other child, because the others use it (Valkey).
     stop_last: bool = False
     process: subprocess.Popen | None = field(default=None, repr=False)
+    # Starts the child when the plain command is not enough (Valkey clears its stale socket first).
+    launch: Callable[[], subprocess.Popen] | None = field(default=None, repr=False)
+    # When the child last failed (monotonic seconds), and when it is due to start again after one.
+    failures: deque[float] = field(default_factory=deque, repr=False)
+    restart_at: float | None = None
 
     @property
     def pid(self) -> int | None:
@@ -183,17 +205,34 @@ class Child:
 
 
 class Supervisor:
-    """Runs children in their own process groups; when one dies or a stop is asked, stops them all."""
+    """Runs children in their own process groups and starts again one that dies, with backoff, while the others
+    keep running. A child that keeps failing, or a stop that is asked, stops them all."""
 
-    def __init__(self, *, stop_timeout: float = 10.0, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        *,
+        stop_timeout: float = 10.0,
+        restart: RestartPolicy | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
         self.children: list[Child] = []
         self.stop_timeout = stop_timeout
+        self.restart = restart or RestartPolicy()
         self.log = log
         self.stop_requested: int | None = None
         self.subreaper = become_subreaper()
 
     def start(self, child: Child) -> Child:
         """Start a child in a new process group, so that a signal to the group reaches its own children."""
+        self._launch(child)
+        self.children.append(child)
+        self.log(f"started {child.name} (pid {child.pid})")
+        return child
+
+    def _launch(self, child: Child) -> None:
+        if child.launch is not None:
+            child.process = child.launch()
+            return
         child.process = subprocess.Popen(
             list(child.command),
             stdin=subprocess.DEVNULL,
@@ -202,9 +241,6 @@ class Supervisor:
             process_group=0,
             preexec_fn=_die_with_parent,
         )
-        self.children.append(child)
-        self.log(f"started {child.name} (pid {child.pid})")
-        return child
 
     def adopt(self, child: Child) -> Child:
         """Watch a child that was started elsewhere (in its own process group)."""
@@ -236,21 +272,63 @@ class Supervisor:
                     child.process.returncode = os.waitstatus_to_exitcode(status)
 
     def run(self, *, poll_interval: float = 0.2) -> int:
-        """Wait until a stop is requested (exit 0) or a child dies (exit 1), then stop every child."""
+        """Restart children that die until a stop is asked (exit 0) or one keeps failing (exit 1); stop every child."""
         while self.stop_requested is None:
             self.reap()
-            dead = next((child for child in self.children if not child.running), None)
-            if dead is not None:
-                self.log(
-                    f"error: {dead.name} (pid {dead.pid}) {describe_status(dead.process.returncode)}; "
-                    "stopping everything else"
-                )
+            if not all(self._tend(child) for child in self.children):
                 self.stop_all()
                 return 1
             time.sleep(poll_interval)
         self.log(f"received {signal.Signals(self.stop_requested).name}, stopping")
         self.stop_all()
         return 0
+
+    def _tend(self, child: Child) -> bool:
+        """Notice that a child died, and start it again once its backoff is over; False when it keeps failing."""
+        if child.restart_at is None:
+            if child.running:
+                return True
+            self._clear_group(child)
+            return self._failed(child, f"{child.name} (pid {child.pid}) {describe_status(child.process.returncode)}")
+        if time.monotonic() < child.restart_at or self.stop_requested is not None:
+            return True
+        child.restart_at = None
+        try:
+            self._launch(child)
+        except (OSError, SupervisorError) as error:
+            return self._failed(child, f"{child.name} could not be started again: {error}")
+        self.log(f"restarted {child.name} (pid {child.pid})")
+        return True
+
+    def _failed(self, child: Child, why: str) -> bool:
+        """Count a failure of child: schedule its restart (True), or say it keeps failing (False)."""
+        now = time.monotonic()
+        child.failures.append(now)
+        while child.failures and child.failures[0] < now - self.restart.window:
+            child.failures.popleft()
+        failures = len(child.failures)
+        if failures >= self.restart.max_failures:
+            self.log(
+                f"error: {why}; {child.name} failed {failures} times within {self.restart.window:.0f} seconds, "
+                "so it is not started again: stopping everything"
+            )
+            return False
+        delay = self.restart.delay(failures)
+        self.log(f"{why}; starting it again in {delay:g} seconds (failure {failures} of {self.restart.max_failures})")
+        child.restart_at = now + delay
+        return True
+
+    def _clear_group(self, child: Child) -> None:
+        """Stop what is left of a dead child's process group (a gunicorn worker holding the port, say)."""
+        if child.pid is None or not _group_alive(child.pid):
+            return
+        _signal_group(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + min(self.stop_timeout, 5.0)
+        while time.monotonic() < deadline and _group_alive(child.pid):
+            self.reap()
+            time.sleep(0.05)
+        _signal_group(child.pid, signal.SIGKILL)
+        self.reap()
 
     def stop_all(self) -> None:
         """SIGTERM every child, wait, SIGKILL what is left, and reap everything, grandchildren included."""

@@ -1,12 +1,14 @@
 from django.urls import path
 
-from portal import admin_views, views
+from portal import admin_views, health, views
 
 app_name = "portal"
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("favicon.ico", views.favicon, name="favicon"),
+    # For monitoring and load balancers: what is up, no sign-in needed (portal/health.py).
+    path("-/health", health.health, name="health"),
     # Under allauth's accounts/ (a reserved owner name), which has no route of this name itself.
     path("accounts/invitation/<str:token>", views.accept_invitation, name="accept_invitation"),
     # The user's own settings.

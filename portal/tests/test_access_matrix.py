@@ -67,6 +67,7 @@ OH = ORG | {"hook_id": "@org_hook"}
 WEB_ROUTES: dict[str, list[Case]] = {
     "portal:home": [Case(PUBLIC)],
     "portal:favicon": [Case(PUBLIC)],
+    "portal:health": [Case(PUBLIC)],
     # A forged link shows everyone the same "this invitation does not work" page.
     "portal:accept_invitation": [Case(PUBLIC, kwargs={"token": "not-a-token"})],
     "portal:admin_invitations": [Case(SITE_ADMIN), Case(SITE_ADMIN, "POST")],

@@ -34,6 +34,7 @@ def free_port() -> int:
 class Serve:
     process: subprocess.Popen
     var_dir: Path
+    database: Path
     http_port: int
     ssh_port: int
     lines: list[str] = field(default_factory=list)
@@ -68,10 +69,11 @@ class Serve:
         return self.process.wait(timeout=STOP_TIMEOUT)
 
     def child_pid(self, name: str) -> int:
-        return int(re.search(rf"started {name} \(pid (\d+)\)", self.output).group(1))
+        """The pid of the child's latest start."""
+        return int(re.findall(rf"(?:started|restarted) {name} \(pid (\d+)\)", self.output)[-1])
 
 
-def start_serve(var_dir: Path, database: Path, stop_timeout: int) -> Serve:
+def start_serve(var_dir: Path, database: Path, stop_timeout: int, extra_env: dict[str, str] | None = None) -> Serve:
     env = {
         name: value
         for name, value in os.environ.items()
@@ -90,7 +92,7 @@ def start_serve(var_dir: Path, database: Path, stop_timeout: int) -> Serve:
             "DJANGO_ALLOW_ASYNC_UNSAFE",
         )
     }
-    serve = Serve(process=None, var_dir=var_dir, http_port=free_port(), ssh_port=free_port())
+    serve = Serve(process=None, var_dir=var_dir, database=database, http_port=free_port(), ssh_port=free_port())
     env.update(
         PORTAL_VAR_DIR=str(var_dir),
         DATABASE_URL=f"sqlite:///{database}",
@@ -100,6 +102,7 @@ def start_serve(var_dir: Path, database: Path, stop_timeout: int) -> Serve:
         PORTAL_WEB_THREADS="4",
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra_env or {})
     serve.process = subprocess.Popen(
         [sys.executable, str(settings.BASE_DIR / "manage.py"), "serve", "--stop-timeout", str(stop_timeout)],
         cwd=settings.BASE_DIR,
@@ -118,8 +121,8 @@ def serves():
     """Starts serve processes and makes sure none outlives the test, even when an assertion fails."""
     started: list[Serve] = []
 
-    def start(var_dir: Path, database: Path, stop_timeout: int = 10) -> Serve:
-        serve = start_serve(var_dir, database, stop_timeout)
+    def start(var_dir: Path, database: Path, stop_timeout: int = 10, env: dict[str, str] | None = None) -> Serve:
+        serve = start_serve(var_dir, database, stop_timeout, env)
         started.append(serve)
         return serve
 
@@ -351,16 +354,31 @@ def test_ctrl_c_stops_every_process_and_a_restart_keeps_the_first_admin(serves, 
     assert_everything_stopped(again, seen)
 
 
-def test_a_child_that_dies_stops_the_others_and_serve_fails_naming_it(serves, tmp_path):
-    # The rq scheduler process can linger after its worker is killed; serve kills what is left after this timeout.
-    serve = serves(tmp_path / "var", tmp_path / "portal.sqlite3", stop_timeout=3)
+def test_a_child_that_dies_is_started_again_and_one_that_keeps_failing_stops_everything(serves, tmp_path):
+    # Three failures within a minute are too many; a short backoff keeps the test quick.
+    env = {"PORTAL_SERVE_MAX_FAILURES": "3", "PORTAL_SERVE_RESTART_BACKOFF": "0.2"}
+    serve = serves(tmp_path / "var", tmp_path / "portal.sqlite3", stop_timeout=3, env=env)
     seen = wait_until_ready(serve)
-    worker = serve.child_pid("worker")
 
-    os.kill(worker, signal.SIGKILL)
+    for failure in (1, 2):
+        ssh = serve.child_pid("ssh")
+        os.kill(ssh, signal.SIGKILL)
+        serve.wait_for("the SSH server again", lambda ssh=ssh: serve.child_pid("ssh") != ssh and ssh_answers(serve))
+        assert f"ssh (pid {ssh}) was killed by SIGKILL; starting it again in" in serve.output
+        assert f"(failure {failure} of 3)" in serve.output
+        # The others kept running all along.
+        assert web_answers(serve)
+        seen |= descendants(serve.process.pid)
+
+    ssh = serve.child_pid("ssh")
+    os.kill(ssh, signal.SIGKILL)
 
     assert serve.process.wait(timeout=STOP_TIMEOUT) != 0
-    assert f"error: worker (pid {worker}) was killed by SIGKILL; stopping everything else" in serve.output
+    assert (
+        f"error: ssh (pid {ssh}) was killed by SIGKILL; ssh failed 3 times within 60 seconds, "
+        "so it is not started again: stopping everything"
+    ) in serve.output
+    assert "a child process kept failing; the portal was stopped" in serve.output
     assert_everything_stopped(serve, seen)
 
 

@@ -431,6 +431,23 @@ def test_anonymous_pages_are_cached_whole_but_follow_pushes_and_settings(alice, 
     assert anonymous.get("/alice/code/tree/main").status_code in (302, 404)
 
 
+def test_pages_are_computed_while_the_cache_is_unreachable(alice, code_repo, settings, tmp_path, caplog):
+    repo_services.update_repository(code_repo, actor=alice, visibility=Visibility.PUBLIC)
+    # The shared cache is a Redis that is not there (stopped, or its host down).
+    settings.CACHES = {
+        "default": {"BACKEND": "portal.cache.FailSafeRedisCache", "LOCATION": f"unix://{tmp_path / 'gone.sock'}"}
+    }
+    signed_in = Client()
+    signed_in.force_login(alice)
+    pages = ["/", "/alice/code", "/alice/code/tree/main/src", "/alice/code/blob/main/src/main.c"]
+    for client in (Client(), signed_in):
+        for url in [*pages, f"/alice/code/commit/{code_repo.shas['second']}", "/alice/code/blame/main/src/main.c"]:
+            assert client.get(url).status_code == 200, url
+    assert ">return<" in text(Client().get("/alice/code/blob/main/src/main.c"))
+    # Said once, not once a page.
+    assert [record.levelname for record in caplog.records if record.name == "portal.cache"] == ["WARNING"]
+
+
 def test_blame_of_a_binary_file_says_so(as_alice, code_repo):
     page = text(as_alice.get("/alice/code/blame/main/logo.png"))
     assert "binary or too large to blame" in page and 'href="/alice/code/raw/main/logo.png"' in page

@@ -11,8 +11,8 @@ from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
 
 from portal import services as accounts
+from portal.jobs import SimpleWorker
 from portal.models import AuditEvent
-from portal.worker import InProcessWorker
 from repos import git, jobs, transport
 from repos import services as repo_services
 from repos.access import Principal
@@ -250,7 +250,7 @@ def test_pushes_schedule_one_maintenance_run_that_repacks_with_a_bitmap(
     assert sorted(job.args[0][0] for job in follow_ups) == sorted(push.pk for push in pushes)
 
     # A real worker runs both follow-ups; they schedule a single maintenance run between them.
-    InProcessWorker([redis_queue], connection=redis_queue.connection).work(burst=True)
+    SimpleWorker([redis_queue], connection=redis_queue.connection).work(burst=True)
     scheduled = ScheduledJobRegistry(queue=redis_queue).get_job_ids()
     assert scheduled == [jobs.maintenance_job_id(private_repo.pk)]
 
@@ -258,7 +258,7 @@ def test_pushes_schedule_one_maintenance_run_that_repacks_with_a_bitmap(
     graph = private_repo.path / "objects" / "info" / "commit-graph"
     assert not graph.exists() and not list(pack_dir.glob("*.bitmap"))
     # With the scheduler, the worker moves the due job to the queue and runs it.
-    InProcessWorker([redis_queue], connection=redis_queue.connection).work(burst=True, with_scheduler=True)
+    SimpleWorker([redis_queue], connection=redis_queue.connection).work(burst=True, with_scheduler=True)
     assert graph.exists()
     assert list(pack_dir.glob("multi-pack-index*.bitmap"))
     assert not ScheduledJobRegistry(queue=redis_queue).get_job_ids()

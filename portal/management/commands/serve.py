@@ -11,7 +11,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from portal import supervisor
-from portal.supervisor import Child, Supervisor, SupervisorError
+from portal.supervisor import Child, RestartPolicy, Supervisor, SupervisorError
 
 QUEUES = ("default", "builds", "deploys")
 FIRST_ADMIN_USERNAME = "admin"
@@ -73,7 +73,10 @@ MAX_SOCKET_PATH = 107
 
 
 class Command(BaseCommand):
-    help = "Start the portal (web, SSH, worker and, without REDIS_URL, an embedded Valkey) and stop it all on Ctrl-C."
+    help = (
+        "Start the portal (web, SSH, worker, cron and, without REDIS_URL, an embedded Valkey), start again a part "
+        "that dies, and stop it all on Ctrl-C."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -106,7 +109,15 @@ class Command(BaseCommand):
         # Children open their own connections; an inherited SQLite handle must not be shared.
         connections.close_all()
 
-        boss = Supervisor(stop_timeout=options["stop_timeout"], log=lambda line: self.say(f"serve: {line}"))
+        restart = RestartPolicy(
+            backoff=settings.PORTAL_SERVE_RESTART_BACKOFF,
+            backoff_max=settings.PORTAL_SERVE_RESTART_BACKOFF_MAX,
+            max_failures=settings.PORTAL_SERVE_MAX_FAILURES,
+            window=settings.PORTAL_SERVE_FAILURE_WINDOW,
+        )
+        boss = Supervisor(
+            stop_timeout=options["stop_timeout"], restart=restart, log=lambda line: self.say(f"serve: {line}")
+        )
         boss.install_signal_handlers()
         try:
             env = self.child_environment(boss)
@@ -123,7 +134,9 @@ class Command(BaseCommand):
         status = boss.run()
         self.say("serve: every process has stopped")
         if status:
-            raise CommandError("a child process died; the portal was stopped (see the message above)", returncode=1)
+            raise CommandError(
+                "a child process kept failing; the portal was stopped (see the messages above)", returncode=1
+            )
 
     def prepare_database(self) -> str | None:
         """Apply pending migrations and create the first administrator on a fresh database; returns its password."""
@@ -180,8 +193,12 @@ class Command(BaseCommand):
             self.redis_description = f"{redis_url} (REDIS_URL)"
             return env
         socket_path = settings.REDIS_SOCKET
-        process = supervisor.start_valkey(socket_path, settings.VAR_DIR / "valkey", env=env)
-        child = Child(name="valkey", command=process.args, env=env, stop_last=True, process=process)
+
+        def launch():
+            return supervisor.start_valkey(socket_path, settings.VAR_DIR / "valkey", env=env)
+
+        process = launch()
+        child = Child(name="valkey", command=process.args, env=env, stop_last=True, process=process, launch=launch)
         boss.adopt(child)
         redis_url = f"unix://{socket_path}"
         # The web, SSH and worker processes connect at once, so Valkey must answer before they start.
@@ -208,7 +225,7 @@ class Command(BaseCommand):
             f"    web:     {settings.PORTAL_BASE_URL}/  (gunicorn on {settings.PORTAL_HTTP_HOST}:{settings.PORTAL_HTTP_PORT})",
             f"    ssh:     {settings.PORTAL_SSH_HOST}:{settings.PORTAL_SSH_PORT}",
             f"    worker:  rq queues {', '.join(QUEUES)}, with the scheduler",
-            "    cron:    the job reconciler, every minute",
+            f"    cron:    the job reconciler, every {settings.PORTAL_JOB_RECONCILE_INTERVAL} seconds",
             f"    redis:   {self.redis_description}",
             "  Clone URLs:",
             *(f"    {form}" for form in clone_url_forms()),
