@@ -69,7 +69,7 @@ def _entry(repo: Repository, ref: git.Ref, path: str) -> git.TreeEntry:
 
 def _sha_etag(request: HttpRequest, ref: git.Ref, *parts: str) -> str | None:
     """An ETag for a page named by a full sha, which never changes (per user, since the page greets them)."""
-    if not (ref.is_sha and len(ref.name) in (40, 64)):
+    if not (ref.is_sha and git.is_sha(ref.name)):
         return None
     user = request.user.pk if request.user.is_authenticated else 0
     return '"' + "-".join([ref.sha, *parts, str(user)]).replace('"', "") + '"'
