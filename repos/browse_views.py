@@ -21,8 +21,8 @@ from django.urls import reverse
 
 from portal.models import SiteSettings
 from repos import code, git
-from repos.access import get_repo_for_user, role_for
-from repos.models import Repository, Role
+from repos.access import can_administer, get_repo_for_user
+from repos.models import Repository
 
 COMMITS_PER_PAGE = 50
 TAGS_PER_PAGE = 50
@@ -142,7 +142,7 @@ def _context(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, pa
         "page": page,
         "tab": "code" if page in ("tree", "blob", "blame") else page,
         "switcher": code.ref_switcher(menu_url=menu_url, ref=ref) if page in SWITCHER_PAGES else "",
-        "is_admin": role_for(request.user, repo) >= Role.ADMIN,
+        "is_admin": can_administer(request.user, repo),
         **extra,
     }
 
@@ -153,7 +153,7 @@ def home(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         ref = git.resolve_commit(repo.path, repo.default_branch)
     except git.RefNotFound:
         if git.is_empty(repo.path):
-            is_admin = role_for(request.user, repo) >= Role.ADMIN
+            is_admin = can_administer(request.user, repo)
             return render(request, "repos/detail.html", {"repo": repo, "is_admin": is_admin})
         # The default branch is gone: show another branch, or a tag when there are only tags.
         name = min(git.ref_names(repo.path)).removeprefix("refs/heads/").removeprefix("refs/tags/")
@@ -412,7 +412,7 @@ def compare_pick(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         "repo": repo,
         "prefix": prefix,
         "tab": "compare",
-        "is_admin": role_for(request.user, repo) >= Role.ADMIN,
+        "is_admin": can_administer(request.user, repo),
         **_pickers(sorted(git.ref_names(repo.path)), base_name or repo.default_branch, head_name),
     }
     return render(request, "repos/compare.html", context)
@@ -474,7 +474,7 @@ def branches(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         "prefix": _prefix(repo),
         "heads": heads,
         "tab": "branches",
-        "is_admin": role_for(request.user, repo) >= Role.ADMIN,
+        "is_admin": can_administer(request.user, repo),
     }
     return render(request, "repos/branches.html", context)
 
@@ -493,7 +493,7 @@ def tags(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         "page_number": page,
         "has_next": len(found) > page * TAGS_PER_PAGE,
         "tab": "tags",
-        "is_admin": role_for(request.user, repo) >= Role.ADMIN,
+        "is_admin": can_administer(request.user, repo),
     }
     return render(request, "repos/tags.html", context)
 
