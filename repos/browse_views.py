@@ -302,7 +302,7 @@ def commit(request: HttpRequest, owner: str, name: str, sha: str) -> HttpRespons
     etag = _sha_etag(request, ref, "commit", options.view, str(int(options.ignore_whitespace)))
     if _not_modified(request, etag):
         return HttpResponseNotModified()
-    if (wanted := _fragment_range(request)) is not None:
+    if (wanted := code.fragment_range(request.GET)) is not None:
         return _diff_fragment(request, repo, git.parent_for_diff(repo.path, ref.sha), ref.sha, options, *wanted)
 
     def context() -> dict:
@@ -321,25 +321,6 @@ def _page_url(request: HttpRequest, options: code.DiffOptions) -> str:
     """The page's URL with its options, ready for one more query parameter."""
     query = ("view=split&" if options.view == "split" else "") + ("w=1&" if options.ignore_whitespace else "")
     return f"{request.path}?{query}"
-
-
-def _fragment_range(request: HttpRequest) -> tuple[range, bool] | None:
-    """Which files of a diff a lazy request wants (?start=&count= for a batch, ?file= for one large file, which
-    is then shown whole), or None for the page itself."""
-    try:
-        if "file" in request.GET:
-            index = int(request.GET["file"])
-            wanted = range(index, index + 1), True
-        elif "start" in request.GET:
-            start, count = int(request.GET["start"]), int(request.GET.get("count", code.DIFF_BATCH))
-            wanted = range(start, start + min(max(count, 1), 100)), False
-        else:
-            return None
-    except ValueError:
-        raise Http404("Bad file range.") from None
-    if wanted[0].start < 0:
-        raise Http404("Bad file range.")
-    return wanted
 
 
 def _diff_fragment(
@@ -368,7 +349,7 @@ def compare(request: HttpRequest, owner: str, name: str, spec: str = "") -> Http
     except git.RefNotFound:
         raise Http404("No such branch, tag or commit.") from None
     options = code.DiffOptions.from_query(request.GET)
-    if (wanted := _fragment_range(request)) is not None:
+    if (wanted := code.fragment_range(request.GET)) is not None:
         merge_base = git.merge_base(repo.path, base.sha, head.sha)
         if merge_base is None:
             raise Http404("Unrelated histories.")

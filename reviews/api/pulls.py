@@ -4,7 +4,6 @@ from typing import Literal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Query, Status
 from ninja.errors import HttpError
@@ -102,11 +101,9 @@ def list_pull_requests(
     elif state == "closed":
         pulls = pulls.exclude(state=PullRequest.State.OPEN)
     if poster:
-        pulls = pulls.filter(author__username__iexact=poster)
+        pulls = pulls.opened_by_name(poster)
     if reviewer:
-        asked = Q(review_requests__user__username__iexact=reviewer)
-        reviewed = Q(reviews__author__username__iexact=reviewer, reviews__submitted_at__isnull=False)
-        pulls = pulls.filter(pk__in=PullRequest.objects.filter(asked | reviewed).values("pk"))
+        pulls = pulls.with_reviewer_named(reviewer)
     pulls = pulls.prefetch_related("review_requests__user", "review_requests__team")
     viewer = current_user(request)
     return [pull_out(pr, viewer) for pr in paginate(pulls.order_by("-number"), response, page, limit)]
