@@ -13,7 +13,7 @@ def check_pull_role(user: User | None, pr: PullRequest, need: int, *, or_author:
     which the pull request's author, with or_author, does not need."""
     role = role_for(user, pr.repository)
     check_role(role, Role.READ)
-    if or_author and user is not None and user.pk == pr.author_id:
+    if or_author and is_pull_author(user, pr):
         return
     check_role(role, need)
 
