@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.utils.html import escape
@@ -29,6 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from portal import services
 from portal.access import Principal, is_site_admin
+from portal.api_pages import PageParams, paginate
 from portal.api_scopes import ADMIN, PASSWORD, READ_USER, WRITE_ORG, WRITE_REPO, WRITE_USER, ScopedRouter
 from portal.keys import InvalidKey
 from portal.models import AccessToken, AuditEvent, RevokedKeyFingerprint, SshKey, User
@@ -37,7 +38,6 @@ logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-MAX_PAGE_SIZE = 100
 UNAUTHENTICATED = "Authentication required: send 'Authorization: Bearer <token>' or sign in."
 
 
@@ -444,13 +444,6 @@ def api_url(path: str) -> str:
     return f"{settings.PORTAL_BASE_URL}{API_PREFIX}{path}"
 
 
-def paginate(queryset: QuerySet, response: HttpResponse, page: int, limit: int) -> QuerySet:
-    """One page of a queryset; the total goes in X-Total-Count as Gitea does."""
-    response["X-Total-Count"] = str(queryset.count())
-    start = (page - 1) * limit
-    return queryset[start : start + limit]
-
-
 def user_out(user: User, viewer: User | None) -> dict:
     """A user in Gitea's shape; the email address only for the user themselves and admins."""
     show_email = viewer is not None and (viewer.pk == user.pk or is_site_admin(viewer))
@@ -677,15 +670,14 @@ def create_organization(request: HttpRequest, payload: OrganizationCreateIn):
 def admin_list_users(
     request: HttpRequest,
     response: HttpResponse,
+    pages: Query[PageParams],
     q: str = "",
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
 ):
     admin = require_admin(request)
     users = User.objects.people().order_by("username")
     if q:
         users = users.filter(Q(username__icontains=q) | Q(email__icontains=q) | Q(full_name__icontains=q))
-    return [user_out(user, admin) for user in paginate(users, response, page, limit)]
+    return [user_out(user, admin) for user in paginate(users, response, pages)]
 
 
 @router.post("/admin/users", scope=ADMIN, response={201: UserOut}, tags=["admin"], summary="Create an account")
@@ -711,10 +703,9 @@ def _admin_key_out(key: SshKey, viewer: User) -> dict:
 def admin_list_all_keys(
     request: HttpRequest,
     response: HttpResponse,
+    pages: Query[PageParams],
     user: str = "",
     fingerprint: str = "",
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
 ):
     admin = require_admin(request)
     keys = SshKey.objects.user_keys().select_related("user").order_by("user__username", "-created")
@@ -722,7 +713,7 @@ def admin_list_all_keys(
         keys = keys.filter(user__username__icontains=user)
     if fingerprint:
         keys = keys.filter(fingerprint__icontains=fingerprint.strip())
-    return [_admin_key_out(key, admin) for key in paginate(keys, response, page, limit)]
+    return [_admin_key_out(key, admin) for key in paginate(keys, response, pages)]
 
 
 @router.get(
@@ -781,8 +772,7 @@ def admin_revoke_key(request: HttpRequest, username: str, id: int, revoke: bool 
 def admin_list_revoked_keys(
     request: HttpRequest,
     response: HttpResponse,
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+    pages: Query[PageParams],
 ):
     require_admin(request)
     revocations = RevokedKeyFingerprint.objects.select_related("revoked_by")
@@ -797,7 +787,7 @@ def admin_list_revoked_keys(
             "revoked_by": revocation.revoked_by.username if revocation.revoked_by else None,
             "revoked_at": revocation.created,
         }
-        for revocation in paginate(revocations, response, page, limit)
+        for revocation in paginate(revocations, response, pages)
     ]
 
 
@@ -821,13 +811,12 @@ def admin_lift_revoked_key(request: HttpRequest, id: int):
 def admin_audit(
     request: HttpRequest,
     response: HttpResponse,
+    pages: Query[PageParams],
     actor: str = "",
     action: str = Query("", description="An exact action such as key.add, or a prefix ending in a dot: key."),
     target: str = Query("", description="Part of the target's name, such as alice/project."),
     since: datetime | None = None,
     until: datetime | None = None,
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
 ):
     require_admin(request)
     events = AuditEvent.objects.all()
@@ -855,7 +844,7 @@ def admin_audit(
             "ip_address": event.ip_address,
             "created_at": event.created,
         }
-        for event in paginate(events, response, page, limit)
+        for event in paginate(events, response, pages)
     ]
 
 

@@ -74,6 +74,11 @@ def is_repo_owner(user: User | None, repo: Repository) -> bool:
     return repo.owner.is_organization and is_org_owner(user, repo.owner)
 
 
+def can_administer(user: User | None, repo: Repository, *, role: int | None = None) -> bool:
+    """Whether a user may change a repository's settings (the Settings tab), given their role when known."""
+    return (role_for(user, repo) if role is None else role) >= Role.ADMIN
+
+
 def check_role(role: int, need: int) -> None:
     """Raise Http404 when the repository may not even be seen, PermissionDenied when it may but not this."""
     if role < Role.READ:

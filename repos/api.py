@@ -7,7 +7,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Query, Schema, Status
 
 from portal.api import (
-    MAX_PAGE_SIZE,
     InputSchema,
     KeyIn,
     UserOut,
@@ -15,10 +14,10 @@ from portal.api import (
     current_user,
     gitea_unsupported,
     key_out,
-    paginate,
     principal,
     user_out,
 )
+from portal.api_pages import PageParams, paginate
 from portal.api_scopes import READ_REPO, WRITE_REPO, ScopedRouter
 from portal.models import SshKey, User
 from repos import git
@@ -223,11 +222,10 @@ def create_org_repository(request: HttpRequest, org: str, payload: RepositoryCre
 def list_user_repositories(
     request: HttpRequest,
     response: HttpResponse,
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+    pages: Query[PageParams],
 ):
     who = principal(request)
-    repos = paginate(member_repositories(who.user), response, page, limit)
+    repos = paginate(member_repositories(who.user), response, pages)
     # A token without repository scopes sees nothing here, just as it could read none of them.
     return [repository_out(request, repo) for repo in repos if role_for_principal(who, repo) >= Role.READ]
 

@@ -21,8 +21,8 @@ from django.urls import reverse
 
 from portal.models import SiteSettings
 from repos import code, git
-from repos.access import get_repo_for_user, role_for
-from repos.models import Repository, Role
+from repos.access import can_administer, get_repo_for_user
+from repos.models import Repository
 
 COMMITS_PER_PAGE = 50
 TAGS_PER_PAGE = 50
@@ -69,7 +69,7 @@ def _entry(repo: Repository, ref: git.Ref, path: str) -> git.TreeEntry:
 
 def _sha_etag(request: HttpRequest, ref: git.Ref, *parts: str) -> str | None:
     """An ETag for a page named by a full sha, which never changes (per user, since the page greets them)."""
-    if not (ref.is_sha and len(ref.name) in (40, 64)):
+    if not (ref.is_sha and git.is_sha(ref.name)):
         return None
     user = request.user.pk if request.user.is_authenticated else 0
     return '"' + "-".join([ref.sha, *parts, str(user)]).replace('"', "") + '"'
@@ -142,7 +142,7 @@ def _context(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, pa
         "page": page,
         "tab": "code" if page in ("tree", "blob", "blame") else page,
         "switcher": code.ref_switcher(menu_url=menu_url, ref=ref) if page in SWITCHER_PAGES else "",
-        "is_admin": role_for(request.user, repo) >= Role.ADMIN,
+        "is_admin": can_administer(request.user, repo),
         **extra,
     }
 
@@ -153,7 +153,7 @@ def home(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         ref = git.resolve_commit(repo.path, repo.default_branch)
     except git.RefNotFound:
         if git.is_empty(repo.path):
-            is_admin = role_for(request.user, repo) >= Role.ADMIN
+            is_admin = can_administer(request.user, repo)
             return render(request, "repos/detail.html", {"repo": repo, "is_admin": is_admin})
         # The default branch is gone: show another branch, or a tag when there are only tags.
         name = min(git.ref_names(repo.path)).removeprefix("refs/heads/").removeprefix("refs/tags/")
@@ -302,7 +302,7 @@ def commit(request: HttpRequest, owner: str, name: str, sha: str) -> HttpRespons
     etag = _sha_etag(request, ref, "commit", options.view, str(int(options.ignore_whitespace)))
     if _not_modified(request, etag):
         return HttpResponseNotModified()
-    if (wanted := _fragment_range(request)) is not None:
+    if (wanted := code.fragment_range(request.GET)) is not None:
         return _diff_fragment(request, repo, git.parent_for_diff(repo.path, ref.sha), ref.sha, options, *wanted)
 
     def context() -> dict:
@@ -321,25 +321,6 @@ def _page_url(request: HttpRequest, options: code.DiffOptions) -> str:
     """The page's URL with its options, ready for one more query parameter."""
     query = ("view=split&" if options.view == "split" else "") + ("w=1&" if options.ignore_whitespace else "")
     return f"{request.path}?{query}"
-
-
-def _fragment_range(request: HttpRequest) -> tuple[range, bool] | None:
-    """Which files of a diff a lazy request wants (?start=&count= for a batch, ?file= for one large file, which
-    is then shown whole), or None for the page itself."""
-    try:
-        if "file" in request.GET:
-            index = int(request.GET["file"])
-            wanted = range(index, index + 1), True
-        elif "start" in request.GET:
-            start, count = int(request.GET["start"]), int(request.GET.get("count", code.DIFF_BATCH))
-            wanted = range(start, start + min(max(count, 1), 100)), False
-        else:
-            return None
-    except ValueError:
-        raise Http404("Bad file range.") from None
-    if wanted[0].start < 0:
-        raise Http404("Bad file range.")
-    return wanted
 
 
 def _diff_fragment(
@@ -368,7 +349,7 @@ def compare(request: HttpRequest, owner: str, name: str, spec: str = "") -> Http
     except git.RefNotFound:
         raise Http404("No such branch, tag or commit.") from None
     options = code.DiffOptions.from_query(request.GET)
-    if (wanted := _fragment_range(request)) is not None:
+    if (wanted := code.fragment_range(request.GET)) is not None:
         merge_base = git.merge_base(repo.path, base.sha, head.sha)
         if merge_base is None:
             raise Http404("Unrelated histories.")
@@ -412,7 +393,7 @@ def compare_pick(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         "repo": repo,
         "prefix": prefix,
         "tab": "compare",
-        "is_admin": role_for(request.user, repo) >= Role.ADMIN,
+        "is_admin": can_administer(request.user, repo),
         **_pickers(sorted(git.ref_names(repo.path)), base_name or repo.default_branch, head_name),
     }
     return render(request, "repos/compare.html", context)
@@ -474,7 +455,7 @@ def branches(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         "prefix": _prefix(repo),
         "heads": heads,
         "tab": "branches",
-        "is_admin": role_for(request.user, repo) >= Role.ADMIN,
+        "is_admin": can_administer(request.user, repo),
     }
     return render(request, "repos/branches.html", context)
 
@@ -493,7 +474,7 @@ def tags(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         "page_number": page,
         "has_next": len(found) > page * TAGS_PER_PAGE,
         "tab": "tags",
-        "is_admin": role_for(request.user, repo) >= Role.ADMIN,
+        "is_admin": can_administer(request.user, repo),
     }
     return render(request, "repos/tags.html", context)
 

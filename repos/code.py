@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.core.cache import cache
+from django.http import Http404
 from django.utils.safestring import SafeString, mark_safe
 
 from repos import git, render
@@ -318,6 +319,25 @@ def compare_commits(path: Path, base_sha: str, head_sha: str, *, prefix: str) ->
 
 
 # Diffs.
+
+
+def fragment_range(query) -> tuple[range, bool] | None:
+    """Which files of a diff a lazy request wants (?start=&count= for a batch, ?file= for one large file, which
+    is then shown whole), or None for the page itself; Http404 for a range that names no files."""
+    try:
+        if "file" in query:
+            index = int(query["file"])
+            wanted = range(index, index + 1), True
+        elif "start" in query:
+            start, count = int(query["start"]), int(query.get("count", DIFF_BATCH))
+            wanted = range(start, start + min(max(count, 1), 100)), False
+        else:
+            return None
+    except ValueError:
+        raise Http404("Bad file range.") from None
+    if wanted[0].start < 0:
+        raise Http404("Bad file range.")
+    return wanted
 
 
 @dataclass(frozen=True)

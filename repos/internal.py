@@ -7,7 +7,6 @@ the repository shows, and each phase uses the push's session once."""
 
 import hmac
 import json
-import re
 from collections.abc import Callable
 from functools import wraps
 
@@ -19,12 +18,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from portal.models import AccessToken
-from repos import services
+from repos import git, services
 from repos.access import Principal
 from repos.models import PushSession
 from repos.services import RefUpdate
-
-_SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class BadRequest(Exception):
@@ -64,7 +61,7 @@ def _updates(payload: dict) -> list[RefUpdate]:
         ref, old, new = item.get("ref"), item.get("old"), item.get("new")
         if not isinstance(ref, str) or not ref or len(ref) > 255:
             raise BadRequest(f"not a ref name: {str(ref)[:80]!r}")
-        if not all(isinstance(sha, str) and _SHA_RE.fullmatch(sha) for sha in (old, new)):
+        if not (git.is_sha(old) and git.is_sha(new)):
             raise BadRequest(f"not an object id in the update of {ref!r}")
         updates.append(RefUpdate(ref=ref, old_sha=old, new_sha=new, forced=bool(item.get("forced"))))
     return updates

@@ -3,18 +3,30 @@
 import re
 
 from django import forms
+from django.core.exceptions import ValidationError
 
 from portal.models import Team, User
+from repos import git
 from repos.models import Repository
 from reviews.models import Comment, MergeStrategy
 
 _NAMES = re.compile(r"[\s,]+")
-_SHA = r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$"
 EVENT_CHOICES = [
     ("COMMENT", "Comment"),
     ("APPROVE", "Approve"),
     ("REQUEST_CHANGES", "Request changes"),
 ]
+
+
+class ShaField(forms.CharField):
+    """A full commit id, as git writes it."""
+
+    default_error_messages = {"invalid": "Enter a full commit id."}
+
+    def validate(self, value: str) -> None:
+        super().validate(value)
+        if value and not git.is_sha(value):
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
 
 
 def _names(value: str) -> list[str]:
@@ -115,7 +127,7 @@ class CommentForm(forms.Form):
     side = forms.ChoiceField(choices=Comment.Side.choices, required=False)
     line = forms.IntegerField(required=False, min_value=1)
     start_line = forms.IntegerField(required=False, min_value=1)
-    commit_sha = forms.RegexField(_SHA, required=False)
+    commit_sha = ShaField(required=False)
     reply_to = forms.IntegerField(required=False, min_value=1)
     pending = forms.BooleanField(required=False)
 
@@ -138,12 +150,12 @@ class SuggestionForm(forms.Form):
 class ReviewForm(forms.Form):
     event = forms.ChoiceField(choices=EVENT_CHOICES)
     body = forms.CharField(required=False)
-    commit_sha = forms.RegexField(_SHA, required=False)
+    commit_sha = ShaField(required=False)
 
 
 class MergeForm(forms.Form):
     strategy = forms.ChoiceField(choices=MergeStrategy.choices)
-    head_sha = forms.RegexField(_SHA)
+    head_sha = ShaField()
     message = forms.CharField(required=False)
     delete_branch = forms.BooleanField(required=False)
 

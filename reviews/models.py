@@ -3,10 +3,11 @@ from fnmatch import fnmatchcase
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from portal import jobs
+from repos.access import visible_repositories
 from repos.models import Repository
 
 User = settings.AUTH_USER_MODEL
@@ -47,6 +48,49 @@ class PullRequestQuerySet(models.QuerySet):
 
     def for_head(self, repository: Repository, branch: str):
         return self.filter(repository=repository, head_branch=branch)
+
+    def visible_to(self, user):
+        """Those of repositories the user can read."""
+        return self.filter(repository__in=visible_repositories(user).values("pk"))
+
+    def authored_by(self, user):
+        return self.filter(author=user)
+
+    def awaiting_review_by(self, user):
+        """Those the user is asked to review, by name or through a team, and did not open.
+
+        A team request stays after a member reviews; that member has done their part."""
+        direct = ReviewRequest.objects.filter(user=user).values("pull_request")
+        via_team = ReviewRequest.objects.filter(team__members=user).values("pull_request")
+        reviewed = Review.objects.filter(author=user, submitted_at__isnull=False).values("pull_request")
+        return self.filter(Q(pk__in=direct) | (Q(pk__in=via_team) & ~Q(pk__in=reviewed))).exclude(author=user)
+
+    def involving(self, user):
+        """Those the user commented on or reviewed (pending reviews and their comments do not count)."""
+        published = Q(review__isnull=True) | Q(review__submitted_at__isnull=False)
+        commented = Comment.objects.filter(published, author=user).values("pull_request")
+        reviewed = Review.objects.filter(author=user, submitted_at__isnull=False).values("pull_request")
+        return self.filter(Q(pk__in=commented) | Q(pk__in=reviewed))
+
+    def opened_by_name(self, username: str):
+        return self.filter(author__username__iexact=username)
+
+    def with_reviewer_named(self, username: str):
+        """Those the user named was asked to review or has reviewed."""
+        asked = ReviewRequest.objects.filter(user__username__iexact=username).values("pull_request")
+        reviewed = Review.objects.filter(author__username__iexact=username, submitted_at__isnull=False)
+        return self.filter(Q(pk__in=asked) | Q(pk__in=reviewed.values("pull_request")))
+
+    def in_repository_named(self, full_name: str):
+        owner, _slash, name = full_name.partition("/")
+        return self.filter(repository__owner__username__iexact=owner, repository__name__iexact=name)
+
+    def for_list(self):
+        """The rows of a list, with what each shows: repository, author and published comment count."""
+        published = Q(comments__review__isnull=True) | Q(comments__review__submitted_at__isnull=False)
+        return self.select_related("repository__owner", "author").annotate(
+            comment_count=Count("comments", filter=published, distinct=True)
+        )
 
 
 class PullRequest(models.Model):

@@ -15,9 +15,9 @@ from django.utils.safestring import SafeString
 from portal.models import User
 from repos import code, git
 from repos import render as code_render
-from repos.access import role_for
-from repos.models import Repository, Role
-from reviews import rules, services
+from repos.access import can_administer, role_for
+from repos.models import Repository
+from reviews import access, rules, services
 from reviews.models import (
     Comment,
     CommitStatus,
@@ -60,7 +60,8 @@ def _diff(pr: PullRequest, old: str, new: str, options: code.DiffOptions) -> cod
 
 def repo_context(request: HttpRequest, repo: Repository) -> dict:
     role = role_for(request.user, repo)
-    return {"repo": repo, "prefix": repo_prefix(repo), "tab": "pulls", "role": role, "is_admin": role >= Role.ADMIN}
+    is_admin = can_administer(request.user, repo, role=role)
+    return {"repo": repo, "prefix": repo_prefix(repo), "tab": "pulls", "role": role, "is_admin": is_admin}
 
 
 REVIEW_STATES = {
@@ -120,7 +121,6 @@ def pull_context(request: HttpRequest, pr: PullRequest, page: str) -> dict:
     context = repo_context(request, repo)
     role = context["role"]
     user = request.user
-    is_author = user.is_authenticated and user.pk == pr.author_id
     commit_count, _rows = code.compare_commits(repo.path, pr.merge_base_sha, pr.head_sha, prefix=context["prefix"])
     return {
         **context,
@@ -130,12 +130,12 @@ def pull_context(request: HttpRequest, pr: PullRequest, page: str) -> dict:
         "file_count": code.changed_file_count(repo.path, pr.merge_base_sha, pr.head_sha),
         "can": {
             "comment": user.is_authenticated,
-            "edit": is_author or role >= Role.WRITE,
-            "write": role >= Role.WRITE,
-            "maintain": role >= Role.MAINTAIN,
-            "admin": role >= Role.ADMIN,
+            "edit": access.can_edit_pull(user, pr, role=role),
+            "merge": access.can_merge(user, pr, role=role),
+            "dismiss_review": access.can_dismiss_review(user, pr, role=role),
+            "override": access.can_override_rules(user, pr, role=role),
+            "give_verdict": access.can_give_verdict(user, pr),
         },
-        "is_author": is_author,
         "description_html": _markdown(pr.description, pr),
         "head_exists": _branch_at(repo, pr.head_branch),
     }
@@ -184,12 +184,11 @@ def _threads(pr: PullRequest, comments: list[Comment], context: dict, user: User
     """The roots among the comments, each with its replies and what the page shows and allows about it."""
     replies: dict[int, list[Comment]] = defaultdict(list)
     roots = []
-    can = context["can"]
-    me = user.pk if user.is_authenticated else None
+    role = context["role"]
     for comment in comments:
         comment.pending = comment.review is not None and comment.review.state == Review.State.PENDING
-        comment.mine = comment.author_id == me
-        comment.can_delete = comment.mine or can["maintain"]
+        comment.can_edit = access.can_edit_comment(user, comment)
+        comment.can_delete = access.can_delete_comment(user, comment, role=role)
         comment.suggestion = None
         if comment.reply_to_id:
             replies[comment.reply_to_id].append(comment)
@@ -197,9 +196,9 @@ def _threads(pr: PullRequest, comments: list[Comment], context: dict, user: User
             roots.append(comment)
     for root in roots:
         root.replies_shown = replies.get(root.pk, [])
-        root.can_resolve = bool(me) and (me in (root.author_id, pr.author_id) or can["write"])
+        root.can_resolve = access.can_resolve_thread(user, root, role=role)
         if root.path:
-            _describe_inline(pr, root, context)
+            _describe_inline(pr, root, context, user)
     for comment in comments:
         # A suggestion is shown as the change it proposes, so its block is left out of the text around it.
         body = _SUGGESTION.sub("", comment.body, count=1) if comment.suggestion else comment.body
@@ -207,7 +206,7 @@ def _threads(pr: PullRequest, comments: list[Comment], context: dict, user: User
     return roots
 
 
-def _describe_inline(pr: PullRequest, thread: Comment, context: dict) -> None:
+def _describe_inline(pr: PullRequest, thread: Comment, context: dict, user: User) -> None:
     repo = pr.repository
     thread.quoted_path = code.quote_path(thread.path)
     thread.path_label = git.label(thread.path)
@@ -243,7 +242,7 @@ def _describe_inline(pr: PullRequest, thread: Comment, context: dict) -> None:
             and not thread.suggestion_applied_sha
             and not thread.pending
             and thread.commit_sha == pr.head_sha
-            and (context["is_author"] or context["can"]["write"])
+            and access.can_apply_suggestion(user, pr, role=context["role"])
         )
 
 
@@ -331,7 +330,7 @@ def sidebar_context(request: HttpRequest, pr: PullRequest, context: dict) -> dic
         "conflict_steps": conflict_steps(pr, conflicts) if conflicts and context["can"]["edit"] else "",
         "merge_form": merge_form,
         "can_override": (
-            context["can"]["admin"]
+            context["can"]["override"]
             and pr.is_open
             and pr.override_at is None
             and bool(blocker or statuses)

@@ -10,6 +10,7 @@ from portal.models import User
 from repos import code, git
 from repos.access import Principal, role_for
 from repos.models import Repository, Role
+from reviews.access import can_merge
 from reviews.models import ApprovalRule, BranchProtection, CommitStatus, PullRequest, Review, ReviewSettings
 
 
@@ -217,7 +218,7 @@ def conflicts(pr: PullRequest) -> list[str]:
 
 def may_merge(pr: PullRequest, user: User | None) -> bool:
     """Write access, and a place on the merge list of every protection of the base branch that has one."""
-    if user is None or role_for(user, pr.repository) < Role.WRITE:
+    if user is None or not can_merge(user, pr):
         return False
     for protection in protections_for(pr.repository, pr.base_branch):
         users, teams = list(protection.merge_users.all()), list(protection.merge_teams.all())

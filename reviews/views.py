@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -19,8 +19,7 @@ from django.views.decorators.http import require_POST
 
 from portal.models import User
 from repos import code, git
-from repos.access import get_repo_for_user, visible_repositories
-from repos.browse_views import _fragment_range
+from repos.access import get_repo_for_user
 from repos.models import Repository, Role
 from reviews import forms, pages, services
 from reviews.access import get_pull_for_user
@@ -28,7 +27,6 @@ from reviews.models import (
     Comment,
     PullRequest,
     Review,
-    ReviewRequest,
 )
 
 PAGE_SIZE = 50
@@ -55,7 +53,7 @@ def pull_list(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     counts = dict(pulls.order_by().values_list("state").annotate(n=Count("id")))
     if state != "all":
         pulls = pulls.filter(state=state)
-    page = Paginator(_with_counts(pulls).order_by("-number"), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(pulls.for_list().order_by("-number"), PAGE_SIZE).get_page(request.GET.get("page"))
     page.object_list = pages.with_list_details(list(page.object_list))
     context = {
         **pages.repo_context(request, repo),
@@ -75,12 +73,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     state = request.GET.get("state", "open")
     if tab not in DASHBOARD_TABS or state not in STATES:
         raise Http404("No such tab.")
-    visible = PullRequest.objects.filter(repository__in=visible_repositories(request.user).values("pk"))
-    visible = _filtered(visible, request.GET)
+    visible = _filtered(PullRequest.objects.visible_to(request.user), request.GET)
     if state != "all":
         visible = visible.filter(state=state)
     counts = {key: _dashboard_tab(visible, key, request.user).count() for key in DASHBOARD_TABS}
-    pulls = _with_counts(_dashboard_tab(visible, tab, request.user)).order_by("-updated", "-id")
+    pulls = _dashboard_tab(visible, tab, request.user).for_list().order_by("-updated", "-id")
     page = Paginator(pulls, PAGE_SIZE).get_page(request.GET.get("page"))
     page.object_list = pages.with_list_details(list(page.object_list))
     context = {
@@ -98,39 +95,20 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 def _dashboard_tab(pulls, tab: str, user: User):
     if tab == "mine":
-        return pulls.filter(author=user)
+        return pulls.authored_by(user)
     if tab == "involved":
-        published = Q(comments__review__isnull=True) | Q(comments__review__submitted_at__isnull=False)
-        commented = PullRequest.objects.filter(Q(comments__author=user) & published).values("pk")
-        reviewed = Review.objects.filter(author=user, submitted_at__isnull=False).values("pull_request")
-        return pulls.filter(Q(pk__in=commented) | Q(pk__in=reviewed))
-    # A team request stays after a member reviews; that member has done their part.
-    direct = ReviewRequest.objects.filter(user=user).values("pull_request")
-    via_team = ReviewRequest.objects.filter(team__members=user).values("pull_request")
-    reviewed = Review.objects.filter(author=user, submitted_at__isnull=False).values("pull_request")
-    asked = Q(pk__in=direct) | (Q(pk__in=via_team) & ~Q(pk__in=reviewed))
-    return pulls.filter(asked).exclude(author=user)
+        return pulls.involving(user)
+    return pulls.awaiting_review_by(user)
 
 
 def _filtered(pulls, query: QueryDict):
     if author := query.get("author", "").strip():
-        pulls = pulls.filter(author__username__iexact=author)
+        pulls = pulls.opened_by_name(author)
     if reviewer := query.get("reviewer", "").strip():
-        asked = ReviewRequest.objects.filter(user__username__iexact=reviewer).values("pull_request")
-        reviewed = Review.objects.filter(author__username__iexact=reviewer, submitted_at__isnull=False)
-        pulls = pulls.filter(Q(pk__in=asked) | Q(pk__in=reviewed.values("pull_request")))
+        pulls = pulls.with_reviewer_named(reviewer)
     if repo := query.get("repo", "").strip():
-        owner, _slash, name = repo.partition("/")
-        pulls = pulls.filter(repository__owner__username__iexact=owner, repository__name__iexact=name)
+        pulls = pulls.in_repository_named(repo)
     return pulls
-
-
-def _with_counts(pulls):
-    """The rows of a list, with what each shows: repository, author and published comment count."""
-    published = Q(comments__review__isnull=True) | Q(comments__review__submitted_at__isnull=False)
-    return pulls.select_related("repository__owner", "author").annotate(
-        comment_count=Count("comments", filter=published, distinct=True)
-    )
 
 
 def _query(query: QueryDict, keys: tuple[str, ...]) -> str:
@@ -242,7 +220,7 @@ def files_fragment(request: HttpRequest, owner: str, name: str, number: int) -> 
     known = {pr.head_sha, pr.merge_base_sha}
     for revision in pr.revisions.values_list("head_sha", "merge_base_sha"):
         known.update(revision)
-    wanted = _fragment_range(request)
+    wanted = code.fragment_range(request.GET)
     if wanted is None or old not in known or new not in known:
         raise Http404("No such diff.")
     options = code.DiffOptions.from_query(request.GET)

@@ -1,7 +1,7 @@
 """Access checks and lookups shared by the reviews API's endpoints."""
 
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 
 from portal.api import principal
 from portal.models import Team, User
@@ -28,10 +28,3 @@ def find_teams(owner: User, names: list[str]) -> list[Team]:
             raise ValidationError(f"{owner.username} has no team named {name!r}.")
         found.append(team)
     return found
-
-
-def page_of(items: list, response: HttpResponse, page: int, limit: int) -> list:
-    """One page of a list; the total goes in X-Total-Count like the other list endpoints."""
-    response["X-Total-Count"] = str(len(items))
-    start = (page - 1) * limit
-    return items[start : start + limit]

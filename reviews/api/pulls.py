@@ -4,19 +4,19 @@ from typing import Literal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Query, Status
 from ninja.errors import HttpError
 
-from portal.api import MAX_PAGE_SIZE, api_url, current_user, paginate, user_out
+from portal.api import api_url, current_user, user_out
+from portal.api_pages import PageParams, paginate
 from portal.api_scopes import READ_REPO, WRITE_REPO
 from portal.models import User
 from repos import code, git
 from repos.models import Repository, Role
 from reviews import rules, services
 from reviews.access import get_pull
-from reviews.api.lookups import find_people, find_teams, get_repo, page_of
+from reviews.api.lookups import find_people, find_teams, get_repo
 from reviews.api.router import router
 from reviews.api.schemas import (
     ChangedFileOut,
@@ -87,13 +87,12 @@ def _pull_detail(pr: PullRequest, viewer: User) -> dict:
 def list_pull_requests(
     request: HttpRequest,
     response: HttpResponse,
+    pages: Query[PageParams],
     owner: str,
     repo: str,
     state: Literal["open", "closed", "all"] = "open",
     poster: str = Query("", description="Only those opened by this user."),
     reviewer: str = Query("", description="Only those this user was asked to review or has reviewed."),
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
 ):
     repository = get_repo(request, owner, repo)
     pulls = PullRequest.objects.filter(repository=repository).select_related("repository__owner", "author", "merged_by")
@@ -102,14 +101,12 @@ def list_pull_requests(
     elif state == "closed":
         pulls = pulls.exclude(state=PullRequest.State.OPEN)
     if poster:
-        pulls = pulls.filter(author__username__iexact=poster)
+        pulls = pulls.opened_by_name(poster)
     if reviewer:
-        asked = Q(review_requests__user__username__iexact=reviewer)
-        reviewed = Q(reviews__author__username__iexact=reviewer, reviews__submitted_at__isnull=False)
-        pulls = pulls.filter(pk__in=PullRequest.objects.filter(asked | reviewed).values("pk"))
+        pulls = pulls.with_reviewer_named(reviewer)
     pulls = pulls.prefetch_related("review_requests__user", "review_requests__team")
     viewer = current_user(request)
-    return [pull_out(pr, viewer) for pr in paginate(pulls.order_by("-number"), response, page, limit)]
+    return [pull_out(pr, viewer) for pr in paginate(pulls.order_by("-number"), response, pages)]
 
 
 def _head_branch(repository: Repository, head: str) -> str:
@@ -190,11 +187,10 @@ def edit_pull_request(request: HttpRequest, owner: str, repo: str, index: int, p
 def list_pull_request_files(
     request: HttpRequest,
     response: HttpResponse,
+    pages: Query[PageParams],
     owner: str,
     repo: str,
     index: int,
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
 ):
     repository = get_repo(request, owner, repo)
     pr = get_pull(repository, index)
@@ -210,7 +206,7 @@ def list_pull_request_files(
             "binary": f.binary,
             "html_url": f"{pr.web_url}/files#{f.path}",
         }
-        for f in page_of(files, response, page, limit)
+        for f in paginate(files, response, pages)
     ]
 
 
@@ -227,11 +223,10 @@ def _person(signature: git.Signature) -> dict:
 def list_pull_request_commits(
     request: HttpRequest,
     response: HttpResponse,
+    pages: Query[PageParams],
     owner: str,
     repo: str,
     index: int,
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
 ):
     repository = get_repo(request, owner, repo)
     pr = get_pull(repository, index)
@@ -243,7 +238,7 @@ def list_pull_request_commits(
             "commit": {"message": c.message, "author": _person(c.author), "committer": _person(c.committer)},
             "parents": [{"sha": p} for p in c.parents],
         }
-        for c in page_of(commits, response, page, limit)
+        for c in paginate(commits, response, pages)
     ]
 
 

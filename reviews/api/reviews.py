@@ -5,12 +5,13 @@ from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Query
 
-from portal.api import MAX_PAGE_SIZE, current_user, user_out
+from portal.api import current_user, user_out
+from portal.api_pages import PageParams, paginate
 from portal.api_scopes import READ_REPO, WRITE_REPO
 from portal.models import User
 from reviews import services
 from reviews.access import get_pull
-from reviews.api.lookups import get_repo, page_of
+from reviews.api.lookups import get_repo
 from reviews.api.router import router
 from reviews.api.schemas import ReviewCommentIn, ReviewCommentOut, ReviewIn, ReviewOut
 from reviews.models import Comment, PullRequest, Review
@@ -59,16 +60,15 @@ def _visible_reviews(pr: PullRequest, viewer: User):
 def list_reviews(
     request: HttpRequest,
     response: HttpResponse,
+    pages: Query[PageParams],
     owner: str,
     repo: str,
     index: int,
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
 ):
     pr = get_pull(get_repo(request, owner, repo), index)
     viewer = current_user(request)
     reviews = list(_visible_reviews(pr, viewer))
-    return [review_out(review, pr, viewer) for review in page_of(reviews, response, page, limit)]
+    return [review_out(review, pr, viewer) for review in paginate(reviews, response, pages)]
 
 
 def _inline(item: ReviewCommentIn) -> services.InlineComment:
@@ -168,16 +168,15 @@ def _inline_comments(pr: PullRequest, viewer: User):
 def list_inline_comments(
     request: HttpRequest,
     response: HttpResponse,
+    pages: Query[PageParams],
     owner: str,
     repo: str,
     index: int,
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
 ):
     pr = get_pull(get_repo(request, owner, repo), index)
     viewer = current_user(request)
     comments = list(_inline_comments(pr, viewer))
-    return [comment_out(c, pr, viewer) for c in page_of(comments, response, page, limit)]
+    return [comment_out(c, pr, viewer) for c in paginate(comments, response, pages)]
 
 
 @router.get(

@@ -3,13 +3,14 @@
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Query, Status
 
-from portal.api import MAX_PAGE_SIZE, api_url, current_user, user_out
+from portal.api import api_url, current_user, user_out
+from portal.api_pages import PageParams, paginate
 from portal.api_scopes import READ_REPO, WRITE_REPO
 from portal.models import User
 from repos import git
 from repos.models import Repository, Role
 from reviews import services
-from reviews.api.lookups import get_repo, page_of
+from reviews.api.lookups import get_repo
 from reviews.api.router import router
 from reviews.api.schemas import CombinedStatusOut, StatusIn, StatusOut
 from reviews.models import CommitStatus
@@ -67,11 +68,11 @@ def create_commit_status(request: HttpRequest, owner: str, repo: str, sha: str, 
     return Status(201, status_out(status, actor))
 
 
-def _list_statuses(request: HttpRequest, response: HttpResponse, owner: str, repo: str, ref: str, page, limit):
+def _list_statuses(request: HttpRequest, response: HttpResponse, owner: str, repo: str, ref: str, pages: PageParams):
     repository = get_repo(request, owner, repo)
     statuses = list(_statuses(repository, _commit_sha(repository, ref)))
     viewer = current_user(request)
-    return [status_out(s, viewer) for s in page_of(statuses, response, page, limit)]
+    return [status_out(s, viewer) for s in paginate(statuses, response, pages)]
 
 
 @router.get(
@@ -84,13 +85,12 @@ def _list_statuses(request: HttpRequest, response: HttpResponse, owner: str, rep
 def list_commit_statuses(
     request: HttpRequest,
     response: HttpResponse,
+    pages: Query[PageParams],
     owner: str,
     repo: str,
     sha: str,
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
 ):
-    return _list_statuses(request, response, owner, repo, sha, page, limit)
+    return _list_statuses(request, response, owner, repo, sha, pages)
 
 
 @router.get(
@@ -103,13 +103,12 @@ def list_commit_statuses(
 def list_ref_statuses(
     request: HttpRequest,
     response: HttpResponse,
+    pages: Query[PageParams],
     owner: str,
     repo: str,
     ref: str,
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
 ):
-    return _list_statuses(request, response, owner, repo, ref, page, limit)
+    return _list_statuses(request, response, owner, repo, ref, pages)
 
 
 @router.get(

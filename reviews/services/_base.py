@@ -1,13 +1,13 @@
 """What every service of pull requests shares: the errors, the role checks, the record of events."""
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from portal.models import User
 from repos import code, git
 from repos.access import check_role, role_for
 from repos.models import Repository, Role
-from reviews.access import check_pull_role
+from reviews.access import can_edit_pull, check_pull_role
 from reviews.models import Event, Notification, PullRequest
 
 Kind = Notification.Kind
@@ -25,8 +25,11 @@ def require_role(actor: User | None, repo: Repository, need: Role) -> None:
     check_role(role_for(actor, repo), need)
 
 
-def require_author_or(actor: User, pr: PullRequest, need: Role = Role.WRITE) -> None:
-    check_pull_role(actor, pr, need, or_author=True)
+def require_pull_editor(actor: User, pr: PullRequest) -> None:
+    """Http404 when the repository is hidden; PermissionDenied unless the actor may edit the pull request."""
+    check_pull_role(actor, pr, Role.READ)
+    if not can_edit_pull(actor, pr):
+        raise PermissionDenied("Only the author or someone with write access can change this pull request.")
 
 
 def record_event(pr: PullRequest, kind: str, actor: User | None, **data) -> Event:

@@ -12,9 +12,9 @@ from portal import audit
 from portal.models import User
 from repos import git
 from repos import services as repo_services
-from repos.access import Principal, role_for
+from repos.access import Principal
 from repos.models import Repository, Role
-from reviews import notifications, rules, signals
+from reviews import access, notifications, rules, signals
 from reviews.models import Comment, PullRequest, Review, ReviewRequest
 from reviews.services._base import (
     Kind,
@@ -161,7 +161,7 @@ def add_comment(
 def edit_comment(comment: Comment, *, actor: User, body: str) -> Comment:
     """Change one's own comment."""
     require_role(actor, comment.pull_request.repository, Role.READ)
-    if comment.author_id != actor.pk:
+    if not access.can_edit_comment(actor, comment):
         raise PermissionDenied("You can only edit your own comments.")
     body = plain_text(body)
     if not body.strip():
@@ -177,7 +177,7 @@ def delete_comment(comment: Comment, *, actor: User) -> None:
     """Delete one's own comment (maintainers may delete any)."""
     repo = comment.pull_request.repository
     require_role(actor, repo, Role.READ)
-    if comment.author_id != actor.pk and role_for(actor, repo) < Role.MAINTAIN:
+    if not access.can_delete_comment(actor, comment):
         raise PermissionDenied("You can only delete your own comments.")
     audit.record(actor, "pull_request.delete_comment", comment.pull_request, before={"comment": comment.pk})
     comment.delete()
@@ -189,7 +189,7 @@ def resolve_thread(thread: Comment, *, actor: User, resolved: bool = True) -> Co
     pr = thread.pull_request
     require_role(actor, pr.repository, Role.READ)
     thread = thread.reply_to or thread
-    if actor.pk not in (thread.author_id, pr.author_id) and role_for(actor, pr.repository) < Role.WRITE:
+    if not access.can_resolve_thread(actor, thread):
         raise PermissionDenied("Only the thread's author, the pull request's author or a writer can resolve it.")
     now = timezone.now() if resolved else None
     Comment.objects.filter(pk=thread.pk).update(resolved_at=now, resolved_by=actor if resolved else None)
@@ -233,7 +233,7 @@ def submit_review(
         raise ValidationError("event must be APPROVE, REQUEST_CHANGES or COMMENT.")
     if not pr.is_open:
         raise ValidationError("Only an open pull request can be reviewed.")
-    if state != Review.State.COMMENTED and actor.pk == pr.author_id:
+    if state != Review.State.COMMENTED and not access.can_give_verdict(actor, pr):
         verb = "approve" if state == Review.State.APPROVED else "request changes on"
         raise PermissionDenied(f"You cannot {verb} your own pull request.")
     head = _revision_head(pr, commit_sha)
@@ -288,7 +288,9 @@ def submit_review(
 def dismiss_review(review: Review, *, actor: User, reason: str) -> Review:
     """A maintainer dismisses an approval or a change request, with a reason."""
     pr = review.pull_request
-    require_role(actor, pr.repository, Role.MAINTAIN)
+    require_role(actor, pr.repository, Role.READ)
+    if not access.can_dismiss_review(actor, pr):
+        raise PermissionDenied("Only a maintainer can dismiss a review.")
     if not reason.strip():
         raise ValidationError("Say why the review is dismissed.")
     dismiss_reviews(pr, Review.objects.filter(pk=review.pk), actor=actor, reason=reason.strip())
@@ -300,7 +302,9 @@ def dismiss_review(review: Review, *, actor: User, reason: str) -> Review:
 @transaction.atomic
 def override_approval_rules(pr: PullRequest, *, actor: User, reason: str) -> PullRequest:
     """An admin lets the pull request merge without its approvals; recorded and shown on the page."""
-    require_role(actor, pr.repository, Role.ADMIN)
+    require_role(actor, pr.repository, Role.READ)
+    if not access.can_override_rules(actor, pr):
+        raise PermissionDenied("Only an admin can override the approval rules.")
     refusal = rules.override_blocker(pr)
     if refusal:
         raise PermissionDenied(refusal)
@@ -343,7 +347,7 @@ def apply_suggestion(comment: Comment, *, actor: User, message: str = "") -> str
     pr = comment.pull_request
     repo = pr.repository
     require_role(actor, repo, Role.READ)
-    if actor.pk != pr.author_id and role_for(actor, repo) < Role.WRITE:
+    if not access.can_apply_suggestion(actor, pr):
         raise PermissionDenied("Only the author or someone with write access can apply suggestions.")
     replacement = suggestion_of(comment.body)
     if replacement is None or not comment.is_inline or comment.side != Comment.Side.RIGHT:

@@ -20,7 +20,7 @@ from reviews.services._base import (
     old_side_path,
     plain_text,
     record_event,
-    require_author_or,
+    require_pull_editor,
     require_role,
     touch,
     transition,
@@ -125,7 +125,7 @@ def update_pull_request(
     draft: bool | None = None,
 ) -> PullRequest:
     """Edit the title, description, draft flag or base branch; a new base dismisses every approval."""
-    require_author_or(actor, pr)
+    require_pull_editor(actor, pr)
     before = {"title": pr.title, "base": pr.base_branch, "draft": pr.draft}
     old_description = pr.description
     changes: dict = {}
@@ -170,7 +170,7 @@ def request_review(
     pr: PullRequest, *, actor: User, users: Iterable[User] = (), teams: Iterable[Team] = ()
 ) -> list[User]:
     """Ask users or teams to review; returns who was newly asked."""
-    require_author_or(actor, pr)
+    require_pull_editor(actor, pr)
     asked = _reviewers(pr, users, teams, actor)
     for user in asked:
         record_event(pr, "review_requested", actor, reviewer=user.username)
@@ -182,7 +182,7 @@ def request_review(
 @transaction.atomic
 def remove_review_request(pr: PullRequest, *, actor: User, user: User | None = None, team: Team | None = None) -> None:
     """Withdraw a review request of a user or a team."""
-    require_author_or(actor, pr)
+    require_pull_editor(actor, pr)
     pr.review_requests.filter(user=user, team=team).delete()
     audit.record(actor, "pull_request.remove_review_request", pr, after={"user": user and user.username})
 
@@ -190,7 +190,7 @@ def remove_review_request(pr: PullRequest, *, actor: User, user: User | None = N
 @transaction.atomic
 def close_pull_request(pr: PullRequest, *, actor: User) -> PullRequest:
     """Close without merging."""
-    require_author_or(actor, pr)
+    require_pull_editor(actor, pr)
     transition(pr, PullRequest.State.CLOSED, closed_at=timezone.now())
     record_event(pr, "closed", actor)
     audit.record(actor, "pull_request.close", pr)
@@ -201,7 +201,7 @@ def close_pull_request(pr: PullRequest, *, actor: User) -> PullRequest:
 @transaction.atomic
 def reopen_pull_request(pr: PullRequest, *, actor: User) -> PullRequest:
     """Reopen a closed pull request, catching up with its head branch."""
-    require_author_or(actor, pr)
+    require_pull_editor(actor, pr)
     head_sha = existing_branch_sha(pr.repository, pr.head_branch)
     existing_branch_sha(pr.repository, pr.base_branch)
     if (

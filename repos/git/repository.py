@@ -1,0 +1,64 @@
+"""A repository as a whole: creating, seeding and deleting it, and the maintenance that keeps it fast."""
+
+import shutil
+from pathlib import Path
+
+import pygit2
+
+from ._base import ZERO_SHA, GitError, open_repo, run_git
+from .refs import update_ref
+
+
+def init_bare(path: Path, *, default_branch: str = "main") -> None:
+    """Create a bare repository with the portal's defaults."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    repo = pygit2.init_repository(str(path), bare=True, initial_head=default_branch)
+    config = repo.config
+    config["receive.fsckObjects"] = True
+    config["receive.advertisePushOptions"] = True
+    config["uploadpack.allowFilter"] = True
+    config["uploadpack.allowAnySHA1InWant"] = False
+    config["core.logAllRefUpdates"] = True
+    config["gc.auto"] = 0
+
+
+def delete(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def is_empty(path: Path) -> bool:
+    """No refs at all, as git itself means it.
+
+    libgit2's is_empty only recognises an unborn HEAD named after init.defaultBranch (master), so a
+    fresh repository whose HEAD is main would look non-empty."""
+    return next(iter(open_repo(path).references), None) is None
+
+
+def commit_files(path: Path, branch: str, files: dict[str, bytes], message: str, *, name: str, email: str) -> str:
+    """Commit files on top of branch (creating it when absent) and return the new commit's sha."""
+    repo = open_repo(path)
+    ref_name = f"refs/heads/{branch}"
+    parent = repo.references.get(ref_name)
+    parents = [parent.target] if parent is not None else []
+    builder = repo.TreeBuilder(repo[parents[0]].tree) if parents else repo.TreeBuilder()
+    for file_name, content in files.items():
+        if "/" in file_name:
+            raise GitError("commit_files only writes top-level files")
+        builder.insert(file_name, repo.create_blob(content), pygit2.enums.FileMode.BLOB)
+    sig = pygit2.Signature(name, email)
+    oid = repo.create_commit(None, sig, sig, message, builder.write(), parents)
+    update_ref(path, ref_name, str(oid), str(parents[0]) if parents else ZERO_SHA)
+    return str(oid)
+
+
+def write_commit_graph(path: Path) -> None:
+    """Write the commit-graph with changed-path filters, which makes path-limited log and blame fast."""
+    run_git(path, "commit-graph", "write", "--reachable", "--changed-paths")
+
+
+def repack(path: Path) -> None:
+    """Roll small packs and loose objects into a geometric sequence of packs, with a multi-pack bitmap.
+
+    Geometric repacking touches only the small packs that recent pushes added, so it stays cheap on
+    a big repository, and the reachability bitmap lets clones skip counting objects."""
+    run_git(path, "repack", "-d", "-q", "--geometric=2", "--write-midx", "--write-bitmap-index")

@@ -1,0 +1,118 @@
+"""git's own commands, streamed: the wire-protocol services (upload-pack, receive-pack) and archives."""
+
+import logging
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from django.conf import settings
+
+from ._base import STREAM_CHUNK, GitError, is_sha, repo_env
+
+SERVICES = ("git-upload-pack", "git-receive-pack", "git-upload-archive")
+HOOKS_DIR = Path(__file__).resolve().parent.parent / "hooks"
+logger = logging.getLogger(__name__)
+
+
+def service_command(service: str, path: Path, *, stateless: bool = False, advertise: bool = False) -> list[str]:
+    """The argv for a wire-protocol service on a repository path that the caller already resolved."""
+    if service not in SERVICES:
+        raise GitError(f"unknown service {service}")
+    argv = [settings.GIT_BIN, "-c", f"core.hooksPath={HOOKS_DIR}", service.removeprefix("git-")]
+    if stateless:
+        argv.append("--stateless-rpc")
+    if advertise:
+        argv.append("--advertise-refs")
+    argv += ["--end-of-options", str(path)] if service != "git-upload-archive" else [str(path)]
+    return argv
+
+
+def _feed(source: BinaryIO, sink: BinaryIO) -> None:
+    """Copy a request body into a process's stdin, then close it so the process sees the end."""
+    try:
+        while chunk := source.read(STREAM_CHUNK):
+            sink.write(chunk)
+    except (BrokenPipeError, ValueError):
+        # The process exited early (it refused the request); what it printed is the answer.
+        pass
+    except Exception:
+        logger.exception("reading the request body for git failed")
+    finally:
+        try:
+            sink.close()
+        except OSError:
+            pass
+
+
+def _drain(source: BinaryIO, tail: list[bytes]) -> None:
+    """Read a process's stderr to the end, keeping its last lines for the log."""
+    for line in source:
+        tail.append(line)
+        del tail[:-20]
+
+
+def stream_service(
+    service: str, path: Path, *, env: dict[str, str], body: BinaryIO | None = None, advertise: bool = False
+) -> Iterator[bytes]:
+    """Run a wire-protocol service in stateless-RPC mode and yield its output in chunks.
+
+    The request body is copied into git from a thread while the output is read here, so neither
+    side ever holds a whole pack in memory and a large push cannot deadlock on full pipes."""
+    argv = service_command(service, path, stateless=True, advertise=advertise)
+    proc = subprocess.Popen(
+        argv,
+        cwd=path,
+        env=env,
+        stdin=subprocess.PIPE if body is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    threads = []
+    stderr_tail: list[bytes] = []
+    if body is not None:
+        threads.append(threading.Thread(target=_feed, args=(body, proc.stdin), daemon=True))
+    threads.append(threading.Thread(target=_drain, args=(proc.stderr, stderr_tail), daemon=True))
+    for thread in threads:
+        thread.start()
+    finished = False
+    try:
+        while chunk := proc.stdout.read1(STREAM_CHUNK):
+            yield chunk
+        finished = True
+    finally:
+        # The client went away mid-stream: never leave git running on its own.
+        if not finished and proc.poll() is None:
+            proc.kill()
+        returncode = proc.wait()
+        for thread in threads:
+            thread.join(timeout=5)
+        proc.stdout.close()
+        if returncode != 0:
+            logger.warning(
+                "%s on %s exited with %s: %s",
+                service,
+                path,
+                returncode,
+                b"".join(stderr_tail).decode(errors="replace").strip(),
+            )
+
+
+ARCHIVE_FORMATS = ("tar.gz", "zip")
+
+
+def archive(path: Path, sha: str, fmt: str, prefix: str) -> Iterator[bytes]:
+    """`git archive` of a commit, yielded in chunks as git writes it."""
+    if fmt not in ARCHIVE_FORMATS or not is_sha(sha):
+        raise GitError(f"cannot archive {sha!r} as {fmt!r}")
+    argv = [settings.GIT_BIN, "archive", f"--format={fmt}", f"--prefix={prefix}", "--end-of-options", sha]
+    proc = subprocess.Popen(argv, cwd=path, env=repo_env(path), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        while chunk := proc.stdout.read1(STREAM_CHUNK):
+            yield chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
