@@ -11,7 +11,8 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Query, Schema, Status
 
-from portal.api import MAX_PAGE_SIZE, InputSchema, current_user, paginate
+from portal.api import InputSchema, current_user
+from portal.api_pages import PageParams, paginate
 from portal.api_scopes import READ_ORG, READ_REPO, WRITE_ORG, WRITE_REPO
 from portal.models import User
 from repos.access import get_org_for_member
@@ -256,11 +257,10 @@ def list_repo_hooks(
     response: HttpResponse,
     owner: str,
     repo: str,
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+    pages: Query[PageParams],
 ):
     hooks = webhooks.hooks_of(repository=_repo(request, owner, repo))
-    return [hook_out(hook) for hook in paginate(hooks, response, page, limit)]
+    return [hook_out(hook) for hook in paginate(hooks, response, pages)]
 
 
 @router.post(RP, scope=WRITE_REPO, response={201: HookOut}, tags=TAGS, summary="Add a webhook to a repository")
@@ -310,11 +310,10 @@ def list_repo_hook_deliveries(
     owner: str,
     repo: str,
     id: int,
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+    pages: Query[PageParams],
 ):
     hook = _hook({"repository": _repo(request, owner, repo)}, id)
-    return [delivery_out(d) for d in paginate(webhooks.deliveries_of(hook), response, page, limit)]
+    return [delivery_out(d) for d in paginate(webhooks.deliveries_of(hook), response, pages)]
 
 
 @router.get(
@@ -347,11 +346,10 @@ def list_org_hooks(
     request: HttpRequest,
     response: HttpResponse,
     org: str,
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+    pages: Query[PageParams],
 ):
     hooks = webhooks.hooks_of(organization=_org(request, org))
-    return [hook_out(hook) for hook in paginate(hooks, response, page, limit)]
+    return [hook_out(hook) for hook in paginate(hooks, response, pages)]
 
 
 @router.post(OP, scope=WRITE_ORG, response={201: HookOut}, tags=TAGS, summary="Add a webhook to an organization")
@@ -389,11 +387,10 @@ def list_org_hook_deliveries(
     response: HttpResponse,
     org: str,
     id: int,
-    page: int = Query(1, ge=1),
-    limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
+    pages: Query[PageParams],
 ):
     hook = _hook({"organization": _org(request, org)}, id)
-    return [delivery_out(d) for d in paginate(webhooks.deliveries_of(hook), response, page, limit)]
+    return [delivery_out(d) for d in paginate(webhooks.deliveries_of(hook), response, pages)]
 
 
 @router.get(

@@ -6,7 +6,8 @@ from django.test import Client
 
 from portal import services as portal_services
 from portal.api import api
-from reviews import services
+from reviews import services, webhooks
+from reviews.models import Webhook
 from reviews.tests.conftest import make_branch
 
 API = "/api/v1"
@@ -16,8 +17,12 @@ ENDLESS = "9" * 5000
 
 
 @pytest.fixture
-def pull(private_repo, bob):
+def pull(private_repo, alice, bob):
     make_branch(private_repo, "feature", {"parser.c": b"int parse;\n"})
+    # A webhook of the repository and one of an organization, for their lists and their deliveries' lists.
+    org = portal_services.create_organization(actor=alice, name="acme")
+    for place in ({"repository": private_repo}, {"organization": org}):
+        webhooks.save_webhook(None, actor=alice, url="https://example.com/hook", **place)
     return services.open_pull_request(private_repo, actor=bob, title="Fix the parser", base="main", head="feature")
 
 
@@ -59,6 +64,8 @@ def _url(path: str, pull) -> str:
         "index": str(pull.number),
         "sha": pull.head_sha,
         "ref": "main",
+        "org": "acme",
+        "id": str(Webhook.objects.get(repository__isnull=path.startswith(f"{API}/orgs/")).pk),
     }
     for name, value in values.items():
         path = path.replace("{" + name + "}", value)
