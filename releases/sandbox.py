@@ -1,0 +1,312 @@
+"""The bubblewrap sandbox a build runs in, and how it is stopped.
+
+A build sees a read-only system (/usr and a few files of /etc), its own writable workspace, home and /tmp, its own
+PID, IPC, UTS, network and user namespaces, as user 1000 with every capability dropped. When the portal runs as
+root the sandbox runs as an unprivileged host uid of the caller's choosing: give each concurrent build its own, since
+the process limit counts every process of a host uid. Limits on memory, processes and file size are rlimits set by
+`prlimit` before bubblewrap starts; the wall-clock limit and the log limit are the runner's.
+
+The sandbox's init gets SIGKILL when the thread that started it ends (`--die-with-parent`): start builds from a
+thread that outlives them, such as the worker's main thread.
+"""
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SANDBOX_UID = 1000
+SANDBOX_USER = "build"
+SANDBOX_WORKSPACE = "/workspace"
+SANDBOX_HOME = "/home/build"
+SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# What a build may read of the host's /etc: the dynamic loader, certificates, time zones, name lookup files and
+# the alternatives Debian's commands link through. Never passwd/shadow, the portal's config or package credentials.
+ETC_ALLOWED = (
+    "alternatives",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "debian_version",
+    "host.conf",
+    "hosts",
+    "inputrc",
+    "java-*",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "magic",
+    "magic.mime",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "perl",
+    "protocols",
+    "python3*",
+    "services",
+    "ssl",
+    "timezone",
+)
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be started: the build ends FAULT, not FAILED."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one build may use. Memory is per process (address space), processes are per host uid."""
+
+    timeout_seconds: float = 60 * 60
+    memory_bytes: int = 4 * 1024**3
+    processes: int = 512
+    file_size_bytes: int = 4 * 1024**3
+    open_files: int = 4096
+    tmp_bytes: int = 1024**3
+    log_bytes: int = 64 * 1024**2
+    kill_grace_seconds: float = 10
+
+
+@dataclass(frozen=True)
+class BuildDirectory:
+    """The host directories bound into a sandbox: the source at /workspace, the home and the generated /etc files."""
+
+    root: Path
+
+    @property
+    def workspace(self) -> Path:
+        return self.root / "src"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc"
+
+
+def prepare_build_directory(root: Path) -> BuildDirectory:
+    """Create the workspace (root/src, for the checkout), the home and the /etc files a sandbox binds."""
+    directory = BuildDirectory(Path(root))
+    for path in (directory.workspace, directory.home, directory.etc):
+        path.mkdir(parents=True, exist_ok=True)
+    (directory.etc / "passwd").write_text(
+        f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
+        f"{SANDBOX_USER}:x:{SANDBOX_UID}:{SANDBOX_UID}:build:{SANDBOX_HOME}:/bin/bash\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    )
+    (directory.etc / "group").write_text(f"root:x:0:\n{SANDBOX_USER}:x:{SANDBOX_UID}:\nnogroup:x:65534:\n")
+    return directory
+
+
+def give_to(path: Path, uid: int) -> None:
+    """Make a tree the sandbox user's (without following links), so a build can change its own files."""
+    os.lchown(path, uid, uid)
+    for parent, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(parent, name), uid, uid)
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    if path is None:
+        raise SandboxError(f"{name} is not installed")
+    return path
+
+
+def sandbox_command(
+    directory: BuildDirectory,
+    command: list[str],
+    *,
+    limits: Limits,
+    host_uid: int | None = None,
+    info_fd: int | None = None,
+    block_fd: int | None = None,
+    network: bool = False,
+) -> list[str]:
+    """The command line that runs command in a sandbox over directory, within limits.
+
+    info_fd receives bubblewrap's JSON with the sandbox init's host pid; block_fd holds the command back until
+    something is written to it (for a network set up from outside first). network keeps the sandbox's own network
+    namespace: the caller connects it (slirp4netns) with no route to the host's loopback; without it the build has
+    only its own loopback.
+    """
+    rlimits = [
+        _tool("prlimit"),
+        f"--as={limits.memory_bytes}",
+        f"--nproc={limits.processes}",
+        f"--fsize={limits.file_size_bytes}",
+        f"--nofile={limits.open_files}",
+        "--core=0",
+        "--",
+    ]
+    drop_root: list[str] = []
+    if os.geteuid() == 0:
+        if host_uid is None or host_uid == 0:
+            raise SandboxError("the portal runs as root: a build needs an unprivileged host uid")
+        drop_root = [_tool("setpriv"), f"--reuid={host_uid}", f"--regid={host_uid}", "--clear-groups", "--"]
+    bwrap = [
+        _tool("bwrap"),
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--hostname",
+        "build",
+    ]
+    for system_dir in SYSTEM_DIRS:
+        if os.path.islink(system_dir):
+            bwrap += ["--symlink", os.readlink(system_dir), system_dir]
+        elif os.path.isdir(system_dir):
+            bwrap += ["--ro-bind", system_dir, system_dir]
+    for pattern in ETC_ALLOWED:
+        for path in sorted(glob.glob(os.path.join("/etc", pattern))):
+            bwrap += ["--ro-bind", path, path]
+    bwrap += [
+        "--ro-bind",
+        str(directory.etc / "passwd"),
+        "/etc/passwd",
+        "--ro-bind",
+        str(directory.etc / "group"),
+        "/etc/group",
+        "--bind",
+        str(directory.workspace),
+        SANDBOX_WORKSPACE,
+        "--bind",
+        str(directory.home),
+        SANDBOX_HOME,
+        "--size",
+        str(limits.tmp_bytes),
+        "--tmpfs",
+        "/tmp",  # noqa: S108 (the sandbox's own tmpfs, not the host's /tmp)
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--chdir",
+        SANDBOX_WORKSPACE,
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        SANDBOX_PATH,
+        "--setenv",
+        "HOME",
+        SANDBOX_HOME,
+        "--setenv",
+        "USER",
+        SANDBOX_USER,
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+    ]
+    if info_fd is not None:
+        bwrap += ["--info-fd", str(info_fd)]
+    if block_fd is not None:
+        bwrap += ["--block-fd", str(block_fd)]
+    return rlimits + drop_root + bwrap + ["--", *command]
+
+
+class Sandbox:
+    """A running sandbox: its outer process, the host pid of its init, and a stop that ends every process inside."""
+
+    def __init__(
+        self,
+        directory: BuildDirectory,
+        command: list[str],
+        *,
+        limits: Limits,
+        host_uid: int | None = None,
+        pass_fds: tuple[int, ...] = (),
+        network: bool = False,
+    ):
+        if network:
+            raise SandboxError("network for builds is not available yet")
+        self.limits = limits
+        info_read, info_write = os.pipe()
+        try:
+            argv = sandbox_command(
+                directory, command, limits=limits, host_uid=host_uid, info_fd=info_write, network=network
+            )
+            self.process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(info_write, *pass_fds),
+                env={},
+                start_new_session=True,
+            )
+        except OSError as error:
+            os.close(info_read)
+            raise SandboxError(f"the sandbox did not start: {error}")
+        finally:
+            os.close(info_write)
+        with os.fdopen(info_read, "rb") as info:
+            raw = info.read()
+        try:
+            self.init_pid = int(json.loads(raw)["child-pid"])
+            self.pid_namespace = os.readlink(f"/proc/{self.init_pid}/ns/pid")
+        except (ValueError, KeyError, OSError):
+            output = self.process.stdout.read(4096).decode("utf-8", "replace").strip()
+            self.process.kill()
+            self.process.wait()
+            raise SandboxError(f"the sandbox did not start: {output or 'no output'}")
+
+    @property
+    def output(self):
+        return self.process.stdout
+
+    def processes(self) -> list[int]:
+        """Host pids of every process still in the sandbox's PID namespace, its init included."""
+        found = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{entry.name}/ns/pid") == self.pid_namespace:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    def stop(self, grace_seconds: float | None = None) -> None:
+        """SIGTERM every process inside, SIGKILL what is left after the grace, then the init (which ends them all)."""
+        grace = self.limits.kill_grace_seconds if grace_seconds is None else grace_seconds
+        if self.process.poll() is None and grace > 0:
+            for pid in self.processes():
+                if pid != self.init_pid:
+                    _signal(pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and [pid for pid in self.processes() if pid != self.init_pid]:
+                time.sleep(0.05)
+        # The kernel kills every process of a PID namespace when its init dies, however they hide (setsid,
+        # double fork, ignoring SIGTERM).
+        if self.init_pid in self.processes():
+            _signal(self.init_pid, signal.SIGKILL)
+        _signal(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def wait(self) -> int:
+        return self.process.wait()
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
