@@ -443,10 +443,13 @@ def run_build(
     status_read, status_write = os.pipe()
     # The shell's ends move to 10 and up, clear of the 3 and 4 the driver moves them to.
     commands_read, status_write = (_high_fd(fd) for fd in (commands_read, status_write))
+    # bash moves the pipes to 3 and 4 (dash reads only one-digit descriptors), then becomes the build's shell.
     shell_command = [
-        SHELL_PATHS[spec.shell],
+        "/bin/bash",
         "-c",
-        f"exec 3<&{commands_read} 4>&{status_write} {commands_read}<&- {status_write}>&-\n{DRIVER}",
+        f'exec 3<&{commands_read} 4>&{status_write} {commands_read}<&- {status_write}>&- && exec "$0" -c "$1"',
+        SHELL_PATHS[spec.shell],
+        DRIVER,
     ]
     deadline = time.monotonic() + limits.timeout_seconds
     try:

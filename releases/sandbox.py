@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -113,6 +114,14 @@ def give_to(path: Path, uid: int) -> None:
     for parent, dirs, files in os.walk(path):
         for name in dirs + files:
             os.lchown(os.path.join(parent, name), uid, uid)
+
+
+def check_reachable(path: Path, uid: int) -> None:
+    """Refuse a build directory the build's host uid could not reach: bubblewrap binds it as that uid."""
+    for parent in [path, *Path(path).parents]:
+        info = os.stat(parent)
+        if info.st_uid != uid and not info.st_mode & stat.S_IXOTH:
+            raise SandboxError(f"{parent} is not reachable by uid {uid}: builds need a directory others may traverse")
 
 
 def _tool(name: str) -> str:
@@ -237,6 +246,8 @@ class Sandbox:
         if network:
             raise SandboxError("network for builds is not available yet")
         self.limits = limits
+        if os.geteuid() == 0 and host_uid is not None:
+            check_reachable(directory.root, host_uid)
         info_read, info_write = os.pipe()
         try:
             argv = sandbox_command(
