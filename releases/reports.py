@@ -15,6 +15,7 @@ MAX_MESSAGE_CHARS = 64 * 1024
 
 
 class TestStatus(StrEnum):
+    __test__ = False
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     ERROR = "ERROR"
@@ -24,6 +25,7 @@ class TestStatus(StrEnum):
 
 @dataclass(frozen=True)
 class TestCase:
+    __test__ = False
     suite: str
     classname: str
     name: str
