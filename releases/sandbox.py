@@ -306,11 +306,15 @@ class Sandbox:
             while time.monotonic() < deadline and [pid for pid in self.processes() if pid != self.init_pid]:
                 time.sleep(0.05)
         # The kernel kills every process of a PID namespace when its init dies, however they hide (setsid,
-        # double fork, ignoring SIGTERM).
+        # double fork, ignoring SIGTERM). The outer bubblewrap then reaps the init and exits; killing it first would
+        # leave the init a zombie for the host's init to reap.
         if self.init_pid in self.processes():
             _signal(self.init_pid, signal.SIGKILL)
-        _signal(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _signal(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
     def wait(self) -> int:
         return self.process.wait()

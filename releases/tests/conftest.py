@@ -25,18 +25,21 @@ SMALL_LIMITS = Limits(
 
 
 def processes_of(uid: int) -> list[int]:
-    """Host pids whose real uid is uid."""
+    """Host pids of live processes whose real uid is uid (a zombie is dead: the host's init reaps it)."""
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            with open(f"/proc/{entry.name}/status") as status:
-                for line in status:
-                    if line.startswith("Uid:") and int(line.split()[1]) == uid:
-                        found.append(int(entry.name))
+            fields = dict(
+                line.split(":", 1)
+                for line in Path(f"/proc/{entry.name}/status").read_text().splitlines()
+                if ":" in line
+            )
         except OSError:
             continue
+        if int(fields["Uid"].split()[0]) == uid and not fields["State"].strip().startswith("Z"):
+            found.append(int(entry.name))
     return found
 
 
