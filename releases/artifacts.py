@@ -121,6 +121,14 @@ def collect_artifact(
     spec: ArtifactSpec, source_root: Path, destination: Path, *, name: str, packaging: str = "zip"
 ) -> CollectedArtifact:
     """Pack the files spec selects under source_root into destination/<name>.zip (or the directory destination/<name>)."""
+    try:
+        return _collect(spec, source_root, destination, name=name, packaging=packaging)
+    except OSError as error:
+        where = os.path.relpath(error.filename, source_root) if error.filename else "the workspace"
+        raise ArtifactError(f"{where}: {error.strerror}")
+
+
+def _collect(spec: ArtifactSpec, source_root: Path, destination: Path, *, name: str, packaging: str):
     base = safe_directory(source_root, spec.base_directory)
     if base is None:
         raise ArtifactError(f"base-directory {spec.base_directory!r} is not a directory of the source")

@@ -17,6 +17,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,23 @@ def prepare_build_directory(root: Path) -> BuildDirectory:
     )
     (directory.etc / "group").write_text(f"root:x:0:\n{SANDBOX_USER}:x:{SANDBOX_UID}:\nnogroup:x:65534:\n")
     return directory
+
+
+def remove_build_directory(directory: BuildDirectory) -> None:
+    """Delete a build directory, including what the build made unwritable (a build may chmod its own files)."""
+
+    def writable_again(function, path, error):
+        os.chmod(os.path.dirname(path), 0o700)
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, 0o700)
+        function(path)
+
+    if not directory.root.exists():
+        return
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(directory.root, onexc=writable_again)
+    else:
+        shutil.rmtree(directory.root, onerror=writable_again)
 
 
 def give_to(path: Path, uid: int) -> None:

@@ -9,7 +9,14 @@ from dataclasses import replace
 import pytest
 
 from releases.runner import Status
-from releases.sandbox import Limits, SandboxError, check_reachable, prepare_build_directory, sandbox_command
+from releases.sandbox import (
+    Limits,
+    SandboxError,
+    check_reachable,
+    prepare_build_directory,
+    remove_build_directory,
+    sandbox_command,
+)
 
 from .conftest import SMALL_LIMITS, processes_of
 
@@ -191,6 +198,14 @@ def test_a_process_ignoring_sigterm_is_killed(build, host_uid):
 
     assert built.result.status == Status.TIMED_OUT
     assert processes_of(host_uid) == []
+
+
+def test_a_build_directory_is_removed_with_what_the_build_locked(build):
+    built = build(attempts("mkdir -p locked/inner && touch locked/inner/file && chmod 0 locked/inner locked"))
+
+    remove_build_directory(built.directory)
+
+    assert not built.directory.root.exists()
 
 
 def test_a_build_directory_the_uid_cannot_reach_is_refused(tmp_path):
