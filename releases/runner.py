@@ -411,6 +411,7 @@ def run_build(
     cache_dir: Path | None = None,
     packaging: str = "zip",
     default_artifact_name: str = "artifact",
+    network: bool = False,
 ) -> BuildResult:
     """Run spec over directory's workspace in a sandbox; log lines go to on_line as they come."""
     environment, notes = build_environment(
@@ -454,7 +455,12 @@ def run_build(
     deadline = time.monotonic() + limits.timeout_seconds
     try:
         sandbox = Sandbox(
-            directory, shell_command, limits=limits, host_uid=host_uid, pass_fds=(commands_read, status_write)
+            directory,
+            shell_command,
+            limits=limits,
+            host_uid=host_uid,
+            pass_fds=(commands_read, status_write),
+            network=network,
         )
     except SandboxError as error:
         for fd in (commands_read, commands_write, status_read, status_write):

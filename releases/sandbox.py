@@ -105,6 +105,8 @@ def prepare_build_directory(root: Path) -> BuildDirectory:
         f"{SANDBOX_USER}:x:{SANDBOX_UID}:{SANDBOX_UID}:build:{SANDBOX_HOME}:/bin/bash\n"
         "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
     )
+    # slirp4netns answers DNS on 10.0.2.3 for a sandbox with a network.
+    (directory.etc / "resolv.conf").write_text("nameserver 10.0.2.3\n")
     (directory.etc / "group").write_text(f"root:x:0:\n{SANDBOX_USER}:x:{SANDBOX_UID}:\nnogroup:x:65534:\n")
     return directory
 
@@ -162,9 +164,9 @@ def sandbox_command(
     """The command line that runs command in a sandbox over directory, within limits.
 
     info_fd receives bubblewrap's JSON with the sandbox init's host pid; block_fd holds the command back until
-    something is written to it (for a network set up from outside first). network keeps the sandbox's own network
-    namespace: the caller connects it (slirp4netns) with no route to the host's loopback; without it the build has
-    only its own loopback.
+    something is written to it (Sandbox connects the network first). The sandbox always has a network namespace of
+    its own: without network it has only its own loopback; with it, Sandbox routes it out through slirp4netns and
+    the build resolves names through slirp's DNS.
     """
     rlimits = [
         _tool("prlimit"),
@@ -241,6 +243,8 @@ def sandbox_command(
         "LANG",
         "C.UTF-8",
     ]
+    if network:
+        bwrap += ["--ro-bind", str(directory.etc / "resolv.conf"), "/etc/resolv.conf"]
     if info_fd is not None:
         bwrap += ["--info-fd", str(info_fd)]
     if block_fd is not None:
@@ -261,40 +265,61 @@ class Sandbox:
         pass_fds: tuple[int, ...] = (),
         network: bool = False,
     ):
-        if network:
-            raise SandboxError("network for builds is not available yet")
         self.limits = limits
+        self.network = None
         if os.geteuid() == 0 and host_uid is not None:
             check_reachable(directory.root, host_uid)
         info_read, info_write = os.pipe()
+        # With a network, the command waits on this pipe until slirp4netns has configured the sandbox's interface.
+        block_read, block_write = os.pipe() if network else (None, None)
         try:
             argv = sandbox_command(
-                directory, command, limits=limits, host_uid=host_uid, info_fd=info_write, network=network
+                directory,
+                command,
+                limits=limits,
+                host_uid=host_uid,
+                info_fd=info_write,
+                block_fd=block_read,
+                network=network,
             )
             self.process = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                pass_fds=(info_write, *pass_fds),
+                pass_fds=tuple(fd for fd in (info_write, block_read, *pass_fds) if fd is not None),
                 env={},
                 start_new_session=True,
             )
-        except OSError as error:
-            os.close(info_read)
+        except (OSError, SandboxError) as error:
+            for fd in (info_read, block_write):
+                if fd is not None:
+                    os.close(fd)
             raise SandboxError(f"the sandbox did not start: {error}")
         finally:
-            os.close(info_write)
-        with os.fdopen(info_read, "rb") as info:
-            raw = info.read()
+            for fd in (info_write, block_read):
+                if fd is not None:
+                    os.close(fd)
         try:
-            self.init_pid = int(json.loads(raw)["child-pid"])
+            self.init_pid = _read_child_pid(info_read)
             self.pid_namespace = os.readlink(f"/proc/{self.init_pid}/ns/pid")
-        except (ValueError, KeyError, OSError):
-            output = self.process.stdout.read(4096).decode("utf-8", "replace").strip()
+            if network:
+                self.network = _connect_network(self.init_pid)
+                os.write(block_write, b"1")
+        except (ValueError, KeyError, OSError, SandboxError) as error:
             self.process.kill()
             self.process.wait()
-            raise SandboxError(f"the sandbox did not start: {output or 'no output'}")
+            if self.network is not None:
+                self.network.kill()
+                self.network.wait()
+            # What bubblewrap said, without waiting on a pipe that a process of the sandbox may still hold.
+            os.set_blocking(self.process.stdout.fileno(), False)
+            output = (self.process.stdout.read(4096) or b"").decode("utf-8", "replace").strip()
+            self.process.stdout.close()
+            raise SandboxError(f"the sandbox did not start: {output or error}")
+        finally:
+            if block_write is not None:
+                os.close(block_write)
 
     @property
     def output(self):
@@ -333,9 +358,72 @@ class Sandbox:
         except subprocess.TimeoutExpired:
             _signal(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        if self.network is not None:
+            self.network.kill()
+            self.network.wait()
 
     def wait(self) -> int:
         return self.process.wait()
+
+
+def _read_child_pid(info_fd: int) -> int:
+    """The sandbox init's host pid from bubblewrap's info JSON (read as it comes: bubblewrap may keep the pipe open)."""
+    raw = b""
+    with os.fdopen(info_fd, "rb", buffering=0) as info:
+        while chunk := info.read(4096):
+            raw += chunk
+            try:
+                return int(json.loads(raw)["child-pid"])
+            except json.JSONDecodeError:
+                continue
+    return int(json.loads(raw)["child-pid"])
+
+
+def _connect_network(init_pid: int) -> subprocess.Popen:
+    """Give the sandbox's network namespace a tap0 routed out through slirp4netns, which refuses the host's
+    loopback (10.0.2.2 and 127.0.0.0/8) and runs in a mount namespace and seccomp filter of its own, with its
+    capabilities dropped. It runs as the portal's user: /dev/net/tun is often not open to others.
+
+    It is given the network namespace as an open descriptor rather than the pid: given a pid, slirp4netns also
+    joins that process's user namespace, which bubblewrap may be replacing at that moment.
+    """
+    # bubblewrap brings the sandbox's loopback up first; configuring beside it would race it.
+    deadline = time.monotonic() + 5
+    while "127.0.0.1" not in Path(f"/proc/{init_pid}/net/fib_trie").read_text():
+        if time.monotonic() > deadline:
+            raise SandboxError("the sandbox's loopback did not come up")
+        time.sleep(0.005)
+    netns = os.open(f"/proc/{init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    ready_read, ready_write = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [
+                _tool("slirp4netns"),
+                "--configure",
+                "--mtu=65520",
+                "--disable-host-loopback",
+                "--enable-sandbox",
+                "--enable-seccomp",
+                f"--ready-fd={ready_write}",
+                "--netns-type=path",
+                f"/proc/self/fd/{netns}",
+                "tap0",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(ready_write, netns),
+            env={},
+            start_new_session=True,
+        )
+    finally:
+        os.close(ready_write)
+        os.close(netns)
+    with os.fdopen(ready_read, "rb") as ready:
+        if ready.read(1) != b"1":
+            process.wait()
+            raise SandboxError(f"slirp4netns did not start: {process.stderr.read().decode('utf-8', 'replace').strip()}")
+    return process
 
 
 def _signal(pid: int, signum: int) -> None:
