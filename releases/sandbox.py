@@ -310,8 +310,7 @@ class Sandbox:
             self.process.kill()
             self.process.wait()
             if self.network is not None:
-                self.network.kill()
-                self.network.wait()
+                self.network.close()
             # What bubblewrap said, without waiting on a pipe that a process of the sandbox may still hold.
             os.set_blocking(self.process.stdout.fileno(), False)
             output = (self.process.stdout.read(4096) or b"").decode("utf-8", "replace").strip()
@@ -359,8 +358,7 @@ class Sandbox:
             _signal(self.process.pid, signal.SIGKILL)
             self.process.wait()
         if self.network is not None:
-            self.network.kill()
-            self.network.wait()
+            self.network.close()
 
     def wait(self) -> int:
         return self.process.wait()
@@ -379,7 +377,23 @@ def _read_child_pid(info_fd: int) -> int:
     return int(json.loads(raw)["child-pid"])
 
 
-def _connect_network(init_pid: int) -> subprocess.Popen:
+class _Network:
+    """slirp4netns serving one sandbox. It exits when its exit pipe closes: at stop, or when the portal dies."""
+
+    def __init__(self, process: subprocess.Popen, exit_fd: int):
+        self.process = process
+        self.exit_fd = exit_fd
+
+    def close(self) -> None:
+        os.close(self.exit_fd)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _connect_network(init_pid: int) -> _Network:
     """Give the sandbox's network namespace a tap0 routed out through slirp4netns, which refuses the host's
     loopback (10.0.2.2 and 127.0.0.0/8) and runs in a mount namespace and seccomp filter of its own, with its
     capabilities dropped. It runs as the portal's user: /dev/net/tun is often not open to others.
@@ -395,6 +409,7 @@ def _connect_network(init_pid: int) -> subprocess.Popen:
         time.sleep(0.005)
     netns = os.open(f"/proc/{init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     ready_read, ready_write = os.pipe()
+    exit_read, exit_write = os.pipe()
     try:
         process = subprocess.Popen(
             [
@@ -405,6 +420,7 @@ def _connect_network(init_pid: int) -> subprocess.Popen:
                 "--enable-sandbox",
                 "--enable-seccomp",
                 f"--ready-fd={ready_write}",
+                f"--exit-fd={exit_read}",
                 "--netns-type=path",
                 f"/proc/self/fd/{netns}",
                 "tap0",
@@ -412,18 +428,22 @@ def _connect_network(init_pid: int) -> subprocess.Popen:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            pass_fds=(ready_write, netns),
+            pass_fds=(ready_write, exit_read, netns),
             env={},
             start_new_session=True,
         )
+    except OSError:
+        os.close(exit_write)
+        raise
     finally:
-        os.close(ready_write)
-        os.close(netns)
+        for fd in (ready_write, exit_read, netns):
+            os.close(fd)
+    network = _Network(process, exit_write)
     with os.fdopen(ready_read, "rb") as ready:
         if ready.read(1) != b"1":
-            process.wait()
+            network.close()
             raise SandboxError(f"slirp4netns did not start: {process.stderr.read().decode('utf-8', 'replace').strip()}")
-    return process
+    return network
 
 
 def _signal(pid: int, signum: int) -> None:
