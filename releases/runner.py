@@ -193,8 +193,10 @@ class _Log:
         self.on_line(self.masker.mask(text))
 
     def note(self, text: str) -> None:
+        """A line of the runner's own (a multi-line command gives one line per line, each marked)."""
         self.flush()
-        self.emit(PREFIX + text)
+        for line in text.splitlines() or [""]:
+            self.emit(PREFIX + line)
 
 
 class _Shell:
@@ -276,17 +278,14 @@ def _failure_reason(command: str, status: int) -> str:
 
 
 class _Build:
-    def __init__(self, spec, directory, *, context, limits, host_uid, environment, secrets, on_line, should_stop):
+    """One build's phases, results and captured values, around its log."""
+
+    def __init__(self, spec: Buildspec, directory: BuildDirectory, *, limits: Limits, secrets, on_line):
         self.spec = spec
         self.directory = directory
-        self.context = context
-        self.limits = limits
-        self.host_uid = host_uid
-        self.environment = environment
         self.secrets = secrets
         self.masker = SecretMasker(secrets.values())
         self.log = _Log(on_line, limits.log_bytes, self.masker)
-        self.should_stop = should_stop
         self.phases: list[PhaseResult] = []
         self.exported: dict[str, str] = {}
         self.artifact_names: dict[str | None, str] = {}
@@ -417,17 +416,7 @@ def run_build(
     environment, notes = build_environment(
         spec, context, repository_variables=repository_variables, secrets=secrets, start_variables=start_variables
     )
-    build = _Build(
-        spec,
-        directory,
-        context=context,
-        limits=limits,
-        host_uid=host_uid,
-        environment=environment,
-        secrets=dict(secrets),
-        on_line=on_line,
-        should_stop=should_stop,
-    )
+    build = _Build(spec, directory, limits=limits, secrets=dict(secrets), on_line=on_line)
     log = build.log
     for warning in spec.warnings:
         log.note(f"Warning: buildspec line {warning.line}, {warning.path}: {warning.message}")

@@ -150,6 +150,8 @@ def test_a_multi_line_command_reports_its_last_status_as_codebuild_does(build):
     built = build("version: 0.2\nphases:\n  build:\n    commands:\n      - |\n        false\n        true\n")
 
     assert built.result.status == Status.SUCCEEDED
+    # The log stays one line per line: the command is shown a line at a time.
+    assert ["[Container] Running command false", "[Container] true"] == built.lines[5:7]
 
 
 def test_commands_get_an_empty_stdin(build):
