@@ -2,13 +2,15 @@
 
 import json
 import os
+import random
 import shlex
 import socket
 from dataclasses import replace
 
 import pytest
 
-from releases.runner import Status
+from releases.buildspec import parse_buildspec
+from releases.runner import BuildContext, Status, run_build
 from releases.sandbox import (
     Limits,
     SandboxError,
@@ -230,3 +232,28 @@ def test_as_root_a_build_needs_an_unprivileged_uid(tmp_path):
             sandbox_command(directory, ["true"], limits=Limits(), host_uid=0)
     else:
         assert "setpriv" not in " ".join(sandbox_command(directory, ["true"], limits=Limits(), host_uid=0))
+
+
+def test_processes_left_running_end_with_the_build(build, host_uid):
+    built = build("version: 0.2\nphases:\n  build:\n    commands:\n      - (setsid sleep 60 &)\n      - sleep 60 &\n")
+
+    assert built.result.status == Status.SUCCEEDED
+    assert processes_of(host_uid) == []
+
+
+def test_a_sandbox_that_cannot_start_ends_the_build_as_fault(build, builds_root):
+    directory = prepare_build_directory(builds_root / "broken")
+    (directory.etc / "passwd").unlink()
+    lines = []
+    result = run_build(
+        parse_buildspec("version: 0.2\nphases:\n  build:\n    commands: [echo hi]\n"),
+        directory,
+        context=BuildContext("p:1", 1, "main", "a" * 40),
+        limits=SMALL_LIMITS,
+        host_uid=random.randrange(200_000, 2**31 - 2),
+        on_line=lines.append,
+    )
+
+    assert result.status == Status.FAULT
+    assert result.phases == ()
+    assert any("bwrap: Can't find source path" in line and "passwd" in line for line in lines)
