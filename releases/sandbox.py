@@ -4,7 +4,8 @@ A build sees a read-only system (/usr and a few files of /etc), its own writable
 PID, IPC, UTS, network and user namespaces, as user 1000 with every capability dropped. When the portal runs as
 root the sandbox runs as an unprivileged host uid of the caller's choosing: give each concurrent build its own, since
 the process limit counts every process of a host uid. Limits on memory, processes and file size are rlimits set by
-`prlimit` before bubblewrap starts; the wall-clock limit and the log limit are the runner's.
+`prlimit` before bubblewrap starts; the wall-clock limit and the log limit are the runner's. A build has no
+network unless asked: then slirp4netns routes its namespace out, still with no way to the host's loopback.
 
 The sandbox's init gets SIGKILL when the thread that started it ends (`--die-with-parent`): start builds from a
 thread that outlives them, such as the worker's main thread.
