@@ -6,5 +6,7 @@ back every job Redis lost."""
 from rq import cron
 
 from portal.jobs import run_reconciler
+from repos.jobs import run_ref_reconciler
 
 cron.register(run_reconciler, "default", interval=60, name="job reconciler")
+cron.register(run_ref_reconciler, "default", interval=60, name="ref reconciler")

@@ -1174,3 +1174,46 @@ def file_lines(path: Path, commit_sha: str, file_path: str) -> list[str] | None:
     if blob is None or blob.is_binary:
         return None
     return [_strip_line_end(segment).decode("utf-8", "replace") for segment in _LINE_RE.findall(blob.data)]
+
+
+# What the ref reconciler and repository maintenance read on disk.
+
+
+def ref_tips(path: Path) -> dict[str, str]:
+    """Every branch and tag with the object it points at (a tag's own object for an annotated tag)."""
+    repo = _open(path)
+    tips = {}
+    for name in repo.references:
+        if name.startswith(("refs/heads/", "refs/tags/")):
+            target = repo.references[name].target
+            if isinstance(target, pygit2.Oid):
+                tips[name] = str(target)
+    return tips
+
+
+def is_fast_forward(path: Path, old_sha: str, new_sha: str) -> bool:
+    """Whether moving a ref from old_sha to new_sha keeps history (False when either is not a commit)."""
+    try:
+        return is_ancestor(path, old_sha, new_sha)
+    except (KeyError, ValueError, pygit2.GitError):
+        return False
+
+
+def remove_stale_incoming(path: Path, *, older_than: float) -> list[str]:
+    """Delete the quarantine directories (objects/tmp_objdir-incoming-*) that killed pushes left behind, when
+    nothing in them changed for older_than seconds; returns the names removed."""
+    removed = []
+    limit = time.time() - older_than
+    for directory in (path / "objects").glob("tmp_objdir-incoming-*"):
+        if not directory.is_dir() or directory.is_symlink():
+            continue
+        entries = [directory, *directory.rglob("*")]
+        try:
+            newest = max(entry.lstat().st_mtime for entry in entries)
+        except FileNotFoundError:
+            # git is moving or deleting it right now: a push in progress.
+            continue
+        if newest < limit:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory.name)
+    return removed
