@@ -294,9 +294,10 @@ def stream_service(
     threads.append(threading.Thread(target=_drain, args=(proc.stderr, stderr_tail), daemon=True))
     for thread in threads:
         thread.start()
-    finished = False
+    finished = produced = False
     try:
         while chunk := proc.stdout.read1(STREAM_CHUNK):
+            produced = True
             yield chunk
         finished = True
     finally:
@@ -315,6 +316,8 @@ def stream_service(
                 returncode,
                 b"".join(stderr_tail).decode(errors="replace").strip(),
             )
+    if returncode != 0 and not produced:
+        raise ServiceFailed(b"".join(stderr_tail).decode(errors="replace").strip() or f"{service} failed")
 
 
 def _repo_env(path: Path) -> dict[str, str]:
@@ -1217,3 +1220,7 @@ def remove_stale_incoming(path: Path, *, older_than: float) -> list[str]:
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(directory.name)
     return removed
+
+
+class ServiceFailed(Exception):
+    """A wire-protocol service refused its request before answering anything; the message is git's."""
