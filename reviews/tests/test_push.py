@@ -212,3 +212,24 @@ def test_a_push_whose_post_receive_call_fails_is_recorded_late_and_its_pull_requ
     late = repo_services.record_push(private_repo, actor=Principal(user=bob), protocol="http", updates=[update])
     assert late.pushes == [] and Push.objects.filter(new_sha=sha).count() == 1
     assert pushed_pr.revisions.count() == 2
+
+
+def test_a_ref_moved_without_a_push_is_recorded_late_as_the_systems_unless_a_push_in_flight_names_it(
+    pushed_pr, private_repo, bob
+):
+    old = pushed_pr.head_sha
+    sha = git.commit_files(private_repo.path, "feature", {"b.txt": b"b\n"}, "by hand", name="Ops", email="o@x")
+    # A push in flight that pre-receive accepted for this branch: its own post-receive records the branch.
+    session, _secret = repo_services.start_push_session(Principal(user=bob), private_repo, protocol="ssh")
+    assert repo_services.accept_push(session, Principal(user=bob), [RefUpdate("refs/heads/feature", old, sha)]) is None
+    assert repo_services.reconcile_refs(private_repo) == []
+
+    # That push's session is gone without a trace (its transport died and the row was removed): nobody is known.
+    session.delete()
+    (push,) = repo_services.reconcile_refs(private_repo)
+    assert (push.recorded_late, push.pusher, push.protocol, push.old_sha, push.new_sha) == (True, None, "", old, sha)
+    assert AuditEvent.objects.filter(action="repo.push", actor=None, after__recorded_late=True).exists()
+    pushed_pr.refresh_from_db()
+    assert pushed_pr.head_sha == sha
+    assert pushed_pr.revisions.last().pusher is None
+    assert repo_services.reconcile_refs(private_repo) == []
