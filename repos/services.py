@@ -478,14 +478,17 @@ def record_hook_push(session: PushSession, updates: list[RefUpdate]) -> Recorded
     return record_push(session.repository, actor=principal, protocol=session.protocol, updates=checked)
 
 
-def _move_recorded_ref(repo: Repository, update: RefUpdate) -> bool:
-    """Move the recorded tip of the update's ref to its new object, from whatever tip was recorded, by
-    compare-and-swap; False when the update is recorded already (another recorder got there first)."""
+def _move_recorded_ref(repo: Repository, update: RefUpdate, *, from_old: bool) -> bool:
+    """Move the recorded tip of the update's ref to its new object by compare-and-swap; False when the update is
+    recorded already (another recorder got there first) or, with from_old, when the recorded tip is no longer
+    the update's old object (the reconciler's next run sees what moved since)."""
     target = None if update.is_delete else update.new_sha
     rows = RecordedRef.objects.filter(repository=repo, ref=update.ref)
     while True:
         recorded = rows.values_list("sha", flat=True).first()
         if recorded == target:
+            return False
+        if from_old and recorded != (None if update.is_create else update.old_sha):
             return False
         if recorded is None:
             try:
@@ -506,8 +509,9 @@ def record_push(
     """Record each ref update of an accepted push, however it came, and announce it once (push_received).
 
     An update already recorded (the ref reconciler recorded it before a late post-receive call, or the other way
-    round) is left out; when nothing is left, nothing is announced. late marks updates the reconciler found."""
-    updates = [update for update in updates if _move_recorded_ref(repo, update)]
+    round) is left out; when nothing is left, nothing is announced. late marks updates the reconciler found, whose
+    old objects are the tips it read as recorded: such an update is left out too once another recorder moved on."""
+    updates = [update for update in updates if _move_recorded_ref(repo, update, from_old=late)]
     if not updates:
         return RecordedPush(pushes=[], messages=[])
     now = timezone.now()
@@ -588,10 +592,13 @@ def _who_pushed(update: RefUpdate, sessions: list[PushSession]) -> PushSession |
 def reconcile_refs(repo: Repository) -> list[Push]:
     """Record as pushed late every change of the repository's refs that no push recorded; returns the new rows.
 
-    A change a retired-less session accepted is recorded as that session's push (its user, key and protocol);
+    A change that an unretired session accepted is recorded as that session's push (its user, key and protocol);
     any other (a ref moved on disk by hand, or a session lost with its transport) as the system's. Refs that a
     push in flight accepted are left to its own post-receive. Safe to run twice or beside a late hook call:
     record_push leaves out what is recorded already."""
+    # The refs are read before the sessions: a change seen here was accepted by a pre-receive before, so its
+    # session is either still there (in flight, or unretired) or gone because its post-receive recorded it.
+    differences = _differences(repo)
     sessions = list(
         PushSession.objects.filter(repository=repo, phase=PushSession.Phase.ACCEPTED).select_related(
             "user", "deploy_key", "token"
@@ -603,7 +610,7 @@ def reconcile_refs(repo: Repository) -> list[Push]:
     }
     groups: dict[int | None, list[RefUpdate]] = {}
     by_id = {session.pk: session for session in sessions}
-    for update in _differences(repo):
+    for update in differences:
         if update.ref in in_flight:
             continue
         session = _who_pushed(update, [session for session in sessions if session.pk in unretired])

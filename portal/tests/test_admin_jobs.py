@@ -105,12 +105,13 @@ def test_a_requeue_that_would_make_a_second_queued_maintenance_is_refused(client
     assert failed.state == "failed"
 
 
-def test_the_cron_schedule_runs_the_reconciler_every_minute(rq_queues):
+def test_the_cron_schedule_runs_the_reconcilers_every_minute(rq_queues):
     scheduler = cron.CronScheduler(connection=rq_queues["default"].connection)
     scheduler.load_config_from_file("portal.cron")
 
-    (job,) = scheduler.get_jobs()
-    assert (job.func, job.queue_name, job.interval) == (run_reconciler, "default", 60)
+    jobs, refs = scheduler.get_jobs()
+    assert (jobs.func, jobs.queue_name, jobs.interval) == (run_reconciler, "default", 60)
+    assert (refs.func, refs.queue_name, refs.interval) == (repo_jobs.run_ref_reconciler, "default", 60)
 
 
 def test_the_reconciler_fails_a_dead_run_with_no_attempts_left(private_repo, settings):
