@@ -487,7 +487,9 @@ def _move_recorded_ref(repo: Repository, update: RefUpdate, *, from_old: bool) -
     while True:
         recorded = rows.values_list("sha", flat=True).first()
         if recorded == target:
-            return False
+            # Recorded already; except the deletion of a ref that was never recorded (made on disk), which a
+            # reconciler could not have recorded (it sees no difference there), so is news all the same.
+            return target is None and not from_old
         if from_old and recorded != (None if update.is_create else update.old_sha):
             return False
         if recorded is None:
