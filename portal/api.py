@@ -23,6 +23,7 @@ from ninja import NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 from ninja.openapi.docs import DocsBase
 from ninja.security import APIKeyCookie, HttpBasicAuth, HttpBearer
+from ninja.security.http import DecodeError
 from ninja.utils import check_csrf
 from pydantic import AfterValidator, ConfigDict
 from pydantic_core import PydanticCustomError
@@ -89,6 +90,18 @@ class SessionAuth(APIKeyCookie):
 
 class PasswordAuth(HttpBasicAuth):
     """HTTP Basic with the account password: accepted only by the token endpoints."""
+
+    def __call__(self, request: HttpRequest) -> Principal | None:
+        header = request.headers.get(self.header)
+        if not header:
+            return None
+        try:
+            username, password = self.decode_authorization(header)
+        except DecodeError:
+            # One line, without the header (it may hold a password) and without a traceback.
+            logger.warning("malformed Basic authorization header from %s", request.META.get("REMOTE_ADDR", "?"))
+            return None
+        return self.authenticate(request, username, password)
 
     def authenticate(self, request: HttpRequest, username: str, password: str) -> Principal:
         from allauth.core import ratelimit

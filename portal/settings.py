@@ -70,6 +70,8 @@ PORTAL_WEBHOOK_TIMEOUT = float(os.environ.get("PORTAL_WEBHOOK_TIMEOUT", 10))
 # The host name shown in SSH clone URLs.
 PORTAL_SSH_DOMAIN = os.environ.get("PORTAL_SSH_DOMAIN") or urlsplit(PORTAL_BASE_URL).hostname or "localhost"
 PORTAL_SSH_HOST_KEY = envpath("PORTAL_SSH_HOST_KEY", VAR_DIR / "ssh_host_ed25519_key")
+# Seconds an authenticated SSH git session may go without data either way before the server closes it.
+PORTAL_SSH_IDLE_TIMEOUT = envint("PORTAL_SSH_IDLE_TIMEOUT", 10 * 60)
 
 # A key given in the environment wins; otherwise the first start makes one and keeps it under var/, so
 # sessions and signed links survive a restart.
@@ -83,6 +85,8 @@ GIT_ROOT = envpath("GIT_ROOT", VAR_DIR / "git")
 GIT_BIN = os.environ.get("GIT_BIN", "git")
 # Seconds after the last push before a repository is repacked and its commit-graph rewritten.
 PORTAL_MAINTENANCE_DELAY = envint("PORTAL_MAINTENANCE_DELAY", 60)
+# Maintenance removes a killed push's quarantine (objects/tmp_objdir-incoming-*) unchanged for this many seconds.
+PORTAL_STALE_INCOMING_AGE = envint("PORTAL_STALE_INCOMING_AGE", 60 * 60)
 # Jobs (portal/jobs.py): a running job beats every PORTAL_JOB_HEARTBEAT seconds; the reconciler ends a run that has
 # not beaten for PORTAL_JOB_HEARTBEAT_LIMIT seconds, and enqueues again a queued row that Redis lost once it is
 # PORTAL_JOB_ENQUEUE_GRACE seconds old (younger ones still have their own enqueue on the way).

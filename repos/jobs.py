@@ -8,8 +8,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from portal.jobs import run_claimed
-from repos import git
-from repos.models import Push, Repository, RepositoryMaintenance
+from repos import git, services
+from repos.models import Push, PushSession, Repository, RepositoryMaintenance
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,38 @@ def run_repository_maintenance(repository_id: int) -> None:
 def _maintain(row: RepositoryMaintenance) -> None:
     repo = Repository.objects.filter(pk=row.repository_id).first()
     # The repository may have been deleted since the push: then there is nothing left to do.
-    if repo is None or not repo.path.exists() or git.is_empty(repo.path):
+    if repo is None or not repo.path.exists():
         return
-    # Both steps are safe to repeat, and cheap when nothing changed since the last run.
+    # Every step is safe to repeat, and cheap when nothing changed since the last run.
+    remove_stale_incoming(repo)
+    if git.is_empty(repo.path):
+        return
     git.repack(repo.path)
     git.write_commit_graph(repo.path)
+
+
+def remove_stale_incoming(repo: Repository) -> list[str]:
+    """Remove what killed pushes left in the repository's objects/ (their quarantine directories), never while a
+    push to it may still be running."""
+    pushing = PushSession.objects.filter(repository=repo, git_exited__isnull=True)
+    if pushing.filter(created__gte=timezone.now() - services.push_session_max_age()).exists():
+        return []
+    removed = git.remove_stale_incoming(repo.path, older_than=settings.PORTAL_STALE_INCOMING_AGE)
+    if removed:
+        log.info("removed %d stale push quarantine(s) from %s", len(removed), repo.full_name)
+    return removed
+
+
+def run_ref_reconciler(repository_id: int | None = None) -> int:
+    """Record late what post-receive did not: for one repository (enqueued when git exits with its push session
+    unretired), or, from rq's cron, for every repository such a session names. Returns the updates recorded.
+
+    The unretired sessions in the database are the record of what is left to do, so a lost job loses nothing (the
+    next cron run finds them), and a repeated one records nothing twice (record_push's compare-and-swap)."""
+    sessions = services.unrecorded_push_sessions()
+    if repository_id is not None:
+        sessions = sessions.filter(repository_id=repository_id)
+    recorded = 0
+    for repo in Repository.objects.filter(pk__in=sessions.values("repository_id")).select_related("owner"):
+        recorded += len(services.reconcile_refs(repo))
+    return recorded

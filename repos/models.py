@@ -130,8 +130,11 @@ class Push(models.Model):
     old_sha = models.CharField(max_length=64)
     new_sha = models.CharField(max_length=64)
     forced = models.BooleanField(default=False)
-    protocol = models.CharField(max_length=8, choices=Protocol.choices)
+    # Empty for an update the ref reconciler found without knowing how it came.
+    protocol = models.CharField(max_length=8, choices=Protocol.choices, blank=True)
     created = models.DateTimeField(default=timezone.now, db_index=True)
+    # Recorded by the ref reconciler, not by the push's own post-receive call (which failed or never came).
+    recorded_late = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -168,6 +171,24 @@ class PushSession(models.Model):
     # The ref updates pre-receive accepted ({"ref", "old", "new", "forced"} each): post-receive may only
     # record updates among them.
     accepted_updates = models.JSONField(default=list, blank=True)
+    # When git exited with the session still accepted: its post-receive never recorded the push, and the ref
+    # reconciler will (an accepted session is what tells it a repository may have moved unrecorded).
+    git_exited = models.DateTimeField(null=True, blank=True)
+
+
+class RecordedRef(models.Model):
+    """Where the portal last recorded a branch or tag of a repository: the ref reconciler records as pushed
+    "late" every difference between these rows and the repository's refs.
+
+    record_push moves a row only from the tip it read (compare-and-swap), in the push's transaction, so an
+    update is recorded once however many recorders (the hook call, reconcilers) race for it."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="+")
+    ref = models.CharField(max_length=255)
+    sha = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["repository", "ref"], name="recorded_ref_unique")]
 
 
 @jobs.register

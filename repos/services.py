@@ -1,5 +1,6 @@
 """Every state change of repositories: create, settings, grants, deletion, pushes."""
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -7,15 +8,27 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from portal import audit
+from portal import audit, jobs
 from portal import services as accounts
 from portal.models import AccessToken, SshKey, Team, User
 from portal.validators import validate_repo_name
 from repos import git, signals
 from repos.access import Principal, can_create_in, check_role, is_repo_owner, role_for, role_for_principal
-from repos.models import Collaborator, Push, PushSession, Repository, Role, TeamRepository, Visibility
+from repos.models import (
+    Collaborator,
+    Push,
+    PushSession,
+    RecordedRef,
+    Repository,
+    Role,
+    TeamRepository,
+    Visibility,
+)
+
+log = logging.getLogger(__name__)
 
 README_TEMPLATE = "# {name}\n\n{description}\n"
 
@@ -95,6 +108,9 @@ def create_repository(
         except Exception:
             git.delete(repo.path)
             raise
+        RecordedRef.objects.bulk_create(
+            RecordedRef(repository=repo, ref=ref, sha=sha) for ref, sha in git.ref_tips(repo.path).items()
+        )
         signals.repository_created.send(Repository, repository=repo, actor=actor)
     return repo
 
@@ -333,8 +349,8 @@ def push_session_max_age() -> timedelta:
 def start_push_session(principal: Principal, repo: Repository, *, protocol: str) -> tuple[PushSession, str]:
     """Open the session git's hooks authenticate with for one push; returns it and its secret."""
     now = timezone.now()
-    # Sessions whose transport died before it could delete them.
-    PushSession.objects.filter(created__lt=now - push_session_max_age()).delete()
+    # Sessions whose transport died before it could delete them; an accepted one stays for the ref reconciler.
+    PushSession.objects.filter(created__lt=now - push_session_max_age(), phase=PushSession.Phase.NEW).delete()
     secret = secrets.token_urlsafe(32)
     session = PushSession.objects.create(
         repository=repo,
@@ -349,8 +365,16 @@ def start_push_session(principal: Principal, repo: Repository, *, protocol: str)
 
 
 def end_push_session(session_id: int) -> None:
-    """Delete a push session once its git process has exited, whether the push was accepted, refused or abandoned."""
-    PushSession.objects.filter(pk=session_id).delete()
+    """Retire a push session once its git process has exited, whether the push was accepted, refused or abandoned.
+
+    A session still accepted means post-receive recorded nothing (its call failed, or git stopped before it): it
+    stays as the mark that the repository may have moved unrecorded, and its ref reconciliation is enqueued."""
+    with transaction.atomic():
+        left = PushSession.objects.filter(pk=session_id, phase=PushSession.Phase.ACCEPTED)
+        repository_id = left.values_list("repository_id", flat=True).first()
+        if repository_id is not None and left.update(git_exited=timezone.now()):
+            jobs.enqueue_after_commit("ref reconciliation", "repos.jobs.run_ref_reconciler", repository_id)
+        PushSession.objects.filter(pk=session_id, phase=PushSession.Phase.NEW).delete()
 
 
 def _ref_blocker(repo: Repository, update: RefUpdate) -> str | None:
@@ -454,9 +478,44 @@ def record_hook_push(session: PushSession, updates: list[RefUpdate]) -> Recorded
     return record_push(session.repository, actor=principal, protocol=session.protocol, updates=checked)
 
 
+def _move_recorded_ref(repo: Repository, update: RefUpdate, *, from_old: bool) -> bool:
+    """Move the recorded tip of the update's ref to its new object by compare-and-swap; False when the update is
+    recorded already (another recorder got there first) or, with from_old, when the recorded tip is no longer
+    the update's old object (the reconciler's next run sees what moved since)."""
+    target = None if update.is_delete else update.new_sha
+    rows = RecordedRef.objects.filter(repository=repo, ref=update.ref)
+    while True:
+        recorded = rows.values_list("sha", flat=True).first()
+        if recorded == target:
+            # Recorded already; except the deletion of a ref that was never recorded (made on disk), which a
+            # reconciler could not have recorded (it sees no difference there), so is news all the same.
+            return target is None and not from_old
+        if from_old and recorded != (None if update.is_create else update.old_sha):
+            return False
+        if recorded is None:
+            try:
+                with transaction.atomic():
+                    RecordedRef.objects.create(repository=repo, ref=update.ref, sha=target)
+                return True
+            except IntegrityError:
+                continue
+        swapped = rows.filter(sha=recorded)
+        if (swapped.delete()[0] if target is None else swapped.update(sha=target)) > 0:
+            return True
+
+
 @transaction.atomic
-def record_push(repo: Repository, *, actor: Principal, protocol: str, updates: list[RefUpdate]) -> RecordedPush:
-    """Record each ref update of an accepted push, however it came, and announce it once (push_received)."""
+def record_push(
+    repo: Repository, *, actor: Principal, protocol: str, updates: list[RefUpdate], late: bool = False
+) -> RecordedPush:
+    """Record each ref update of an accepted push, however it came, and announce it once (push_received).
+
+    An update already recorded (the ref reconciler recorded it before a late post-receive call, or the other way
+    round) is left out; when nothing is left, nothing is announced. late marks updates the reconciler found, whose
+    old objects are the tips it read as recorded: such an update is left out too once another recorder moved on."""
+    updates = [update for update in updates if _move_recorded_ref(repo, update, from_old=late)]
+    if not updates:
+        return RecordedPush(pushes=[], messages=[])
     now = timezone.now()
     pushes = Push.objects.bulk_create(
         Push(
@@ -469,21 +528,18 @@ def record_push(repo: Repository, *, actor: Principal, protocol: str, updates: l
             forced=update.forced,
             protocol=protocol,
             created=now,
+            recorded_late=late,
         )
         for update in updates
     )
     repo.pushed = now
     repo.save(update_fields=["pushed"])
-    audit.record(
-        actor.user,
-        "repo.push",
-        repo,
-        after={
-            "protocol": protocol,
-            "deploy_key": actor.deploy_key.title if actor.deploy_key is not None else None,
-            "refs": [update.as_json() for update in updates],
-        },
-    )
+    after = {
+        "protocol": protocol,
+        "deploy_key": actor.deploy_key.title if actor.deploy_key is not None else None,
+        "refs": [update.as_json() for update in updates],
+    }
+    audit.record(actor.user, "repo.push", repo, after=after | ({"recorded_late": True} if late else {}))
     answers = signals.push_received.send(
         Repository,
         repository=repo,
@@ -494,3 +550,84 @@ def record_push(repo: Repository, *, actor: Principal, protocol: str, updates: l
         protocol=protocol,
     )
     return RecordedPush(pushes=pushes, messages=[line for _receiver, lines in answers for line in lines or ()])
+
+
+# The ref reconciler: what post-receive did not record, found by comparing the refs with the recorded tips.
+
+
+def unrecorded_push_sessions():
+    """Accepted push sessions post-receive never retired: git exited without it, or the transport died."""
+    return PushSession.objects.filter(phase=PushSession.Phase.ACCEPTED).filter(
+        Q(git_exited__isnull=False) | Q(created__lt=timezone.now() - push_session_max_age())
+    )
+
+
+def _zero(sha: str) -> str:
+    return "0" * len(sha)
+
+
+def _differences(repo: Repository) -> list[RefUpdate]:
+    """The branches and tags whose recorded tip is not where the repository's ref is, as updates."""
+    actual = git.ref_tips(repo.path) if repo.path.exists() else {}
+    recorded = dict(RecordedRef.objects.filter(repository=repo).values_list("ref", "sha"))
+    updates = []
+    for ref in sorted(actual.keys() | recorded.keys()):
+        old, new = recorded.get(ref), actual.get(ref)
+        if old == new:
+            continue
+        old = old or _zero(new)
+        new = new or _zero(old)
+        forced = not (old.strip("0") == "" or new.strip("0") == "" or git.is_fast_forward(repo.path, old, new))
+        updates.append(RefUpdate(ref=ref, old_sha=old, new_sha=new, forced=forced))
+    return updates
+
+
+def _who_pushed(update: RefUpdate, sessions: list[PushSession]) -> PushSession | None:
+    """The unretired session whose pre-receive accepted this very change of the ref, if any."""
+    for session in sessions:
+        for item in session.accepted_updates:
+            if item.get("ref") == update.ref and item.get("new") == update.new_sha:
+                return session
+    return None
+
+
+def reconcile_refs(repo: Repository) -> list[Push]:
+    """Record as pushed late every change of the repository's refs that no push recorded; returns the new rows.
+
+    A change that an unretired session accepted is recorded as that session's push (its user, key and protocol);
+    any other (a ref moved on disk by hand, or a session lost with its transport) as the system's. Refs that a
+    push in flight accepted are left to its own post-receive. Safe to run twice or beside a late hook call:
+    record_push leaves out what is recorded already."""
+    # The refs are read before the sessions: a change seen here was accepted by a pre-receive before, so its
+    # session is either still there (in flight, or unretired) or gone because its post-receive recorded it.
+    differences = _differences(repo)
+    sessions = list(
+        PushSession.objects.filter(repository=repo, phase=PushSession.Phase.ACCEPTED).select_related(
+            "user", "deploy_key", "token"
+        )
+    )
+    unretired = {session.pk for session in unrecorded_push_sessions().filter(repository=repo)}
+    in_flight = {
+        item.get("ref") for session in sessions if session.pk not in unretired for item in session.accepted_updates
+    }
+    groups: dict[int | None, list[RefUpdate]] = {}
+    by_id = {session.pk: session for session in sessions}
+    for update in differences:
+        if update.ref in in_flight:
+            continue
+        session = _who_pushed(update, [session for session in sessions if session.pk in unretired])
+        groups.setdefault(session.pk if session else None, []).append(update)
+    recorded: list[Push] = []
+    with transaction.atomic():
+        for session_id, updates in groups.items():
+            session = by_id.get(session_id)
+            if session is None:
+                principal, protocol = Principal(), ""
+            else:
+                principal = Principal(user=session.user, deploy_key=session.deploy_key, token=session.token)
+                protocol = session.protocol
+            recorded += record_push(repo, actor=principal, protocol=protocol, updates=updates, late=True).pushes
+        PushSession.objects.filter(pk__in=unretired).delete()
+    if recorded:
+        log.warning("recorded %d ref update(s) of %s late", len(recorded), repo.full_name)
+    return recorded

@@ -168,7 +168,19 @@ def service_rpc(request: HttpRequest, owner: str, name: str, service: str) -> Ht
     # Checked and refused above, so that only a push git will really run gets a push session.
     env = transport.git_environment(principal, repo, protocol="http", service=service) | extra
     output = _ending_push(git.stream_service(service, repo.path, env=env, body=body), env)
+    try:
+        output = _started(output)
+    except git.ServiceFailed as exc:
+        # git refused the request before answering (a malformed request): its message, with a status that says so.
+        return Refused(400, str(exc)).response()
     return _stream(f"application/x-{service}-result", output)
+
+
+def _started(output: Iterator[bytes]) -> Iterator[bytes]:
+    """git's output with its first chunk already read, so that a request git refuses outright raises
+    git.ServiceFailed while another status than 200 can still be answered."""
+    first = next(output, None)
+    return chain([first], output) if first is not None else iter(())
 
 
 def _ending_push(chunks: Iterator[bytes], env: dict[str, str]) -> Iterator[bytes]:

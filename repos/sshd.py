@@ -4,6 +4,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -75,24 +76,77 @@ def greeting(principal: Principal) -> str:
     return f"Hi {principal.name}! You've authenticated, but portal does not provide shell access."
 
 
+class SignInFailures:
+    """Failed sign-ins per client address, to slow down whoever keeps trying keys.
+
+    The first FREE failures cost nothing; after them every key offered from that address waits 1, 2, 4... seconds,
+    at most MAX_DELAY, until FORGET_AFTER seconds pass without a failure. Kept in memory: a restart forgets."""
+
+    FREE = 3
+    MAX_DELAY = 30.0
+    FORGET_AFTER = 15 * 60
+    # At most this many addresses are remembered; the oldest failures are forgotten first.
+    LIMIT = 10_000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._failures: dict[str, tuple[int, float]] = {}
+
+    def _count(self, address: str) -> int:
+        count, last = self._failures.get(address, (0, 0.0))
+        if count and self._clock() - last > self.FORGET_AFTER:
+            del self._failures[address]
+            return 0
+        return count
+
+    def delay(self, address: str) -> float:
+        """Seconds to wait before checking a key offered from this address."""
+        excess = self._count(address) - self.FREE
+        return 0.0 if excess < 0 else min(2.0**excess, self.MAX_DELAY)
+
+    def failed(self, address: str) -> None:
+        count = self._count(address) + 1
+        self._failures.pop(address, None)
+        self._failures[address] = (count, self._clock())
+        while len(self._failures) > self.LIMIT:
+            del self._failures[next(iter(self._failures))]
+
+    def succeeded(self, address: str) -> None:
+        self._failures.pop(address, None)
+
+
 class _Connection(asyncssh.SSHServer):
     """One client connection: only public keys, only the `git` user, looked up afresh every time."""
 
     def __init__(self, server: "GitSSHServer"):
         self._server = server
         self._conn: asyncssh.SSHServerConnection | None = None
+        self._address = "?"
+        # The user name the client asked to sign in as, once it did; and whether it got in.
+        self._username: str | None = None
+        self._authenticated = False
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         self._server.connections.add(conn)
+        peer = conn.get_extra_info("peername")
+        self._address = str(peer[0]) if peer else "?"
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is not None:
             self._server.connections.discard(self._conn)
+        if self._username is not None and not self._authenticated:
+            self._server.sign_in_failures.failed(self._address)
+            logger.warning("failed SSH sign-in from %s as %r", self._address, self._username[:64])
 
     def begin_auth(self, username: str) -> bool:
+        self._username = username
         # True means authentication is required; returning False would let anyone in.
         return True
+
+    def auth_completed(self) -> None:
+        self._authenticated = True
+        self._server.sign_in_failures.succeeded(self._address)
 
     def public_key_auth_supported(self) -> bool:
         return True
@@ -104,6 +158,9 @@ class _Connection(asyncssh.SSHServer):
         return False
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        delay = self._server.sign_in_failures.delay(self._address)
+        if delay:
+            await asyncio.sleep(delay)
         if username != SSH_USERNAME:
             return False
         fingerprint = key.get_fingerprint("sha256")
@@ -128,6 +185,7 @@ class GitSSHServer:
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sshd-db")
         self._sessions: set[asyncio.Task] = set()
+        self.sign_in_failures = SignInFailures()
 
     async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a synchronous ORM call in a worker thread, never on the event loop."""
@@ -274,6 +332,9 @@ async def run_git(process: asyncssh.SSHServerProcess, invocation: GitInvocation)
     process.channel.set_write_buffer_limits(high=CHANNEL_HIGH_WATER)
     hold_window_for_queued_data(process.channel)
 
+    loop = asyncio.get_running_loop()
+    last_data = [loop.time()]
+
     async def client_to_git() -> None:
         assert proc.stdin is not None
         try:
@@ -281,6 +342,7 @@ async def run_git(process: asyncssh.SSHServerProcess, invocation: GitInvocation)
                 data = await process.stdin.read(CHUNK_SIZE)
                 if not data:
                     break
+                last_data[0] = loop.time()
                 proc.stdin.write(data)
                 # Waits while git is not reading, so a slow git never makes us buffer the whole pack;
                 # meanwhile the SSH window closes and the client waits too.
@@ -299,22 +361,40 @@ async def run_git(process: asyncssh.SSHServerProcess, invocation: GitInvocation)
             data = await source.read(CHUNK_SIZE)
             if not data:
                 return
+            last_data[0] = loop.time()
             sink.write(data)
             # Waits while the client is slower than git, so memory stays bounded by the high-water mark.
             await sink.drain()
 
+    async def idle() -> None:
+        """Returns once no data went either way for PORTAL_SSH_IDLE_TIMEOUT seconds."""
+        timeout = settings.PORTAL_SSH_IDLE_TIMEOUT
+        while (left := last_data[0] + timeout - loop.time()) > 0:
+            await asyncio.sleep(left)
+
     feeder = asyncio.ensure_future(client_to_git())
     assert proc.stdout is not None and proc.stderr is not None
+    output = asyncio.gather(git_to_client(proc.stdout, process.stdout), git_to_client(proc.stderr, process.stderr))
+    watchdog = asyncio.ensure_future(idle())
     try:
-        await asyncio.gather(git_to_client(proc.stdout, process.stdout), git_to_client(proc.stderr, process.stderr))
+        await asyncio.wait([output, watchdog], return_when=asyncio.FIRST_COMPLETED)
+        if watchdog.done():
+            # A session that sends nothing must not hold a git process (and a push's locks) forever.
+            logger.info(
+                "closing an SSH %s session of %s idle for %s seconds",
+                invocation.service,
+                invocation.repository.full_name,
+                settings.PORTAL_SSH_IDLE_TIMEOUT,
+            )
+            _write_line(process, f"Closed after {settings.PORTAL_SSH_IDLE_TIMEOUT} seconds without data.")
+            return await _stop_git(proc, output, feeder)
+        await output
     except (OSError, asyncssh.Error) as exc:
         # The client is gone: nobody will read git's output, so stop git instead of blocking on it.
         logger.info("SSH client went away during %s: %s", invocation.service, exc)
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-        feeder.cancel()
-        return 255
+        return await _stop_git(proc, output, feeder)
+    finally:
+        watchdog.cancel()
     status = await proc.wait()
     # git is done; whatever the client still sends (nothing, normally) has no reader.
     if not feeder.done():
@@ -324,6 +404,17 @@ async def run_git(process: asyncssh.SSHServerProcess, invocation: GitInvocation)
     except asyncio.CancelledError:
         pass
     return status
+
+
+async def _stop_git(proc: asyncio.subprocess.Process, *tasks: asyncio.Future) -> int:
+    """Kill git, wait for it, and stop copying to and from it; the session's status is 255."""
+    if proc.returncode is None:
+        proc.kill()
+    await proc.wait()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return 255
 
 
 class BackgroundServer:

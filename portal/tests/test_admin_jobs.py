@@ -108,12 +108,13 @@ def test_a_requeue_that_would_make_a_second_queued_maintenance_is_refused(client
     assert failed.state == "failed"
 
 
-def test_the_cron_schedule_runs_the_reconciler_every_minute_and_the_pruner_every_hour(rq_queues):
+def test_the_cron_schedule_runs_the_reconcilers_every_minute_and_the_pruner_every_hour(rq_queues):
     scheduler = cron.CronScheduler(connection=rq_queues["default"].connection)
     scheduler.load_config_from_file("portal.cron")
 
     jobs = {job.func: (job.queue_name, job.interval) for job in scheduler.get_jobs()}
     assert jobs[run_reconciler] == ("default", 60)
+    assert jobs[repo_jobs.run_ref_reconciler] == ("default", 60)
     assert jobs[run_pruner] == ("default", 3600)
 
 

@@ -341,6 +341,20 @@ def test_a_wrong_password_creates_no_token(client, alice):
     assert not AccessToken.objects.exists()
 
 
+@pytest.mark.parametrize("header", ["Basic !!!not-base64", "Basic " + base64.b64encode(b"no-colon").decode(), "x y z"])
+def test_a_malformed_basic_header_is_refused_with_one_log_line(client, alice, settings, caplog, header):
+    settings.DEBUG = True
+    with caplog.at_level("INFO"):
+        response = send(
+            client, "POST", "/users/alice/tokens", {"name": "ci", "scopes": ["api"]}, HTTP_AUTHORIZATION=header
+        )
+    assert response.status_code == 401
+    # Django's own "Unauthorized" line for the 401 aside: one line of ours, and no traceback anywhere.
+    logged = [record.getMessage() for record in caplog.records if record.name != "django.request"]
+    assert logged == ["malformed Basic authorization header from 127.0.0.1"]
+    assert not [record for record in caplog.records if record.exc_info]
+
+
 def test_a_token_cannot_create_tokens(client, alice, alice_token):
     response = send(client, "POST", "/users/alice/tokens", {"name": "more", "scopes": ["api"]}, **bearer(alice_token))
     assert response.status_code == 401

@@ -34,7 +34,7 @@ from .diffs import (
     patch_id,
     with_hunks,
 )
-from .history import BlameHunk, blame, commits_between, is_ancestor, last_commits, log, merge_base
+from .history import BlameHunk, blame, commits_between, is_ancestor, is_fast_forward, last_commits, log, merge_base
 from .merge import Person, edit_lines, merge_check, merge_commit, rebase_commits, squash_commit
 from .objects import TreeEntry, commit, commits, entry, file_lines, has_object, read_blob, tree_entries
 from .refs import (
@@ -49,6 +49,7 @@ from .refs import (
     is_valid_branch_name,
     ref_names,
     ref_target,
+    ref_tips,
     resolve,
     resolve_commit,
     set_default_branch,
@@ -56,8 +57,8 @@ from .refs import (
     update_ref,
     version_key,
 )
-from .repository import commit_files, delete, init_bare, is_empty, repack, write_commit_graph
-from .wire import ARCHIVE_FORMATS, HOOKS_DIR, SERVICES, archive, service_command, stream_service
+from .repository import commit_files, delete, init_bare, is_empty, remove_stale_incoming, repack, write_commit_graph
+from .wire import ARCHIVE_FORMATS, HOOKS_DIR, SERVICES, ServiceFailed, archive, service_command, stream_service
 
 __all__ = [
     "ARCHIVE_FORMATS",
@@ -80,6 +81,7 @@ __all__ = [
     "Person",
     "Ref",
     "RefNotFound",
+    "ServiceFailed",
     "Signature",
     "Tag",
     "TreeEntry",
@@ -108,6 +110,7 @@ __all__ = [
     "init_bare",
     "is_ancestor",
     "is_empty",
+    "is_fast_forward",
     "is_sha",
     "is_valid_branch_name",
     "label",
@@ -122,8 +125,10 @@ __all__ = [
     "rebase_commits",
     "ref_names",
     "ref_target",
+    "ref_tips",
     "repack",
     "read_blob",
+    "remove_stale_incoming",
     "resolve",
     "resolve_commit",
     "service_command",

@@ -152,3 +152,11 @@ def last_commits(path: Path, commit_sha: str, dir_path: str, *, budget: float = 
     repo = open_repo(path)
     loaded = {sha: as_commit(repo[sha]) for sha in set(found.values())}
     return {name: loaded[sha] for name, sha in found.items()}, len(found) == len(wanted)
+
+
+def is_fast_forward(path: Path, old_sha: str, new_sha: str) -> bool:
+    """Whether moving a ref from old_sha to new_sha keeps history (False when either is not a commit)."""
+    try:
+        return is_ancestor(path, old_sha, new_sha)
+    except (KeyError, ValueError, pygit2.GitError):
+        return False

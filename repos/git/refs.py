@@ -235,3 +235,15 @@ def delete_ref(path: Path, ref_name: str, old_sha: str) -> None:
         run_git(path, "update-ref", "-d", "--end-of-options", ref_name, old_sha)
     except GitError as exc:
         raise GitError(f"{ref_name} moved while deleting it: {exc}") from exc
+
+
+def ref_tips(path: Path) -> dict[str, str]:
+    """Every branch and tag with the object it points at (a tag's own object for an annotated tag)."""
+    repo = open_repo(path)
+    tips = {}
+    for name in repo.references:
+        if name.startswith(("refs/heads/", "refs/tags/")):
+            target = repo.references[name].target
+            if isinstance(target, pygit2.Oid):
+                tips[name] = str(target)
+    return tips

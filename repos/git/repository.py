@@ -1,6 +1,7 @@
 """A repository as a whole: creating, seeding and deleting it, and the maintenance that keeps it fast."""
 
 import shutil
+import time
 from pathlib import Path
 
 import pygit2
@@ -62,3 +63,23 @@ def repack(path: Path) -> None:
     Geometric repacking touches only the small packs that recent pushes added, so it stays cheap on
     a big repository, and the reachability bitmap lets clones skip counting objects."""
     run_git(path, "repack", "-d", "-q", "--geometric=2", "--write-midx", "--write-bitmap-index")
+
+
+def remove_stale_incoming(path: Path, *, older_than: float) -> list[str]:
+    """Delete the quarantine directories (objects/tmp_objdir-incoming-*) that killed pushes left behind, when
+    nothing in them changed for older_than seconds; returns the names removed."""
+    removed = []
+    limit = time.time() - older_than
+    for directory in (path / "objects").glob("tmp_objdir-incoming-*"):
+        if not directory.is_dir() or directory.is_symlink():
+            continue
+        entries = [directory, *directory.rglob("*")]
+        try:
+            newest = max(entry.lstat().st_mtime for entry in entries)
+        except FileNotFoundError:
+            # git is moving or deleting it right now: a push in progress.
+            continue
+        if newest < limit:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory.name)
+    return removed

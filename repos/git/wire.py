@@ -16,6 +16,10 @@ HOOKS_DIR = Path(__file__).resolve().parent.parent / "hooks"
 logger = logging.getLogger(__name__)
 
 
+class ServiceFailed(Exception):
+    """A wire-protocol service refused its request before answering anything; the message is git's."""
+
+
 def service_command(service: str, path: Path, *, stateless: bool = False, advertise: bool = False) -> list[str]:
     """The argv for a wire-protocol service on a repository path that the caller already resolved."""
     if service not in SERVICES:
@@ -76,9 +80,10 @@ def stream_service(
     threads.append(threading.Thread(target=_drain, args=(proc.stderr, stderr_tail), daemon=True))
     for thread in threads:
         thread.start()
-    finished = False
+    finished = produced = False
     try:
         while chunk := proc.stdout.read1(STREAM_CHUNK):
+            produced = True
             yield chunk
         finished = True
     finally:
@@ -97,6 +102,8 @@ def stream_service(
                 returncode,
                 b"".join(stderr_tail).decode(errors="replace").strip(),
             )
+    if returncode != 0 and not produced:
+        raise ServiceFailed(b"".join(stderr_tail).decode(errors="replace").strip() or f"{service} failed")
 
 
 ARCHIVE_FORMATS = ("tar.gz", "zip")

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -286,6 +287,26 @@ def test_maintenance_skips_deleted_and_empty_repositories(private_repo, alice):
     jobs.run_repository_maintenance(empty.pk)
     assert not (empty.path / "objects" / "info" / "commit-graph").exists()
     assert not list((empty.path / "objects" / "pack").glob("*"))
+
+
+def test_maintenance_removes_the_quarantines_killed_pushes_left_but_not_a_running_pushs(private_repo, bob):
+    objects = private_repo.path / "objects"
+    stale, recent = objects / "tmp_objdir-incoming-killed", objects / "tmp_objdir-incoming-running"
+    for quarantine in (stale, recent):
+        (quarantine / "pack").mkdir(parents=True)
+        (quarantine / "pack" / "tmp_pack_1").write_bytes(b"PACK")
+    two_hours_ago = time.time() - 2 * 3600
+    for entry in (stale, stale / "pack", stale / "pack" / "tmp_pack_1"):
+        os.utime(entry, (two_hours_ago, two_hours_ago))
+    # While a push to the repository may still be running, nothing is removed.
+    session, _secret = repo_services.start_push_session(Principal(user=bob), private_repo, protocol="ssh")
+    assert jobs.remove_stale_incoming(private_repo) == []
+    repo_services.end_push_session(session.pk)
+
+    jobs.schedule_maintenance(private_repo.pk)
+    jobs.run_repository_maintenance(private_repo.pk)
+    assert not stale.exists() and recent.exists()
+    assert (private_repo.path / "objects" / "info" / "commit-graph").exists()
 
 
 # Nothing a hook claims is believed: each phase uses its session once, a refused or finished push leaves no

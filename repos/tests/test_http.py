@@ -297,6 +297,27 @@ def test_unsupported_content_encoding_and_missing_service_are_refused(server, pr
     assert wrong.status_code == 403
 
 
+def test_a_malformed_request_answers_400_with_gits_message(server, private_repo, bob, client):
+    private_repo.visibility = Visibility.PUBLIC
+    private_repo.save()
+    fetch = client.post(
+        "/alice/project.git/git-upload-pack", b"garbage", content_type="application/x-git-upload-pack-request"
+    )
+    assert fetch.status_code == 400
+    assert fetch.content == b"fatal: protocol error: bad line length character: garb\n"
+    auth = base64.b64encode(f"bob:{token_for(bob)}".encode()).decode()
+    push = client.post(
+        "/alice/project.git/git-receive-pack",
+        b"0032nonsense",
+        content_type="application/x-git-receive-pack-request",
+        HTTP_AUTHORIZATION=f"Basic {auth}",
+    )
+    assert push.status_code == 400
+    assert push.content == b"fatal: the remote end hung up unexpectedly\n"
+    # The push's session ended with the refused request.
+    assert not PushSession.objects.exists()
+
+
 def test_anonymous_push_to_a_public_repository_asks_for_credentials(server, alice, client):
     repo_services.create_repository(actor=alice, owner=alice, name="open", visibility=Visibility.PUBLIC)
     response = client.get("/alice/open.git/info/refs", {"service": "git-receive-pack"})

@@ -18,7 +18,7 @@ from portal.models import SshKey
 from repos import git
 from repos import services as repo_services
 from repos.models import Push, PushSession
-from repos.sshd import load_host_key
+from repos.sshd import SignInFailures, load_host_key
 from repos.transport import NOT_FOUND_MESSAGE, safe_git_protocol
 
 HOST = "127.0.0.1"
@@ -621,3 +621,83 @@ def test_serv_leaves_no_push_session_when_the_client_goes_away(
             serv.wait()
     assert not PushSession.objects.exists()
     assert not Push.objects.exists()
+
+
+def _git_processes_on(repo_path: Path) -> list[int]:
+    """The ids of running git processes whose command line names the repository."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if entry.name.isdigit() and any(b"upload-pack" in arg for arg in argv) and str(repo_path).encode() in argv:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_an_ssh_git_session_that_sends_nothing_is_closed_after_the_idle_timeout(
+    ssh_server, private_repo, bob, key_for, settings
+):
+    settings.PORTAL_SSH_IDLE_TIMEOUT = 2
+    env, _key = key_for(bob)
+    ssh = shlex.split(env["GIT_SSH_COMMAND"])
+    # git-upload-pack advertises its refs, then waits for the client, which never answers.
+    client = subprocess.Popen(
+        [*ssh, f"git@{HOST}", "git-upload-pack '/alice/project.git'"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        advertisement = client.stdout.readline()
+        assert b"refs/heads/main" in advertisement
+        assert _git_processes_on(private_repo.path)
+        # stdin stays open: the client neither sends anything nor ends.
+        client.wait(timeout=60)
+        err = client.stderr.read()
+    finally:
+        client.kill()
+        client.stdin.close()
+    assert b"Closed after 2 seconds without data." in err
+    assert client.returncode != 0
+    assert _git_processes_on(private_repo.path) == []
+
+
+def test_failed_ssh_sign_ins_are_logged_and_slow_down_their_address(ssh_server, ssh_keypair, git_ssh_env, caplog):
+    keyfile, _public = ssh_keypair("stranger")
+    env = git_ssh_env(keyfile)
+    failures = ssh_server.server.sign_in_failures
+
+    def logged() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("failed SSH sign-in")]
+
+    with caplog.at_level("INFO", logger="repos.sshd"):
+        for attempt in range(1, SignInFailures.FREE + 2):
+            refused = run_ssh(env, "git-upload-pack '/alice/project.git'")
+            assert refused.returncode == 255 and "Permission denied" in refused.stderr
+            # The server notices the connection is gone just after the client has exited.
+            deadline = time.monotonic() + 30
+            while len(logged()) < attempt:
+                assert time.monotonic() < deadline, "the failed sign-in was not logged"
+                time.sleep(0.05)
+    assert logged() == ["failed SSH sign-in from 127.0.0.1 as 'git'"] * (SignInFailures.FREE + 1)
+    # The last attempt already waited a second before its key was checked; the next waits two.
+    assert failures.delay("127.0.0.1") == 2.0
+    assert failures.delay("127.0.0.2") == 0.0
+
+
+def test_sign_in_delays_grow_to_a_limit_and_are_forgotten():
+    now = [0.0]
+    failures = SignInFailures(clock=lambda: now[0])
+    delays = []
+    for _attempt in range(12):
+        failures.failed("192.0.2.1")
+        delays.append(failures.delay("192.0.2.1"))
+    assert delays == [0, 0, 1, 2, 4, 8, 16, 30, 30, 30, 30, 30]
+    now[0] += SignInFailures.FORGET_AFTER + 1
+    assert failures.delay("192.0.2.1") == 0
+    failures.failed("192.0.2.1")
+    failures.succeeded("192.0.2.1")
+    assert failures.delay("192.0.2.1") == 0
