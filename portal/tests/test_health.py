@@ -85,14 +85,22 @@ def test_a_disk_nearly_full_is_low(client, db, settings):
 def test_the_database_down_is_503(client, transactional_db, tmp_path):
     # The database cannot be opened: the one check that takes the portal out of a load balancer.
     database = connection.settings_dict
-    name = database["NAME"]
+    saved = dict(database)
     connection.close()
-    database["NAME"] = str(tmp_path / "no-such-folder" / "portal.sqlite3")
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database["NAME"] = str(tmp_path / "no-such-folder" / "portal.sqlite3")
+    else:
+        # A port nothing listens on.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        database |= {"HOST": "127.0.0.1", "PORT": str(port)}
     try:
         response = client.get("/-/health")
     finally:
         connection.close()
-        database["NAME"] = name
+        database.clear()
+        database.update(saved)
     assert response.status_code == 503
     answer = response.json()
     assert answer["status"] == "down"
