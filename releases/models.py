@@ -69,6 +69,8 @@ class Build(jobs.JobRow):
     exported_variables = models.JSONField(default=dict)
     # The buildspec's keys accepted but not acted on, as "line N, key: why".
     warnings = models.JSONField(default=list)
+    # Set by a stop of a running build; the worker running it reads it about once a second.
+    stop_requested = models.BooleanField(default=False)
     log_path = models.CharField(max_length=500, blank=True)
     log_size = models.BigIntegerField(default=0)
     created = models.DateTimeField(default=timezone.now)

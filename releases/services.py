@@ -1,0 +1,212 @@
+"""Every change to a build: started, stopped, ended; each audited in its transaction, with its commit status.
+
+A build's commit status (context `build`) goes pending when it is queued and final when it ends, linking the
+build's page. reviews' set_commit_status needs someone with write access to the repository: the status is set in
+the name of whoever started the build when they have it, else in the repository owner's (a push by a deploy key,
+a pull request by a reader)."""
+
+from collections.abc import Mapping
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from portal import audit
+from portal.models import User
+from releases.models import Build
+from releases.runner import BuildResult
+from repos import git
+from repos.access import check_role, role_for
+from repos.models import Repository, Role
+from reviews.models import CommitStatus, PullRequest
+from reviews.services import set_commit_status
+
+BUILDSPEC_PATH = "buildspec.yml"
+STATUS_CONTEXT = "build"
+# What each end of a build says on its commit.
+COMMIT_STATES = {
+    Build.BuildStatus.SUCCEEDED: CommitStatus.State.SUCCESS,
+    Build.BuildStatus.FAILED: CommitStatus.State.FAILURE,
+    Build.BuildStatus.TIMED_OUT: CommitStatus.State.FAILURE,
+    Build.BuildStatus.FAULT: CommitStatus.State.ERROR,
+    Build.BuildStatus.STOPPED: CommitStatus.State.ERROR,
+}
+# The triggers whose newer build of a branch cancels the older one still queued.
+SUPERSEDING_TRIGGERS = (Build.Trigger.PUSH, Build.Trigger.PULL_REQUEST)
+
+
+def has_buildspec(repository: Repository, sha: str, path: str = BUILDSPEC_PATH) -> bool:
+    """Whether the commit holds a buildspec file at path."""
+    try:
+        return git.entry(repository.path, sha, path).kind == "blob"
+    except (git.PathNotFound, git.GitError, KeyError, ValueError):
+        return False
+
+
+def build_of(repository: Repository, sha: str) -> Build | None:
+    """A build of this commit that is queued, running or ended other than stopped: its status is on the commit."""
+    builds = Build.objects.filter(repository=repository, head_sha=sha).exclude(build_status=Build.BuildStatus.STOPPED)
+    return builds.first()
+
+
+def _status_actor(build: Build) -> User:
+    initiator = build.initiator
+    if initiator is not None and role_for(initiator, build.repository) >= Role.WRITE:
+        return initiator
+    return build.repository.owner
+
+
+def _post_status(build: Build, description: str) -> None:
+    state = COMMIT_STATES.get(build.build_status, CommitStatus.State.PENDING)
+    set_commit_status(
+        build.repository,
+        actor=_status_actor(build),
+        sha=build.head_sha,
+        state=state,
+        context=STATUS_CONTEXT,
+        target_url=build.web_url,
+        description=description,
+    )
+
+
+def _snapshot(build: Build) -> dict:
+    return {"number": build.number, "sha": build.head_sha, "ref": build.ref, "build_status": build.build_status}
+
+
+@transaction.atomic
+def start_build(
+    repository: Repository,
+    *,
+    sha: str,
+    ref: str,
+    trigger: str,
+    initiator: User | None,
+    pull_request: PullRequest | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> Build:
+    """Queue a build of sha (a commit of repository, named by ref); its commit status goes pending."""
+    if not git.is_sha(sha):
+        raise ValidationError(f"{sha[:40]!r} is not a full commit id.")
+    # Numbers are per repository; the unique constraint turns a race for the same number into an error.
+    number = (Build.objects.filter(repository=repository).aggregate(n=Max("number"))["n"] or 0) + 1
+    build = Build.objects.create(
+        repository=repository,
+        number=number,
+        head_sha=sha,
+        ref=ref,
+        head_branch=ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else "",
+        trigger=trigger,
+        initiator=initiator,
+        pull_request=pull_request,
+        buildspec_path=BUILDSPEC_PATH,
+        start_variables=dict(variables or {}),
+    )
+    if pull_request is not None:
+        Build.objects.filter(pk=build.pk).update(head_branch=pull_request.head_branch)
+        build.head_branch = pull_request.head_branch
+    audit.record(initiator, "build.start", build, after=_snapshot(build) | {"trigger": trigger})
+    if trigger in SUPERSEDING_TRIGGERS and build.head_branch:
+        older = Build.objects.filter(
+            repository=repository,
+            head_branch=build.head_branch,
+            trigger__in=SUPERSEDING_TRIGGERS,
+            state=Build.State.QUEUED,
+            pk__lt=build.pk,
+        )
+        for old in older:
+            _stop_queued(old, actor=None, reason=f"superseded by build #{build.number}")
+    _post_status(build, "Build queued")
+    build.enqueue()
+    return build
+
+
+def _stop_queued(build: Build, *, actor: User | None, reason: str) -> bool:
+    """Stop a build no worker has claimed: a delivery still in Redis then finds nothing to claim."""
+    before = _snapshot(build)
+    now = timezone.now()
+    if not build._transition(
+        [Build.State.QUEUED],
+        state=Build.State.CANCELED,
+        finished_at=now,
+        build_status=Build.BuildStatus.STOPPED,
+        build_ended=now,
+        message=f"Stopped: {reason}",
+    ):
+        return False
+    audit.record(actor, "build.stop", build, before=before, after=_snapshot(build) | {"reason": reason})
+    _post_status(build, f"Build stopped: {reason}")
+    return True
+
+
+@transaction.atomic
+def cancel_build(build: Build, *, actor: User | None, reason: str = "") -> Build:
+    """Stop a build: at once while it is queued; a running one is asked to stop and ends STOPPED soon after.
+
+    actor None is the portal itself (a newer push); anyone else needs write access to the repository."""
+    if actor is not None:
+        check_role(role_for(actor, build.repository), Role.WRITE)
+    reason = reason or (f"stopped by {actor.username}" if actor is not None else "stopped")
+    if _stop_queued(build, actor=actor, reason=reason):
+        return build
+    build.refresh_from_db()
+    if build.state != Build.State.RUNNING or build.is_ended:
+        raise ValidationError(f"Build #{build.number} has already ended.")
+    Build.objects.filter(pk=build.pk).update(stop_requested=True)
+    build.stop_requested = True
+    audit.record(actor, "build.stop_requested", build, before=_snapshot(build), after={"reason": reason})
+    return build
+
+
+@transaction.atomic
+def mark_in_progress(build: Build) -> None:
+    now = timezone.now()
+    Build.objects.filter(pk=build.pk).update(build_status=Build.BuildStatus.IN_PROGRESS, build_started=now)
+    build.build_status, build.build_started = Build.BuildStatus.IN_PROGRESS, now
+    _post_status(build, "Build in progress")
+
+
+def _phase_rows(result: BuildResult) -> list[dict]:
+    return [
+        {
+            "name": phase.name.upper(),
+            "status": str(phase.status),
+            "started": phase.started_at,
+            "ended": phase.ended_at,
+            "duration": round(phase.duration_seconds, 3),
+            "message": phase.message,
+        }
+        for phase in result.phases
+    ]
+
+
+@transaction.atomic
+def record_result(
+    build: Build,
+    *,
+    status: str,
+    message: str = "",
+    result: BuildResult | None = None,
+    warnings: list[str] | None = None,
+    log_size: int = 0,
+) -> Build:
+    """Record how a build ended (with the runner's result when it ran) and post its final commit status."""
+    if status not in Build.ENDED:
+        raise ValueError(f"{status} is not how a build ends.")
+    before = _snapshot(build)
+    changes = {
+        "build_status": status,
+        "message": message[:5000],
+        "phases": _phase_rows(result) if result is not None else [],
+        "exported_variables": dict(result.exported_variables) if result is not None else {},
+        "warnings": warnings or [],
+        "log_size": log_size,
+        "build_ended": timezone.now(),
+    }
+    Build.objects.filter(pk=build.pk).update(**changes)
+    for name, value in changes.items():
+        setattr(build, name, value)
+    audit.record(None, "build.end", build, before=before, after=_snapshot(build))
+    description = f"Build {status.lower().replace('_', ' ')}" + (f": {message}" if message else "")
+    _post_status(build, description[:1000])
+    return build

@@ -1,0 +1,225 @@
+"""Builds as jobs: real pushes and pull requests queue them, a real rq worker runs them in the real sandbox, and
+their commit status follows."""
+
+from pathlib import Path
+
+import pytest
+
+from portal.models import AuditEvent
+from releases.models import Build
+from repos import git
+from repos import services as repo_services
+from repos.access import Principal
+from repos.services import RefUpdate
+from repos.tests.conftest import git_env, server  # noqa: F401 (fixtures)
+from reviews import services as review_services
+from reviews.models import CommitStatus
+from reviews.tests.conftest import clone_as, make_branch  # noqa: F401 (fixtures)
+
+GOOD = """version: 0.2
+phases:
+  install:
+    commands:
+      - echo installing
+  build:
+    commands:
+      - cd sub
+      - echo "built in $(pwd) from $CODEBUILD_RESOLVED_SOURCE_VERSION"
+      - cat hello.txt
+"""
+
+FAILING = """version: 0.2
+phases:
+  build:
+    commands:
+      - echo before
+      - test 1 -eq 3
+      - echo never
+  post_build:
+    commands:
+      - echo "succeeding=$CODEBUILD_BUILD_SUCCEEDING"
+"""
+
+BAD = """version: 0.2
+phases:
+  build:
+    commands: echo not a list
+"""
+
+
+@pytest.fixture
+def run_builds(rq_queues, settings, builds_root):
+    """run_builds(): a real rq worker runs every job of the builds queue, then stops."""
+    from portal.jobs import SimpleWorker
+
+    settings.PORTAL_BUILDS_ROOT = builds_root
+
+    def run() -> None:
+        queue = rq_queues["builds"]
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+    return run
+
+
+def push_files(repo, user, branch: str, files: dict[str, bytes]) -> str:
+    """Commit files on branch and record the push as post-receive does; returns the new head."""
+    try:
+        old = git.branch_sha(repo.path, branch)
+    except git.RefNotFound:
+        old = git.ZERO_SHA
+    new = git.commit_files(repo.path, branch, files, "change", name=user.username, email=user.email)
+    repo_services.record_push(
+        repo,
+        actor=Principal(user=user),
+        protocol="http",
+        updates=[RefUpdate(old_sha=old, new_sha=new, ref=f"refs/heads/{branch}")],
+    )
+    return new
+
+
+def build_status(repo, sha: str) -> CommitStatus:
+    return CommitStatus.objects.get(repository=repo, sha=sha, context="build")
+
+
+def log_of(build: Build) -> str:
+    return Path(build.log_path).read_text()
+
+
+def test_a_push_over_http_with_a_buildspec_builds_it_and_reports_success(
+    clone_as,  # noqa: F811 (fixtures)
+    private_repo,
+    bob,
+    server,  # noqa: F811 (fixtures)
+    run_builds,
+):
+    work = clone_as(bob)
+    (work.path / "sub").mkdir()
+    sha = work.commit("add a build", buildspec__yml=GOOD, **{"sub/hello__txt": "hello from the source\n"})
+    result = work.push("HEAD:refs/heads/main")
+    build = Build.objects.get(repository=private_repo)
+    assert f"Build #1 of {sha[:12]}:" in result.stderr
+    assert f"{server}/alice/project/builds/1" in result.stderr
+    assert (build.head_sha, build.head_branch, build.trigger, build.initiator) == (sha, "main", "push", bob)
+    assert build_status(private_repo, sha).state == "pending"
+
+    run_builds()
+
+    build.refresh_from_db()
+    assert build.build_status == "SUCCEEDED" and build.state == Build.State.DONE
+    assert [(p["name"], p["status"]) for p in build.phases] == [
+        ("INSTALL", "SUCCEEDED"),
+        ("PRE_BUILD", "SUCCEEDED"),
+        ("BUILD", "SUCCEEDED"),
+        ("POST_BUILD", "SUCCEEDED"),
+        ("UPLOAD_ARTIFACTS", "SUCCEEDED"),
+    ]
+    log = log_of(build)
+    assert f"built in /workspace/sub from {sha}" in log
+    assert "hello from the source" in log
+    assert build.log_size == len(log.encode())
+    status = build_status(private_repo, sha)
+    assert status.state == "success"
+    assert status.target_url == f"{server}/alice/project/builds/1"
+    assert status.creator == bob
+    assert AuditEvent.objects.filter(action="build.start", target_id=str(build.pk)).exists()
+    assert AuditEvent.objects.filter(action="build.end", target_id=str(build.pk)).exists()
+    # The workspace is gone; the log stays.
+    assert not (Path(build.log_path).parent.parent / str(build.pk)).exists()
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_failing_command_fails_the_build_and_its_status(private_repo, bob, run_builds):
+    sha = push_files(private_repo, bob, "main", {"buildspec.yml": FAILING.encode()})
+    run_builds()
+    build = Build.objects.get(repository=private_repo)
+    assert build.build_status == "FAILED"
+    statuses = {p["name"]: p["status"] for p in build.phases}
+    assert statuses["BUILD"] == "FAILED" and statuses["POST_BUILD"] == "SUCCEEDED"
+    assert "COMMAND_EXECUTION_ERROR" in build.message
+    log = log_of(build)
+    assert "before" in log and "never" not in log and "succeeding=0" in log
+    assert build_status(private_repo, sha).state == "failure"
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_bad_buildspec_fails_before_the_build_starts_naming_line_and_key(private_repo, bob, run_builds):
+    sha = push_files(private_repo, bob, "main", {"buildspec.yml": BAD.encode()})
+    run_builds()
+    build = Build.objects.get(repository=private_repo)
+    assert build.build_status == "FAILED" and build.phases == []
+    log = log_of(build)
+    assert "YAML_FILE_ERROR" in log
+    assert "buildspec.yml, line 4" in log and "phases.build.commands" in log
+    assert "line 4" in build.message
+    assert build_status(private_repo, sha).state == "failure"
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_repository_without_a_buildspec_gets_no_build(private_repo, bob, run_builds):
+    sha = push_files(private_repo, bob, "main", {"README.md": b"no build here\n"})
+    run_builds()
+    assert not Build.objects.exists()
+    assert not CommitStatus.objects.filter(repository=private_repo, sha=sha).exists()
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_pull_request_opened_builds_its_head_with_the_status_on_the_head(private_repo, alice, bob, run_builds):
+    head = make_branch(private_repo, "feature", {"buildspec.yml": FAILING.replace("test 1 -eq 3", "true").encode()})
+    pr = review_services.open_pull_request(private_repo, actor=bob, title="Build me", base="main", head="feature")
+    build = Build.objects.get(repository=private_repo)
+    assert (build.trigger, build.pull_request, build.head_sha, build.head_branch) == (
+        "pull_request",
+        pr,
+        head,
+        "feature",
+    )
+    assert build.ref == f"refs/pull/{pr.number}/head"
+    run_builds()
+    build.refresh_from_db()
+    assert build.build_status == "SUCCEEDED"
+    assert build_status(private_repo, head).state == "success"
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_push_to_a_pull_requests_branch_builds_the_head_once(private_repo, bob, run_builds):
+    make_branch(private_repo, "feature", {"buildspec.yml": GOOD.encode()})
+    pr = review_services.open_pull_request(private_repo, actor=bob, title="Build me", base="main", head="feature")
+    head = push_files(private_repo, bob, "feature", {"buildspec.yml": FAILING.encode()})
+    builds = Build.objects.filter(repository=private_repo, head_sha=head)
+    assert [(b.trigger, b.pull_request_id) for b in builds] == [("pull_request", pr.pk)]
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_newer_push_stops_the_older_build_still_queued(private_repo, bob, run_builds):
+    first = push_files(private_repo, bob, "main", {"buildspec.yml": GOOD.encode()})
+    second = push_files(private_repo, bob, "main", {"buildspec.yml": FAILING.encode()})
+    older, newer = Build.objects.order_by("number")
+    assert (older.head_sha, newer.head_sha) == (first, second)
+    assert older.build_status == "STOPPED" and older.state == Build.State.CANCELED
+    assert "superseded by build #2" in older.message
+    assert build_status(private_repo, first).state == "error"
+
+    run_builds()
+
+    older.refresh_from_db()
+    newer.refresh_from_db()
+    assert older.build_status == "STOPPED" and older.attempts == 0
+    assert newer.build_status == "FAILED"
+    assert AuditEvent.objects.filter(action="build.stop", target_id=str(older.pk)).exists()
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_deleted_branch_or_a_tag_is_not_built(private_repo, bob, run_builds):
+    sha = make_branch(private_repo, "gone", {"buildspec.yml": GOOD.encode()})
+    git.update_ref(private_repo.path, "refs/tags/v1", sha, git.ZERO_SHA)
+    git.delete_ref(private_repo.path, "refs/heads/gone", sha)
+    repo_services.record_push(
+        private_repo,
+        actor=Principal(user=bob),
+        protocol="http",
+        updates=[
+            RefUpdate(old_sha=git.ZERO_SHA, new_sha=sha, ref="refs/tags/v1"),
+            RefUpdate(old_sha=sha, new_sha=git.ZERO_SHA, ref="refs/heads/gone"),
+        ],
+    )
+    assert not Build.objects.exists()
