@@ -223,3 +223,18 @@ def test_a_deleted_branch_or_a_tag_is_not_built(private_repo, bob, run_builds):
         ],
     )
     assert not Build.objects.exists()
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_build_delivered_twice_runs_once(private_repo, bob, rq_queues, run_builds):
+    push_files(private_repo, bob, "main", {"buildspec.yml": FAILING.replace("test 1 -eq 3", "true").encode()})
+    build = Build.objects.get(repository=private_repo)
+    queue = rq_queues["builds"]
+    # A second delivery under an id of its own, as a reconciler racing the first one would make.
+    queue.enqueue(build.job_function, *build.job_args())
+    assert queue.count == 2
+    run_builds()
+    build.refresh_from_db()
+    assert build.build_status == "SUCCEEDED" and build.attempts == 1
+    assert log_of(build).count("Entering phase BUILD") == 1
+    assert AuditEvent.objects.filter(action="build.end", target_id=str(build.pk)).count() == 1
