@@ -3,6 +3,8 @@
 The job's state (queued, running, done…) says where the job is; build_status says how the build went, with
 CodeBuild's words. The phases are kept as the runner reported them, in order."""
 
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -90,6 +92,20 @@ class Build(jobs.JobRow):
 
     def describe(self) -> str:
         return f"build #{self.number} of {self.repository.full_name} at {self.head_sha[:12]} ({self.trigger})"
+
+    def fail(self, error: str, *, retry: bool = True) -> bool:
+        """End a run that went wrong; a build left unfinished (its worker lost, found by the reconciler) ends FAULT
+        with its commit status posted."""
+        ended = super().fail(error, retry=retry)
+        if ended and self.state == self.State.FAILED:
+            self.refresh_from_db()
+            if not self.is_ended:
+                from releases.services import record_result
+
+                log = Path(self.log_path) if self.log_path else None
+                size = log.stat().st_size if log is not None and log.exists() else self.log_size
+                record_result(self, status=self.BuildStatus.FAULT, message=error, log_size=size)
+        return ended
 
     @property
     def web_url(self) -> str:

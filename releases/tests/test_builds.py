@@ -1,11 +1,15 @@
 """Builds as jobs: real pushes and pull requests queue them, a real rq worker runs them in the real sandbox, and
 their commit status follows."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
+from portal import jobs
 from portal.models import AuditEvent
+from releases import services
 from releases.models import Build
 from repos import git
 from repos import services as repo_services
@@ -238,3 +242,21 @@ def test_a_build_delivered_twice_runs_once(private_repo, bob, rq_queues, run_bui
     assert build.build_status == "SUCCEEDED" and build.attempts == 1
     assert log_of(build).count("Entering phase BUILD") == 1
     assert AuditEvent.objects.filter(action="build.end", target_id=str(build.pk)).count() == 1
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_build_whose_worker_stopped_beating_ends_fault_with_its_status(private_repo, bob, settings, rq_queues):
+    sha = push_files(private_repo, bob, "main", {"buildspec.yml": GOOD.encode()})
+    build = Build.objects.get(repository=private_repo)
+    # A worker claimed it and started, then was killed: its last heartbeat is older than the limit.
+    assert build.claim(worker="lost-host:4242")
+    services.mark_in_progress(build)
+    stale = timezone.now() - timedelta(seconds=settings.PORTAL_JOB_HEARTBEAT_LIMIT + 1)
+    Build.objects.filter(pk=build.pk).update(heartbeat_at=stale)
+
+    assert jobs.reconcile()["failed"] == 1
+
+    build.refresh_from_db()
+    assert build.state == Build.State.FAILED and build.build_status == "FAULT"
+    assert "lost-host:4242 stopped sending heartbeats" in build.message
+    assert build_status(private_repo, sha).state == "error"
