@@ -1,10 +1,13 @@
 """Builds as jobs: real pushes and pull requests queue them, a real rq worker runs them in the real sandbox, and
 their commit status follows."""
 
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from portal import jobs
@@ -260,3 +263,54 @@ def test_a_build_whose_worker_stopped_beating_ends_fault_with_its_status(private
     assert build.state == Build.State.FAILED and build.build_status == "FAULT"
     assert "lost-host:4242 stopped sending heartbeats" in build.message
     assert build_status(private_repo, sha).state == "error"
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_manual_build_takes_start_variables_over_the_buildspecs(private_repo, alice, run_builds):
+    spec = (
+        "version: 0.2\nenv:\n  variables:\n    GREETING: from-buildspec\n    OTHER: kept\n"
+        'phases:\n  build:\n    commands:\n      - echo "$GREETING $OTHER $CODEBUILD_INITIATOR"\n'
+    )
+    sha = git.commit_files(private_repo.path, "main", {"buildspec.yml": spec.encode()}, "b", name="a", email="a@x")
+    build = services.start_build(
+        private_repo,
+        sha=sha,
+        ref="refs/heads/main",
+        trigger=Build.Trigger.MANUAL,
+        initiator=alice,
+        variables={"GREETING": "from-start"},
+    )
+    run_builds()
+    build.refresh_from_db()
+    assert build.build_status == "SUCCEEDED" and build.start_variables == {"GREETING": "from-start"}
+    assert "from-start kept alice" in log_of(build)
+    assert build_status(private_repo, sha).creator == alice
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_stopping_a_running_build_ends_it_stopped(private_repo, alice, bob, run_builds):
+    spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo started\n      - sleep 120\n"
+    sha = push_files(private_repo, bob, "main", {"buildspec.yml": spec.encode()})
+    build = Build.objects.get(repository=private_repo)
+
+    def stop_once_running() -> None:
+        try:
+            while True:
+                row = Build.objects.get(pk=build.pk)
+                if row.log_path and "started" in Path(row.log_path).read_text():
+                    break
+                time.sleep(0.05)
+            services.cancel_build(row, actor=alice)
+        finally:
+            connection.close()
+
+    stopper = threading.Thread(target=stop_once_running)
+    stopper.start()
+    run_builds()
+    stopper.join()
+
+    build.refresh_from_db()
+    assert build.build_status == "STOPPED" and build.stop_requested
+    assert {p["name"]: p["status"] for p in build.phases}["BUILD"] == "STOPPED"
+    assert build_status(private_repo, sha).state == "error"
+    assert AuditEvent.objects.filter(action="build.stop_requested", actor=alice).exists()
