@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from portal import audit
 from portal.models import User
+from releases.buildspec import RESERVED_PREFIX, VARIABLE_NAME
 from releases.models import Build
 from releases.runner import BuildResult
 from repos import git
@@ -85,26 +86,35 @@ def start_build(
     pull_request: PullRequest | None = None,
     variables: Mapping[str, str] | None = None,
 ) -> Build:
-    """Queue a build of sha (a commit of repository, named by ref); its commit status goes pending."""
+    """Queue a build of sha (a commit of repository, named by ref); its commit status goes pending.
+
+    A build started by hand (manual, rerun) needs write access; variables override the repository's and the
+    buildspec's, and are kept on the build, so they must hold no secret."""
+    if trigger in (Build.Trigger.MANUAL, Build.Trigger.RERUN):
+        check_role(role_for(initiator, repository), Role.WRITE)
     if not git.is_sha(sha):
         raise ValidationError(f"{sha[:40]!r} is not a full commit id.")
+    for name in variables or {}:
+        if not VARIABLE_NAME.match(name) or name.startswith(RESERVED_PREFIX):
+            raise ValidationError(f"{name!r} is not a variable a build may be given.")
     # Numbers are per repository; the unique constraint turns a race for the same number into an error.
     number = (Build.objects.filter(repository=repository).aggregate(n=Max("number"))["n"] or 0) + 1
+    if pull_request is not None:
+        head_branch = pull_request.head_branch
+    else:
+        head_branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else ""
     build = Build.objects.create(
         repository=repository,
         number=number,
         head_sha=sha,
         ref=ref,
-        head_branch=ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else "",
+        head_branch=head_branch,
         trigger=trigger,
         initiator=initiator,
         pull_request=pull_request,
         buildspec_path=BUILDSPEC_PATH,
         start_variables=dict(variables or {}),
     )
-    if pull_request is not None:
-        Build.objects.filter(pk=build.pk).update(head_branch=pull_request.head_branch)
-        build.head_branch = pull_request.head_branch
     audit.record(initiator, "build.start", build, after=_snapshot(build) | {"trigger": trigger})
     if trigger in SUPERSEDING_TRIGGERS and build.head_branch:
         older = Build.objects.filter(

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 from django.utils import timezone
 
@@ -314,3 +315,15 @@ def test_stopping_a_running_build_ends_it_stopped(private_repo, alice, bob, run_
     assert {p["name"]: p["status"] for p in build.phases}["BUILD"] == "STOPPED"
     assert build_status(private_repo, sha).state == "error"
     assert AuditEvent.objects.filter(action="build.stop_requested", actor=alice).exists()
+
+
+def test_only_writers_start_builds_by_hand_and_with_valid_variables(private_repo, alice, carol):
+    sha = git.branch_sha(private_repo.path, "main")
+    with pytest.raises(PermissionDenied):
+        services.start_build(private_repo, sha=sha, ref="refs/heads/main", trigger="manual", initiator=carol)
+    for name in ("CODEBUILD_BUILD_ID", "not-a-name"):
+        with pytest.raises(ValidationError, match=name):
+            services.start_build(
+                private_repo, sha=sha, ref="refs/heads/main", trigger="manual", initiator=alice, variables={name: "x"}
+            )
+    assert not Build.objects.exists()
