@@ -327,3 +327,14 @@ def test_only_writers_start_builds_by_hand_and_with_valid_variables(private_repo
                 private_repo, sha=sha, ref="refs/heads/main", trigger="manual", initiator=alice, variables={name: "x"}
             )
     assert not Build.objects.exists()
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_keys_not_implemented_are_warnings_on_the_build_and_in_its_log(private_repo, bob, run_builds):
+    spec = "version: 0.2\nproxy:\n  upload-artifacts: yes\nphases:\n  build:\n    commands:\n      - echo ok\n"
+    push_files(private_repo, bob, "main", {"buildspec.yml": spec.encode()})
+    run_builds()
+    build = Build.objects.get(repository=private_repo)
+    assert build.build_status == "SUCCEEDED"
+    assert build.warnings == ["line 2, proxy: not supported: ignored"]
+    assert "Warning: buildspec line 2, proxy: not supported: ignored" in log_of(build)
