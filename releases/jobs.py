@@ -80,6 +80,12 @@ def _stop_check(build: Build):
 def _context(build: Build) -> runner.BuildContext:
     webhook_event = {Build.Trigger.PUSH: "PUSH", Build.Trigger.PULL_REQUEST: "PULL_REQUEST_UPDATED"}
     pull_request = build.pull_request
+    if build.head_branch:
+        trigger = f"branch/{build.head_branch}"
+    elif build.ref.startswith("refs/tags/"):
+        trigger = f"tag/{build.ref.removeprefix('refs/tags/')}"
+    else:
+        trigger = ""
     return runner.BuildContext(
         build_id=f"{build.repository.full_name}:{build.number}",
         build_number=build.number,
@@ -87,7 +93,7 @@ def _context(build: Build) -> runner.BuildContext:
         resolved_source_version=build.head_sha,
         initiator=build.initiator.username if build.initiator is not None else "",
         source_repo_url=build.repository.http_url,
-        webhook_trigger=f"branch/{build.head_branch}" if build.head_branch else "",
+        webhook_trigger=trigger,
         webhook_event=webhook_event.get(build.trigger, ""),
         webhook_head_ref=f"refs/heads/{build.head_branch}" if build.head_branch else "",
         webhook_base_ref=f"refs/heads/{pull_request.base_branch}" if pull_request is not None else "",

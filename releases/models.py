@@ -114,3 +114,21 @@ class Build(jobs.JobRow):
     @property
     def is_ended(self) -> bool:
         return self.build_status in self.ENDED
+
+
+class BuildSettings(models.Model):
+    """How a repository builds; a repository without a row builds with the defaults."""
+
+    repository = models.OneToOneField(Repository, on_delete=models.CASCADE, related_name="build_settings")
+    # Gitea's branch filter syntax (a glob with {a,b} alternatives); empty builds every branch.
+    branch_filter = models.CharField(max_length=500, blank=True)
+    build_tags = models.BooleanField(default=False)
+    # A newer build of a branch stops the older one still queued; with this, the running one too.
+    stop_running = models.BooleanField(default=False)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "build settings"
+
+    def __str__(self) -> str:
+        return f"build settings of {self.repository.full_name}"

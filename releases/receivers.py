@@ -2,7 +2,8 @@
 
 Connected in ReleasesConfig.ready(). Only a commit holding a buildspec is built, and a commit is built once: a push
 that also moves a pull request's head (reviews hears of the push first and synchronizes the pull request) makes one
-build, of the pull request, whose status lands on the sha both name. Tags are not built."""
+build, of the pull request, whose status lands on the sha both name. Which branches a push builds, and whether
+it builds tags, is the repository's build settings' choice (every branch and no tag by default)."""
 
 from portal.models import User
 from releases import services
@@ -17,8 +18,9 @@ def build_pushed_branches(
 ) -> list[str]:
     """Queue a build of each pushed branch's new head, and answer where to watch it."""
     lines: list[str] = []
+    settings = services.build_settings(repository)
     for update in updates:
-        if update.is_delete or not update.ref.startswith("refs/heads/"):
+        if update.is_delete or not services.builds_push_of(repository, update.ref, settings):
             continue
         if not services.has_buildspec(repository, update.new_sha):
             continue

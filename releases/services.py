@@ -15,13 +15,14 @@ from django.utils import timezone
 from portal import audit
 from portal.models import User
 from releases.buildspec import RESERVED_PREFIX, VARIABLE_NAME
-from releases.models import Build
+from releases.models import Build, BuildSettings
 from releases.runner import BuildResult
 from repos import git
 from repos.access import check_role, role_for
 from repos.models import Repository, Role
 from reviews.models import CommitStatus, PullRequest
 from reviews.services import set_commit_status
+from reviews.webhooks import branch_matches
 
 BUILDSPEC_PATH = "buildspec.yml"
 STATUS_CONTEXT = "build"
@@ -43,6 +44,44 @@ def has_buildspec(repository: Repository, sha: str, path: str = BUILDSPEC_PATH) 
         return git.entry(repository.path, sha, path).kind == "blob"
     except (git.PathNotFound, git.GitError, KeyError, ValueError):
         return False
+
+
+def build_settings(repository: Repository) -> BuildSettings:
+    """The repository's build settings, or the defaults (unsaved) when it has none."""
+    return BuildSettings.objects.filter(repository=repository).first() or BuildSettings(repository=repository)
+
+
+@transaction.atomic
+def save_build_settings(
+    repository: Repository,
+    *,
+    actor: User,
+    branch_filter: str = "",
+    build_tags: bool = False,
+    stop_running: bool = False,
+) -> BuildSettings:
+    """Set which refs a push builds and whether a newer build stops a running one; admins only, audited."""
+    check_role(role_for(actor, repository), Role.ADMIN)
+    current = build_settings(repository)
+    before = {
+        "branch_filter": current.branch_filter,
+        "build_tags": current.build_tags,
+        "stop_running": current.stop_running,
+    }
+    after = {"branch_filter": branch_filter.strip(), "build_tags": build_tags, "stop_running": stop_running}
+    saved, _created = BuildSettings.objects.update_or_create(
+        repository=repository, defaults=after | {"updated": timezone.now()}
+    )
+    audit.record(actor, "build_settings.update", repository, before=before, after=after)
+    return saved
+
+
+def builds_push_of(repository: Repository, ref: str, settings: BuildSettings | None = None) -> bool:
+    """Whether a push of ref starts a build: a branch the filter matches, or a tag when tags are built."""
+    settings = settings or build_settings(repository)
+    if ref.startswith("refs/heads/"):
+        return branch_matches(settings.branch_filter, ref.removeprefix("refs/heads/"))
+    return ref.startswith("refs/tags/") and settings.build_tags
 
 
 def build_of(repository: Repository, sha: str) -> Build | None:
@@ -117,18 +156,32 @@ def start_build(
     )
     audit.record(initiator, "build.start", build, after=_snapshot(build) | {"trigger": trigger})
     if trigger in SUPERSEDING_TRIGGERS and build.head_branch:
-        older = Build.objects.filter(
-            repository=repository,
-            head_branch=build.head_branch,
-            trigger__in=SUPERSEDING_TRIGGERS,
-            state=Build.State.QUEUED,
-            pk__lt=build.pk,
-        )
-        for old in older:
-            _stop_queued(old, actor=None, reason=f"superseded by build #{build.number}")
+        _supersede(build)
     _post_status(build, "Build queued")
     build.enqueue()
     return build
+
+
+def _supersede(build: Build) -> None:
+    """Stop the older builds of the new build's branch still queued, and the running ones when the repository
+    says so."""
+    states = [Build.State.QUEUED]
+    if build_settings(build.repository).stop_running:
+        states.append(Build.State.RUNNING)
+    older = Build.objects.filter(
+        repository=build.repository,
+        head_branch=build.head_branch,
+        trigger__in=SUPERSEDING_TRIGGERS,
+        state__in=states,
+        stop_requested=False,
+        pk__lt=build.pk,
+    )
+    for old in older:
+        try:
+            cancel_build(old, actor=None, reason=f"superseded by build #{build.number}")
+        except ValidationError:
+            # It ended meanwhile: nothing left to stop.
+            continue
 
 
 def _stop_queued(build: Build, *, actor: User | None, reason: str) -> bool:

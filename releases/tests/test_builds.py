@@ -288,25 +288,34 @@ def test_a_manual_build_takes_start_variables_over_the_buildspecs(private_repo, 
     assert build_status(private_repo, sha).creator == alice
 
 
-@pytest.mark.usefixtures("transactional_db")
-def test_stopping_a_running_build_ends_it_stopped(private_repo, alice, bob, run_builds):
-    spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo started\n      - sleep 120\n"
-    sha = push_files(private_repo, bob, "main", {"buildspec.yml": spec.encode()})
-    build = Build.objects.get(repository=private_repo)
+SLEEPING = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo started\n      - sleep 120\n"
 
-    def stop_once_running() -> None:
+
+def once_log_shows(build: Build, text: str, action) -> threading.Thread:
+    """Run action() in a thread once the build's log shows text (the build runs meanwhile in the test's worker)."""
+
+    def wait_then_act() -> None:
         try:
             while True:
                 row = Build.objects.get(pk=build.pk)
-                if row.log_path and "started" in Path(row.log_path).read_text():
+                if row.log_path and text in Path(row.log_path).read_text():
                     break
                 time.sleep(0.05)
-            services.cancel_build(row, actor=alice)
+            action()
         finally:
             connection.close()
 
-    stopper = threading.Thread(target=stop_once_running)
-    stopper.start()
+    thread = threading.Thread(target=wait_then_act)
+    thread.start()
+    return thread
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_stopping_a_running_build_ends_it_stopped(private_repo, alice, bob, run_builds):
+    sha = push_files(private_repo, bob, "main", {"buildspec.yml": SLEEPING.encode()})
+    build = Build.objects.get(repository=private_repo)
+
+    stopper = once_log_shows(build, "started", lambda: services.cancel_build(build, actor=alice))
     run_builds()
     stopper.join()
 
@@ -315,6 +324,51 @@ def test_stopping_a_running_build_ends_it_stopped(private_repo, alice, bob, run_
     assert {p["name"]: p["status"] for p in build.phases}["BUILD"] == "STOPPED"
     assert build_status(private_repo, sha).state == "error"
     assert AuditEvent.objects.filter(action="build.stop_requested", actor=alice).exists()
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_with_stop_running_set_a_newer_push_stops_the_running_build(private_repo, alice, bob, run_builds):
+    services.save_build_settings(private_repo, actor=alice, stop_running=True)
+    first = push_files(private_repo, bob, "main", {"buildspec.yml": SLEEPING.encode()})
+    older = Build.objects.get(repository=private_repo)
+    quick = SLEEPING.replace("sleep 120", "true")
+
+    pusher = once_log_shows(older, "started", lambda: push_files(private_repo, bob, "main", {"buildspec.yml": quick}))
+    run_builds()
+    pusher.join()
+
+    older.refresh_from_db()
+    newer = Build.objects.get(repository=private_repo, number=2)
+    assert older.build_status == "STOPPED" and older.head_sha == first
+    assert newer.build_status == "SUCCEEDED"
+    assert AuditEvent.objects.filter(action="build.stop_requested", actor=None, target_id=str(older.pk)).exists()
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_the_build_settings_choose_branches_and_tags(private_repo, alice, bob, carol, run_builds):
+    with pytest.raises(PermissionDenied):
+        services.save_build_settings(private_repo, actor=bob, build_tags=True)
+    services.save_build_settings(private_repo, actor=alice, branch_filter="release/*", build_tags=True)
+    assert AuditEvent.objects.filter(action="build_settings.update", actor=alice).exists()
+    spec = 'version: 0.2\nphases:\n  build:\n    commands:\n      - echo "trigger=$CODEBUILD_WEBHOOK_TRIGGER"\n'
+    push_files(private_repo, bob, "main", {"buildspec.yml": spec.encode()})
+    assert not Build.objects.exists()
+    sha = make_branch(private_repo, "release/1", {"buildspec.yml": spec.encode(), "notes.txt": b"one\n"})
+    git.update_ref(private_repo.path, "refs/tags/v1", sha, git.ZERO_SHA)
+    repo_services.record_push(
+        private_repo,
+        actor=Principal(user=bob),
+        protocol="http",
+        updates=[RefUpdate(old_sha=git.ZERO_SHA, new_sha=sha, ref="refs/tags/v1")],
+    )
+    tag_build = Build.objects.get(repository=private_repo)
+    assert (tag_build.ref, tag_build.head_branch) == ("refs/tags/v1", "")
+    run_builds()
+    tag_build.refresh_from_db()
+    assert tag_build.build_status == "SUCCEEDED"
+    assert "trigger=tag/v1" in log_of(tag_build)
+    push_files(private_repo, bob, "release/1", {"buildspec.yml": spec.encode(), "notes.txt": b"two\n"})
+    assert Build.objects.filter(head_branch="release/1", trigger="push").count() == 1
 
 
 def test_only_writers_start_builds_by_hand_and_with_valid_variables(private_repo, alice, carol):
