@@ -3,8 +3,8 @@
 The worker checks out the exact sha into a fresh workspace under PORTAL_BUILDS_ROOT/<id>, reads the buildspec from
 the commit (never through the workspace, where it could be a link), and hands both to the sandboxed runner: only
 the sandbox runs the repository's code. The log goes to PORTAL_BUILDS_ROOT/logs/<id>.log line by line as the build
-prints it. The workspace is removed at the end; artifacts wait under artifacts/<id>, the cache of cache.paths under
-cache/<repository id>.
+prints it. Artifacts go to the artifact store (releases/storage.py) once by sha256; the cache of cache.paths stays
+under cache/<repository id>; the rest of the build's directory is removed at the end.
 
 Each build runs as a host uid of its own, BUILD_UID_BASE plus its id modulo BUILD_UID_COUNT: the process limit
 counts every process of a uid (and files a build leaves are its uid's), so two builds running at once must not
@@ -20,8 +20,9 @@ from django.conf import settings
 from portal.jobs import run_claimed
 from releases import runner, services
 from releases.buildspec import MAX_BUILDSPEC_BYTES, BuildspecError, parse_buildspec
-from releases.models import Build
+from releases.models import Build, BuildArtifact
 from releases.sandbox import prepare_build_directory, remove_build_directory
+from releases.storage import store_artifact
 from repos import git
 
 BUILD_UID_BASE = 1_000_000
@@ -128,10 +129,12 @@ def _run(build: Build) -> None:
             start_variables=build.start_variables,
             on_line=log.line,
             should_stop=_stop_check(build),
-            artifacts_dir=traversable_directory(root / "artifacts") / str(build.pk),
+            artifacts_dir=directory.root / "artifacts",
             cache_dir=traversable_directory(root / "cache") / str(repository.pk),
             default_artifact_name=f"{repository.name}-{build.number}",
         )
+        for artifact in result.artifacts:
+            store_artifact(artifact.path, BuildArtifact(sha256=artifact.sha256).storage_name)
         outcome = {
             "status": str(result.status),
             "message": result.message,

@@ -132,3 +132,27 @@ class BuildSettings(models.Model):
 
     def __str__(self) -> str:
         return f"build settings of {self.repository.full_name}"
+
+
+class BuildArtifact(models.Model):
+    """One artifact a build made (its primary one or a secondary one): a zip stored once by its sha256."""
+
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="artifacts")
+    # The secondary artifact's identifier; empty for the primary one.
+    identifier = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size_in_bytes = models.BigIntegerField()
+    # The paths inside the zip, sorted.
+    files = models.JSONField(default=list)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["build", "identifier", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name}.zip ({self.sha256[:12]})"
+
+    @property
+    def storage_name(self) -> str:
+        return f"sha256/{self.sha256[:2]}/{self.sha256}.zip"

@@ -15,7 +15,7 @@ from django.utils import timezone
 from portal import audit
 from portal.models import User
 from releases.buildspec import RESERVED_PREFIX, VARIABLE_NAME
-from releases.models import Build, BuildSettings
+from releases.models import Build, BuildArtifact, BuildSettings
 from releases.runner import BuildResult
 from repos import git
 from repos.access import check_role, role_for
@@ -253,7 +253,8 @@ def record_result(
     warnings: list[str] | None = None,
     log_size: int = 0,
 ) -> Build:
-    """Record how a build ended (with the runner's result when it ran) and post its final commit status."""
+    """Record how a build ended (with the runner's result when it ran: phases, exported variables, the artifacts
+    it stored) and post its final commit status."""
     if status not in Build.ENDED:
         raise ValueError(f"{status} is not how a build ends.")
     before = _snapshot(build)
@@ -269,6 +270,17 @@ def record_result(
     Build.objects.filter(pk=build.pk).update(**changes)
     for name, value in changes.items():
         setattr(build, name, value)
+    BuildArtifact.objects.bulk_create(
+        BuildArtifact(
+            build=build,
+            identifier=artifact.identifier or "",
+            name=artifact.name,
+            sha256=artifact.sha256,
+            size_in_bytes=artifact.size_in_bytes,
+            files=list(artifact.files),
+        )
+        for artifact in (result.artifacts if result is not None else ())
+    )
     audit.record(None, "build.end", build, before=before, after=_snapshot(build))
     description = f"Build {status.lower().replace('_', ' ')}" + (f": {message}" if message else "")
     _post_status(build, description[:1000])

@@ -1,8 +1,11 @@
 """Builds as jobs: real pushes and pull requests queue them, a real rq worker runs them in the real sandbox, and
 their commit status follows."""
 
+import hashlib
+import io
 import threading
 import time
+import zipfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +17,8 @@ from django.utils import timezone
 from portal import jobs
 from portal.models import AuditEvent
 from releases import services
-from releases.models import Build
+from releases.models import Build, BuildArtifact
+from releases.storage import artifact_storage
 from repos import git
 from repos import services as repo_services
 from repos.access import Principal
@@ -392,3 +396,28 @@ def test_keys_not_implemented_are_warnings_on_the_build_and_in_its_log(private_r
     assert build.build_status == "SUCCEEDED"
     assert build.warnings == ["line 2, proxy: not supported: ignored"]
     assert "Warning: buildspec line 2, proxy: not supported: ignored" in log_of(build)
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_artifacts_are_stored_once_by_their_digest(private_repo, alice, bob, run_builds):
+    spec = (
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p out && echo made > out/app.txt\n"
+        "artifacts:\n  files:\n    - out/**/*\n  name: app\n"
+    )
+    push_files(private_repo, bob, "main", {"buildspec.yml": spec.encode()})
+    push_files(private_repo, bob, "other", {"buildspec.yml": spec.encode()})
+    run_builds()
+    artifacts = list(BuildArtifact.objects.order_by("build__number"))
+    assert [(a.build.number, a.name, a.files) for a in artifacts] == [
+        (1, "app", ["out/app.txt"]),
+        (2, "app", ["out/app.txt"]),
+    ]
+    first, second = artifacts
+    assert first.sha256 == second.sha256
+    storage = artifact_storage()
+    assert storage.listdir(f"sha256/{first.sha256[:2]}")[1] == [f"{first.sha256}.zip"]
+    with storage.open(first.storage_name) as stored:
+        content = stored.read()
+    assert hashlib.sha256(content).hexdigest() == first.sha256 and len(content) == first.size_in_bytes
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        assert archive.read("out/app.txt") == b"made\n"
