@@ -83,6 +83,10 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS") or list(
 
 GIT_ROOT = envpath("GIT_ROOT", VAR_DIR / "git")
 GIT_BIN = os.environ.get("GIT_BIN", "git")
+# Builds: each one's workspace under PORTAL_BUILDS_ROOT/<id>, its log under PORTAL_BUILDS_ROOT/logs. The sandboxed
+# builds run as other uids, so the root and its parents must be traversable by others (the portal makes the root
+# and the directories it creates mode 0711: traversable, not listable).
+PORTAL_BUILDS_ROOT = envpath("PORTAL_BUILDS_ROOT", VAR_DIR / "builds")
 # Seconds after the last push before a repository is repacked and its commit-graph rewritten.
 PORTAL_MAINTENANCE_DELAY = envint("PORTAL_MAINTENANCE_DELAY", 60)
 # Maintenance removes a killed push's quarantine (objects/tmp_objdir-incoming-*) unchanged for this many seconds.

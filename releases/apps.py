@@ -4,3 +4,16 @@ from django.apps import AppConfig
 class ReleasesConfig(AppConfig):
     name = "releases"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from releases import receivers
+        from repos import signals as repo_signals
+        from reviews import signals as review_signals
+
+        # After reviews' own receivers (the app comes later): a push has moved its pull requests, whose builds
+        # are queued first, when the pushed branch's build is looked for.
+        repo_signals.push_received.connect(receivers.build_pushed_branches, dispatch_uid="releases.build_push")
+        for action in ("opened", "synchronized"):
+            getattr(review_signals, f"pull_request_{action}").connect(
+                receivers.build_pull_request, dispatch_uid=f"releases.build_pull_request_{action}"
+            )

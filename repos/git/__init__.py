@@ -58,7 +58,16 @@ from .refs import (
     version_key,
 )
 from .repository import commit_files, delete, init_bare, is_empty, remove_stale_incoming, repack, write_commit_graph
-from .wire import ARCHIVE_FORMATS, HOOKS_DIR, SERVICES, ServiceFailed, archive, service_command, stream_service
+from .wire import (
+    ARCHIVE_FORMATS,
+    HOOKS_DIR,
+    SERVICES,
+    ServiceFailed,
+    archive,
+    export_tree,
+    service_command,
+    stream_service,
+)
 
 __all__ = [
     "ARCHIVE_FORMATS",
@@ -104,6 +113,7 @@ __all__ = [
     "diff",
     "edit_lines",
     "entry",
+    "export_tree",
     "file_lines",
     "has_object",
     "head_commit",

@@ -1,7 +1,8 @@
-"""git's own commands, streamed: the wire-protocol services (upload-pack, receive-pack) and archives."""
+"""git's own commands, streamed: the wire-protocol services (upload-pack, receive-pack), archives and checkouts."""
 
 import logging
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,3 +124,18 @@ def archive(path: Path, sha: str, fmt: str, prefix: str) -> Iterator[bytes]:
             proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+def export_tree(path: Path, sha: str, dest: Path) -> None:
+    """Write the files of a commit into the directory dest, as a checkout of it would (no .git inside).
+
+    A throwaway index outside the repository takes the commit's tree and checks it out into dest: unlike `git
+    archive`, no export-ignore or export-subst attribute changes what the files hold."""
+    if not is_sha(sha):
+        raise GitError(f"cannot export {sha!r}")
+    with tempfile.TemporaryDirectory(prefix="portal-export-") as scratch:
+        env = repo_env(path) | {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        argv = [settings.GIT_BIN, f"--work-tree={dest}", "read-tree", "--reset", "-u", "--end-of-options", sha]
+        result = subprocess.run(argv, cwd=path, env=env, capture_output=True)
+    if result.returncode != 0:
+        raise GitError(f"git read-tree failed: {result.stderr.decode(errors='replace').strip()}")

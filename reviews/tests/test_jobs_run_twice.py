@@ -76,7 +76,8 @@ CASES = {
 
 
 def test_every_kind_of_job_has_a_case():
-    assert sorted(JOB_ROWS) == sorted(CASES)
+    # releases' jobs have their cases in releases/tests: reviews cannot import them.
+    assert sorted(kind for kind in JOB_ROWS if not kind.startswith("releases.")) == sorted(CASES)
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))

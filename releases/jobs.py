@@ -1,0 +1,150 @@
+"""The build job, run by a worker of the rq `builds` queue.
+
+The worker checks out the exact sha into a fresh workspace under PORTAL_BUILDS_ROOT/<id>, reads the buildspec from
+the commit (never through the workspace, where it could be a link), and hands both to the sandboxed runner: only
+the sandbox runs the repository's code. The log goes to PORTAL_BUILDS_ROOT/logs/<id>.log line by line as the build
+prints it. Artifacts go to the artifact store (releases/storage.py) once by sha256; the cache of cache.paths stays
+under cache/<repository id>; the rest of the build's directory is removed at the end.
+
+Each build runs as a host uid of its own, BUILD_UID_BASE plus its id modulo BUILD_UID_COUNT: the process limit
+counts every process of a uid (and files a build leaves are its uid's), so two builds running at once must not
+share one. The range starts well above the uids a system hands out (useradd stops at 60000) and the
+first subordinate-uid ranges (from 100000, 65536 per user); 50000 builds would have to run at once for two to
+meet."""
+
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from portal.jobs import run_claimed
+from releases import runner, services
+from releases.buildspec import MAX_BUILDSPEC_BYTES, BuildspecError, parse_buildspec
+from releases.models import Build, BuildArtifact
+from releases.sandbox import prepare_build_directory, remove_build_directory
+from releases.storage import store_artifact
+from repos import git
+
+BUILD_UID_BASE = 1_000_000
+BUILD_UID_COUNT = 50_000
+# Seconds between two looks at the row for a stop request.
+STOP_POLL_SECONDS = 1.0
+
+
+def host_uid(build: Build) -> int:
+    return BUILD_UID_BASE + build.pk % BUILD_UID_COUNT
+
+
+def traversable_directory(path: Path) -> Path:
+    """Create path and its missing parents traversable (not listable) by the builds' uids."""
+    missing = [parent for parent in (path, *path.parents) if not parent.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o711, exist_ok=True)
+        directory.chmod(0o711)
+    return path
+
+
+def run_build(build_id: int) -> None:
+    """rq entry point: run one queued build (a second delivery of the same build does nothing)."""
+    build = Build.objects.filter(pk=build_id).select_related("repository__owner", "initiator").first()
+    run_claimed(build, _run)
+
+
+class _Log:
+    """The build's log file, written line by line as lines come."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.file = path.open("w", encoding="utf-8", errors="replace", buffering=1)
+
+    def line(self, text: str) -> None:
+        self.file.write(text + "\n")
+
+    def close(self) -> int:
+        self.file.close()
+        return self.path.stat().st_size
+
+
+def _stop_check(build: Build):
+    last = [0.0, False]
+
+    def should_stop() -> bool:
+        now = time.monotonic()
+        if not last[1] and now - last[0] >= STOP_POLL_SECONDS:
+            last[0] = now
+            last[1] = Build.objects.filter(pk=build.pk, stop_requested=True).exists()
+        return last[1]
+
+    return should_stop
+
+
+def _context(build: Build) -> runner.BuildContext:
+    webhook_event = {Build.Trigger.PUSH: "PUSH", Build.Trigger.PULL_REQUEST: "PULL_REQUEST_UPDATED"}
+    pull_request = build.pull_request
+    if build.head_branch:
+        trigger = f"branch/{build.head_branch}"
+    elif build.ref.startswith("refs/tags/"):
+        trigger = f"tag/{build.ref.removeprefix('refs/tags/')}"
+    else:
+        trigger = ""
+    return runner.BuildContext(
+        build_id=f"{build.repository.full_name}:{build.number}",
+        build_number=build.number,
+        source_version=f"pr/{pull_request.number}" if pull_request is not None else build.ref,
+        resolved_source_version=build.head_sha,
+        initiator=build.initiator.username if build.initiator is not None else "",
+        source_repo_url=build.repository.http_url,
+        webhook_trigger=trigger,
+        webhook_event=webhook_event.get(build.trigger, ""),
+        webhook_head_ref=f"refs/heads/{build.head_branch}" if build.head_branch else "",
+        webhook_base_ref=f"refs/heads/{pull_request.base_branch}" if pull_request is not None else "",
+        webhook_actor=build.initiator.username if build.initiator is not None else "",
+    )
+
+
+def _run(build: Build) -> None:
+    root = traversable_directory(Path(settings.PORTAL_BUILDS_ROOT))
+    log = _Log(traversable_directory(root / "logs") / f"{build.pk}.log")
+    Build.objects.filter(pk=build.pk).update(log_path=str(log.path))
+    services.mark_in_progress(build)
+    directory = prepare_build_directory(traversable_directory(root / str(build.pk)))
+    outcome: dict = {"status": Build.BuildStatus.FAULT, "message": ""}
+    try:
+        log.line(f"{runner.PREFIX}Entering phase DOWNLOAD_SOURCE: {build.head_sha}")
+        repository = build.repository
+        git.export_tree(repository.path, build.head_sha, directory.workspace)
+        blob = git.entry(repository.path, build.head_sha, build.buildspec_path)
+        text, _size = git.read_blob(repository.path, blob.sha, limit=MAX_BUILDSPEC_BYTES + 1)
+        try:
+            spec = parse_buildspec(text, filename=build.buildspec_path)
+        except BuildspecError as error:
+            log.line(f"{runner.PREFIX}Phase context status code: YAML_FILE_ERROR Message: {error}")
+            outcome = {"status": Build.BuildStatus.FAILED, "message": f"YAML_FILE_ERROR: {error}"}
+            return
+        result = runner.run_build(
+            spec,
+            directory,
+            context=_context(build),
+            host_uid=host_uid(build),
+            start_variables=build.start_variables,
+            on_line=log.line,
+            should_stop=_stop_check(build),
+            artifacts_dir=directory.root / "artifacts",
+            cache_dir=traversable_directory(root / "cache") / str(repository.pk),
+            default_artifact_name=f"{repository.name}-{build.number}",
+        )
+        for artifact in result.artifacts:
+            store_artifact(artifact.path, BuildArtifact(sha256=artifact.sha256).storage_name)
+        outcome = {
+            "status": str(result.status),
+            "message": result.message,
+            "result": result,
+            "warnings": [str(warning) for warning in spec.warnings],
+        }
+    except Exception as error:
+        log.line(f"{runner.PREFIX}Phase context status code: FAULT Message: {type(error).__name__}: {error}")
+        outcome = {"status": Build.BuildStatus.FAULT, "message": f"{type(error).__name__}: {error}"}
+        raise
+    finally:
+        remove_build_directory(directory)
+        services.record_result(build, log_size=log.close(), **outcome)

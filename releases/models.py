@@ -1,0 +1,158 @@
+"""Builds: one row per run of a repository's buildspec, a job on the rq `builds` queue (DESIGN §11).
+
+The job's state (queued, running, done…) says where the job is; build_status says how the build went, with
+CodeBuild's words. The phases are kept as the runner reported them, in order."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from portal import jobs
+from portal.models import User
+from repos.models import Repository
+from reviews.models import PullRequest
+
+
+@jobs.register
+class Build(jobs.JobRow):
+    """One build of one commit of a repository."""
+
+    class Trigger(models.TextChoices):
+        PUSH = "push", "Push"
+        PULL_REQUEST = "pull_request", "Pull request"
+        MANUAL = "manual", "Manual"
+        RERUN = "rerun", "Rerun"
+
+    class BuildStatus(models.TextChoices):
+        QUEUED = "QUEUED", "Queued"
+        IN_PROGRESS = "IN_PROGRESS", "In progress"
+        SUCCEEDED = "SUCCEEDED", "Succeeded"
+        FAILED = "FAILED", "Failed"
+        FAULT = "FAULT", "Fault"
+        TIMED_OUT = "TIMED_OUT", "Timed out"
+        STOPPED = "STOPPED", "Stopped"
+
+    ENDED = (
+        BuildStatus.SUCCEEDED,
+        BuildStatus.FAILED,
+        BuildStatus.FAULT,
+        BuildStatus.TIMED_OUT,
+        BuildStatus.STOPPED,
+    )
+
+    job_function = "releases.jobs.run_build"
+    queue_name = "builds"
+    # A build is not repeated behind its author's back: a worker lost mid-build ends it, and a rerun is a new build.
+    max_attempts = 1
+    describe_related = ("repository__owner",)
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="builds")
+    # Per repository, as pull request numbers are.
+    number = models.PositiveIntegerField()
+    head_sha = models.CharField(max_length=64)
+    # The ref built ("refs/heads/main", "refs/pull/3/head"), and its branch when it is one.
+    ref = models.CharField(max_length=300)
+    head_branch = models.CharField(max_length=255, blank=True)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    initiator = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    pull_request = models.ForeignKey(
+        PullRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="builds"
+    )
+    buildspec_path = models.CharField(max_length=500, default="buildspec.yml")
+    build_status = models.CharField(max_length=12, choices=BuildStatus.choices, default=BuildStatus.QUEUED)
+    # Why the build ended as it did ("COMMAND_EXECUTION_ERROR: …", a buildspec error), empty when it succeeded.
+    message = models.TextField(blank=True)
+    # The runner's phases in order: [{"name", "status", "started", "ended", "duration", "message"}].
+    phases = models.JSONField(default=list)
+    # Variables given when the build was started (never secrets), and what env.exported-variables held at the end.
+    start_variables = models.JSONField(default=dict)
+    exported_variables = models.JSONField(default=dict)
+    # The buildspec's keys accepted but not acted on, as "line N, key: why".
+    warnings = models.JSONField(default=list)
+    # Set by a stop of a running build; the worker running it reads it about once a second.
+    stop_requested = models.BooleanField(default=False)
+    log_path = models.CharField(max_length=500, blank=True)
+    log_size = models.BigIntegerField(default=0)
+    created = models.DateTimeField(default=timezone.now)
+    build_started = models.DateTimeField(null=True, blank=True)
+    build_ended = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [models.UniqueConstraint(fields=["repository", "number"], name="build_unique_number")]
+        indexes = [
+            models.Index(fields=["repository", "head_sha"]),
+            models.Index(fields=["repository", "head_branch", "-created"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository.full_name} build #{self.number}"
+
+    def describe(self) -> str:
+        return f"build #{self.number} of {self.repository.full_name} at {self.head_sha[:12]} ({self.trigger})"
+
+    def fail(self, error: str, *, retry: bool = True) -> bool:
+        """End a run that went wrong; a build left unfinished (its worker lost, found by the reconciler) ends FAULT
+        with its commit status posted."""
+        ended = super().fail(error, retry=retry)
+        if ended and self.state == self.State.FAILED:
+            self.refresh_from_db()
+            if not self.is_ended:
+                from releases.services import record_result
+
+                log = Path(self.log_path) if self.log_path else None
+                size = log.stat().st_size if log is not None and log.exists() else self.log_size
+                record_result(self, status=self.BuildStatus.FAULT, message=error, log_size=size)
+        return ended
+
+    @property
+    def web_url(self) -> str:
+        return f"{settings.PORTAL_BASE_URL}/{self.repository.full_name}/builds/{self.number}"
+
+    @property
+    def is_ended(self) -> bool:
+        return self.build_status in self.ENDED
+
+
+class BuildSettings(models.Model):
+    """How a repository builds; a repository without a row builds with the defaults."""
+
+    repository = models.OneToOneField(Repository, on_delete=models.CASCADE, related_name="build_settings")
+    # Gitea's branch filter syntax (a glob with {a,b} alternatives); empty builds every branch.
+    branch_filter = models.CharField(max_length=500, blank=True)
+    build_tags = models.BooleanField(default=False)
+    # A newer build of a branch stops the older one still queued; with this, the running one too.
+    stop_running = models.BooleanField(default=False)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "build settings"
+
+    def __str__(self) -> str:
+        return f"build settings of {self.repository.full_name}"
+
+
+class BuildArtifact(models.Model):
+    """One artifact a build made (its primary one or a secondary one): a zip stored once by its sha256."""
+
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="artifacts")
+    # The secondary artifact's identifier; empty for the primary one.
+    identifier = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size_in_bytes = models.BigIntegerField()
+    # The paths inside the zip, sorted.
+    files = models.JSONField(default=list)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["build", "identifier", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name}.zip ({self.sha256[:12]})"
+
+    @property
+    def storage_name(self) -> str:
+        return f"sha256/{self.sha256[:2]}/{self.sha256}.zip"
