@@ -49,6 +49,15 @@ def is_org_owner(user: User | None, org: User) -> bool:
     return Team.objects.filter(organization=org, name=Team.OWNERS, members=user).exists()
 
 
+def org_owners(org: User):
+    """The active people of an organization's owners team: those who administer it."""
+    return (
+        User.objects.people()
+        .filter(team_memberships__organization=org, team_memberships__name=Team.OWNERS, is_active=True)
+        .distinct()
+    )
+
+
 def is_org_member(user: User | None, org: User) -> bool:
     if not org.is_organization or not is_active_person(user):
         return False

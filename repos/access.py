@@ -145,6 +145,11 @@ def people_with_access(repo: Repository) -> QuerySet[User]:
     return User.objects.people().filter(granted, is_active=True).distinct()
 
 
+def administrators(repo: Repository) -> list[User]:
+    """The people who administer a repository: those of people_with_access whose role is admin."""
+    return [user for user in people_with_access(repo) if can_administer(user, repo)]
+
+
 def suggested_usernames(text: str, *, repo: Repository | None = None, limit: int = 10) -> list[str]:
     """Active people whose username holds text: those with a role on repo first, then names that start with it."""
     ranks = [Case(When(username__istartswith=text, then=Value(0)), default=Value(1), output_field=IntegerField())]

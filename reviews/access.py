@@ -2,10 +2,11 @@
 
 from django.http import Http404
 
+from portal.access import is_org_owner
 from portal.models import User
-from repos.access import check_role, get_repo_for_user, role_for
+from repos.access import can_administer, check_role, get_repo_for_user, role_for
 from repos.models import Repository, Role
-from reviews.models import Comment, PullRequest
+from reviews.models import Comment, PullRequest, Webhook
 
 
 def check_pull_role(user: User | None, pr: PullRequest, need: int, *, or_author: bool = False) -> None:
@@ -100,3 +101,10 @@ def can_resolve_thread(user: User | None, thread: Comment, *, role: int | None =
 def can_apply_suggestion(user: User | None, pr: PullRequest, *, role: int | None = None) -> bool:
     """Commit a suggested change to the head branch: the pull request's author or a writer."""
     return can_edit_pull(user, pr, role=role)
+
+
+def can_manage_webhooks(user: User | None, hook: Webhook) -> bool:
+    """A repository's hooks are its administrators'; an organization's, its owners'."""
+    if hook.repository_id is not None:
+        return can_administer(user, hook.repository)
+    return is_org_owner(user, hook.organization)

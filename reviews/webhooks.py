@@ -26,11 +26,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal import audit, outbound
-from portal.access import is_org_owner
-from portal.models import Team, User
-from repos.access import people_with_access, role_for
-from repos.models import Repository, Role
+from portal.access import org_owners
+from portal.models import User
+from repos.access import administrators
+from repos.models import Repository
 from reviews import webhook_payloads as payloads
+from reviews.access import can_manage_webhooks
 from reviews.models import Notification, Webhook, WebhookAttempt, WebhookDelivery
 from reviews.notifications import notify_account
 
@@ -41,18 +42,10 @@ class DeliveryFailed(Exception):
     """The receiver could not be reached or did not answer 2xx: the delivery is tried again while it may be."""
 
 
-# Who may manage hooks.
-
-
-def can_manage_hooks(user: User | None, *, repository: Repository | None = None, organization: User | None = None):
-    if repository is not None:
-        return role_for(user, repository) >= Role.ADMIN
-    return organization is not None and is_org_owner(user, organization)
-
-
 def _require(actor: User, hook: Webhook) -> None:
-    if not can_manage_hooks(actor, repository=hook.repository, organization=hook.organization):
-        raise PermissionDenied("Only the repository's administrators manage its webhooks.")
+    if not can_manage_webhooks(actor, hook):
+        what = "repository's administrators" if hook.repository_id is not None else "organization's owners"
+        raise PermissionDenied(f"Only the {what} manage its webhooks.")
 
 
 def hooks_of(*, repository: Repository | None = None, organization: User | None = None) -> QuerySet[Webhook]:
@@ -432,13 +425,8 @@ def _failed(hook: Webhook) -> None:
 
 def _administrators(hook: Webhook) -> list[User]:
     if hook.organization_id is not None:
-        return list(
-            User.objects.filter(
-                team_memberships__organization=hook.organization, team_memberships__name=Team.OWNERS, is_active=True
-            ).distinct()
-        )
-    repo = hook.repository
-    return [user for user in people_with_access(repo) if role_for(user, repo) >= Role.ADMIN]
+        return list(org_owners(hook.organization))
+    return administrators(hook.repository)
 
 
 def settings_url(hook: Webhook) -> str:
