@@ -14,12 +14,12 @@ from django.utils import timezone
 
 from portal import audit
 from portal.models import User
+from releases import access
 from releases.buildspec import RESERVED_PREFIX, VARIABLE_NAME
 from releases.models import Build, BuildArtifact, BuildSettings
 from releases.runner import BuildResult
 from repos import git
-from repos.access import check_role, role_for
-from repos.models import Repository, Role
+from repos.models import Repository
 from reviews.models import CommitStatus, PullRequest
 from reviews.services import set_commit_status
 from reviews.webhooks import branch_matches
@@ -61,7 +61,7 @@ def save_build_settings(
     stop_running: bool = False,
 ) -> BuildSettings:
     """Set which refs a push builds and whether a newer build stops a running one; admins only, audited."""
-    check_role(role_for(actor, repository), Role.ADMIN)
+    access.require(access.can_configure_builds, actor, repository, "Only the repository's admins change its builds.")
     current = build_settings(repository)
     before = {
         "branch_filter": current.branch_filter,
@@ -92,7 +92,7 @@ def build_of(repository: Repository, sha: str) -> Build | None:
 
 def _status_actor(build: Build) -> User:
     initiator = build.initiator
-    if initiator is not None and role_for(initiator, build.repository) >= Role.WRITE:
+    if initiator is not None and access.can_run_builds(initiator, build.repository):
         return initiator
     return build.repository.owner
 
@@ -130,7 +130,7 @@ def start_build(
     A build started by hand (manual, rerun) needs write access; variables override the repository's and the
     buildspec's, and are kept on the build, so they must hold no secret."""
     if trigger in (Build.Trigger.MANUAL, Build.Trigger.RERUN):
-        check_role(role_for(initiator, repository), Role.WRITE)
+        access.require(access.can_run_builds, initiator, repository, "Only writers start builds by hand.")
     if not git.is_sha(sha):
         raise ValidationError(f"{sha[:40]!r} is not a full commit id.")
     for name in variables or {}:
@@ -208,7 +208,7 @@ def cancel_build(build: Build, *, actor: User | None, reason: str = "") -> Build
 
     actor None is the portal itself (a newer push); anyone else needs write access to the repository."""
     if actor is not None:
-        check_role(role_for(actor, build.repository), Role.WRITE)
+        access.require(access.can_run_builds, actor, build.repository, "Only writers stop builds.")
     reason = reason or (f"stopped by {actor.username}" if actor is not None else "stopped")
     if _stop_queued(build, actor=actor, reason=reason):
         return build
