@@ -70,3 +70,10 @@ def validate_repo_name(value: str) -> None:
 
 
 username_validators = [validate_owner_name]
+
+
+def field_error(message: str, field: str) -> ValidationError:
+    """A service's refusal of one request field, which the API answers like a schema's: a 422 naming the field.
+
+    The message is taken as it is: a value quoted in it (a type name such as "%d") is not a format."""
+    return ValidationError(message.replace("%", "%%"), code="invalid_field", params={"field": field})

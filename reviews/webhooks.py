@@ -28,6 +28,7 @@ from django.utils import timezone
 from portal import audit, outbound
 from portal.access import org_owners
 from portal.models import User
+from portal.validators import field_error
 from repos.access import administrators
 from repos.models import Repository
 from reviews import webhook_payloads as payloads
@@ -63,10 +64,8 @@ def normalize_events(events: Iterable[str]) -> list[str]:
     for name in events:
         name = payloads.EVENT_ALIASES.get(name, name)
         if name not in payloads.EVENTS:
-            raise ValidationError(
-                f"The event {name!r} is not sent by the portal; it sends {', '.join(payloads.EVENTS)}.",
-                code="invalid_field",
-                params={"field": "events"},
+            raise field_error(
+                f"The event {name!r} is not sent by the portal; it sends {', '.join(payloads.EVENTS)}.", "events"
             )
         if name not in chosen:
             chosen.append(name)
@@ -78,14 +77,11 @@ def _check_url(url: str) -> str:
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError(
-            "The URL must be an http:// or https:// address.", code="invalid_field", params={"field": "url"}
-        )
+        raise field_error("The URL must be an http:// or https:// address.", "url")
     if parts.username or parts.password:
-        raise ValidationError(
+        raise field_error(
             "Credentials in the URL would be shown to every administrator; use the secret or the Authorization header.",
-            code="invalid_field",
-            params={"field": "url"},
+            "url",
         )
     return url
 
@@ -130,34 +126,29 @@ def save_webhook(
             raise ValueError("a webhook belongs to a repository or to an organization")
         hook = Webhook(repository=repository, organization=organization, created_by=actor)
         if url is None:
-            raise ValidationError("A webhook needs a URL.", code="invalid_field", params={"field": "url"})
+            raise field_error("A webhook needs a URL.", "url")
     _require(actor, hook)
     before = None if creating else _snapshot(hook)
     if url is not None:
         hook.url = _check_url(url)
     if type is not None:
         if type not in Webhook.Type.values:
-            raise ValidationError(
+            raise field_error(
                 f"Webhooks of type {type!r} are not supported; the portal sends {', '.join(Webhook.Type.values)}.",
-                code="invalid_field",
-                params={"field": "type"},
+                "type",
             )
         hook.type = type
     if content_type is not None:
         if content_type not in Webhook.ContentType.values:
-            raise ValidationError(
-                f"The content type must be one of {', '.join(Webhook.ContentType.values)}.",
-                code="invalid_field",
-                params={"field": "content_type"},
+            raise field_error(
+                f"The content type must be one of {', '.join(Webhook.ContentType.values)}.", "content_type"
             )
         hook.content_type = content_type
     if secret is not None:
         hook.secret = secret
     if authorization_header is not None:
         if "\n" in authorization_header or "\r" in authorization_header:
-            raise ValidationError(
-                "The Authorization header must be one line.", params={"field": "authorization_header"}
-            )
+            raise field_error("The Authorization header must be one line.", "authorization_header")
         hook.authorization_header = authorization_header.strip()
     if events is not None or creating:
         hook.events = normalize_events(events or [])
@@ -166,14 +157,12 @@ def save_webhook(
     if slack is not None:
         unknown = sorted(set(slack) - set(SLACK_OPTIONS))
         if unknown:
-            raise ValidationError(
-                f"Unknown Slack option {unknown[0]!r}; the options are {', '.join(SLACK_OPTIONS)}.",
-                code="invalid_field",
-                params={"field": "config"},
+            raise field_error(
+                f"Unknown Slack option {unknown[0]!r}; the options are {', '.join(SLACK_OPTIONS)}.", "config"
             )
         hook.slack = {key: str(value) for key, value in slack.items() if value}
     if hook.type == Webhook.Type.SLACK and not hook.slack.get("channel"):
-        raise ValidationError("A Slack webhook needs a channel.", code="invalid_field", params={"field": "config"})
+        raise field_error("A Slack webhook needs a channel.", "config")
     if active is not None:
         if active and not hook.active:
             # Turned on again by hand: the failures so far are forgiven.

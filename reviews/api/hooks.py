@@ -7,7 +7,6 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Query, Schema, Status
 
@@ -15,6 +14,7 @@ from portal.api import InputSchema, current_user
 from portal.api_pages import PageParams, paginate
 from portal.api_scopes import READ_ORG, READ_REPO, WRITE_ORG, WRITE_REPO
 from portal.models import User
+from portal.validators import field_error
 from repos.access import get_org_for_member
 from repos.models import Repository, Role
 from reviews import webhooks
@@ -177,10 +177,8 @@ def _config_changes(config: HookConfigIn | None) -> dict:
     if config is None:
         return {}
     if config.http_method and config.http_method.lower() != "post":
-        raise ValidationError(
-            'Only POST deliveries are supported; send http_method "post" or leave it out.',
-            code="invalid_field",
-            params={"field": "config.http_method"},
+        raise field_error(
+            'Only POST deliveries are supported; send http_method "post" or leave it out.', "config.http_method"
         )
     slack = {key: getattr(config, key) for key in webhooks.SLACK_OPTIONS if getattr(config, key) is not None}
     return {

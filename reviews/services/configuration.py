@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from portal import audit
 from portal.models import Team, User
+from portal.validators import field_error
 from repos import git
 from repos.access import is_org_owner
 from repos.models import Repository, Role
@@ -234,11 +235,10 @@ def _check_approvals(required: int, pool: list, dismiss_stale: bool, ignore_stal
     # Approvals of older code never count toward a rule here: a review is of the code it saw. Keeping them on the
     # page (no dismissal) is fine; asking for them to count is refused rather than quietly not done.
     if required and not dismiss_stale and not ignore_stale:
-        raise ValidationError(
+        raise field_error(
             "approvals of older code never count toward required approvals here: with dismiss_stale_approvals off, "
             "ignore_stale_approvals must be on",
-            code="invalid_field",
-            params={"field": "ignore_stale_approvals"},
+            "ignore_stale_approvals",
         )
 
 

@@ -48,6 +48,8 @@ def test_as_in_gitea_a_hook_without_active_starts_off_and_one_without_events_get
     ("change", "field"),
     [
         ({"type": "discord"}, "type"),
+        # A value that looks like a format is quoted as it is, not formatted (that was a 500).
+        ({"type": "%d"}, "type"),
         ({"events": ["push", "issues"]}, "events"),
         ({"config": {"url": "https://example.com/hook", "content_type": "json", "is_system_webhook": "x"}}, "config"),
         ({"config": {"url": "https://example.com/hook", "content_type": "json", "http_method": "get"}}, "config"),
