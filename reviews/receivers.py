@@ -1,5 +1,6 @@
 """How reviews follows what repos announces; connected in ReviewsConfig.ready()."""
 
+from functools import partial
 from urllib.parse import quote
 
 from portal.api import user_out
@@ -58,31 +59,21 @@ def hook_push(sender, *, repository: Repository, updates: list[RefUpdate], pushe
     hooks = webhooks.hooks_for(repository)
     for update in updates if hooks else ():
         kind, name = payloads.split_ref(update.ref)
-        branch = name if kind == "branch" else None
+        events = []
         if update.is_create:
-            webhooks.announce(
-                repository,
-                "create",
-                lambda u=update: payloads.ref_event(repository, u.ref, u.new_sha, pusher, created=True),
-                branch=branch,
-                hooks=hooks,
+            events.append(
+                ("create", partial(payloads.ref_event, repository, update.ref, update.new_sha, pusher, created=True))
             )
         if update.is_delete:
-            webhooks.announce(
-                repository,
-                "delete",
-                lambda u=update: payloads.ref_event(repository, u.ref, u.old_sha, pusher, created=False),
-                branch=branch,
-                hooks=hooks,
+            events.append(
+                ("delete", partial(payloads.ref_event, repository, update.ref, update.old_sha, pusher, created=False))
             )
         else:
-            webhooks.announce(
-                repository,
-                "push",
-                lambda u=update: payloads.push_event(repository, u.ref, u.old_sha, u.new_sha, pusher),
-                branch=branch,
-                hooks=hooks,
+            events.append(
+                ("push", partial(payloads.push_event, repository, update.ref, update.old_sha, update.new_sha, pusher))
             )
+        for event, build in events:
+            webhooks.announce(repository, event, build, branch=name if kind == "branch" else None, hooks=hooks)
     return []
 
 
@@ -102,12 +93,14 @@ def hook_repository_transferred(
     sender, *, repository: Repository, actor: User | None, old_owner: User, **kwargs
 ) -> None:
     # The old organization's hooks hear that it left; the new owner's that it came.
-    event = lambda: payloads.repository_event(  # noqa: E731
-        repository, "transferred", actor, owner={"from": {"user": user_out(old_owner, None)}}
+    hooks = webhooks.hooks_for(repository) + list(Webhook.objects.filter(active=True, organization=old_owner))
+    changes = {"owner": {"from": {"user": user_out(old_owner, None)}}}
+    webhooks.announce(
+        repository,
+        "repository",
+        partial(payloads.repository_event, repository, "transferred", actor, **changes),
+        hooks=hooks,
     )
-    hooks = webhooks.hooks_for(repository)
-    hooks += list(Webhook.objects.filter(active=True, organization=old_owner))
-    webhooks.announce(repository, "repository", event, hooks=hooks)
 
 
 def hook_repository_deleted(sender, *, repository: Repository, actor: User | None, **kwargs) -> None:
