@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +102,25 @@ def portal_environment(tmp: Path, *, cache: str | None = None) -> tuple[dict[str
     return env, http_port
 
 
+@contextmanager
+def running_portal(env: dict[str, str], http_port: int) -> Iterator[subprocess.Popen]:
+    """`manage.py serve` in env, from the moment its web answers until the block ends (then SIGTERM, as Ctrl-C)."""
+    server = subprocess.Popen(
+        [PYTHON, "manage.py", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{http_port}/")
+        yield server
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, type=Path, help="a bare repository to push and clone")
@@ -118,16 +139,7 @@ def main() -> None:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
         token = manage(env, SETUP.format(pub=f"{key}.pub")).splitlines()[-1]
 
-        server = subprocess.Popen(
-            [PYTHON, "manage.py", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            wait_for_http(f"http://127.0.0.1:{http_port}/")
+        with running_portal(env, http_port):
             git_env = env | {
                 "GIT_SSH_COMMAND": f"ssh -i {key} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no "
                 f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -p {ssh_port}",
@@ -178,9 +190,6 @@ def main() -> None:
                 label = label.replace("clone", "ls-remote")
                 times = [timed(["git", "ls-remote", url], git_env) for _ in range(20)]
                 rows.append((f"{label} (median of 20)", statistics.median(times)))
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
 
     print(f"source: {source.name}, {commits} commits, {size} on disk")
     print(f"{'operation':<36} {'seconds':>8}")

@@ -14,8 +14,6 @@ max). A delivery that arrives before git returns counts as 0 from the push's end
 """
 
 import argparse
-import os
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -24,7 +22,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bench.transport import PYTHON, ROOT, manage, portal_environment, wait_for_http
+from bench.transport import PYTHON, ROOT, manage, portal_environment, running_portal
 
 SETUP = """
 from datetime import timedelta
@@ -86,17 +84,8 @@ def main() -> None:
         env["PORTAL_WEBHOOK_ALLOWED_HOSTS"] = "127.0.0.1"
         subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         token = manage(env, SETUP.format(url=url)).splitlines()[-1]
-        server = subprocess.Popen(
-            [PYTHON, "manage.py", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
         rows = []
-        try:
-            wait_for_http(f"http://127.0.0.1:{http_port}/")
+        with running_portal(env, http_port):
             remote = f"http://bench:{token}@127.0.0.1:{http_port}/bench/hooked.git"
             work = tmp / "work"
             git_env = env | {"GIT_TERMINAL_PROMPT": "0", "GIT_AUTHOR_NAME": "bench", "GIT_COMMITTER_NAME": "bench"}
@@ -122,9 +111,6 @@ def main() -> None:
                 if not warm_up:
                     arrived = receiver.arrivals[sha]
                     rows.append((ended - started, arrived - started, max(0.0, arrived - ended)))
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
 
     print(f"{len(rows)} pushes over HTTP, one commit each; a webhook (push) to a receiver on 127.0.0.1")
     print(f"{'milliseconds':<38} {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7}")
