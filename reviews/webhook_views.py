@@ -126,13 +126,12 @@ def _delivery_row(place: Place, hook_id: int, delivery_id: int) -> tuple[Webhook
 
 def _delivery(request: HttpRequest, place: Place, hook_id: int, delivery_id: int) -> HttpResponse:
     hook, delivery = _delivery_row(place, hook_id, delivery_id)
-    _, headers = webhooks.request_for(delivery)
     context = place.context(hook) | {
         "hook": hook,
         "delivery": delivery,
         "redeliver_url": place.url("redeliver", hook.pk, delivery.pk),
         "status": webhooks.delivery_status(delivery)[0],
-        "request_headers": webhooks.shown_headers(headers),
+        "request_headers": webhooks.logged_request_headers(delivery),
         "attempts": list(delivery.attempt_rows.all()),
     }
     return render(request, "reviews/settings_delivery.html", context)

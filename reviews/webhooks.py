@@ -334,6 +334,15 @@ def request_for(delivery: WebhookDelivery) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
+def logged_request_headers(delivery: WebhookDelivery) -> dict[str, str]:
+    """The request headers of a delivery as its log shows them: those its last attempt sent, or, before any, those
+    it would send now."""
+    attempt = delivery.last_attempt
+    if attempt is not None:
+        return attempt.request_headers
+    return shown_headers(request_for(delivery)[1])
+
+
 def shown_headers(headers: dict[str, str]) -> dict[str, str]:
     """Request headers as the delivery log keeps them: the Authorization header's value is not kept."""
     return {name: ("********" if name == "Authorization" else value) for name, value in headers.items()}

@@ -146,7 +146,6 @@ def delivery_out(delivery: WebhookDelivery) -> dict:
 
 
 def delivery_detail_out(delivery: WebhookDelivery) -> dict:
-    _, headers = webhooks.request_for(delivery)
     attempt = delivery.last_attempt
     try:
         payload = json.loads(delivery.body)
@@ -154,7 +153,7 @@ def delivery_detail_out(delivery: WebhookDelivery) -> dict:
         payload = delivery.body
     return delivery_out(delivery) | {
         "url": attempt.url if attempt else delivery.webhook.url,
-        "request": {"headers": webhooks.shown_headers(headers), "payload": payload},
+        "request": {"headers": webhooks.logged_request_headers(delivery), "payload": payload},
         "response": {
             "headers": attempt.response_headers if attempt else {},
             "payload": attempt.response_body if attempt and attempt.status_code is not None else None,
