@@ -9,7 +9,6 @@ from collections.abc import Mapping
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from portal import audit
@@ -19,7 +18,7 @@ from releases.buildspec import RESERVED_PREFIX, VARIABLE_NAME
 from releases.models import Build, BuildArtifact, BuildSettings
 from releases.runner import BuildResult
 from repos import git
-from repos.models import Repository
+from repos.models import Repository, next_number
 from reviews.models import CommitStatus, PullRequest
 from reviews.services import set_commit_status
 from reviews.webhooks import branch_matches
@@ -136,8 +135,7 @@ def start_build(
     for name in variables or {}:
         if not VARIABLE_NAME.match(name) or name.startswith(RESERVED_PREFIX):
             raise ValidationError(f"{name!r} is not a variable a build may be given.")
-    # Numbers are per repository; the unique constraint turns a race for the same number into an error.
-    number = (Build.objects.filter(repository=repository).aggregate(n=Max("number"))["n"] or 0) + 1
+    number = next_number(Build.objects.filter(repository=repository))
     if pull_request is not None:
         head_branch = pull_request.head_branch
     else:

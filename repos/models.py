@@ -3,6 +3,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from portal import jobs
@@ -215,3 +216,9 @@ class RepositoryMaintenance(jobs.JobRow):
 
     def describe(self) -> str:
         return f"maintenance of repository #{self.repository_id}"
+
+
+def next_number(numbered: QuerySet) -> int:
+    """The next number of a repository's own sequence (its pull requests, its builds): one more than the highest.
+    Two creations racing for it meet the sequence's unique constraint, which refuses the second."""
+    return (numbered.aggregate(n=Max("number"))["n"] or 0) + 1

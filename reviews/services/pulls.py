@@ -4,14 +4,13 @@ from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from portal import audit
 from portal.models import Team, User
 from repos import git
 from repos.access import role_for
-from repos.models import Repository, Role
+from repos.models import Repository, Role, next_number
 from reviews import notifications, rules, signals
 from reviews.models import ApprovalRule, Comment, PullRequest, Review, ReviewRequest, Revision
 from reviews.services._base import (
@@ -88,8 +87,7 @@ def open_pull_request(
         raise ValidationError(f"{head} and {base} have no history in common.")
     if merge_base == head_sha:
         raise ValidationError(f"{base} already contains everything in {head}.")
-    # Numbers are per repository; the unique constraint turns a race for the same number into an error, not a duplicate.
-    number = (PullRequest.objects.filter(repository=repo).aggregate(n=Max("number"))["n"] or 0) + 1
+    number = next_number(PullRequest.objects.filter(repository=repo))
     pr = PullRequest.objects.create(
         repository=repo,
         number=number,
