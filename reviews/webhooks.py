@@ -282,17 +282,10 @@ def redeliver(delivery: WebhookDelivery, *, actor: User) -> WebhookDelivery:
     """Send a delivery again, by hand: a new delivery with the same guid and body, to the hook as it is now."""
     hook = delivery.webhook
     _require(actor, hook)
+    # What was sent, as it was: the event, its names and its body, under the same guid.
+    sent = ("guid", "event", "gitea_event", "gitea_event_type", "action", "repository_id_at_event", "body", "is_test")
     again = WebhookDelivery.objects.create(
-        webhook=hook,
-        guid=delivery.guid,
-        event=delivery.event,
-        gitea_event=delivery.gitea_event,
-        gitea_event_type=delivery.gitea_event_type,
-        action=delivery.action,
-        repository_id_at_event=delivery.repository_id_at_event,
-        body=delivery.body,
-        redelivery_of=delivery,
-        is_test=delivery.is_test,
+        webhook=hook, redelivery_of=delivery, **{name: getattr(delivery, name) for name in sent}
     )
     again.enqueue()
     audit.record(actor, "webhook.redeliver", hook, target_repr=_where(hook), after={"delivery": again.pk})
