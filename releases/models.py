@@ -6,6 +6,7 @@ CodeBuild's words. The phases are kept as the runner reported them, in order."""
 from pathlib import Path
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -13,6 +14,9 @@ from portal import jobs
 from portal.models import User
 from repos.models import Repository
 from reviews.models import PullRequest
+
+# CodeBuild's longest build.
+MAX_TIMEOUT_MINUTES = 8 * 60
 
 
 @jobs.register
@@ -71,6 +75,12 @@ class Build(jobs.JobRow):
     exported_variables = models.JSONField(default=dict)
     # The buildspec's keys accepted but not acted on, as "line N, key: why".
     warnings = models.JSONField(default=list)
+    # The report groups' test cases: [{"group", "files", "errors", "cases": [{"suite", "classname", "name",
+    # "status", "duration", "message", "details", "file"}]}], as releases.reports read them.
+    reports = models.JSONField(default=list)
+    # The names (never the values) of the secrets the build was given, and why it was given none when it had some.
+    secret_names = models.JSONField(default=list)
+    secrets_withheld = models.CharField(max_length=300, blank=True)
     # Set by a stop of a running build; the worker running it reads it about once a second.
     stop_requested = models.BooleanField(default=False)
     log_path = models.CharField(max_length=500, blank=True)
@@ -125,6 +135,14 @@ class BuildSettings(models.Model):
     build_tags = models.BooleanField(default=False)
     # A newer build of a branch stops the older one still queued; with this, the running one too.
     stop_running = models.BooleanField(default=False)
+    buildspec_path = models.CharField(max_length=500, default="buildspec.yml")
+    # Outbound network for builds (still no route to the host's loopback).
+    network = models.BooleanField(default=False)
+    timeout_minutes = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1), MaxValueValidator(MAX_TIMEOUT_MINUTES)]
+    )
+    # The branches whose builds get secrets, in the branch filter's syntax; empty: the protected branches.
+    secret_branches = models.CharField(max_length=500, blank=True)
     updated = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -145,6 +163,9 @@ class BuildArtifact(models.Model):
     size_in_bytes = models.BigIntegerField()
     # The paths inside the zip, sorted.
     files = models.JSONField(default=list)
+    # The signed provenance statement: a DSSE envelope {"payloadType", "payload", "signatures"} over an in-toto
+    # statement with the SLSA v1 predicate; null until signed.
+    provenance = models.JSONField(null=True, blank=True)
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -156,3 +177,47 @@ class BuildArtifact(models.Model):
     @property
     def storage_name(self) -> str:
         return f"sha256/{self.sha256[:2]}/{self.sha256}.zip"
+
+
+class BuildVariable(models.Model):
+    """A variable or a secret given to builds, of one repository or of every repository of one organization.
+
+    A secret's value is kept encrypted (releases.secrets) and never shown again; a variable's is plain text.
+    Secrets and variables are two namespaces, as in GitHub: a secret and a variable may share a name."""
+
+    repository = models.ForeignKey(
+        Repository, null=True, blank=True, on_delete=models.CASCADE, related_name="build_variables"
+    )
+    organization = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="build_variables"
+    )
+    name = models.CharField(max_length=255)
+    secret = models.BooleanField(default=False)
+    # A variable's value, or a secret's ciphertext.
+    value = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(repository__isnull=False, organization__isnull=True)
+                | models.Q(repository__isnull=True, organization__isnull=False),
+                name="build_variable_one_owner",
+            ),
+            models.UniqueConstraint(
+                fields=["repository", "secret", "name"],
+                condition=models.Q(repository__isnull=False),
+                name="build_variable_unique_in_repository",
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "secret", "name"],
+                condition=models.Q(organization__isnull=False),
+                name="build_variable_unique_in_organization",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        kind = "secret" if self.secret else "variable"
+        return f"{kind} {self.name} of {self.repository or self.organization}"

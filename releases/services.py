@@ -241,6 +241,30 @@ def _phase_rows(result: BuildResult) -> list[dict]:
     ]
 
 
+def _report_rows(result: BuildResult) -> list[dict]:
+    return [
+        {
+            "group": report.group,
+            "files": list(report.files),
+            "errors": list(report.errors),
+            "cases": [
+                {
+                    "suite": case.suite,
+                    "classname": case.classname,
+                    "name": case.name,
+                    "status": str(case.status),
+                    "duration": case.duration_seconds,
+                    "message": case.message,
+                    "details": case.details,
+                    "file": case.file,
+                }
+                for case in report.test_cases
+            ],
+        }
+        for report in result.reports
+    ]
+
+
 @transaction.atomic
 def record_result(
     build: Build,
@@ -251,8 +275,8 @@ def record_result(
     warnings: list[str] | None = None,
     log_size: int = 0,
 ) -> Build:
-    """Record how a build ended (with the runner's result when it ran: phases, exported variables, the artifacts
-    it stored) and post its final commit status."""
+    """Record how a build ended (with the runner's result when it ran: phases, exported variables, test reports,
+    the artifacts it stored) and post its final commit status."""
     if status not in Build.ENDED:
         raise ValueError(f"{status} is not how a build ends.")
     before = _snapshot(build)
@@ -261,6 +285,7 @@ def record_result(
         "message": message[:5000],
         "phases": _phase_rows(result) if result is not None else [],
         "exported_variables": dict(result.exported_variables) if result is not None else {},
+        "reports": _report_rows(result) if result is not None else [],
         "warnings": warnings or [],
         "log_size": log_size,
         "build_ended": timezone.now(),

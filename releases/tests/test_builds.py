@@ -421,3 +421,26 @@ def test_artifacts_are_stored_once_by_their_digest(private_repo, alice, bob, run
     assert hashlib.sha256(content).hexdigest() == first.sha256 and len(content) == first.size_in_bytes
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
         assert archive.read("out/app.txt") == b"made\n"
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_builds_junit_reports_are_kept_on_it_case_by_case(private_repo, bob, run_builds):
+    junit = (
+        '<testsuite name="unit"><testcase classname="app.Test" name="adds" time="0.25"/>'
+        '<testcase classname="app.Test" name="divides" time="1.5"><failure message="division by zero">'
+        "Traceback</failure></testcase></testsuite>"
+    )
+    spec = (
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo ok\n"
+        "reports:\n  unit:\n    files:\n      - 'unit.xml'\n"
+    )
+    push_files(private_repo, bob, "main", {"buildspec.yml": spec.encode(), "unit.xml": junit.encode()})
+    run_builds()
+    build = Build.objects.get(repository=private_repo)
+    assert build.build_status == "SUCCEEDED"
+    [report] = build.reports
+    assert (report["group"], report["files"], report["errors"]) == ("unit", ["unit.xml"], [])
+    assert [(c["classname"], c["name"], c["status"], c["duration"], c["message"]) for c in report["cases"]] == [
+        ("app.Test", "adds", "SUCCEEDED", 0.25, ""),
+        ("app.Test", "divides", "FAILED", 1.5, "division by zero"),
+    ]
