@@ -21,7 +21,7 @@ from portal.jobs import run_claimed
 from releases import runner, services
 from releases.buildspec import MAX_BUILDSPEC_BYTES, BuildspecError, parse_buildspec
 from releases.models import Build, BuildArtifact
-from releases.sandbox import prepare_build_directory, remove_build_directory
+from releases.sandbox import Limits, prepare_build_directory, remove_build_directory
 from releases.storage import store_artifact
 from repos import git
 
@@ -121,10 +121,13 @@ def _run(build: Build) -> None:
             log.line(f"{runner.PREFIX}Phase context status code: YAML_FILE_ERROR Message: {error}")
             outcome = {"status": Build.BuildStatus.FAILED, "message": f"YAML_FILE_ERROR: {error}"}
             return
+        build_settings = services.build_settings(repository)
         result = runner.run_build(
             spec,
             directory,
             context=_context(build),
+            limits=Limits(timeout_seconds=build_settings.timeout_minutes * 60),
+            network=build_settings.network,
             host_uid=host_uid(build),
             start_variables=build.start_variables,
             on_line=log.line,

@@ -22,7 +22,7 @@ def build_pushed_branches(
     for update in updates:
         if update.is_delete or not services.builds_push_of(repository, update.ref, settings):
             continue
-        if not services.has_buildspec(repository, update.new_sha):
+        if not services.has_buildspec(repository, update.new_sha, settings.buildspec_path):
             continue
         build = services.build_of(repository, update.new_sha)
         if build is None:
@@ -37,7 +37,8 @@ def build_pull_request(sender, *, pull_request: PullRequest, actor: User | None 
     """Queue a build of a pull request's head, opened or moved, unless that commit is built already."""
     repository = pull_request.repository
     sha = pull_request.head_sha
-    if not services.has_buildspec(repository, sha) or services.build_of(repository, sha) is not None:
+    path = services.build_settings(repository).buildspec_path
+    if not services.has_buildspec(repository, sha, path) or services.build_of(repository, sha) is not None:
         return
     services.start_build(
         repository,

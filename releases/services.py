@@ -13,9 +13,10 @@ from django.utils import timezone
 
 from portal import audit
 from portal.models import User
+from portal.validators import field_error
 from releases import access
 from releases.buildspec import RESERVED_PREFIX, VARIABLE_NAME
-from releases.models import Build, BuildArtifact, BuildSettings
+from releases.models import MAX_TIMEOUT_MINUTES, Build, BuildArtifact, BuildSettings
 from releases.runner import BuildResult
 from repos import git
 from repos.models import Repository, next_number
@@ -50,24 +51,43 @@ def build_settings(repository: Repository) -> BuildSettings:
     return BuildSettings.objects.filter(repository=repository).first() or BuildSettings(repository=repository)
 
 
+SETTINGS_FIELDS = (
+    "branch_filter",
+    "build_tags",
+    "stop_running",
+    "buildspec_path",
+    "network",
+    "timeout_minutes",
+    "secret_branches",
+)
+
+
+def _clean_buildspec_path(path: str) -> str:
+    path = path.strip().strip("/")
+    parts = path.split("/")
+    if not path or any(part in ("", ".", "..") for part in parts) or "\\" in path or "\0" in path:
+        raise field_error(
+            "The buildspec path must be a file's path inside the repository, such as buildspec.yml.", "buildspec_path"
+        )
+    return path
+
+
 @transaction.atomic
-def save_build_settings(
-    repository: Repository,
-    *,
-    actor: User,
-    branch_filter: str = "",
-    build_tags: bool = False,
-    stop_running: bool = False,
-) -> BuildSettings:
-    """Set which refs a push builds and whether a newer build stops a running one; admins only, audited."""
+def save_build_settings(repository: Repository, *, actor: User, **changes) -> BuildSettings:
+    """Change how the repository builds (the fields of BuildSettings named in SETTINGS_FIELDS; the others keep
+    their value); admins only, audited."""
     access.require(access.can_configure_builds, actor, repository, "Only the repository's admins change its builds.")
+    unknown = sorted(set(changes) - set(SETTINGS_FIELDS))
+    if unknown:
+        raise field_error(f"{unknown[0]} is not a build setting.", unknown[0])
     current = build_settings(repository)
-    before = {
-        "branch_filter": current.branch_filter,
-        "build_tags": current.build_tags,
-        "stop_running": current.stop_running,
-    }
-    after = {"branch_filter": branch_filter.strip(), "build_tags": build_tags, "stop_running": stop_running}
+    before = {name: getattr(current, name) for name in SETTINGS_FIELDS}
+    after = before | changes
+    after["branch_filter"] = after["branch_filter"].strip()
+    after["secret_branches"] = after["secret_branches"].strip()
+    after["buildspec_path"] = _clean_buildspec_path(after["buildspec_path"])
+    if not 1 <= after["timeout_minutes"] <= MAX_TIMEOUT_MINUTES:
+        raise field_error(f"The time limit is from 1 to {MAX_TIMEOUT_MINUTES} minutes.", "timeout_minutes")
     saved, _created = BuildSettings.objects.update_or_create(
         repository=repository, defaults=after | {"updated": timezone.now()}
     )
@@ -149,7 +169,7 @@ def start_build(
         trigger=trigger,
         initiator=initiator,
         pull_request=pull_request,
-        buildspec_path=BUILDSPEC_PATH,
+        buildspec_path=build_settings(repository).buildspec_path,
         start_variables=dict(variables or {}),
     )
     audit.record(initiator, "build.start", build, after=_snapshot(build) | {"trigger": trigger})

@@ -375,6 +375,33 @@ def test_the_build_settings_choose_branches_and_tags(private_repo, alice, bob, c
     assert Build.objects.filter(head_branch="release/1", trigger="push").count() == 1
 
 
+@pytest.mark.usefixtures("transactional_db")
+def test_the_build_settings_name_the_buildspec_path_and_refuse_bad_values(private_repo, alice, bob, run_builds):
+    for changes, field in [
+        ({"buildspec_path": "../etc/passwd"}, "buildspec_path"),
+        ({"buildspec_path": " "}, "buildspec_path"),
+        ({"timeout_minutes": 0}, "timeout_minutes"),
+        ({"timeout_minutes": 8 * 60 + 1}, "timeout_minutes"),
+        ({"colour": "blue"}, "colour"),
+    ]:
+        with pytest.raises(ValidationError) as refused:
+            services.save_build_settings(private_repo, actor=alice, **changes)
+        assert refused.value.params == {"field": field}
+    services.save_build_settings(private_repo, actor=alice, buildspec_path="/ci/build.yml", timeout_minutes=5)
+    settings = services.build_settings(private_repo)
+    assert (settings.buildspec_path, settings.timeout_minutes, settings.build_tags) == ("ci/build.yml", 5, False)
+    spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo from the ci folder\n"
+    push_files(private_repo, bob, "main", {"buildspec.yml": spec.encode()})
+    assert not Build.objects.exists()
+    sha = push_files(private_repo, bob, "main", {"ci/build.yml": spec.encode()})
+    build = Build.objects.get(repository=private_repo)
+    assert (build.head_sha, build.buildspec_path) == (sha, "ci/build.yml")
+    run_builds()
+    build.refresh_from_db()
+    assert build.build_status == "SUCCEEDED"
+    assert "from the ci folder" in log_of(build)
+
+
 def test_only_writers_start_builds_by_hand_and_with_valid_variables(private_repo, alice, carol):
     sha = git.branch_sha(private_repo.path, "main")
     with pytest.raises(PermissionDenied):
@@ -432,14 +459,14 @@ def test_a_builds_junit_reports_are_kept_on_it_case_by_case(private_repo, bob, r
     )
     spec = (
         "version: 0.2\nphases:\n  build:\n    commands:\n      - echo ok\n"
-        "reports:\n  unit:\n    files:\n      - 'unit.xml'\n"
+        "reports:\n  unit:\n    files:\n      - 'reports/*.xml'\n"
     )
-    push_files(private_repo, bob, "main", {"buildspec.yml": spec.encode(), "unit.xml": junit.encode()})
+    push_files(private_repo, bob, "main", {"buildspec.yml": spec.encode(), "reports/unit.xml": junit.encode()})
     run_builds()
     build = Build.objects.get(repository=private_repo)
     assert build.build_status == "SUCCEEDED"
     [report] = build.reports
-    assert (report["group"], report["files"], report["errors"]) == ("unit", ["unit.xml"], [])
+    assert (report["group"], report["files"], report["errors"]) == ("unit", ["reports/unit.xml"], [])
     assert [(c["classname"], c["name"], c["status"], c["duration"], c["message"]) for c in report["cases"]] == [
         ("app.Test", "adds", "SUCCEEDED", 0.25, ""),
         ("app.Test", "divides", "FAILED", 1.5, "division by zero"),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pygit2
 
-from ._base import ZERO_SHA, GitError, open_repo, run_git
+from ._base import ZERO_SHA, open_repo, run_git
 from .refs import update_ref
 
 
@@ -36,20 +36,34 @@ def is_empty(path: Path) -> bool:
 
 
 def commit_files(path: Path, branch: str, files: dict[str, bytes], message: str, *, name: str, email: str) -> str:
-    """Commit files on top of branch (creating it when absent) and return the new commit's sha."""
+    """Commit files ("name" or "dir/name": content) on top of branch (creating it when absent) and return the new
+    commit's sha."""
     repo = open_repo(path)
     ref_name = f"refs/heads/{branch}"
     parent = repo.references.get(ref_name)
     parents = [parent.target] if parent is not None else []
-    builder = repo.TreeBuilder(repo[parents[0]].tree) if parents else repo.TreeBuilder()
-    for file_name, content in files.items():
-        if "/" in file_name:
-            raise GitError("commit_files only writes top-level files")
-        builder.insert(file_name, repo.create_blob(content), pygit2.enums.FileMode.BLOB)
+    tree = _tree_with(repo, repo[parents[0]].tree if parents else None, files)
     sig = pygit2.Signature(name, email)
-    oid = repo.create_commit(None, sig, sig, message, builder.write(), parents)
+    oid = repo.create_commit(None, sig, sig, message, tree, parents)
     update_ref(path, ref_name, str(oid), str(parents[0]) if parents else ZERO_SHA)
     return str(oid)
+
+
+def _tree_with(repo: pygit2.Repository, tree: pygit2.Tree | None, files: dict[str, bytes]) -> pygit2.Oid:
+    """The id of tree with files ("dir/name": content) written into it, the folders they need made."""
+    builder = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
+    folders: dict[str, dict[str, bytes]] = {}
+    for file_name, content in files.items():
+        head, _, rest = file_name.strip("/").partition("/")
+        if rest:
+            folders.setdefault(head, {})[rest] = content
+        else:
+            builder.insert(head, repo.create_blob(content), pygit2.enums.FileMode.BLOB)
+    for folder, inside in folders.items():
+        existing = tree[folder] if tree is not None and folder in tree else None
+        subtree = existing if existing is not None and existing.type_str == "tree" else None
+        builder.insert(folder, _tree_with(repo, subtree, inside), pygit2.enums.FileMode.TREE)
+    return builder.write()
 
 
 def write_commit_graph(path: Path) -> None:
