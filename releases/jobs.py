@@ -3,8 +3,9 @@
 The worker checks out the exact sha into a fresh workspace under PORTAL_BUILDS_ROOT/<id>, reads the buildspec from
 the commit (never through the workspace, where it could be a link), and hands both to the sandboxed runner: only
 the sandbox runs the repository's code. The log goes to PORTAL_BUILDS_ROOT/logs/<id>.log line by line as the build
-prints it. Artifacts go to the artifact store (releases/storage.py) once by sha256; the cache of cache.paths stays
-under cache/<repository id>; the rest of the build's directory is removed at the end.
+prints it, and from there to where viewers read it (releases/logs.py). Artifacts go to the artifact store
+(releases/storage.py) once by sha256; the cache of cache.paths stays under cache/<repository id>; the rest of the
+build's directory is removed at the end.
 
 Each build runs as a host uid of its own, BUILD_UID_BASE plus its id modulo BUILD_UID_COUNT: the process limit
 counts every process of a uid (and files a build leaves are its uid's), so two builds running at once must not
@@ -18,7 +19,7 @@ from pathlib import Path
 from django.conf import settings
 
 from portal.jobs import run_claimed
-from releases import runner, services
+from releases import logs, runner, services
 from releases.buildspec import MAX_BUILDSPEC_BYTES, BuildspecError, parse_buildspec
 from releases.models import Build, BuildArtifact
 from releases.sandbox import Limits, prepare_build_directory, remove_build_directory
@@ -48,21 +49,6 @@ def run_build(build_id: int) -> None:
     """rq entry point: run one queued build (a second delivery of the same build does nothing)."""
     build = Build.objects.filter(pk=build_id).select_related("repository__owner", "initiator").first()
     run_claimed(build, _run)
-
-
-class _Log:
-    """The build's log file, written line by line as lines come."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.file = path.open("w", encoding="utf-8", errors="replace", buffering=1)
-
-    def line(self, text: str) -> None:
-        self.file.write(text + "\n")
-
-    def close(self) -> int:
-        self.file.close()
-        return self.path.stat().st_size
 
 
 def _stop_check(build: Build):
@@ -104,8 +90,9 @@ def _context(build: Build) -> runner.BuildContext:
 
 def _run(build: Build) -> None:
     root = traversable_directory(Path(settings.PORTAL_BUILDS_ROOT))
-    log = _Log(traversable_directory(root / "logs") / f"{build.pk}.log")
-    Build.objects.filter(pk=build.pk).update(log_path=str(log.path))
+    traversable_directory(root / "logs")
+    log = logs.LogWriter(build, logs.local_path(build))
+    Build.objects.filter(pk=build.pk).update(log_path=log.name)
     services.mark_in_progress(build)
     directory = prepare_build_directory(traversable_directory(root / str(build.pk)))
     outcome: dict = {"status": Build.BuildStatus.FAULT, "message": ""}

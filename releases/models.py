@@ -3,8 +3,6 @@
 The job's state (queued, running, done…) says where the job is; build_status says how the build went, with
 CodeBuild's words. The phases are kept as the runner reported them, in order."""
 
-from pathlib import Path
-
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -83,6 +81,7 @@ class Build(jobs.JobRow):
     secrets_withheld = models.CharField(max_length=300, blank=True)
     # Set by a stop of a running build; the worker running it reads it about once a second.
     stop_requested = models.BooleanField(default=False)
+    # The log's name in the artifact store (releases/logs.py).
     log_path = models.CharField(max_length=500, blank=True)
     log_size = models.BigIntegerField(default=0)
     created = models.DateTimeField(default=timezone.now)
@@ -110,11 +109,10 @@ class Build(jobs.JobRow):
         if ended and self.state == self.State.FAILED:
             self.refresh_from_db()
             if not self.is_ended:
+                from releases import logs
                 from releases.services import record_result
 
-                log = Path(self.log_path) if self.log_path else None
-                size = log.stat().st_size if log is not None and log.exists() else self.log_size
-                record_result(self, status=self.BuildStatus.FAULT, message=error, log_size=size)
+                record_result(self, status=self.BuildStatus.FAULT, message=error, log_size=logs.store_left_over(self))
         return ended
 
     @property

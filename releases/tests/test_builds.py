@@ -10,13 +10,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 from django.utils import timezone
 
 from portal import jobs
 from portal.models import AuditEvent
-from releases import services
+from releases import logs, services
 from releases.models import Build, BuildArtifact
 from releases.storage import artifact_storage
 from repos import git
@@ -94,7 +95,7 @@ def build_status(repo, sha: str) -> CommitStatus:
 
 
 def log_of(build: Build) -> str:
-    return Path(build.log_path).read_text()
+    return logs.read_all(build).decode()
 
 
 def test_a_push_over_http_with_a_buildspec_builds_it_and_reports_success(
@@ -135,8 +136,9 @@ def test_a_push_over_http_with_a_buildspec_builds_it_and_reports_success(
     assert status.creator == bob
     assert AuditEvent.objects.filter(action="build.start", target_id=str(build.pk)).exists()
     assert AuditEvent.objects.filter(action="build.end", target_id=str(build.pk)).exists()
-    # The workspace is gone; the log stays.
-    assert not (Path(build.log_path).parent.parent / str(build.pk)).exists()
+    # The workspace is gone; the log is stored.
+    assert not (Path(settings.PORTAL_BUILDS_ROOT) / str(build.pk)).exists()
+    assert artifact_storage().exists(f"logs/{private_repo.pk}/{build.pk}.log")
 
 
 @pytest.mark.usefixtures("transactional_db")
@@ -302,7 +304,7 @@ def once_log_shows(build: Build, text: str, action) -> threading.Thread:
         try:
             while True:
                 row = Build.objects.get(pk=build.pk)
-                if row.log_path and text in Path(row.log_path).read_text():
+                if text in log_of(row):
                     break
                 time.sleep(0.05)
             action()
@@ -328,6 +330,41 @@ def test_stopping_a_running_build_ends_it_stopped(private_repo, alice, bob, run_
     assert {p["name"]: p["status"] for p in build.phases}["BUILD"] == "STOPPED"
     assert build_status(private_repo, sha).state == "error"
     assert AuditEvent.objects.filter(action="build.stop_requested", actor=alice).exists()
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_the_live_log_is_read_by_offset_and_sent_whole_again_after_redis_is_emptied(
+    private_repo, alice, bob, rq_queues, run_builds
+):
+    push_files(private_repo, bob, "main", {"buildspec.yml": SLEEPING.encode()})
+    build = Build.objects.get(repository=private_repo)
+    redis = rq_queues["builds"].connection
+    seen = {}
+
+    def empty_redis_then_stop() -> None:
+        running = Build.objects.get(pk=build.pk)
+        first = logs.read(running, 0)
+        seen["rest"] = logs.read(running, first.next_offset - 8)
+        redis.flushdb()
+        deadline = time.monotonic() + 10
+        while b"started" not in (redis.get(logs.redis_key(build.pk)) or b"") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen["again"] = redis.get(logs.redis_key(build.pk)) or b""
+        seen["whole"] = first.data
+        services.cancel_build(running, actor=alice)
+
+    stopper = once_log_shows(build, "started", empty_redis_then_stop)
+    run_builds()
+    stopper.join()
+
+    build.refresh_from_db()
+    assert build.build_status == "STOPPED"
+    assert seen["rest"].data == seen["whole"][-8:] and seen["rest"].next_offset == len(seen["whole"])
+    # The build printed nothing after the flush, yet its log was written to Redis again, whole.
+    assert seen["again"].startswith(seen["whole"])
+    stored = logs.read_all(build)
+    assert stored.startswith(seen["whole"]) and b"Build ended STOPPED" in stored
+    assert logs.read(build, len(stored)).data == b""
 
 
 @pytest.mark.usefixtures("transactional_db")

@@ -1,0 +1,9 @@
+"""Build endpoints: runs and artifacts in GitHub Actions' shapes, secrets and variables in Gitea's.
+
+Every endpoint asks the access modules first and changes state only through releases.services. The topic modules
+add their endpoints to the one router when imported.
+"""
+
+from releases.api.router import router
+
+__all__ = ["router"]
