@@ -191,13 +191,14 @@ class Plan:
             raise ValueError("A target's result was recorded twice.")
         # The dataclass is frozen so that nobody changes a plan under a running job; only its own derived fields
         # are set here, once.
-        set_ = object.__setattr__
-        set_(self, "targets", deployment_order(self.targets, self.group_revision))
-        set_(self, "results", tuple(self.results))
-        set_(self, "minimum", self.config.check(len(self.targets)))
-        self._replay()
+        object.__setattr__(self, "targets", deployment_order(self.targets, self.group_revision))
+        object.__setattr__(self, "results", tuple(self.results))
+        object.__setattr__(self, "minimum", self.config.check(len(self.targets)))
+        batches, outcome = self._replay()
+        object.__setattr__(self, "batches", batches)
+        object.__setattr__(self, "outcome", outcome)
 
-    def _replay(self):
+    def _replay(self) -> tuple[tuple[tuple[Target, ...], ...], Outcome]:
         """Run the batches again from the recorded results, with §3's rules for each next batch.
 
         - At most N − min targets at a time: the configuration's "at a time" (HalfAtATime of 9: four).
@@ -258,8 +259,7 @@ class Plan:
                     self.minimum,
                 )
             )
-        object.__setattr__(self, "batches", tuple(batches))
-        object.__setattr__(self, "outcome", outcome)
+        return tuple(batches), outcome
 
     def _success_rule(self, succeeded: int, failed: int) -> Outcome:
         """Every target was attempted: success needs ≥ min successes and at least one, even when min is 0 (§3,

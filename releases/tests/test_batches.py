@@ -31,7 +31,7 @@ def fleet(count: int) -> list[Target]:
     return [Target(f"t{number:02d}", revision=OLD) for number in range(1, count + 1)]
 
 
-def deploy(plan: Plan, failing: set[str] = frozenset()) -> Plan:
+def deploy(plan: Plan, failing: frozenset[str] | set[str] = frozenset()) -> Plan:
     """Run the plan to its end as a deployment job would, the targets named in `failing` failing."""
     while batch := plan.next_batch():
         for target in batch:
