@@ -245,13 +245,13 @@ class _AppspecReader(_Reader):
 
     def read(self, text: str | bytes) -> Appspec:
         root = self.compose(text)
-        top = self.mapping(
-            root,
-            "",
-            ("version", "os", "files", "file_exists_behavior", "permissions", "hooks", "Resources"),
-        )
+        top = self.mapping(root, "")
         if "Resources" in top:
             self.fail(top["Resources"][0], "Resources", "Resources is for ECS and Lambda deployments, not for hosts")
+        allowed = ("version", "os", "files", "file_exists_behavior", "permissions", "hooks")
+        for key, (key_node, _) in top.items():
+            if key not in allowed:
+                self.fail(key_node, key, f"unknown key (expected one of {', '.join(allowed)})")
         if "version" not in top:
             self.fail(root, "version", "missing (expected version: 0.0)")
         self.version(top["version"][1])
@@ -530,12 +530,14 @@ def install(
     replaced: list[PurePosixPath] = []
     copied: list[PurePosixPath] = []
     made: list[PurePosixPath] = []
+    checked: set[PurePosixPath] = set()
     # Check everything first: nothing is removed or copied when one entry cannot go where it should.
     for entry in plan:
-        for directory in reversed(entry.destination.parents[:-1]):
-            _check_directory(root, directory, earlier, made)
+        for directory in _directories(entry):
+            if directory not in checked:
+                _check_directory(root, directory, earlier, made)
+                checked.add(directory)
         if entry.kind == "directory":
-            _check_directory(root, entry.destination, earlier, made)
             continue
         existing = _lstat(root, entry.destination)
         if existing is not None and entry.destination not in earlier:
@@ -551,13 +553,28 @@ def install(
             copied.append(entry.destination)
     changes = _permission_changes(permissions, copied, made)
     skipped, overwritten = set(retained), set(replaced)
+    try:
+        installed = _copy_plan(root, plan, previous, skipped, overwritten, changes)
+    except OSError as error:
+        where = _on_target(root, Path(error.filename)) if error.filename else "the target"
+        raise InstallError(f"{where}: {error.strerror}")
+    return InstallResult(
+        installed=tuple(installed),
+        retained=tuple(str(path) for path in retained),
+        replaced=tuple(str(path) for path in replaced),
+    )
+
+
+def _copy_plan(root: Path, plan, previous, skipped: set, overwritten: set, changes: list) -> list[str]:
     _remove_installed(root, previous)
     installed: list[str] = []
+    present: set[PurePosixPath] = set()
     for entry in plan:
-        for directory in reversed(entry.destination.parents[:-1]):
-            _make_directory(root, directory, installed)
+        for directory in _directories(entry):
+            if directory not in present:
+                _make_directory(root, directory, installed)
+                present.add(directory)
         if entry.kind == "directory":
-            _make_directory(root, entry.destination, installed)
             continue
         if entry.destination in skipped:
             continue
@@ -571,11 +588,7 @@ def install(
         installed.append(str(entry.destination))
     for destination, permission in changes:
         _apply_permission(root, destination, permission)
-    return InstallResult(
-        installed=tuple(installed),
-        retained=tuple(str(path) for path in retained),
-        replaced=tuple(str(path) for path in replaced),
-    )
+    return installed
 
 
 def _permission_changes(permissions, copied: list[PurePosixPath], made: list[PurePosixPath]) -> list[tuple]:
@@ -646,6 +659,12 @@ def _apply_permission(root: Path, destination: PurePosixPath, permission: Permis
         raise InstallError(f"permissions: {destination}: not permitted to change its owner or group")
 
 
+def _directories(entry: PlannedFile) -> list[PurePosixPath]:
+    """The directories an entry needs, outermost first: its missing ancestors are made as the agent makes them."""
+    ancestors = list(reversed(entry.destination.parents[:-1]))
+    return [*ancestors, entry.destination] if entry.kind == "directory" else ancestors
+
+
 def _host_path(root: Path, destination: PurePosixPath) -> Path:
     """Where a destination lands under root; refused when it leaves root or goes through a link on the target."""
     if not destination.is_absolute() or ".." in destination.parts:
@@ -669,7 +688,11 @@ def _host_path(root: Path, destination: PurePosixPath) -> Path:
 
 
 def _on_target(root: Path, path: Path) -> str:
-    return "/" + path.relative_to(root).as_posix()
+    """A path under root as the target sees it; a path of the bundle by its name."""
+    try:
+        return "/" + path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
 
 
 def _lstat(root: Path, destination: PurePosixPath) -> os.stat_result | None:

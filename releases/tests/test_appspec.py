@@ -604,3 +604,16 @@ def test_permissions_refuse_an_unknown_owner_before_copying(bundle, target):
         install(plan_files(spec, bundle), target, permissions=spec.permissions)
 
     assert list(target.iterdir()) == []
+
+
+def test_a_file_cannot_replace_a_directory_someone_filled_since_the_last_install(bundle, target):
+    first = install(plan_files(appspec(APP), bundle), target)
+    write(target / "srv" / "app" / "lib" / "cache.db", "kept\n")
+    (bundle / "app" / "lib" / "util.py").unlink()
+    (bundle / "app" / "lib").rmdir()
+    write(bundle / "app" / "lib", "now a file\n")
+
+    with pytest.raises(InstallError, match="/srv/app/lib: File exists"):
+        install(plan_files(appspec(APP), bundle), target, previous=first.installed)
+
+    assert (target / "srv" / "app" / "lib" / "cache.db").read_text() == "kept\n"
