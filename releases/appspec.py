@@ -22,9 +22,9 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from releases.buildspec import MAX_BUILDSPEC_BYTES, _line, _Loader, _Reader
+from releases.specfile import FLOAT, INT, NULL, STR, SpecError, SpecReader, SpecWarning
 
-MAX_APPSPEC_BYTES = MAX_BUILDSPEC_BYTES
+MAX_APPSPEC_BYTES = 256 * 1024
 
 # CodeDeploy's default timeout of a script, and the most all the scripts of one lifecycle event may take together.
 DEFAULT_TIMEOUT_SECONDS = 3600
@@ -48,11 +48,6 @@ PERMISSION_TYPES = ("file", "directory")
 # POSIX user and group names, as useradd accepts them.
 ACCOUNT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?\Z")
 
-_INT = "tag:yaml.org,2002:int"
-_FLOAT = "tag:yaml.org,2002:float"
-_STR = "tag:yaml.org,2002:str"
-_NULL = "tag:yaml.org,2002:null"
-
 
 class FileExistsBehavior(StrEnum):
     DISALLOW = "DISALLOW"
@@ -67,32 +62,16 @@ class Revision(StrEnum):
     CURRENT = "current"
 
 
-class AppspecError(ValueError):
+class AppspecError(SpecError):
     """An appspec CodeDeploy would refuse: where (file, line, key path) and why."""
-
-    def __init__(self, filename: str, line: int | None, path: str, message: str):
-        self.filename = filename
-        self.line = line
-        self.path = path
-        self.message = message
-        where = filename if line is None else f"{filename}, line {line}"
-        super().__init__(f"{where}, {path}: {message}" if path else f"{where}: {message}")
 
 
 class InstallError(Exception):
     """The files of a revision cannot be installed as the appspec asks: the Install event fails with this message."""
 
 
-@dataclass(frozen=True)
-class AppspecWarning:
-    """A key accepted but not acted on, with the line it is on."""
-
-    line: int
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}, {self.path}: {self.message}"
+class AppspecWarning(SpecWarning):
+    """An appspec key accepted but not acted on, with the line it is on."""
 
 
 @dataclass(frozen=True)
@@ -200,18 +179,15 @@ def hook_environment(
     return variables
 
 
-class _AppspecReader(_Reader):
-    """The buildspec's node helpers (mapping, string, strings), raising and warning in appspec terms."""
-
-    def fail(self, node: yaml.Node | None, path: str, message: str):
-        raise AppspecError(self.filename, _line(node) if node is not None else None, path, message)
-
-    def warn(self, node: yaml.Node, path: str, message: str) -> None:
-        self.warnings.append(AppspecWarning(_line(node), path, message))
+class _AppspecReader(SpecReader):
+    error = AppspecError
+    warning = AppspecWarning
+    max_bytes = MAX_APPSPEC_BYTES
+    expected = "version: 0.0 and os: linux"
 
     def optional_list(self, node: yaml.Node, path: str) -> list[yaml.Node]:
         """The items of a list; an empty key (null) is an empty list, as the agent reads it."""
-        if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+        if isinstance(node, yaml.ScalarNode) and node.tag == NULL:
             return []
         if not isinstance(node, yaml.SequenceNode):
             self.fail(node, path, "expected a list")
@@ -273,35 +249,17 @@ class _AppspecReader(_Reader):
             spec["hooks"] = self.hooks(top["hooks"][1])
         return Appspec(warnings=tuple(self.warnings), **spec)
 
-    def compose(self, text: str | bytes) -> yaml.Node:
-        if len(text) > MAX_APPSPEC_BYTES:
-            self.fail(None, "", f"the file is larger than {MAX_APPSPEC_BYTES} bytes")
-        if isinstance(text, bytes):
-            try:
-                text = text.decode("utf-8")
-            except UnicodeDecodeError as error:
-                self.fail(None, "", f"not UTF-8 text ({error.reason} at byte {error.start})")
-        try:
-            root = yaml.compose(text, Loader=_Loader)
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-            problem = getattr(error, "problem", None) or str(error)
-            raise AppspecError(self.filename, mark.line + 1 if mark else None, "", f"not valid YAML: {problem}")
-        if root is None:
-            self.fail(None, "", "the file is empty (expected version: 0.0 and os: linux)")
-        return root
-
     def version(self, node: yaml.Node) -> None:
         # The agent compares the value YAML gives with the number 0.0, so a quoted "0.0" is refused as it is there.
         value = self.string(node, "version")
         number = None
-        if node.tag in (_INT, _FLOAT):
+        if node.tag in (INT, FLOAT):
             try:
                 number = float(value)
             except ValueError:
                 number = None
         if number != 0.0:
-            hint = " (write it as a number, without quotes)" if node.tag == _STR and value.strip() == "0.0" else ""
+            hint = " (write it as a number, without quotes)" if node.tag == STR and value.strip() == "0.0" else ""
             self.fail(node, "version", f"unsupported version {value!r}: expected 0.0{hint}")
 
     def operating_system(self, node: yaml.Node) -> None:
@@ -373,7 +331,7 @@ class _AppspecReader(_Reader):
         return SelinuxContext(**spec)
 
     def hooks(self, node: yaml.Node) -> tuple[tuple[str, tuple[Script, ...]], ...]:
-        if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+        if isinstance(node, yaml.ScalarNode) and node.tag == NULL:
             return ()
         hooks = []
         for event, (key_node, value_node) in self.mapping(node, "hooks").items():
@@ -408,7 +366,7 @@ class _AppspecReader(_Reader):
         if "timeout" in entries:
             timeout_node = entries["timeout"][1]
             value = self.string(timeout_node, f"{path}.timeout").strip()
-            if timeout_node.tag not in (_INT, _STR) or not value.isdigit() or int(value) <= 0:
+            if timeout_node.tag not in (INT, STR) or not value.isdigit() or int(value) <= 0:
                 self.fail(timeout_node, f"{path}.timeout", f"expected a whole number of seconds, not {value!r}")
             if int(value) > MAX_EVENT_SECONDS:
                 self.fail(

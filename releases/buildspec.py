@@ -11,6 +11,8 @@ from enum import StrEnum
 
 import yaml
 
+from releases.specfile import NULL, SpecError, SpecReader, SpecWarning, join
+
 MAX_BUILDSPEC_BYTES = 256 * 1024
 
 PHASE_NAMES = ("install", "pre_build", "build", "post_build")
@@ -29,39 +31,18 @@ REPORT_FORMATS_NOT_SUPPORTED = (
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 RESERVED_PREFIX = "CODEBUILD_"
 
-_STR = "tag:yaml.org,2002:str"
-_BOOL = "tag:yaml.org,2002:bool"
-_NULL = "tag:yaml.org,2002:null"
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 
 class OnFailure(StrEnum):
     ABORT = "ABORT"
     CONTINUE = "CONTINUE"
 
 
-class BuildspecError(ValueError):
+class BuildspecError(SpecError):
     """A buildspec CodeBuild would refuse: where (file, line, key path) and why."""
 
-    def __init__(self, filename: str, line: int | None, path: str, message: str):
-        self.filename = filename
-        self.line = line
-        self.path = path
-        self.message = message
-        where = filename if line is None else f"{filename}, line {line}"
-        super().__init__(f"{where}, {path}: {message}" if path else f"{where}: {message}")
 
-
-@dataclass(frozen=True)
-class BuildspecWarning:
-    """A key accepted but not acted on, with the line it is on."""
-
-    line: int
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}, {self.path}: {self.message}"
+class BuildspecWarning(SpecWarning):
+    """A buildspec key accepted but not acted on, with the line it is on."""
 
 
 @dataclass(frozen=True)
@@ -120,68 +101,11 @@ def parse_buildspec(text: str | bytes, *, filename: str = "buildspec.yml") -> Bu
     return _Reader(filename).read(text)
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
-
-
-class _Reader:
-    def __init__(self, filename: str):
-        self.filename = filename
-        self.warnings: list[BuildspecWarning] = []
-
-    def fail(self, node: yaml.Node | None, path: str, message: str):
-        raise BuildspecError(self.filename, _line(node) if node is not None else None, path, message)
-
-    def warn(self, node: yaml.Node, path: str, message: str) -> None:
-        self.warnings.append(BuildspecWarning(_line(node), path, message))
-
-    # Shapes.
-
-    def mapping(self, node: yaml.Node, path: str, allowed: tuple[str, ...] | None = None) -> dict[str, tuple]:
-        """The mapping's entries as {key: (key_node, value_node)}, refusing duplicates and keys not allowed."""
-        if not isinstance(node, yaml.MappingNode):
-            self.fail(node, path, "expected a mapping of keys")
-        entries: dict[str, tuple] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                self.fail(key_node, path, "expected a plain key")
-            key = key_node.value
-            if key in entries:
-                self.fail(key_node, _join(path, key), "duplicate key")
-            if allowed is not None and key not in allowed:
-                self.fail(key_node, _join(path, key), f"unknown key (expected one of {', '.join(allowed)})")
-            entries[key] = (key_node, value_node)
-        return entries
-
-    def string(self, node: yaml.Node, path: str) -> str:
-        if isinstance(node, yaml.MappingNode):
-            self.fail(
-                node,
-                path,
-                "expected a string, found a mapping (a ': ' inside a command makes YAML read a mapping: quote it)",
-            )
-        if not isinstance(node, yaml.ScalarNode) or node.tag == _NULL:
-            self.fail(node, path, "expected a string")
-        return node.value
-
-    def strings(self, node: yaml.Node, path: str) -> tuple[str, ...]:
-        if not isinstance(node, yaml.SequenceNode):
-            self.fail(node, path, "expected a list of strings")
-        return tuple(self.string(item, f"{path}[{index}]") for index, item in enumerate(node.value))
-
-    def boolean(self, node: yaml.Node, path: str) -> bool:
-        value = self.string(node, path)
-        if node.tag == _BOOL or node.tag == _STR:
-            lowered = value.lower()
-            if lowered in ("yes", "true", "on"):
-                return True
-            if lowered in ("no", "false", "off"):
-                return False
-        self.fail(node, path, "expected yes or no")
+class _Reader(SpecReader):
+    error = BuildspecError
+    warning = BuildspecWarning
+    max_bytes = MAX_BUILDSPEC_BYTES
+    expected = "version: 0.2 and phases"
 
     def relative_path(self, node: yaml.Node, path: str) -> str:
         value = self.string(node, path).strip()
@@ -192,24 +116,7 @@ class _Reader:
     # The file.
 
     def read(self, text: str | bytes) -> Buildspec:
-        if isinstance(text, bytes):
-            if len(text) > MAX_BUILDSPEC_BYTES:
-                self.fail(None, "", f"the file is larger than {MAX_BUILDSPEC_BYTES} bytes")
-            try:
-                text = text.decode("utf-8")
-            except UnicodeDecodeError as error:
-                self.fail(None, "", f"not UTF-8 text ({error.reason} at byte {error.start})")
-        if len(text) > MAX_BUILDSPEC_BYTES:
-            self.fail(None, "", f"the file is larger than {MAX_BUILDSPEC_BYTES} bytes")
-        try:
-            root = yaml.compose(text, Loader=_Loader)
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-            problem = getattr(error, "problem", None) or str(error)
-            line = mark.line + 1 if mark is not None else None
-            raise BuildspecError(self.filename, line, "", f"not valid YAML: {problem}")
-        if root is None:
-            self.fail(None, "", "the file is empty (expected version: 0.2 and phases)")
+        root = self.compose(text)
         top = self.mapping(
             root,
             "",
@@ -308,7 +215,7 @@ class _Reader:
         allowed = ("run-as", "on-failure", "commands", "finally")
         if name == "install":
             allowed += ("runtime-versions",)
-        if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+        if isinstance(node, yaml.ScalarNode) and node.tag == NULL:
             self.fail(key_node, path, "a phase needs commands")
         entries = self.mapping(node, path, allowed)
         if "run-as" in entries:
@@ -357,7 +264,7 @@ class _Reader:
         allowed = ("files", "name", "base-directory", "discard-paths", "exclude-paths", "enable-symlinks", "s3-prefix")
         for key, (key_node, _) in entries.items():
             if key not in allowed:
-                self.fail(key_node, _join(path, key), f"unknown key (expected one of {', '.join(allowed)})")
+                self.fail(key_node, join(path, key), f"unknown key (expected one of {', '.join(allowed)})")
         if "files" not in entries:
             self.fail(node, f"{path}.files", "missing: an artifact needs files")
         files = self.strings(entries["files"][1], f"{path}.files")
