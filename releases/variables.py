@@ -121,13 +121,16 @@ def set_build_variable(
     repository: Repository | None = None,
     organization: User | None = None,
     new_name: str | None = None,
+    name_field: str = "name",
     value_field: str = "value",
 ) -> tuple[BuildVariable, bool]:
     """Create a variable or secret, or give an existing one (named whatever the case) a new value and, for a
-    variable, a new name; returns it and whether it was created. Audited without the value."""
+    variable, a new name; returns it and whether it was created. Audited without the value.
+
+    name_field and value_field are what a refusal names (the API's path parameter, its body's field)."""
     place = _place(repository, organization)
     _require(actor, place)
-    name = clean_name(name)
+    name = clean_name(name, name_field)
     value = _clean_value(value, value_field)
     row = find_variable(name, secret=secret, **place)
     created = row is None

@@ -298,6 +298,25 @@ API_ROUTES: dict[tuple[str, str], str] = {
     ("GET", f"{A}/orgs/{{org}}/hooks/{{id}}/deliveries/{{delivery_id}}"): ORG_OWNER,
     ("POST", f"{A}/orgs/{{org}}/hooks/{{id}}/deliveries/{{delivery_id}}/attempts"): ORG_OWNER,
     ("DELETE", f"{A}/orgs/{{org}}/hooks/{{id}}"): ORG_OWNER,
+    # Build secrets and variables: each is made, read, changed, then deleted, in that order.
+    **{
+        (method, f"{A}{place}/actions/{kind}{rest}"): policy
+        for place, policy in ((RP, repo(Role.ADMIN)), ("/orgs/{org}", ORG_OWNER))
+        for kind, operations in (
+            ("secrets", (("PUT", "/{secretname}"), ("GET", ""), ("DELETE", "/{secretname}"))),
+            (
+                "variables",
+                (
+                    ("POST", "/{variablename}"),
+                    ("GET", ""),
+                    ("GET", "/{variablename}"),
+                    ("PUT", "/{variablename}"),
+                    ("DELETE", "/{variablename}"),
+                ),
+            ),
+        )
+        for method, rest in operations
+    },
     # Last, because it succeeds for the repository's admin.
     ("DELETE", f"{A}{RP}"): repo(Role.ADMIN),
 }
@@ -582,6 +601,8 @@ def test_api_operations_follow_the_matrix(world, who):
             "sha": refs["@head_sha"],
             "ref": "main",
             "name": "main",
+            "secretname": "MATRIX_SECRET",
+            "variablename": "MATRIX_VARIABLE",
         }
         if "/revoked_keys/" in path:
             values["id"] = refs["@revocation"]
@@ -617,6 +638,8 @@ def _api_body(method: str, path: str) -> dict:
     """A valid body for each write, so the answer is about access and not about the schema."""
     if method not in ("POST", "PUT", "PATCH"):
         return {}
+    if "/actions/" in path:
+        return {"data": "matrix"} if "/secrets/" in path else {"value": "matrix"}
     if path.endswith("/keys"):
         return {"title": "matrix", "key": _public_key()}
     if path.endswith("/hooks"):
