@@ -18,6 +18,7 @@ from releases.tests.test_builds import log_of, push_files, run_builds  # noqa: F
 from repos import services as repo_services
 from repos.models import Role
 from reviews import services as review_services
+from repos.tests.api_client import send, token_for
 from reviews.tests.conftest import make_branch
 
 SECRET = "p@ss w0rd/with:odd&chars-1f9a"
@@ -313,3 +314,119 @@ def test_a_readers_pull_request_gets_no_secrets_and_a_writers_from_an_allowed_br
     assert writers.build_status == "SUCCEEDED"
     assert writers.secret_names == ["DEPLOY_TOKEN"] and writers.secrets_withheld == ""
     assert f"sha256={SECRET_SHA256}" in log_of(writers)
+
+
+# The API, in Gitea's shapes.
+
+
+def test_the_api_sets_lists_and_deletes_secrets_without_ever_returning_them(client, private_repo, alice):
+    path = "/repos/alice/project/actions/secrets"
+    headers = token_for(alice)
+    assert send(client, "PUT", f"{path}/DEPLOY_TOKEN", {"data": SECRET}, **headers).status_code == 201
+    assert send(client, "PUT", f"{path}/deploy_token", {"data": SECRET + "2"}, **headers).status_code == 204
+    listed = send(client, "GET", path, **headers)
+    assert listed.status_code == 200
+    assert [set(item) for item in listed.json()] == [{"name", "created_at"}]
+    assert listed.json()[0]["name"] == "DEPLOY_TOKEN"
+    assert secrets.decrypt(BuildVariable.objects.get().value) == SECRET + "2"
+    assert SECRET.encode() not in listed.content
+    document = client.get("/api/v1/openapi.json").json()
+    assert "put" in document["paths"]["/api/v1/repos/{owner}/{repo}/actions/secrets/{secretname}"]
+    assert send(client, "DELETE", f"{path}/DEPLOY_TOKEN", **headers).status_code == 204
+    assert send(client, "DELETE", f"{path}/DEPLOY_TOKEN", **headers).status_code == 404
+    assert not BuildVariable.objects.exists()
+
+
+def test_the_api_refuses_unknown_fields_bad_names_and_big_values_naming_them(client, private_repo, alice):
+    path = "/repos/alice/project/actions"
+    headers = token_for(alice)
+    refused = send(client, "PUT", f"{path}/secrets/TOKEN", {"data": "x", "visibility": "all"}, **headers)
+    assert refused.status_code == 422 and "visibility" in refused.content.decode()
+    refused = send(client, "PUT", f"{path}/secrets/CODEBUILD_TOKEN", {"data": "x"}, **headers)
+    assert refused.status_code == 422 and "secretname" in refused.content.decode()
+    refused = send(client, "PUT", f"{path}/secrets/TOKEN", {"data": "x" * (48 * 1024 + 1)}, **headers)
+    assert refused.status_code == 422 and "data" in refused.content.decode()
+    refused = send(client, "POST", f"{path}/variables/9LIVES", {"value": "x"}, **headers)
+    assert refused.status_code == 422 and "variablename" in refused.content.decode()
+    assert not BuildVariable.objects.exists()
+
+
+def test_the_api_manages_variables_as_gitea_does(client, org_repo, alice):
+    headers = token_for(alice, ("api", "read:repo", "write:repo", "read:org", "write:org"))
+    repo_path, org_path = "/repos/acme/tool/actions/variables", "/orgs/acme/actions/variables"
+    assert send(client, "POST", f"{repo_path}/REGION", {"value": "eu"}, **headers).status_code == 201
+    assert send(client, "POST", f"{repo_path}/region", {"value": "us"}, **headers).status_code == 409
+    assert send(client, "POST", f"{org_path}/REGION", {"value": "org"}, **headers).status_code == 201
+    assert send(client, "PUT", f"{repo_path}/REGION", {"value": "us", "name": "ZONE"}, **headers).status_code == 204
+    assert send(client, "PUT", f"{repo_path}/NOPE", {"value": "us"}, **headers).status_code == 404
+    got = send(client, "GET", f"{repo_path}/zone", **headers).json()
+    assert got == {"owner_id": 0, "repo_id": org_repo.pk, "name": "ZONE", "data": "us"}
+    listed = send(client, "GET", org_path, **headers).json()
+    assert listed == [{"owner_id": org_repo.owner.pk, "repo_id": 0, "name": "REGION", "data": "org"}]
+    assert send(client, "DELETE", f"{org_path}/REGION", **headers).status_code == 204
+    assert list(BuildVariable.objects.values_list("name", flat=True)) == ["ZONE"]
+
+
+def test_the_api_lets_only_admins_and_owners_in(client, private_repo, org_repo, alice, bob, carol, mallory):
+    variables.set_build_variable(actor=alice, repository=private_repo, name="TOKEN", value=SECRET, secret=True)
+    scopes = ("api", "read:repo", "write:repo", "read:org", "write:org")
+    for person, repo_status, org_status in ((bob, 403, 403), (carol, 403, 403), (mallory, 404, 404)):
+        headers = token_for(person, scopes)
+        assert send(client, "GET", "/repos/alice/project/actions/secrets", **headers).status_code == repo_status
+        put = send(client, "PUT", "/repos/alice/project/actions/secrets/TOKEN", {"data": "mine"}, **headers)
+        assert put.status_code == repo_status
+        assert send(client, "GET", "/orgs/acme/actions/variables", **headers).status_code == org_status
+    # A token without write:repo cannot change them, even alice's.
+    read_only = token_for(alice, ("api", "read:repo"))
+    put = send(client, "PUT", "/repos/alice/project/actions/secrets/TOKEN", {"data": "mine"}, **read_only)
+    assert put.status_code == 403
+    assert secrets.decrypt(BuildVariable.objects.get().value) == SECRET
+
+
+# The pages.
+
+
+def test_the_page_shows_names_and_variables_but_never_a_secret(client, private_repo, alice):
+    client.force_login(alice)
+    url = "/alice/project/settings/builds/secrets"
+    response = client.post(url, {"kind": "secret", "name": "DEPLOY_TOKEN", "value": SECRET})
+    assert response.status_code == 302 and response["Location"] == url
+    client.post(url, {"kind": "variable", "name": "REGION", "value": "eu-west-1"})
+    page = client.get(url)
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "DEPLOY_TOKEN" in html and "REGION" in html and "eu-west-1" in html
+    assert "Enter a new value to replace it" in html
+    assert SECRET not in html and "p@ss" not in html
+    assert 'href="/alice/project/settings/builds/secrets"' in html  # the settings nav
+    # A refused secret comes back with its error, its name kept and its value left out.
+    refused = client.post(url, {"kind": "secret", "name": "CODEBUILD_X", "value": SECRET})
+    assert refused.status_code == 400
+    assert "CODEBUILD_" in refused.content.decode() and SECRET not in refused.content.decode()
+    assert secrets.decrypt(BuildVariable.objects.get(secret=True).value) == SECRET
+
+
+def test_deleting_from_the_page_asks_first(client, private_repo, alice):
+    variables.set_build_variable(actor=alice, repository=private_repo, name="TOKEN", value=SECRET, secret=True)
+    client.force_login(alice)
+    url = "/alice/project/settings/builds/secrets/secret/TOKEN/delete"
+    asked = client.post(url)
+    assert asked.status_code == 200 and "Delete the secret TOKEN?" in asked.content.decode()
+    assert BuildVariable.objects.exists()
+    done = client.post(url, {"confirmed": "1"})
+    assert done.status_code == 302 and not BuildVariable.objects.exists()
+    assert client.post(url, {"confirmed": "1"}).status_code == 404
+
+
+def test_the_pages_let_only_admins_and_owners_in(client, private_repo, org_repo, alice, bob, carol, mallory):
+    for person, repo_status, org_status in ((bob, 403, 403), (carol, 403, 403), (mallory, 404, 404)):
+        client.force_login(person)
+        assert client.get("/alice/project/settings/builds/secrets").status_code == repo_status
+        posted = client.post("/alice/project/settings/builds/secrets", {"kind": "secret", "name": "A", "value": "v"})
+        assert posted.status_code == repo_status
+        assert client.get("/orgs/acme/settings/builds/secrets").status_code == org_status
+    assert not BuildVariable.objects.exists()
+    client.force_login(alice)
+    page = client.get("/orgs/acme/settings/builds/secrets")
+    assert page.status_code == 200 and "Secrets and variables" in page.content.decode()
+    assert 'href="/orgs/acme/settings/builds/secrets"' in client.get("/orgs/acme/teams").content.decode()
