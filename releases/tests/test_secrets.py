@@ -17,8 +17,8 @@ from releases.models import Build, BuildVariable
 from releases.tests.test_builds import log_of, push_files, run_builds  # noqa: F401 (fixtures)
 from repos import services as repo_services
 from repos.models import Role
-from reviews import services as review_services
 from repos.tests.api_client import send, token_for
+from reviews import services as review_services
 from reviews.tests.conftest import make_branch
 
 SECRET = "p@ss w0rd/with:odd&chars-1f9a"
