@@ -8,7 +8,8 @@ not take the CODEBUILD_ prefix, which names the portal's own variables.
 Who gets secrets (the two ways a build's code could carry them off are a branch anybody may push to and a pull
 request by somebody who may not push at all):
 - a build of a branch that the repository's secret_branches names (Gitea's branch filter syntax), or, when that
-  is empty, of a protected branch; a manual build or a rerun likewise, its starter being a writer;
+  is empty, of a protected branch; a manual build or a rerun likewise, its starter being a writer and its commit
+  being on that branch;
 - never a build of a tag (a tag is not a branch that anyone protects or names);
 - never a build of a pull request whose author, or whoever started the build, lacks write access."""
 
@@ -27,6 +28,7 @@ from releases import access, runner, secrets
 from releases.buildspec import RESERVED_PREFIX, VARIABLE_NAME
 from releases.models import Build, BuildVariable
 from releases.services import build_settings
+from repos import git
 from repos.models import Repository
 from reviews.models import BranchProtection
 from reviews.webhooks import branch_matches
@@ -39,6 +41,7 @@ WITHHELD_PULL_REQUEST = "pull request from someone without write access"
 WITHHELD_BRANCH = "branch not allowed to receive secrets"
 WITHHELD_TAG = "tag builds never receive secrets"
 WITHHELD_STARTER = "started by someone without write access"
+WITHHELD_NOT_ON_BRANCH = "commit not on the branch allowed to receive secrets"
 
 
 def _place(repository: Repository | None, organization: User | None) -> dict:
@@ -187,19 +190,34 @@ def _is_writer(user: User | None, repository: Repository) -> bool:
 def secrets_withheld_because(build: Build) -> str | None:
     """Why the build gets no secrets, or None when it may have them."""
     repository = build.repository
-    if build.pull_request_id is not None and not _is_writer(build.pull_request.author, repository):
-        return WITHHELD_PULL_REQUEST
+    pull_request = build.pull_request if build.pull_request_id is not None else None
+    by_hand = build.trigger in (Build.Trigger.MANUAL, Build.Trigger.RERUN)
+    if build.trigger == Build.Trigger.PULL_REQUEST or pull_request is not None:
+        if pull_request is None or not _is_writer(pull_request.author, repository):
+            return WITHHELD_PULL_REQUEST
     if build.initiator_id is not None and not _is_writer(build.initiator, repository):
-        return WITHHELD_PULL_REQUEST if build.pull_request_id is not None else WITHHELD_STARTER
-    if build.trigger in (Build.Trigger.MANUAL, Build.Trigger.RERUN) and build.initiator_id is None:
+        return WITHHELD_PULL_REQUEST if pull_request is not None else WITHHELD_STARTER
+    if by_hand and build.initiator_id is None:
         return WITHHELD_STARTER
     if not build.head_branch:
         return WITHHELD_TAG if build.ref.startswith("refs/tags/") else WITHHELD_BRANCH
     allowed = build_settings(repository).secret_branches.strip()
-    if allowed:
-        return None if branch_matches(allowed, build.head_branch) else WITHHELD_BRANCH
-    protected = BranchProtection.objects.filter(repository=repository).matching(build.head_branch)
-    return None if protected else WITHHELD_BRANCH
+    if allowed and not branch_matches(allowed, build.head_branch):
+        return WITHHELD_BRANCH
+    if not allowed and not BranchProtection.objects.filter(repository=repository).matching(build.head_branch):
+        return WITHHELD_BRANCH
+    # A build started by hand names its branch and its commit apart: the commit must be on that branch, or any
+    # commit could be built with an allowed branch's secrets.
+    if by_hand and pull_request is None and not _on_branch(repository, build.head_sha, build.head_branch):
+        return WITHHELD_NOT_ON_BRANCH
+    return None
+
+
+def _on_branch(repository: Repository, sha: str, branch: str) -> bool:
+    try:
+        return git.is_ancestor(repository.path, sha, git.branch_sha(repository.path, branch))
+    except (git.GitError, KeyError, ValueError):
+        return False
 
 
 def for_build(build: Build, on_line: Callable[[str], None]) -> tuple[dict[str, str], dict[str, str]]:

@@ -15,6 +15,7 @@ from portal.models import AuditEvent
 from releases import secrets, services, variables
 from releases.models import Build, BuildVariable
 from releases.tests.test_builds import log_of, push_files, run_builds  # noqa: F401 (fixtures)
+from repos import git
 from repos import services as repo_services
 from repos.models import Role
 from repos.tests.api_client import send, token_for
@@ -208,16 +209,20 @@ def test_who_gets_secrets_for_tags_manual_builds_and_pull_requests(private_repo,
 
     def build(**options) -> Build:
         options.setdefault("trigger", Build.Trigger.PUSH)
-        return Build(repository=private_repo, head_sha=sha, **options)
+        options.setdefault("head_sha", sha)
+        return Build(repository=private_repo, **options)
 
     withheld = variables.secrets_withheld_because
     assert withheld(build(ref="refs/heads/main", head_branch="main", initiator=bob)) is None
     assert withheld(build(ref="refs/heads/feature", head_branch="feature", initiator=bob)) == variables.WITHHELD_BRANCH
     assert withheld(build(ref="refs/tags/v1", initiator=alice)) == variables.WITHHELD_TAG
-    manual = {"trigger": Build.Trigger.MANUAL, "ref": "refs/heads/main", "head_branch": "main"}
+    main = {"head_sha": git.branch_sha(private_repo.path, "main"), "ref": "refs/heads/main", "head_branch": "main"}
+    manual = main | {"trigger": Build.Trigger.MANUAL}
     assert withheld(build(initiator=bob, **manual)) is None
     assert withheld(build(initiator=carol, **manual)) == variables.WITHHELD_STARTER
     assert withheld(build(initiator=None, **manual)) == variables.WITHHELD_STARTER
+    # A commit that is not on the allowed branch, built by hand under its name, gets nothing.
+    assert withheld(build(initiator=bob, **manual | {"head_sha": sha})) == variables.WITHHELD_NOT_ON_BRANCH
     services.save_build_settings(private_repo, actor=alice, secret_branches="{main,feat*}")
     assert withheld(build(ref="refs/heads/feature", head_branch="feature", initiator=bob)) is None
     pr = review_services.open_pull_request(private_repo, actor=carol, title="Mine", base="main", head="feature")
