@@ -240,6 +240,8 @@ def for_build(build: Build, on_line: Callable[[str], None]) -> tuple[dict[str, s
         on_line(f"{runner.PREFIX}Secrets withheld ({reason}): {', '.join(sorted(rows))}")
     elif given:
         on_line(f"{runner.PREFIX}Secrets given: {', '.join(sorted(given))}")
+    elif rows:
+        on_line(f"{runner.PREFIX}No secrets given: none could be decrypted")
     else:
-        on_line(f"{runner.PREFIX}No secrets: the repository has none")
+        on_line(f"{runner.PREFIX}No secrets: none are set for this repository or its organization")
     return variables, given

@@ -435,3 +435,19 @@ def test_the_pages_let_only_admins_and_owners_in(client, private_repo, org_repo,
     page = client.get("/orgs/acme/settings/builds/secrets")
     assert page.status_code == 200 and "Secrets and variables" in page.content.decode()
     assert 'href="/orgs/acme/settings/builds/secrets"' in client.get("/orgs/acme/teams").content.decode()
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_secret_no_key_opens_any_more_is_left_out_and_the_log_says_so(private_repo, alice, bob, run_builds, settings):  # noqa: F811
+    variables.set_build_variable(actor=alice, repository=private_repo, name="DEPLOY_TOKEN", value=SECRET, secret=True)
+    services.save_build_settings(private_repo, actor=alice, secret_branches="main")
+    settings.SECRET_KEY = "a-new-key-" + "y" * 50
+    settings.SECRET_KEY_FALLBACKS = []
+    push_files(private_repo, bob, "main", {"buildspec.yml": SHOW.encode()})
+    run_builds()
+
+    build = Build.objects.get()
+    assert build.build_status == "SUCCEEDED" and build.secret_names == [] and build.secrets_withheld == ""
+    log = log_of(build)
+    assert "[Container] Warning: secret DEPLOY_TOKEN is not set:" in log
+    assert "[Container] No secrets given: none could be decrypted" in log
