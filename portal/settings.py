@@ -76,6 +76,9 @@ PORTAL_SSH_IDLE_TIMEOUT = envint("PORTAL_SSH_IDLE_TIMEOUT", 10 * 60)
 # A key given in the environment wins; otherwise the first start makes one and keeps it under var/, so
 # sessions and signed links survive a restart.
 SECRET_KEY = os.environ.get("SECRET_KEY") or load_or_create_secret_key(VAR_DIR / "secret_key")
+# Former keys, comma-separated, after a rotation: what they signed stays valid and build secrets encrypted under
+# them still decrypt, until they are saved again under the new key.
+SECRET_KEY_FALLBACKS = envlist("SECRET_KEY_FALLBACKS")
 # The public host, and the local names the portal answers to on its own machine.
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS") or list(
     dict.fromkeys([url_host(PORTAL_BASE_URL) or "localhost", "localhost", "127.0.0.1", "[::1]"])

@@ -23,3 +23,8 @@ def require(check, user: User | None, repo: Repository, message: str) -> None:
     check_role(role_for(user, repo), Role.READ)
     if not check(user, repo):
         raise PermissionDenied(message)
+
+
+def can_manage_build_secrets(user: User | None, repo: Repository) -> bool:
+    """See a repository's build variables and secrets' names, set and delete them: the repository's admins."""
+    return can_administer(user, repo)

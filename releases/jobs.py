@@ -19,7 +19,7 @@ from pathlib import Path
 from django.conf import settings
 
 from portal.jobs import run_claimed
-from releases import logs, runner, services
+from releases import logs, runner, services, variables
 from releases.buildspec import MAX_BUILDSPEC_BYTES, BuildspecError, parse_buildspec
 from releases.models import Build, BuildArtifact
 from releases.sandbox import Limits, prepare_build_directory, remove_build_directory
@@ -109,6 +109,7 @@ def _run(build: Build) -> None:
             outcome = {"status": Build.BuildStatus.FAILED, "message": f"YAML_FILE_ERROR: {error}"}
             return
         build_settings = services.build_settings(repository)
+        repository_variables, secrets = variables.for_build(build, log.line)
         result = runner.run_build(
             spec,
             directory,
@@ -116,6 +117,8 @@ def _run(build: Build) -> None:
             limits=Limits(timeout_seconds=build_settings.timeout_minutes * 60),
             network=build_settings.network,
             host_uid=host_uid(build),
+            repository_variables=repository_variables,
+            secrets=secrets,
             start_variables=build.start_variables,
             on_line=log.line,
             should_stop=_stop_check(build),

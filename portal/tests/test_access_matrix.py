@@ -194,6 +194,11 @@ WEB_ROUTES: dict[str, list[Case]] = {
     "webhooks:org_delivery": [Case(ORG_OWNER, kwargs=OH | {"delivery_id": "@org_delivery"})],
     "webhooks:org_redeliver": [Case(ORG_OWNER, "POST", OH | {"delivery_id": "@org_delivery"})],
     "webhooks:org_hook_delete": [Case(ORG_OWNER, "POST", OH)],
+    # Deleting answers with the confirmation page without confirmed=1 (and 404 for a name that is not there).
+    "build_secrets:repo": [Case(repo(Role.ADMIN), kwargs=R), Case(repo(Role.ADMIN), "POST", R)],
+    "build_secrets:repo_delete": [Case(repo(Role.ADMIN), "POST", R | {"kind": "secret", "variable": "@secret"})],
+    "build_secrets:org": [Case(ORG_OWNER, kwargs=ORG), Case(ORG_OWNER, "POST", ORG)],
+    "build_secrets:org_delete": [Case(ORG_OWNER, "POST", ORG | {"kind": "variable", "variable": "@org_variable"})],
     "notifications:list": [Case(LOGIN)],
     "notifications:read": [Case(LOGIN, "POST", {"notification_id": "@own_notification"})],
     "notifications:read_all": [Case(LOGIN, "POST")],
@@ -298,6 +303,25 @@ API_ROUTES: dict[tuple[str, str], str] = {
     ("GET", f"{A}/orgs/{{org}}/hooks/{{id}}/deliveries/{{delivery_id}}"): ORG_OWNER,
     ("POST", f"{A}/orgs/{{org}}/hooks/{{id}}/deliveries/{{delivery_id}}/attempts"): ORG_OWNER,
     ("DELETE", f"{A}/orgs/{{org}}/hooks/{{id}}"): ORG_OWNER,
+    # Build secrets and variables: each is made, read, changed, then deleted, in that order.
+    **{
+        (method, f"{A}{place}/actions/{kind}{rest}"): policy
+        for place, policy in ((RP, repo(Role.ADMIN)), ("/orgs/{org}", ORG_OWNER))
+        for kind, operations in (
+            ("secrets", (("PUT", "/{secretname}"), ("GET", ""), ("DELETE", "/{secretname}"))),
+            (
+                "variables",
+                (
+                    ("POST", "/{variablename}"),
+                    ("GET", ""),
+                    ("GET", "/{variablename}"),
+                    ("PUT", "/{variablename}"),
+                    ("DELETE", "/{variablename}"),
+                ),
+            ),
+        )
+        for method, rest in operations
+    },
     # Last, because it succeeds for the repository's admin.
     ("DELETE", f"{A}{RP}"): repo(Role.ADMIN),
 }
@@ -369,6 +393,7 @@ def world(private_repo, alice, bob, carol, mallory, admin):
     notices = _notifications(alice, people)
     invitation, _ = accounts.invite_user(actor=admin, email="dave@example.com")
     hooks = _webhooks(private_repo, org, alice)
+    build_variables = _build_variables(private_repo, org, alice)
     # A job row, for the routes that requeue or cancel one (unconfirmed, so it stays as it is).
     maintenance = RepositoryMaintenance.objects.create(repository=private_repo)
     for role in refs:
@@ -388,6 +413,7 @@ def world(private_repo, alice, bob, carol, mallory, admin):
             }
             | pulls
             | hooks
+            | build_variables
         )
     return {"people": people, "tokens": tokens, "refs": refs}
 
@@ -435,6 +461,15 @@ def _webhooks(repo, org, alice) -> dict:
         "@org_hook": org_hook.pk,
         "@org_delivery": webhooks.test_webhook(org_hook, actor=alice, repository=repo).pk,
     }
+
+
+def _build_variables(repo, org, alice) -> dict:
+    """A build secret of alice/project and a build variable of acme."""
+    from releases import variables
+
+    secret, _ = variables.set_build_variable(actor=alice, repository=repo, name="TOKEN", value="s3cret", secret=True)
+    variable, _ = variables.set_build_variable(actor=alice, organization=org, name="REGION", value="eu", secret=False)
+    return {"@secret": secret.name, "@org_variable": variable.name}
 
 
 def _notifications(alice, people: dict) -> dict:
@@ -582,6 +617,8 @@ def test_api_operations_follow_the_matrix(world, who):
             "sha": refs["@head_sha"],
             "ref": "main",
             "name": "main",
+            "secretname": "MATRIX_SECRET",
+            "variablename": "MATRIX_VARIABLE",
         }
         if "/revoked_keys/" in path:
             values["id"] = refs["@revocation"]
@@ -617,6 +654,8 @@ def _api_body(method: str, path: str) -> dict:
     """A valid body for each write, so the answer is about access and not about the schema."""
     if method not in ("POST", "PUT", "PATCH"):
         return {}
+    if "/actions/" in path:
+        return {"data": "matrix"} if "/secrets/" in path else {"value": "matrix"}
     if path.endswith("/keys"):
         return {"title": "matrix", "key": _public_key()}
     if path.endswith("/hooks"):
