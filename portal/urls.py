@@ -12,5 +12,6 @@ urlpatterns = [
     path("", include("reviews.urls")),
     path("", include("reviews.settings_urls")),
     path("", include("reviews.webhook_urls")),
+    path("", include("releases.urls")),
     path("", include("repos.urls")),
 ]
