@@ -283,9 +283,7 @@ def badge(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
     branch = request.GET.get("branch") or repo.default_branch
     latest = (
-        Build.objects.filter(repository=repo, head_branch=branch, build_status__in=BADGES)
-        .order_by("-number")
-        .first()
+        Build.objects.filter(repository=repo, head_branch=branch, build_status__in=BADGES).order_by("-number").first()
     )
     message, state = BADGES[latest.build_status] if latest is not None else ("no builds", "none")
     label = "build"
