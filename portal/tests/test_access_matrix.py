@@ -60,6 +60,7 @@ T = {"owner": "acme", "name": "tool"}
 ORG = {"org": "acme"}
 P = R | {"number": 1}
 RH = R | {"hook_id": "@hook"}
+B = R | {"number": 1}
 OH = ORG | {"hook_id": "@org_hook"}
 
 # Every named web route. Third-party routes (django-allauth's account pages, the API's own
@@ -194,6 +195,18 @@ WEB_ROUTES: dict[str, list[Case]] = {
     "webhooks:org_delivery": [Case(ORG_OWNER, kwargs=OH | {"delivery_id": "@org_delivery"})],
     "webhooks:org_redeliver": [Case(ORG_OWNER, "POST", OH | {"delivery_id": "@org_delivery"})],
     "webhooks:org_hook_delete": [Case(ORG_OWNER, "POST", OH)],
+    # Builds: #1 ended with an artifact (signed), #2 queued; a writer's stop ends #2, a rerun queues #3.
+    "builds:list": [Case(repo(Role.READ), kwargs=R)],
+    "builds:badge": [Case(repo(Role.READ), kwargs=R)],
+    "builds:detail": [Case(repo(Role.READ), kwargs=B)],
+    "builds:log": [Case(repo(Role.READ), kwargs=B)],
+    "builds:log_text": [Case(repo(Role.READ), kwargs=B)],
+    "builds:artifact": [Case(repo(Role.READ), kwargs=B | {"artifact_id": "@artifact", "filename": "app"})],
+    "builds:provenance": [Case(repo(Role.READ), kwargs=B | {"artifact_id": "@artifact"})],
+    "builds:run": [Case(repo(Role.WRITE), "POST", R)],
+    "builds:stop": [Case(repo(Role.WRITE), "POST", R | {"number": 2})],
+    "builds:rerun": [Case(repo(Role.WRITE), "POST", B)],
+    "builds:settings": [Case(repo(Role.ADMIN), kwargs=R), Case(repo(Role.ADMIN), "POST", R)],
     "notifications:list": [Case(LOGIN)],
     "notifications:read": [Case(LOGIN, "POST", {"notification_id": "@own_notification"})],
     "notifications:read_all": [Case(LOGIN, "POST")],
@@ -335,7 +348,7 @@ def test_every_api_operation_has_a_policy():
 
 
 @pytest.fixture
-def world(private_repo, alice, bob, carol, mallory, admin):
+def world(private_repo, alice, bob, carol, mallory, admin, settings):
     """alice/project (private) and the organization acme (alice owns it; bob is in its devs team)."""
     org = accounts.create_organization(actor=alice, name="acme")
     devs = accounts.create_team(org, actor=alice, name="devs")
@@ -369,6 +382,7 @@ def world(private_repo, alice, bob, carol, mallory, admin):
     notices = _notifications(alice, people)
     invitation, _ = accounts.invite_user(actor=admin, email="dave@example.com")
     hooks = _webhooks(private_repo, org, alice)
+    builds = _builds(private_repo, alice, settings)
     # A job row, for the routes that requeue or cancel one (unconfirmed, so it stays as it is).
     maintenance = RepositoryMaintenance.objects.create(repository=private_repo)
     for role in refs:
@@ -388,6 +402,7 @@ def world(private_repo, alice, bob, carol, mallory, admin):
             }
             | pulls
             | hooks
+            | builds
         )
     return {"people": people, "tokens": tokens, "refs": refs}
 
@@ -435,6 +450,33 @@ def _webhooks(repo, org, alice) -> dict:
         "@org_hook": org_hook.pk,
         "@org_delivery": webhooks.test_webhook(org_hook, actor=alice, repository=repo).pk,
     }
+
+
+def _builds(repo, alice, settings) -> dict:
+    """Build #1 of alice/project, ended, with its log and a signed artifact in the store; build #2 queued."""
+    import hashlib
+
+    from releases import logs, services
+    from releases.models import Build, BuildArtifact
+    from releases.storage import store_artifact
+
+    settings.PORTAL_BUILDS_ROOT = settings.VAR_DIR / "builds"
+    sha = git.branch_sha(repo.path, "main")
+    ended = services.start_build(repo, sha=sha, ref="refs/heads/main", trigger="manual", initiator=alice)
+    services.start_build(repo, sha=sha, ref="refs/heads/main", trigger="manual", initiator=alice)
+    log = settings.VAR_DIR / "matrix.log"
+    log.write_bytes(b"[Container] Entering phase BUILD\nbuilt\n")
+    logs.store(logs.stored_name(ended), log)
+    services.record_result(ended, status=Build.BuildStatus.SUCCEEDED, log_size=log.stat().st_size)
+    content = b"PK\x05\x06" + bytes(18)
+    digest = hashlib.sha256(content).hexdigest()
+    archive = settings.VAR_DIR / "app.zip"
+    archive.write_bytes(content)
+    artifact = BuildArtifact.objects.create(
+        build=ended, name="app", sha256=digest, size_in_bytes=len(content), files=[], provenance={"payload": ""}
+    )
+    store_artifact(archive, artifact.storage_name)
+    return {"@artifact": artifact.pk}
 
 
 def _notifications(alice, people: dict) -> dict:
