@@ -14,8 +14,8 @@ from playwright.sync_api import expect
 
 from releases import logs
 from releases.models import Build
-from reviews import services as review_services
 from repos.tests.conftest import git_env, server  # noqa: F401 (fixtures)
+from reviews import services as review_services
 from reviews.tests.conftest import clone_as  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
