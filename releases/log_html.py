@@ -138,9 +138,9 @@ def _span(text: str, style: Style) -> str:
     return f'<span class="{classes}">{text}</span>' if classes else text
 
 
-def render_lines(data: bytes, first_number: int) -> str:
+def render_lines(data: bytes, first_number: int, durations: dict[str, str] | None = None) -> str:
     """Lines of a log (bytes, split at newlines; a last piece without one is a line too) as HTML, numbered from
-    first_number."""
+    first_number; a phase's header shows its duration when durations (by phase name) has it."""
     if not data:
         return ""
     text = data.decode("utf-8", errors="replace")
@@ -153,10 +153,13 @@ def render_lines(data: bytes, first_number: int) -> str:
         phase = _PHASE.match(line)
         kind = " log-phase" if phase else (" log-runner" if line.startswith(PREFIX) else "")
         attributes = f' data-phase="{escape(phase.group(1))}"' if phase else ""
+        took = (durations or {}).get(phase.group(1)) if phase else None
         rendered.append(
             f'<div class="log-line{kind}" id="L{number}"{attributes}>'
             f'<a class="log-number" href="#L{number}" aria-label="Line {number}">{number}</a>'
-            f'<span class="log-text">{render_text(line, style)}</span></div>'
+            f'<span class="log-text">{render_text(line, style)}</span>'
+            + (f'<span class="log-duration">{escape(took)}</span>' if took else "")
+            + "</div>"
         )
     return "".join(rendered)
 

@@ -19,6 +19,7 @@ from releases import access, log_html, logs, services
 from releases.forms import BuildSettingsForm, RunBuildForm
 from releases.models import Build, BuildArtifact
 from releases.storage import artifact_storage
+from releases.templatetags.build_tags import seconds
 from repos import git
 from repos.access import can_administer, get_repo_for_user, role_for
 from repos.models import Repository, Role, Visibility
@@ -87,7 +88,7 @@ def _log_piece(build: Build, offset: int, line: int) -> dict:
     return {
         "offset": offset + len(data),
         "line": line + log_html.count_lines(data),
-        "html": log_html.render_lines(data, line + 1),
+        "html": log_html.render_lines(data, line + 1, {p["name"]: seconds(p["duration"]) for p in build.phases}),
         "ended": build.is_ended,
         "status": build.build_status,
         # More of the log is there to fetch at once (a long log comes in pieces of READ_LIMIT bytes).

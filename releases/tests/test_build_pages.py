@@ -11,6 +11,7 @@ from django.test import Client
 from portal.models import AuditEvent
 from releases import log_html, logs, services
 from releases.models import Build, BuildArtifact, BuildSettings
+from releases.templatetags.build_tags import seconds
 from releases.tests.test_builds import FAILING, GOOD, push_files, run_builds  # noqa: F401 (fixtures)
 from repos import git
 
@@ -120,6 +121,10 @@ def test_a_build_page_shows_phases_warnings_report_failures_first_artifacts_and_
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
     assert 'id="L1"' in page and 'href="#L1"' in page
     assert 'class="log-line log-phase" id="L' in page
+    # Each phase's header in the log shows how long the phase took.
+    build_phase = next(p for p in build.phases if p["name"] == "BUILD")
+    header = re.search(r'<div class="log-line log-phase" id="L\d+" data-phase="BUILD">.*?</div>', page).group(0)
+    assert f'<span class="log-duration">{build_phase["duration"]:.1f}s</span>' in header
     # A reader sees neither Stop nor Rerun.
     assert "/builds/1/rerun" not in page and "/builds/1/stop" not in page
 
@@ -138,7 +143,8 @@ def test_the_log_endpoint_answers_by_offset_with_rendered_numbered_lines(full_bu
     rest = client.get(f"/alice/project/builds/1/log?offset={cut}&line={shown}").json()
     assert rest["offset"] == len(whole) and rest["line"] == answer["line"]
     assert f'id="L{shown + 1}"' in rest["html"] and f'id="L{shown}"' not in rest["html"]
-    assert rest["html"] == log_html.render_lines(whole[cut:], shown + 1)
+    durations = {phase["name"]: seconds(phase["duration"]) for phase in full_build.phases}
+    assert rest["html"] == log_html.render_lines(whole[cut:], shown + 1, durations)
     assert client.get(f"/alice/project/builds/1/log?offset={len(whole)}").json()["html"] == ""
     assert client.get("/alice/project/builds/1/log?offset=x").status_code == 400
     assert client_for(None).get("/alice/project/builds/1/log").status_code in (302, 404)
@@ -268,6 +274,11 @@ def test_only_writers_stop_and_rerun_a_build(private_repo, alice, bob, carol, ma
     assert client_for(carol).get("/alice/project/builds/1/stop").status_code == 405
     page = text_of(client_for(bob).get("/alice/project/builds/1"))
     assert "/builds/1/stop" in page and "/builds/1/rerun" in page
+    assert '<dd class="build-secrets"><span class="muted">none</span>' in page
+    Build.objects.filter(pk=build.pk).update(secret_names=["DEPLOY_TOKEN", "NPM_TOKEN"])
+    assert "DEPLOY_TOKEN, NPM_TOKEN" in text_of(client_for(bob).get("/alice/project/builds/1"))
+    Build.objects.filter(pk=build.pk).update(secret_names=[], secrets_withheld="a pull request from a reader")
+    assert "withheld: a pull request from a reader" in text_of(client_for(bob).get("/alice/project/builds/1"))
     client = client_for(bob)
     assert client.post("/alice/project/builds/1/stop").status_code == 302
     build.refresh_from_db()
