@@ -128,7 +128,7 @@ def build_log(request: HttpRequest, owner: str, name: str, number: int) -> JsonR
 
     Viewers poll by byte offset about twice a second rather than hold a connection open: each answer is one
     indexed row and one GETRANGE on Redis (or a seek in the stored log), so it takes a thread of the web server
-    for a millisecond or two and none while the viewer waits. Fifty people watching a build cost fifty short
+    for a millisecond or two and none while the viewer waits. Fifty people watching a build cost a hundred short
     requests a second, and the pages of everyone else keep their threads; a long-lived stream would pin one
     gunicorn thread per viewer for the whole build."""
     repo = get_repo_for_user(request.user, owner, name)

@@ -350,7 +350,7 @@ def test_only_admins_see_and_change_the_build_settings_with_errors_on_their_fiel
 
 
 @pytest.mark.usefixtures("transactional_db")
-def test_the_commit_page_and_the_branch_list_show_the_builds_status(
+def test_the_commit_page_the_branch_list_and_the_repository_home_show_the_builds_status(
     private_repo,
     bob,
     carol,
@@ -364,6 +364,8 @@ def test_the_commit_page_and_the_branch_list_show_the_builds_status(
     # The commit page and the branch list load their statuses from these (they are cached by sha).
     assert f'data-statuses-url="/alice/project/statuses/{sha}"' in text_of(client.get(f"/alice/project/commit/{sha}"))
     assert 'data-status-batch-url="/alice/project/statuses"' in text_of(client.get("/alice/project/branches"))
+    home = text_of(client.get("/alice/project"))
+    assert 'data-status-batch-url="/alice/project/statuses"' in home and f'data-status-sha="{sha}"' in home
     fragment = text_of(client.get(f"/alice/project/statuses/{sha}"))
     assert "check-success" in fragment and ">build<" in fragment
     assert 'href="https://git.example.com/alice/project/builds/1"' in fragment
