@@ -18,7 +18,9 @@ from repos import git
 QUICK = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo quick\n"
 FULL = (
     "version: 0.2\nproxy:\n  upload-artifacts: yes\n"
+    "env:\n  exported-variables:\n    - APP_VERSION\n"
     "phases:\n  build:\n    commands:\n"
+    "      - export APP_VERSION=1.2.3\n"
     "      - mkdir -p out && echo made > out/app.txt\n"
     "      - printf '\\033[31mred\\033[0m and \\033[1;92mbold green\\033[0m <script>alert(1)</script>\\n'\n"
     "artifacts:\n  files:\n    - out/**/*\n  name: app\n"
@@ -107,6 +109,8 @@ def test_a_build_page_shows_phases_warnings_report_failures_first_artifacts_and_
         assert phase in page
     assert 'data-phase="BUILD"' in page
     assert "line 2, proxy: not supported: ignored" in page
+    assert build.exported_variables == {"APP_VERSION": "1.2.3"}
+    assert re.search(r'<th class="mono">APP_VERSION</th><td class="mono">1\.2\.3</td>', page)
     # The failing test case comes before the passing one, with its message and details.
     assert page.index("divides") < page.index("adds")
     assert "division by zero" in page and "Traceback: boom" in page
