@@ -24,6 +24,7 @@ TICKING = """version: 0.2
 phases:
   build:
     commands:
+      - seq 1 60 | sed 's/^/warming up /'
       - for i in 1 2 3 4 5 6 7 8; do echo "tick $i"; sleep 1; done
       - printf '\\033[32mall ticks printed\\033[0m\\n'
 """
@@ -99,10 +100,18 @@ def test_a_pull_requests_build_shows_live_and_its_green_check_enables_the_merge(
         expect(log).to_contain_text("tick 1")
         shown_at_first = log.locator(".log-line").count()
         assert "tick 5" not in log.inner_text()
-        expect(log).to_contain_text("tick 5")
-        # Lines arrived without a reload, before the build ended.
+        expect(log).to_contain_text("tick 3")
+        # Lines arrived without a reload, before the build ended, and the log follows its tail.
         assert not Build.objects.get(pk=build.pk).is_ended
         assert log.locator(".log-line").count() > shown_at_first
+        assert log.evaluate("el => el.scrollHeight > el.clientHeight")
+        assert log.evaluate("el => el.scrollTop + el.clientHeight >= el.scrollHeight - 40")
+        # Scrolled up to read, the reader stays where they are while lines keep coming.
+        log.evaluate("el => { el.scrollTop = 0; }")
+        page.wait_for_timeout(100)
+        expect(log).to_contain_text("tick 5")
+        assert not Build.objects.get(pk=build.pk).is_ended
+        assert log.evaluate("el => el.scrollTop") == 0
         expect(log.locator(".log-phase[data-phase=BUILD]")).to_have_count(1)
         # Once it ends, the page shows its outcome, with the colours of the last line.
         expect(page.locator("[data-build-status]")).to_have_text("Succeeded", timeout=60_000)
