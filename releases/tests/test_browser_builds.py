@@ -12,8 +12,11 @@ import pytest
 from django.conf import settings as django_settings
 from playwright.sync_api import expect
 
+from portal.tests.test_browser_accessibility import horizontal_overflow, serious_violations
 from releases import logs
 from releases.models import Build
+from releases.tests.test_build_pages import FULL, JUNIT
+from releases.tests.test_builds import push_files, run_builds  # noqa: F401 (fixtures)
 from repos.tests.conftest import git_env, server  # noqa: F401 (fixtures)
 from reviews import services as review_services
 from reviews.tests.conftest import clone_as  # noqa: F401 (fixtures)
@@ -133,3 +136,41 @@ def test_a_pull_requests_build_shows_live_and_its_green_check_enables_the_merge(
     expect(merge.locator("button.primary")).to_be_enabled()
     merge.locator("button.primary").click()
     expect(page.locator(".merge-box.merged")).to_contain_text("merged this")
+
+
+BUILD_PAGES = [
+    ("builds", "/alice/project/builds"),
+    ("build", "/alice/project/builds/1"),
+    ("build settings", "/alice/project/settings/builds"),
+]
+
+
+@pytest.mark.parametrize("width", [1280, 360])
+def test_the_build_pages_pass_axe_and_do_not_scroll_sideways(
+    sign_in_page,
+    private_repo,
+    alice,
+    bob,
+    run_builds,  # noqa: F811 (fixtures)
+    width,
+):
+    files = {"buildspec.yml": FULL.encode(), "reports/unit.xml": JUNIT.encode()}
+    push_files(private_repo, bob, "main", files)
+    run_builds()
+    assert Build.objects.get(repository=private_repo).build_status == "SUCCEEDED"
+    page = sign_in_page(alice)
+    page.set_viewport_size({"width": width, "height": 800})
+    found = []
+    for name, path in BUILD_PAGES:
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+        found += serious_violations(page, f"{name} ({path})")
+        if (extra := horizontal_overflow(page)) > 0:
+            found.append(f"{name} ({path}): {extra}px too wide")
+    # The run form and a failed test's details, opened.
+    page.goto("/alice/project/builds")
+    page.locator("details.run-build > summary").click()
+    page.goto("/alice/project/builds/1")
+    page.locator("details.test-details > summary").first.click()
+    found += serious_violations(page, "build, details open")
+    assert not found, f"at {width}px wide:\n" + "\n".join(found)
