@@ -13,5 +13,6 @@ urlpatterns = [
     path("", include("reviews.settings_urls")),
     path("", include("reviews.webhook_urls")),
     path("", include("releases.secret_urls")),
+    path("", include("releases.urls")),
     path("", include("repos.urls")),
 ]

@@ -60,6 +60,7 @@ T = {"owner": "acme", "name": "tool"}
 ORG = {"org": "acme"}
 P = R | {"number": 1}
 RH = R | {"hook_id": "@hook"}
+B = R | {"number": 1}
 OH = ORG | {"hook_id": "@org_hook"}
 
 # Every named web route. Third-party routes (django-allauth's account pages, the API's own
@@ -199,6 +200,18 @@ WEB_ROUTES: dict[str, list[Case]] = {
     "build_secrets:repo_delete": [Case(repo(Role.ADMIN), "POST", R | {"kind": "secret", "variable": "@secret"})],
     "build_secrets:org": [Case(ORG_OWNER, kwargs=ORG), Case(ORG_OWNER, "POST", ORG)],
     "build_secrets:org_delete": [Case(ORG_OWNER, "POST", ORG | {"kind": "variable", "variable": "@org_variable"})],
+    # Builds: #1 ended with an artifact (signed), #2 queued; a writer's stop ends #2, a rerun queues #3.
+    "builds:list": [Case(repo(Role.READ), kwargs=R)],
+    "builds:badge": [Case(repo(Role.READ), kwargs=R)],
+    "builds:detail": [Case(repo(Role.READ), kwargs=B)],
+    "builds:log": [Case(repo(Role.READ), kwargs=B)],
+    "builds:log_text": [Case(repo(Role.READ), kwargs=B)],
+    "builds:artifact": [Case(repo(Role.READ), kwargs=B | {"artifact_id": "@artifact", "filename": "app"})],
+    "builds:provenance": [Case(repo(Role.READ), kwargs=B | {"artifact_id": "@artifact"})],
+    "builds:run": [Case(repo(Role.WRITE), "POST", R)],
+    "builds:stop": [Case(repo(Role.WRITE), "POST", R | {"number": 2})],
+    "builds:rerun": [Case(repo(Role.WRITE), "POST", B)],
+    "builds:settings": [Case(repo(Role.ADMIN), kwargs=R), Case(repo(Role.ADMIN), "POST", R)],
     "notifications:list": [Case(LOGIN)],
     "notifications:read": [Case(LOGIN, "POST", {"notification_id": "@own_notification"})],
     "notifications:read_all": [Case(LOGIN, "POST")],
@@ -359,7 +372,7 @@ def test_every_api_operation_has_a_policy():
 
 
 @pytest.fixture
-def world(private_repo, alice, bob, carol, mallory, admin):
+def world(private_repo, alice, bob, carol, mallory, admin, settings):
     """alice/project (private) and the organization acme (alice owns it; bob is in its devs team)."""
     org = accounts.create_organization(actor=alice, name="acme")
     devs = accounts.create_team(org, actor=alice, name="devs")
@@ -394,6 +407,7 @@ def world(private_repo, alice, bob, carol, mallory, admin):
     invitation, _ = accounts.invite_user(actor=admin, email="dave@example.com")
     hooks = _webhooks(private_repo, org, alice)
     build_variables = _build_variables(private_repo, org, alice)
+    builds = _builds(private_repo, alice, settings)
     # A job row, for the routes that requeue or cancel one (unconfirmed, so it stays as it is).
     maintenance = RepositoryMaintenance.objects.create(repository=private_repo)
     for role in refs:
@@ -414,6 +428,7 @@ def world(private_repo, alice, bob, carol, mallory, admin):
             | pulls
             | hooks
             | build_variables
+            | builds
         )
     return {"people": people, "tokens": tokens, "refs": refs}
 
@@ -470,6 +485,33 @@ def _build_variables(repo, org, alice) -> dict:
     secret, _ = variables.set_build_variable(actor=alice, repository=repo, name="TOKEN", value="s3cret", secret=True)
     variable, _ = variables.set_build_variable(actor=alice, organization=org, name="REGION", value="eu", secret=False)
     return {"@secret": secret.name, "@org_variable": variable.name}
+
+
+def _builds(repo, alice, settings) -> dict:
+    """Build #1 of alice/project, ended, with its log and a signed artifact in the store; build #2 queued."""
+    import hashlib
+
+    from releases import logs, services
+    from releases.models import Build, BuildArtifact
+    from releases.storage import store_artifact
+
+    settings.PORTAL_BUILDS_ROOT = settings.VAR_DIR / "builds"
+    sha = git.branch_sha(repo.path, "main")
+    ended = services.start_build(repo, sha=sha, ref="refs/heads/main", trigger="manual", initiator=alice)
+    services.start_build(repo, sha=sha, ref="refs/heads/main", trigger="manual", initiator=alice)
+    log = settings.VAR_DIR / "matrix.log"
+    log.write_bytes(b"[Container] Entering phase BUILD\nbuilt\n")
+    logs.store(logs.stored_name(ended), log)
+    services.record_result(ended, status=Build.BuildStatus.SUCCEEDED, log_size=log.stat().st_size)
+    content = b"PK\x05\x06" + bytes(18)
+    digest = hashlib.sha256(content).hexdigest()
+    archive = settings.VAR_DIR / "app.zip"
+    archive.write_bytes(content)
+    artifact = BuildArtifact.objects.create(
+        build=ended, name="app", sha256=digest, size_in_bytes=len(content), files=[], provenance={"payload": ""}
+    )
+    store_artifact(archive, artifact.storage_name)
+    return {"@artifact": artifact.pk}
 
 
 def _notifications(alice, people: dict) -> dict:
