@@ -12,15 +12,18 @@ from portal.models import AccessToken, SshKey, Team, User
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking: a user (through a session, an SSH key or a token), a deploy key, or nobody."""
+    """Who is asking: a user (through a session, an SSH key or a token), a deploy key, a repository read token,
+    or nobody."""
 
     user: User | None = None
     deploy_key: SshKey | None = None
     token: AccessToken | None = None
+    # A short-lived read token (repos/read_tokens.py): it reads the repository of this id and nothing else.
+    read_token_repository_id: int | None = None
 
     @property
     def is_anonymous(self) -> bool:
-        return self.user is None and self.deploy_key is None
+        return self.user is None and self.deploy_key is None and self.read_token_repository_id is None
 
     @property
     def name(self) -> str:
@@ -28,6 +31,8 @@ class Principal:
             return self.user.username
         if self.deploy_key is not None:
             return f"deploy key {self.deploy_key.title}"
+        if self.read_token_repository_id is not None:
+            return "read token"
         return "anonymous"
 
 

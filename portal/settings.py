@@ -54,6 +54,7 @@ PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", f"http://localhost:{PORTAL_H
 # Where git hooks reach the web process. Unset (the default), they go through a unix socket that gunicorn binds
 # under `manage.py serve`, and the hook endpoint answers nothing else. Set it (http://web-1.internal:8000, say)
 # when the web process runs elsewhere; the endpoint then answers over TCP too, guarded by the one-push secret.
+# A build worker on a machine without GIT_ROOT fetches its builds' commits from it too (else from PORTAL_BASE_URL).
 PORTAL_INTERNAL_URL = os.environ.get("PORTAL_INTERNAL_URL", "").rstrip("/")
 PORTAL_INTERNAL_SOCKET = VAR_DIR / "internal" / "web.sock"
 # Seconds a push may take from the start of its upload until its hooks have run.
@@ -242,6 +243,30 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+
+# Where build artifacts and logs are kept (releases/storage.py). "filesystem" (the default): under
+# PORTAL_BUILDS_ROOT/store, which build workers on other machines must then share (NFS, say). "s3": a bucket of an
+# S3-compatible store through django-storages, which every worker reaches on its own. Its settings are
+# django-storages' own (AWS_STORAGE_BUCKET_NAME, AWS_S3_ENDPOINT_URL for a store other than AWS, ...); the
+# credentials come the way boto3 finds them (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, an instance role).
+PORTAL_ARTIFACT_STORAGE = os.environ.get("PORTAL_ARTIFACT_STORAGE", "filesystem")
+if PORTAL_ARTIFACT_STORAGE == "s3":
+    AWS_STORAGE_BUCKET_NAME = os.environ.get("AWS_STORAGE_BUCKET_NAME", "")
+    if not AWS_STORAGE_BUCKET_NAME:
+        raise ImproperlyConfigured("PORTAL_ARTIFACT_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME.")
+    AWS_S3_ENDPOINT_URL = os.environ.get("AWS_S3_ENDPOINT_URL") or None
+    AWS_S3_REGION_NAME = os.environ.get("AWS_S3_REGION_NAME") or None
+    # "path" for stores that do not serve buckets as host names (MinIO and most self-hosted ones).
+    AWS_S3_ADDRESSING_STYLE = os.environ.get("AWS_S3_ADDRESSING_STYLE") or None
+    # A prefix inside the bucket, so that one bucket can serve several portals.
+    AWS_LOCATION = os.environ.get("AWS_LOCATION", "")
+    # Artifacts are downloaded through the portal, which checks who may read them: the bucket stays private.
+    AWS_DEFAULT_ACL = None
+    STORAGES["artifacts"] = {"BACKEND": "storages.backends.s3.S3Storage"}
+elif PORTAL_ARTIFACT_STORAGE != "filesystem":
+    raise ImproperlyConfigured(
+        f"PORTAL_ARTIFACT_STORAGE is {PORTAL_ARTIFACT_STORAGE!r}: it must be 'filesystem' (the default) or 's3'."
+    )
 
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "/"

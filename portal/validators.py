@@ -30,6 +30,8 @@ RESERVED_OWNER_NAMES = frozenset(
         "static",
         "user",
         "users",
+        # The HTTP Basic username of repository read tokens (repos/read_tokens.py).
+        "x-read-token",
         "-",
     }
 )

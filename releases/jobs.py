@@ -1,7 +1,8 @@
 """The build job, run by a worker of the rq `builds` queue.
 
-The worker checks out the exact sha into a fresh workspace under PORTAL_BUILDS_ROOT/<id>, reads the buildspec from
-the commit (never through the workspace, where it could be a link), and hands both to the sandboxed runner: only
+The worker checks out the exact sha into a fresh workspace under PORTAL_BUILDS_ROOT/<id> (from the repository's git
+directory, or fetched over HTTP on a machine without it: releases/source.py), reads the buildspec from the commit
+(never through the workspace, where it could be a link), and hands both to the sandboxed runner: only
 the sandbox runs the repository's code. The log goes to PORTAL_BUILDS_ROOT/logs/<id>.log line by line as the build
 prints it, and from there to where viewers read it (releases/logs.py). Artifacts go to the artifact store
 (releases/storage.py) once by sha256; the cache of cache.paths stays under cache/<repository id>; the rest of the
@@ -19,7 +20,7 @@ from pathlib import Path
 from django.conf import settings
 
 from portal.jobs import run_claimed
-from releases import logs, runner, services, variables
+from releases import logs, runner, services, source, variables
 from releases.buildspec import MAX_BUILDSPEC_BYTES, BuildspecError, parse_buildspec
 from releases.models import Build, BuildArtifact
 from releases.sandbox import Limits, prepare_build_directory, remove_build_directory
@@ -99,9 +100,15 @@ def _run(build: Build) -> None:
     try:
         log.line(f"{runner.PREFIX}Entering phase DOWNLOAD_SOURCE: {build.head_sha}")
         repository = build.repository
-        git.export_tree(repository.path, build.head_sha, directory.workspace)
-        blob = git.entry(repository.path, build.head_sha, build.buildspec_path)
-        text, _size = git.read_blob(repository.path, blob.sha, limit=MAX_BUILDSPEC_BYTES + 1)
+        try:
+            with source.git_directory(build, directory.root, on_line=log.line) as git_dir:
+                git.export_tree(git_dir, build.head_sha, directory.workspace)
+                blob = git.entry(git_dir, build.head_sha, build.buildspec_path)
+                text, _size = git.read_blob(git_dir, blob.sha, limit=MAX_BUILDSPEC_BYTES + 1)
+        except source.SourceUnavailable as error:
+            log.line(f"{runner.PREFIX}Phase context status code: CLIENT_ERROR Message: {error}")
+            outcome = {"status": Build.BuildStatus.FAULT, "message": str(error)}
+            return
         try:
             spec = parse_buildspec(text, filename=build.buildspec_path)
         except BuildspecError as error:

@@ -116,7 +116,9 @@ def _status_actor(build: Build) -> User:
     return build.repository.owner
 
 
-def _post_status(build: Build, description: str) -> None:
+def _post_status(build: Build, description: str, *, known_commit: bool = True) -> None:
+    """Post the build's commit status. The first post, when the build is queued, checks that head_sha is a commit of
+    the repository; the later ones need not, and a worker without the repository's git directory could not."""
     state = COMMIT_STATES.get(build.build_status, CommitStatus.State.PENDING)
     set_commit_status(
         build.repository,
@@ -126,6 +128,7 @@ def _post_status(build: Build, description: str) -> None:
         context=STATUS_CONTEXT,
         target_url=build.web_url,
         description=description,
+        known_commit=known_commit,
     )
 
 
@@ -175,7 +178,7 @@ def start_build(
     audit.record(initiator, "build.start", build, after=_snapshot(build) | {"trigger": trigger})
     if trigger in SUPERSEDING_TRIGGERS and build.head_branch:
         _supersede(build)
-    _post_status(build, "Build queued")
+    _post_status(build, "Build queued", known_commit=False)
     build.enqueue()
     return build
 

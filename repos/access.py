@@ -45,7 +45,10 @@ def role_for(user: User | None, repo: Repository) -> int:
 
 
 def role_for_principal(principal: Principal, repo: Repository) -> int:
-    """A principal's role: a deploy key's own grant, or its user's role capped by token scopes."""
+    """A principal's role: a read token's or a deploy key's own grant, or its user's role capped by token scopes."""
+    if principal.read_token_repository_id is not None:
+        # Reading its one repository is all a read token ever does, even where anyone may read.
+        return Role.READ if principal.read_token_repository_id == repo.pk else NO_ACCESS
     if principal.deploy_key is not None:
         key = principal.deploy_key
         if key.repository_id == repo.pk:

@@ -1,4 +1,5 @@
-"""Git's smart HTTP protocol: clone, fetch and push over HTTP(S), authenticated by personal access tokens.
+"""Git's smart HTTP protocol: clone, fetch and push over HTTP(S), authenticated by personal access tokens (or,
+for fetches only, by a repository's short-lived read token: repos/read_tokens.py).
 
 Read or write is decided by the service named in the path (the `service` parameter of info/refs only
 picks between the two known services). git runs in stateless-RPC mode and its output is streamed, so
@@ -18,7 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from portal import services as accounts
 from portal.models import AccessToken
-from repos import git, transport
+from repos import git, read_tokens, transport
 from repos.access import Principal, get_repo_for_principal
 from repos.models import Repository
 
@@ -63,6 +64,11 @@ def _principal(request: HttpRequest) -> Principal:
         raise Refused(401, "Malformed Basic credentials.", challenge=True)
     if not colon or not username:
         raise Refused(401, "Give your username and a personal access token.", challenge=True)
+    if username == read_tokens.USERNAME:
+        repository_id = read_tokens.repository_id(secret)
+        if repository_id is None:
+            raise Refused(401, "This read token is invalid or expired.", challenge=True)
+        return Principal(read_token_repository_id=repository_id)
     if not secret.startswith(AccessToken.PREFIX):
         raise Refused(401, PASSWORDS_REFUSED, challenge=True)
     token = accounts.authenticate_token(secret)
@@ -86,6 +92,8 @@ def get_repo_for_git(request: HttpRequest, owner: str, name: str, service: str) 
     except PermissionDenied:
         if principal.is_anonymous:
             raise Refused(401, "Sign in to push: use your username and a personal access token.", challenge=True)
+        if principal.read_token_repository_id is not None:
+            raise Refused(403, "A read token cannot push.")
         if principal.token is not None and not principal.token.has_scope("write:repo"):
             raise Refused(403, "This token cannot push: it lacks the write:repo scope.")
         raise Refused(403, f"You have read-only access to {owner}/{name}; pushing needs write access.")

@@ -1,5 +1,6 @@
 """The authorization matrix: every route of the URL table and of the API schema, and both git
-transports (smart HTTP and SSH), asked by {anonymous, outsider, reader, writer, admin} about a private repository.
+transports (smart HTTP and SSH), asked by {anonymous, outsider, reader, writer, admin} about a private repository,
+and smart HTTP asked with a repository read token.
 
 A route without an entry in the tables below fails test_every_route_has_a_policy, so a new route
 cannot ship without saying who may use it."""
@@ -754,6 +755,34 @@ def test_git_http_matrix(world, who):
             assert response["Content-Type"] == f"application/x-{service}-advertisement"
         else:
             assert response.status_code == 403, (who, service)
+
+
+def test_git_http_read_token(world, private_repo):
+    """A repository read token (repos/read_tokens.py): fetches its repository, never pushes, never reaches another
+    repository, and is refused once expired or altered."""
+    import time
+
+    from repos import read_tokens
+
+    client = Client()
+    token = read_tokens.mint(private_repo, seconds=60)
+    expired = read_tokens.mint(private_repo, seconds=60, now=time.time() - 3600)
+    cases = [
+        (token, "alice/project", "git-upload-pack", 200),
+        (token, "alice/project", "git-receive-pack", 403),
+        (token, "acme/tool", "git-upload-pack", 404),
+        (expired, "alice/project", "git-upload-pack", 401),
+        (token[:-1] + ("A" if token[-1] != "A" else "B"), "alice/project", "git-upload-pack", 401),
+    ]
+    for credential, path, service, status in cases:
+        headers = _basic(read_tokens.USERNAME, credential)
+        response = client.get(f"/{path}.git/info/refs?service={service}", **headers)
+        assert response.status_code == status, (path, service)
+        # A flush packet: the client wants nothing (or pushes nothing).
+        posted = client.post(
+            f"/{path}.git/{service}", b"0000", content_type=f"application/x-{service}-request", **headers
+        )
+        assert posted.status_code == status, (path, service)
 
 
 @pytest.mark.parametrize("who", PEOPLE)

@@ -174,3 +174,40 @@ def test_production_mode_answers_the_hooks_on_an_explicit_internal_url(tmp_path)
     env = production_env(tmp_path, PORTAL_INTERNAL_URL="http://10.0.0.5:8000")
     output = hook_call(env, "10.0.0.5:8000", "10.0.0.7")
     assert "hook 400 " in output and "the hook did not send JSON" in output, output
+
+
+SHOW_ARTIFACT_STORAGE = """
+from releases.storage import artifact_storage
+storage = artifact_storage()
+print(type(storage).__name__, getattr(storage, "bucket_name", ""), getattr(storage, "endpoint_url", ""))
+print(getattr(storage, "location", ""), getattr(storage, "addressing_style", ""), getattr(storage, "default_acl", ""))
+"""
+
+
+def test_artifacts_are_kept_on_the_filesystem_unless_an_s3_store_is_configured(tmp_path):
+    result = manage("shell", "--no-imports", "-c", SHOW_ARTIFACT_STORAGE, env=production_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].split() == ["FileSystemStorage"]
+    assert result.stdout.splitlines()[1].split() == [str(tmp_path / "var" / "builds" / "store")]
+
+    s3 = production_env(
+        tmp_path,
+        PORTAL_ARTIFACT_STORAGE="s3",
+        AWS_STORAGE_BUCKET_NAME="portal-artifacts",
+        AWS_S3_ENDPOINT_URL="https://s3.internal:9000",
+        AWS_S3_ADDRESSING_STYLE="path",
+        AWS_LOCATION="portal",
+    )
+    result = manage("shell", "--no-imports", "-c", SHOW_ARTIFACT_STORAGE, env=s3)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["S3Storage portal-artifacts https://s3.internal:9000", "portal path None"]
+
+
+def test_an_s3_store_without_a_bucket_or_an_unknown_store_refuses_to_start(tmp_path):
+    for env, message in (
+        ({"PORTAL_ARTIFACT_STORAGE": "s3"}, "PORTAL_ARTIFACT_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME."),
+        ({"PORTAL_ARTIFACT_STORAGE": "ftp"}, "PORTAL_ARTIFACT_STORAGE is 'ftp'"),
+    ):
+        result = manage("check", env=production_env(tmp_path, **env))
+        assert result.returncode != 0
+        assert message in result.stderr

@@ -65,6 +65,7 @@ from .wire import (
     ServiceFailed,
     archive,
     export_tree,
+    fetch_commit,
     service_command,
     stream_service,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "edit_lines",
     "entry",
     "export_tree",
+    "fetch_commit",
     "file_lines",
     "has_object",
     "head_commit",

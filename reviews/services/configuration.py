@@ -28,19 +28,24 @@ def set_commit_status(
     context: str = "default",
     target_url: str = "",
     description: str = "",
+    known_commit: bool = False,
 ) -> CommitStatus:
-    """Record what a CI says about a commit; the latest report per context wins."""
+    """Record what a CI says about a commit; the latest report per context wins.
+
+    known_commit says that the caller already found sha to be a full commit id of repo (a build's head, checked
+    when its first status was posted), so that a build worker without the repository's git directory can post."""
     require_role(actor, repo, Role.WRITE)
     if state not in CommitStatus.State.values:
         raise ValidationError(f"state must be one of {', '.join(CommitStatus.State.values)}.")
     context = (context or "default").strip()[:255]
     if target_url and not target_url.startswith(("http://", "https://")):
         raise ValidationError("target_url must be an http(s) URL.")
-    try:
-        # A short sha is stored in full, so that it meets a required check on the head it names.
-        sha = git.commit(repo.path, sha).sha
-    except (git.GitError, KeyError, ValueError):
-        raise ValidationError(f"{sha[:40]!r} is not a commit of {repo.full_name}.") from None
+    if not known_commit:
+        try:
+            # A short sha is stored in full, so that it meets a required check on the head it names.
+            sha = git.commit(repo.path, sha).sha
+        except (git.GitError, KeyError, ValueError):
+            raise ValidationError(f"{sha[:40]!r} is not a commit of {repo.full_name}.") from None
     status, _created = CommitStatus.objects.update_or_create(
         repository=repo,
         sha=sha,
