@@ -298,6 +298,9 @@ API_ROUTES: dict[tuple[str, str], str] = {
     ("GET", f"{A}/orgs/{{org}}/hooks/{{id}}/deliveries/{{delivery_id}}"): ORG_OWNER,
     ("POST", f"{A}/orgs/{{org}}/hooks/{{id}}/deliveries/{{delivery_id}}/attempts"): ORG_OWNER,
     ("DELETE", f"{A}/orgs/{{org}}/hooks/{{id}}"): ORG_OWNER,
+    # Builds: the key that signs provenance is public; an artifact's attestations are the repository's.
+    ("GET", f"{A}/builds/provenance-key"): PUBLIC,
+    ("GET", f"{A}{RP}/attestations/{{subject_digest}}"): repo(Role.READ),
     # Last, because it succeeds for the repository's admin.
     ("DELETE", f"{A}{RP}"): repo(Role.ADMIN),
 }
@@ -582,6 +585,7 @@ def test_api_operations_follow_the_matrix(world, who):
             "sha": refs["@head_sha"],
             "ref": "main",
             "name": "main",
+            "subject_digest": "sha256:" + "0" * 64,
         }
         if "/revoked_keys/" in path:
             values["id"] = refs["@revocation"]
