@@ -207,10 +207,15 @@ def read_all(build) -> bytes:
 
 
 def remove(build) -> None:
-    """Remove the stored log (retention), and the worker's file when it ran on this machine, from which read()
-    would otherwise still serve it; the Redis copy has expired by then."""
+    """Remove the stored log (retention), and the copies read() would otherwise still serve: the worker's file when
+    it ran on this machine, and the Redis string if it has not expired yet."""
     storage = artifact_storage()
     name = stored_name(build)
     if storage.exists(name):
         storage.delete(name)
     local_path(build).unlink(missing_ok=True)
+    try:
+        _redis().delete(redis_key(build.pk))
+    except RedisError:
+        # It expires on its own a minute after the build ended.
+        pass
