@@ -172,7 +172,6 @@ def test_attestations_are_found_by_digest_by_those_who_read_the_repository(built
     reader.force_login(carol)
     response = reader.get(url)
     assert response.status_code == 200
-    assert response["X-Total-Count"] == "1"
     [attestation] = response.json()["attestations"]
     assert attestation["repository_id"] == private_repo.pk
     assert attestation["build_url"] == built.web_url
@@ -182,6 +181,7 @@ def test_attestations_are_found_by_digest_by_those_who_read_the_repository(built
     assert provenance.verify(bundle["dsseEnvelope"], stored_bytes(artifact))["subject"][0]["name"] == "app.zip"
 
     assert reader.get(url.replace(artifact.sha256, "0" * 64)).json() == {"attestations": []}
+    assert reader.get(url, {"per_page": 0}).status_code == 422
     wrong = reader.get(url.replace("sha256:", "md5:"))
     assert wrong.status_code == 422 and "sha256:" in json.dumps(wrong.json())
     outsider = Client()
