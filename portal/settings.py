@@ -91,6 +91,8 @@ GIT_BIN = os.environ.get("GIT_BIN", "git")
 # builds run as other uids, so the root and its parents must be traversable by others (the portal makes the root
 # and the directories it creates mode 0711: traversable, not listable).
 PORTAL_BUILDS_ROOT = envpath("PORTAL_BUILDS_ROOT", VAR_DIR / "builds")
+# Days an ended build keeps its log and artifacts (GitHub's default); artifacts still in use are kept.
+PORTAL_BUILD_KEEP_DAYS = envint("PORTAL_BUILD_KEEP_DAYS", 90)
 # Seconds after the last push before a repository is repacked and its commit-graph rewritten.
 PORTAL_MAINTENANCE_DELAY = envint("PORTAL_MAINTENANCE_DELAY", 60)
 # Maintenance removes a killed push's quarantine (objects/tmp_objdir-incoming-*) unchanged for this many seconds.

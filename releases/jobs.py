@@ -14,13 +14,14 @@ share one. The range starts well above the uids a system hands out (useradd stop
 first subordinate-uid ranges (from 100000, 65536 per user); 50000 builds would have to run at once for two to
 meet."""
 
+import hashlib
 import time
 from pathlib import Path
 
 from django.conf import settings
 
 from portal.jobs import run_claimed
-from releases import logs, runner, services, source, variables
+from releases import logs, provenance, runner, services, source, variables
 from releases.buildspec import MAX_BUILDSPEC_BYTES, BuildspecError, parse_buildspec
 from releases.models import Build, BuildArtifact
 from releases.sandbox import Limits, prepare_build_directory, remove_build_directory
@@ -140,6 +141,11 @@ def _run(build: Build) -> None:
             "message": result.message,
             "result": result,
             "warnings": [str(warning) for warning in spec.warnings],
+            "inputs": provenance.BuildInputs(
+                buildspec_sha256=hashlib.sha256(text).hexdigest(),
+                network=build_settings.network,
+                timeout_minutes=build_settings.timeout_minutes,
+            ),
         }
     except Exception as error:
         log.line(f"{runner.PREFIX}Phase context status code: FAULT Message: {type(error).__name__}: {error}")
@@ -147,4 +153,4 @@ def _run(build: Build) -> None:
         raise
     finally:
         remove_build_directory(directory)
-        services.record_result(build, log_size=log.close(), **outcome)
+        services.record_result(build, log_size=log.close(), log_sha256=log.digest.hexdigest(), **outcome)

@@ -11,6 +11,7 @@ convenience here, not the record: when it is unreachable or emptied mid-build, v
 as the worker writes it back whole (it notices APPEND answering a length other than the bytes it wrote), and the
 stored log is made from the worker's file."""
 
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ class LogWriter:
         self.path = path
         self.file = path.open("wb")
         self.written = 0
+        # The digest of every byte written, for the build's provenance (releases/provenance.py).
+        self.digest = hashlib.sha256()
         self.sent = 0
         self.pending: list[bytes] = []
         self.lock = threading.Lock()
@@ -72,6 +75,7 @@ class LogWriter:
             self.file.write(data)
             self.file.flush()
             self.written += len(data)
+            self.digest.update(data)
             self.pending.append(data)
 
     def _send_loop(self) -> None:
@@ -203,8 +207,15 @@ def read_all(build) -> bytes:
 
 
 def remove(build) -> None:
-    """Remove the stored log (retention); the Redis copy has expired by then."""
+    """Remove the stored log (retention), and the copies read() would otherwise still serve: the worker's file when
+    it ran on this machine, and the Redis string if it has not expired yet."""
     storage = artifact_storage()
     name = stored_name(build)
     if storage.exists(name):
         storage.delete(name)
+    local_path(build).unlink(missing_ok=True)
+    try:
+        _redis().delete(redis_key(build.pk))
+    except RedisError:
+        # It expires on its own a minute after the build ended.
+        pass

@@ -81,7 +81,8 @@ class Build(jobs.JobRow):
     secrets_withheld = models.CharField(max_length=300, blank=True)
     # Set by a stop of a running build; the worker running it reads it about once a second.
     stop_requested = models.BooleanField(default=False)
-    # The log's name in the artifact store (releases/logs.py).
+    # The log's name in the artifact store (releases/logs.py); cleared when retention removes the log (log_size
+    # stays, so that an ended build with a size and no path is one whose log was removed).
     log_path = models.CharField(max_length=500, blank=True)
     log_size = models.BigIntegerField(default=0)
     created = models.DateTimeField(default=timezone.now)
@@ -122,6 +123,11 @@ class Build(jobs.JobRow):
     @property
     def is_ended(self) -> bool:
         return self.build_status in self.ENDED
+
+    @property
+    def log_removed(self) -> bool:
+        """Whether retention removed the log (releases/retention.py)."""
+        return self.is_ended and not self.log_path and self.log_size > 0
 
 
 class BuildSettings(models.Model):
@@ -164,6 +170,9 @@ class BuildArtifact(models.Model):
     # The signed provenance statement: a DSSE envelope {"payloadType", "payload", "signatures"} over an in-toto
     # statement with the SLSA v1 predicate; null until signed.
     provenance = models.JSONField(null=True, blank=True)
+    # Removed by retention (releases/retention.py), as GitHub marks an artifact past its retention: the row stays,
+    # with its digest and provenance, so that bytes kept elsewhere can still be traced; the zip may be gone.
+    expired = models.BooleanField(default=False)
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:

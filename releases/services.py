@@ -14,7 +14,7 @@ from django.utils import timezone
 from portal import audit
 from portal.models import User
 from portal.validators import field_error
-from releases import access
+from releases import access, provenance
 from releases.buildspec import RESERVED_PREFIX, VARIABLE_NAME
 from releases.models import MAX_TIMEOUT_MINUTES, Build, BuildArtifact, BuildSettings
 from releases.runner import BuildResult
@@ -297,9 +297,12 @@ def record_result(
     result: BuildResult | None = None,
     warnings: list[str] | None = None,
     log_size: int = 0,
+    log_sha256: str = "",
+    inputs: provenance.BuildInputs | None = None,
 ) -> Build:
     """Record how a build ended (with the runner's result when it ran: phases, exported variables, test reports,
-    the artifacts it stored) and post its final commit status."""
+    the artifacts it stored, each with its signed provenance when the job gave the inputs it ran with) and post its
+    final commit status."""
     if status not in Build.ENDED:
         raise ValueError(f"{status} is not how a build ends.")
     before = _snapshot(build)
@@ -324,6 +327,11 @@ def record_result(
             sha256=artifact.sha256,
             size_in_bytes=artifact.size_in_bytes,
             files=list(artifact.files),
+            provenance=provenance.attest(
+                build, name=artifact.name, sha256=artifact.sha256, inputs=inputs, log_sha256=log_sha256
+            )
+            if inputs is not None
+            else None,
         )
         for artifact in (result.artifacts if result is not None else ())
     )

@@ -336,6 +336,9 @@ API_ROUTES: dict[tuple[str, str], str] = {
         )
         for method, rest in operations
     },
+    # Builds: the key that signs provenance is public; an artifact's attestations are the repository's.
+    ("GET", f"{A}/builds/provenance-key"): PUBLIC,
+    ("GET", f"{A}{RP}/attestations/{{subject_digest}}"): repo(Role.READ),
     # Last, because it succeeds for the repository's admin.
     ("DELETE", f"{A}{RP}"): repo(Role.ADMIN),
 }
@@ -662,6 +665,7 @@ def test_api_operations_follow_the_matrix(world, who):
             "name": "main",
             "secretname": "MATRIX_SECRET",
             "variablename": "MATRIX_VARIABLE",
+            "subject_digest": "sha256:" + "0" * 64,
         }
         if "/revoked_keys/" in path:
             values["id"] = refs["@revocation"]

@@ -4,7 +4,10 @@ Every endpoint asks the access modules first and changes state only through rele
 add their endpoints to the one router when imported.
 """
 
-from releases.api import secrets  # noqa: F401  (importing it registers its endpoints)
+from releases.api import (
+    provenance,  # noqa: F401  (importing it registers its endpoints)
+    secrets,  # noqa: F401  (importing it registers its endpoints)
+)
 from releases.api.router import router
 
 __all__ = ["router"]

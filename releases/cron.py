@@ -1,0 +1,7 @@
+"""What releases schedules on rq's cron scheduler (loaded by portal/cron.py)."""
+
+from rq import cron
+
+from releases.retention import run_retention
+
+cron.register(run_retention, "default", interval=24 * 60 * 60, name="build retention")
