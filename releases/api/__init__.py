@@ -4,6 +4,7 @@ Every endpoint asks the access modules first and changes state only through rele
 add their endpoints to the one router when imported.
 """
 
+from releases.api import runs  # noqa: F401  (importing it registers its endpoints)
 from releases.api.router import router
 
 __all__ = ["router"]
