@@ -290,6 +290,18 @@ API_ROUTES: dict[tuple[str, str], str] = {
     ("GET", f"{A}{RP}/hooks/{{id}}/deliveries/{{delivery_id}}"): repo(Role.ADMIN),
     ("POST", f"{A}{RP}/hooks/{{id}}/deliveries/{{delivery_id}}/attempts"): repo(Role.ADMIN),
     ("DELETE", f"{A}{RP}/hooks/{{id}}"): repo(Role.ADMIN),
+    # Builds in GitHub Actions' shapes: an ended build of the branch ci, with its log and an artifact.
+    ("GET", f"{A}{RP}/actions/runs"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/runs/{{run_id}}"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/runs/{{run_id}}/logs"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/runs/{{run_id}}/artifacts"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/artifacts"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/artifacts/{{artifact_id}}"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/artifacts/{{artifact_id}}/zip"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/workflows"): repo(Role.READ),
+    ("POST", f"{A}{RP}/actions/runs/{{run_id}}/cancel"): repo(Role.WRITE),
+    ("POST", f"{A}{RP}/actions/runs/{{run_id}}/rerun"): repo(Role.WRITE),
+    ("POST", f"{A}{RP}/actions/workflows/{{workflow_id}}/dispatches"): repo(Role.WRITE),
     ("GET", f"{A}/orgs/{{org}}/hooks"): ORG_OWNER,
     ("POST", f"{A}/orgs/{{org}}/hooks"): ORG_OWNER,
     ("GET", f"{A}/orgs/{{org}}/hooks/{{id}}"): ORG_OWNER,
@@ -335,7 +347,7 @@ def test_every_api_operation_has_a_policy():
 
 
 @pytest.fixture
-def world(private_repo, alice, bob, carol, mallory, admin):
+def world(private_repo, alice, bob, carol, mallory, admin, settings, tmp_path):
     """alice/project (private) and the organization acme (alice owns it; bob is in its devs team)."""
     org = accounts.create_organization(actor=alice, name="acme")
     devs = accounts.create_team(org, actor=alice, name="devs")
@@ -369,6 +381,8 @@ def world(private_repo, alice, bob, carol, mallory, admin):
     notices = _notifications(alice, people)
     invitation, _ = accounts.invite_user(actor=admin, email="dave@example.com")
     hooks = _webhooks(private_repo, org, alice)
+    settings.PORTAL_BUILDS_ROOT = tmp_path / "builds"
+    builds = _builds(private_repo, bob)
     # A job row, for the routes that requeue or cancel one (unconfirmed, so it stays as it is).
     maintenance = RepositoryMaintenance.objects.create(repository=private_repo)
     for role in refs:
@@ -388,6 +402,7 @@ def world(private_repo, alice, bob, carol, mallory, admin):
             }
             | pulls
             | hooks
+            | builds
         )
     return {"people": people, "tokens": tokens, "refs": refs}
 
@@ -435,6 +450,32 @@ def _webhooks(repo, org, alice) -> dict:
         "@org_hook": org_hook.pk,
         "@org_delivery": webhooks.test_webhook(org_hook, actor=alice, repository=repo).pk,
     }
+
+
+def _builds(repo, bob) -> dict:
+    """An ended build of the branch ci (which holds a buildspec), with its stored log and one stored artifact."""
+    import hashlib
+
+    from django.core.files.base import ContentFile
+
+    from releases import logs
+    from releases import services as builds
+    from releases.models import Build, BuildArtifact
+    from releases.storage import artifact_storage
+
+    git.update_ref(repo.path, "refs/heads/ci", git.branch_sha(repo.path, "main"), git.ZERO_SHA)
+    spec = b"version: 0.2\nphases:\n  build:\n    commands:\n      - echo ok\n"
+    sha = git.commit_files(repo.path, "ci", {"buildspec.yml": spec}, "build", name="bob", email="bob@example.com")
+    build = builds.start_build(repo, sha=sha, ref="refs/heads/ci", trigger=Build.Trigger.PUSH, initiator=bob)
+    storage = artifact_storage()
+    storage.save(logs.stored_name(build), ContentFile(b"ok\n"))
+    Build.objects.filter(pk=build.pk).update(state=Build.State.DONE, log_path=logs.stored_name(build))
+    builds.record_result(build, status=Build.BuildStatus.SUCCEEDED, log_size=3)
+    content = b"not really a zip"
+    digest = hashlib.sha256(content).hexdigest()
+    artifact = BuildArtifact.objects.create(build=build, name="app", sha256=digest, size_in_bytes=len(content))
+    storage.save(artifact.storage_name, ContentFile(content))
+    return {"@run": build.pk, "@artifact": artifact.pk}
 
 
 def _notifications(alice, people: dict) -> dict:
@@ -582,6 +623,9 @@ def test_api_operations_follow_the_matrix(world, who):
             "sha": refs["@head_sha"],
             "ref": "main",
             "name": "main",
+            "run_id": refs["@run"],
+            "artifact_id": refs["@artifact"],
+            "workflow_id": "buildspec.yml",
         }
         if "/revoked_keys/" in path:
             values["id"] = refs["@revocation"]
@@ -650,6 +694,8 @@ def _api_body(method: str, path: str) -> dict:
         return {"rule_name": f"m-{uuid.uuid4().hex[:8]}"}
     if "approval_rule" in path:
         return {"name": "Matrix"}
+    if path.endswith("/dispatches"):
+        return {"ref": "ci"}
     return {}
 
 

@@ -28,7 +28,7 @@ from portal.api_pages import MAX_PAGE_SIZE, PageParams, link_header, paginate
 from portal.api_scopes import READ_REPO, WRITE_REPO
 from portal.models import User
 from portal.validators import field_error
-from releases import logs, services
+from releases import access, logs, services
 from releases.api.router import router
 from releases.models import Build, BuildArtifact
 from releases.storage import artifact_storage
@@ -678,6 +678,9 @@ def _ref_to_build(repository: Repository, ref: str) -> tuple[str, str]:
 )
 def dispatch_workflow(request: HttpRequest, owner: str, repo: str, workflow_id: str, payload: DispatchIn):
     repository = _repo(request, owner, repo)
+    actor = current_user(request)
+    # Whether the caller may start builds at all is answered before whether this request could start one.
+    access.require(access.can_run_builds, actor, repository, "Only writers start builds by hand.")
     path = services.build_settings(repository).buildspec_path
     if workflow_id not in (str(repository.pk), path, path.rsplit("/", 1)[-1]):
         raise Http404(f"No workflow {workflow_id!r} in {repository.full_name}: its buildspec is {path}.")
@@ -685,7 +688,6 @@ def dispatch_workflow(request: HttpRequest, owner: str, repo: str, workflow_id: 
     if not services.has_buildspec(repository, sha, path):
         raise field_error(f"{payload.ref!r} has no {path}.", "ref")
     variables = {name: _input_value(value) for name, value in payload.inputs.items()}
-    actor = current_user(request)
     try:
         build = services.start_build(
             repository, sha=sha, ref=ref, trigger=Build.Trigger.MANUAL, initiator=actor, variables=variables
