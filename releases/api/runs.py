@@ -476,7 +476,8 @@ def download_run_logs(request: HttpRequest, owner: str, repo: str, run_id: int):
         with archive.open(f"build-{build.number}.txt", "w") as entry:
             # Read by offset as the log's viewers do, so that a long log is never held whole in memory.
             offset = 0
-            while chunk := logs.read(build, offset):
+            while True:
+                chunk = logs.read(build, offset)
                 if not chunk.data:
                     break
                 entry.write(chunk.data)
@@ -604,14 +605,12 @@ def download_artifact(request: HttpRequest, owner: str, repo: str, artifact_id: 
     storage = artifact_storage()
     if not storage.exists(artifact.storage_name):
         raise HttpError(410, f"Artifact {artifact_id} is no longer kept.")
-    response = FileResponse(
+    return FileResponse(
         storage.open(artifact.storage_name, "rb"),
         as_attachment=True,
         filename=f"{artifact.name}.zip",
         content_type=ZIP_TYPE,
     )
-    response["Digest"] = f"sha-256={artifact.sha256}"
-    return response
 
 
 # The one workflow: the buildspec.
@@ -644,23 +643,22 @@ def list_workflows(request: HttpRequest, owner: str, repo: str):
 
 
 def _ref_to_build(repository: Repository, ref: str) -> tuple[str, str]:
-    """The sha and the full ref name (or the sha itself) that a dispatch's ref names; 422 naming ref when none."""
+    """The commit a dispatch's ref names and the ref a build of it records (refs/heads/…, refs/tags/…, or the sha
+    itself); 422 naming ref when it names nothing in the repository."""
     name = ref.strip()
-    wanted = None
-    for prefix, kind in (("refs/heads/", "branch"), ("refs/tags/", "tag")):
-        if name.startswith(prefix):
-            name, wanted = name.removeprefix(prefix), kind
     try:
-        found = git.resolve_commit(repository.path, name)
+        if name.startswith(("refs/heads/", "refs/tags/")):
+            # A full ref name means that ref, even when a branch and a tag share the short name.
+            target = git.ref_target(repository.path, name)
+            if target is not None:
+                return git.resolve_commit(repository.path, target).sha, name
+        else:
+            found = git.resolve_commit(repository.path, name)
+            prefixes = {"branch": "refs/heads/", "tag": "refs/tags/"}
+            return found.sha, (prefixes[found.kind] + found.name) if found.kind in prefixes else found.sha
     except git.GitError:
-        found = None
-    if found is None or (wanted is not None and found.kind != wanted):
-        raise field_error(f"{ref!r} is not a branch, tag or commit of {repository.full_name}.", "ref")
-    if found.kind == "branch":
-        return found.sha, f"refs/heads/{found.name}"
-    if found.kind == "tag":
-        return found.sha, f"refs/tags/{found.name}"
-    return found.sha, found.sha
+        pass
+    raise field_error(f"{ref!r} is not a branch, tag or commit of {repository.full_name}.", "ref")
 
 
 @router.post(

@@ -334,6 +334,8 @@ def test_a_dispatch_starts_a_build_whose_inputs_override_the_buildspecs_variable
         assert [error["field"] for error in response.json()["errors"]] == [field], body
     older = git.commit_files(private_repo.path, "old", {"README.md": b"no build\n"}, "o", name="a", email="a@x")
     response = api("bob", "POST", dispatches, {"ref": older})
+    # A branch named as the tag: refs/tags/v1 still means the tag.
+    git.update_ref(private_repo.path, "refs/heads/v1", older, git.ZERO_SHA)
     assert response.status_code == 422 and "has no ci/build.yml" in response.json()["message"]
     assert (
         api("bob", "POST", "/repos/alice/project/actions/workflows/other.yml/dispatches", {"ref": "main"}).status_code
