@@ -299,6 +299,7 @@ API_ROUTES: dict[tuple[str, str], str] = {
     ("GET", f"{A}{RP}/actions/artifacts/{{artifact_id}}"): repo(Role.READ),
     ("GET", f"{A}{RP}/actions/artifacts/{{artifact_id}}/zip"): repo(Role.READ),
     ("GET", f"{A}{RP}/actions/workflows"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/workflows/{{workflow_id}}"): repo(Role.READ),
     ("POST", f"{A}{RP}/actions/runs/{{run_id}}/cancel"): repo(Role.WRITE),
     ("POST", f"{A}{RP}/actions/runs/{{run_id}}/rerun"): repo(Role.WRITE),
     ("POST", f"{A}{RP}/actions/workflows/{{workflow_id}}/dispatches"): repo(Role.WRITE),

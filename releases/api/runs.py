@@ -642,6 +642,14 @@ def list_workflows(request: HttpRequest, owner: str, repo: str):
     return {"total_count": 1, "workflows": [_workflow_out(_repo(request, owner, repo))]}
 
 
+def _workflow_path(repository: Repository, workflow_id: str) -> str:
+    """The buildspec's path, when workflow_id names the one workflow: by its id, its path or its file name."""
+    path = services.build_settings(repository).buildspec_path
+    if workflow_id not in (str(repository.pk), path, path.rsplit("/", 1)[-1]):
+        raise Http404(f"No workflow {workflow_id!r} in {repository.full_name}: its buildspec is {path}.")
+    return path
+
+
 def _ref_to_build(repository: Repository, ref: str) -> tuple[str, str]:
     """The commit a dispatch's ref names and the ref a build of it records (refs/heads/…, refs/tags/…, or the sha
     itself); 422 naming ref when it names nothing in the repository."""
@@ -679,9 +687,7 @@ def dispatch_workflow(request: HttpRequest, owner: str, repo: str, workflow_id: 
     actor = current_user(request)
     # Whether the caller may start builds at all is answered before whether this request could start one.
     access.require(access.can_run_builds, actor, repository, "Only writers start builds by hand.")
-    path = services.build_settings(repository).buildspec_path
-    if workflow_id not in (str(repository.pk), path, path.rsplit("/", 1)[-1]):
-        raise Http404(f"No workflow {workflow_id!r} in {repository.full_name}: its buildspec is {path}.")
+    path = _workflow_path(repository, workflow_id)
     sha, ref = _ref_to_build(repository, payload.ref)
     if not services.has_buildspec(repository, sha, path):
         raise field_error(f"{payload.ref!r} has no {path}.", "ref")
@@ -703,3 +709,17 @@ def dispatch_workflow(request: HttpRequest, owner: str, repo: str, workflow_id: 
             "html_url": build.web_url,
         },
     )
+
+
+# After the dispatches route, which this one's path would match too.
+@router.get(
+    "/repos/{owner}/{repo}/actions/workflows/{path:workflow_id}",
+    scope=READ_REPO,
+    response=WorkflowOut,
+    summary="Get the workflow: the buildspec",
+    description="`workflow_id` is the workflow's id, the buildspec's path (URL-encoded) or its file name.",
+)
+def get_workflow(request: HttpRequest, owner: str, repo: str, workflow_id: str):
+    repository = _repo(request, owner, repo)
+    _workflow_path(repository, workflow_id)
+    return _workflow_out(repository)

@@ -112,6 +112,7 @@ def test_runs_are_listed_in_githubs_shape_filtered_and_paged(private_repo, bob, 
     assert newest["url"] == base and newest["logs_url"] == f"{base}/logs"
     assert (newest["cancel_url"], newest["rerun_url"]) == (f"{base}/cancel", f"{base}/rerun")
     assert newest["artifacts_url"] == f"{base}/artifacts"
+    assert api("carol", "GET", newest["workflow_url"].split("/api/v1", 1)[1]).json()["path"] == "buildspec.yml"
     assert newest["html_url"] == f"{settings.PORTAL_BASE_URL}/alice/project/builds/2"
     assert newest["actor"]["login"] == "bob" and newest["actor"]["email"] == ""
     assert newest["repository"]["full_name"] == "alice/project" and newest["repository"]["private"] is True
@@ -321,6 +322,10 @@ def test_a_dispatch_starts_a_build_whose_inputs_override_the_buildspecs_variable
     assert workflows["total_count"] == 1
     [workflow] = workflows["workflows"]
     assert (workflow["id"], workflow["path"], workflow["state"]) == (private_repo.pk, "ci/build.yml", "active")
+    for name in (private_repo.pk, "build.yml", quote("ci/build.yml", safe="")):
+        assert api("carol", "GET", f"/repos/alice/project/actions/workflows/{name}").json() == workflow
+    assert api("carol", "GET", "/repos/alice/project/actions/workflows/buildspec.yml").status_code == 404
+    assert api("carol", "GET", dispatches).status_code == 405
 
     for body, field in [
         ({"ref": "nowhere"}, "ref"),
