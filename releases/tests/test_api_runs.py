@@ -298,13 +298,17 @@ def test_stopping_a_running_run_through_the_api_ends_it_cancelled(private_repo, 
     answers = []
 
     def stop() -> None:
+        # While it runs, the log so far.
+        response = api("carol", "GET", f"{RUNS}/{build.pk}/logs")
+        with zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))) as archive:
+            answers.append(b"started" in archive.read("build-1.txt"))
         answers.append(api("bob", "POST", f"{RUNS}/{build.pk}/cancel").status_code)
         answers.append(api("bob", "GET", f"{RUNS}/{build.pk}").json()["status"])
 
     stopper = once_log_shows(build, "started", stop)
     run_builds()
     stopper.join()
-    assert answers == [202, "in_progress"]
+    assert answers == [True, 202, "in_progress"]
     run = api("bob", "GET", f"{RUNS}/{build.pk}").json()
     assert (run["conclusion"], run["build_status"]) == ("cancelled", "STOPPED")
 
