@@ -8,8 +8,9 @@ the parameter; a page past the end is an empty list, as Gitea answers it.
 from collections.abc import Sequence
 from typing import TypeVar
 
+from django.conf import settings
 from django.db.models import QuerySet
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from ninja import Field, Schema
 
 MAX_PAGE_SIZE = 100
@@ -32,3 +33,26 @@ def paginate(items: QuerySet | Sequence[Item], response: HttpResponse, pages: Pa
     if start >= total:
         return []
     return list(items[start : start + pages.limit])
+
+
+def link_header(request: HttpRequest, page: int, size: int, total: int, *, size_param: str = "limit") -> str:
+    """GitHub's Link header for a page of a list: the first, previous, next and last pages' addresses (the
+    request's own query with another page), or "" when one page holds everything."""
+    last = max(1, -(-total // size))
+    if last == 1 and page == 1:
+        return ""
+    query = request.GET.copy()
+    query[size_param] = str(size)
+
+    def address(number: int) -> str:
+        query["page"] = str(number)
+        return f"{settings.PORTAL_BASE_URL}{request.path_info}?{query.urlencode()}"
+
+    links = []
+    if page < last:
+        links.append(f'<{address(page + 1)}>; rel="next"')
+        links.append(f'<{address(last)}>; rel="last"')
+    if page > 1:
+        links.append(f'<{address(1)}>; rel="first"')
+        links.append(f'<{address(min(page - 1, last))}>; rel="prev"')
+    return ", ".join(links)

@@ -235,11 +235,27 @@ def cancel_build(build: Build, *, actor: User | None, reason: str = "") -> Build
         return build
     build.refresh_from_db()
     if build.state != Build.State.RUNNING or build.is_ended:
-        raise ValidationError(f"Build #{build.number} has already ended.")
+        raise ValidationError(f"Build #{build.number} has already ended.", code="conflict")
     Build.objects.filter(pk=build.pk).update(stop_requested=True)
     build.stop_requested = True
     audit.record(actor, "build.stop_requested", build, before=_snapshot(build), after={"reason": reason})
     return build
+
+
+def rerun_build(build: Build, *, actor: User) -> Build:
+    """Start a new build of what an ended build built: the same commit, ref, pull request and start variables."""
+    access.require(access.can_run_builds, actor, build.repository, "Only writers rerun builds.")
+    if not build.is_ended:
+        raise ValidationError(f"Build #{build.number} has not ended: stop it or let it end first.", code="conflict")
+    return start_build(
+        build.repository,
+        sha=build.head_sha,
+        ref=build.ref,
+        trigger=Build.Trigger.RERUN,
+        initiator=actor,
+        pull_request=build.pull_request,
+        variables=build.start_variables,
+    )
 
 
 @transaction.atomic

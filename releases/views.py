@@ -251,17 +251,8 @@ def build_stop(request: HttpRequest, owner: str, name: str, number: int) -> Http
 def build_rerun(request: HttpRequest, owner: str, name: str, number: int) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
     build = _build(repo, number)
-    access.require(access.can_run_builds, request.user, repo, "Only writers rerun builds.")
     try:
-        again = services.start_build(
-            repo,
-            sha=build.head_sha,
-            ref=build.ref,
-            trigger=Build.Trigger.RERUN,
-            initiator=request.user,
-            pull_request=build.pull_request,
-            variables=build.start_variables,
-        )
+        again = services.rerun_build(build, actor=request.user)
     except ValidationError as error:
         _refused(request, error)
         return redirect("builds:detail", owner, name, build.number)

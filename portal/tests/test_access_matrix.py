@@ -309,6 +309,19 @@ API_ROUTES: dict[tuple[str, str], str] = {
     ("GET", f"{A}{RP}/hooks/{{id}}/deliveries/{{delivery_id}}"): repo(Role.ADMIN),
     ("POST", f"{A}{RP}/hooks/{{id}}/deliveries/{{delivery_id}}/attempts"): repo(Role.ADMIN),
     ("DELETE", f"{A}{RP}/hooks/{{id}}"): repo(Role.ADMIN),
+    # Builds in GitHub Actions' shapes: an ended build of the branch ci, with its log and an artifact.
+    ("GET", f"{A}{RP}/actions/runs"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/runs/{{run_id}}"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/runs/{{run_id}}/logs"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/runs/{{run_id}}/artifacts"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/artifacts"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/artifacts/{{artifact_id}}"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/artifacts/{{artifact_id}}/zip"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/workflows"): repo(Role.READ),
+    ("GET", f"{A}{RP}/actions/workflows/{{workflow_id}}"): repo(Role.READ),
+    ("POST", f"{A}{RP}/actions/runs/{{run_id}}/cancel"): repo(Role.WRITE),
+    ("POST", f"{A}{RP}/actions/runs/{{run_id}}/rerun"): repo(Role.WRITE),
+    ("POST", f"{A}{RP}/actions/workflows/{{workflow_id}}/dispatches"): repo(Role.WRITE),
     ("GET", f"{A}/orgs/{{org}}/hooks"): ORG_OWNER,
     ("POST", f"{A}/orgs/{{org}}/hooks"): ORG_OWNER,
     ("GET", f"{A}/orgs/{{org}}/hooks/{{id}}"): ORG_OWNER,
@@ -515,7 +528,7 @@ def _builds(repo, alice, settings) -> dict:
         build=ended, name="app", sha256=digest, size_in_bytes=len(content), files=[], provenance={"payload": ""}
     )
     store_artifact(archive, artifact.storage_name)
-    return {"@artifact": artifact.pk}
+    return {"@artifact": artifact.pk, "@run": ended.pk}
 
 
 def _notifications(alice, people: dict) -> dict:
@@ -666,6 +679,9 @@ def test_api_operations_follow_the_matrix(world, who):
             "secretname": "MATRIX_SECRET",
             "variablename": "MATRIX_VARIABLE",
             "subject_digest": "sha256:" + "0" * 64,
+            "run_id": refs["@run"],
+            "artifact_id": refs["@artifact"],
+            "workflow_id": "buildspec.yml",
         }
         if "/revoked_keys/" in path:
             values["id"] = refs["@revocation"]
@@ -736,6 +752,8 @@ def _api_body(method: str, path: str) -> dict:
         return {"rule_name": f"m-{uuid.uuid4().hex[:8]}"}
     if "approval_rule" in path:
         return {"name": "Matrix"}
+    if path.endswith("/dispatches"):
+        return {"ref": "ci"}
     return {}
 
 

@@ -14,8 +14,10 @@ def _request_bodies(schema: dict) -> list[tuple[str, str, str]]:
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
-            if body:
-                found.append((method.upper(), path, body["$ref"].rsplit("/", 1)[-1]))
+            # An optional body is "anyOf" its schema and null.
+            refs = [part["$ref"] for part in [body or {}, *(body or {}).get("anyOf", [])] if "$ref" in part]
+            if refs:
+                found.append((method.upper(), path, refs[0].rsplit("/", 1)[-1]))
     return found
 
 

@@ -6,7 +6,8 @@ add their endpoints to the one router when imported.
 
 from releases.api import (
     provenance,  # noqa: F401  (importing it registers its endpoints)
-    secrets,  # noqa: F401  (importing it registers its endpoints)
+    runs,  # noqa: F401
+    secrets,  # noqa: F401
 )
 from releases.api.router import router
 

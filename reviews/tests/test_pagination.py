@@ -1,6 +1,8 @@
 """Out-of-range pages, on every list of the API and the web: a 422 naming the parameter or an empty page from the
 API, a normal page (or the code pages' 404) from the web; never a conflict or a server error."""
 
+import functools
+
 import pytest
 from django.test import Client
 
@@ -18,7 +20,9 @@ ENDLESS = "9" * 5000
 
 @pytest.fixture
 def pull(private_repo, alice, bob):
-    make_branch(private_repo, "feature", {"parser.c": b"int parse;\n"})
+    # The buildspec gives the pull request a build, for the lists of builds and of a build's artifacts.
+    spec = b"version: 0.2\nphases:\n  build:\n    commands:\n      - echo ok\n"
+    make_branch(private_repo, "feature", {"parser.c": b"int parse;\n", "buildspec.yml": spec})
     # A webhook of the repository and one of an organization, for their lists and their deliveries' lists.
     org = portal_services.create_organization(actor=alice, name="acme")
     for place in ({"repository": private_repo}, {"organization": org}):
@@ -46,19 +50,42 @@ def paged_operations() -> list[str]:
     )
 
 
+@functools.cache
+def size_parameter(path: str) -> str:
+    """The page size's name: limit as in Gitea, or per_page in the lists that follow GitHub's (builds)."""
+    params = api.get_openapi_schema()["paths"][path]["get"]["parameters"]
+    return "per_page" if any(p["name"] == "per_page" for p in params) else "limit"
+
+
+def items(body):
+    """A list's items: the body itself, or the one list in a GitHub-shaped body ({"total_count", "artifacts"})."""
+    if isinstance(body, list):
+        return body
+    [found] = [value for value in body.values() if isinstance(value, list)]
+    return found
+
+
 def test_every_paged_list_of_the_api_takes_the_same_parameters():
     schema = api.get_openapi_schema()
     paths = paged_operations()
     assert len(paths) >= 12
     for path in paths:
         params = {p["name"]: p for p in schema["paths"][path]["get"]["parameters"] if p["in"] == "query"}
+        size = params[size_parameter(path)]
         assert params["page"]["schema"]["minimum"] == 1, path
-        assert (params["limit"]["schema"]["minimum"], params["limit"]["schema"]["maximum"]) == (1, 100), path
+        assert (size["schema"]["minimum"], size["schema"]["maximum"]) == (1, 100), path
 
 
-def _url(path: str, pull) -> str:
+def _run_id(headers: dict) -> str:
+    """The id of the pull request's build."""
+    runs = Client().get(f"{API}/repos/alice/project/actions/runs", **headers).json()["workflow_runs"]
+    return str(runs[0]["id"])
+
+
+def _url(path: str, pull, run_id: str) -> str:
     repo = pull.repository
     values = {
+        "run_id": run_id,
         "owner": repo.owner.username,
         "repo": repo.name,
         "index": str(pull.number),
@@ -87,24 +114,28 @@ def _url(path: str, pull) -> str:
     ],
 )
 def test_a_page_or_limit_out_of_range_is_a_422_naming_it(query, named, pull, admin_token):
-    client = Client()
+    client, run_id = Client(), _run_id(admin_token)
     for path in paged_operations():
-        response = client.get(API + _url(path, pull), query, **admin_token)
-        assert response.status_code == 422, (path, query, response.content)
+        size = size_parameter(path)
+        asked = {size if name == "limit" else name: value for name, value in query.items()}
+        named_here = size if named == "limit" else named
+        response = client.get(API + _url(path, pull, run_id), asked, **admin_token)
+        assert response.status_code == 422, (path, asked, response.content)
         body = response.json()
-        assert [e["field"] for e in body["errors"]] == [f"query.{named}"], (path, body)
-        assert named in body["message"], (path, body)
+        assert [e["field"] for e in body["errors"]] == [f"query.{named_here}"], (path, body)
+        assert named_here in body["message"], (path, body)
 
 
 @pytest.mark.parametrize("page", ["2", "1000", HUGE, str(2**70)])
 def test_a_page_past_the_end_is_empty(page, pull, admin_token):
-    client = Client()
+    client, run_id = Client(), _run_id(admin_token)
     for path in paged_operations():
-        first = client.get(API + _url(path, pull), {"limit": 100}, **admin_token)
+        url, size = API + _url(path, pull, run_id), size_parameter(path)
+        first = client.get(url, {size: 100}, **admin_token)
         assert first.status_code == 200, (path, first.content)
-        response = client.get(API + _url(path, pull), {"page": page, "limit": 100}, **admin_token)
+        response = client.get(url, {"page": page, size: 100}, **admin_token)
         assert response.status_code == 200, (path, page, response.content)
-        assert response.json() == [], (path, page)
+        assert items(response.json()) == [], (path, page)
         assert response["X-Total-Count"] == first["X-Total-Count"], path
 
 
