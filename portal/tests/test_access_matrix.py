@@ -519,6 +519,7 @@ def _builds(repo, alice, settings) -> dict:
     log = settings.VAR_DIR / "matrix.log"
     log.write_bytes(b"[Container] Entering phase BUILD\nbuilt\n")
     logs.store(logs.stored_name(ended), log)
+    Build.objects.filter(pk=ended.pk).update(log_path=logs.stored_name(ended))
     services.record_result(ended, status=Build.BuildStatus.SUCCEEDED, log_size=log.stat().st_size)
     content = b"PK\x05\x06" + bytes(18)
     digest = hashlib.sha256(content).hexdigest()
@@ -528,6 +529,10 @@ def _builds(repo, alice, settings) -> dict:
         build=ended, name="app", sha256=digest, size_in_bytes=len(content), files=[], provenance={"payload": ""}
     )
     store_artifact(archive, artifact.storage_name)
+    # The branch ci holds a buildspec, for the route that starts a build of it.
+    git.update_ref(repo.path, "refs/heads/ci", sha, git.ZERO_SHA)
+    spec = b"version: 0.2\nphases:\n  build:\n    commands:\n      - echo ok\n"
+    git.commit_files(repo.path, "ci", {"buildspec.yml": spec}, "build", name="alice", email="alice@example.com")
     return {"@artifact": artifact.pk, "@run": ended.pk}
 
 
@@ -717,8 +722,10 @@ def _api_body(method: str, path: str) -> dict:
     """A valid body for each write, so the answer is about access and not about the schema."""
     if method not in ("POST", "PUT", "PATCH"):
         return {}
-    if "/actions/" in path:
-        return {"data": "matrix"} if "/secrets/" in path else {"value": "matrix"}
+    if "/actions/secrets/" in path:
+        return {"data": "matrix"}
+    if "/actions/variables/" in path:
+        return {"value": "matrix"}
     if path.endswith("/keys"):
         return {"title": "matrix", "key": _public_key()}
     if path.endswith("/hooks"):

@@ -11,6 +11,7 @@ from django.test import Client
 from portal.models import AuditEvent
 from releases import log_html, logs, services
 from releases.models import Build, BuildArtifact, BuildSettings
+from releases.provenance import verify
 from releases.templatetags.build_tags import seconds
 from releases.tests.test_builds import FAILING, GOOD, push_files, run_builds  # noqa: F401 (fixtures)
 from repos import git
@@ -118,7 +119,7 @@ def test_a_build_page_shows_phases_warnings_report_failures_first_artifacts_and_
     [artifact] = build.artifacts.all()
     assert f"sha256:{artifact.sha256}" in page and "out/app.txt" in page
     assert f'href="/alice/project/builds/1/artifacts/{artifact.pk}/app.zip"' in page
-    assert "Provenance not signed yet" in page
+    assert f'href="/alice/project/builds/1/artifacts/{artifact.pk}/provenance.json"' in page
     # The log so far, rendered: colours as classes, the build's own markup escaped.
     assert '<span class="ansi-fg-1">red</span>' in page
     assert '<span class="ansi-fg-10 ansi-bold">bold green</span>' in page
@@ -202,13 +203,14 @@ def test_the_raw_log_and_the_artifact_download_are_the_stored_bytes(full_build, 
     assert client.get(f"/alice/project/builds/1/artifacts/{artifact.pk}/other.zip").status_code == 404
     assert client_for(mallory).get(url).status_code == 404
     provenance = f"/alice/project/builds/1/artifacts/{artifact.pk}/provenance.json"
-    assert client.get(provenance).status_code == 404
-    envelope = {"payloadType": "application/vnd.in-toto+json", "payload": "e30=", "signatures": []}
-    BuildArtifact.objects.filter(pk=artifact.pk).update(provenance=envelope)
     signed = client.get(provenance)
-    assert signed.status_code == 200 and json.loads(signed.content) == envelope
+    assert signed.status_code == 200 and json.loads(signed.content) == artifact.provenance
+    assert verify(artifact.provenance, content)["subject"][0]["digest"] == {"sha256": artifact.sha256}
     assert "attachment" in signed["Content-Disposition"]
-    assert "Provenance</a>" in text_of(client.get("/alice/project/builds/1"))
+    assert client_for(mallory).get(provenance).status_code == 404
+    BuildArtifact.objects.filter(pk=artifact.pk).update(provenance=None)
+    assert client.get(provenance).status_code == 404
+    assert "Provenance not signed yet" in text_of(client.get("/alice/project/builds/1"))
 
 
 @pytest.mark.usefixtures("transactional_db")
