@@ -1,0 +1,253 @@
+"""Builds when things go wrong, with real rq worker processes on the real Redis: a worker killed mid-build, Redis
+emptied with builds queued, the portal restarted mid-build; and escape attempts made through the real build job.
+
+Two pushes in quick succession (the older build still queued ends STOPPED, superseded; with stop_running, the
+running one too) are in test_builds.py."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from portal import jobs, pytest_plugin
+from portal.tests.test_serve import assert_everything_stopped, serves, wait_until_ready  # noqa: F401 (fixtures)
+from releases import logs, services
+from releases.jobs import WORKER_STOPPED, host_uid
+from releases.models import MAX_TIMEOUT_MINUTES, Build
+from releases.storage import artifact_storage
+from reviews.tests.test_job_faults import kill_worker, wait_for
+
+from .conftest import processes_of
+from .test_builds import build_status, log_of, push_files, run_builds  # noqa: F401 (fixtures)
+
+# Build #1 prints, then sleeps long enough to be killed mid-build; any later build of the same commit (a rerun)
+# goes straight through.
+PRINTS_THEN_SLEEPS = """version: 0.2
+phases:
+  build:
+    commands:
+      - echo "started build $CODEBUILD_BUILD_NUMBER"
+      - if [ "$CODEBUILD_BUILD_NUMBER" = 1 ]; then sleep 300; fi
+      - echo "finished build $CODEBUILD_BUILD_NUMBER"
+"""
+
+
+@pytest.fixture
+def worker_env(django_subprocess_env, builds_root, settings):
+    """The environment of a real `manage.py rqworker` that shares this test's database, Redis and builds root."""
+    settings.PORTAL_BUILDS_ROOT = builds_root
+    return django_subprocess_env | {"PORTAL_BUILDS_ROOT": str(builds_root), "PORTAL_JOB_HEARTBEAT": "1"}
+
+
+@pytest.fixture
+def build_workers(tmp_path):
+    """start(env): a real forking rq worker of the builds queue (burst), in a session of its own; none outlives
+    the test."""
+    started: list[subprocess.Popen] = []
+
+    def start(env: dict) -> subprocess.Popen:
+        worker = subprocess.Popen(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", "builds", "--burst"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / f"worker-{len(started)}.log").open("wb"),
+            start_new_session=True,
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+
+
+def log_shows(build: Build, text: str) -> bool:
+    return text in log_of(Build.objects.get(pk=build.pk))
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_worker_killed_mid_build_ends_it_fault_within_the_heartbeat_window_and_a_rerun_succeeds(
+    private_repo,
+    bob,
+    worker_env,
+    build_workers,
+    rq_queues,
+    run_builds,  # noqa: F811 (fixtures)
+    settings,
+):
+    sha = push_files(private_repo, bob, "main", {"buildspec.yml": PRINTS_THEN_SLEEPS.encode()})
+    build = Build.objects.get(repository=private_repo)
+    uid = host_uid(build)
+    worker = build_workers(worker_env)
+    try:
+        wait_for(lambda: log_shows(build, "started build 1"))
+        build.refresh_from_db()
+        assert (build.state, build.build_status) == (Build.State.RUNNING, "IN_PROGRESS")
+        # The sandbox runs as the build's own uid (the sleep, at least).
+        assert processes_of(uid)
+    finally:
+        build.refresh_from_db()
+        kill_worker(worker, build)
+    killed = time.monotonic()
+    # The sandbox dies with the process that started it: nothing of the build's uid is left running.
+    wait_for(lambda: processes_of(uid) == [], timeout=10)
+
+    settings.PORTAL_JOB_HEARTBEAT_LIMIT = 3
+    # Within the heartbeat limit the reconciler cannot tell a lost worker from a slow one: it leaves the run alone.
+    assert jobs.reconcile()["failed"] == 0
+    wait_for(lambda: jobs.reconcile()["failed"] == 1, timeout=20)
+    ended = time.monotonic()
+
+    build.refresh_from_db()
+    assert (build.state, build.build_status) == (Build.State.FAILED, "FAULT")
+    # Ended within the heartbeat window (the limit, and the reconciler's own passes around it), not at the
+    # build's time limit.
+    assert ended - killed < settings.PORTAL_JOB_HEARTBEAT_LIMIT + 10
+    assert "stopped sending heartbeats" in build.message
+    assert build_status(private_repo, sha).state == "error"
+    # What it printed before the worker died is kept in the store, as the log of an ended build.
+    log = log_of(build)
+    assert "started build 1" in log and "finished build" not in log
+    assert artifact_storage().exists(logs.stored_name(build))
+    assert build.log_size == len(log.encode())
+
+    rerun = services.start_build(
+        private_repo, sha=build.head_sha, ref=build.ref, trigger=Build.Trigger.RERUN, initiator=bob
+    )
+    run_builds()
+    rerun.refresh_from_db()
+    assert (rerun.number, rerun.build_status, rerun.attempts) == (2, "SUCCEEDED", 1)
+    assert "finished build 2" in log_of(rerun)
+    assert build_status(private_repo, sha).state == "success"
+    assert processes_of(host_uid(rerun)) == []
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_builds_queued_when_redis_is_emptied_are_enqueued_again_and_each_runs_once(
+    private_repo, bob, worker_env, build_workers, rq_queues, settings
+):
+    settings.PORTAL_JOB_ENQUEUE_GRACE = 0
+    quick = PRINTS_THEN_SLEEPS.replace("sleep 300", "true")
+    for branch in ("main", "feature", "fix"):
+        push_files(private_repo, bob, branch, {"buildspec.yml": quick.encode(), "branch.txt": branch.encode()})
+    builds = list(Build.objects.filter(repository=private_repo).order_by("number"))
+    queue = rq_queues["builds"]
+    assert len(builds) == 3 and queue.count == 3
+
+    # Redis loses everything it held (all of it when the session runs its own Valkey; only the session's database
+    # of a Redis given by REDIS_URL, which others may use); the database still says three builds are queued.
+    if pytest_plugin._valkey is not None:
+        queue.connection.flushall()
+    else:
+        queue.connection.flushdb()
+    assert queue.count == 0
+    assert [b.state for b in Build.objects.filter(repository=private_repo)] == [Build.State.QUEUED] * 3
+
+    jobs.reconcile()
+    assert queue.count == 3
+    worker = build_workers(worker_env)
+    assert worker.wait(timeout=240) == 0
+
+    for build in builds:
+        build.refresh_from_db()
+        assert (build.build_status, build.attempts) == ("SUCCEEDED", 1), build.message
+        log = log_of(build)
+        assert log.count("Entering phase BUILD") == 1 and f"finished build {build.number}" in log
+        assert build_status(private_repo, build.head_sha).state == "success"
+    # Nothing is left to enqueue: a second pass of the reconciler runs nothing again.
+    jobs.reconcile()
+    assert queue.count == 0
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_build_is_not_cut_short_by_rqs_own_job_timeout(private_repo, bob, rq_queues):
+    push_files(private_repo, bob, "main", {"buildspec.yml": PRINTS_THEN_SLEEPS.encode()})
+    (job,) = rq_queues["builds"].get_jobs()
+    # rq kills a job that runs past its timeout; a build has its own time limit, which can be 8 hours.
+    assert job.timeout > MAX_TIMEOUT_MINUTES * 60
+
+
+# The portal restarted mid-build: `manage.py serve` as a real process, as portal/tests/test_serve.py runs it.
+
+SETUP = """
+from portal import services as accounts
+from releases import services
+from repos import git, services as repos
+owner = accounts.create_user(actor=None, username='olivia', email='olivia@example.com', password='olivia-pass-123')
+repo = repos.create_repository(actor=owner, owner=owner, name='app', initialize=True)
+sha = git.commit_files(repo.path, 'main', {{'buildspec.yml': {spec!r}.encode()}}, 'build', name='o', email='o@x')
+for _ in range(2):
+    services.start_build(repo, sha=sha, ref='refs/heads/main', trigger='manual', initiator=owner)
+"""
+
+
+def _rows(database: Path, query: str) -> list[tuple]:
+    with sqlite3.connect(database, timeout=20) as db:
+        return db.execute(query).fetchall()
+
+
+def _builds(database: Path) -> dict[int, tuple]:
+    rows = _rows(database, "SELECT number, state, build_status, message, log_size FROM releases_build")
+    return {number: tuple(rest) for number, *rest in rows}
+
+
+def test_the_portal_restarted_mid_build_ends_the_running_build_recorded_and_runs_the_queued_one_after(
+    serves,  # noqa: F811 (fixtures)
+    tmp_path,
+    builds_root,
+):
+    var, database = tmp_path / "var", tmp_path / "portal.sqlite3"
+    env = {"PORTAL_BUILDS_ROOT": str(builds_root), "PORTAL_JOB_HEARTBEAT": "1"}
+    serve = serves(var, database, 30, env)
+    seen = wait_until_ready(serve)
+    setup_env = {k: v for k, v in os.environ.items() if k not in ("GIT_ROOT", "PORTAL_BASE_URL")}
+    setup_env |= env | {
+        "PORTAL_VAR_DIR": str(var),
+        "DATABASE_URL": f"sqlite:///{database}",
+        "REDIS_URL": f"unix://{var / 'valkey.sock'}",
+    }
+    subprocess.run(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "shell", "-c", SETUP.format(spec=PRINTS_THEN_SLEEPS)],
+        cwd=settings.BASE_DIR,
+        env=setup_env,
+        check=True,
+        capture_output=True,
+    )
+    local_log = builds_root / "logs"
+    serve.wait_for(
+        "build #1 to print",
+        lambda: any(b"started build 1" in path.read_bytes() for path in local_log.glob("*.log")),
+    )
+    assert _builds(database)[1][:2] == ("running", "IN_PROGRESS")
+    assert _builds(database)[2][:2] == ("queued", "QUEUED")
+
+    assert serve.stop(signal.SIGTERM) == 0
+    # The worker stopped the build instead of being killed in the middle of it.
+    assert "did not stop" not in serve.output
+    assert_everything_stopped(serve, seen)
+    state, status, message, log_size = _builds(database)[1]
+    assert (state, status, message) == ("done", "FAULT", WORKER_STOPPED)
+    (build_id,) = _rows(database, "SELECT id FROM releases_build WHERE number = 1")[0]
+    (repository_id,) = _rows(database, "SELECT repository_id FROM releases_build WHERE number = 1")[0]
+    stored = (builds_root / "store" / "logs" / str(repository_id) / f"{build_id}.log").read_bytes()
+    assert b"started build 1" in stored and WORKER_STOPPED.encode() in stored and log_size == len(stored)
+    # Its commit status is final, and the build behind it still waits.
+    assert _rows(database, "SELECT state FROM reviews_commitstatus WHERE context = 'build'") == [("error",)]
+    assert _builds(database)[2][:2] == ("queued", "QUEUED")
+
+    serve = serves(var, database, 30, env)
+    seen = wait_until_ready(serve)
+    serve.wait_for("build #2 to end", lambda: _builds(database)[2][0] not in ("queued", "running"))
+    assert _builds(database)[2][:2] == ("done", "SUCCEEDED")
+    assert _builds(database)[1][:3] == ("done", "FAULT", WORKER_STOPPED)
+    assert serve.stop(signal.SIGTERM) == 0
+    assert_everything_stopped(serve, seen)
