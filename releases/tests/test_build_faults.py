@@ -14,17 +14,22 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from portal import jobs, pytest_plugin
 from portal.tests.test_serve import assert_everything_stopped, serves, wait_until_ready  # noqa: F401 (fixtures)
 from releases import logs, services
 from releases.jobs import WORKER_STOPPED, host_uid
 from releases.models import MAX_TIMEOUT_MINUTES, Build
+from releases.sandbox import BuildDirectory
 from releases.storage import artifact_storage
+from repos import git
+from repos import services as repo_services
 from reviews.tests.test_job_faults import kill_worker, wait_for
 
 from .conftest import processes_of
 from .test_builds import build_status, log_of, push_files, run_builds  # noqa: F401 (fixtures)
+from .test_sandbox import attempts
 
 # Build #1 prints, then sleeps long enough to be killed mid-build; any later build of the same commit (a rerun)
 # goes straight through.
@@ -251,3 +256,118 @@ def test_the_portal_restarted_mid_build_ends_the_running_build_recorded_and_runs
     assert _builds(database)[1][:3] == ("done", "FAULT", WORKER_STOPPED)
     assert serve.stop(signal.SIGTERM) == 0
     assert_everything_stopped(serve, seen)
+
+
+# Escape attempts through the real build job (the sandbox alone is tried in test_sandbox.py): a build of one
+# repository reaching for the portal's data and for another repository's build running beside it.
+
+VICTIM = """version: 0.2
+phases:
+  build:
+    commands:
+      - cat victim-secret.txt
+      - mkdir -p out && cp victim-secret.txt out/app.txt
+      - if [ "$CODEBUILD_BUILD_NUMBER" = 2 ]; then sleep 300; fi
+artifacts:
+  files:
+    - out/app.txt
+"""
+VICTIM_SECRET = "the victim's private source"
+
+
+def _files(root: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_build_reads_and_changes_nothing_of_the_portal_or_of_another_repositorys_running_build(
+    private_repo,
+    alice,
+    bob,
+    worker_env,
+    build_workers,
+    builds_root,
+    rq_queues,
+    run_builds,  # noqa: F811 (fixtures)
+):
+    victim = repo_services.create_repository(actor=alice, owner=alice, name="victim", initialize=True)
+    files = {"buildspec.yml": VICTIM.encode(), "victim-secret.txt": VICTIM_SECRET.encode() + b"\n"}
+    sha = git.commit_files(victim.path, "main", files, "victim", name="alice", email="alice@example.com")
+    start = {"sha": sha, "ref": "refs/heads/main", "trigger": Build.Trigger.MANUAL, "initiator": alice}
+    # The victim's first build ends with a log and an artifact in the store; its second one runs (sleeps) in a
+    # worker process of its own while the other repository's build tries to reach it.
+    finished = services.start_build(victim, **start)
+    run_builds()
+    finished.refresh_from_db()
+    assert finished.build_status == "SUCCEEDED" and finished.artifacts.count() == 1
+    running = services.start_build(victim, **start)
+    worker = build_workers(worker_env)
+    wait_for(lambda: log_shows(running, VICTIM_SECRET))
+    workspace = BuildDirectory(builds_root / str(running.pk)).workspace
+    database = Path(connection.settings_dict["NAME"])
+    store = builds_root / "store"
+    stored_before = _files(store)
+    git_before = _files(victim.path)
+    secret_before = (workspace / "victim-secret.txt").read_bytes()
+    (artifact,) = finished.artifacts.all()
+    targets = {
+        "repositories": f"{settings.GIT_ROOT}",
+        "repository": f"{victim.path}",
+        "database": f"{database}",
+        "store": f"{store}",
+        "stored log": f"{store}/{logs.stored_name(finished)}",
+        "artifact": f"{store}/{artifact.storage_name}",
+        "running log": f"{builds_root}/logs/{running.pk}.log",
+        "workspace": f"{workspace}",
+    }
+
+    attacker = push_files(
+        private_repo,
+        bob,
+        "main",
+        {
+            "buildspec.yml": attempts(
+                *(f"ls -la {path}" for path in targets.values()),
+                f"cat {targets['repository']}/config {targets['repository']}/HEAD",
+                f"git --git-dir={targets['repository']} log --oneline",
+                f"head -c 64 {targets['database']}",
+                f"cat {targets['stored log']} {targets['artifact']}",
+                f"cat {targets['running log']}",
+                f"cat {targets['workspace']}/victim-secret.txt",
+                f"cat ../{running.pk}/src/victim-secret.txt ../../{running.pk}/src/victim-secret.txt",
+                "find / -xdev -name 'victim-secret.txt' -o -name '*.sqlite3' 2>/dev/null; echo searched",
+                "tr '\\0' '\\n' < /proc/1/environ; cat /proc/*/environ | tr '\\0' '\\n'; echo environ-read",
+                f"echo pwned > {targets['workspace']}/victim-secret.txt",
+                f"echo pwned >> {targets['database']}",
+                f"echo pwned >> {targets['running log']}",
+                f"touch {targets['store']}/pwned",
+                f"rm -rf {targets['repository']}",
+            ).encode(),
+        },
+    )
+    run_builds()
+
+    build = Build.objects.get(repository=private_repo, head_sha=attacker)
+    assert build.build_status == "SUCCEEDED"
+    log = log_of(build)
+    # Nothing of the portal's data or of the other build came through.
+    for leaked in (VICTIM_SECRET, "SQLite format 3", "repositoryformatversion", "ref: refs/heads/main"):
+        assert leaked not in log
+    # The sandbox's init is its own, with an empty environment; the worker's (the database, Redis) is not seen.
+    for variable in ("REDIS_URL", "DATABASE_URL", "PORTAL_", "DJANGO_SETTINGS_MODULE"):
+        assert variable not in log
+    for path in targets.values():
+        assert f"ls: cannot access '{path}': No such file or directory" in log
+    # ... and nothing outside the sandbox changed.
+    assert (workspace / "victim-secret.txt").read_bytes() == secret_before
+    assert b"pwned" not in database.read_bytes()
+    assert _files(victim.path) == git_before
+    assert {path: data for path, data in _files(store).items() if path in stored_before} == stored_before
+    assert not (store / "pwned").exists()
+    assert "pwned" not in log_of(Build.objects.get(pk=running.pk))
+
+    services.cancel_build(running, actor=alice)
+    assert worker.wait(timeout=60) == 0
+    running.refresh_from_db()
+    assert running.build_status == "STOPPED"
+    assert processes_of(host_uid(running)) == processes_of(host_uid(build)) == []
