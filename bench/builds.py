@@ -142,8 +142,9 @@ def build_of(repository, sha: str):
 
 
 def ended(build) -> bool:
+    """Whether the build ended and its job too (the job's row is done after the build's result is recorded)."""
     build.refresh_from_db()
-    return build.is_ended
+    return build.is_ended and build.state not in (build.State.QUEUED, build.State.RUNNING)
 
 
 def push_to_start(clone: Clone, app, pushes: int) -> dict[str, list[float]]:
