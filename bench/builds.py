@@ -253,6 +253,9 @@ class LogPoller:
         self.offset = 0
         self.latencies: list[float] = []
         self.errors = 0
+        # A viewer arriving reads the lines printed before it came in its first poll: those say how long ago they
+        # were printed, not how long the log took to show them.
+        self.caught_up = False
 
     def poll(self) -> None:
         status, body = get(f"{self.url}?offset={self.offset}")
@@ -261,8 +264,10 @@ class LogPoller:
             self.errors += 1
             return
         answer = json.loads(body)
-        for text in strings(answer):
-            self.latencies += [seen - float(stamp) for stamp in re.findall(r"STAMP (\d+\.\d+)", text)]
+        if self.caught_up:
+            for text in strings(answer):
+                self.latencies += [seen - float(stamp) for stamp in re.findall(r"STAMP (\d+\.\d+)", text)]
+        self.caught_up = True
         self.offset = int(answer.get("next_offset", answer.get("offset", self.offset)))
 
     def run(self) -> None:
