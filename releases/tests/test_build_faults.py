@@ -106,7 +106,7 @@ def test_a_worker_killed_mid_build_ends_it_fault_within_the_heartbeat_window_and
     # The sandbox dies with the process that started it: nothing of the build's uid is left running.
     wait_for(lambda: processes_of(uid) == [], timeout=10)
 
-    settings.PORTAL_JOB_HEARTBEAT_LIMIT = 3
+    settings.PORTAL_JOB_HEARTBEAT_LIMIT = 5
     # Within the heartbeat limit the reconciler cannot tell a lost worker from a slow one: it leaves the run alone.
     assert jobs.reconcile()["failed"] == 0
     wait_for(lambda: jobs.reconcile()["failed"] == 1, timeout=20)
