@@ -9,6 +9,7 @@ the reason in last_error."""
 
 import logging
 import os
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -44,10 +45,33 @@ def enqueue_after_commit(what: str, function: str, *args, queue: str = "default"
     transaction.on_commit(enqueue)
 
 
+# Set in the process running a job once its worker is asked to stop (SIGTERM, Ctrl-C). rq lets the job finish first,
+# which suits a short one; a long one (a build) polls this to end early and record how far it got, rather than be
+# killed with its worker when serve's stop timeout runs out and be found dead only by the reconciler.
+worker_stopping = threading.Event()
+
+
 class PromptStop:
     """rq's worker listens for commands (stop a job, shut down) in a thread that polls Redis once a minute, and
     stopping the worker waits for that thread: a worker asked to stop, or done with a burst, could take up to a
-    minute to exit (and serve's stop timeout killed it). This one polls every second."""
+    minute to exit (and serve's stop timeout killed it). This one polls every second.
+
+    A stop also reaches the job it is running, as worker_stopping: the forking worker passes its SIGTERM on to its
+    work horse (in a process group of its own, so serve's signal does not reach it), whose handler only sets the
+    event; a simple worker runs the job in its own process."""
+
+    def request_stop(self, signum, frame):
+        worker_stopping.set()
+        if self.horse_pid:
+            try:
+                os.kill(self.horse_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        super().request_stop(signum, frame)
+
+    def setup_work_horse_signals(self):
+        super().setup_work_horse_signals()
+        signal.signal(signal.SIGTERM, lambda signum, frame: worker_stopping.set())
 
     def subscribe(self) -> None:
         self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)

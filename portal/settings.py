@@ -195,6 +195,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_SOCKET = VAR_DIR / "valkey.sock"
 REDIS_URL = os.environ.get("REDIS_URL") or f"unix://{REDIS_SOCKET}"
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600} for name in ("default", "builds", "deploys")}
+# rq kills a job that runs past its timeout; a build keeps to its own time limit (at most 8 hours, see releases), so
+# rq's is past the longest one, with time to store what it made.
+RQ_QUEUES["builds"]["DEFAULT_TIMEOUT"] = 9 * 60 * 60
 # rq's worker, stopping within a second when asked (portal/jobs.py).
 RQ = {"WORKER_CLASS": "portal.jobs.Worker"}
 

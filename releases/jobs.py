@@ -20,7 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from portal.jobs import run_claimed
+from portal import jobs
 from releases import logs, provenance, runner, services, source, variables
 from releases.buildspec import MAX_BUILDSPEC_BYTES, BuildspecError, parse_buildspec
 from releases.models import Build, BuildArtifact
@@ -50,13 +50,19 @@ def traversable_directory(path: Path) -> Path:
 def run_build(build_id: int) -> None:
     """rq entry point: run one queued build (a second delivery of the same build does nothing)."""
     build = Build.objects.filter(pk=build_id).select_related("repository__owner", "initiator").first()
-    run_claimed(build, _run)
+    jobs.run_claimed(build, _run)
+
+
+# Why a build ends when its worker is told to stop (the portal shutting down or restarting) while it runs.
+WORKER_STOPPED = "the worker running the build was stopped (the portal shut down or restarted); run it again"
 
 
 def _stop_check(build: Build):
     last = [0.0, False]
 
     def should_stop() -> bool:
+        if jobs.worker_stopping.is_set():
+            return True
         now = time.monotonic()
         if not last[1] and now - last[0] >= STOP_POLL_SECONDS:
             last[0] = now
@@ -136,9 +142,15 @@ def _run(build: Build) -> None:
         )
         for artifact in result.artifacts:
             store_artifact(artifact.path, BuildArtifact(sha256=artifact.sha256).storage_name)
+        status, message = str(result.status), result.message
+        if status == Build.BuildStatus.STOPPED and not Build.objects.filter(pk=build.pk, stop_requested=True).exists():
+            # Nobody stopped it: the portal did, and the build did not fail on its own. FAULT, as a build whose
+            # worker was lost ends, not STOPPED, which says that someone chose to stop it.
+            status, message = Build.BuildStatus.FAULT, WORKER_STOPPED
+            log.line(f"{runner.PREFIX}Build recorded FAULT: {message}")
         outcome = {
-            "status": str(result.status),
-            "message": result.message,
+            "status": status,
+            "message": message,
             "result": result,
             "warnings": [str(warning) for warning in spec.warnings],
             "inputs": provenance.BuildInputs(
