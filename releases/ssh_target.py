@@ -519,9 +519,10 @@ async def _open_connection(
                 host, port, pinned.get_fingerprint("sha256"), offered[-1].get_fingerprint("sha256")
             ) from exc
         raise SshTargetError(f"The host key of {host}:{port} could not be verified: {exc}") from exc
-    except (asyncssh.KeyExchangeFailed, asyncssh.ConnectionLost) as exc:
-        # OpenSSH hangs up on a client that asks only for key types it does not hold, which is what a host whose
-        # pinned key was replaced by one of another type looks like: ask for any key, to name the one it offers.
+    except (asyncssh.KeyExchangeFailed, asyncssh.ConnectionLost, ConnectionResetError, BrokenPipeError) as exc:
+        # OpenSSH hangs up (a lost or reset connection, by timing) on a client that asks only for key types it does
+        # not hold, which is what a host whose pinned key was replaced by one of another type looks like: ask for
+        # any key, to name the one it offers.
         try:
             offered_line = await _scan(host, port, connect_timeout)
         except (OSError, asyncssh.Error):
