@@ -12,8 +12,10 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import asyncssh
@@ -296,6 +298,41 @@ def test_a_large_file_arrives_intact(sshd, deploy_key, tmp_path):
     received = (remote / "big.bin").read_bytes()
     assert len(received) == len(data)
     assert hashlib.sha256(received).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+class _HealthHandler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (the name http.server calls)
+        self.send_response(200 if self.path == "/healthy" else 503)
+        self.end_headers()
+
+    def log_message(self, format, *args):
+        pass
+
+
+def test_health_checks_run_a_command_or_fetch_a_url_on_the_host(sshd, deploy_key):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HealthHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with connect(sshd, deploy_key, scan_host_key("127.0.0.1", sshd.port)) as target:
+            assert target.health(f"{base}/healthy").healthy
+            failing = target.health(f"{base}/starting")
+            assert not failing.healthy and "503" in failing.detail
+            slow = target.health("sleep 30", timeout=1)
+            assert not slow.healthy and "did not finish within 1 seconds" in slow.detail
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_connection_lost_in_the_middle_of_a_command_is_reported(sshd, deploy_key):
+    with connect(sshd, deploy_key, scan_host_key("127.0.0.1", sshd.port)) as target:
+        lines = []
+        # The login shell's parent is sshd's process for this connection: killing it drops the connection.
+        with pytest.raises(SshTargetError, match="connection") as lost:
+            target.run("echo before; sleep 1; kill -9 $PPID; sleep 30", timeout=20, on_line=lines.append)
+    assert lines[:1] == ["before"]
+    assert not isinstance(lost.value, CommandTimedOut)
 
 
 def test_an_unreachable_host_is_reported():
