@@ -37,7 +37,7 @@ import signal
 import stat
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -278,14 +278,22 @@ class SshTarget:
             loop.close()
 
     def _call(self, coroutine):
+        task = self._loop.create_task(coroutine)
         try:
-            return self._loop.run_until_complete(coroutine)
+            return self._loop.run_until_complete(task)
         except SshTargetError:
             raise
         except asyncssh.SFTPError as exc:
             raise SshTargetError(f"{self._where}: {exc.reason}") from exc
         except (OSError, asyncssh.Error) as exc:
             raise SshTargetError(f"Lost the connection to {self._where}: {_reason(exc)}") from exc
+        finally:
+            # Interrupted from outside (the job's own time limit, a signal): end the operation here, so that it
+            # does not carry on the next time the loop runs.
+            if not task.done():
+                task.cancel()
+                with suppress(BaseException):
+                    self._loop.run_until_complete(task)
 
     async def _sftp_client(self) -> asyncssh.SFTPClient:
         if self._sftp is None:
@@ -384,6 +392,10 @@ class SshTarget:
         except TimeoutError:
             await self._kill(process_group)
             raise CommandTimedOut(timeout) from None
+        except Exception:
+            # on_line failed, or the connection did: the command must not go on without anyone reading it.
+            await self._kill(process_group)
+            raise
         finally:
             process.close()
         if process.exit_status is not None and process.exit_status >= 0:
@@ -527,7 +539,8 @@ async def _open_connection(
             offered_line = await _scan(host, port, connect_timeout)
         except (OSError, asyncssh.Error):
             offered_line = None
-        if offered_line is not None:
+        # The same key offered to a plain scan means the hang-up had another cause.
+        if offered_line is not None and parse_host_key(offered_line) != pinned:
             raise HostKeyMismatch(host, port, pinned.get_fingerprint("sha256"), fingerprint(offered_line)) from exc
         raise SshTargetError(f"Could not connect to {host}:{port}: {_reason(exc)}") from exc
     except asyncssh.PermissionDenied as exc:
