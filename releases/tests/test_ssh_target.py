@@ -104,10 +104,10 @@ class Sshd:
             "Subsystem sftp internal-sftp\n"
         )
         log = self.directory / "sshd.log"
-        log.write_text("")
-        self.process = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log.open("a"), cwd=self.directory
-        )
+        with log.open("w") as log_file:
+            self.process = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log_file, cwd=self.directory
+            )
         deadline = time.monotonic() + 10
         while "Server listening" not in log.read_text():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -134,7 +134,15 @@ def sshd(tmp_path):
     server = Sshd(directory)
     server.new_host_keys()
     server.authorized_keys.write_text("")
-    server.start()
+    for attempt in range(3):
+        try:
+            server.start()
+            break
+        except RuntimeError:
+            # Another process took the free port between the probe and sshd's bind: try another.
+            if attempt == 2:
+                raise
+            server.port = free_port()
     yield server
     server.stop()
 
