@@ -212,6 +212,9 @@ def test_a_deployment_uploads_runs_hooks_and_switches_current_atomically(sshd, d
             assert target.read_link(layout.current) == f"revisions/{deployment_id}"
             assert (Path(layout.current) / "VERSION").read_text() == f"v{deployment_id}\n"
 
+        for unsafe in ("/", f"{layout.base}/revisions/../..", "relative"):
+            with pytest.raises(SshTargetError, match="not an absolute, normalised path"):
+                target.remove_tree(unsafe)
         failing = target.run("echo failing; exit 3", timeout=30)
         assert failing == 3
         assert target.health(f"test -x {layout.current}/scripts/after_install.sh").healthy
