@@ -18,10 +18,10 @@ Going live is one `switch()`: a new link made beside `current` and renamed over 
 reader of `current` sees the old revision or the new one, never neither. Old revisions are removed with
 `remove_tree` by whoever keeps the history.
 
-The deployment job is an rq job, and rq jobs are synchronous: `SshTarget.connect(...)` opens one connection with an
-event loop of its own in the calling thread and offers blocking operations over it (SFTP for files, one exec channel
-per command). Callbacks such as `on_line` therefore run in the caller's thread, where its database connections are.
-It must not be called from a thread that already runs an event loop. Every failure of the transport is an
+The deployment job is an rq job, and rq jobs are synchronous: `SshTarget.connect(...)` opens one connection, kept by an
+event loop in a thread of its own, and offers blocking operations over it (SFTP for files, one exec channel per
+command). Callbacks such as `on_line` run in the caller's thread all the same, where its database connections are.
+Every failure of the transport is an
 `SshTargetError` whose message can be shown as it is.
 
 What the host needs: OpenSSH's sshd with its SFTP subsystem, a POSIX shell as the deploy user's login shell, and
@@ -31,13 +31,15 @@ What the host needs: OpenSSH's sshd with its SFTP subsystem, a POSIX shell as th
 import asyncio
 import os
 import posixpath
+import queue
 import re
 import shlex
 import signal
 import stat
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +126,8 @@ def scan_host_key(host: str, port: int = DEFAULT_PORT, *, timeout: float = CONNE
     """The host's public key line, for pinning when a target is first set up (trust on first use: show its
     fingerprint so an admin can compare it with the host's own)."""
     try:
-        line = _run_in_new_loop(_scan(host, port, timeout))
+        with _LoopThread(f"ssh scan {host}:{port}") as loop:
+            line = loop.wait(_scan(host, port, timeout))
     except (OSError, asyncssh.Error) as exc:
         raise SshTargetError(f"Could not read the host key of {host}:{port}: {_reason(exc)}") from exc
     if line is None:
@@ -140,12 +143,52 @@ async def _scan(host: str, port: int, timeout: float) -> str | None:
     return None if key is None else _public_line(key)
 
 
-def _run_in_new_loop(coroutine):
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coroutine)
-    finally:
-        loop.close()
+class _LoopThread:
+    """An event loop running in a thread of its own, for the blocking API.
+
+    The caller's thread may already run an event loop of its own (Playwright's, an async view's), where a second
+    one cannot run; so the connection lives in this thread and the caller waits for each operation. An operation
+    interrupted in the caller (the job's own time limit, a signal, a failing callback) is cancelled in the loop,
+    and waited for a moment, so that it can kill what it started before the connection closes."""
+
+    def __init__(self, name: str):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+
+    def __enter__(self) -> "_LoopThread":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def wait(self, coroutine, lines: "queue.SimpleQueue | None" = None, on_line: Callable[[str], None] | None = None):
+        """Run coroutine in the loop and wait for its result, passing each string put in lines to on_line here."""
+        finished = threading.Event()
+
+        async def guarded():
+            try:
+                return await coroutine
+            finally:
+                finished.set()
+                if lines is not None:
+                    lines.put(_END_OF_LINES)
+
+        future = asyncio.run_coroutine_threadsafe(guarded(), self._loop)
+        try:
+            if lines is not None and on_line is not None:
+                while (line := lines.get()) is not _END_OF_LINES:
+                    on_line(line)
+            return future.result()
+        finally:
+            if not finished.is_set():
+                future.cancel()
+                finished.wait(CONNECT_TIMEOUT)
+
+
+_END_OF_LINES = object()
 
 
 def _reason(exc: BaseException) -> str:
@@ -244,7 +287,7 @@ class _Lines:
 class SshTarget:
     """One open connection to a target host; open it with `SshTarget.connect(...)` as a context manager."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, connection: asyncssh.SSHClientConnection, where: str):
+    def __init__(self, loop: _LoopThread, connection: asyncssh.SSHClientConnection, where: str):
         self._loop = loop
         self._connection = connection
         self._sftp: asyncssh.SFTPClient | None = None
@@ -263,37 +306,23 @@ class SshTarget:
         connect_timeout: float = CONNECT_TIMEOUT,
     ) -> Iterator["SshTarget"]:
         """Connect as user with the deploy key, only if the host holds the pinned host key."""
-        loop = asyncio.new_event_loop()
-        try:
-            connection = loop.run_until_complete(
-                _open_connection(host, port, user, private_key, host_key, connect_timeout)
-            )
+        with _LoopThread(f"ssh {user}@{host}:{port}") as loop:
+            connection = loop.wait(_open_connection(host, port, user, private_key, host_key, connect_timeout))
             target = cls(loop, connection, f"{user}@{host}:{port}")
             try:
                 yield target
             finally:
-                connection.close()
-                loop.run_until_complete(connection.wait_closed())
-        finally:
-            loop.close()
+                loop.wait(_close(connection))
 
-    def _call(self, coroutine):
-        task = self._loop.create_task(coroutine)
+    def _call(self, coroutine, lines: "queue.SimpleQueue | None" = None, on_line: Callable[[str], None] | None = None):
         try:
-            return self._loop.run_until_complete(task)
+            return self._loop.wait(coroutine, lines, on_line)
         except SshTargetError:
             raise
         except asyncssh.SFTPError as exc:
             raise SshTargetError(f"{self._where}: {exc.reason}") from exc
         except (OSError, asyncssh.Error) as exc:
             raise SshTargetError(f"Lost the connection to {self._where}: {_reason(exc)}") from exc
-        finally:
-            # Interrupted from outside (the job's own time limit, a signal): end the operation here, so that it
-            # does not carry on the next time the loop runs.
-            if not task.done():
-                task.cancel()
-                with suppress(BaseException):
-                    self._loop.run_until_complete(task)
 
     async def _sftp_client(self) -> asyncssh.SFTPClient:
         if self._sftp is None:
@@ -362,7 +391,8 @@ class SshTarget:
         `CommandTimedOut` raised; a process the command started in a group of its own (setsid, a service manager)
         keeps running, as a started service should. A background process that keeps the output open holds the
         command open until then, as it does under CodeDeploy's agent: hooks redirect a daemon's output."""
-        return self._call(self._run(command, env or {}, cwd, timeout, on_line or (lambda line: None)))
+        lines: queue.SimpleQueue = queue.SimpleQueue()
+        return self._call(self._run(command, env or {}, cwd, timeout, lines.put), lines, on_line or (lambda line: None))
 
     async def _run(
         self, command: str, env: Mapping[str, str], cwd: str | None, timeout: float, on_line: Callable[[str], None]
@@ -392,8 +422,9 @@ class SshTarget:
         except TimeoutError:
             await self._kill(process_group)
             raise CommandTimedOut(timeout) from None
-        except Exception:
-            # on_line failed, or the connection did: the command must not go on without anyone reading it.
+        except BaseException:
+            # The caller gave up (on_line failed, the job was interrupted) or the connection failed: the command
+            # must not go on without anyone reading its output.
             await self._kill(process_group)
             raise
         finally:
@@ -474,6 +505,11 @@ class SshTarget:
         if status != 0:
             return HealthResult(healthy=False, detail=detail or f"exit status {status}")
         return HealthResult(healthy=True, detail=detail)
+
+
+async def _close(connection: asyncssh.SSHClientConnection) -> None:
+    connection.close()
+    await connection.wait_closed()
 
 
 async def _is_link(sftp: asyncssh.SFTPClient, path: str) -> bool:

@@ -5,6 +5,7 @@ tests (root in CI) and works in a temporary directory. Nothing of the machine's 
 host keys or authorized_keys; only, as root, the empty privilege separation directory sshd insists on.
 """
 
+import asyncio
 import hashlib
 import os
 import pwd
@@ -253,6 +254,34 @@ def test_a_hook_past_its_timeout_is_killed_with_its_children(sshd, deploy_key, t
     while (alive(shell) or alive(child)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(shell) and not alive(child)
+
+
+def test_a_failing_callback_stops_the_command(sshd, deploy_key, tmp_path):
+    pid_file = tmp_path / "pid"
+
+    def on_line(line):
+        raise RuntimeError("the log store is down")
+
+    with connect(sshd, deploy_key, scan_host_key("127.0.0.1", sshd.port)) as target:
+        with pytest.raises(RuntimeError, match="the log store is down"):
+            target.run(f"echo $$ > {pid_file}; echo output; sleep 300", timeout=60, on_line=on_line)
+    shell = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while alive(shell) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(shell)
+
+
+def test_the_blocking_api_works_in_a_thread_that_runs_an_event_loop(sshd, deploy_key):
+    lines = []
+
+    async def inside_a_running_loop():
+        host_key = scan_host_key("127.0.0.1", sshd.port)
+        with connect(sshd, deploy_key, host_key) as target:
+            return target.run("echo from the host", timeout=10, on_line=lines.append)
+
+    assert asyncio.run(inside_a_running_loop()) == 0
+    assert lines == ["from the host"]
 
 
 def test_a_changed_host_key_is_refused_naming_both_fingerprints(sshd, deploy_key, tmp_path):
