@@ -166,9 +166,10 @@ class _LoopThread:
 
     def wait(self, coroutine, lines: "queue.SimpleQueue | None" = None, on_line: Callable[[str], None] | None = None):
         """Run coroutine in the loop and wait for its result, passing each string put in lines to on_line here."""
-        finished = threading.Event()
+        started, finished = threading.Event(), threading.Event()
 
         async def guarded():
+            started.set()
             try:
                 return await coroutine
             finally:
@@ -185,7 +186,9 @@ class _LoopThread:
         finally:
             if not finished.is_set():
                 future.cancel()
-                finished.wait(CONNECT_TIMEOUT)
+                # A coroutine cancelled before it started has nothing to clean up, and never reports back.
+                if started.is_set():
+                    finished.wait(CONNECT_TIMEOUT)
 
 
 _END_OF_LINES = object()
