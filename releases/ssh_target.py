@@ -100,11 +100,12 @@ def generate_deploy_key(comment: str = "portal deploy key") -> tuple[str, str]:
 def parse_host_key(line: str) -> asyncssh.SSHKey:
     """The public key in an authorized_keys or known_hosts style line (a known_hosts line starts with its hosts)."""
     line = line.strip()
-    if not line or line.startswith(("@cert-authority", "@revoked")):
+    if not line or "\n" in line or line.startswith(("@cert-authority", "@revoked")):
         raise SshTargetError("A host key must be one public key line, such as 'ssh-ed25519 AAAA…'.")
     candidates = [line]
-    if " " in line:
-        candidates.append(line.split(None, 1)[1])
+    fields = line.split(None, 1)
+    if len(fields) == 2:
+        candidates.append(fields[1])
     for candidate in candidates:
         try:
             return asyncssh.import_public_key(candidate)

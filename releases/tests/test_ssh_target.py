@@ -389,7 +389,8 @@ def test_an_unreachable_host_is_reported():
 def test_host_key_lines_in_either_style_are_read_and_others_refused():
     _, public = generate_deploy_key(comment="host")
     assert parse_host_key(f"[203.0.113.5]:2222,example.org {public}") == parse_host_key(public)
-    for bad in ("", "not a key", "@cert-authority *.example.org " + public):
+    assert parse_host_key(f"example.org\t{public}") == parse_host_key(public)
+    for bad in ("", "not a key", "@cert-authority *.example.org " + public, f"{public}\n{public}"):
         with pytest.raises(SshTargetError):
             parse_host_key(bad)
 
