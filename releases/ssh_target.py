@@ -371,7 +371,7 @@ class SshTarget:
         await _set_mode_and_times(sftp, remote, info)
 
     async def _upload_file(self, sftp: asyncssh.SFTPClient, local: Path, remote: str, info: os.stat_result):
-        # An explicit loop rather than asyncssh's put() or redirect(), which have been seen to cut large
+        # An explicit loop rather than asyncssh's redirect(), which has been seen to cut large
         # transfers short; each write is awaited, so a slow host slows the reading down instead of filling memory.
         with local.open("rb") as source:
             async with sftp.open(remote, "wb") as destination:
