@@ -1,0 +1,405 @@
+"""The ssh target's transport against a real OpenSSH sshd on a loopback port, with its own host key and config.
+
+sshd logs in only the user it runs as unless it runs as root, so the deployment logs in as the user running the
+tests (root in CI) and works in a temporary directory. Nothing of the machine's own sshd is used: not its config,
+host keys or authorized_keys; only, as root, the empty privilege separation directory sshd insists on.
+"""
+
+import asyncio
+import hashlib
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from releases.ssh_target import (
+    CommandTimedOut,
+    HostKeyMismatch,
+    SshTarget,
+    SshTargetError,
+    TargetLayout,
+    fingerprint,
+    generate_deploy_key,
+    parse_host_key,
+    scan_host_key,
+)
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+PRIVSEP_DIRECTORY = Path("/run/sshd")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def alive(pid: int) -> bool:
+    """Whether pid is a live process (a zombie waiting for a parent that is gone counts as dead)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+@dataclass
+class Sshd:
+    directory: Path
+    port: int = field(default_factory=free_port)
+    user: str = field(default_factory=lambda: pwd.getpwuid(os.getuid()).pw_name)
+    process: subprocess.Popen | None = None
+
+    @property
+    def authorized_keys(self) -> Path:
+        return self.directory / "authorized_keys"
+
+    @property
+    def host_key(self) -> Path:
+        return self.directory / "host_ed25519_key"
+
+    def new_host_keys(self) -> str:
+        """Give the server fresh host keys (Ed25519 and ECDSA); returns the Ed25519 one's public line."""
+        for name, algorithm in (("host_ed25519_key", "ssh-ed25519"), ("host_ecdsa_key", "ecdsa-sha2-nistp256")):
+            key = asyncssh.generate_private_key(algorithm)
+            path = self.directory / name
+            path.unlink(missing_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(key.export_private_key())
+        return asyncssh.read_private_key(self.host_key).export_public_key().decode().strip()
+
+    def start(self) -> None:
+        config = self.directory / "sshd_config"
+        config.write_text(
+            f"ListenAddress 127.0.0.1\n"
+            f"Port {self.port}\n"
+            f"HostKey {self.directory / 'host_ed25519_key'}\n"
+            f"HostKey {self.directory / 'host_ecdsa_key'}\n"
+            f"PidFile {self.directory / 'sshd.pid'}\n"
+            f"AuthorizedKeysFile {self.authorized_keys}\n"
+            f"AllowUsers {self.user}\n"
+            "StrictModes no\n"
+            "UsePAM no\n"
+            "PubkeyAuthentication yes\n"
+            "PasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\n"
+            "PermitRootLogin prohibit-password\n"
+            "PermitUserEnvironment no\n"
+            "PermitUserRC no\n"
+            "PrintMotd no\n"
+            "PrintLastLog no\n"
+            "UseDNS no\n"
+            "X11Forwarding no\n"
+            "AllowTcpForwarding no\n"
+            "Subsystem sftp internal-sftp\n"
+        )
+        log = self.directory / "sshd.log"
+        with log.open("w") as log_file:
+            self.process = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log_file, cwd=self.directory
+            )
+        deadline = time.monotonic() + 10
+        while "Server listening" not in log.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"sshd did not start:\n{log.read_text()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    """A real OpenSSH sshd on a free loopback port: its own host keys, config and authorized_keys, public keys
+    only; killed at teardown."""
+    if os.getuid() == 0 and not PRIVSEP_DIRECTORY.is_dir():
+        # A root sshd refuses to start without it; the package's own service creates the same empty directory.
+        PRIVSEP_DIRECTORY.mkdir(mode=0o755, exist_ok=True)
+    directory = tmp_path / "sshd"
+    directory.mkdir()
+    server = Sshd(directory)
+    server.new_host_keys()
+    server.authorized_keys.write_text("")
+    for attempt in range(3):
+        try:
+            server.start()
+            break
+        except RuntimeError:
+            # Another process took the free port between the probe and sshd's bind: try another.
+            if attempt == 2:
+                raise
+            server.port = free_port()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def deploy_key(sshd):
+    """An environment's deploy key, its public half authorized on the host."""
+    private, public = generate_deploy_key()
+    sshd.authorized_keys.write_text(public + "\n")
+    return private
+
+
+def connect(sshd, private_key, host_key):
+    return SshTarget.connect("127.0.0.1", sshd.port, sshd.user, private_key, host_key, connect_timeout=10)
+
+
+def bundle(root: Path, marker: str) -> Path:
+    """A bundle like an artifact's: a hook script, a data file, a subdirectory and a relative symbolic link."""
+    (root / "scripts").mkdir(parents=True)
+    hook = root / "scripts" / "after_install.sh"
+    hook.write_text(
+        "#!/bin/sh\n"
+        'echo "event $LIFECYCLE_EVENT of deployment $DEPLOYMENT_ID"\n'
+        'echo "secret: $SECRET"\n'
+        'echo "to stderr" >&2\n'
+        "cat ../VERSION\n"
+    )
+    hook.chmod(0o750)
+    (root / "VERSION").write_text(marker + "\n")
+    (root / "VERSION").chmod(0o640)
+    (root / "latest").symlink_to("VERSION")
+    return root
+
+
+def test_a_deployment_uploads_runs_hooks_and_switches_current_atomically(sshd, deploy_key, tmp_path):
+    host_key = scan_host_key("127.0.0.1", sshd.port)
+    assert fingerprint(host_key) == asyncssh.read_private_key(sshd.host_key).get_fingerprint("sha256")
+
+    layout = TargetLayout(str(tmp_path / "target"))
+    with connect(sshd, deploy_key, host_key) as target:
+        assert target.read_link(layout.current) is None
+        for deployment_id in (41, 42):
+            revision = layout.revision(deployment_id)
+            target.upload_tree(bundle(tmp_path / f"bundle-{deployment_id}", f"v{deployment_id}"), revision)
+
+            lines = []
+            status = target.run(
+                "./after_install.sh",
+                env={
+                    "LIFECYCLE_EVENT": "AfterInstall",
+                    "DEPLOYMENT_ID": str(deployment_id),
+                    "SECRET": 'it\'s "quoted" $HOME `id`; echo pwned',
+                },
+                cwd=f"{revision}/scripts",
+                timeout=30,
+                on_line=lines.append,
+            )
+            assert status == 0
+            assert lines == [
+                f"event AfterInstall of deployment {deployment_id}",
+                'secret: it\'s "quoted" $HOME `id`; echo pwned',
+                "to stderr",
+                f"v{deployment_id}",
+            ]
+
+            target.switch(layout.current, layout.current_target(deployment_id))
+            assert target.read_link(layout.current) == f"revisions/{deployment_id}"
+            assert (Path(layout.current) / "VERSION").read_text() == f"v{deployment_id}\n"
+
+        for unsafe in ("/", f"{layout.base}/revisions/../..", "relative"):
+            with pytest.raises(SshTargetError, match="not an absolute, normalised path"):
+                target.remove_tree(unsafe)
+        failing = target.run("echo failing; exit 3", timeout=30)
+        assert failing == 3
+        assert target.health(f"test -x {layout.current}/scripts/after_install.sh").healthy
+        unhealthy = target.health("echo not ready; false")
+        assert not unhealthy.healthy and unhealthy.detail == "not ready"
+
+    # What landed on the host: modes kept, the link still a link, both revisions beside each other.
+    revision = Path(layout.revision(42))
+    assert (revision / "scripts" / "after_install.sh").stat().st_mode & 0o777 == 0o750
+    assert (revision / "VERSION").stat().st_mode & 0o777 == 0o640
+    assert os.readlink(revision / "latest") == "VERSION"
+    assert sorted(os.listdir(layout.revisions)) == ["41", "42"]
+    # No temporary link was left behind by the switches.
+    assert sorted(os.listdir(layout.base)) == ["current", "revisions"]
+
+
+def test_a_hook_past_its_timeout_is_killed_with_its_children(sshd, deploy_key, tmp_path):
+    host_key = scan_host_key("127.0.0.1", sshd.port)
+    pids = tmp_path / "pids"
+    lines = []
+    started = time.monotonic()
+    with connect(sshd, deploy_key, host_key) as target:
+        with pytest.raises(CommandTimedOut, match="did not finish within 2 seconds") as timed_out:
+            target.run(
+                f"sleep 300 & echo $$ $! > {pids}; echo started; wait",
+                timeout=2,
+                on_line=lines.append,
+            )
+        # The connection is still usable afterwards.
+        assert target.run("true", timeout=10) == 0
+    assert timed_out.value.timeout == 2
+    assert time.monotonic() - started < 20
+    assert lines == ["started"]
+    shell, child = (int(pid) for pid in pids.read_text().split())
+    deadline = time.monotonic() + 5
+    while (alive(shell) or alive(child)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(shell) and not alive(child)
+
+
+def test_a_failing_callback_stops_the_command(sshd, deploy_key, tmp_path):
+    pid_file = tmp_path / "pid"
+
+    def on_line(line):
+        raise RuntimeError("the log store is down")
+
+    with connect(sshd, deploy_key, scan_host_key("127.0.0.1", sshd.port)) as target:
+        with pytest.raises(RuntimeError, match="the log store is down"):
+            target.run(f"echo $$ > {pid_file}; echo output; sleep 300", timeout=60, on_line=on_line)
+    shell = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while alive(shell) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(shell)
+
+
+def test_the_blocking_api_works_in_a_thread_that_runs_an_event_loop(sshd, deploy_key):
+    lines = []
+
+    async def inside_a_running_loop():
+        host_key = scan_host_key("127.0.0.1", sshd.port)
+        with connect(sshd, deploy_key, host_key) as target:
+            return target.run("echo from the host", timeout=10, on_line=lines.append)
+
+    # A thread of its own, since the test's thread may already run a loop (the browser tests' Playwright does).
+    results = []
+    thread = threading.Thread(target=lambda: results.append(asyncio.run(inside_a_running_loop())))
+    thread.start()
+    thread.join(60)
+    assert results == [0]
+    assert lines == ["from the host"]
+
+
+def test_a_changed_host_key_is_refused_naming_both_fingerprints(sshd, deploy_key, tmp_path):
+    pinned = scan_host_key("127.0.0.1", sshd.port)
+    sshd.stop()
+    new_host_key = sshd.new_host_keys()
+    sshd.start()
+
+    with pytest.raises(HostKeyMismatch) as mismatch:
+        with connect(sshd, deploy_key, pinned) as target:
+            target.run(f"touch {tmp_path / 'reached'}", timeout=10)
+    assert mismatch.value.expected == fingerprint(pinned)
+    assert mismatch.value.offered == fingerprint(new_host_key)
+    assert fingerprint(pinned) in str(mismatch.value) and fingerprint(new_host_key) in str(mismatch.value)
+    assert not (tmp_path / "reached").exists()
+
+    # Pinned anew, the same key and host work again.
+    with connect(sshd, deploy_key, scan_host_key("127.0.0.1", sshd.port)) as target:
+        assert target.run("true", timeout=10) == 0
+
+
+def test_a_host_without_a_key_of_the_pinned_type_is_refused(sshd, deploy_key):
+    rsa_line = asyncssh.generate_private_key("ssh-rsa", key_size=2048).export_public_key().decode()
+    with pytest.raises(HostKeyMismatch) as mismatch:
+        with connect(sshd, deploy_key, rsa_line):
+            pass
+    assert mismatch.value.expected == fingerprint(rsa_line)
+    assert mismatch.value.offered == asyncssh.read_private_key(sshd.host_key).get_fingerprint("sha256")
+
+
+def test_a_key_not_authorized_on_the_host_is_refused(sshd, deploy_key):
+    host_key = scan_host_key("127.0.0.1", sshd.port)
+    other_key, _ = generate_deploy_key()
+    expected = asyncssh.import_private_key(other_key).get_fingerprint("sha256")
+    with pytest.raises(SshTargetError, match=re.escape(f"refused the deploy key ({expected})")):
+        with connect(sshd, other_key, host_key):
+            pass
+
+
+def test_a_large_file_arrives_intact(sshd, deploy_key, tmp_path):
+    local = tmp_path / "bundle"
+    local.mkdir()
+    data = os.urandom(20 * 1024 * 1024 + 12345)
+    (local / "big.bin").write_bytes(data)
+    remote = tmp_path / "target" / "revisions" / "1"
+    with connect(sshd, deploy_key, scan_host_key("127.0.0.1", sshd.port)) as target:
+        target.upload_tree(local, str(remote))
+        # A second upload into the same revision is refused rather than mixed with the first.
+        with pytest.raises(SshTargetError, match="already exists"):
+            target.upload_tree(local, str(remote))
+        target.remove_tree(str(remote))
+        assert not remote.exists()
+        target.upload_tree(local, str(remote))
+    received = (remote / "big.bin").read_bytes()
+    assert len(received) == len(data)
+    assert hashlib.sha256(received).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+class _HealthHandler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (the name http.server calls)
+        self.send_response(200 if self.path == "/healthy" else 503)
+        self.end_headers()
+
+    def log_message(self, format, *args):
+        pass
+
+
+def test_health_checks_run_a_command_or_fetch_a_url_on_the_host(sshd, deploy_key):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HealthHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with connect(sshd, deploy_key, scan_host_key("127.0.0.1", sshd.port)) as target:
+            assert target.health(f"{base}/healthy").healthy
+            failing = target.health(f"{base}/starting")
+            assert not failing.healthy and "503" in failing.detail
+            slow = target.health("sleep 30", timeout=1)
+            assert not slow.healthy and "did not finish within 1 seconds" in slow.detail
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_connection_lost_in_the_middle_of_a_command_is_reported(sshd, deploy_key):
+    with connect(sshd, deploy_key, scan_host_key("127.0.0.1", sshd.port)) as target:
+        lines = []
+        # The login shell's parent is sshd's process for this connection: killing it drops the connection.
+        with pytest.raises(SshTargetError, match="connection") as lost:
+            target.run("echo before; sleep 1; kill -9 $PPID; sleep 30", timeout=20, on_line=lines.append)
+    assert lines[:1] == ["before"]
+    assert not isinstance(lost.value, CommandTimedOut)
+
+
+def test_an_unreachable_host_is_reported():
+    closed_port = free_port()
+    with pytest.raises(SshTargetError, match=f"127.0.0.1:{closed_port}"):
+        scan_host_key("127.0.0.1", closed_port, timeout=5)
+
+
+def test_host_key_lines_in_either_style_are_read_and_others_refused():
+    _, public = generate_deploy_key(comment="host")
+    assert parse_host_key(f"[203.0.113.5]:2222,example.org {public}") == parse_host_key(public)
+    assert parse_host_key(f"example.org\t{public}") == parse_host_key(public)
+    for bad in ("", "not a key", "@cert-authority *.example.org " + public, f"{public}\n{public}"):
+        with pytest.raises(SshTargetError):
+            parse_host_key(bad)
+
+
+def test_paths_that_could_reach_outside_a_target_are_refused():
+    with pytest.raises(SshTargetError):
+        TargetLayout("relative/base")
+    layout = TargetLayout("/srv/app")
+    for bad in ("", "..", "../x", "a/b"):
+        with pytest.raises(SshTargetError):
+            layout.revision(bad)
+    assert layout.current_target(7) == "revisions/7"
