@@ -23,8 +23,8 @@ then opens the same database and Valkey through Django to create the user `bench
    holding the new lines' text and the offset to ask for next): a build prints `STAMP $(date +%s.%N)` every 200 ms
    and a poller reads it every 500 ms, as the browser does: latency = when the poller sees a line - its stamp.
    Then the page latency of `/`, a repository page and a pull request page for one client, with no viewers and
-   with --viewers threads each polling that endpoint every 500 ms. Skipped, with a message, while the endpoint
-   answers 404 (it is the build page's, not there yet).
+   with --viewers threads each polling that endpoint every 500 ms. Skipped, with a message, when the endpoint
+   answers 404 (a portal older than the build pages).
 """
 
 import argparse
