@@ -225,14 +225,15 @@ def _still_holds(repository: Repository, built: BuiltRef) -> bool:
         except (git.GitError, KeyError, ValueError):
             return False
     if built.kind == "tag":
-        try:
-            return git.resolve_commit(repository.path, built.name).sha == built.commit
-        except (git.GitError, KeyError, ValueError):
-            return False
+        # By the tag's list, which peels annotated tags to their commit, and not by a name lookup, which would
+        # take a branch of the same name first.
+        return any(tag.name == built.name and tag.sha == built.commit for tag in git.tags(repository.path))
     return True
 
 
-def check_ref(policy: RefPolicy, repository: Repository, statement: dict, *, environment: str = "this environment"):
+def check_ref(
+    policy: RefPolicy, repository: Repository, statement: dict, *, environment: str = "this environment"
+) -> BuiltRef:
     """The ref of a verified statement, when policy lets it deploy to environment; else DeploymentRefused with
     the reason ("Built from refs/heads/feature/x, and uat takes only protected branches.")."""
     built = BuiltRef.of(statement)

@@ -225,6 +225,9 @@ def test_an_old_build_deploys_while_its_branch_holds_its_commit_and_its_tag_stil
     assert refusal_of(default, private_repo, signed_statement(private_repo, "refs/heads/main", stray)) == (
         f"Built from refs/heads/main at {stray[:12]}, which is no longer on that branch."
     )
+    # A branch named like the tag does not stand in for it.
+    commit(private_repo, "v1", "a branch named v1")
+    assert refusal_of(tags, private_repo, of_tag) is None
     git.update_ref(private_repo.path, "refs/tags/v1", new, old)
     assert refusal_of(tags, private_repo, of_tag) == (
         f"Built from refs/tags/v1 at {old[:12]}, which is no longer what that tag names."
