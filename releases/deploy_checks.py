@@ -359,7 +359,7 @@ class DateWindow:
     name: str = ""
 
     def occurrence(self, now: datetime) -> tuple[datetime, datetime] | None:
-        return (self.start, self.end) if self.start <= now < self.end else None
+        return _covering(self.start, self.end, now)
 
     def describe(self) -> str:
         return f"{self.name or 'freeze'} from {_local(self.start)} to {_local(self.end)} ({self.timezone})"
@@ -385,7 +385,7 @@ class CronWindow:
         start = croniter(self.cron, local + timedelta(seconds=1)).get_prev(datetime)
         # Adding to a zoned datetime moves its wall clock; the offset is then the one in force at the end.
         end = (start.replace(tzinfo=None) + timedelta(minutes=self.duration_minutes)).replace(tzinfo=zone)
-        return (start, end) if start <= now < end else None
+        return _covering(start, end, now)
 
     def describe(self) -> str:
         return f"{self.name or 'freeze'} from cron {self.cron!r} for {self.duration_minutes} minutes ({self.timezone})"
@@ -396,6 +396,11 @@ Window = DateWindow | CronWindow
 
 def _local(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _covering(start: datetime, end: datetime, now: datetime) -> tuple[datetime, datetime] | None:
+    # Compared in UTC: two datetimes of the same zone compare by their wall clocks, which repeat an hour in autumn.
+    return (start, end) if start.astimezone(UTC) <= now.astimezone(UTC) < end.astimezone(UTC) else None
 
 
 def _zone(value: object, where: str) -> ZoneInfo:
@@ -472,7 +477,7 @@ def windows(data: Iterable[Mapping], *, field: str = "freeze_windows") -> list[W
 
 def frozen_at(windows: Iterable[Window], now: datetime) -> Window | None:
     """The window that freezes deployments at now (the one that ends last when several do), or None."""
-    covering = [(found[1], w) for w in windows if (found := w.occurrence(now)) is not None]
+    covering = [(found[1].astimezone(UTC), w) for w in windows if (found := w.occurrence(now)) is not None]
     return max(covering, key=lambda pair: pair[0])[1] if covering else None
 
 
@@ -480,11 +485,11 @@ def next_open(windows: Iterable[Window], now: datetime) -> datetime | None:
     """The first moment from now when no window freezes deployments (now itself when none does), or None when
     windows that follow each other keep the environment frozen past a year."""
     windows, moment = list(windows), now
-    while moment - now <= OPEN_HORIZON:
+    while moment.astimezone(UTC) - now.astimezone(UTC) <= OPEN_HORIZON:
         ends = [found[1] for w in windows if (found := w.occurrence(moment)) is not None]
         if not ends:
             return moment
-        moment = max(ends)
+        moment = max(ends, key=lambda end: end.astimezone(UTC))
     return None
 
 
@@ -494,11 +499,13 @@ def start_blocker(
     """Why a deployment requested at requested_at cannot start at now (its wait timer, a freeze), or None."""
     ready = wait_until(wait_timer_minutes, requested_at)
     if now < ready:
-        return f"Waiting for the environment's {wait_timer_minutes}-minute timer, until {ready.isoformat()}."
+        return f"Waiting for the environment's {wait_timer_minutes}-minute timer, until {_local(ready.astimezone(UTC))} UTC."
     windows = list(windows)
     freeze = frozen_at(windows, now)
     if freeze is None:
         return None
     opens = next_open(windows, now)
-    until = f"until {opens.astimezone(ZoneInfo(freeze.timezone)).isoformat()}" if opens else "for over a year"
+    until = (
+        f"until {_local(opens.astimezone(ZoneInfo(freeze.timezone)))} {freeze.timezone}" if opens else "for over a year"
+    )
     return f"Deployments are frozen ({freeze.describe()}), {until}."
