@@ -26,7 +26,8 @@ from portal.models import Team, User
 from portal.validators import field_error
 from releases import provenance
 from repos import git
-from repos.models import Repository
+from repos.access import role_for
+from repos.models import Repository, Role
 from reviews.models import BranchProtection
 from reviews.webhooks import branch_matches
 
@@ -269,12 +270,24 @@ class RequiredApprovals:
 
 
 def required_approvals(
-    count: int, users: Iterable[User], teams: Iterable[Team], *, field: str = "required_approvals"
+    count: int,
+    users: Iterable[User],
+    teams: Iterable[Team],
+    *,
+    repository: Repository | None = None,
+    field: str = "required_approvals",
 ) -> RequiredApprovals:
-    """N of a pool from settings; refused, naming field, when N is below 1 or above the pool's size."""
+    """N of a pool from settings; refused, naming field, when N is below 1 or above the pool's size, and naming
+    reviewers when one is an organization or, given the repository, a team of another owner or a person who cannot
+    read it (who could never open the deployment to approve it)."""
     users, teams = list(users), list(teams)
     if any(user.is_organization for user in users):
         raise field_error("Reviewers are people or teams; an organization is neither.", "reviewers")
+    if repository is not None:
+        if stranger := next((team for team in teams if team.organization_id != repository.owner_id), None):
+            raise field_error(f"The team {stranger} does not belong to {repository.owner.username}.", "reviewers")
+        if outsider := next((user for user in users if role_for(user, repository) < Role.READ), None):
+            raise field_error(f"{outsider.username} cannot read {repository.full_name}.", "reviewers")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise field_error("At least 1 approval is required when an environment has reviewers.", field)
     rule = RequiredApprovals(

@@ -18,6 +18,7 @@ from releases.storage import artifact_storage
 from releases.tests.test_builds import run_builds  # noqa: F401 (fixture)
 from releases.tests.test_provenance import built, payload_of, resigned, stored_bytes  # noqa: F401 (fixture)
 from repos import git
+from repos import services as repo_services
 from reviews.services.configuration import save_branch_protection
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -275,6 +276,23 @@ def test_teams_count_as_their_members_and_n_is_at_most_the_pool(alice, bob, caro
     )
     assert refused_field(checks.required_approvals, 0, [alice], [])[0] == "required_approvals"
     assert refused_field(checks.required_approvals, 1, [devs.organization], [])[0] == "reviewers"
+
+
+@pytest.mark.django_db
+def test_reviewers_of_a_repository_can_read_it_and_its_teams_are_its_owners(alice, bob, carol, mallory, devs):
+    org_repo = repo_services.create_repository(actor=alice, owner=devs.organization, name="site", initialize=True)
+    rule = checks.required_approvals(1, [alice], [devs], repository=org_repo)
+    assert rule.pool_user_ids() == {alice.pk, bob.pk, carol.pk}
+    assert refused_field(checks.required_approvals, 1, [mallory], [], repository=org_repo) == (
+        "reviewers",
+        "mallory cannot read acme/site.",
+    )
+    other = accounts.create_team(accounts.create_organization(actor=alice, name="other"), actor=alice, name="ops")
+    accounts.add_team_member(other, alice, actor=alice)
+    assert refused_field(checks.required_approvals, 1, [], [other], repository=org_repo) == (
+        "reviewers",
+        "The team other/ops does not belong to acme.",
+    )
 
 
 @pytest.mark.django_db
