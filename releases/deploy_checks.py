@@ -346,6 +346,7 @@ MAX_WAIT_TIMER_MINUTES = 43200
 MAX_WINDOW_MINUTES = 366 * 24 * 60
 # How far next_open looks before saying the environment never opens.
 OPEN_HORIZON = timedelta(days=400)
+OPEN_STEPS = 10_000
 
 
 def wait_timer(minutes: object, *, field: str = "wait_timer") -> int:
@@ -496,9 +497,12 @@ def frozen_at(windows: Iterable[Window], now: datetime) -> Window | None:
 
 def next_open(windows: Iterable[Window], now: datetime) -> datetime | None:
     """The first moment from now when no window freezes deployments (now itself when none does), or None when
-    windows that follow each other keep the environment frozen past a year."""
+    windows that follow each other keep the environment frozen past a year (or through OPEN_STEPS occurrences)."""
     windows, moment = list(windows), now
-    while moment.astimezone(UTC) - now.astimezone(UTC) <= OPEN_HORIZON:
+    # Each step ends one occurrence; the count bounds the work of windows a minute apart that follow each other.
+    for _step in range(OPEN_STEPS):
+        if moment.astimezone(UTC) - now.astimezone(UTC) > OPEN_HORIZON:
+            break
         ends = [found[1] for w in windows if (found := w.occurrence(moment)) is not None]
         if not ends:
             return moment

@@ -387,6 +387,8 @@ def test_overlapping_windows_open_when_the_last_ends_and_endless_ones_never_open
     assert checks.next_open([holidays, weekend], paris(2026, 12, 18, 13)) == paris(2026, 12, 21, 10)
     always = checks.window({"cron": "0 0 * * *", "duration_minutes": 1440, "timezone": "UTC"})
     assert checks.next_open([always], utc(2026, 12, 6)) is None
+    every_minute = checks.window({"cron": "* * * * *", "duration_minutes": 1, "timezone": "UTC"})
+    assert checks.next_open([every_minute], utc(2026, 12, 6)) is None
     assert checks.start_blocker([always], 0, utc(2026, 12, 6), utc(2026, 12, 6, 1)) == (
         "Deployments are frozen (freeze from cron '0 0 * * *' for 1440 minutes (UTC)), for over a year."
     )
