@@ -463,6 +463,8 @@ def window(data: Mapping, *, field: str = "freeze_windows.0") -> Window:
             raise field_error("A window ends after it starts.", f"{field}.end")
         return DateWindow(start=start, end=end, timezone=zone.key, name=name.strip())
     cron = data.get("cron")
+    if cron in (None, ""):
+        raise field_error("A window needs start and end, or cron and duration_minutes.", f"{field}.cron")
     if not isinstance(cron, str) or len(cron.split()) != 5 or not croniter.is_valid(cron):
         raise field_error(
             f"{cron!r} is not a cron expression of five fields (minute hour day month weekday, e.g. 0 18 * * 5).",

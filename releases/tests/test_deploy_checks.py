@@ -422,6 +422,10 @@ def test_bad_windows_are_refused_naming_the_field():
         "'0 0 30 2 *' never fires.",
     )
     assert refused_field(checks.windows, good)[0] == "freeze_windows"
+    assert refused_field(checks.windows, [{"timezone": "UTC"}]) == (
+        "freeze_windows.0.cron",
+        "A window needs start and end, or cron and duration_minutes.",
+    )
 
 
 def test_the_wait_timer_counts_elapsed_minutes_even_across_a_clock_change():
