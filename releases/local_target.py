@@ -419,7 +419,10 @@ def _script_command(bundle: Path, location: str, note: Callable[[str], None]) ->
 
     The script is looked up without following links on the host (a bundle may hold one pointing anywhere), and only
     a regular file is ever changed."""
-    path = appspec._bundle_entry(bundle, location)
+    try:
+        path = appspec._bundle_entry(bundle, location)
+    except appspec.InstallError:
+        raise LocalTargetError(f"The script {location} is not in the bundle (or its path goes through a link).")
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
