@@ -26,6 +26,7 @@ a local target runs hooks, not long-lived services.
 """
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -37,7 +38,8 @@ import subprocess
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
@@ -213,13 +215,66 @@ class LocalTarget:
         on_line(event, line) gets each line the hooks print, and the target's own notes, as they come. `variables`
         (an environment's variables and secrets) go to the hooks only, beside CodeDeploy's. `current` moves to the
         new revision only when every event succeeded; a failed deployment leaves its revision directory for its
-        logs and inspection until `remove_revision`.
+        logs and inspection until `remove_revision`. The same deployment id again (a job retried after its worker
+        was lost) starts over from a fresh revision directory.
+
+        Give a target the same host uid every time, and each target its own: the process limit counts every process
+        of a uid, and a revision's files belong to the uid of its hooks (a revision run by another uid is given to
+        it first).
         """
         revision = self.revision(deployment_id)
+        with self._lock():
+            return self._deploy(
+                revision,
+                Path(artifact_path),
+                expected_sha256,
+                on_line=on_line,
+                hook_variables=dict(
+                    application_name=application_name,
+                    deployment_group_name=self.environment,
+                    deployment_group_id=deployment_group_id or self.environment,
+                    bundle_commit=bundle_commit,
+                ),
+                variables=variables,
+                host_uid=host_uid,
+                limits=limits,
+                ignore_application_stop_failures=ignore_application_stop_failures,
+            )
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Hold the target for one deployment: a second one at the same time is refused, not interleaved."""
+        traversable(self.base)
+        descriptor = os.open(self.base / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LocalTargetError(f"Another deployment is running on target {self.name}.")
+            yield
+        finally:
+            os.close(descriptor)
+
+    def _deploy(
+        self,
+        revision: Path,
+        artifact_path: Path,
+        expected_sha256: str,
+        *,
+        on_line: Callable[[str, str], None],
+        hook_variables: dict,
+        variables: Mapping[str, str],
+        host_uid: int | None,
+        limits: Limits,
+        ignore_application_stop_failures: bool,
+    ) -> TargetResult:
         name = revision.name
-        if revision.exists() or revision.is_symlink():
-            raise LocalTargetError(f"Revision {name} already exists on target {self.name}.")
         previous = self.current_revision()
+        if name == previous:
+            raise LocalTargetError(f"Revision {name} is already the live one on target {self.name}.")
+        if revision.exists() or revision.is_symlink():
+            on_line("DownloadBundle", NOTE + f"Removing revision {name}, left by an earlier attempt")
+            self.remove_revision(name)
         result = TargetResult(revision=name, status=EventStatus.FAILED)
         spec: appspec.Appspec | None = None
         environment = dict(variables)
@@ -247,19 +302,14 @@ class LocalTarget:
                         where, scripts_spec = self.revision(previous), self._read_appspec(self.revision(previous))
                     else:
                         where, scripts_spec = revision, spec
-                    hook_variables = appspec.hook_environment(
-                        application_name=application_name,
-                        deployment_id=name,
-                        deployment_group_name=self.environment,
-                        deployment_group_id=deployment_group_id or self.environment,
-                        lifecycle_event=step.event,
-                        bundle_commit=bundle_commit,
+                    codedeploy = appspec.hook_environment(
+                        deployment_id=name, lifecycle_event=step.event, **hook_variables
                     )
                     outcome = self._run_event(
                         event,
                         scripts_spec.scripts(step.event),
                         where,
-                        {**environment, **hook_variables},
+                        {**environment, **codedeploy},
                         note=note,
                         on_line=lambda line, event_name=step.event: on_line(event_name, line),
                         host_uid=host_uid,
@@ -292,7 +342,10 @@ class LocalTarget:
     ) -> HealthResult:
         """Run a health check command in the sandbox over the live revision (healthy when it exits 0).
 
-        It has no network, so an HTTP URL check has nothing to reach on a local target: only commands are run."""
+        A local target runs no services (what a hook starts ends with it) and its sandbox has no network, so an
+        HTTP URL has nothing to answer it: only commands are run."""
+        if command.startswith(("http://", "https://")):
+            return HealthResult(healthy=False, detail="A local target runs no services to ask: use a command.")
         live = self.current_revision()
         if live is None:
             return HealthResult(healthy=False, detail="Nothing is deployed on this target yet.")
@@ -321,7 +374,9 @@ class LocalTarget:
         with zipfile.ZipFile(artifact) as archive:
             entries = check_zip(archive)
             traversable(self.revisions)
-            revision.mkdir(mode=0o711)
+            # Only the hooks' uid may enter a revision: nothing in it is for the host's other users, and a hook may
+            # leave files there with any mode.
+            revision.mkdir(mode=0o700)
             try:
                 unpack_zip(archive, entries, revision / "bundle")
             except BaseException:
@@ -330,11 +385,9 @@ class LocalTarget:
         spec = self._read_appspec(revision)
         root = revision / "root"
         if previous is not None:
-            shutil.copytree(self.revision(previous) / "root", root, symlinks=True)
+            copy_root(self.revision(previous) / "root", root)
         else:
-            root.mkdir()
-        if host_uid is not None and os.geteuid() == 0:
-            give_to(root, host_uid)
+            root.mkdir(mode=0o755)
         return spec
 
     def _read_appspec(self, revision: Path) -> appspec.Appspec:
@@ -357,10 +410,9 @@ class LocalTarget:
         installed = appspec.install(
             plan, revision / "root", spec.file_exists_behavior, previous=earlier, permissions=spec.permissions
         )
-        (revision / INSTALLED_FILE).write_text(json.dumps(list(installed.installed)))
-        if host_uid is not None and os.geteuid() == 0:
-            # The hooks after Install may change what was installed, as a deploy user may on a host.
-            give_to(revision / "root", host_uid)
+        descriptor = os.open(revision / INSTALLED_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(list(installed.installed), file)
 
     def _run_event(
         self,
@@ -453,6 +505,8 @@ def _run_sandboxed(
 
     Its output, stdout and stderr merged, goes to on_line a line at a time; past timeout every process in it is
     killed. A fresh workspace and home each time, so one hook leaves nothing for the next outside the root."""
+    if host_uid is not None and os.geteuid() == 0:
+        hand_over(revision, host_uid)
     scratch = revision / "sandbox"
     if scratch.exists():
         remove_build_directory(BuildDirectory(scratch))
@@ -474,6 +528,7 @@ def _run_sandboxed(
     lines = _Lines(on_line)
     deadline = time.monotonic() + timeout
     timed_out = False
+    printed = 0
     try:
         descriptor = sandbox.output.fileno()
         while True:
@@ -487,8 +542,11 @@ def _run_sandboxed(
             data = os.read(descriptor, 64 * 1024)
             if not data:
                 break
+            printed += len(data)
+            if printed > limits.log_bytes:
+                break
             lines.feed(data)
-        if not timed_out:
+        if not timed_out and printed <= limits.log_bytes:
             try:
                 sandbox.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -500,10 +558,55 @@ def _run_sandboxed(
         remove_build_directory(directory)
     if timed_out:
         return EventStatus.TIMED_OUT, f"did not finish within {timeout:g} seconds and was killed"
+    if printed > limits.log_bytes:
+        return EventStatus.FAILED, f"printed more than {limits.log_bytes} bytes and was stopped"
     status = sandbox.process.returncode
     if status != 0:
         return EventStatus.FAILED, f"exit status {status}"
     return EventStatus.SUCCEEDED, ""
+
+
+def hand_over(revision: Path, uid: int) -> None:
+    """Give a revision's directory and root to the uid its hooks run as, before each run: the install and the copy
+    made their files as the portal's user, and an earlier deployment may have run as another uid. Changing the owner
+    also clears any setuid or setgid bit. The bundle stays the portal's, readable and never writable by the hooks."""
+    os.lchown(revision, uid, uid)
+    give_to(revision / "root", uid)
+
+
+def copy_root(source: Path, destination: Path) -> None:
+    """Copy the live revision's root as the start of a new one's: links as links, directories and regular files with
+    their permission bits but never setuid, setgid or sticky (a hook may set them on its own files), and nothing else
+    (a socket or a pipe a hook left). The hooks' uid gets the copy when they run."""
+    pending = [(source, destination)]
+    made: list[tuple[Path, int]] = []
+    while pending:
+        here, there = pending.pop()
+        os.mkdir(there, 0o700)
+        made.append((there, os.lstat(here).st_mode))
+        for entry in os.scandir(here):
+            info = entry.stat(follow_symlinks=False)
+            target = there / entry.name
+            if stat.S_ISLNK(info.st_mode):
+                os.symlink(os.readlink(entry.path), target)
+            elif stat.S_ISDIR(info.st_mode):
+                pending.append((Path(entry.path), target))
+            elif stat.S_ISREG(info.st_mode):
+                _copy_file(Path(entry.path), target, info)
+    for directory, mode in made:
+        os.chmod(directory, stat.S_IMODE(mode) & 0o777)
+
+
+def _copy_file(source: Path, destination: Path, info: os.stat_result) -> None:
+    reader = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        writer = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(writer, "wb") as output, os.fdopen(os.dup(reader), "rb") as data:
+            shutil.copyfileobj(data, output, 1024 * 1024)
+            os.fchmod(output.fileno(), stat.S_IMODE(info.st_mode) & 0o777)
+        os.utime(destination, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
+    finally:
+        os.close(reader)
 
 
 # The artifact.
