@@ -4,7 +4,7 @@ A target lives at PORTAL_TARGETS_ROOT/<repository id>/<environment>/<target>. En
 letters, digits, `-`, `_` and `.` (never `.` or `..`), so no repository admin can point a deployment at another
 path of the host. Its layout mirrors the ssh target's (releases/ssh_target.py, `TargetLayout`):
 
-    <target>/revisions/<deployment id>/bundle/          the artifact, unpacked, then never written again
+    <target>/revisions/<deployment id>/bundle/          the artifact, unpacked; the hooks only read it
     <target>/revisions/<deployment id>/root/            the target's "/": an appspec destination /srv/app is root/srv/app
     <target>/revisions/<deployment id>/installed.json   what this revision's install created (the next one's `previous`)
     <target>/revisions/<deployment id>/sandbox/         the hooks' own scratch workspace and home
@@ -23,6 +23,11 @@ root writable, at /deployment/root (PORTAL_TARGET_ROOT); the revision's bundle i
 revision's root, the live one. `runas` is accepted and noted in the log: a sandbox has a single user of its own, so a
 hook never runs as a real user of the host. Whatever a hook starts ends with it (the sandbox's PID namespace ends):
 a local target runs hooks, not long-lived services.
+
+A revision's directory belongs to its hooks' uid, mode 0700, and its root is given to that uid before each hook:
+other users of the host cannot enter it, whatever modes a hook leaves inside, and a changed owner clears any setuid
+bit. The rest of the tree (the root, the repository's and environment's directories, `revisions`) is mode 0711, as
+the sandbox needs to reach the revision as that uid.
 """
 
 import errno
@@ -105,6 +110,10 @@ class TargetResult:
     @property
     def succeeded(self) -> bool:
         return self.status == EventStatus.SUCCEEDED
+
+    @property
+    def duration_seconds(self) -> float:
+        return round(sum(event.duration_seconds for event in self.events), 3)
 
     def event(self, name: str) -> EventResult | None:
         return next((result for result in self.events if result.event == name), None)
@@ -286,7 +295,7 @@ class LocalTarget:
 
             try:
                 if step.event == "DownloadBundle":
-                    spec = self._download(revision, Path(artifact_path), expected_sha256, previous, host_uid)
+                    spec = self._download(revision, artifact_path, expected_sha256, previous)
                     result.warnings = tuple(
                         f"{APPSPEC_NAME} line {warning.line}, {warning.path}: {warning.message}"
                         for warning in spec.warnings
@@ -295,7 +304,7 @@ class LocalTarget:
                         note(f"Warning: {warning}")
                     outcome = event.end(EventStatus.SUCCEEDED)
                 elif step.event == "Install":
-                    self._install(revision, spec, previous, host_uid)
+                    self._install(revision, spec, previous)
                     outcome = event.end(EventStatus.SUCCEEDED)
                 else:
                     if step.revision == appspec.Revision.PREVIOUS:
@@ -366,9 +375,7 @@ class LocalTarget:
 
     # The steps of a deployment.
 
-    def _download(
-        self, revision: Path, artifact: Path, expected_sha256: str, previous: str | None, host_uid: int | None
-    ) -> appspec.Appspec:
+    def _download(self, revision: Path, artifact: Path, expected_sha256: str, previous: str | None) -> appspec.Appspec:
         """Verify the artifact, unpack it as the revision's bundle, read its appspec and start its root."""
         verify_artifact(artifact, expected_sha256)
         with zipfile.ZipFile(artifact) as archive:
@@ -404,7 +411,7 @@ class LocalTarget:
             text = file.read(appspec.MAX_APPSPEC_BYTES + 1)
         return appspec.parse_appspec(text, filename=APPSPEC_NAME)
 
-    def _install(self, revision: Path, spec: appspec.Appspec, previous: str | None, host_uid: int | None) -> None:
+    def _install(self, revision: Path, spec: appspec.Appspec, previous: str | None) -> None:
         earlier = _read_installed(self.revision(previous)) if previous is not None else []
         plan = appspec.plan_files(spec, revision / "bundle")
         installed = appspec.install(

@@ -361,3 +361,47 @@ def test_the_health_check_runs_in_the_sandbox_over_the_live_revision(targets_roo
 
     assert (healthy.healthy, healthy.detail) == (True, "v1")
     assert (unhealthy.healthy, unhealthy.detail) == (False, "down")
+
+
+def test_a_revision_is_its_hooks_alone_and_its_copy_drops_setuid_bits(targets_root, tmp_path, deploy, host_uid):
+    target = LocalTarget(7, "dev", "web-1")
+    tool = '#!/bin/sh\ncp /bin/true "$PORTAL_TARGET_ROOT/tool" && chmod 4755 "$PORTAL_TARGET_ROOT/tool" && echo set\n'
+    result, lines = deploy(target, 1, release(tmp_path, "v1", version="v1", scripts={"scripts/AfterInstall.sh": tool}))
+    assert result.succeeded, result.message
+    assert "set" in said(lines, "AfterInstall")
+
+    result, _ = deploy(target, 2, release(tmp_path, "v2", version="v2"))
+
+    assert result.succeeded, result.message
+    for revision in (target.revision(1), target.revision(2)):
+        info = os.stat(revision)
+        # Other users of the host cannot even enter it, whatever modes a hook left inside.
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (host_uid, 0o700)
+    copied = os.stat(target.revision(2) / "root/tool")
+    assert (copied.st_uid, stat.S_IMODE(copied.st_mode)) == (host_uid, 0o755)
+    assert (target.revision(2) / "root/srv/app/version.txt").stat().st_uid == host_uid
+
+
+def test_the_same_deployment_again_starts_over_from_a_fresh_revision(targets_root, tmp_path, deploy):
+    target = LocalTarget(7, "dev", "web-1")
+    failing = '#!/bin/sh\necho leftover > "$PORTAL_TARGET_ROOT/leftover"\nexit 1\n'
+    failed, _ = deploy(target, 1, release(tmp_path, "bad", version="v1", scripts={"scripts/BeforeInstall.sh": failing}))
+    assert not failed.succeeded
+
+    result, lines = deploy(target, 1, release(tmp_path, "v1", version="v1"))
+
+    assert result.succeeded, result.message
+    assert said(lines)[0] == "[portal] Removing revision 1, left by an earlier attempt"
+    assert not (target.revision(1) / "root/leftover").exists()
+    with pytest.raises(LocalTargetError, match="already the live one"):
+        deploy(target, 1, release(tmp_path, "v1", version="v1"))
+
+
+def test_a_second_deployment_to_a_busy_target_is_refused(targets_root, tmp_path, deploy):
+    target = LocalTarget(7, "dev", "web-1")
+
+    with target._lock():
+        with pytest.raises(LocalTargetError, match="Another deployment is running"):
+            deploy(target, 1, release(tmp_path, "v1", version="v1"))
+
+    assert deploy(target, 1, release(tmp_path, "v1", version="v1"))[0].succeeded
