@@ -187,7 +187,8 @@ class LocalTarget:
 
     def switch(self, deployment_id: int | str) -> None:
         """Point `current` at a revision atomically: a new link beside it, renamed over it."""
-        self.revision(deployment_id)
+        if not self.revision(deployment_id).is_dir():
+            raise LocalTargetError(f"There is no revision {deployment_id} on target {self.name}.")
         temporary = self.base / f"current.new-{uuid.uuid4().hex[:12]}"
         os.symlink(f"revisions/{deployment_id}", temporary)
         try:

@@ -1,5 +1,6 @@
 """The local deployment target with real artifacts (zips) and real sandboxed hooks (bubblewrap)."""
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -77,7 +78,7 @@ def deploy(host_uid):
             on_line=lambda event, line: lines.append((event, line)),
             application_name="shop",
             host_uid=host_uid,
-            limits=SMALL_LIMITS,
+            limits=options.pop("limits", SMALL_LIMITS),
             **options,
         )
         return result, lines
@@ -405,3 +406,41 @@ def test_a_second_deployment_to_a_busy_target_is_refused(targets_root, tmp_path,
             deploy(target, 1, release(tmp_path, "v1", version="v1"))
 
     assert deploy(target, 1, release(tmp_path, "v1", version="v1"))[0].succeeded
+
+
+def test_a_bad_appspec_names_its_line_and_key_and_deploys_nothing(targets_root, tmp_path, deploy):
+    target = LocalTarget(7, "dev", "web-1")
+    spec = appspec(hooks=("BeforeInstall",), extra="  Install:\n    - location: scripts/BeforeInstall.sh\n")
+
+    result, _ = deploy(target, 1, release(tmp_path, "v1", version="v1", spec=spec))
+
+    assert not result.succeeded
+    assert result.event("DownloadBundle").status == EventStatus.FAILED
+    assert "appspec.yml" in result.message and "line 10" in result.message and "hooks.Install" in result.message
+    assert [event.event for event in result.events] == ["DownloadBundle"]
+    assert target.current_revision() is None
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+def test_a_failing_application_stop_fails_unless_its_failures_are_ignored(targets_root, tmp_path, deploy, ignore):
+    target = LocalTarget(7, "dev", "web-1")
+    broken_stop = {"scripts/ApplicationStop.sh": "#!/bin/sh\necho cannot stop\nexit 1\n"}
+    deploy(target, 1, release(tmp_path, "v1", version="v1", scripts=broken_stop))
+
+    result, _ = deploy(target, 2, release(tmp_path, "v2", version="v2"), ignore_application_stop_failures=ignore)
+
+    assert result.event("ApplicationStop").status == EventStatus.FAILED
+    assert result.succeeded is ignore
+    assert target.current_revision() == ("2" if ignore else "1")
+
+
+def test_a_hook_printing_past_the_log_limit_is_stopped(targets_root, tmp_path, deploy):
+    target = LocalTarget(7, "dev", "web-1")
+    noisy = {"scripts/BeforeInstall.sh": "#!/bin/sh\nyes 'a long line of output' | head -c 1000000\n"}
+    limits = dataclasses.replace(SMALL_LIMITS, log_bytes=64 * 1024)
+
+    result, lines = deploy(target, 1, release(tmp_path, "v1", version="v1", scripts=noisy), limits=limits)
+
+    assert result.event("BeforeInstall").status == EventStatus.FAILED
+    assert "printed more than 65536 bytes" in result.message
+    assert sum(len(line) + 1 for line in said(lines, "BeforeInstall")) < 70 * 1024
