@@ -91,6 +91,9 @@ GIT_BIN = os.environ.get("GIT_BIN", "git")
 # builds run as other uids, so the root and its parents must be traversable by others (the portal makes the root
 # and the directories it creates mode 0711: traversable, not listable).
 PORTAL_BUILDS_ROOT = envpath("PORTAL_BUILDS_ROOT", VAR_DIR / "builds")
+# Local deployment targets: each one a directory PORTAL_TARGETS_ROOT/<repository id>/<environment>/<target>, whose
+# hooks run sandboxed as other uids, so it too must be traversable by others (releases/local_target.py).
+PORTAL_TARGETS_ROOT = envpath("PORTAL_TARGETS_ROOT", VAR_DIR / "targets")
 # Days an ended build keeps its log and artifacts (GitHub's default); artifacts still in use are kept.
 PORTAL_BUILD_KEEP_DAYS = envint("PORTAL_BUILD_KEEP_DAYS", 90)
 # Seconds after the last push before a repository is repacked and its commit-graph rewritten.

@@ -161,8 +161,13 @@ def sandbox_command(
     info_fd: int | None = None,
     block_fd: int | None = None,
     network: bool = False,
+    binds: tuple["Bind", ...] = (),
+    chdir: str = SANDBOX_WORKSPACE,
 ) -> list[str]:
     """The command line that runs command in a sandbox over directory, within limits.
+
+    binds are more host directories to show inside, each writable or not, and chdir where the command starts: a
+    deployment's hook sees its revision there (releases/local_target.py); a build needs neither.
 
     info_fd receives bubblewrap's JSON with the sandbox init's host pid; block_fd holds the command back until
     something is written to it (Sandbox connects the network first). The sandbox always has a network namespace of
@@ -228,8 +233,12 @@ def sandbox_command(
         "/proc",
         "--dev",
         "/dev",
+    ]
+    for bind in binds:
+        bwrap += ["--bind" if bind.writable else "--ro-bind", str(bind.source), bind.destination]
+    bwrap += [
         "--chdir",
-        SANDBOX_WORKSPACE,
+        chdir,
         "--clearenv",
         "--setenv",
         "PATH",
@@ -253,6 +262,15 @@ def sandbox_command(
     return rlimits + drop_root + bwrap + ["--", *command]
 
 
+@dataclass(frozen=True)
+class Bind:
+    """A host directory shown inside the sandbox at destination, read-only unless writable."""
+
+    source: Path
+    destination: str
+    writable: bool = False
+
+
 class Sandbox:
     """A running sandbox: its outer process, the host pid of its init, and a stop that ends every process inside."""
 
@@ -265,11 +283,14 @@ class Sandbox:
         host_uid: int | None = None,
         pass_fds: tuple[int, ...] = (),
         network: bool = False,
+        binds: tuple[Bind, ...] = (),
+        chdir: str = SANDBOX_WORKSPACE,
     ):
         self.limits = limits
         self.network = None
         if os.geteuid() == 0 and host_uid is not None:
-            check_reachable(directory.root, host_uid)
+            for path in (directory.root, *(bind.source for bind in binds)):
+                check_reachable(path, host_uid)
         info_read, info_write = os.pipe()
         # With a network, the command waits on this pipe until slirp4netns has configured the sandbox's interface.
         block_read, block_write = os.pipe() if network else (None, None)
@@ -282,6 +303,8 @@ class Sandbox:
                 info_fd=info_write,
                 block_fd=block_read,
                 network=network,
+                binds=binds,
+                chdir=chdir,
             )
             self.process = subprocess.Popen(
                 argv,
