@@ -426,7 +426,7 @@ def plan_files(spec: Appspec, bundle_root: Path) -> list[PlannedFile]:
                 add(PlannedFile(source / child, destination / child, kind))
 
     for mapping in spec.files:
-        source = _bundle_entry(bundle_root, mapping.source)
+        source = bundle_entry(bundle_root, mapping.source)
         destination = PurePosixPath(mapping.destination)
         kind = _bundle_kind(source)
         if kind == "directory":
@@ -436,7 +436,7 @@ def plan_files(spec: Appspec, bundle_root: Path) -> list[PlannedFile]:
     return plan
 
 
-def _bundle_entry(bundle_root: Path, relative: str) -> Path:
+def bundle_entry(bundle_root: Path, relative: str) -> Path:
     """bundle_root/relative, refusing a path that goes through a link (a build may plant one pointing out)."""
     path = bundle_root
     parts = PurePosixPath(relative).parts if relative else ()

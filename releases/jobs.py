@@ -24,7 +24,7 @@ from portal import jobs
 from releases import logs, provenance, runner, services, source, variables
 from releases.buildspec import MAX_BUILDSPEC_BYTES, BuildspecError, parse_buildspec
 from releases.models import Build, BuildArtifact
-from releases.sandbox import Limits, prepare_build_directory, remove_build_directory
+from releases.sandbox import Limits, prepare_build_directory, remove_build_directory, traversable_directory
 from releases.storage import store_artifact
 from repos import git
 
@@ -36,15 +36,6 @@ STOP_POLL_SECONDS = 1.0
 
 def host_uid(build: Build) -> int:
     return BUILD_UID_BASE + build.pk % BUILD_UID_COUNT
-
-
-def traversable_directory(path: Path) -> Path:
-    """Create path and its missing parents traversable (not listable) by the builds' uids."""
-    missing = [parent for parent in (path, *path.parents) if not parent.exists()]
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o711, exist_ok=True)
-        directory.chmod(0o711)
-    return path
 
 
 def run_build(build_id: int) -> None:

@@ -61,8 +61,9 @@ from releases.sandbox import (
     give_to,
     prepare_build_directory,
     remove_build_directory,
+    traversable_directory,
 )
-from releases.ssh_target import ENV_NAME, HealthResult, _Lines
+from releases.ssh_target import ENV_NAME, HealthResult, LineSplitter
 
 NAME = re.compile(r"[A-Za-z0-9._-]{1,100}\Z")
 REVISION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
@@ -127,15 +128,6 @@ def check_name(name: str, what: str) -> str:
             "(not '.' or '..', and no '/')"
         )
     return name
-
-
-def traversable(path: Path) -> Path:
-    """Create path and its missing parents traversable (not listable) by the hooks' uids, like the builds root."""
-    missing = [parent for parent in (path, *path.parents) if not parent.exists()]
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o711, exist_ok=True)
-        directory.chmod(0o711)
-    return path
 
 
 class _Event:
@@ -254,7 +246,7 @@ class LocalTarget:
     @contextmanager
     def _lock(self) -> Iterator[None]:
         """Hold the target for one deployment: a second one at the same time is refused, not interleaved."""
-        traversable(self.base)
+        traversable_directory(self.base)
         descriptor = os.open(self.base / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             try:
@@ -381,7 +373,7 @@ class LocalTarget:
         verify_artifact(artifact, expected_sha256)
         with zipfile.ZipFile(artifact) as archive:
             entries = check_zip(archive)
-            traversable(self.revisions)
+            traversable_directory(self.revisions)
             # Only the hooks' uid may enter a revision: nothing in it is for the host's other users, and a hook may
             # leave files there with any mode.
             revision.mkdir(mode=0o700)
@@ -480,7 +472,7 @@ def _script_command(bundle: Path, location: str, note: Callable[[str], None]) ->
     The script is looked up without following links on the host (a bundle may hold one pointing anywhere), and only
     a regular file is ever changed."""
     try:
-        path = appspec._bundle_entry(bundle, location)
+        path = appspec.bundle_entry(bundle, location)
     except appspec.InstallError:
         raise LocalTargetError(f"The script {location} is not in the bundle (or its path goes through a link).")
     try:
@@ -533,7 +525,7 @@ def _run_sandboxed(
     argv = ["/usr/bin/env", *(f"{name}={value}" for name, value in variables.items()), *command]
     binds = (Bind(revision / "root", SANDBOX_ROOT, writable=True), Bind(revision / "bundle", SANDBOX_BUNDLE))
     sandbox = Sandbox(directory, argv, limits=limits, host_uid=host_uid, binds=binds, chdir=SANDBOX_BUNDLE)
-    lines = _Lines(on_line)
+    lines = LineSplitter(on_line)
     deadline = time.monotonic() + timeout
     timed_out = False
     printed = 0

@@ -63,6 +63,16 @@ class SandboxError(RuntimeError):
     """The sandbox could not be started: the build ends FAULT, not FAILED."""
 
 
+def traversable_directory(path: Path) -> Path:
+    """Create path and its missing parents traversable (not listable) by the sandboxes' uids: a build's or a
+    hook's directory is bound into its sandbox from below them."""
+    missing = [parent for parent in (path, *path.parents) if not parent.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o711, exist_ok=True)
+        directory.chmod(0o711)
+    return path
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one build may use. Memory is per process (address space), processes are per host uid."""

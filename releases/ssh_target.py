@@ -262,7 +262,7 @@ def _wrapped_command(command: str, env: Mapping[str, str], cwd: str | None) -> s
     return "; ".join(steps)
 
 
-class _Lines:
+class LineSplitter:
     """Splits a byte stream into lines for a callback, keeping a partial line until its end arrives."""
 
     def __init__(self, on_line: Callable[[str], None]):
@@ -412,13 +412,15 @@ class SshTarget:
                 # Whatever the login shell's startup files say before the command starts.
                 on_line(line)
 
-        async def pump(stream: asyncssh.SSHReader, lines: _Lines) -> None:
+        async def pump(stream: asyncssh.SSHReader, lines: LineSplitter) -> None:
             while data := await stream.read(COPY_CHUNK):
                 lines.feed(data)
             lines.close()
 
         async def finish() -> None:
-            await asyncio.gather(pump(process.stdout, _Lines(on_line)), pump(process.stderr, _Lines(on_stderr_line)))
+            await asyncio.gather(
+                pump(process.stdout, LineSplitter(on_line)), pump(process.stderr, LineSplitter(on_stderr_line))
+            )
             await process.wait_closed()
 
         try:
