@@ -238,7 +238,7 @@ def _target(data: object, index: int, field: str = "targets") -> dict:
         port=port,
         user=user.strip(),
         # The key alone, as ssh prints it: what a connection compares the host's key with.
-        host_key=key.export_public_key("openssh").decode().split("\n")[0].strip(),
+        host_key=" ".join(key.export_public_key("openssh").decode().split()[:2]),
     )
     return target
 
