@@ -8,9 +8,11 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 
+from portal import services as accounts
 from portal.models import AuditEvent
 from releases import access, environments, secrets, ssh_target
 from releases.models import Environment, EnvironmentTarget, EnvironmentVariable
+from repos import services as repo_services
 
 SECRET = "s3cret-value/with:odd&chars-7c2e"
 
@@ -267,3 +269,50 @@ def test_names_are_unique_whatever_their_case(private_repo, alice):
     assert refused_field(lambda: environments.set_environment(private_repo, "uat", actor=alice, new_name="Dev")) == (
         "name"
     )
+
+
+def test_reviewers_are_people_and_teams_of_the_owner_who_can_read(private_repo, alice, bob, carol, mallory):
+    acme = accounts.create_organization(actor=alice, name="acme")
+    ops = accounts.create_team(acme, actor=alice, name="ops")
+    for member in (bob, carol):
+        accounts.add_team_member(ops, member, actor=alice)
+    other = accounts.create_organization(actor=mallory, name="other")
+    strangers = accounts.create_team(other, actor=mallory, name="ops")
+    repo = repo_services.create_repository(actor=alice, owner=acme, name="app", initialize=True)
+
+    team = [{"type": "Team", "id": ops.pk}]
+    environment, _, _ = environments.set_environment(repo, "uat", actor=alice, reviewers=team, required_approvals=2)
+    assert list(environment.reviewer_teams.all()) == [ops] and environment.required_approvals == 2
+    # The team counts two people: three approvals could never be given.
+    assert refused_field(lambda: environments.set_environment(repo, "uat", actor=alice, required_approvals=3)) == (
+        "required_approvals"
+    )
+    assert (
+        refused_field(
+            lambda: environments.set_environment(
+                repo, "uat", actor=alice, reviewers=[{"type": "Team", "id": strangers.pk}]
+            )
+        )
+        == "reviewers"
+    )
+    assert (
+        refused_field(
+            lambda: environments.set_environment(repo, "uat", actor=alice, reviewers=[{"type": "User", "id": acme.pk}])
+        )
+        == "reviewers"
+    )
+    # Somebody who cannot read the private repository could never approve there.
+    assert (
+        refused_field(
+            lambda: environments.set_environment(
+                private_repo, "uat", actor=alice, reviewers=[{"type": "User", "id": mallory.pk}]
+            )
+        )
+        == "reviewers"
+    )
+    environment.refresh_from_db()
+    assert list(environment.reviewer_teams.all()) == [ops] and environment.required_approvals == 2
+    # Without reviewers no approval can be required.
+    environments.set_environment(repo, "uat", actor=alice, reviewers=[], required_approvals=0)
+    environment.refresh_from_db()
+    assert not environment.reviewer_teams.exists() and environment.required_approvals == 0
