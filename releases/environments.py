@@ -321,9 +321,9 @@ def set_environment(
     wait_timer: object = UNSET,
     freeze_windows: object = UNSET,
     targets: object = UNSET,
-    new_name: str | None = None,
 ) -> tuple[Environment, bool, dict[str, str]]:
-    """Create the environment of that name (whatever its case) or change it, as GitHub's PUT does: settings left
+    """Create the environment of that name (whatever its case) or change it, as GitHub's PUT does (a name is
+    never changed: it names the local targets' directories): settings left
     out keep their value (or take their default on creation). Returns the environment, whether it was created, and
     the public lines of the deploy keys generated for new ssh targets, by target name.
 
@@ -333,14 +333,9 @@ def set_environment(
     environment = find_environment(repository, name)
     created = environment is None
     before = None if created else describe(environment)
-    target_name = clean_name(new_name, "name") if new_name else (name if created else environment.name)
-    clash = find_environment(repository, target_name)
-    if clash is not None and clash != environment:
-        raise field_error(f"There is already an environment named {clash.name}.", "name")
     if created:
         last = environments_of(repository).order_by("-position").first()
-        environment = Environment(repository=repository, position=0 if last is None else last.position + 1)
-    environment.name = target_name
+        environment = Environment(repository=repository, name=name, position=0 if last is None else last.position + 1)
 
     if deployment_config is not UNSET:
         environment.deployment_config = _config_json(parse_deployment_config(deployment_config))
@@ -355,6 +350,9 @@ def set_environment(
         # Reviewers named without a number of approvals want one of them, as on GitHub.
         count = count or 1 if required_approvals is UNSET else count
         deploy_checks.required_approvals(count, users, teams, repository=repository)
+    elif required_approvals is UNSET:
+        # Reviewers taken away take their approvals with them.
+        count = 0
     elif count not in (0, None):
         raise field_error("Approvals are required of reviewers: name them first.", "required_approvals")
     environment.required_approvals = count or 0
