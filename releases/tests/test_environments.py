@@ -61,7 +61,10 @@ def test_settings_are_stored_as_the_validators_read_them(private_repo, alice, bo
         prevent_self_review=False,
         deployment_branch_policy={"default_branch": True, "patterns": ["tag:v*"]},
         wait_timer=30,
-        freeze_windows=[{"cron": "0 18 * * 5", "duration_minutes": 3840, "timezone": "Europe/Paris"}],
+        freeze_windows=[
+            {"cron": "0 18 * * 5", "duration_minutes": 3840, "timezone": "Europe/Paris"},
+            {"start": "2026-12-24T18:00", "end": "2026-12-27T08:00", "timezone": "Europe/Paris", "name": "Xmas"},
+        ],
         targets=[{"name": "web-1", "type": "local"}, ssh("web-2", host_key, health_check="https://web-2/health")],
     )
     assert created and list(keys) == ["web-2"]
@@ -70,7 +73,9 @@ def test_settings_are_stored_as_the_validators_read_them(private_repo, alice, bo
     assert (config.type, config.value) == ("FLEET_PERCENT", 50)
     assert set(environment.reviewer_users.all()) == {alice, bob} and environment.required_approvals == 2
     assert environments.ref_policy_of(environment).patterns == ("tag:v*",)
-    assert len(environments.freeze_windows_of(environment)) == 1 and environment.wait_timer == 30
+    cron, dated = environments.freeze_windows_of(environment)
+    assert cron.cron == "0 18 * * 5" and dated.start.isoformat() == "2026-12-24T18:00:00+01:00"
+    assert dated.name == "Xmas" and environment.wait_timer == 30
     assert [(t.name, t.kind, t.position) for t in environment.targets.all()] == [
         ("web-1", "local", 0),
         ("web-2", "ssh", 1),
