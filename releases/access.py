@@ -28,3 +28,13 @@ def require(check, user: User | None, repo: Repository, message: str) -> None:
 def can_manage_build_secrets(user: User | None, repo: Repository) -> bool:
     """See a repository's build variables and secrets' names, set and delete them: the repository's admins."""
     return can_administer(user, repo)
+
+
+def can_configure_environments(user: User | None, repo: Repository) -> bool:
+    """Create, change and delete a repository's environments, their targets, variables and secrets: its admins."""
+    return can_administer(user, repo)
+
+
+def can_deploy(user: User | None, repo: Repository, *, role: int | None = None) -> bool:
+    """Start a deployment by hand: writers, who may already push what gets built."""
+    return (role_for(user, repo) if role is None else role) >= Role.WRITE

@@ -9,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from portal import jobs
-from portal.models import User
+from portal.models import Team, User
 from repos.models import Repository
 from reviews.models import PullRequest
 
@@ -228,3 +228,107 @@ class BuildVariable(models.Model):
     def __str__(self) -> str:
         kind = "secret" if self.secret else "variable"
         return f"{kind} {self.name} of {self.repository or self.organization}"
+
+
+# Deployments: environments and their targets (AWS release semantics §2–4).
+
+
+def _one_at_a_time() -> dict:
+    return {"name": "OneAtATime", "type": "MOST_CONCURRENCY", "value": 1}
+
+
+def _open_ref_policy() -> dict:
+    return {"default_branch": False, "protected_branches": False, "patterns": []}
+
+
+class Environment(models.Model):
+    """Where a repository's builds are deployed (dev, uat, …), in the order they are promoted through, with its
+    protection: the approvals it needs, the refs it takes, a wait timer and change-freeze windows.
+
+    Settings are kept as the validators of releases.deploy_checks and releases.batches take them, so that a
+    deployment reads them back through the same functions that checked them (releases.environments)."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="environments")
+    # One path component of the local targets' directories (releases.local_target.check_name).
+    name = models.CharField(max_length=100)
+    position = models.PositiveIntegerField(default=0)
+    # A CodeDeploy configuration: {"name", "type", "value"} as releases.batches.DeploymentConfig holds it.
+    deployment_config = models.JSONField(default=_one_at_a_time)
+    # N approvals from the pool of reviewer users and teams' members; 0 when there are no reviewers.
+    required_approvals = models.PositiveIntegerField(default=0)
+    reviewer_users = models.ManyToManyField(User, blank=True, related_name="+")
+    reviewer_teams = models.ManyToManyField(Team, blank=True, related_name="+")
+    # The person who requested a deployment never counts as its approver, unless this is off.
+    prevent_self_review = models.BooleanField(default=True)
+    # The keyword arguments of releases.deploy_checks.ref_policy: default_branch, protected_branches, patterns.
+    ref_policy = models.JSONField(default=_open_ref_policy)
+    wait_timer = models.PositiveIntegerField(default=0, help_text="Minutes")
+    # A list of windows as releases.deploy_checks.windows takes them.
+    freeze_windows = models.JSONField(default=list)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["position", "name"]
+        constraints = [models.UniqueConstraint(fields=["repository", "name"], name="environment_unique_name")]
+
+    def __str__(self) -> str:
+        return f"environment {self.name} of {self.repository}"
+
+
+class EnvironmentTarget(models.Model):
+    """A host an environment deploys to: a directory under the site's targets root (local), or a host reached over
+    SSH with a deploy key the portal generated and a pinned host key (ssh)."""
+
+    class Kind(models.TextChoices):
+        LOCAL = "local"
+        SSH = "ssh"
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="targets")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=5, choices=Kind.choices, default=Kind.LOCAL)
+    position = models.PositiveIntegerField(default=0)
+    host = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    user = models.CharField(max_length=32, blank=True)
+    # The host's public key line; a connection to a host showing another key is refused.
+    host_key = models.TextField(blank=True)
+    # The deploy key: its private half encrypted (releases.secrets) and never shown, its public line in clear for the
+    # host's authorized_keys.
+    deploy_key_private = models.TextField(blank=True)
+    deploy_key_public = models.CharField(max_length=500, blank=True)
+    # The health check: a command run on the target, or an HTTP URL that must answer 2xx; at most one of the two.
+    health_command = models.TextField(blank=True)
+    health_url = models.URLField(max_length=500, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["position", "name"]
+        constraints = [models.UniqueConstraint(fields=["environment", "name"], name="environment_target_unique_name")]
+
+    def __str__(self) -> str:
+        return f"target {self.name} of {self.environment}"
+
+
+class EnvironmentVariable(models.Model):
+    """A variable or a secret given to an environment's deployment hooks, with the rules of BuildVariable: a
+    secret's value is kept encrypted and never shown again, and secrets and variables are two namespaces."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="variables")
+    name = models.CharField(max_length=255)
+    secret = models.BooleanField(default=False)
+    # A variable's value, or a secret's ciphertext.
+    value = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "secret", "name"], name="environment_variable_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        kind = "secret" if self.secret else "variable"
+        return f"{kind} {self.name} of {self.environment}"
