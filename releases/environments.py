@@ -475,7 +475,7 @@ def set_variable(
     value; returns it and whether it was created. Audited without the value."""
     _require(actor, environment.repository)
     name = variables.clean_name(name, name_field)
-    value = variables._clean_value(value, value_field)
+    value = variables.clean_value(value, value_field)
     row = find_variable(environment, name, secret=secret)
     created = row is None
     now = timezone.now()

@@ -96,7 +96,7 @@ def clean_name(name: str, field: str = "name") -> str:
     return name
 
 
-def _clean_value(value: str, field: str) -> str:
+def clean_value(value: str, field: str) -> str:
     if value == "":
         raise field_error("A value is required.", field)
     if len(value.encode("utf-8")) > MAX_VALUE_BYTES:
@@ -134,7 +134,7 @@ def set_build_variable(
     place = _place(repository, organization)
     _require(actor, place)
     name = clean_name(name, name_field)
-    value = _clean_value(value, value_field)
+    value = clean_value(value, value_field)
     row = find_variable(name, secret=secret, **place)
     created = row is None
     target_name = clean_name(new_name, "name") if new_name else (name if created else row.name)
