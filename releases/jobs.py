@@ -24,8 +24,14 @@ from portal import jobs
 from releases import logs, provenance, runner, services, source, variables
 from releases.buildspec import MAX_BUILDSPEC_BYTES, BuildspecError, parse_buildspec
 from releases.models import Build, BuildArtifact
-from releases.sandbox import Limits, prepare_build_directory, remove_build_directory, traversable_directory
-from releases.storage import store_artifact
+from releases.sandbox import (
+    BuildDirectory,
+    Limits,
+    prepare_build_directory,
+    remove_build_directory,
+    traversable_directory,
+)
+from releases.storage import artifact_storage, store_artifact
 from repos import git
 
 BUILD_UID_BASE = 1_000_000
@@ -87,9 +93,33 @@ def _context(build: Build) -> runner.BuildContext:
     )
 
 
+def sweep_left_overs(root: Path, current: Build) -> None:
+    """Remove what builds that no longer run left on this machine: the directory of a build whose worker was
+    killed, and local copies of logs the store holds. Each worker sweeps its own disk before it builds, so a build
+    worker on another machine cleans up after itself too."""
+    directories = {int(entry.name): entry for entry in root.iterdir() if entry.name.isdigit()}
+    local_logs = {
+        int(entry.name.removesuffix(".log")): entry
+        for entry in (root / "logs").iterdir()
+        if entry.name.endswith(".log") and entry.name.removesuffix(".log").isdigit()
+    }
+    builds = Build.objects.in_bulk({*directories, *local_logs} - {current.pk})
+    storage = artifact_storage()
+    for build_id, directory in directories.items():
+        build = builds.get(build_id)
+        if build_id != current.pk and (build is None or build.state not in (Build.State.QUEUED, Build.State.RUNNING)):
+            remove_build_directory(BuildDirectory(directory))
+    for build_id, path in local_logs.items():
+        build = builds.get(build_id)
+        # Kept while the store lacks it (a build whose worker was killed before storing it, or the store was away).
+        if build is None or (build.is_ended and storage.exists(logs.stored_name(build))):
+            path.unlink(missing_ok=True)
+
+
 def _run(build: Build) -> None:
     root = traversable_directory(Path(settings.PORTAL_BUILDS_ROOT))
     traversable_directory(root / "logs")
+    sweep_left_overs(root, build)
     log = logs.LogWriter(build, logs.local_path(build))
     Build.objects.filter(pk=build.pk).update(log_path=log.name)
     services.mark_in_progress(build)

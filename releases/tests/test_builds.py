@@ -508,3 +508,39 @@ def test_a_builds_junit_reports_are_kept_on_it_case_by_case(private_repo, bob, r
         ("app.Test", "adds", "SUCCEEDED", 0.25, ""),
         ("app.Test", "divides", "FAILED", 1.5, "division by zero"),
     ]
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_worker_sweeps_what_builds_no_longer_running_left_on_its_disk(private_repo, alice, bob, run_builds):
+    spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo ok\n"
+    push_files(private_repo, bob, "main", {"buildspec.yml": spec.encode()})
+    run_builds()
+    ended = Build.objects.get(repository=private_repo)
+    root = Path(settings.PORTAL_BUILDS_ROOT)
+    # What a worker killed mid-build leaves: its directory (with a folder the build made unwritable) and its log.
+    left = root / str(ended.pk) / "src" / "locked"
+    left.mkdir(parents=True)
+    (left / "file").write_text("left over\n")
+    left.chmod(0o500)
+    logs.local_path(ended).write_text("left over\n")
+    # A build another worker of this machine runs now, and one whose log the store does not have yet.
+    sha = git.branch_sha(private_repo.path, "main")
+    running = services.start_build(private_repo, sha=sha, ref="refs/heads/main", trigger="manual", initiator=alice)
+    assert running.claim(worker="other-worker:1")
+    (root / str(running.pk) / "src").mkdir(parents=True)
+    unstored = services.start_build(private_repo, sha=sha, ref="refs/heads/main", trigger="manual", initiator=alice)
+    services.cancel_build(unstored, actor=alice)
+    logs.local_path(unstored).write_text("only here\n")
+    # A directory of a build that no longer exists.
+    (root / "999999" / "src").mkdir(parents=True)
+
+    push_files(private_repo, bob, "other", {"buildspec.yml": spec.encode()})
+    run_builds()
+
+    assert Build.objects.filter(head_branch="other", build_status="SUCCEEDED").exists()
+    assert not (root / str(ended.pk)).exists() and not logs.local_path(ended).exists()
+    assert not (root / "999999").exists()
+    assert (root / str(running.pk) / "src").is_dir()
+    assert logs.local_path(unstored).read_text() == "only here\n"
+    # The log is still there to read, from the store.
+    assert b"ok" in logs.read_all(ended)
