@@ -94,6 +94,11 @@ PORTAL_BUILDS_ROOT = envpath("PORTAL_BUILDS_ROOT", VAR_DIR / "builds")
 # Local deployment targets: each one a directory PORTAL_TARGETS_ROOT/<repository id>/<environment>/<target>, whose
 # hooks run sandboxed as other uids, so it too must be traversable by others (releases/local_target.py).
 PORTAL_TARGETS_ROOT = envpath("PORTAL_TARGETS_ROOT", VAR_DIR / "targets")
+# A deployment worker's own files: logs while a deployment runs (then in the artifact store), and the artifact it
+# verifies and deploys from.
+PORTAL_DEPLOYS_ROOT = envpath("PORTAL_DEPLOYS_ROOT", VAR_DIR / "deploys")
+# How many targets of one batch a deployment deploys to at the same time.
+PORTAL_DEPLOY_PARALLEL = envint("PORTAL_DEPLOY_PARALLEL", 4)
 # Days an ended build keeps its log and artifacts (GitHub's default); artifacts still in use are kept.
 PORTAL_BUILD_KEEP_DAYS = envint("PORTAL_BUILD_KEEP_DAYS", 90)
 # Seconds after the last push before a repository is repacked and its commit-graph rewritten.

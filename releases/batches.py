@@ -294,14 +294,15 @@ class Plan:
             raise ValueError(f"{target_name} is not waiting for a result in the batch under way.")
         return replace(self, results=(*self.results, (target_name, bool(ok))))
 
-    def group_after(self) -> GroupState:
-        """Health and revisions once the deployment ended (§3, "Health bookkeeping after a deployment").
+    def group_after(self, *, stopped: bool = False) -> GroupState:
+        """Health and revisions once the deployment ended, or was stopped between batches (§3, "Health
+        bookkeeping after a deployment").
 
         Targets that succeeded are healthy with the new revision; those that failed are unhealthy and keep the
         revision they had (so they are Unknown or Old), and those not attempted keep their state. On success the
         new revision becomes the group's, which makes it Current; on failure the group keeps its revision.
         """
-        if self.outcome.status == Status.IN_PROGRESS:
+        if self.outcome.status == Status.IN_PROGRESS and not stopped:
             raise ValueError("The deployment has not ended yet.")
         results = dict(self.results)
         targets = []

@@ -120,7 +120,7 @@ def _run(build: Build) -> None:
     root = traversable_directory(Path(settings.PORTAL_BUILDS_ROOT))
     traversable_directory(root / "logs")
     sweep_left_overs(root, build)
-    log = logs.LogWriter(build, logs.local_path(build))
+    log = logs.LogWriter(build)
     Build.objects.filter(pk=build.pk).update(log_path=log.name)
     services.mark_in_progress(build)
     directory = prepare_build_directory(traversable_directory(root / str(build.pk)))

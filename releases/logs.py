@@ -1,4 +1,4 @@
-"""A build's log: written by the worker as the build prints it, read by offset by whoever watches it.
+"""A build's or a deployment's log: written by the worker as it runs, read by offset by whoever watches it.
 
 While the build runs, the worker appends each line to a file of its own disk and, a few times a second, the new
 bytes to a Redis string (APPEND), so that a viewer on any web process, on any machine, asks for the bytes after
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import django_rq
-from django.conf import settings
 from django.core.files import File
 from redis.exceptions import RedisError
 
@@ -38,26 +37,32 @@ def _redis():
     return django_rq.get_connection("builds")
 
 
+# A log's owner (a build, a deployment or one target's part in it) names where its log is: `log_key` in Redis,
+# `log_stored_name` in the artifact store and `log_local_path` on the worker's disk, and says whether it `is_ended`.
+
+
 def redis_key(build_id: int) -> str:
     return f"portal:build-log:{build_id}"
 
 
-def stored_name(build) -> str:
-    return f"logs/{build.repository_id}/{build.pk}.log"
+def stored_name(owner) -> str:
+    return owner.log_stored_name
 
 
-def local_path(build) -> Path:
-    return Path(settings.PORTAL_BUILDS_ROOT) / "logs" / f"{build.pk}.log"
+def local_path(owner) -> Path:
+    return owner.log_local_path
 
 
 class LogWriter:
     """The worker's side: lines to the local file at once, and to Redis by a thread every FLUSH_SECONDS."""
 
-    def __init__(self, build, path: Path):
-        self.build_id = build.pk
-        self.name = stored_name(build)
-        self.path = path
-        self.file = path.open("wb")
+    def __init__(self, owner):
+        self.owner = str(owner)
+        self.key = owner.log_key
+        self.name = owner.log_stored_name
+        self.path = owner.log_local_path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = self.path.open("wb")
         self.written = 0
         # The digest of every byte written, for the build's provenance (releases/provenance.py).
         self.digest = hashlib.sha256()
@@ -66,7 +71,7 @@ class LogWriter:
         self.lock = threading.Lock()
         self.closed = threading.Event()
         self.redis_down = False
-        self.thread = threading.Thread(target=self._send_loop, name=f"build-log-{build.pk}", daemon=True)
+        self.thread = threading.Thread(target=self._send_loop, name=f"log {self.key}", daemon=True)
         self.thread.start()
 
     def line(self, text: str) -> None:
@@ -88,7 +93,7 @@ class LogWriter:
             written = self.written
         try:
             client = _redis()
-            key = redis_key(self.build_id)
+            key = self.key
             length = client.append(key, data) if data else (client.strlen(key) if self.sent else 0)
             if length != written:
                 # Redis lost the string (emptied, restarted without it) or missed a piece: send it whole.
@@ -102,14 +107,14 @@ class LogWriter:
             if expire is not None:
                 client.expire(key, expire)
             if self.redis_down:
-                logger.info("build %s: Redis is back; its live log is sent again", self.build_id)
+                logger.info("%s: Redis is back; its live log is sent again", self.owner)
                 self.redis_down = False
         except RedisError as error:
             with self.lock:
                 # Kept for the next try, which sends the file whole if what Redis has is behind.
                 self.pending.insert(0, data)
             if not self.redis_down:
-                logger.warning("build %s: Redis unreachable, its live log waits (%s)", self.build_id, error)
+                logger.warning("%s: Redis unreachable, its live log waits (%s)", self.owner, error)
                 self.redis_down = True
 
     def close(self) -> int:
@@ -131,15 +136,15 @@ def store(name: str, path: Path) -> None:
         storage.save(name, File(content))
 
 
-def store_left_over(build) -> int:
-    """Store what a build whose worker was lost had printed (from Redis, else from this machine's file, when this
+def store_left_over(owner) -> int:
+    """Store what a run whose worker was lost had printed (from Redis, else from this machine's file, when this
     is its machine); returns the size stored."""
     data = b""
     try:
-        data = _redis().get(redis_key(build.pk)) or b""
+        data = _redis().get(owner.log_key) or b""
     except RedisError:
         pass
-    path = local_path(build)
+    path = local_path(owner)
     if not data and path.exists():
         data = path.read_bytes()
     if not data:
@@ -148,7 +153,7 @@ def store_left_over(build) -> int:
     temporary.parent.mkdir(parents=True, exist_ok=True)
     temporary.write_bytes(data)
     try:
-        store(stored_name(build), temporary)
+        store(stored_name(owner), temporary)
     finally:
         temporary.unlink()
     return len(data)
@@ -161,26 +166,26 @@ class Chunk:
     next_offset: int
 
 
-def read(build, offset: int, limit: int = READ_LIMIT) -> Chunk:
-    """The log's bytes from offset (at most limit), wherever the log is now: stored once the build ended, in
-    Redis while it runs (or on this machine's disk when Redis has nothing and the build runs here)."""
+def read(owner, offset: int, limit: int = READ_LIMIT) -> Chunk:
+    """The log's bytes from offset (at most limit), wherever the log is now: stored once it ended, in
+    Redis while it runs (or on this machine's disk when Redis has nothing and the owner runs here)."""
     offset = max(0, offset)
     storage = artifact_storage()
-    name = stored_name(build)
-    if build.is_ended and storage.exists(name):
+    name = stored_name(owner)
+    if owner.is_ended and storage.exists(name):
         with storage.open(name, "rb") as stored:
             stored.seek(offset)
             data = stored.read(limit)
         return Chunk(data, offset + len(data))
     try:
         client = _redis()
-        key = redis_key(build.pk)
+        key = owner.log_key
         data = client.getrange(key, offset, offset + limit - 1)
         if data or client.exists(key):
             return Chunk(data, offset + len(data))
     except RedisError:
         pass
-    path = local_path(build)
+    path = local_path(owner)
     if path.exists():
         with path.open("rb") as local:
             local.seek(offset)
@@ -194,28 +199,28 @@ def read(build, offset: int, limit: int = READ_LIMIT) -> Chunk:
     return Chunk(b"", offset)
 
 
-def read_all(build) -> bytes:
+def read_all(owner) -> bytes:
     """The whole log as it is now."""
     parts = []
     offset = 0
     while True:
-        chunk = read(build, offset)
+        chunk = read(owner, offset)
         if not chunk.data:
             return b"".join(parts)
         parts.append(chunk.data)
         offset = chunk.next_offset
 
 
-def remove(build) -> None:
+def remove(owner) -> None:
     """Remove the stored log (retention), and the copies read() would otherwise still serve: the worker's file when
     it ran on this machine, and the Redis string if it has not expired yet."""
     storage = artifact_storage()
-    name = stored_name(build)
+    name = stored_name(owner)
     if storage.exists(name):
         storage.delete(name)
-    local_path(build).unlink(missing_ok=True)
+    local_path(owner).unlink(missing_ok=True)
     try:
-        _redis().delete(redis_key(build.pk))
+        _redis().delete(owner.log_key)
     except RedisError:
-        # It expires on its own a minute after the build ended.
+        # It expires on its own a minute after it ended.
         pass

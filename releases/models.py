@@ -3,6 +3,8 @@
 The job's state (queued, running, done…) says where the job is; build_status says how the build went, with
 CodeBuild's words. The phases are kept as the runner reported them, in order."""
 
+from pathlib import Path
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -123,6 +125,19 @@ class Build(jobs.JobRow):
     @property
     def is_ended(self) -> bool:
         return self.build_status in self.ENDED
+
+    # Where its log is (releases.logs).
+    @property
+    def log_key(self) -> str:
+        return f"portal:build-log:{self.pk}"
+
+    @property
+    def log_stored_name(self) -> str:
+        return f"logs/{self.repository_id}/{self.pk}.log"
+
+    @property
+    def log_local_path(self) -> Path:
+        return Path(settings.PORTAL_BUILDS_ROOT) / "logs" / f"{self.pk}.log"
 
     @property
     def log_removed(self) -> bool:
@@ -300,6 +315,17 @@ class EnvironmentTarget(models.Model):
     # The health check: a command run on the target, or an HTTP URL that must answer 2xx; at most one of the two.
     health_command = models.TextField(blank=True)
     health_url = models.URLField(max_length=500, blank=True)
+    # CodeDeploy's bookkeeping after each deployment (releases.batches.GroupState): healthy or unhealthy, and the
+    # deployment whose revision it runs (null: nothing installed yet).
+    health = models.CharField(max_length=10, default="healthy")
+    revision = models.ForeignKey("Deployment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    last_deployment = models.ForeignKey(
+        "Deployment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The last run of the health check: None before any, with what it printed.
+    check_healthy = models.BooleanField(null=True, blank=True)
+    check_detail = models.TextField(blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(default=timezone.now)
 
@@ -332,3 +358,209 @@ class EnvironmentVariable(models.Model):
     def __str__(self) -> str:
         kind = "secret" if self.secret else "variable"
         return f"{kind} {self.name} of {self.environment}"
+
+
+# Deployments (AWS release semantics §2–4): one artifact to one environment, target by target, batch by batch.
+
+
+@jobs.register
+class Deployment(jobs.JobRow):
+    """One deployment of one build artifact to one environment, a job on the rq `deploys` queue.
+
+    The job's state says where the job is; deployment_status says how the deployment went, in CodeDeploy's words. A
+    deployment waits (Waiting) while the environment's approvals, wait timer or a change freeze hold it, and is
+    queued once nothing does."""
+
+    class Status(models.TextChoices):
+        WAITING = "Waiting", "Waiting"
+        QUEUED = "Queued", "Queued"
+        IN_PROGRESS = "InProgress", "In progress"
+        SUCCEEDED = "Succeeded", "Succeeded"
+        FAILED = "Failed", "Failed"
+        STOPPED = "Stopped", "Stopped"
+
+    ENDED = (Status.SUCCEEDED, Status.FAILED, Status.STOPPED)
+
+    job_function = "releases.deploy_job.run_deployment"
+    queue_name = "deploys"
+    # A deployment is not repeated behind anyone's back: a worker lost mid-deployment fails it, which rolls back.
+    max_attempts = 1
+    describe_related = ("repository__owner", "environment")
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="deployments")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="deployments")
+    # What is deployed: kept while a deployment names it, so that retention never removes the bytes a rollback needs.
+    artifact = models.ForeignKey(BuildArtifact, on_delete=models.PROTECT, related_name="deployments")
+    sha = models.CharField(max_length=64)
+    ref = models.CharField(max_length=300, blank=True)
+    creator = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    description = models.TextField(blank=True)
+    # The deployment this one undoes, when it is a rollback; automatic when the portal started it on a failure.
+    rollback_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollbacks")
+    automatic = models.BooleanField(default=False)
+    deployment_status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    # Why it waits, failed or stopped; empty once it succeeded.
+    message = models.TextField(blank=True)
+    # The configuration it ran with ({"name", "type", "value"}), the minimum it kept, and the environment's last
+    # successful deployment when it started (which tells Old targets from Current ones).
+    config = models.JSONField(default=dict)
+    minimum_healthy = models.PositiveIntegerField(null=True, blank=True)
+    previous = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # A repository admin who started it through a freeze or before its wait timer ended.
+    override_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    stop_requested = models.BooleanField(default=False)
+    log_size = models.BigIntegerField(default=0)
+    created = models.DateTimeField(default=timezone.now)
+    deploy_started = models.DateTimeField(null=True, blank=True)
+    deploy_ended = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["environment", "deployment_status", "-created"])]
+
+    def __str__(self) -> str:
+        return f"deployment {self.pk} of {self.repository.full_name} to {self.environment.name}"
+
+    def describe(self) -> str:
+        kind = " (rollback)" if self.rollback_of_id else ""
+        return (
+            f"deployment {self.pk}{kind} of {self.repository.full_name} at {self.sha[:12]} to {self.environment.name}"
+        )
+
+    def fail(self, error: str, *, retry: bool = True) -> bool:
+        """A deployment left unfinished (its worker lost, found by the reconciler) ends Failed, and rolls back."""
+        ended = super().fail(error, retry=retry)
+        if ended and self.state == self.State.FAILED:
+            self.refresh_from_db()
+            if not self.is_ended:
+                from releases import deployments
+
+                deployments.record_lost(self, error)
+        return ended
+
+    @property
+    def is_ended(self) -> bool:
+        return self.deployment_status in self.ENDED
+
+    @property
+    def web_url(self) -> str:
+        return f"{settings.PORTAL_BASE_URL}/{self.repository.full_name}/deployments/{self.pk}"
+
+    # Its own log (the door checks, the batches): releases.logs.
+    @property
+    def log_key(self) -> str:
+        return f"portal:deploy-log:{self.pk}"
+
+    @property
+    def log_stored_name(self) -> str:
+        return f"deploy-logs/{self.repository_id}/{self.pk}/deployment.log"
+
+    @property
+    def log_local_path(self):
+        return Path(settings.PORTAL_DEPLOYS_ROOT) / "logs" / f"{self.pk}.log"
+
+
+class DeploymentTarget(models.Model):
+    """One target's part in a deployment: its batch, status, lifecycle events with their timings, and its log."""
+
+    class Status(models.TextChoices):
+        PENDING = "Pending", "Pending"
+        IN_PROGRESS = "InProgress", "In progress"
+        SUCCEEDED = "Succeeded", "Succeeded"
+        FAILED = "Failed", "Failed"
+        SKIPPED = "Skipped", "Skipped"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="targets")
+    target = models.ForeignKey(
+        "EnvironmentTarget", null=True, blank=True, on_delete=models.SET_NULL, related_name="deployment_runs"
+    )
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=5)
+    # Where it stood in CodeDeploy's order, the batch it was deployed in (1, 2…; null until then).
+    position = models.PositiveIntegerField(default=0)
+    batch = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    # What CodeDeploy ordered it by: healthy or unhealthy, and unknown, old or current.
+    health_before = models.CharField(max_length=10, blank=True)
+    revision_before = models.CharField(max_length=10, blank=True)
+    # [{"event", "status", "duration", "message"}] as the target reported them.
+    events = models.JSONField(default=list)
+    message = models.TextField(blank=True)
+    log_size = models.BigIntegerField(default=0)
+    started = models.DateTimeField(null=True, blank=True)
+    ended = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["deployment", "position"]
+        constraints = [models.UniqueConstraint(fields=["deployment", "name"], name="deployment_target_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} in {self.deployment}"
+
+    @property
+    def is_ended(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.SKIPPED)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started and self.ended:
+            return round((self.ended - self.started).total_seconds(), 3)
+        return None
+
+    @property
+    def log_key(self) -> str:
+        return f"portal:deploy-target-log:{self.pk}"
+
+    @property
+    def log_stored_name(self) -> str:
+        return f"deploy-logs/{self.deployment.repository_id}/{self.deployment_id}/{self.name}.log"
+
+    @property
+    def log_local_path(self):
+        return Path(settings.PORTAL_DEPLOYS_ROOT) / "logs" / f"target-{self.pk}.log"
+
+
+class DeploymentStatus(models.Model):
+    """A deployment's statuses in GitHub's words, newest last here and first in the API."""
+
+    class State(models.TextChoices):
+        WAITING = "waiting"
+        QUEUED = "queued"
+        IN_PROGRESS = "in_progress"
+        SUCCESS = "success"
+        FAILURE = "failure"
+        ERROR = "error"
+        INACTIVE = "inactive"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="statuses")
+    state = models.CharField(max_length=12, choices=State.choices)
+    description = models.CharField(max_length=500, blank=True)
+    creator = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.state} of {self.deployment}"
+
+
+class DeploymentReview(models.Model):
+    """An approval or a rejection of a waiting deployment by one of the environment's reviewers."""
+
+    class State(models.TextChoices):
+        APPROVED = "approved"
+        REJECTED = "rejected"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="reviews")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=10, choices=State.choices)
+    comment = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created", "id"]
+        constraints = [models.UniqueConstraint(fields=["deployment", "user"], name="deployment_review_once")]
+
+    def __str__(self) -> str:
+        return f"{self.state} by {self.user} of {self.deployment}"

@@ -112,3 +112,67 @@ def build(tmp_path, builds_root, host_uid):
         return Built(result, directory, lines)
 
     return run
+
+
+@pytest.fixture
+def targets_root(settings):
+    """Like the portal's: a directory the hooks' uids may traverse but not list."""
+    root = Path(tempfile.mkdtemp(prefix="portal-targets-"))
+    root.chmod(0o711)
+    settings.PORTAL_TARGETS_ROOT = root
+    yield root
+    shutil.rmtree(root)
+
+
+@pytest.fixture
+def run_builds(rq_queues, settings, builds_root):
+    """run_builds(): a real rq worker runs every job of the builds queue, then stops."""
+    from portal.jobs import SimpleWorker
+
+    settings.PORTAL_BUILDS_ROOT = builds_root
+
+    def run() -> None:
+        queue = rq_queues["builds"]
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+    return run
+
+
+@pytest.fixture
+def deploys(settings, targets_root, builds_root, tmp_path):
+    """Where deployments keep their files: the targets under a traversable root, the worker's own files."""
+    settings.PORTAL_BUILDS_ROOT = builds_root
+    root = tmp_path / "deploys"
+    root.mkdir()
+    root.chmod(0o711)
+    settings.PORTAL_DEPLOYS_ROOT = root
+    return targets_root
+
+
+@pytest.fixture
+def built(deploys, run_builds):
+    """built(repo, user, files, branch="main"): push files, build them for real; returns the successful Build."""
+
+    from releases.models import Build
+    from releases.tests.test_builds import push_files
+
+    def make(repo, user, files, branch="main") -> Build:
+        sha = push_files(repo, user, branch, files)
+        run_builds()
+        build = Build.objects.get(repository=repo, head_sha=sha)
+        assert build.build_status == Build.BuildStatus.SUCCEEDED, build.message
+        return build
+
+    return make
+
+
+@pytest.fixture
+def run_deploys(rq_queues):
+    """run_deploys(): a real rq worker runs every job of the deploys queue (and what they queue), then stops."""
+    from portal.jobs import SimpleWorker
+
+    def run() -> None:
+        queue = rq_queues["deploys"]
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+    return run

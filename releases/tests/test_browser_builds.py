@@ -16,7 +16,7 @@ from portal.tests.test_browser_accessibility import horizontal_overflow, serious
 from releases import logs
 from releases.models import Build
 from releases.tests.test_build_pages import FULL, JUNIT
-from releases.tests.test_builds import push_files, run_builds  # noqa: F401 (fixtures)
+from releases.tests.test_builds import push_files
 from repos.tests.conftest import git_env, server  # noqa: F401 (fixtures)
 from reviews import services as review_services
 from reviews.tests.conftest import clone_as  # noqa: F401 (fixtures)
@@ -151,7 +151,7 @@ def test_the_build_pages_pass_axe_and_do_not_scroll_sideways(
     private_repo,
     alice,
     bob,
-    run_builds,  # noqa: F811 (fixtures)
+    run_builds,
     width,
 ):
     files = {"buildspec.yml": FULL.encode(), "reports/unit.xml": JUNIT.encode()}

@@ -28,7 +28,7 @@ from repos import services as repo_services
 from reviews.tests.test_job_faults import kill_worker, wait_for
 
 from .conftest import processes_of
-from .test_builds import build_status, log_of, push_files, run_builds  # noqa: F401 (fixtures)
+from .test_builds import build_status, log_of, push_files
 from .test_sandbox import attempts
 
 # Build #1 prints, then sleeps long enough to be killed mid-build; any later build of the same commit (a rerun)
@@ -86,7 +86,7 @@ def test_a_worker_killed_mid_build_ends_it_fault_within_the_heartbeat_window_and
     worker_env,
     build_workers,
     rq_queues,
-    run_builds,  # noqa: F811 (fixtures)
+    run_builds,
     settings,
 ):
     sha = push_files(private_repo, bob, "main", {"buildspec.yml": PRINTS_THEN_SLEEPS.encode()})
@@ -288,7 +288,7 @@ def test_a_build_reads_and_changes_nothing_of_the_portal_or_of_another_repositor
     build_workers,
     builds_root,
     rq_queues,
-    run_builds,  # noqa: F811 (fixtures)
+    run_builds,
 ):
     victim = repo_services.create_repository(actor=alice, owner=alice, name="victim", initialize=True)
     files = {"buildspec.yml": VICTIM.encode(), "victim-secret.txt": VICTIM_SECRET.encode() + b"\n"}

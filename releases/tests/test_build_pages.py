@@ -13,7 +13,7 @@ from releases import log_html, logs, services
 from releases.models import Build, BuildArtifact, BuildSettings
 from releases.provenance import verify
 from releases.templatetags.build_tags import seconds
-from releases.tests.test_builds import FAILING, GOOD, push_files, run_builds  # noqa: F401 (fixtures)
+from releases.tests.test_builds import FAILING, push_files
 from repos import git
 
 QUICK = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo quick\n"
@@ -46,7 +46,7 @@ def text_of(response) -> str:
 
 
 @pytest.fixture
-def full_build(private_repo, bob, run_builds):  # noqa: F811 (fixtures)
+def full_build(private_repo, bob, run_builds):
     push_files(private_repo, bob, "main", {"buildspec.yml": FULL.encode(), "reports/unit.xml": JUNIT.encode()})
     run_builds()
     return Build.objects.get(repository=private_repo)
@@ -58,7 +58,7 @@ def test_the_builds_tab_lists_builds_newest_first_filtered_by_branch_status_and_
     alice,
     bob,
     carol,
-    run_builds,  # noqa: F811 (fixtures)
+    run_builds,
 ):
     push_files(private_repo, bob, "main", {"buildspec.yml": QUICK.encode()})
     push_files(private_repo, bob, "other", {"buildspec.yml": FAILING.encode()})
@@ -219,7 +219,7 @@ def test_the_badge_shows_the_latest_ended_build_of_the_branch(
     bob,
     carol,
     mallory,
-    run_builds,  # noqa: F811 (fixtures)
+    run_builds,
 ):
     client = client_for(carol)
 
@@ -361,7 +361,7 @@ def test_the_commit_page_the_branch_list_and_the_repository_home_show_the_builds
     bob,
     carol,
     settings,
-    run_builds,  # noqa: F811 (fixtures)
+    run_builds,
 ):
     settings.PORTAL_BASE_URL = "https://git.example.com"
     sha = push_files(private_repo, bob, "main", {"buildspec.yml": QUICK.encode()})

@@ -60,20 +60,6 @@ phases:
 """
 
 
-@pytest.fixture
-def run_builds(rq_queues, settings, builds_root):
-    """run_builds(): a real rq worker runs every job of the builds queue, then stops."""
-    from portal.jobs import SimpleWorker
-
-    settings.PORTAL_BUILDS_ROOT = builds_root
-
-    def run() -> None:
-        queue = rq_queues["builds"]
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
-
-    return run
-
-
 def push_files(repo, user, branch: str, files: dict[str, bytes]) -> str:
     """Commit files on branch and record the push as post-receive does; returns the new head."""
     try:

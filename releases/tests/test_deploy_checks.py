@@ -15,7 +15,6 @@ from releases import provenance
 from releases.deploy_checks import DeploymentRefused
 from releases.models import Build, BuildArtifact
 from releases.storage import artifact_storage
-from releases.tests.test_builds import run_builds  # noqa: F401 (fixture)
 from releases.tests.test_provenance import built, payload_of, resigned, stored_bytes  # noqa: F401 (fixture)
 from repos import git
 from repos import services as repo_services

@@ -3,10 +3,8 @@
 import dataclasses
 import hashlib
 import os
-import shutil
 import socket
 import stat
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -17,16 +15,6 @@ from releases.tests.conftest import SMALL_LIMITS
 
 EVENTS = ("BeforeInstall", "AfterInstall", "ApplicationStart", "ValidateService")
 ECHO = '#!/bin/sh\necho "$LIFECYCLE_EVENT of $DEPLOYMENT_ID in $DEPLOYMENT_GROUP_NAME: {text}"\n'
-
-
-@pytest.fixture
-def targets_root(settings):
-    """Like the portal's: a directory the hooks' uids may traverse but not list."""
-    root = Path(tempfile.mkdtemp(prefix="portal-targets-"))
-    root.chmod(0o711)
-    settings.PORTAL_TARGETS_ROOT = root
-    yield root
-    shutil.rmtree(root)
 
 
 def appspec(*, behavior="DISALLOW", hooks=("ApplicationStop", *EVENTS), extra=""):

@@ -14,7 +14,6 @@ from django.test import Client
 from releases import logs, provenance, services
 from releases.models import BuildArtifact
 from releases.storage import artifact_storage
-from releases.tests.test_builds import run_builds  # noqa: F401 (fixture)
 from repos import git
 
 SPEC = (

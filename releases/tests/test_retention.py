@@ -12,7 +12,7 @@ from releases import logs
 from releases.models import Build, BuildArtifact
 from releases.retention import expire, referenced, run_retention
 from releases.storage import artifact_storage
-from releases.tests.test_builds import push_files, run_builds  # noqa: F401 (fixture)
+from releases.tests.test_builds import push_files
 
 # The primary artifact is the same bytes on every branch; the secondary one holds the branch's own note.
 SPEC = (

@@ -14,7 +14,7 @@ from portal import services as accounts
 from portal.models import AuditEvent
 from releases import secrets, services, variables
 from releases.models import Build, BuildVariable
-from releases.tests.test_builds import log_of, push_files, run_builds  # noqa: F401 (fixtures)
+from releases.tests.test_builds import log_of, push_files
 from repos import git
 from repos import services as repo_services
 from repos.models import Role
@@ -237,7 +237,7 @@ def test_a_build_of_a_protected_branch_gets_the_secrets_masked_and_the_variables
     org_repo,
     alice,
     bob,
-    run_builds,  # noqa: F811 (fixtures)
+    run_builds,
 ):
     org = org_repo.owner
     set_ = variables.set_build_variable
@@ -293,7 +293,7 @@ def test_a_readers_pull_request_gets_no_secrets_and_a_writers_from_an_allowed_br
     alice,
     bob,
     carol,
-    run_builds,  # noqa: F811 (fixtures)
+    run_builds,
 ):
     variables.set_build_variable(actor=alice, repository=private_repo, name="DEPLOY_TOKEN", value=SECRET, secret=True)
     services.save_build_settings(private_repo, actor=alice, secret_branches="feature*")

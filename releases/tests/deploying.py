@@ -1,0 +1,52 @@
+"""What deployment tests share (the fixtures `deploys`, `built` and `run_deploys` are in conftest.py): deployable
+commits, environments with targets, statuses."""
+
+from releases import environments
+from releases.models import Deployment
+
+BUILDSPEC = """version: 0.2
+phases:
+  build:
+    commands:
+      - echo packing
+artifacts:
+  files:
+    - '**/*'
+"""
+EVENTS = ("BeforeInstall", "AfterInstall", "ApplicationStart", "ValidateService")
+HOOK = '#!/bin/sh\necho "$LIFECYCLE_EVENT of $DEPLOYMENT_ID on $DEPLOYMENT_GROUP_NAME: {version}"\n{extra}\n'
+
+
+def appspec_text(hooks=("ApplicationStop", *EVENTS), behavior="OVERWRITE") -> str:
+    lines = ["version: 0.0", "os: linux", "files:", "  - source: app", "    destination: /srv/app"]
+    lines.append(f"file_exists_behavior: {behavior}")
+    lines.append("hooks:")
+    for event in hooks:
+        lines += [f"  {event}:", f"    - location: scripts/{event}.sh", "      timeout: 30"]
+    return "\n".join(lines) + "\n"
+
+
+def release_files(version: str, *, fail: dict | None = None, spec: str | None = None) -> dict[str, bytes]:
+    """The files of a deployable commit: a buildspec that packs everything, an appspec and its hooks, an app file.
+
+    fail maps a lifecycle event to the shell line that makes its hook fail (or the target name it fails on)."""
+    fail = fail or {}
+    files = {
+        "buildspec.yml": BUILDSPEC.encode(),
+        "appspec.yml": (spec or appspec_text()).encode(),
+        "app/version.txt": f"{version}\n".encode(),
+    }
+    for event in ("ApplicationStop", *EVENTS):
+        files[f"scripts/{event}.sh"] = HOOK.format(version=version, extra=fail.get(event, "")).encode()
+    return files
+
+
+def set_targets(repo, name: str, targets, actor, **settings):
+    """The environment `name` of repo with these targets (names of local ones, or dicts) and settings."""
+    targets = [{"name": target, "type": "local"} if isinstance(target, str) else target for target in targets]
+    environment, _created, _keys = environments.set_environment(repo, name, actor=actor, targets=targets, **settings)
+    return environment
+
+
+def statuses(deployment: Deployment) -> list[str]:
+    return list(deployment.statuses.order_by("created", "id").values_list("state", flat=True))
