@@ -1,11 +1,17 @@
 """Deployments end to end: a real build's artifact, a real rq worker on the deploys queue, local targets whose hooks
 run in the sandbox, batches by CodeDeploy's arithmetic, statuses, bookkeeping and automatic rollback."""
 
-import pytest
+from datetime import timedelta
 
-from releases import deployments
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
+
+from portal.models import AuditEvent
+from releases import deployments, logs, retention
 from releases.local_target import LocalTarget
-from releases.models import Deployment
+from releases.models import Build, Deployment
+from releases.storage import artifact_storage
 from releases.tests.deploying import release_files, set_targets, statuses
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
@@ -35,3 +41,205 @@ def test_a_successful_build_deploys_to_every_target_and_becomes_current(private_
         assert (place.current / "root/srv/app/version.txt").read_text() == "v1\n"
     target = dev.targets.get(name="a")
     assert (target.health, target.revision_id, target.last_deployment_id) == ("healthy", deployment.pk, deployment.pk)
+
+
+def test_each_target_runs_the_hooks_in_codedeploys_order_and_a_second_one_stops_the_first(
+    private_repo, alice, bob, built, run_deploys
+):
+    dev = set_targets(private_repo, "dev", ["a", "b"], alice)
+    first_build = built(private_repo, bob, release_files("v1"))
+    first = deployments.request_deployment(private_repo, dev, actor=bob, sha=first_build.head_sha)
+    run_deploys()
+    second_build = built(private_repo, bob, release_files("v2"))
+    second = deployments.request_deployment(private_repo, dev, actor=bob, sha=second_build.head_sha)
+    run_deploys()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert second.deployment_status == "Succeeded" and second.previous == first
+    hooks = ["ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "AfterInstall"]
+    hooks += ["ApplicationStart", "ValidateService"]
+    for run in second.targets.all():
+        assert [event["event"] for event in run.events] == hooks
+        log = logs.read_all(run).decode()
+        # ApplicationStop is the previous revision's script; the rest are the new one's.
+        assert f"ApplicationStop of {second.pk} on dev: v1" in log
+        assert f"BeforeInstall of {second.pk} on dev: v2" in log
+        assert log.index("==> ApplicationStop") < log.index("==> BeforeInstall") < log.index("==> ValidateService")
+    first_run = first.targets.get(name="a")
+    # A target's first deployment has no previous revision to stop.
+    assert [event["event"] for event in first_run.events] == hooks[1:]
+    # The first deployment's status went inactive when the second succeeded.
+    assert statuses(first) == ["queued", "in_progress", "success", "inactive"]
+
+
+def test_a_bad_appspec_fails_the_deployment_naming_file_line_and_key(private_repo, alice, bob, built, run_deploys):
+    dev = set_targets(private_repo, "dev", ["a"], alice)
+    bad = "version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: scripts/x.sh\n      timeout: soon\n"
+    build = built(private_repo, bob, release_files("v1", spec=bad))
+    deployment = deployments.request_deployment(private_repo, dev, actor=bob, sha=build.head_sha)
+    run_deploys()
+    deployment.refresh_from_db()
+    assert deployment.deployment_status == "Failed"
+    run = deployment.targets.get()
+    assert "appspec.yml" in run.message and "line 6" in run.message and "timeout" in run.message
+    assert LocalTarget(private_repo.pk, "dev", "a").current_revision() is None
+    # Nothing was deployed before, so there is nothing to roll back to.
+    assert not deployment.rollbacks.exists()
+
+
+def test_a_failed_deployment_rolls_back_by_itself_to_the_last_good_artifact(
+    private_repo, alice, bob, built, run_deploys
+):
+    dev = set_targets(private_repo, "dev", ["a", "b"], alice, deployment_config={"name": "AllAtOnce"})
+    good = built(private_repo, bob, release_files("v1"))
+    first = deployments.request_deployment(private_repo, dev, actor=bob, sha=good.head_sha)
+    run_deploys()
+    bad = built(private_repo, bob, release_files("v2", fail={"ValidateService": "exit 3"}))
+    failed = deployments.request_deployment(private_repo, dev, actor=bob, sha=bad.head_sha)
+    run_deploys()
+    failed.refresh_from_db()
+    assert failed.deployment_status == "Failed"
+    rollback = failed.rollbacks.get()
+    assert (rollback.automatic, rollback.creator, rollback.artifact) == (True, None, first.artifact)
+    assert rollback.deployment_status == "Succeeded" and rollback.pk > failed.pk
+    for name in ("a", "b"):
+        place = LocalTarget(private_repo.pk, "dev", name)
+        assert place.current_revision() == str(rollback.pk)
+        assert (place.current / "root/srv/app/version.txt").read_text() == "v1\n"
+    # A rollback that fails does not roll back again.
+    assert not rollback.rollbacks.exists()
+    assert set(dev.targets.values_list("revision_id", flat=True)) == {rollback.pk}
+
+
+def test_a_deployment_is_rolled_back_by_hand_to_the_one_before(private_repo, alice, bob, carol, built, run_deploys):
+    dev = set_targets(private_repo, "dev", ["a"], alice)
+    for version in ("v1", "v2"):
+        build = built(private_repo, bob, release_files(version))
+        deployments.request_deployment(private_repo, dev, actor=bob, sha=build.head_sha)
+        run_deploys()
+    first, second = Deployment.objects.order_by("pk")
+    with pytest.raises(PermissionDenied):
+        deployments.roll_back(second, actor=carol)
+    rollback = deployments.roll_back(second, actor=bob)
+    run_deploys()
+    rollback.refresh_from_db()
+    assert (rollback.rollback_of, rollback.automatic, rollback.artifact) == (second, False, first.artifact)
+    assert rollback.deployment_status == "Succeeded"
+    current = LocalTarget(private_repo.pk, "dev", "a").current
+    assert (current / "root/srv/app/version.txt").read_text() == "v1\n"
+    # The first deployment has nothing before it.
+    assert deployments.roll_back(first, actor=bob) is None
+
+
+def test_required_reviewers_hold_a_deployment_and_the_requester_never_counts(
+    private_repo, alice, bob, carol, built, run_deploys
+):
+    dev = set_targets(
+        private_repo,
+        "dev",
+        ["a"],
+        alice,
+        required_approvals=1,
+        reviewers=[{"type": "User", "id": alice.pk}, {"type": "User", "id": bob.pk}],
+    )
+    build = built(private_repo, bob, release_files("v1"))
+    deployment = deployments.request_deployment(private_repo, dev, actor=bob, sha=build.head_sha)
+    assert deployment.deployment_status == "Waiting" and "1 more approval" in deployment.message
+    run_deploys()
+    deployment.refresh_from_db()
+    assert deployment.deployment_status == "Waiting" and not deployment.targets.exists()
+    deployments.review(deployment, actor=bob, state="approved")
+    deployment.refresh_from_db()
+    assert deployment.deployment_status == "Waiting" and "own approval does not count" in deployment.message
+    with pytest.raises(PermissionDenied):
+        deployments.review(deployment, actor=carol, state="approved")
+    deployments.review(deployment, actor=alice, state="approved", comment="ship it")
+    run_deploys()
+    deployment.refresh_from_db()
+    assert deployment.deployment_status == "Succeeded", deployment.message
+    assert statuses(deployment) == ["waiting", "waiting", "queued", "in_progress", "success"]
+    assert AuditEvent.objects.filter(action="deployment.approved", target_id=str(deployment.pk)).exists()
+
+
+def test_a_rejection_ends_the_deployment(private_repo, alice, bob, built, run_deploys):
+    dev = set_targets(
+        private_repo, "dev", ["a"], alice, required_approvals=1, reviewers=[{"type": "User", "id": alice.pk}]
+    )
+    build = built(private_repo, bob, release_files("v1"))
+    deployment = deployments.request_deployment(private_repo, dev, actor=bob, sha=build.head_sha)
+    deployments.review(deployment, actor=alice, state="rejected", comment="not today")
+    run_deploys()
+    deployment.refresh_from_db()
+    assert deployment.deployment_status == "Failed"
+    assert deployment.message == "Rejected by alice: not today"
+    assert LocalTarget(private_repo.pk, "dev", "a").current_revision() is None
+
+
+@pytest.mark.parametrize("hold", ["wait_timer", "freeze"])
+def test_a_wait_timer_or_a_freeze_holds_a_deployment_until_an_admin_overrides_it(
+    private_repo, alice, bob, built, run_deploys, hold
+):
+    now = timezone.now()
+    options = (
+        {"wait_timer": 30}
+        if hold == "wait_timer"
+        else {
+            "freeze_windows": [
+                {
+                    "start": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+                    "end": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+                    "timezone": "UTC",
+                    "name": "release freeze",
+                }
+            ]
+        }
+    )
+    dev = set_targets(private_repo, "dev", ["a"], alice, **options)
+    build = built(private_repo, bob, release_files("v1"))
+    deployment = deployments.request_deployment(private_repo, dev, actor=bob, sha=build.head_sha)
+    assert deployment.deployment_status == "Waiting"
+    assert ("30-minute timer" if hold == "wait_timer" else "frozen") in deployment.message
+    run_deploys()
+    deployment.refresh_from_db()
+    assert deployment.deployment_status == "Waiting"
+    with pytest.raises(PermissionDenied):
+        deployments.override(deployment, actor=bob)
+    deployments.override(deployment, actor=alice)
+    run_deploys()
+    deployment.refresh_from_db()
+    assert deployment.deployment_status == "Succeeded" and deployment.override_by == alice
+    assert AuditEvent.objects.filter(action="deployment.override", actor=alice).exists()
+
+
+def test_only_writers_deploy_and_only_built_commits(private_repo, alice, bob, carol, built):
+    dev = set_targets(private_repo, "dev", ["a"], alice)
+    build = built(private_repo, bob, release_files("v1"))
+    with pytest.raises(PermissionDenied):
+        deployments.request_deployment(private_repo, dev, actor=carol, sha=build.head_sha)
+    with pytest.raises(ValidationError) as refused:
+        deployments.request_deployment(private_repo, dev, actor=bob, sha="0" * 40)
+    assert "no successful build" in str(refused.value)
+    empty = set_targets(private_repo, "uat", [], alice)
+    with pytest.raises(ValidationError) as refused:
+        deployments.request_deployment(private_repo, empty, actor=bob, sha=build.head_sha)
+    assert "no targets" in str(refused.value)
+
+
+def test_retention_keeps_the_artifacts_deployments_name(private_repo, alice, bob, built, run_deploys, settings):
+    dev = set_targets(private_repo, "dev", ["a"], alice)
+    deployed = built(private_repo, bob, release_files("v1"))
+    deployments.request_deployment(private_repo, dev, actor=bob, sha=deployed.head_sha)
+    run_deploys()
+    unused = built(private_repo, bob, release_files("v2"))
+    Build.objects.update(build_ended=timezone.now() - timedelta(days=settings.PORTAL_BUILD_KEEP_DAYS + 1))
+    counts = retention.expire()
+    assert counts["kept_in_use"] == 1 and counts["artifacts"] == 1
+    kept, gone = deployed.artifacts.get(), unused.artifacts.get()
+    assert not kept.expired and artifact_storage().exists(kept.storage_name)
+    assert gone.expired and not artifact_storage().exists(gone.storage_name)
+    # The kept artifact still rolls back.
+    second = built(private_repo, bob, release_files("v3"))
+    failed = deployments.request_deployment(private_repo, dev, actor=bob, sha=second.head_sha)
+    deployments.roll_back(failed, actor=bob)
+    run_deploys()
+    assert Deployment.objects.filter(rollback_of=failed, deployment_status="Succeeded").exists()
