@@ -27,6 +27,7 @@ from releases.local_target import EventResult, EventStatus, LocalTarget, TargetR
 from releases.masking import SecretMasker
 from releases.models import Deployment, DeploymentTarget, EnvironmentTarget
 from releases.sandbox import traversable_directory
+from releases.ssh_target import HealthResult
 from releases.storage import artifact_storage
 
 # Each local target's hooks run as a host uid of its own (the process limit counts every process of a uid), in a
@@ -180,8 +181,10 @@ def _deploy(deployment: Deployment, log: logs.LogWriter) -> dict:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         run = futures[future]
-                        result, size = future.result()
+                        result, size, health = future.result()
                         _record_target(run, result, size)
+                        if health is not None:
+                            _record_health(by_name[run.name], health)
                         log.line(f"  {run.name}: {run.status}{' — ' + run.message if run.message else ''}")
                         plan = plan.record(run.name, result.succeeded)
     for run in runs.values():
@@ -243,8 +246,10 @@ def _deploy_target(
             log.line(f"==> {event}")
         log.line(masker.mask(line))
 
+    health = None
     try:
         environment = deployment.environment
+        place, check = _place(target)
         options = dict(
             on_line=on_line,
             application_name=deployment.repository.full_name,
@@ -253,25 +258,8 @@ def _deploy_target(
             variables=variables,
         )
         if target.kind == EnvironmentTarget.Kind.LOCAL:
-            place = LocalTarget(deployment.repository_id, environment.name, target.name)
-            uid = target_uid(target)
-            result = place.deploy(deployment.pk, artifact_path, deployment.artifact.sha256, host_uid=uid, **options)
-            check = lambda command: place.health(command, host_uid=uid)  # noqa: E731
-        else:
-            from releases.ssh_deploy import SshDeployTarget
-
-            place = SshDeployTarget(
-                host=target.host,
-                port=target.port or 22,
-                user=target.user,
-                private_key=environments.deploy_key_of(target),
-                host_key=target.host_key,
-                repository_id=deployment.repository_id,
-                environment=environment.name,
-                name=target.name,
-            )
-            result = place.deploy(deployment.pk, artifact_path, deployment.artifact.sha256, **options)
-            check = place.health
+            options["host_uid"] = target_uid(target)
+        result = place.deploy(deployment.pk, artifact_path, deployment.artifact.sha256, **options)
         health_check = target.health_command or target.health_url
         if result.succeeded and health_check:
             started = time.monotonic()
@@ -282,7 +270,14 @@ def _deploy_target(
             if not health.healthy:
                 result.status = EventStatus.FAILED
                 result.message = f"The health check failed after the deployment: {health.detail[-500:]}"
-            result.events.append(_health_event(health.healthy, round(time.monotonic() - started, 3), result.message))
+            result.events.append(
+                EventResult(
+                    "HealthCheck",
+                    EventStatus.SUCCEEDED if health.healthy else EventStatus.FAILED,
+                    round(time.monotonic() - started, 3),
+                    result.message,
+                )
+            )
         if result.succeeded and target.kind == EnvironmentTarget.Kind.LOCAL:
             _prune_revisions(place)
     except Exception as error:
@@ -290,11 +285,49 @@ def _deploy_target(
         result = TargetResult(revision=str(deployment.pk), status=EventStatus.FAILED, message=str(error))
     finally:
         size = log.close()
-    return result, size
+    return result, size, health
 
 
-def _health_event(healthy: bool, duration: float, message: str) -> EventResult:
-    return EventResult("HealthCheck", EventStatus.SUCCEEDED if healthy else EventStatus.FAILED, duration, message)
+def _place(target: EnvironmentTarget):
+    """The target to deploy to, and its health check function (check -> HealthResult)."""
+    environment = target.environment
+    if target.kind == EnvironmentTarget.Kind.LOCAL:
+        place = LocalTarget(environment.repository_id, environment.name, target.name)
+        return place, lambda check: place.health(check, host_uid=target_uid(target))
+    from releases.ssh_deploy import SshDeployTarget
+
+    place = SshDeployTarget(
+        host=target.host,
+        port=target.port or 22,
+        user=target.user,
+        private_key=environments.deploy_key_of(target),
+        host_key=target.host_key,
+        repository_id=environment.repository_id,
+        environment=environment.name,
+        name=target.name,
+    )
+    return place, place.health
+
+
+def _record_health(target: EnvironmentTarget, health) -> None:
+    target.check_healthy, target.check_detail, target.checked_at = health.healthy, health.detail[-2000:], timezone.now()
+    target.save(update_fields=["check_healthy", "check_detail", "checked_at"])
+
+
+def check_health() -> dict[str, int]:
+    """Run the health check of every target that has one and runs a revision (rq entry point, every few minutes
+    on the cron scheduler): what a target's page shows between deployments."""
+    counts = {"healthy": 0, "unhealthy": 0}
+    targets = EnvironmentTarget.objects.exclude(revision=None).exclude(health_command="", health_url="")
+    for target in targets.select_related("environment"):
+        check = _place(target)[1]
+        try:
+            health = check(target.health_command or target.health_url)
+        except Exception as error:
+            health = HealthResult(healthy=False, detail=f"{type(error).__name__}: {error}")
+        _record_health(target, health)
+        counts["healthy" if health.healthy else "unhealthy"] += 1
+    return counts
 
 
 def _prune_revisions(place: LocalTarget) -> None:

@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from portal.models import AuditEvent
-from releases import deployments, logs, retention
+from releases import deploy_job, deployments, logs, retention
 from releases.local_target import LocalTarget
 from releases.models import Build, Deployment
 from releases.storage import artifact_storage
@@ -243,3 +243,32 @@ def test_retention_keeps_the_artifacts_deployments_name(private_repo, alice, bob
     deployments.roll_back(failed, actor=bob)
     run_deploys()
     assert Deployment.objects.filter(rollback_of=failed, deployment_status="Succeeded").exists()
+
+
+def test_a_targets_health_check_runs_after_its_deployment_and_on_schedule(private_repo, alice, bob, built, run_deploys):
+    check = "grep v1 /deployment/root/srv/app/version.txt"
+    dev = set_targets(
+        private_repo,
+        "dev",
+        [
+            {"name": "a", "type": "local", "health_check": check},
+            {"name": "b", "type": "local", "health_check": "false"},
+        ],
+        alice,
+        deployment_config={"name": "AllAtOnce"},
+    )
+    build = built(private_repo, bob, release_files("v1"))
+    deployment = deployments.request_deployment(private_repo, dev, actor=bob, sha=build.head_sha)
+    run_deploys()
+    deployment.refresh_from_db()
+    runs = {run.name: run for run in deployment.targets.all()}
+    assert runs["a"].status == "Succeeded" and runs["a"].events[-1]["event"] == "HealthCheck"
+    assert runs["b"].status == "Failed" and "health check failed" in runs["b"].message
+    # One of two succeeded, which AllAtOnce (a minimum of 0) accepts.
+    assert deployment.deployment_status == "Succeeded"
+    a, b = dev.targets.order_by("name")
+    assert (a.check_healthy, "v1" in a.check_detail, b.check_healthy) == (True, True, False)
+    (LocalTarget(private_repo.pk, "dev", "a").current / "root/srv/app/version.txt").write_text("v0\n")
+    assert deploy_job.check_health() == {"healthy": 0, "unhealthy": 1}
+    a.refresh_from_db()
+    assert a.check_healthy is False and a.checked_at is not None
