@@ -70,13 +70,10 @@ def _run(deployment: Deployment) -> None:
         return
     found = deployments.blocker(deployment)
     if found is not None:
-        message, until = found
-        if until is not None and until <= timezone.now() and message.startswith("Waiting for review"):
-            deployments.record_end(
-                deployment, Deployment.Status.FAILED, f"Nobody reviewed it within 30 days. {message}"
-            )
-            return
-        _back_to_waiting(deployment)
+        if found.review and found.until <= timezone.now():
+            deployments.record_end(deployment, Deployment.Status.FAILED, f"Nobody reviewed it in time. {found.reason}")
+        else:
+            _back_to_waiting(deployment)
         return
     traversable_directory(Path(settings.PORTAL_DEPLOYS_ROOT))
     log = logs.LogWriter(deployment)

@@ -12,7 +12,8 @@ reached any target rolls back by itself: a new deployment, with a new id, of the
 last successful deployment, marked as a rollback and linked to the one it undoes. What hooks did is not undone.
 """
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -153,9 +154,19 @@ def request_deployment(
     return deployment
 
 
-def blocker(deployment: Deployment, now=None) -> tuple[str, object] | None:
-    """What holds the deployment now, as (message, until), until being when to look again (None: a person must
-    act); None when nothing does. An automatic rollback is held by nothing: the environment accepted its artifact."""
+@dataclass(frozen=True)
+class Hold:
+    """What holds a deployment: its reason, and when to look again."""
+
+    reason: str
+    until: datetime
+    # Waiting for reviews, which end it once `until` (the approval timeout) passes.
+    review: bool = False
+
+
+def blocker(deployment: Deployment, now=None) -> Hold | None:
+    """What holds the deployment now; None when nothing does. An automatic rollback is held by nothing: the
+    environment accepted its artifact before."""
     if deployment.automatic:
         return None
     now = now or timezone.now()
@@ -163,16 +174,16 @@ def blocker(deployment: Deployment, now=None) -> tuple[str, object] | None:
     if environment.required_approvals:
         missing = approvals_missing(deployment)
         if missing:
-            return (f"Waiting for review: {missing}", deployment.created + APPROVAL_TIMEOUT)
+            return Hold(f"Waiting for review: {missing}", deployment.created + APPROVAL_TIMEOUT, review=True)
     if deployment.override_by_id is None:
         windows = environments.freeze_windows_of(environment)
         reason = deploy_checks.start_blocker(windows, environment.wait_timer, deployment.created, now)
         if reason:
             ready = deploy_checks.wait_until(environment.wait_timer, deployment.created)
             if now < ready:
-                return (reason, ready)
-            opens = deploy_checks.next_open(windows, now)
-            return (reason, opens or now + timedelta(days=1))
+                return Hold(reason, ready)
+            # Frozen for over a year: look again tomorrow, in case the windows change.
+            return Hold(reason, deploy_checks.next_open(windows, now) or now + timedelta(days=1))
     return None
 
 
@@ -205,15 +216,13 @@ def hold(deployment: Deployment, now=None) -> bool:
         deployment.refresh_from_db()
         deployment.enqueue()
         return True
-    message, until = found
     was = deployment.deployment_status, deployment.message
-    _set_status(deployment, Deployment.Status.WAITING, message)
-    if was != (Deployment.Status.WAITING, message):
-        add_status(deployment, message)
-    if until is not None:
-        Deployment.objects.filter(pk=deployment.pk).update(due_at=until, enqueued_at=timezone.now())
-        deployment.refresh_from_db()
-        deployment.enqueue()
+    _set_status(deployment, Deployment.Status.WAITING, found.reason)
+    if was != (Deployment.Status.WAITING, found.reason):
+        add_status(deployment, found.reason)
+    Deployment.objects.filter(pk=deployment.pk).update(due_at=found.until, enqueued_at=timezone.now())
+    deployment.refresh_from_db()
+    deployment.enqueue()
     return False
 
 

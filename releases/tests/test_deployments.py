@@ -272,3 +272,20 @@ def test_a_targets_health_check_runs_after_its_deployment_and_on_schedule(privat
     assert deploy_job.check_health() == {"healthy": 0, "unhealthy": 1}
     a.refresh_from_db()
     assert a.check_healthy is False and a.checked_at is not None
+
+
+def test_a_deployment_nobody_reviews_in_time_ends_failed(private_repo, alice, bob, built, run_deploys):
+    dev = set_targets(
+        private_repo, "dev", ["a"], alice, required_approvals=1, reviewers=[{"type": "User", "id": alice.pk}]
+    )
+    build = built(private_repo, bob, release_files("v1"))
+    deployment = deployments.request_deployment(private_repo, dev, actor=bob, sha=build.head_sha)
+    Deployment.objects.filter(pk=deployment.pk).update(created=timezone.now() - deployments.APPROVAL_TIMEOUT)
+    deployment.refresh_from_db()
+    # The check that the scheduler would make once the timeout comes.
+    deployments.hold(deployment)
+    run_deploys()
+    deployment.refresh_from_db()
+    assert deployment.deployment_status == "Failed"
+    assert deployment.message.startswith("Nobody reviewed it in time.")
+    assert not deployment.targets.exists()
