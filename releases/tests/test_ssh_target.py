@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import os
 import re
+import stat
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,7 @@ import pytest
 from releases.ssh_target import (
     CommandTimedOut,
     HostKeyMismatch,
+    RemoteFileError,
     SshTarget,
     SshTargetError,
     TargetLayout,
@@ -218,6 +220,41 @@ def test_a_large_file_arrives_intact(sshd, deploy_key, tmp_path):
     received = (remote / "big.bin").read_bytes()
     assert len(received) == len(data)
     assert hashlib.sha256(received).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_single_file_operations_never_replace_or_follow_what_is_there(sshd, deploy_key, tmp_path):
+    local = tmp_path / "local.txt"
+    local.write_text("hello\n")
+    local.chmod(0o640)
+    remote = tmp_path / "remote"
+    with connect(sshd, deploy_key, scan_host_key("127.0.0.1", sshd.port)) as target:
+        assert target.mode(str(remote)) is None
+        assert target.make_directory(str(remote)) is True
+        assert target.make_directory(str(remote)) is False
+        target.upload_file(local, f"{remote}/file.txt")
+        assert (remote / "file.txt").stat().st_mode & 0o777 == 0o640
+        with pytest.raises(RemoteFileError) as exists:
+            target.upload_file(local, f"{remote}/file.txt")
+        assert exists.value.path == f"{remote}/file.txt"
+        target.make_link("file.txt", f"{remote}/link")
+        assert stat.S_ISLNK(target.mode(f"{remote}/link"))
+        assert target.read_file(f"{remote}/file.txt", 3) == b"hel"
+        with pytest.raises(RemoteFileError, match="not a regular file"):
+            target.read_file(f"{remote}/link", 100)
+        assert target.read_file(f"{remote}/missing", 100) is None
+        target.write_file(f"{remote}/written.json", b"[]")
+        target.set_mode(f"{remote}/written.json", 0o600)
+        assert (remote / "written.json").stat().st_mode & 0o777 == 0o600
+        assert (remote / "written.json").read_text() == "[]"
+        # A directory with files in it stays.
+        assert target.remove_directory(str(remote)) is False
+        for name in ("file.txt", "link", "written.json"):
+            target.remove_file(f"{remote}/{name}")
+        with pytest.raises(RemoteFileError) as missing:
+            target.remove_file(f"{remote}/file.txt")
+        assert missing.value.reason
+        assert target.remove_directory(str(remote)) is True
+    assert not remote.exists()
 
 
 class _HealthHandler(BaseHTTPRequestHandler):
