@@ -141,7 +141,7 @@ class EventTimer:
         return EventResult(self.name, status, round(time.monotonic() - self.started, 3), message)
 
 
-class Deployment:
+class TargetDeployment:
     """One deployment of a revision to one target: CodeDeploy's lifecycle events in order, each timed and recorded
     with its output going to on_line(event, line) as it comes, and `current` switched only when all succeeded.
 
@@ -487,10 +487,10 @@ class LocalTarget:
             file.write(installed_json(installed))
 
 
-class _LocalDeployment(Deployment):
+class _LocalDeployment(TargetDeployment):
     """A deployment's steps on a local target: hooks in the sandbox over the revision's root."""
 
-    errors = (*Deployment.errors, SandboxError, zipfile.BadZipFile)
+    errors = (*TargetDeployment.errors, SandboxError, zipfile.BadZipFile)
 
     def __init__(
         self,

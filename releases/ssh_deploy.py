@@ -1,7 +1,7 @@
 """The `ssh` deployment target's deploy step: a build's artifact deployed to a host over ssh, in CodeDeploy's order.
 
-The events, their results and the log are those of the local target (releases/local_target.py, `Deployment`); what
-differs is where they happen. Before anything reaches the host the artifact is checked here, on the portal: its
+The events, their results and the log are those of the local target (releases/local_target.py,
+`TargetDeployment`); what differs is where they happen. Before anything reaches the host the artifact is checked here, on the portal: its
 sha256 against the one its build recorded, its zip entries, and its appspec.yml (an error names the file, the line
 and the key). Only then is the host reached, with the environment's deploy key and the target's pinned host key
 (releases/ssh_target.py); a refused host key or an unreachable host is a FAILED result saying so, with nothing sent.
@@ -43,11 +43,11 @@ from releases.local_target import (
     INSTALLED_FILE,
     NOTE,
     REVISION_NAME,
-    Deployment,
     EventResult,
     EventStatus,
     EventTimer,
     LocalTargetError,
+    TargetDeployment,
     TargetResult,
     check_name,
     check_zip,
@@ -230,10 +230,10 @@ def _live_revision(connection: SshTarget, layout: TargetLayout) -> str | None:
     return name if target == f"revisions/{name}" and REVISION_NAME.match(name) else None
 
 
-class _SshDeployment(Deployment):
+class _SshDeployment(TargetDeployment):
     """A deployment's steps on a host, over one open connection."""
 
-    errors = (*Deployment.errors, SshTargetError)
+    errors = (*TargetDeployment.errors, SshTargetError)
 
     def __init__(
         self,
