@@ -16,6 +16,8 @@ import pwd
 import re
 import shutil
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
@@ -464,25 +466,146 @@ def _bundle_kind(path: Path) -> str:
     raise InstallError(f"{path.name} in the bundle is neither a file, a directory nor a link")
 
 
+class TargetFiles:
+    """A host's "/" as `install` sees it: the local target's revision root, or a real host over SFTP.
+
+    Paths are absolute paths on the target whose parent directories `install` has already checked are directories,
+    not links; no operation follows a link at the path itself. A failure raises InstallError naming the path."""
+
+    def mode(self, path: PurePosixPath) -> int | None:
+        """The path's st_mode, not following a link; None when nothing is there."""
+        raise NotImplementedError
+
+    def make_directory(self, path: PurePosixPath) -> bool:
+        """Make a directory (mode 0755 less the umask); False when something is already there."""
+        raise NotImplementedError
+
+    def remove_file(self, path: PurePosixPath) -> None:
+        raise NotImplementedError
+
+    def remove_directory(self, path: PurePosixPath) -> bool:
+        """Remove an empty directory; False when it is not empty (someone added files to it)."""
+        raise NotImplementedError
+
+    def make_link(self, target: str, path: PurePosixPath) -> None:
+        raise NotImplementedError
+
+    def copy_file(self, source: Path, path: PurePosixPath) -> None:
+        """Copy a regular file of the bundle to a new file with its mode (never setuid, setgid or sticky) and times."""
+        raise NotImplementedError
+
+    def set_mode(self, path: PurePosixPath, mode: int) -> None:
+        raise NotImplementedError
+
+    def check_accounts(self, owner: str | None, group: str | None) -> bool:
+        """Whether the user and the group exist on the target."""
+        raise NotImplementedError
+
+    def set_owner(self, path: PurePosixPath, owner: str | None, group: str | None) -> None:
+        """Change owner and group (either may be None), raising InstallError when not permitted."""
+        raise NotImplementedError
+
+
+class LocalFiles(TargetFiles):
+    """A directory standing for the host's "/": an appspec destination /srv/app is root/srv/app."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def host(self, path: PurePosixPath) -> Path:
+        return self.root.joinpath(*path.parts[1:])
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as error:
+            where = _on_target(self.root, Path(error.filename)) if error.filename else "the target"
+            raise InstallError(f"{where}: {error.strerror}")
+
+    def mode(self, path: PurePosixPath) -> int | None:
+        with self._errors():
+            try:
+                return os.lstat(self.host(path)).st_mode
+            except FileNotFoundError:
+                return None
+
+    def make_directory(self, path: PurePosixPath) -> bool:
+        with self._errors():
+            try:
+                os.mkdir(self.host(path))
+            except FileExistsError:
+                return False
+            return True
+
+    def remove_file(self, path: PurePosixPath) -> None:
+        with self._errors():
+            os.unlink(self.host(path))
+
+    def remove_directory(self, path: PurePosixPath) -> bool:
+        with self._errors():
+            try:
+                os.rmdir(self.host(path))
+            except OSError as error:
+                if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    return False
+                raise
+            return True
+
+    def make_link(self, target: str, path: PurePosixPath) -> None:
+        with self._errors():
+            os.symlink(target, self.host(path))
+
+    def copy_file(self, source: Path, path: PurePosixPath) -> None:
+        with self._errors():
+            _copy_file(source, self.host(path))
+
+    def set_mode(self, path: PurePosixPath, mode: int) -> None:
+        with self._errors():
+            os.chmod(self.host(path), mode)
+
+    def check_accounts(self, owner: str | None, group: str | None) -> bool:
+        try:
+            if owner is not None:
+                pwd.getpwnam(owner)
+            if group is not None:
+                grp.getgrnam(group)
+        except KeyError:
+            return False
+        return True
+
+    def set_owner(self, path: PurePosixPath, owner: str | None, group: str | None) -> None:
+        uid = pwd.getpwnam(owner).pw_uid if owner else -1
+        gid = grp.getgrnam(group).gr_gid if group else -1
+        try:
+            os.chown(self.host(path), uid, gid, follow_symlinks=False)
+        except PermissionError:
+            raise InstallError(f"permissions: {path}: not permitted to change its owner or group")
+
+
 def install(
     plan: list[PlannedFile],
-    target_root: Path,
+    target: Path | TargetFiles,
     behavior: FileExistsBehavior = FileExistsBehavior.DISALLOW,
     *,
     previous: tuple[str, ...] | list[str] = (),
     permissions: tuple[Permission, ...] = (),
 ) -> InstallResult:
-    """Copy the plan into target_root, which stands for the host's "/", with CodeDeploy's file_exists_behavior.
+    """Copy the plan onto a target: a directory standing for the host's "/", or a host's own files (TargetFiles),
+    with CodeDeploy's file_exists_behavior.
 
     `previous` is what the last install of this deployment group installed. CodeDeploy removes those files before
     copying, so a redeployment never meets its own files; only files it did not install count as existing. Unlike the
     agent, which removes them first and may then fail, every check runs before anything is removed or copied, so a
     refused install leaves the target as it was. `permissions` (mode, owner, group) apply to what this install
-    creates, as the agent applies them.
+    creates, as the agent applies them. Nothing is written through a link on the target.
     """
-    root = Path(target_root)
-    if not root.is_dir() or root.is_symlink():
-        raise InstallError("the target's directory does not exist")
+    if not isinstance(target, TargetFiles):
+        root = Path(target)
+        if not root.is_dir() or root.is_symlink():
+            raise InstallError("the target's directory does not exist")
+        target = LocalFiles(root)
+    host = _Host(target)
     earlier = {PurePosixPath(path) for path in previous}
     retained: list[PurePosixPath] = []
     replaced: list[PurePosixPath] = []
@@ -493,13 +616,13 @@ def install(
     for entry in plan:
         for directory in _directories(entry):
             if directory not in checked:
-                _check_directory(root, directory, earlier, made)
+                _check_directory(host, directory, earlier, made)
                 checked.add(directory)
         if entry.kind == "directory":
             continue
-        existing = _lstat(root, entry.destination)
+        existing = host.mode(entry.destination)
         if existing is not None and entry.destination not in earlier:
-            if stat.S_ISDIR(existing.st_mode):
+            if stat.S_ISDIR(existing):
                 raise InstallError(f"{entry.destination} is a directory on the target: the file cannot replace it")
             if behavior == FileExistsBehavior.DISALLOW:
                 raise InstallError(f"a file already exists at {entry.destination} (file_exists_behavior is DISALLOW)")
@@ -509,13 +632,8 @@ def install(
             replaced.append(entry.destination)
         if entry.kind == "file":
             copied.append(entry.destination)
-    changes = _permission_changes(permissions, copied, made)
-    skipped, overwritten = set(retained), set(replaced)
-    try:
-        installed = _copy_plan(root, plan, previous, skipped, overwritten, changes)
-    except OSError as error:
-        where = _on_target(root, Path(error.filename)) if error.filename else "the target"
-        raise InstallError(f"{where}: {error.strerror}")
+    changes = _permission_changes(host, permissions, copied, made)
+    installed = _copy_plan(host, plan, previous, set(retained), set(replaced), changes)
     return InstallResult(
         installed=tuple(installed),
         retained=tuple(str(path) for path in retained),
@@ -523,33 +641,62 @@ def install(
     )
 
 
-def _copy_plan(root: Path, plan, previous, skipped: set, overwritten: set, changes: list) -> list[str]:
-    _remove_installed(root, previous)
+class _Host:
+    """A target's files with each destination's parents checked first: directories, never links or files. The
+    directories found or made are remembered for the rest of the install (only the install changes them)."""
+
+    def __init__(self, files: TargetFiles):
+        self.files = files
+        self.directories: set[PurePosixPath] = set()
+
+    def path(self, destination: PurePosixPath) -> PurePosixPath:
+        """The destination, refused when it leaves the target or goes through a link or a file there."""
+        if not destination.is_absolute() or ".." in destination.parts:
+            raise InstallError(f"{destination} is not an absolute path inside the target")
+        for parent in reversed(destination.parents[:-1]):
+            if parent in self.directories:
+                continue
+            mode = self.files.mode(parent)
+            if mode is None:
+                break
+            if stat.S_ISLNK(mode):
+                raise InstallError(f"{destination} goes through a link on the target ({parent}): not followed")
+            if not stat.S_ISDIR(mode):
+                raise InstallError(f"{parent} is a file on the target, where {destination} needs a directory")
+            self.directories.add(parent)
+        return destination
+
+    def mode(self, destination: PurePosixPath) -> int | None:
+        return self.files.mode(self.path(destination))
+
+
+def _copy_plan(host: _Host, plan, previous, skipped: set, overwritten: set, changes: list) -> list[str]:
+    _remove_installed(host, previous)
     installed: list[str] = []
     present: set[PurePosixPath] = set()
     for entry in plan:
         for directory in _directories(entry):
             if directory not in present:
-                _make_directory(root, directory, installed)
+                _make_directory(host, directory, installed)
                 present.add(directory)
         if entry.kind == "directory":
             continue
         if entry.destination in skipped:
             continue
-        host = _host_path(root, entry.destination)
+        destination = host.path(entry.destination)
         if entry.destination in overwritten:
-            os.unlink(host)
+            host.files.remove_file(destination)
         if entry.kind == "link":
-            os.symlink(os.readlink(entry.source), host)
+            host.files.make_link(os.readlink(entry.source), destination)
         else:
-            _copy_file(entry.source, host)
+            host.files.copy_file(entry.source, destination)
         installed.append(str(entry.destination))
     for destination, permission in changes:
-        _apply_permission(root, destination, permission)
+        _apply_permission(host, destination, permission)
     return installed
 
 
-def _permission_changes(permissions, copied: list[PurePosixPath], made: list[PurePosixPath]) -> list[tuple]:
+def _permission_changes(host: _Host, permissions, copied: list[PurePosixPath], made: list[PurePosixPath]) -> list:
     """Which permission applies to which new file or directory, by the agent's rules; each at most once.
 
     An object that is a file being copied takes the permission itself; any other object is a directory whose new
@@ -565,7 +712,7 @@ def _permission_changes(permissions, copied: list[PurePosixPath], made: list[Pur
         changes[destination] = permission
 
     for permission in permissions:
-        _check_account(permission)
+        _check_account(host, permission)
         target = PurePosixPath(permission.object)
         if target in files:
             if "file" in permission.types:
@@ -593,56 +740,26 @@ def _simple_glob(pattern: str, name: str) -> bool:
     return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), name) is not None
 
 
-def _check_account(permission: Permission) -> None:
-    try:
-        if permission.owner is not None:
-            pwd.getpwnam(permission.owner)
-        if permission.group is not None:
-            grp.getgrnam(permission.group)
-    except KeyError:
+def _check_account(host: _Host, permission: Permission) -> None:
+    if permission.owner is None and permission.group is None:
+        return
+    if not host.files.check_accounts(permission.owner, permission.group):
         name = permission.owner if permission.group is None else f"{permission.owner or ''}:{permission.group}"
         raise InstallError(f"permissions: {permission.object}: no such user or group on the target ({name})")
 
 
-def _apply_permission(root: Path, destination: PurePosixPath, permission: Permission) -> None:
-    host = _host_path(root, destination)
-    try:
-        if permission.mode is not None:
-            os.chmod(host, permission.mode)
-        if permission.owner is not None or permission.group is not None:
-            uid = pwd.getpwnam(permission.owner).pw_uid if permission.owner else -1
-            gid = grp.getgrnam(permission.group).gr_gid if permission.group else -1
-            os.chown(host, uid, gid, follow_symlinks=False)
-    except PermissionError:
-        raise InstallError(f"permissions: {destination}: not permitted to change its owner or group")
+def _apply_permission(host: _Host, destination: PurePosixPath, permission: Permission) -> None:
+    path = host.path(destination)
+    if permission.mode is not None:
+        host.files.set_mode(path, permission.mode)
+    if permission.owner is not None or permission.group is not None:
+        host.files.set_owner(path, permission.owner, permission.group)
 
 
 def _directories(entry: PlannedFile) -> list[PurePosixPath]:
     """The directories an entry needs, outermost first: its missing ancestors are made as the agent makes them."""
     ancestors = list(reversed(entry.destination.parents[:-1]))
     return [*ancestors, entry.destination] if entry.kind == "directory" else ancestors
-
-
-def _host_path(root: Path, destination: PurePosixPath) -> Path:
-    """Where a destination lands under root; refused when it leaves root or goes through a link on the target."""
-    if not destination.is_absolute() or ".." in destination.parts:
-        raise InstallError(f"{destination} is not an absolute path inside the target")
-    path = root
-    for part in destination.parts[1:-1]:
-        path = path / part
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            return root.joinpath(*destination.parts[1:])
-        if stat.S_ISLNK(mode):
-            raise InstallError(
-                f"{destination} goes through a link on the target ({_on_target(root, path)}): not followed"
-            )
-        if not stat.S_ISDIR(mode):
-            raise InstallError(
-                f"{_on_target(root, path)} is a file on the target, where {destination} needs a directory"
-            )
-    return root.joinpath(*destination.parts[1:])
 
 
 def _on_target(root: Path, path: Path) -> str:
@@ -653,53 +770,47 @@ def _on_target(root: Path, path: Path) -> str:
         return path.name
 
 
-def _lstat(root: Path, destination: PurePosixPath) -> os.stat_result | None:
-    try:
-        return os.lstat(_host_path(root, destination))
-    except FileNotFoundError:
-        return None
-
-
-def _check_directory(root: Path, directory: PurePosixPath, earlier: set, made: list[PurePosixPath]) -> None:
+def _check_directory(host: _Host, directory: PurePosixPath, earlier: set, made: list[PurePosixPath]) -> None:
     """Refuse a file or a link where a directory goes; note in `made` the directories the install will create."""
-    existing = _lstat(root, directory)
+    existing = host.mode(directory)
     if existing is None or directory in earlier:
         if directory not in made:
             made.append(directory)
         return
-    if stat.S_ISDIR(existing.st_mode):
+    if stat.S_ISDIR(existing):
         return
-    kind = "a link" if stat.S_ISLNK(existing.st_mode) else "a file"
+    kind = "a link" if stat.S_ISLNK(existing) else "a file"
     raise InstallError(f"{directory} is {kind} on the target, where the appspec installs a directory")
 
 
-def _make_directory(root: Path, directory: PurePosixPath, installed: list[str]) -> None:
-    host = _host_path(root, directory)
-    try:
-        os.mkdir(host)
-    except FileExistsError:
-        if os.path.islink(host) or not os.path.isdir(host):
-            raise InstallError(f"{directory} is not a directory on the target")
+def _make_directory(host: _Host, directory: PurePosixPath, installed: list[str]) -> None:
+    path = host.path(directory)
+    if host.files.make_directory(path):
+        host.directories.add(path)
+        installed.append(str(directory))
         return
-    installed.append(str(directory))
+    mode = host.files.mode(path)
+    if mode is None or not stat.S_ISDIR(mode):
+        raise InstallError(f"{directory} is not a directory on the target")
+    host.directories.add(path)
 
 
-def _remove_installed(root: Path, previous) -> None:
+def _remove_installed(host: _Host, previous) -> None:
     """Remove what the last install created, newest first; a directory someone added files to stays."""
     for path in reversed(list(previous)):
+        destination = PurePosixPath(path)
         try:
-            host = _host_path(root, PurePosixPath(path))
-            mode = os.lstat(host).st_mode
-        except (FileNotFoundError, InstallError):
+            mode = host.mode(destination)
+        except InstallError:
+            continue
+        if mode is None:
             continue
         if not stat.S_ISDIR(mode):
-            os.unlink(host)
-            continue
-        try:
-            os.rmdir(host)
-        except OSError as error:
-            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
+            host.files.remove_file(destination)
+        elif host.files.remove_directory(destination):
+            host.directories.discard(destination)
+            for known in [known for known in host.directories if destination in known.parents]:
+                host.directories.discard(known)
 
 
 def _copy_file(source: Path, destination: Path) -> None:

@@ -27,6 +27,7 @@ from releases.local_target import EventResult, EventStatus, LocalTarget, TargetR
 from releases.masking import SecretMasker
 from releases.models import Deployment, DeploymentTarget, EnvironmentTarget
 from releases.sandbox import traversable_directory
+from releases.ssh_deploy import SshDeployTarget
 from releases.ssh_target import HealthResult
 from releases.storage import artifact_storage
 
@@ -291,8 +292,6 @@ def _place(target: EnvironmentTarget):
     if target.kind == EnvironmentTarget.Kind.LOCAL:
         place = LocalTarget(environment.repository_id, environment.name, target.name)
         return place, lambda check: place.health(check, host_uid=target_uid(target))
-    from releases.ssh_deploy import SshDeployTarget
-
     place = SshDeployTarget(
         host=target.host,
         port=target.port or 22,

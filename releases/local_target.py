@@ -130,7 +130,7 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
-class _Event:
+class EventTimer:
     """Times one event and turns its outcome into an EventResult."""
 
     def __init__(self, name: str):
@@ -139,6 +139,126 @@ class _Event:
 
     def end(self, status: EventStatus, message: str = "") -> EventResult:
         return EventResult(self.name, status, round(time.monotonic() - self.started, 3), message)
+
+
+class TargetDeployment:
+    """One deployment of a revision to one target: CodeDeploy's lifecycle events in order, each timed and recorded
+    with its output going to on_line(event, line) as it comes, and `current` switched only when all succeeded.
+
+    Each kind of target (local, ssh) gives the steps: `download` the bundle and read its appspec, `install` its files,
+    read the previous revision's appspec (ApplicationStop runs its scripts), `run_script` and `switch`. A step fails
+    by raising one of `errors`, whose message becomes the event's; the first event that fails or times out ends the
+    deployment, except ApplicationStop when its failures are to be ignored."""
+
+    errors: tuple[type[BaseException], ...] = (LocalTargetError, appspec.AppspecError, appspec.InstallError, OSError)
+
+    def __init__(
+        self,
+        revision: str,
+        previous: str | None,
+        *,
+        on_line: Callable[[str, str], None],
+        hook_variables: Mapping[str, str | None],
+        variables: Mapping[str, str],
+        ignore_application_stop_failures: bool = False,
+    ):
+        self.revision = revision
+        self.previous = previous
+        self.on_line = on_line
+        self.hook_variables = dict(hook_variables)
+        self.variables = dict(variables)
+        self.ignore_application_stop_failures = ignore_application_stop_failures
+
+    def note(self, event: str, text: str) -> None:
+        """A line of the target's own in an event's log, told apart from the hooks' output by its prefix."""
+        self.on_line(event, NOTE + text)
+
+    # The steps a kind of target gives.
+
+    def download(self) -> appspec.Appspec:
+        """Put the new revision's bundle in place and return its appspec."""
+        raise NotImplementedError
+
+    def install(self, spec: appspec.Appspec) -> None:
+        raise NotImplementedError
+
+    def previous_appspec(self) -> appspec.Appspec:
+        raise NotImplementedError
+
+    def run_script(
+        self,
+        event: str,
+        script: appspec.Script,
+        revision: appspec.Revision,
+        environment: Mapping[str, str],
+        timeout: float,
+    ) -> tuple[EventStatus, str]:
+        """Run one script of that revision's bundle; (SUCCEEDED, "") or the status and why."""
+        raise NotImplementedError
+
+    def switch(self) -> None:
+        raise NotImplementedError
+
+    # The lifecycle.
+
+    def run(self) -> TargetResult:
+        result = TargetResult(revision=self.revision, status=EventStatus.FAILED)
+        spec: appspec.Appspec | None = None
+        for step in appspec.hook_order(first_deployment=self.previous is None):
+            event = EventTimer(step.event)
+            try:
+                if step.event == "DownloadBundle":
+                    spec = self.download()
+                    result.warnings = tuple(
+                        f"{APPSPEC_NAME} line {warning.line}, {warning.path}: {warning.message}"
+                        for warning in spec.warnings
+                    )
+                    for warning in result.warnings:
+                        self.note(step.event, f"Warning: {warning}")
+                    outcome = event.end(EventStatus.SUCCEEDED)
+                elif step.event == "Install":
+                    self.install(spec)
+                    outcome = event.end(EventStatus.SUCCEEDED)
+                else:
+                    scripts_spec = self.previous_appspec() if step.revision == appspec.Revision.PREVIOUS else spec
+                    outcome = self._run_event(event, scripts_spec.scripts(step.event), step.revision)
+            except self.errors as error:
+                outcome = event.end(EventStatus.FAILED, error_message(error))
+            result.events.append(outcome)
+            if outcome.status in (EventStatus.SUCCEEDED, EventStatus.SKIPPED):
+                continue
+            self.note(step.event, f"{step.event} {outcome.status}: {outcome.message}")
+            if step.event == "ApplicationStop" and self.ignore_application_stop_failures:
+                self.note(step.event, "ApplicationStop failures are ignored for this deployment: going on")
+                continue
+            result.message = f"{step.event} {outcome.status}: {outcome.message}"
+            return result
+        try:
+            self.switch()
+        except self.errors as error:
+            result.message = f"The revision could not go live: {error_message(error)}"
+            return result
+        result.status = EventStatus.SUCCEEDED
+        return result
+
+    def _run_event(
+        self, event: EventTimer, scripts: tuple[appspec.Script, ...], revision: appspec.Revision
+    ) -> EventResult:
+        """Run an event's scripts one after the other; the first that fails or times out ends the event."""
+        if not scripts:
+            return event.end(EventStatus.SKIPPED, "no scripts")
+        environment = {
+            **self.variables,
+            **appspec.hook_environment(deployment_id=self.revision, lifecycle_event=event.name, **self.hook_variables),
+        }
+        budget_ends = time.monotonic() + appspec.MAX_EVENT_SECONDS
+        for script in scripts:
+            self.note(event.name, f"Running {script.location}")
+            timeout = min(script.timeout, max(0.0, budget_ends - time.monotonic()))
+            status, message = self.run_script(event.name, script, revision, environment, timeout)
+            if status != EventStatus.SUCCEEDED:
+                return event.end(status, f"{script.location}: {message}")
+        return event.end(EventStatus.SUCCEEDED)
 
 
 class LocalTarget:
@@ -277,67 +397,19 @@ class LocalTarget:
         if revision.exists() or revision.is_symlink():
             on_line("DownloadBundle", NOTE + f"Removing revision {name}, left by an earlier attempt")
             self.remove_revision(name)
-        result = TargetResult(revision=name, status=EventStatus.FAILED)
-        spec: appspec.Appspec | None = None
-        environment = dict(variables)
-        for step in appspec.hook_order(first_deployment=previous is None):
-            event = _Event(step.event)
-
-            def note(text: str, event_name: str = step.event) -> None:
-                on_line(event_name, NOTE + text)
-
-            try:
-                if step.event == "DownloadBundle":
-                    spec = self._download(revision, artifact_path, expected_sha256, previous)
-                    result.warnings = tuple(
-                        f"{APPSPEC_NAME} line {warning.line}, {warning.path}: {warning.message}"
-                        for warning in spec.warnings
-                    )
-                    for warning in result.warnings:
-                        note(f"Warning: {warning}")
-                    outcome = event.end(EventStatus.SUCCEEDED)
-                elif step.event == "Install":
-                    self._install(revision, spec, previous)
-                    outcome = event.end(EventStatus.SUCCEEDED)
-                else:
-                    if step.revision == appspec.Revision.PREVIOUS:
-                        where, scripts_spec = self.revision(previous), self._read_appspec(self.revision(previous))
-                    else:
-                        where, scripts_spec = revision, spec
-                    codedeploy = appspec.hook_environment(
-                        deployment_id=name, lifecycle_event=step.event, **hook_variables
-                    )
-                    outcome = self._run_event(
-                        event,
-                        scripts_spec.scripts(step.event),
-                        where,
-                        {**environment, **codedeploy},
-                        note=note,
-                        on_line=lambda line, event_name=step.event: on_line(event_name, line),
-                        host_uid=host_uid,
-                        limits=limits,
-                    )
-            except (
-                LocalTargetError,
-                appspec.AppspecError,
-                appspec.InstallError,
-                SandboxError,
-                OSError,
-                zipfile.BadZipFile,
-            ) as error:
-                outcome = event.end(EventStatus.FAILED, _message(error))
-            result.events.append(outcome)
-            if outcome.status in (EventStatus.SUCCEEDED, EventStatus.SKIPPED):
-                continue
-            note(f"{step.event} {outcome.status}: {outcome.message}")
-            if step.event == "ApplicationStop" and ignore_application_stop_failures:
-                note("ApplicationStop failures are ignored for this deployment: going on")
-                continue
-            result.message = f"{step.event} {outcome.status}: {outcome.message}"
-            return result
-        self.switch(name)
-        result.status = EventStatus.SUCCEEDED
-        return result
+        return _LocalDeployment(
+            self,
+            revision,
+            artifact_path,
+            expected_sha256,
+            previous=previous,
+            on_line=on_line,
+            hook_variables=hook_variables,
+            variables=variables,
+            host_uid=host_uid,
+            limits=limits,
+            ignore_application_stop_failures=ignore_application_stop_failures,
+        ).run()
 
     def health(
         self, command: str, *, host_uid: int | None = None, timeout: float = 30, limits: Limits = HOOK_LIMITS
@@ -412,45 +484,70 @@ class LocalTarget:
         )
         descriptor = os.open(revision / INSTALLED_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         with os.fdopen(descriptor, "w") as file:
-            json.dump(list(installed.installed), file)
+            file.write(installed_json(installed))
 
-    def _run_event(
+
+class _LocalDeployment(TargetDeployment):
+    """A deployment's steps on a local target: hooks in the sandbox over the revision's root."""
+
+    errors = (*TargetDeployment.errors, SandboxError, zipfile.BadZipFile)
+
+    def __init__(
         self,
-        event: _Event,
-        scripts: tuple[appspec.Script, ...],
-        revision: Path,
-        environment: Mapping[str, str],
+        target: LocalTarget,
+        directory: Path,
+        artifact: Path,
+        expected_sha256: str,
         *,
-        note: Callable[[str], None],
-        on_line: Callable[[str], None],
         host_uid: int | None,
         limits: Limits,
-    ) -> EventResult:
-        """Run an event's scripts one after the other; the first that fails or times out ends the event."""
-        if not scripts:
-            return event.end(EventStatus.SKIPPED, "no scripts")
-        budget_ends = time.monotonic() + appspec.MAX_EVENT_SECONDS
-        for script in scripts:
-            note(f"Running {script.location}")
-            if script.runas:
-                note(f"runas {script.runas} noted: the script runs as the sandbox's own unprivileged user")
-            command = _script_command(revision / "bundle", script.location, note)
-            timeout = min(script.timeout, max(0.0, budget_ends - time.monotonic()))
-            status, message = _run_sandboxed(
-                command,
-                revision,
-                environment=environment,
-                timeout=timeout,
-                on_line=on_line,
-                host_uid=host_uid,
-                limits=limits,
-            )
-            if status != EventStatus.SUCCEEDED:
-                return event.end(status, f"{script.location}: {message}")
-        return event.end(EventStatus.SUCCEEDED)
+        **options,
+    ):
+        super().__init__(directory.name, **options)
+        self.target = target
+        self.directory = directory
+        self.artifact = artifact
+        self.expected_sha256 = expected_sha256
+        self.host_uid = host_uid
+        self.limits = limits
+
+    def download(self) -> appspec.Appspec:
+        return self.target._download(self.directory, self.artifact, self.expected_sha256, self.previous)
+
+    def install(self, spec: appspec.Appspec) -> None:
+        self.target._install(self.directory, spec, self.previous)
+
+    def previous_appspec(self) -> appspec.Appspec:
+        return self.target._read_appspec(self.target.revision(self.previous))
+
+    def run_script(
+        self,
+        event: str,
+        script: appspec.Script,
+        revision: appspec.Revision,
+        environment: Mapping[str, str],
+        timeout: float,
+    ) -> tuple[EventStatus, str]:
+        where = self.target.revision(self.previous) if revision == appspec.Revision.PREVIOUS else self.directory
+        if script.runas:
+            self.note(event, f"runas {script.runas} noted: the script runs as the sandbox's own unprivileged user")
+        command = _script_command(where / "bundle", script.location, lambda text: self.note(event, text))
+        return _run_sandboxed(
+            command,
+            where,
+            environment=environment,
+            timeout=timeout,
+            on_line=lambda line: self.on_line(event, line),
+            host_uid=self.host_uid,
+            limits=self.limits,
+        )
+
+    def switch(self) -> None:
+        self.target.switch(self.revision)
 
 
-def _message(error: BaseException) -> str:
+def error_message(error: BaseException) -> str:
+    """An error as an event's message: an OSError by its reason and the file's name, anything else as it says."""
     if isinstance(error, OSError) and error.strerror:
         return f"{error.strerror}{': ' + os.path.basename(error.filename) if error.filename else ''}"
     return str(error)
@@ -458,11 +555,25 @@ def _message(error: BaseException) -> str:
 
 def _read_installed(revision: Path) -> list[str]:
     try:
-        installed = json.loads((revision / INSTALLED_FILE).read_text())
+        text = (revision / INSTALLED_FILE).read_text()
     except FileNotFoundError:
         return []
+    return installed_paths(text, revision.name)
+
+
+def installed_json(result: appspec.InstallResult) -> str:
+    """A revision's installed.json: what its install created, for the next install to remove first."""
+    return json.dumps(list(result.installed))
+
+
+def installed_paths(text: str | bytes, revision: str) -> list[str]:
+    """The paths a revision's installed.json lists."""
+    try:
+        installed = json.loads(text)
+    except ValueError:
+        installed = None
     if not isinstance(installed, list) or not all(isinstance(path, str) for path in installed):
-        raise LocalTargetError(f"{INSTALLED_FILE} of revision {revision.name} is not a list of paths.")
+        raise LocalTargetError(f"{INSTALLED_FILE} of revision {revision} is not a list of paths.")
     return installed
 
 

@@ -83,6 +83,15 @@ class HostKeyMismatch(SshTargetError):
         )
 
 
+class RemoteFileError(SshTargetError):
+    """A file operation on the host was refused or failed (no such file, permission denied…): `path` and `reason`."""
+
+    def __init__(self, path: str, reason: str, where: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path} on {where}: {reason}")
+
+
 class CommandTimedOut(SshTargetError):
     """A command ran past its timeout and was killed, with its whole process group."""
 
@@ -370,14 +379,124 @@ class SshTarget:
         # The directory's own mode last: a read-only directory could not have received its files.
         await _set_mode_and_times(sftp, remote, info)
 
-    async def _upload_file(self, sftp: asyncssh.SFTPClient, local: Path, remote: str, info: os.stat_result):
+    async def _upload_file(
+        self, sftp: asyncssh.SFTPClient, local: Path, remote: str, info: os.stat_result, *, exclusive: bool = False
+    ):
         # An explicit loop rather than asyncssh's redirect(), which has been seen to cut large
         # transfers short; each write is awaited, so a slow host slows the reading down instead of filling memory.
         with local.open("rb") as source:
-            async with sftp.open(remote, "wb") as destination:
+            async with sftp.open(remote, "xb" if exclusive else "wb") as destination:
                 while chunk := source.read(COPY_CHUNK):
                     await destination.write(chunk)
         await _set_mode_and_times(sftp, remote, info)
+
+    # Single files, for installing a revision's files at their destinations on the host. None follows a link at
+    # the path itself.
+
+    def mode(self, path: str) -> int | None:
+        """The st_mode of what is at path (a link's own), or None when nothing is there."""
+        return self._call(self._file_operation(path, self._mode))
+
+    async def _mode(self, sftp: asyncssh.SFTPClient, path: str) -> int | None:
+        try:
+            attributes = await sftp.lstat(path)
+        except asyncssh.SFTPNoSuchFile:
+            return None
+        return attributes.permissions
+
+    def make_directory(self, path: str) -> bool:
+        """Make a directory (mode 0755 less the server's umask); False when something is already there."""
+        return self._call(self._file_operation(path, self._make_directory))
+
+    async def _make_directory(self, sftp: asyncssh.SFTPClient, path: str) -> bool:
+        try:
+            await sftp.mkdir(path, asyncssh.SFTPAttrs(permissions=0o755))
+        except asyncssh.SFTPError:
+            # OpenSSH answers a plain failure for an existing path: look.
+            if await self._mode(sftp, path) is not None:
+                return False
+            raise
+        return True
+
+    def remove_file(self, path: str) -> None:
+        """Remove a file or a symbolic link."""
+        self._call(self._file_operation(path, lambda sftp, path: sftp.remove(path)))
+
+    def remove_directory(self, path: str) -> bool:
+        """Remove an empty directory; False when it is not empty."""
+        return self._call(self._file_operation(path, self._remove_directory))
+
+    async def _remove_directory(self, sftp: asyncssh.SFTPClient, path: str) -> bool:
+        try:
+            await sftp.rmdir(path)
+        except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPPermissionDenied):
+            raise
+        except asyncssh.SFTPError:
+            # OpenSSH answers a plain failure for a directory that is not empty.
+            mode = await self._mode(sftp, path)
+            if mode is not None and stat.S_ISDIR(mode):
+                return False
+            raise
+        return True
+
+    def make_link(self, target: str, path: str) -> None:
+        """Make a symbolic link at path pointing to target."""
+        if not target or "\0" in target:
+            raise SshTargetError("A link needs a target.")
+        self._call(self._file_operation(path, lambda sftp, path: sftp.symlink(target, path)))
+
+    def upload_file(self, local: str | os.PathLike, remote: str) -> None:
+        """Copy a local regular file to a new file at remote (never replacing one) with its mode, less set-user-id
+        and set-group-id, and its times."""
+        local = Path(local)
+
+        async def upload(sftp: asyncssh.SFTPClient, path: str) -> None:
+            await self._upload_file(sftp, local, path, os.stat(local), exclusive=True)
+
+        self._call(self._file_operation(remote, upload))
+
+    def set_mode(self, path: str, mode: int) -> None:
+        self._call(self._file_operation(path, lambda sftp, path: sftp.chmod(path, mode)))
+
+    def set_owner(self, path: str, uid: int | None, gid: int | None) -> None:
+        """Change the owner and group by number (None keeps one as it is): only root may give a file away."""
+
+        async def change(sftp: asyncssh.SFTPClient, path: str) -> None:
+            current = await sftp.lstat(path)
+            await sftp.chown(path, uid if uid is not None else current.uid, gid if gid is not None else current.gid)
+
+        self._call(self._file_operation(path, change))
+
+    def read_file(self, path: str, limit: int) -> bytes | None:
+        """Up to limit bytes of the regular file at path; None when there is nothing there."""
+
+        async def read(sftp: asyncssh.SFTPClient, path: str) -> bytes | None:
+            mode = await self._mode(sftp, path)
+            if mode is None:
+                return None
+            if not stat.S_ISREG(mode):
+                raise RemoteFileError(path, "not a regular file", self._where)
+            async with sftp.open(path, "rb") as file:
+                return await file.read(limit)
+
+        return self._call(self._file_operation(path, read))
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Write data to a new file at path (never replacing one)."""
+
+        async def write(sftp: asyncssh.SFTPClient, path: str) -> None:
+            async with sftp.open(path, "xb", asyncssh.SFTPAttrs(permissions=mode)) as file:
+                await file.write(data)
+
+        self._call(self._file_operation(path, write))
+
+    async def _file_operation(self, path: str, operation):
+        path = _remote_path(path)
+        sftp = await self._sftp_client()
+        try:
+            return await operation(sftp, path)
+        except asyncssh.SFTPError as exc:
+            raise RemoteFileError(path, exc.reason, self._where) from exc
 
     def run(
         self,

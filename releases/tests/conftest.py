@@ -1,17 +1,28 @@
-"""Real sandboxed builds: bubblewrap and bash, on a workspace in tmp_path, with small limits so each stays quick."""
+"""Real sandboxed builds: bubblewrap and bash, on a workspace in tmp_path, with small limits so each stays quick.
+
+And a real OpenSSH sshd on a loopback port, with its own host keys and config, for the ssh target: it logs in only
+the user it runs as unless it runs as root, so a deployment logs in as the user running the tests (root in CI).
+Nothing of the machine's own sshd is used (config, host keys, authorized_keys); only, as root, the empty privilege
+separation directory sshd insists on."""
 
 import os
+import pwd
 import random
 import shutil
+import socket
+import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from releases.buildspec import parse_buildspec
 from releases.runner import BuildContext, BuildResult, run_build
 from releases.sandbox import BuildDirectory, Limits, prepare_build_directory
+from releases.ssh_target import generate_deploy_key
 
 SMALL_LIMITS = Limits(
     timeout_seconds=30,
@@ -176,3 +187,136 @@ def run_deploys(rq_queues):
         SimpleWorker([queue], connection=queue.connection).work(burst=True)
 
     return run
+
+
+# A real OpenSSH sshd, for the ssh target.
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+PRIVSEP_DIRECTORY = Path("/run/sshd")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def alive(pid: int) -> bool:
+    """Whether pid is a live process (a zombie waiting for a parent that is gone counts as dead)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+@dataclass
+class Sshd:
+    directory: Path
+    port: int = field(default_factory=free_port)
+    user: str = field(default_factory=lambda: pwd.getpwuid(os.getuid()).pw_name)
+    # Variables sshd sets in every session (SetEnv), such as a HOME of the test's own.
+    environment: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+    @property
+    def authorized_keys(self) -> Path:
+        return self.directory / "authorized_keys"
+
+    @property
+    def host_key(self) -> Path:
+        return self.directory / "host_ed25519_key"
+
+    def new_host_keys(self) -> str:
+        """Give the server fresh host keys (Ed25519 and ECDSA); returns the Ed25519 one's public line."""
+        for name, algorithm in (("host_ed25519_key", "ssh-ed25519"), ("host_ecdsa_key", "ecdsa-sha2-nistp256")):
+            key = asyncssh.generate_private_key(algorithm)
+            path = self.directory / name
+            path.unlink(missing_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(key.export_private_key())
+        return asyncssh.read_private_key(self.host_key).export_public_key().decode().strip()
+
+    def start(self) -> None:
+        config = self.directory / "sshd_config"
+        config.write_text(
+            f"ListenAddress 127.0.0.1\n"
+            f"Port {self.port}\n"
+            f"HostKey {self.directory / 'host_ed25519_key'}\n"
+            f"HostKey {self.directory / 'host_ecdsa_key'}\n"
+            f"PidFile {self.directory / 'sshd.pid'}\n"
+            f"AuthorizedKeysFile {self.authorized_keys}\n"
+            f"AllowUsers {self.user}\n"
+            "StrictModes no\n"
+            "UsePAM no\n"
+            "PubkeyAuthentication yes\n"
+            "PasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\n"
+            "PermitRootLogin prohibit-password\n"
+            "PermitUserEnvironment no\n"
+            "PermitUserRC no\n"
+            "PrintMotd no\n"
+            "PrintLastLog no\n"
+            "UseDNS no\n"
+            "X11Forwarding no\n"
+            "AllowTcpForwarding no\n"
+            "Subsystem sftp internal-sftp\n"
+            + "".join(f"SetEnv {name}={value}\n" for name, value in self.environment.items())
+        )
+        log = self.directory / "sshd.log"
+        with log.open("w") as log_file:
+            self.process = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log_file, cwd=self.directory
+            )
+        deadline = time.monotonic() + 10
+        while "Server listening" not in log.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"sshd did not start:\n{log.read_text()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture
+def sshd_environment() -> dict[str, str]:
+    """Variables the test sshd sets in every session; a test module overrides it (a HOME of its own, say)."""
+    return {}
+
+
+@pytest.fixture
+def sshd(tmp_path, sshd_environment):
+    """A real OpenSSH sshd on a free loopback port: its own host keys, config and authorized_keys, public keys
+    only; killed at teardown."""
+    if os.getuid() == 0 and not PRIVSEP_DIRECTORY.is_dir():
+        # A root sshd refuses to start without it; the package's own service creates the same empty directory.
+        PRIVSEP_DIRECTORY.mkdir(mode=0o755, exist_ok=True)
+    directory = tmp_path / "sshd"
+    directory.mkdir()
+    server = Sshd(directory, environment=dict(sshd_environment))
+    server.new_host_keys()
+    server.authorized_keys.write_text("")
+    for attempt in range(3):
+        try:
+            server.start()
+            break
+        except RuntimeError:
+            # Another process took the free port between the probe and sshd's bind: try another.
+            if attempt == 2:
+                raise
+            server.port = free_port()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def deploy_key(sshd):
+    """An environment's deploy key, its public half authorized on the host."""
+    private, public = generate_deploy_key()
+    sshd.authorized_keys.write_text(public + "\n")
+    return private

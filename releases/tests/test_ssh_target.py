@@ -8,14 +8,10 @@ host keys or authorized_keys; only, as root, the empty privilege separation dire
 import asyncio
 import hashlib
 import os
-import pwd
 import re
-import shutil
-import socket
-import subprocess
+import stat
 import threading
 import time
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,6 +21,7 @@ import pytest
 from releases.ssh_target import (
     CommandTimedOut,
     HostKeyMismatch,
+    RemoteFileError,
     SshTarget,
     SshTargetError,
     TargetLayout,
@@ -33,127 +30,7 @@ from releases.ssh_target import (
     parse_host_key,
     scan_host_key,
 )
-
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-PRIVSEP_DIRECTORY = Path("/run/sshd")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def alive(pid: int) -> bool:
-    """Whether pid is a live process (a zombie waiting for a parent that is gone counts as dead)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in status
-
-
-@dataclass
-class Sshd:
-    directory: Path
-    port: int = field(default_factory=free_port)
-    user: str = field(default_factory=lambda: pwd.getpwuid(os.getuid()).pw_name)
-    process: subprocess.Popen | None = None
-
-    @property
-    def authorized_keys(self) -> Path:
-        return self.directory / "authorized_keys"
-
-    @property
-    def host_key(self) -> Path:
-        return self.directory / "host_ed25519_key"
-
-    def new_host_keys(self) -> str:
-        """Give the server fresh host keys (Ed25519 and ECDSA); returns the Ed25519 one's public line."""
-        for name, algorithm in (("host_ed25519_key", "ssh-ed25519"), ("host_ecdsa_key", "ecdsa-sha2-nistp256")):
-            key = asyncssh.generate_private_key(algorithm)
-            path = self.directory / name
-            path.unlink(missing_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(key.export_private_key())
-        return asyncssh.read_private_key(self.host_key).export_public_key().decode().strip()
-
-    def start(self) -> None:
-        config = self.directory / "sshd_config"
-        config.write_text(
-            f"ListenAddress 127.0.0.1\n"
-            f"Port {self.port}\n"
-            f"HostKey {self.directory / 'host_ed25519_key'}\n"
-            f"HostKey {self.directory / 'host_ecdsa_key'}\n"
-            f"PidFile {self.directory / 'sshd.pid'}\n"
-            f"AuthorizedKeysFile {self.authorized_keys}\n"
-            f"AllowUsers {self.user}\n"
-            "StrictModes no\n"
-            "UsePAM no\n"
-            "PubkeyAuthentication yes\n"
-            "PasswordAuthentication no\n"
-            "KbdInteractiveAuthentication no\n"
-            "PermitRootLogin prohibit-password\n"
-            "PermitUserEnvironment no\n"
-            "PermitUserRC no\n"
-            "PrintMotd no\n"
-            "PrintLastLog no\n"
-            "UseDNS no\n"
-            "X11Forwarding no\n"
-            "AllowTcpForwarding no\n"
-            "Subsystem sftp internal-sftp\n"
-        )
-        log = self.directory / "sshd.log"
-        with log.open("w") as log_file:
-            self.process = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log_file, cwd=self.directory
-            )
-        deadline = time.monotonic() + 10
-        while "Server listening" not in log.read_text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"sshd did not start:\n{log.read_text()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-
-@pytest.fixture
-def sshd(tmp_path):
-    """A real OpenSSH sshd on a free loopback port: its own host keys, config and authorized_keys, public keys
-    only; killed at teardown."""
-    if os.getuid() == 0 and not PRIVSEP_DIRECTORY.is_dir():
-        # A root sshd refuses to start without it; the package's own service creates the same empty directory.
-        PRIVSEP_DIRECTORY.mkdir(mode=0o755, exist_ok=True)
-    directory = tmp_path / "sshd"
-    directory.mkdir()
-    server = Sshd(directory)
-    server.new_host_keys()
-    server.authorized_keys.write_text("")
-    for attempt in range(3):
-        try:
-            server.start()
-            break
-        except RuntimeError:
-            # Another process took the free port between the probe and sshd's bind: try another.
-            if attempt == 2:
-                raise
-            server.port = free_port()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def deploy_key(sshd):
-    """An environment's deploy key, its public half authorized on the host."""
-    private, public = generate_deploy_key()
-    sshd.authorized_keys.write_text(public + "\n")
-    return private
+from releases.tests.conftest import alive, free_port
 
 
 def connect(sshd, private_key, host_key):
@@ -343,6 +220,41 @@ def test_a_large_file_arrives_intact(sshd, deploy_key, tmp_path):
     received = (remote / "big.bin").read_bytes()
     assert len(received) == len(data)
     assert hashlib.sha256(received).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_single_file_operations_never_replace_or_follow_what_is_there(sshd, deploy_key, tmp_path):
+    local = tmp_path / "local.txt"
+    local.write_text("hello\n")
+    local.chmod(0o640)
+    remote = tmp_path / "remote"
+    with connect(sshd, deploy_key, scan_host_key("127.0.0.1", sshd.port)) as target:
+        assert target.mode(str(remote)) is None
+        assert target.make_directory(str(remote)) is True
+        assert target.make_directory(str(remote)) is False
+        target.upload_file(local, f"{remote}/file.txt")
+        assert (remote / "file.txt").stat().st_mode & 0o777 == 0o640
+        with pytest.raises(RemoteFileError) as exists:
+            target.upload_file(local, f"{remote}/file.txt")
+        assert exists.value.path == f"{remote}/file.txt"
+        target.make_link("file.txt", f"{remote}/link")
+        assert stat.S_ISLNK(target.mode(f"{remote}/link"))
+        assert target.read_file(f"{remote}/file.txt", 3) == b"hel"
+        with pytest.raises(RemoteFileError, match="not a regular file"):
+            target.read_file(f"{remote}/link", 100)
+        assert target.read_file(f"{remote}/missing", 100) is None
+        target.write_file(f"{remote}/written.json", b"[]")
+        target.set_mode(f"{remote}/written.json", 0o600)
+        assert (remote / "written.json").stat().st_mode & 0o777 == 0o600
+        assert (remote / "written.json").read_text() == "[]"
+        # A directory with files in it stays.
+        assert target.remove_directory(str(remote)) is False
+        for name in ("file.txt", "link", "written.json"):
+            target.remove_file(f"{remote}/{name}")
+        with pytest.raises(RemoteFileError) as missing:
+            target.remove_file(f"{remote}/file.txt")
+        assert missing.value.reason
+        assert target.remove_directory(str(remote)) is True
+    assert not remote.exists()
 
 
 class _HealthHandler(BaseHTTPRequestHandler):
