@@ -65,13 +65,18 @@ def _gone(worker: Worker) -> bool:
 
 
 def check_worker() -> dict:
-    """rq workers registered in Redis whose process lives, and how long ago the latest of them beat."""
+    """rq workers registered in Redis whose process lives, and how long ago the latest of them beat: up when every
+    queue has one, with the queues that have none named."""
     try:
         workers = [worker for worker in Worker.all(connection=_redis()) if not _gone(worker)]
+        listened = {name for worker in workers for name in worker.queue_names()}
     except Exception as error:
         return {"status": UNKNOWN, "error": _error(error)}
     beats = [worker.last_heartbeat for worker in workers if worker.last_heartbeat is not None]
-    answer = {"status": UP if workers else DOWN, "workers": len(workers)}
+    missing = [name for name in settings.RQ_QUEUES if name not in listened]
+    answer = {"status": DOWN if missing else UP, "workers": len(workers)}
+    if missing:
+        answer["queues_without_a_worker"] = missing
     if beats:
         answer["last_heartbeat_seconds_ago"] = max(0, round(time.time() - max(beats).timestamp()))
     return answer

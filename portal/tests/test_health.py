@@ -12,8 +12,8 @@ from rq import Worker
 @pytest.fixture
 def worker(rq_queues):
     """A real rq worker registered in Redis, as `rqworker` registers itself at start."""
-    queue = rq_queues["default"]
-    worker = Worker([queue], connection=queue.connection)
+    queues = list(rq_queues.values())
+    worker = Worker(queues, connection=queues[0].connection)
     worker.register_birth()
     worker.heartbeat()
     yield worker
@@ -72,7 +72,22 @@ def test_a_worker_whose_process_is_gone_is_not_counted(client, rq_queues, worker
     # Killed before it could sign off, a worker stays registered in Redis until its registration expires.
     worker.pid = 2**22 + 1
     worker.connection.hset(worker.key, "pid", worker.pid)
-    assert json.loads(client.get("/-/health").content)["checks"]["worker"] == {"status": "down", "workers": 0}
+    assert json.loads(client.get("/-/health").content)["checks"]["worker"] == {
+        "status": "down",
+        "workers": 0,
+        "queues_without_a_worker": ["default", "builds", "deploys"],
+    }
+
+
+def test_a_queue_without_a_worker_is_down(client, rq_queues, settings):
+    queue = rq_queues["default"]
+    worker = Worker([queue, rq_queues["builds"]], connection=queue.connection)
+    worker.register_birth()
+    try:
+        check = json.loads(client.get("/-/health").content)["checks"]["worker"]
+    finally:
+        worker.register_death()
+    assert (check["status"], check["workers"], check["queues_without_a_worker"]) == ("down", 1, ["deploys"])
 
 
 def test_a_disk_nearly_full_is_low(client, db, settings):

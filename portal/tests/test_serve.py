@@ -280,7 +280,8 @@ def test_serve_starts_everything_prints_the_urls_and_sigterm_stops_every_process
     assert "valkey-server" in running
     assert "gunicorn portal.wsgi" in running
     assert "manage.py sshd" in running
-    assert "manage.py rqworker default builds deploys --with-scheduler" in running
+    assert "manage.py rqworker default --with-scheduler" in running
+    assert "manage.py rqworker builds" in running and "manage.py rqworker deploys" in running
     assert ssh_answers(serve)
 
     password = re.search(r"password: +(\S+)", output).group(1)

@@ -214,7 +214,10 @@ class Command(BaseCommand):
         settings.PORTAL_INTERNAL_SOCKET.parent.chmod(0o700)
         boss.start(Child("web", gunicorn_command(), env, cwd))
         boss.start(Child("ssh", manage_command("sshd"), env, cwd))
-        boss.start(Child("worker", manage_command("rqworker", *QUEUES, "--with-scheduler"), env, cwd))
+        # A worker per queue, so that an hour-long build never holds up a deployment, an email or a webhook.
+        boss.start(Child("worker", manage_command("rqworker", "default", "--with-scheduler"), env, cwd))
+        boss.start(Child("builds-worker", manage_command("rqworker", "builds"), env, cwd))
+        boss.start(Child("deploys-worker", manage_command("rqworker", "deploys"), env, cwd))
         # rq's cron scheduler runs the job reconciler every minute (portal/cron.py).
         boss.start(Child("cron", manage_command("rqcron", "portal.cron"), env, cwd))
 
@@ -224,7 +227,7 @@ class Command(BaseCommand):
             "  Portal is running. Stop it with Ctrl-C.",
             f"    web:     {settings.PORTAL_BASE_URL}/  (gunicorn on {settings.PORTAL_HTTP_HOST}:{settings.PORTAL_HTTP_PORT})",
             f"    ssh:     {settings.PORTAL_SSH_HOST}:{settings.PORTAL_SSH_PORT}",
-            f"    worker:  rq queues {', '.join(QUEUES)}, with the scheduler",
+            f"    workers: one per rq queue ({', '.join(QUEUES)}), the first with the scheduler",
             f"    cron:    the job reconciler, every {settings.PORTAL_JOB_RECONCILE_INTERVAL} seconds",
             f"    redis:   {self.redis_description}",
             "  Clone URLs:",
