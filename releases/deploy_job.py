@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -25,7 +26,7 @@ from portal import jobs
 from releases import batches, deploy_checks, deployments, environments, logs, secrets
 from releases.local_target import EventResult, EventStatus, LocalTarget, TargetResult
 from releases.masking import SecretMasker
-from releases.models import Deployment, DeploymentTarget, EnvironmentTarget
+from releases.models import Deployment, DeploymentTarget, Environment, EnvironmentTarget
 from releases.sandbox import traversable_directory
 from releases.ssh_deploy import SshDeployTarget
 from releases.ssh_target import HealthResult
@@ -69,7 +70,12 @@ def _run(deployment: Deployment) -> None:
     if deployment.stop_requested:
         deployments.record_end(deployment, Deployment.Status.STOPPED, "Stopped before it started.")
         return
-    found = deployments.blocker(deployment)
+    with transaction.atomic():
+        # The environment's row is the lock that lets one deployment at a time past this point.
+        Environment.objects.select_for_update().filter(pk=deployment.environment_id).first()
+        found = deployments.blocker(deployment)
+        if found is None:
+            deployments.mark_in_progress(deployment)
     if found is not None:
         if found.review and found.until <= timezone.now():
             deployments.record_end(deployment, Deployment.Status.FAILED, f"Nobody reviewed it in time. {found.reason}")
@@ -115,9 +121,9 @@ def _deploy(deployment: Deployment, log: logs.LogWriter) -> dict:
             str(previous.pk) if previous else None,
         )
     except batches.DeploymentConfigError as error:
-        deployments.mark_in_progress(deployment, previous=previous, config=_config(config), minimum=0)
+        deployments.record_plan(deployment, previous=previous, config=_config(config), minimum=0)
         return _fail(log, str(error))
-    deployments.mark_in_progress(deployment, previous=previous, config=_config(config), minimum=plan.minimum)
+    deployments.record_plan(deployment, previous=previous, config=_config(config), minimum=plan.minimum)
     what = f"rollback of deployment {deployment.rollback_of_id}" if deployment.rollback_of_id else "deployment"
     log.line(f"Deployment {deployment.pk} ({what}) of {repository.full_name} at {deployment.sha} to {environment.name}")
     log.line(f"Artifact {artifact.name}.zip sha256:{artifact.sha256} of build #{artifact.build.number}")

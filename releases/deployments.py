@@ -164,13 +164,25 @@ class Hold:
     review: bool = False
 
 
+# How often a deployment held by another one running on its environment looks again.
+BUSY_RETRY = timedelta(seconds=5)
+
+
 def blocker(deployment: Deployment, now=None) -> Hold | None:
-    """What holds the deployment now; None when nothing does. An automatic rollback is held by nothing: the
-    environment accepted its artifact before."""
-    if deployment.automatic:
-        return None
+    """What holds the deployment now; None when nothing does. One deployment runs on an environment at a time, as
+    in a CodeDeploy deployment group; beyond that an automatic rollback is held by nothing: the environment
+    accepted its artifact before."""
     now = now or timezone.now()
     environment = deployment.environment
+    running = (
+        environment.deployments.filter(deployment_status=Deployment.Status.IN_PROGRESS)
+        .exclude(pk=deployment.pk)
+        .first()
+    )
+    if running is not None:
+        return Hold(f"Waiting for deployment {running.pk}, which is running on {environment.name}.", now + BUSY_RETRY)
+    if deployment.automatic:
+        return None
     if environment.required_approvals:
         missing = approvals_missing(deployment)
         if missing:
@@ -329,16 +341,17 @@ def roll_back(deployment: Deployment, *, actor: User | None, automatic: bool = F
 # Recording, called by the job.
 
 
-def mark_in_progress(deployment: Deployment, *, previous: Deployment | None, config: dict, minimum: int) -> None:
-    _set_status(
-        deployment,
-        Deployment.Status.IN_PROGRESS,
-        config=config,
-        minimum_healthy=minimum,
-        previous=previous,
-        deploy_started=timezone.now(),
-    )
+def mark_in_progress(deployment: Deployment) -> None:
+    _set_status(deployment, Deployment.Status.IN_PROGRESS, deploy_started=timezone.now())
     add_status(deployment, "Deploying")
+
+
+def record_plan(deployment: Deployment, *, previous: Deployment | None, config: dict, minimum: int) -> None:
+    """What the deployment runs with: the configuration, its minimum and the environment's revision before it."""
+    changes = {"config": config, "minimum_healthy": minimum, "previous": previous}
+    Deployment.objects.filter(pk=deployment.pk).update(**changes)
+    for name, value in changes.items():
+        setattr(deployment, name, value)
 
 
 @transaction.atomic

@@ -289,3 +289,23 @@ def test_a_deployment_nobody_reviews_in_time_ends_failed(private_repo, alice, bo
     assert deployment.deployment_status == "Failed"
     assert deployment.message.startswith("Nobody reviewed it in time.")
     assert not deployment.targets.exists()
+
+
+def test_one_deployment_runs_on_an_environment_at_a_time(private_repo, alice, bob, built, run_deploys):
+    dev = set_targets(private_repo, "dev", ["a"], alice)
+    build = built(private_repo, bob, release_files("v1"))
+    first = deployments.request_deployment(private_repo, dev, actor=bob, sha=build.head_sha)
+    Deployment.objects.filter(pk=first.pk).update(deployment_status=Deployment.Status.IN_PROGRESS)
+    second = deployments.request_deployment(private_repo, dev, actor=bob, sha=build.head_sha)
+    assert second.deployment_status == "Waiting"
+    assert second.message == f"Waiting for deployment {first.pk}, which is running on dev."
+    # The job finds it held too, and gives it back.
+    Deployment.objects.filter(pk=second.pk).update(due_at=timezone.now())
+    deploy_job.run_deployment(second.pk)
+    second.refresh_from_db()
+    assert (second.deployment_status, second.state, second.attempts) == ("Waiting", "queued", 0)
+    Deployment.objects.filter(pk=first.pk).update(deployment_status=Deployment.Status.SUCCEEDED)
+    deployments.hold(second)
+    run_deploys()
+    second.refresh_from_db()
+    assert second.deployment_status == "Succeeded", second.message
