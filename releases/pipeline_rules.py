@@ -16,10 +16,11 @@ Each step also moves every execution as far as the rules let it, so the job neve
 does only that, for the passing of time (an approval's timeout). A refused change raises `PipelineRuleError` with
 the reason to show as it is; the `*_blocker` methods give the same reason to a page that draws a button.
 
-The state is stored as JSON: `pipeline.to_json()` is a dict of plain values (the structure version, a counter, the
-disabled transitions and every execution with its stage runs and actions, times as ISO 8601), and
-`Pipeline.from_json(data, spec)` rebuilds it with the pipeline's structure of that version, which is stored with it
-(the pipeline.yml it was read from). Executions are numbered by the pipeline (1, 2, …) in the order they start.
+The state is stored as JSON: `pipeline.to_json()` is a dict of plain values (the structure version, the last
+execution and stage entry numbered, the disabled transitions, and every execution with its stage runs and actions,
+times as ISO 8601), and `Pipeline.from_json(data, spec)` rebuilds it equal to what was stored, given the pipeline's
+structure of that version, which is stored beside it (the pipeline.yml it was read from). Executions are numbered
+by the pipeline (1, 2, …) in the order they start; ended ones stay, as retry and rollback look back at them.
 """
 
 from dataclasses import dataclass, replace
@@ -213,14 +214,16 @@ class Step:
 class Pipeline:
     """A pipeline's state: its structure (of `version`), its executions and its disabled transitions.
 
-    `counter` numbers executions and entries into stages, in order.
+    `last_execution` numbers executions as they start; `last_entry` numbers every entry of an execution into a
+    stage, in order.
     """
 
     spec: PipelineSpec
     version: int = 1
     executions: tuple[Execution, ...] = ()
     disabled: tuple[DisabledTransition, ...] = ()
-    counter: int = 0
+    last_execution: int = 0
+    last_entry: int = 0
 
     # Reading the state.
 
@@ -261,12 +264,13 @@ class Pipeline:
         The source stage's only action is the push itself, so it succeeds at once with the commit; the execution
         then waits in front of the second stage like any other.
         """
-        number = self.counter + 1
+        number = self.last_execution + 1
+        entry = self.last_entry + 1
         source = self.spec.stages[0]
         run = StageRun(
             stage=source.name,
             status=Status.SUCCEEDED,
-            entry=number,
+            entry=entry,
             started_at=now,
             ended_at=now,
             actions=tuple(
@@ -282,7 +286,7 @@ class Pipeline:
             stage_runs=(run,),
             waiting_for=self.spec.stages[1].name,
         )
-        pipeline = replace(self, executions=(*self.executions, execution), counter=number)
+        pipeline = replace(self, executions=(*self.executions, execution), last_execution=number, last_entry=entry)
         return pipeline._settle(now, [ExecutionStarted(number, source_sha)])
 
     def action_finished(
@@ -513,7 +517,8 @@ class Pipeline:
     def to_json(self) -> dict:
         return {
             "version": self.version,
-            "counter": self.counter,
+            "last_execution": self.last_execution,
+            "last_entry": self.last_entry,
             "disabled": [
                 {"stage": item.stage, "disabled_at": item.disabled_at.isoformat(), "reason": item.reason}
                 for item in self.disabled
@@ -527,7 +532,8 @@ class Pipeline:
         return cls(
             spec=spec,
             version=data["version"],
-            counter=data["counter"],
+            last_execution=data["last_execution"],
+            last_entry=data["last_entry"],
             disabled=tuple(
                 DisabledTransition(item["stage"], datetime.fromisoformat(item["disabled_at"]), item["reason"])
                 for item in data["disabled"]
@@ -698,25 +704,26 @@ class Pipeline:
         if pipeline.transition_disabled(stage) is not None or pipeline.holder(stage) is not None:
             return pipeline
         entering = waiting[0]
-        entry = pipeline.counter + 1
+        entry = pipeline.last_entry + 1
         run = StageRun(stage=stage, status=Status.IN_PROGRESS, entry=entry, started_at=now)
         entered = replace(entering, waiting_for=None, stage_runs=(*entering.stage_runs, run))
-        return replace(pipeline._put(entered), counter=entry)
+        return replace(pipeline._put(entered), last_entry=entry)
 
     # Helpers.
 
     def _start_rollback(self, stage: str, target: Execution, now: datetime) -> tuple["Pipeline", ExecutionStarted]:
-        number = self.counter + 1
+        number = self.last_execution + 1
+        entry = self.last_entry + 1
         execution = Execution(
             id=number,
             source_sha=target.source_sha,
             structure_version=self.version,
             status=Status.IN_PROGRESS,
             started_at=now,
-            stage_runs=(StageRun(stage=stage, status=Status.IN_PROGRESS, entry=number, started_at=now),),
+            stage_runs=(StageRun(stage=stage, status=Status.IN_PROGRESS, entry=entry, started_at=now),),
             rollback_of=target.id,
         )
-        pipeline = replace(self, executions=(*self.executions, execution), counter=number)
+        pipeline = replace(self, executions=(*self.executions, execution), last_execution=number, last_entry=entry)
         return pipeline, ExecutionStarted(number, target.source_sha, rollback_of=target.id)
 
     def _put(self, execution: Execution) -> "Pipeline":
