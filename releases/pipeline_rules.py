@@ -637,9 +637,10 @@ class Pipeline:
         return self._put(execution)
 
     def _failed(self, execution: Execution, stage: Stage, failed: list, now: datetime, effects: list) -> "Pipeline":
-        """An action failed: the stage and the execution fail, unless the stage retries itself once on failure
-        (§5, "Automatic on-failure behaviour"). Actions still in progress go on; the stage stays locked until they
-        end, so that it never runs two executions' actions."""
+        """An action failed: the stage and the execution fail, unless the stage retries itself on failure (§5,
+        "Automatic on-failure behaviour"), which it does once per run of the stage, so that a stage that always
+        fails does not run forever. Actions still in progress go on; the stage stays locked until they end, so that
+        it never runs two executions' actions."""
         run = execution.current
         on_failure = stage.on_failure
         if on_failure is not None and on_failure.result == FailureResult.RETRY and not run.auto_retried:

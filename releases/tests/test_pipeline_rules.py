@@ -16,7 +16,7 @@ from releases.pipeline_rules import (
     Status,
     StopMode,
 )
-from releases.pipelinespec import RetryMode, default_pipeline, parse_pipeline
+from releases.pipelinespec import RetryMode, default_pipeline, default_pipeline_yaml, parse_pipeline
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -162,8 +162,6 @@ def test_queued_mode_runs_executions_first_in_first_out():
 
 
 def default_pipeline_yaml_queued() -> str:
-    from releases.pipelinespec import default_pipeline_yaml
-
     return default_pipeline_yaml("main").replace("execution_mode: SUPERSEDED", "execution_mode: QUEUED")
 
 
