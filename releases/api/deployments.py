@@ -22,7 +22,7 @@ from django.urls import reverse
 from ninja import Field, Query, Schema, Status
 from ninja.errors import HttpError
 
-from portal.api import InputSchema, UserOut, api_url, current_user, gitea_unsupported, principal, user_out
+from portal.api import InputSchema, Message, UserOut, api_url, current_user, gitea_unsupported, principal, user_out
 from portal.api_pages import MAX_PAGE_SIZE, PageParams, link_header, paginate
 from portal.api_scopes import READ_REPO, WRITE_REPO
 from portal.models import Team, User
@@ -692,7 +692,7 @@ def list_deployment_statuses(request: HttpRequest, owner: str, repo: str, deploy
 @router.post(
     DEPLOYMENT + "/statuses",
     scope=WRITE_REPO,
-    response={405: None},
+    response={405: Message},
     tags=TAGS,
     summary="Not supported: statuses are the portal's own",
     description=(

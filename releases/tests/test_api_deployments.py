@@ -5,10 +5,13 @@ import asyncssh
 import pytest
 from django.test import Client
 
+from portal import services as accounts
 from portal.models import AuditEvent
 from releases.models import Deployment, Environment
 from releases.tests.deploying import release_files
 from releases.tests.test_builds import push_files
+from repos import services as repo_services
+from repos.models import Role
 from repos.tests.api_client import send, token_for
 
 ENVIRONMENTS = "/repos/alice/project/environments"
@@ -266,10 +269,39 @@ def test_a_refused_environment_names_the_field_and_changes_nothing(private_repo,
     assert Environment.objects.filter(repository=private_repo).count() == 1
 
 
-pytestmark_transactional = pytest.mark.usefixtures("transactional_db")
+def test_a_team_of_the_owning_organization_reviews_as_github_shows_it(alice, bob, settings):
+    org = accounts.create_organization(actor=alice, name="acme")
+    devs = accounts.create_team(org, actor=alice, name="devs", description="The developers")
+    accounts.add_team_member(devs, bob, actor=alice)
+    tool = repo_services.create_repository(actor=alice, owner=org, name="tool")
+    repo_services.set_team_role(tool, devs, actor=alice, role=Role.READ)
+    body = {"reviewers": [{"type": "Team", "id": devs.pk}], "prevent_self_review": True}
+    response = send(Client(), "PUT", "/repos/acme/tool/environments/uat", body, **token_for(alice))
+    assert response.status_code == 200, response.content
+    [rule] = response.json()["protection_rules"]
+    assert rule == {
+        "type": "required_reviewers",
+        "prevent_self_review": True,
+        "reviewers": [
+            {
+                "type": "Team",
+                "reviewer": {
+                    "id": devs.pk,
+                    "name": "devs",
+                    "slug": "devs",
+                    "description": "The developers",
+                    "html_url": f"{settings.PORTAL_BASE_URL}/orgs/acme/teams/devs",
+                },
+            }
+        ],
+    }
+    assert response.json()["required_approvals"] == 1
 
 
-@pytestmark_transactional
+transactional = pytest.mark.usefixtures("transactional_db")
+
+
+@transactional
 def test_a_writer_deploys_through_the_api_and_the_worker_runs_it(
     private_repo, alice, bob, carol, api, built, run_deploys, settings
 ):
@@ -361,7 +393,7 @@ def test_a_writer_deploys_through_the_api_and_the_worker_runs_it(
     assert api("carol", "GET", f"{DEPLOYMENTS}/{deployment.pk + 100}").status_code == 404
 
 
-@pytestmark_transactional
+@transactional
 def test_deployments_are_listed_newest_first_filtered_paged_and_rolled_back(
     private_repo, alice, bob, api, built, run_deploys, settings
 ):
@@ -428,7 +460,7 @@ def test_deployments_are_listed_newest_first_filtered_paged_and_rolled_back(
     assert fields(api("carol", "GET", f"{DEPLOYMENTS}?per_page=101")) == ["query.per_page"]
 
 
-@pytestmark_transactional
+@transactional
 def test_reviewers_approve_or_reject_through_the_api_and_writers_stop(
     private_repo, alice, bob, carol, api, built, run_deploys
 ):
