@@ -356,7 +356,6 @@ API_ROUTES: dict[tuple[str, str], str] = {
     # the site administrator; the writer's deployment of build #1 waits for one of their reviews.
     ("GET", f"{A}{RP}/environments"): repo(Role.READ),
     ("GET", f"{A}{RP}/environments/{{environment_name}}"): repo(Role.READ),
-    ("PUT", f"{A}{RP}/environments/{{environment_name}}"): repo(Role.ADMIN),
     ("GET", f"{A}{RP}/deployments"): repo(Role.READ),
     ("POST", f"{A}{RP}/deployments"): repo(Role.WRITE),
     ("GET", f"{A}{RP}/deployments/{{deployment_id}}"): repo(Role.READ),
@@ -369,6 +368,8 @@ API_ROUTES: dict[tuple[str, str], str] = {
     # Nothing succeeded before it: a writer is told there is nothing to roll back to (422).
     ("POST", f"{A}{RP}/deployments/{{deployment_id}}/rollback"): repo(Role.WRITE),
     ("POST", f"{A}{RP}/deployments/{{deployment_id}}/stop"): repo(Role.WRITE),
+    # After the review: the admin's change takes the reviewers away.
+    ("PUT", f"{A}{RP}/environments/{{environment_name}}"): repo(Role.ADMIN),
     ("DELETE", f"{A}{RP}/environments/{{environment_name}}"): repo(Role.ADMIN),
     # Last, because it succeeds for the repository's admin.
     ("DELETE", f"{A}{RP}"): repo(Role.ADMIN),
@@ -443,7 +444,7 @@ def world(private_repo, alice, bob, carol, mallory, admin, settings):
     hooks = _webhooks(private_repo, org, alice)
     build_variables = _build_variables(private_repo, org, alice)
     builds = _builds(private_repo, alice, settings)
-    deploys = _deployments(private_repo, alice, bob, [carol, bob, alice, admin], builds["@artifact"])
+    deploys = _deployments(private_repo, alice, bob, [carol, bob, alice, admin])
     # A job row, for the routes that requeue or cancel one (unconfirmed, so it stays as it is).
     maintenance = RepositoryMaintenance.objects.create(repository=private_repo)
     for role in refs:
@@ -556,12 +557,22 @@ def _builds(repo, alice, settings) -> dict:
     return {"@artifact": artifact.pk, "@run": ended.pk}
 
 
-def _deployments(repo, alice, bob, reviewers, artifact_id: int) -> dict:
-    """The environment dev of alice/project with one local target and reviewers; bob's deployment of the artifact
-    to it, waiting for a review."""
-    from releases import deployments, environments
-    from releases.models import BuildArtifact
+def _deployments(repo, alice, bob, reviewers) -> dict:
+    """The environment dev of alice/project with one local target and reviewers; a successful build of the branch
+    deployable (which no other route stops or moves) with an artifact; bob's deployment of it to dev, waiting for a
+    review."""
+    from releases import deployments, environments, services
+    from releases.models import Build, BuildArtifact
 
+    git.update_ref(repo.path, "refs/heads/deployable", git.branch_sha(repo.path, "main"), git.ZERO_SHA)
+    sha = git.commit_files(
+        repo.path, "deployable", {"app.txt": b"v1\n"}, "app", name="alice", email="alice@example.com"
+    )
+    build = services.start_build(repo, sha=sha, ref="refs/heads/deployable", trigger="manual", initiator=alice)
+    services.record_result(build, status=Build.BuildStatus.SUCCEEDED)
+    artifact = BuildArtifact.objects.create(
+        build=build, name="app", sha256="1" * 64, size_in_bytes=0, files=[], provenance={"payload": ""}
+    )
     dev, _created, _keys = environments.set_environment(
         repo,
         "dev",
@@ -569,9 +580,7 @@ def _deployments(repo, alice, bob, reviewers, artifact_id: int) -> dict:
         targets=[{"name": "a", "type": "local"}],
         reviewers=[{"type": "User", "id": user.pk} for user in reviewers],
     )
-    deployment = deployments.request_deployment(
-        repo, dev, actor=bob, artifact=BuildArtifact.objects.get(pk=artifact_id)
-    )
+    deployment = deployments.request_deployment(repo, dev, actor=bob, artifact=artifact)
     return {"@deployment": deployment.pk, "@deployment_status": deployment.statuses.get().pk}
 
 
@@ -769,9 +778,9 @@ def _api_body(method: str, path: str) -> dict:
     if "/actions/variables/" in path:
         return {"value": "matrix"}
     if path.endswith("/environments/{environment_name}"):
-        return {"wait_timer": 0}
+        return {"wait_timer": 0, "reviewers": []}
     if path.endswith("/deployments"):
-        return {"environment": "dev", "ref": "main"}
+        return {"environment": "dev", "ref": "deployable"}
     if path.endswith("/deployments/{deployment_id}/reviews"):
         return {"state": "approved", "comment": "matrix"}
     if path.endswith("/keys"):

@@ -367,6 +367,7 @@ def deployment_out(deployment: Deployment, viewer: User) -> dict:
     """A deployment in GitHub's shape, with its artifact, build, rollback link and the portal's status."""
     repository = deployment.repository
     url = api_url(f"/repos/{repository.full_name}/deployments/{deployment.pk}")
+    # The newest of its moments, its last status's included when the query annotated it (_deployments).
     moments = [deployment.created, deployment.deploy_started, deployment.deploy_ended]
     moments.append(getattr(deployment, "last_status", None))
     return {
