@@ -504,3 +504,24 @@ def test_reviewers_approve_or_reject_through_the_api_and_writers_stop(
     run_deploys()
     assert api("bob", "GET", f"{DEPLOYMENTS}/{approved['id']}").json()["status"] == "Succeeded"
     assert [d["status"] for d in api("bob", "GET", DEPLOYMENTS).json()] == ["Stopped", "Failed", "Succeeded"]
+
+
+@transactional
+def test_a_failed_deployment_shows_the_portals_automatic_rollback(private_repo, alice, bob, api, built, run_deploys):
+    assert api("alice", "PUT", f"{ENVIRONMENTS}/dev", {"targets": local_targets("a")}).status_code == 200
+    built(private_repo, bob, release_files("v1"))
+    good = api("bob", "POST", DEPLOYMENTS, {"environment": "dev", "ref": "main"}).json()
+    run_deploys()
+    built(private_repo, bob, release_files("v2", fail={"ValidateService": "exit 1"}))
+    bad = api("bob", "POST", DEPLOYMENTS, {"environment": "dev", "ref": "main"}).json()
+    run_deploys()
+
+    rollback, failed, first = api("carol", "GET", DEPLOYMENTS).json()
+    assert (failed["id"], failed["status"], first["id"]) == (bad["id"], "Failed", good["id"])
+    assert "1 failed" in failed["message"]
+    assert (rollback["rollback_of"], rollback["automatic_rollback"], rollback["creator"]) == (bad["id"], True, None)
+    assert (rollback["artifact_digest"], rollback["status"]) == (good["artifact_digest"], "Succeeded")
+    assert [s["state"] for s in api("carol", "GET", f"{DEPLOYMENTS}/{bad['id']}/statuses").json()][0] == "failure"
+    assert api("carol", "GET", f"{DEPLOYMENTS}?sha={good['sha']}").json() == [rollback, first]
+    [target] = api("carol", "GET", f"{ENVIRONMENTS}/dev").json()["targets"]
+    assert (target["artifact_digest"], target["last_deployment_id"]) == (good["artifact_digest"], rollback["id"])
