@@ -510,7 +510,7 @@ def _settings(payload: EnvironmentIn) -> dict:
         changes["deployment_branch_policy"] = _branch_policy(payload.deployment_branch_policy)
     if "deployment_config" in given:
         config = payload.deployment_config
-        changes["deployment_config"] = config.model_dump(exclude_unset=True) if config is not None else None
+        changes["deployment_config"] = config.model_dump(exclude_unset=True, exclude_none=True) if config else None
     for name in ("targets", "freeze_windows"):
         if name in given:
             rows = getattr(payload, name)

@@ -14,6 +14,8 @@ from repos import services as repo_services
 from repos.models import Role
 from repos.tests.api_client import send, token_for
 
+# Tests that run builds and deployments: their workers see what the test committed.
+transactional = pytest.mark.usefixtures("transactional_db")
 ENVIRONMENTS = "/repos/alice/project/environments"
 DEPLOYMENTS = "/repos/alice/project/deployments"
 ENVIRONMENT_FIELDS = {
@@ -296,9 +298,6 @@ def test_a_team_of_the_owning_organization_reviews_as_github_shows_it(alice, bob
         ],
     }
     assert response.json()["required_approvals"] == 1
-
-
-transactional = pytest.mark.usefixtures("transactional_db")
 
 
 @transactional
