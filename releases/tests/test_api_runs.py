@@ -11,15 +11,12 @@ from django.test import Client
 from portal.models import AuditEvent
 from releases import logs, services
 from releases.models import Build
-from releases.tests import test_builds
 from releases.tests.test_builds import FAILING, SLEEPING, once_log_shows, push_files
 from repos import git
 from repos.tests.api_client import send, token_for
 from reviews import services as review_services
 from reviews.tests.conftest import make_branch
 
-# The real rq worker of the builds queue, as the builds' own tests run it.
-run_builds = test_builds.run_builds
 PASSING = FAILING.replace("test 1 -eq 3", "true")
 RUNS = "/repos/alice/project/actions/runs"
 ARTIFACTS = "/repos/alice/project/actions/artifacts"
