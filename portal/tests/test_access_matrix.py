@@ -352,6 +352,25 @@ API_ROUTES: dict[tuple[str, str], str] = {
     # Builds: the key that signs provenance is public; an artifact's attestations are the repository's.
     ("GET", f"{A}/builds/provenance-key"): PUBLIC,
     ("GET", f"{A}{RP}/attestations/{{subject_digest}}"): repo(Role.READ),
+    # Environments and deployments: dev has a local target and, as reviewers, the reader, the writer, the admin and
+    # the site administrator; the writer's deployment of build #1 waits for one of their reviews.
+    ("GET", f"{A}{RP}/environments"): repo(Role.READ),
+    ("GET", f"{A}{RP}/environments/{{environment_name}}"): repo(Role.READ),
+    ("GET", f"{A}{RP}/deployments"): repo(Role.READ),
+    ("POST", f"{A}{RP}/deployments"): repo(Role.WRITE),
+    ("GET", f"{A}{RP}/deployments/{{deployment_id}}"): repo(Role.READ),
+    ("GET", f"{A}{RP}/deployments/{{deployment_id}}/statuses"): repo(Role.READ),
+    ("GET", f"{A}{RP}/deployments/{{deployment_id}}/statuses/{{status_id}}"): repo(Role.READ),
+    # Statuses are the portal's own: whoever sees the deployment is told so (405); outsiders still get 404.
+    ("POST", f"{A}{RP}/deployments/{{deployment_id}}/statuses"): repo(Role.READ),
+    # Reviewers review, whatever their role: here every column with access is one.
+    ("POST", f"{A}{RP}/deployments/{{deployment_id}}/reviews"): repo(Role.READ),
+    # Nothing succeeded before it: a writer is told there is nothing to roll back to (422).
+    ("POST", f"{A}{RP}/deployments/{{deployment_id}}/rollback"): repo(Role.WRITE),
+    ("POST", f"{A}{RP}/deployments/{{deployment_id}}/stop"): repo(Role.WRITE),
+    # After the review: the admin's change takes the reviewers away.
+    ("PUT", f"{A}{RP}/environments/{{environment_name}}"): repo(Role.ADMIN),
+    ("DELETE", f"{A}{RP}/environments/{{environment_name}}"): repo(Role.ADMIN),
     # Last, because it succeeds for the repository's admin.
     ("DELETE", f"{A}{RP}"): repo(Role.ADMIN),
 }
@@ -425,6 +444,7 @@ def world(private_repo, alice, bob, carol, mallory, admin, settings):
     hooks = _webhooks(private_repo, org, alice)
     build_variables = _build_variables(private_repo, org, alice)
     builds = _builds(private_repo, alice, settings)
+    deploys = _deployments(private_repo, alice, bob, [carol, bob, alice, admin])
     # A job row, for the routes that requeue or cancel one (unconfirmed, so it stays as it is).
     maintenance = RepositoryMaintenance.objects.create(repository=private_repo)
     for role in refs:
@@ -446,6 +466,7 @@ def world(private_repo, alice, bob, carol, mallory, admin, settings):
             | hooks
             | build_variables
             | builds
+            | deploys
         )
     return {"people": people, "tokens": tokens, "refs": refs}
 
@@ -534,6 +555,33 @@ def _builds(repo, alice, settings) -> dict:
     spec = b"version: 0.2\nphases:\n  build:\n    commands:\n      - echo ok\n"
     git.commit_files(repo.path, "ci", {"buildspec.yml": spec}, "build", name="alice", email="alice@example.com")
     return {"@artifact": artifact.pk, "@run": ended.pk}
+
+
+def _deployments(repo, alice, bob, reviewers) -> dict:
+    """The environment dev of alice/project with one local target and reviewers; a successful build of the branch
+    deployable (which no other route stops or moves) with an artifact; bob's deployment of it to dev, waiting for a
+    review."""
+    from releases import deployments, environments, services
+    from releases.models import Build, BuildArtifact
+
+    git.update_ref(repo.path, "refs/heads/deployable", git.branch_sha(repo.path, "main"), git.ZERO_SHA)
+    sha = git.commit_files(
+        repo.path, "deployable", {"app.txt": b"v1\n"}, "app", name="alice", email="alice@example.com"
+    )
+    build = services.start_build(repo, sha=sha, ref="refs/heads/deployable", trigger="manual", initiator=alice)
+    services.record_result(build, status=Build.BuildStatus.SUCCEEDED)
+    artifact = BuildArtifact.objects.create(
+        build=build, name="app", sha256="1" * 64, size_in_bytes=0, files=[], provenance={"payload": ""}
+    )
+    dev, _created, _keys = environments.set_environment(
+        repo,
+        "dev",
+        actor=alice,
+        targets=[{"name": "a", "type": "local"}],
+        reviewers=[{"type": "User", "id": user.pk} for user in reviewers],
+    )
+    deployment = deployments.request_deployment(repo, dev, actor=bob, artifact=artifact)
+    return {"@deployment": deployment.pk, "@deployment_status": deployment.statuses.get().pk}
 
 
 def _notifications(alice, people: dict) -> dict:
@@ -687,6 +735,9 @@ def test_api_operations_follow_the_matrix(world, who):
             "run_id": refs["@run"],
             "artifact_id": refs["@artifact"],
             "workflow_id": "buildspec.yml",
+            "environment_name": "dev",
+            "deployment_id": refs["@deployment"],
+            "status_id": refs["@deployment_status"],
         }
         if "/revoked_keys/" in path:
             values["id"] = refs["@revocation"]
@@ -726,6 +777,12 @@ def _api_body(method: str, path: str) -> dict:
         return {"data": "matrix"}
     if "/actions/variables/" in path:
         return {"value": "matrix"}
+    if path.endswith("/environments/{environment_name}"):
+        return {"wait_timer": 0, "reviewers": []}
+    if path.endswith("/deployments"):
+        return {"environment": "dev", "ref": "deployable"}
+    if path.endswith("/deployments/{deployment_id}/reviews"):
+        return {"state": "approved", "comment": "matrix"}
     if path.endswith("/keys"):
         return {"title": "matrix", "key": _public_key()}
     if path.endswith("/hooks"):

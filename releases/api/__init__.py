@@ -1,11 +1,14 @@
-"""Build endpoints: runs and artifacts in GitHub Actions' shapes, secrets and variables in Gitea's.
+"""Build and deployment endpoints: runs and artifacts in GitHub Actions' shapes, secrets and variables in Gitea's,
+environments and deployments in GitHub's.
 
-Every endpoint asks the access modules first and changes state only through releases.services. The topic modules
-add their endpoints to the one router when imported.
+Every endpoint asks the access modules first and changes state only through the services (releases.services,
+releases.environments, releases.deployments). The topic modules add their endpoints to the one router when
+imported.
 """
 
 from releases.api import (
-    provenance,  # noqa: F401  (importing it registers its endpoints)
+    deployments,  # noqa: F401  (importing it registers its endpoints)
+    provenance,  # noqa: F401
     runs,  # noqa: F401
     secrets,  # noqa: F401
 )
