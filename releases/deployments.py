@@ -322,11 +322,15 @@ def stop(deployment: Deployment, *, actor: User) -> None:
 def roll_back(deployment: Deployment, *, actor: User | None, automatic: bool = False) -> Deployment | None:
     """Deploy again the artifact of the environment's last successful deployment before this one, as a rollback
     of it; None when there is none (a first deployment has nothing to go back to)."""
+    if not automatic:
+        access.require(access.can_deploy, actor, deployment.repository, "Only the repository's writers roll back.")
+        if not deployment.is_ended:
+            raise field_error(
+                f"Deployment {deployment.pk} is still {deployment.deployment_status}: stop it first.", "rollback"
+            )
     previous = last_success(deployment.environment, before=deployment)
     if previous is None:
         return None
-    if not automatic:
-        access.require(access.can_deploy, actor, deployment.repository, "Only the repository's writers roll back.")
     return request_deployment(
         deployment.repository,
         deployment.environment,

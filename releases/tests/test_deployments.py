@@ -239,10 +239,16 @@ def test_retention_keeps_the_artifacts_deployments_name(private_repo, alice, bob
     assert gone.expired and not artifact_storage().exists(gone.storage_name)
     # The kept artifact still rolls back.
     second = built(private_repo, bob, release_files("v3"))
-    failed = deployments.request_deployment(private_repo, dev, actor=bob, sha=second.head_sha)
-    deployments.roll_back(failed, actor=bob)
+    later = deployments.request_deployment(private_repo, dev, actor=bob, sha=second.head_sha)
+    with pytest.raises(ValidationError):
+        # Not before it ended.
+        deployments.roll_back(later, actor=bob)
     run_deploys()
-    assert Deployment.objects.filter(rollback_of=failed, deployment_status="Succeeded").exists()
+    later.refresh_from_db()
+    rollback = deployments.roll_back(later, actor=bob)
+    run_deploys()
+    rollback.refresh_from_db()
+    assert (rollback.artifact, rollback.deployment_status) == (kept, "Succeeded")
 
 
 def test_a_targets_health_check_runs_after_its_deployment_and_on_schedule(private_repo, alice, bob, built, run_deploys):
