@@ -88,7 +88,7 @@ def _log_piece(owner, offset: int, line: int, *, hooks: bool, durations: dict | 
     full = len(data) < logs.READ_LIMIT
     if not (owner.is_ended and full):
         data = data[: data.rfind(b"\n") + 1]
-    header = log_html.HOOK if hooks else log_html._PHASE
+    header = log_html.HOOK if hooks else None
     return {
         "offset": offset + len(data),
         "line": line + log_html.count_lines(data),

@@ -73,11 +73,13 @@ def environment_settings(request: HttpRequest, owner: str, name: str) -> HttpRes
     return render(request, "releases/environment_settings.html", context, status=400 if form.errors else 200)
 
 
-def _variable_forms(request: HttpRequest | None = None) -> dict:
+def _variable_forms() -> dict:
     return {kind: form_class(auto_id=f"id_{kind}_%s") for kind, form_class in VARIABLE_FORMS.items()}
 
 
-def _edit_page(request: HttpRequest, repo: Repository, environment: Environment, **more) -> HttpResponse:
+def _edit_page(
+    request: HttpRequest, repo: Repository, environment: Environment, *, status: int = 200, **more
+) -> HttpResponse:
     forms = more.pop("variable_forms", None) or _variable_forms()
     context = {
         "repo": repo,
@@ -93,7 +95,7 @@ def _edit_page(request: HttpRequest, repo: Repository, environment: Environment,
         **more,
     }
     context["target_count"] = len(context["rows"])
-    return render(request, "releases/environment_edit.html", context, status=more.get("status", 200))
+    return render(request, "releases/environment_edit.html", context, status=status)
 
 
 def environment_edit(request: HttpRequest, owner: str, name: str, environment: str) -> HttpResponse:
@@ -150,6 +152,9 @@ def _place_error(error: ValidationError, form: EnvironmentForm, rows: list[dict]
         rows[origins[int(parts[1])]]["errors"][key] = " ".join(error.messages)
         return
     where = FIELD_OF.get(parts[0])
+    if where == "config" and form.cleaned_data.get("config") in ("HOST_COUNT", "FLEET_PERCENT"):
+        # A minimum of healthy hosts is refused for its number.
+        where = "config_value"
     if parts[0] == "freeze_windows" and len(parts) > 1 and parts[1].isdigit():
         text = f"Window {int(parts[1]) + 1}{' (' + parts[2] + ')' if len(parts) > 2 else ''}: "
         form.add_error(where, text + " ".join(error.messages))

@@ -141,7 +141,7 @@ def _span(text: str, style: Style) -> str:
 
 
 def render_lines(
-    data: bytes, first_number: int, durations: dict[str, str] | None = None, *, header: re.Pattern = _PHASE
+    data: bytes, first_number: int, durations: dict[str, str] | None = None, *, header: re.Pattern | None = None
 ) -> str:
     """Lines of a log (bytes, split at newlines; a last piece without one is a line too) as HTML, numbered from
     first_number; a phase's header (a line matching header, a build's phase or a deployment's HOOK) shows its
@@ -155,7 +155,7 @@ def render_lines(
     style = Style()
     rendered = []
     for number, line in enumerate(lines, start=first_number):
-        phase = header.match(line)
+        phase = (header or _PHASE).match(line)
         kind = " log-phase" if phase else (" log-runner" if line.startswith(PREFIX) else "")
         attributes = f' data-phase="{escape(phase.group(1))}"' if phase else ""
         took = (durations or {}).get(phase.group(1)) if phase else None

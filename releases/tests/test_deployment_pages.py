@@ -10,6 +10,7 @@ import asyncssh
 import pytest
 from django.test import Client
 
+from portal import services as accounts
 from portal.models import AuditEvent
 from releases import deployments, environments
 from releases.models import Deployment, EnvironmentTarget
@@ -29,11 +30,19 @@ def text_of(response) -> str:
     return response.content.decode()
 
 
+def field_errors(response, field: str) -> list[str]:
+    """The errors shown beside a field of the environment form."""
+    form = response.context["form"]
+    return list(form.errors.get(field, []))
+
+
 def flashed(response) -> list[str]:
     return [str(message) for message in response.context["messages"]]
 
 
-def test_deploy_on_a_build_deploys_it_and_the_pages_show_it(private_repo, alice, bob, carol, built, run_deploys):
+def test_deploy_on_a_build_deploys_it_and_the_pages_show_it(
+    private_repo, alice, bob, carol, mallory, built, run_deploys
+):
     build = built(private_repo, bob, release_files("v1"))
     set_targets(private_repo, "dev", ["a", "b"], alice, deployment_config={"name": "OneAtATime"})
     set_targets(private_repo, "uat", ["u"], alice)
@@ -50,6 +59,11 @@ def test_deploy_on_a_build_deploys_it_and_the_pages_show_it(private_repo, alice,
     missing = client_for(bob).post(f"{build_page}/deploy", {"environment": "prod"}, follow=True)
     assert missing.redirect_chain[-1][0] == build_page
     assert "Choose an environment of this repository to deploy to." in flashed(missing)
+    assert not Deployment.objects.exists()
+
+    environments.set_environment(private_repo, "empty", actor=alice)
+    no_targets = client_for(bob).post(f"{build_page}/deploy", {"environment": "empty"}, follow=True)
+    assert "empty has no targets to deploy to." in flashed(no_targets)
     assert not Deployment.objects.exists()
 
     response = client_for(bob).post(f"{build_page}/deploy", {"environment": "dev"})
@@ -104,7 +118,7 @@ def test_deploy_on_a_build_deploys_it_and_the_pages_show_it(private_repo, alice,
 
     # The Environments tab: each target's artifact, health and last deployment, in the environments' order.
     tab = text_of(client_for(carol).get("/alice/project/environments"))
-    assert re.findall(r'<section class="box environment" data-environment="(\w+)">', tab) == ["dev", "uat"]
+    assert re.findall(r'<section class="box environment" data-environment="(\w+)">', tab) == ["dev", "uat", "empty"]
     dev = tab.split('data-environment="dev"')[1].split("</section>")[0]
     for name in ("a", "b"):
         row = dev.split(f'data-target="{name}"')[1].split("</tr>")[0]
@@ -120,6 +134,19 @@ def test_deploy_on_a_build_deploys_it_and_the_pages_show_it(private_repo, alice,
     assert f'href="/alice/project/deployments/{deployment.pk}"><strong>#{deployment.pk}</strong> Succeeded' in history
     assert "bob" in history
     assert client_for(carol).get("/alice/project/environments/prod").status_code == 404
+
+    # A private repository's deployments are hidden from everyone else.
+    hidden = [
+        "/alice/project/environments",
+        "/alice/project/environments/dev",
+        f"/alice/project/deployments/{deployment.pk}",
+        f"/alice/project/deployments/{deployment.pk}/log",
+        f"/alice/project/deployments/{deployment.pk}/targets/a/log",
+    ]
+    for path in hidden:
+        assert client_for(mallory).get(path).status_code == 404, path
+        assert client_for(None).get(path).status_code in (302, 404), path
+    assert client_for(mallory).post(f"/alice/project/deployments/{deployment.pk}/rollback").status_code == 404
 
 
 def test_a_failure_rolls_back_the_pages_link_both_ways_and_a_writer_rolls_back_by_hand(
@@ -266,6 +293,13 @@ def test_admins_set_up_environments_with_targets_variables_and_secrets(private_r
     assert "Line 1, column 3" in text_of(refused)
     refused = client_for(alice).post(url, form | {"reviewers": "carol nobody"})
     assert "There is no user or team named nobody." in text_of(refused)
+    organization = accounts.create_organization(actor=alice, name="acme")
+    accounts.create_team(organization, actor=alice, name="ops")
+    refused = client_for(alice).post(url, form | {"reviewers": "acme/ops"})
+    assert field_errors(refused, "reviewers") == ["The team acme/ops does not belong to alice."]
+    refused = client_for(alice).post(url, form | {"config": "FLEET_PERCENT", "config_value": "100"})
+    assert field_errors(refused, "config_value")
+    assert not field_errors(refused, "config")
 
     windows = [{"cron": "0 18 * * 5", "duration_minutes": 600, "timezone": "Europe/Paris", "name": "weekend"}]
     saved = client_for(alice).post(
