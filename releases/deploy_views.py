@@ -80,53 +80,59 @@ def environment_history(request: HttpRequest, owner: str, name: str, environment
     return render(request, "releases/environment_history.html", context)
 
 
-def _log_piece(owner, offset: int, line: int, *, hooks: bool, durations: dict | None = None) -> dict:
-    """The log of a deployment or of one of its targets from offset, as rendered lines numbered from line + 1 (as
-    the build log's piece: whole lines while it runs, everything once it ended)."""
-    chunk = logs.read(owner, offset)
-    data = chunk.data
+def _whole_lines(owner, offset: int) -> tuple[bytes, bool]:
+    """The log's bytes from offset: up to the last newline while it runs (a line still being printed comes whole
+    in a later answer), everything once it ended; and whether that is all there is for now."""
+    data = logs.read(owner, offset).data
     full = len(data) < logs.READ_LIMIT
     if not (owner.is_ended and full):
         data = data[: data.rfind(b"\n") + 1]
-    header = log_html.HOOK if hooks else None
+    return data, full
+
+
+def _durations(run: DeploymentTarget) -> dict[str, str]:
+    return {event["event"]: seconds(event["duration"]) for event in run.events if event.get("duration") is not None}
+
+
+def _piece(owner, offset: int, line: int, data: bytes, full: bool, html: str) -> dict:
+    """An answer of the log poll, as the build log's: {"offset", "line", "html", "ended", "status", "more"}."""
+    is_target = isinstance(owner, DeploymentTarget)
     return {
         "offset": offset + len(data),
         "line": line + log_html.count_lines(data),
-        "html": log_html.render_lines(data, line + 1, durations, header=header),
+        "html": html,
         "ended": owner.is_ended,
-        "status": owner.get_status_display() if hooks else owner.get_deployment_status_display(),
+        "status": owner.get_status_display() if is_target else owner.get_deployment_status_display(),
         "more": not full,
     }
 
 
+def _deployment_piece(deployment: Deployment, offset: int = 0, line: int = 0) -> dict:
+    data, full = _whole_lines(deployment, offset)
+    return _piece(deployment, offset, line, data, full, log_html.render_lines(data, line + 1))
+
+
 def _target_piece(run: DeploymentTarget, offset: int = 0, line: int = 0) -> dict:
-    durations = {
-        event["event"]: seconds(event["duration"]) for event in run.events if event.get("duration") is not None
-    }
-    return _log_piece(run, offset, line, hooks=True, durations=durations)
+    """A target's log from offset as lines; a hook's "==> EventName" line is marked (data-phase) with its duration."""
+    data, full = _whole_lines(run, offset)
+    html = log_html.render_lines(data, line + 1, _durations(run), header=log_html.HOOK)
+    return _piece(run, offset, line, data, full, html)
 
 
 def _hook_sections(run: DeploymentTarget) -> dict:
     """A target's log from its start as the page first shows it: one section per hook, each starting at its
     "==> EventName" line (the page's script goes on the same way with the lines that come later)."""
-    piece = _target_piece(run)
-    data = logs.read(run, 0).data[: piece["offset"]]
-    durations = {
-        event["event"]: seconds(event["duration"]) for event in run.events if event.get("duration") is not None
-    }
+    data, full = _whole_lines(run, 0)
     lines = data.split(b"\n")[: log_html.count_lines(data)]
-    sections, number = [], 1
-    starts = [i for i, text in enumerate(lines) if log_html.HOOK.match(text.decode("utf-8", errors="replace"))]
-    bounds = sorted({0, *starts, len(lines)})
+    hooks = {i: found for i, text in enumerate(lines) if (found := log_html.HOOK.match(text.decode(errors="replace")))}
+    bounds = sorted({0, *hooks, len(lines)})
+    sections = []
     for start, end in zip(bounds, bounds[1:], strict=False):
         segment = b"".join(text + b"\n" for text in lines[start:end])
-        hook = log_html.HOOK.match(lines[start].decode("utf-8", errors="replace"))
-        attribute = format_html(' data-hook="{}"', hook.group(1)) if hook else ""
-        body = log_html.render_lines(segment, number, durations, header=log_html.HOOK)
+        attribute = format_html(' data-hook="{}"', hooks[start].group(1)) if start in hooks else ""
+        body = log_html.render_lines(segment, start + 1, _durations(run), header=log_html.HOOK)
         sections.append(f'<div class="hook-section"{attribute}>{body}</div>')
-        number += end - start
-    piece["html"] = "".join(sections)
-    return piece
+    return _piece(run, 0, 0, data, full, "".join(sections))
 
 
 def _batches(runs: list[DeploymentTarget]) -> list[dict]:
@@ -160,7 +166,7 @@ def deployment_detail(request: HttpRequest, owner: str, name: str, deployment_id
         reviews=list(deployment.reviews.select_related("user")),
         batches=_batches(runs),
         target_count=len(runs),
-        log=_log_piece(deployment, 0, 0, hooks=False),
+        log=_deployment_piece(deployment),
         rolled_back_by=list(deployment.rollbacks.order_by("id")),
         can_review=waiting and deployments.can_review(user, deployment),
         my_review=reviewed,
@@ -195,7 +201,7 @@ def deployment_log(request: HttpRequest, owner: str, name: str, deployment_id: i
     offsets = _offsets(request)
     if offsets is None:
         return JsonResponse({"error": "offset and line are numbers of bytes and lines."}, status=400)
-    piece = _log_piece(deployment, *offsets, hooks=False)
+    piece = _deployment_piece(deployment, *offsets)
     piece["targets"] = deployment.targets.count()
     return _json(piece)
 
