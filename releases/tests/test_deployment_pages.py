@@ -245,6 +245,19 @@ def test_reviewers_approve_or_reject_admins_start_early_and_writers_stop(
     page = text_of(client_for(bob).get(url))
     assert "Stop</button>" not in page and "Stopped by bob." in page
 
+    # The environment's history, newest first, thirty a page.
+    for _ in range(30):
+        deployments.request_deployment(private_repo, dev, actor=bob, sha=build.head_sha)
+    ids = list(dev.deployments.order_by("-created", "-id").values_list("pk", flat=True))
+    assert len(ids) == 32
+
+    def listed(query: str) -> list[int]:
+        html = text_of(client_for(carol).get(f"/alice/project/environments/dev{query}"))
+        return [int(n) for n in re.findall(r'class="deployment-title" href="/alice/project/deployments/(\d+)"', html)]
+
+    assert listed("") == ids[:30]
+    assert listed("?page=2") == ids[30:] == [stopped.pk, timed.pk]
+
 
 def test_admins_set_up_environments_with_targets_variables_and_secrets(private_repo, alice, bob, carol):
     settings_url = "/alice/project/settings/environments"
