@@ -14,5 +14,6 @@ urlpatterns = [
     path("", include("reviews.webhook_urls")),
     path("", include("releases.secret_urls")),
     path("", include("releases.urls")),
+    path("", include("releases.deploy_urls")),
     path("", include("repos.urls")),
 ]

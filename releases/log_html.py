@@ -18,6 +18,8 @@ _ESCAPE = re.compile(r"\x1b\[([0-9;:?]*)([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\
 # Control characters a terminal would not show (tab is kept).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _PHASE = re.compile(r"^" + re.escape(PREFIX) + r"Entering phase ([A-Z_]+)")
+# A deployment target's log starts each lifecycle event's section with "==> EventName" (releases.deploy_job).
+HOOK = re.compile(r"^==> ([A-Za-z]+)$")
 
 # xterm's 16 colours, to find the nearest one of a 256-colour or 24-bit colour.
 PALETTE = [
@@ -138,9 +140,12 @@ def _span(text: str, style: Style) -> str:
     return f'<span class="{classes}">{text}</span>' if classes else text
 
 
-def render_lines(data: bytes, first_number: int, durations: dict[str, str] | None = None) -> str:
+def render_lines(
+    data: bytes, first_number: int, durations: dict[str, str] | None = None, *, header: re.Pattern | None = None
+) -> str:
     """Lines of a log (bytes, split at newlines; a last piece without one is a line too) as HTML, numbered from
-    first_number; a phase's header shows its duration when durations (by phase name) has it."""
+    first_number; a phase's header (a line matching header, a build's phase or a deployment's HOOK) shows its
+    duration when durations (by phase name) has it."""
     if not data:
         return ""
     text = data.decode("utf-8", errors="replace")
@@ -150,7 +155,7 @@ def render_lines(data: bytes, first_number: int, durations: dict[str, str] | Non
     style = Style()
     rendered = []
     for number, line in enumerate(lines, start=first_number):
-        phase = _PHASE.match(line)
+        phase = (header or _PHASE).match(line)
         kind = " log-phase" if phase else (" log-runner" if line.startswith(PREFIX) else "")
         attributes = f' data-phase="{escape(phase.group(1))}"' if phase else ""
         took = (durations or {}).get(phase.group(1)) if phase else None

@@ -15,7 +15,7 @@ from django.template.loader import render_to_string
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from releases import access, log_html, logs, services
+from releases import access, environments, log_html, logs, services
 from releases.forms import BuildSettingsForm, RunBuildForm
 from releases.models import Build, BuildArtifact
 from releases.storage import artifact_storage
@@ -110,6 +110,8 @@ def build_detail(request: HttpRequest, owner: str, name: str, number: int) -> Ht
         artifacts=list(build.artifacts.all()),
         log=_log_piece(build, 0, 0),
         can_stop=not build.is_ended,
+        can_deploy=access.can_deploy(request.user, repo),
+        environments=list(environments.environments_of(repo)),
     )
     return render(request, "releases/detail.html", context)
 

@@ -63,6 +63,8 @@ P = R | {"number": 1}
 RH = R | {"hook_id": "@hook"}
 B = R | {"number": 1}
 OH = ORG | {"hook_id": "@org_hook"}
+D = R | {"deployment_id": "@deployment"}
+E = R | {"environment": "dev"}
 
 # Every named web route. Third-party routes (django-allauth's account pages, the API's own
 # router, which is checked from its schema below) are covered by their own test suites.
@@ -213,6 +215,27 @@ WEB_ROUTES: dict[str, list[Case]] = {
     "builds:stop": [Case(repo(Role.WRITE), "POST", R | {"number": 2})],
     "builds:rerun": [Case(repo(Role.WRITE), "POST", B)],
     "builds:settings": [Case(repo(Role.ADMIN), kwargs=R), Case(repo(Role.ADMIN), "POST", R)],
+    # Deployments: #@deployment waits for its reviewers (carol, bob, alice and the site admin) in dev, with a target
+    # a; a post without a state is a refused review, an early start leaves it waiting for review, a writer's stop
+    # ends it, and a roll back finds nothing to go back to.
+    "deployments:environments": [Case(repo(Role.READ), kwargs=R)],
+    "deployments:history": [Case(repo(Role.READ), kwargs=R | {"environment": "dev"})],
+    "deployments:detail": [Case(repo(Role.READ), kwargs=D)],
+    "deployments:log": [Case(repo(Role.READ), kwargs=D)],
+    "deployments:target_log": [Case(repo(Role.READ), kwargs=D | {"target": "a"})],
+    "deployments:review": [Case(repo(Role.READ), "POST", D)],
+    "deployments:override": [Case(repo(Role.ADMIN), "POST", D)],
+    "deployments:stop": [Case(repo(Role.WRITE), "POST", D)],
+    "deployments:roll_back": [Case(repo(Role.WRITE), "POST", D)],
+    "deployments:deploy": [Case(repo(Role.WRITE), "POST", B)],
+    "deployments:settings": [Case(repo(Role.ADMIN), kwargs=R), Case(repo(Role.ADMIN), "POST", R)],
+    "deployments:settings_environment": [Case(repo(Role.ADMIN), kwargs=E), Case(repo(Role.ADMIN), "POST", E)],
+    "deployments:settings_variable": [Case(repo(Role.ADMIN), "POST", E)],
+    "deployments:settings_variable_delete": [
+        Case(repo(Role.ADMIN), "POST", E | {"kind": "secret", "variable": "@environment_secret"})
+    ],
+    # Without confirmed=1 this answers with the confirmation page and deletes nothing.
+    "deployments:settings_delete": [Case(repo(Role.ADMIN), "POST", E)],
     "notifications:list": [Case(LOGIN)],
     "notifications:read": [Case(LOGIN, "POST", {"notification_id": "@own_notification"})],
     "notifications:read_all": [Case(LOGIN, "POST")],
@@ -562,7 +585,7 @@ def _deployments(repo, alice, bob, reviewers) -> dict:
     deployable (which no other route stops or moves) with an artifact; bob's deployment of it to dev, waiting for a
     review."""
     from releases import deployments, environments, services
-    from releases.models import Build, BuildArtifact
+    from releases.models import Build, BuildArtifact, DeploymentTarget
 
     git.update_ref(repo.path, "refs/heads/deployable", git.branch_sha(repo.path, "main"), git.ZERO_SHA)
     sha = git.commit_files(
@@ -580,8 +603,15 @@ def _deployments(repo, alice, bob, reviewers) -> dict:
         targets=[{"name": "a", "type": "local"}],
         reviewers=[{"type": "User", "id": user.pk} for user in reviewers],
     )
+    secret, _ = environments.set_variable(dev, "DEPLOY_TOKEN", "s3cret", secret=True, actor=alice)
     deployment = deployments.request_deployment(repo, dev, actor=bob, artifact=artifact)
-    return {"@deployment": deployment.pk, "@deployment_status": deployment.statuses.get().pk}
+    # Its part on the target a, for the route that reads that target's log.
+    DeploymentTarget.objects.create(deployment=deployment, target=dev.targets.get(), name="a", kind="local")
+    return {
+        "@deployment": deployment.pk,
+        "@deployment_status": deployment.statuses.get().pk,
+        "@environment_secret": secret.name,
+    }
 
 
 def _notifications(alice, people: dict) -> dict:

@@ -1,4 +1,4 @@
-"""Template filters of the build pages: durations in words and a build status's colour."""
+"""Template filters of the build and deployment pages: durations in words and a status's colour and mark."""
 
 from datetime import datetime
 
@@ -15,12 +15,29 @@ STATES = {
     "STOPPED": "error",
     "QUEUED": "pending",
     "IN_PROGRESS": "pending",
+    # Deployments' and their targets' statuses, in CodeDeploy's words.
+    "Succeeded": "success",
+    "Failed": "failure",
+    "Stopped": "error",
+    "Skipped": "skipped",
+    "SKIPPED": "skipped",
+    "Waiting": "pending",
+    "Queued": "pending",
+    "InProgress": "pending",
+    "Pending": "pending",
 }
+MARKS = {"success": "✓", "pending": "●", "skipped": "–"}
 
 
 @register.filter
 def status_state(status: str) -> str:
     return STATES.get(status, "pending")
+
+
+@register.filter
+def status_mark(status: str) -> str:
+    """The sign a status is shown with: ✓ succeeded, ● not ended yet, – skipped, ✗ anything else."""
+    return MARKS.get(status_state(status), "✗")
 
 
 @register.filter
