@@ -113,6 +113,8 @@ def django_subprocess_env(settings, transactional_db):
         "GIT_ROOT": str(settings.GIT_ROOT),
         "PORTAL_VAR_DIR": str(settings.VAR_DIR),
         "PORTAL_INTERNAL_URL": settings.PORTAL_INTERNAL_URL,
+        # The same key signs and verifies provenance and encrypts secrets in both processes.
+        "SECRET_KEY": settings.SECRET_KEY,
         "DJANGO_SETTINGS_MODULE": "portal.settings",
     }
 

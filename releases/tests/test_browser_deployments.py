@@ -54,8 +54,6 @@ def test_a_running_deployment_shows_its_hook_lines_as_they_are_printed(
             "PORTAL_TARGETS_ROOT": str(settings.PORTAL_TARGETS_ROOT),
             "PORTAL_DEPLOYS_ROOT": str(settings.PORTAL_DEPLOYS_ROOT),
             "PORTAL_JOB_HEARTBEAT": "1",
-            # The key the build signed its provenance with, which the deployment verifies at the door.
-            "SECRET_KEY": settings.SECRET_KEY,
         }
     )
     try:
