@@ -4,16 +4,16 @@ to a fleet of local targets batch by batch, over a running portal.
 Run by hand, never by the test suite (as root, as the portal runs deployments: each local target's hooks get a uid
 of their own):
 
-    .venv/bin/python bench/deploys.py [--deploys 20] [--targets 200] [--parallel 4,8] [--fleet-percent 90]
+    .venv/bin/python bench/deploys.py [--deploys 20] [--targets 200] [--parallel 4,8] [--fleet-percent 90] [--files 0]
 
 Setup, in a throw-away folder: migrate and start the portal as `make run` does (`manage.py serve`: SQLite, embedded
 Valkey, gunicorn, the SSH server, one rq worker of every queue and the cron scheduler) on free ports; this process
 then opens the same database and Valkey through Django to create the user `bench` and its repository `app`, commit a
 small release (an appspec.yml whose five hooks ApplicationStop, BeforeInstall, AfterInstall, ApplicationStart and
-ValidateService each run `true`, and a few files it installs under /srv/app) and have the portal's worker build it.
-Every deployment is then requested as a person does (releases.deployments.request_deployment) and run by the
-portal's own rq worker on the deploys queue; this process polls the database every 5 ms for the end. The hooks do
-nothing, so what is measured is the portal. Measured:
+ValidateService each run `true`, and a few files it installs under /srv/app; --files adds more) and have the portal's
+worker build it. Every deployment is then requested as a person does (releases.deployments.request_deployment) and
+run by the portal's own rq worker on the deploys queue; this process polls the database every 5 ms for the end. The
+hooks do nothing, so what is measured is the portal. Measured:
 
 1. The overhead of one deployment: --deploys deployments of that artifact, one after the other (each waits for the
    previous job to end), to an environment of one local target; a first, unmeasured one makes the target's first
@@ -21,8 +21,9 @@ nothing, so what is measured is the portal. Measured:
    (the status seen in the database), the hooks' time (the sum of the durations of the hook events in the target's
    DeploymentTarget.events; each hook's time is its sandbox's start and stop, as `true` takes nothing), and the
    difference, the portal's own overhead. That overhead is split by the database's timestamps (the worker's clock)
-   into: the request itself (the call, in this process), the queue (request to the worker's claim: rq, its fork),
-   the door (claim to the target's start: the look at what holds it, the artifact's copy, its sha256, provenance
+   into: the request itself (the call, in this process), the queue (request to the worker's claim), itself split
+   into rq (request to the work horse starting the job: Valkey, the worker's fork; rq's own timestamp) and claim
+   (the horse's start to the claimed row: the job function's import, the row's read and compare-and-swap), the door (claim to the target's start: the look at what holds it, the artifact's copy, its sha256, provenance
    and ref checks, the target rows), unpack (the DownloadBundle event: sha256 again, unzip, the copy of the live
    root), install (the Install event), the rest of the target (its lock, log, old revisions pruned), the end
    (the target's end to the deployment's: bookkeeping, statuses) and seen (the end to this process seeing it).
@@ -32,8 +33,11 @@ nothing, so what is measured is the portal. Measured:
    --parallel (the portal restarted with it), one deployment with HalfAtATime and one with a custom minimum of
    FLEET_PERCENT --fleet-percent. For each: the batches, the total (request to Succeeded seen, and the deployment's
    own start to end), each batch's time (its first target's start to its last target's end) and the gap between
-   batches, targets per second, and the median time of one target and of its hooks (which grow with the
-   parallelism when the targets compete for the CPUs).
+   batches, targets per second, the median time of one target's events and of its hooks (which grow with the
+   parallelism when the targets compete for the CPUs), and how long targets show InProgress before a deploy thread
+   takes them (a batch's targets all start InProgress; at most PORTAL_DEPLOY_PARALLEL run). A target that failed is
+   shown with its message: HalfAtATime and a minimum below 100% still succeed with a few failed targets, which then
+   come first, in a batch of their own, in the next deployment.
 """
 
 import argparse
@@ -70,8 +74,9 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:8.1f}"
 
 
-def set_up():
-    """The user bench, its repository app and the successful build of a small release: (user, repository, artifact)."""
+def set_up(extra_files: int):
+    """The user bench, its repository app and the successful build of a small release, with extra_files more small
+    files under app/lib: (user, repository, artifact)."""
     from portal import services as accounts
     from releases import deployments, services
     from releases.models import Build
@@ -80,7 +85,8 @@ def set_up():
 
     user = accounts.create_user(actor=None, username="bench", email="bench@example.com", password="bench-pass-123")
     app = repos.create_repository(actor=user, owner=user, name="app", visibility="public", initialize=True)
-    sha = git.commit_files(app.path, "main", RELEASE, "a release", name="bench", email="bench@example.com")
+    files = RELEASE | {f"app/lib/{n // 100:03d}/module{n}.py": f"VALUE = {n}\n".encode() for n in range(extra_files)}
+    sha = git.commit_files(app.path, "main", files, "a release", name="bench", email="bench@example.com")
     build = services.start_build(app, sha=sha, ref="refs/heads/main", trigger="manual", initiator=user)
     wait_for(lambda: ended(build), timeout=300, interval=0.1)
     if build.build_status != Build.BuildStatus.SUCCEEDED:
@@ -251,6 +257,12 @@ def main() -> None:
     parser.add_argument(
         "--parallel", default="4,8", help="PORTAL_DEPLOY_PARALLEL values for the fleet, comma-separated"
     )
+    parser.add_argument(
+        "--files",
+        type=int,
+        default=0,
+        help="more small files in the release (under app/lib, 100 a directory), installed on every target",
+    )
     parser.add_argument("--fleet-percent", type=int, default=90, help="the custom FLEET_PERCENT minimum (part 2)")
     args = parser.parse_args()
     # asyncssh, which the environments' deploy keys import, warns about DSA keys at import.
@@ -272,7 +284,7 @@ def main() -> None:
         for index, parallel in enumerate(parallels or [4]):
             with running_portal(env | {"PORTAL_DEPLOY_PARALLEL": str(parallel)}, http_port):
                 if index == 0:
-                    user, app, artifact = set_up()
+                    user, app, artifact = set_up(args.files)
                     if args.deploys:
                         overhead(app, user, artifact, args.deploys)
                     if not args.targets or not parallels:
