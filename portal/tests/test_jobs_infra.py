@@ -21,6 +21,11 @@ def fail_loudly() -> None:
     raise RuntimeError("this job fails on purpose")
 
 
+def modules_loaded(names: list[str]) -> list[str]:
+    """A job: which of these modules its process had imported when it ran."""
+    return [name for name in names if name in sys.modules]
+
+
 def run_burst_worker(tmp_path: Path, *queues: str) -> subprocess.CompletedProcess:
     """`manage.py rqworker --burst` as a separate process, as production runs it, against the test Redis."""
     env = dict(os.environ, PORTAL_VAR_DIR=str(tmp_path / "worker-var"))
@@ -57,6 +62,22 @@ def test_a_failing_job_is_recorded_as_failed_with_its_error(rq_queues, tmp_path)
     assert job.get_status() == JobStatus.FAILED
     assert job.id in rq_queues["default"].failed_job_registry.get_job_ids()
     assert "this job fails on purpose" in job.latest_result().exc_string
+
+
+def test_a_jobs_work_horse_finds_every_job_function_imported_by_its_worker(rq_queues, tmp_path):
+    # The horse is a fork of the worker: what the worker imported before, no job pays for again.
+    from portal.jobs import JOB_ROWS
+
+    modules = sorted({model.job_function.rpartition(".")[0] for model in JOB_ROWS.values()})
+    job = rq_queues["default"].enqueue(modules_loaded, modules)
+
+    worker = run_burst_worker(tmp_path, "default")
+
+    assert worker.returncode == 0, worker.stderr
+    job.refresh()
+    assert job.get_status() == JobStatus.FINISHED
+    assert len(modules) >= 4
+    assert job.return_value() == modules
 
 
 def test_the_queues_use_the_redis_of_the_test_session():
