@@ -26,6 +26,7 @@ from releases.models import Deployment
 from releases.storage import artifact_storage
 from releases.tests.deploying import HOOK, release_files, set_targets, statuses
 from reviews.models import BranchProtection
+from reviews.tests.test_job_faults import wait_for
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
@@ -284,3 +285,39 @@ def test_hooks_get_the_environments_secrets_and_no_log_shows_them(private_repo, 
     for where, data in kept.items():
         assert SECRET.encode() not in data and encoded.encode() not in data, where
     assert SECRET not in logs.read_all(deployment).decode()
+
+
+def command_lines() -> dict[int, bytes]:
+    """Every host process's command line, which any user of the host may read (ps shows them)."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                found[int(entry.name)] = Path(entry.path, "cmdline").read_bytes()
+            except OSError:
+                continue
+    return found
+
+
+def test_a_secret_is_not_on_any_command_line_of_the_host_while_hooks_run(
+    private_repo, alice, bob, built, deploy_worker_env, rq_workers
+):
+    dev = set_targets(private_repo, "dev", ["a"], alice)
+    environments.set_variable(dev, "API_TOKEN", SECRET, secret=True, actor=alice)
+    build = built(private_repo, bob, hook_files("v1", "ApplicationStart", 'echo "running"; sleep 2'))
+    deployment = deployments.request_deployment(private_repo, dev, actor=bob, sha=build.head_sha)
+    worker = rq_workers(deploy_worker_env, "deploys")
+
+    def hook_runs() -> bool:
+        run = deployment.targets.first()
+        return run is not None and "running" in logs.read_all(run).decode()
+
+    wait_for(hook_runs, timeout=30)
+    seen = command_lines()
+    assert worker.wait(timeout=60) == 0
+
+    deployment.refresh_from_db()
+    assert deployment.deployment_status == "Succeeded", deployment.message
+    # The hook was running (its sandbox's processes among those seen), and no command line held the secret.
+    assert any(b"ApplicationStart.sh" in line for line in seen.values())
+    assert [pid for pid, line in seen.items() if SECRET.encode() in line] == []
