@@ -77,11 +77,16 @@ def test_a_worker_killed_mid_deployment_ends_it_failed_by_heartbeat_and_rolls_ba
     private_repo, bob, deployed_v1, built, deploy_worker_env, rq_workers, rq_queues, run_deploys, settings
 ):
     dev, first = deployed_v1
-    build = built(private_repo, bob, release_files("v2", fail=sleeping(300)))
+    # Only b's hook sleeps: a file in b's live root, which each new revision's root starts as a copy of. a goes
+    # first (batch 1) and succeeds, the worker is killed in b's batch, c never starts.
+    (LocalTarget(private_repo.pk, "dev", "b").current / "root/slow").write_text("")
+    slow_on_b = {"BeforeInstall": f'if [ -e "$PORTAL_TARGET_ROOT/slow" ]; then echo "{STARTED}"; sleep 300; fi'}
+    build = built(private_repo, bob, release_files("v2", fail=slow_on_b))
     deployment = deployments.request_deployment(private_repo, dev, actor=bob, sha=build.head_sha)
     worker = rq_workers(deploy_worker_env, "deploys")
     try:
         run = wait_until_started(deployment)
+        assert (run.name, run.batch) == ("b", 2)
         deployment.refresh_from_db()
         assert (deployment.state, deployment.deployment_status) == (Deployment.State.RUNNING, "InProgress")
         uid = deploy_job.target_uid(run.target)
@@ -103,14 +108,27 @@ def test_a_worker_killed_mid_deployment_ends_it_failed_by_heartbeat_and_rolls_ba
     assert "stopped sending heartbeats" in deployment.message
     assert statuses(deployment) == ["queued", "in_progress", "failure"]
     runs = {target.name: target for target in deployment.targets.all()}
-    assert runs[run.name].status == "Failed" and "stopped sending heartbeats" in runs[run.name].message
-    assert [target.status for name, target in runs.items() if name != run.name] == ["Skipped", "Skipped"]
+    assert {name: target.status for name, target in runs.items()} == {
+        "a": "Succeeded",
+        "b": "Failed",
+        "c": "Skipped",
+    }
+    assert "stopped sending heartbeats" in runs["b"].message
     # What the killed hook printed is kept, as the log of an ended target, and read from the store.
-    assert STARTED in log_text(runs[run.name])
-    assert logs.read_all(runs[run.name]) == stored_log(runs[run.name])
-    assert runs[run.name].log_size == len(logs.read_all(runs[run.name]))
-    assert f"Batch 1: {run.name}" in log_text(deployment)
+    assert STARTED in log_text(runs["b"])
+    assert logs.read_all(runs["b"]) == stored_log(runs["b"])
+    assert runs["b"].log_size == len(logs.read_all(runs["b"]))
+    assert "Batch 2: b" in log_text(deployment)
     assert deployment.log_size == len(stored_log(deployment))
+    # CodeDeploy's bookkeeping as far as it got: a runs v2 (its `current` moved), b was cut off and is unhealthy,
+    # c is as it was.
+    assert version_on(private_repo, "dev", "a") == "v2\n"
+    state = {row["target"].name: row for row in deployments.environment_state(dev)}
+    assert {name: (row["revision"], row["health"], row["last_deployment"]) for name, row in state.items()} == {
+        "a": (deployment, "healthy", deployment),
+        "b": (first, "unhealthy", deployment),
+        "c": (first, "healthy", first),
+    }
 
     # The portal rolled back by itself: a new deployment of v1's artifact, which a new worker runs.
     rollback = Deployment.objects.get(rollback_of=deployment)
