@@ -48,6 +48,14 @@ def deployed_v1(private_repo, alice, bob, built, run_deploys):
     return dev, first
 
 
+def lived(environment) -> dict[str, tuple]:
+    """Each target's revision, health and last deployment, as the environment's page shows them."""
+    return {
+        row["target"].name: (row["revision"], row["health"], row["last_deployment"])
+        for row in deployments.environment_state(environment)
+    }
+
+
 def stored_log(owner) -> bytes:
     with artifact_storage().open(logs.stored_name(owner), "rb") as stored:
         return stored.read()
@@ -123,8 +131,7 @@ def test_a_worker_killed_mid_deployment_ends_it_failed_by_heartbeat_and_rolls_ba
     # CodeDeploy's bookkeeping as far as it got: a runs v2 (its `current` moved), b was cut off and is unhealthy,
     # c is as it was.
     assert version_on(private_repo, "dev", "a") == "v2\n"
-    state = {row["target"].name: row for row in deployments.environment_state(dev)}
-    assert {name: (row["revision"], row["health"], row["last_deployment"]) for name, row in state.items()} == {
+    assert lived(dev) == {
         "a": (deployment, "healthy", deployment),
         "b": (first, "unhealthy", deployment),
         "c": (first, "healthy", first),
@@ -187,7 +194,7 @@ def test_deployments_queued_when_redis_is_emptied_are_enqueued_again_and_each_ru
 def test_a_stop_asked_for_mid_deployment_skips_the_later_batches_and_does_not_roll_back(
     private_repo, bob, deployed_v1, built, deploy_worker_env, rq_workers
 ):
-    dev, _first = deployed_v1
+    dev, first = deployed_v1
     build = built(private_repo, bob, release_files("v2", fail=sleeping(2)))
     deployment = deployments.request_deployment(private_repo, dev, actor=bob, sha=build.head_sha)
     worker = rq_workers(deploy_worker_env, "deploys")
@@ -208,6 +215,10 @@ def test_a_stop_asked_for_mid_deployment_skips_the_later_batches_and_does_not_ro
     assert not Deployment.objects.filter(rollback_of=deployment).exists()
     for name in ("a", "b", "c"):
         assert version_on(private_repo, "dev", name) == ("v2\n" if name == run.name else "v1\n")
+    assert lived(dev) == {
+        name: (deployment, "healthy", deployment) if name == run.name else (first, "healthy", first)
+        for name in ("a", "b", "c")
+    }
 
 
 def test_a_worker_told_to_stop_finishes_the_batch_ends_failed_and_rolls_back(
@@ -230,6 +241,11 @@ def test_a_worker_told_to_stop_finishes_the_batch_ends_failed_and_rolls_back(
     assert (runs[run.name].batch, runs[run.name].status) == (1, "Succeeded")
     assert sorted(target.status for target in runs.values()) == ["Skipped", "Skipped", "Succeeded"]
 
+    assert version_on(private_repo, "dev", run.name) == "v2\n"
+    assert lived(dev) == {
+        name: (deployment, "healthy", deployment) if name == run.name else (first, "healthy", first)
+        for name in ("a", "b", "c")
+    }
     rollback = Deployment.objects.get(rollback_of=deployment)
     assert (rollback.automatic, rollback.artifact_id) == (True, first.artifact_id)
     run_deploys()
