@@ -6,6 +6,7 @@ The sandbox alone is tried in test_sandbox.py and the local target alone in test
 escapes go through an environment, a real build's artifact and the rq worker."""
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from django.core.exceptions import ValidationError
 from releases import deployments, environments, logs
 from releases.local_target import LocalTarget
 from releases.masking import MASK
-from releases.models import Deployment
+from releases.models import BuildArtifact, Deployment
 from releases.storage import artifact_storage
 from releases.tests.deploying import HOOK, release_files, set_targets, statuses
 from reviews.models import BranchProtection
@@ -192,13 +193,34 @@ def _tamper_provenance(artifact) -> None:
     artifact.save(update_fields=["provenance"])
 
 
+def _tamper_bytes_and_digest(artifact) -> None:
+    """The bytes changed and the digest the build recorded changed to match: the signed statement still names
+    the old bytes."""
+    data = Path(artifact_storage().path(artifact.storage_name)).read_bytes() + b"\0"
+    artifact.sha256 = hashlib.sha256(data).hexdigest()
+    artifact.save(update_fields=["sha256"])
+    # The store keeps bytes under their digest's name.
+    changed = Path(artifact_storage().path(artifact.storage_name))
+    changed.parent.mkdir(parents=True, exist_ok=True)
+    changed.write_bytes(data)
+
+
+def _swap_provenance(artifact) -> None:
+    """The provenance of another build's artifact: signed by the portal, but for other bytes."""
+    other = BuildArtifact.objects.exclude(pk=artifact.pk).get(build__repository=artifact.build.repository)
+    artifact.provenance = other.provenance
+    artifact.save(update_fields=["provenance"])
+
+
 @pytest.mark.parametrize(
     ("tamper", "reason"),
     [
         (_tamper_bytes, "The artifact's bytes changed since the build: sha256 "),
         (_tamper_provenance, "The artifact's provenance does not verify: "),
+        (_tamper_bytes_and_digest, "The artifact's provenance does not verify: "),
+        (_swap_provenance, "The artifact's provenance does not verify: "),
     ],
-    ids=["bytes", "provenance"],
+    ids=["bytes", "provenance", "bytes-and-digest", "another-artifacts-provenance"],
 )
 def test_an_artifact_changed_after_its_build_is_refused_at_the_door(
     private_repo, alice, bob, built, run_deploys, deploys, tamper, reason
