@@ -152,16 +152,17 @@ def test_a_worker_killed_mid_deployment_ends_it_failed_by_heartbeat_and_rolls_ba
     assert (deployment.attempts, deployment.deployment_status) == (1, "Failed")
 
 
-def test_deployments_queued_when_redis_is_emptied_are_enqueued_again_and_each_runs_once(
+def test_deployments_queued_when_redis_is_emptied_are_enqueued_again_and_each_runs_once_in_order(
     private_repo, alice, bob, built, deploy_worker_env, rq_workers, rq_queues, settings
 ):
     settings.PORTAL_JOB_ENQUEUE_GRACE = 0
-    build = built(private_repo, bob, release_files("v1"))
+    v1 = built(private_repo, bob, release_files("v1"))
+    v2 = built(private_repo, bob, release_files("v2"))
+    dev, uat = (set_targets(private_repo, name, ["a"], alice) for name in ("dev", "uat"))
+    # Two deployments to dev, v1 then v2 (v2 must end up live), and one to uat.
     queued = [
-        deployments.request_deployment(
-            private_repo, set_targets(private_repo, name, ["a"], alice), actor=bob, sha=build.head_sha
-        )
-        for name in ("dev", "uat", "prod")
+        deployments.request_deployment(private_repo, environment, actor=bob, sha=build.head_sha)
+        for environment, build in ((dev, v1), (uat, v1), (dev, v2))
     ]
     queue = rq_queues["deploys"]
     assert queue.count == 3
@@ -181,11 +182,15 @@ def test_deployments_queued_when_redis_is_emptied_are_enqueued_again_and_each_ru
     for deployment in queued:
         deployment.refresh_from_db()
         assert (deployment.deployment_status, deployment.state, deployment.attempts) == ("Succeeded", "done", 1)
-        assert statuses(deployment) == ["queued", "in_progress", "success"]
+        assert statuses(deployment)[:3] == ["queued", "in_progress", "success"]
         assert log_text(deployment).count("Batch 1: a") == 1
         (run,) = deployment.targets.all()
         assert log_text(run).count("BeforeInstall of") == 1
-        assert version_on(private_repo, deployment.environment.name, "a") == "v1\n"
+    # They ran in the order they were asked for: dev ends on v2, and v1's deployment there was replaced by it.
+    assert [d.pk for d in sorted(queued, key=lambda d: d.deploy_started)] == [d.pk for d in queued]
+    assert (version_on(private_repo, "dev", "a"), version_on(private_repo, "uat", "a")) == ("v2\n", "v1\n")
+    assert deployments.last_success(dev) == queued[2]
+    assert statuses(queued[0])[-1] == "inactive"
     # Nothing is left to enqueue.
     assert jobs.reconcile()["enqueued"] == 0
     assert queue.count == 0
