@@ -303,8 +303,11 @@ def reconcile(now=None) -> dict[str, int]:
     stale = now - timedelta(seconds=settings.PORTAL_JOB_HEARTBEAT_LIMIT)
     counts = {"enqueued": 0, "retried": 0, "failed": 0}
     for model in JOB_ROWS.values():
-        # A row just committed may not have reached Redis yet: its own enqueue is on the way.
-        for row in model.objects.filter(state=JobRow.State.QUEUED, enqueued_at__lte=now - grace):
+        # A row just committed may not have reached Redis yet: its own enqueue is on the way. The others go back in
+        # the order they were first enqueued, whatever the model's own ordering (newest first, for a page): two
+        # deployments to one environment must run in the order they were asked for.
+        queued = model.objects.filter(state=JobRow.State.QUEUED, enqueued_at__lte=now - grace)
+        for row in queued.order_by("enqueued_at", "pk"):
             if not _in_redis(row):
                 with transaction.atomic():
                     row.enqueue()

@@ -23,7 +23,7 @@ from django.utils import timezone
 from portal import audit
 from portal.models import User
 from portal.validators import field_error
-from releases import access, deploy_checks, environments
+from releases import access, batches, deploy_checks, environments
 from releases.models import (
     Build,
     BuildArtifact,
@@ -393,8 +393,25 @@ def record_lost(deployment: Deployment, error: str) -> None:
         target.ended = now if running else None
         target.log_size = logs.store_left_over(target) if running else 0
         target.save(update_fields=["status", "message", "ended", "log_size"])
+    _keep_lost_state(deployment)
     reached = deployment.targets.exclude(status="Skipped").exclude(status="Pending").exists()
     record_end(deployment, Deployment.Status.FAILED, error, log_size=logs.store_left_over(deployment), reached=reached)
+
+
+def _keep_lost_state(deployment: Deployment) -> None:
+    """CodeDeploy's bookkeeping (batches.Plan.group_after) as far as a lost deployment got: a target that
+    succeeded went live on the new revision and is healthy, one cut off mid-deployment is unhealthy and keeps its
+    revision, and the others are as they were."""
+    for run in deployment.targets.filter(status__in=["Succeeded", "Failed"]).select_related("target"):
+        row = run.target
+        if row is None:
+            continue
+        if run.status == "Succeeded":
+            row.health, row.revision = str(batches.Health.HEALTHY), deployment
+        else:
+            row.health = str(batches.Health.UNHEALTHY)
+        row.last_deployment = deployment
+        row.save(update_fields=["health", "revision", "last_deployment"])
 
 
 def environment_state(environment: Environment) -> list[dict]:

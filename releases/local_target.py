@@ -37,9 +37,11 @@ import json
 import os
 import re
 import select
+import shlex
 import shutil
 import stat
 import subprocess
+import threading
 import time
 import uuid
 import zipfile
@@ -633,9 +635,31 @@ def _run_sandboxed(
     for name, value in variables.items():
         if not ENV_NAME.match(name) or "\0" in value:
             raise LocalTargetError(f"{name!r} cannot be given to a hook as an environment variable.")
-    argv = ["/usr/bin/env", *(f"{name}={value}" for name, value in variables.items()), *command]
+    # The variables hold the environment's secrets, so they reach the hook through a pipe its shell reads, never
+    # on a command line: any user of the host may read a process's command line (ps shows it).
+    exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in variables.items()).encode()
+    exports_read, exports_write = os.pipe()
+    if host_uid is not None and os.geteuid() == 0:
+        # The shell opens the pipe again by its path, as the hooks' uid.
+        os.fchown(exports_read, host_uid, host_uid)
+    argv = ["/bin/sh", "-c", f'. /dev/fd/{exports_read} && exec "$@"', "hook", *command]
     binds = (Bind(revision / "root", SANDBOX_ROOT, writable=True), Bind(revision / "bundle", SANDBOX_BUNDLE))
-    sandbox = Sandbox(directory, argv, limits=limits, host_uid=host_uid, binds=binds, chdir=SANDBOX_BUNDLE)
+    try:
+        sandbox = Sandbox(
+            directory,
+            argv,
+            limits=limits,
+            host_uid=host_uid,
+            binds=binds,
+            chdir=SANDBOX_BUNDLE,
+            pass_fds=(exports_read,),
+        )
+    except BaseException:
+        os.close(exports_write)
+        raise
+    finally:
+        os.close(exports_read)
+    threading.Thread(target=_write_all, args=(exports_write, exports), name="hook variables", daemon=True).start()
     lines = LineSplitter(on_line)
     deadline = time.monotonic() + timeout
     timed_out = False
@@ -675,6 +699,16 @@ def _run_sandboxed(
     if status != 0:
         return EventStatus.FAILED, f"exit status {status}"
     return EventStatus.SUCCEEDED, ""
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    """Write data to a pipe and close it (from a thread of its own: the hook's shell reads it as it starts); a
+    sandbox that ended first just leaves it unread."""
+    try:
+        with os.fdopen(descriptor, "wb") as pipe:
+            pipe.write(data)
+    except OSError:
+        pass
 
 
 def hand_over(revision: Path, uid: int) -> None:

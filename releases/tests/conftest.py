@@ -9,8 +9,10 @@ import os
 import pwd
 import random
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -320,3 +322,46 @@ def deploy_key(sshd):
     private, public = generate_deploy_key()
     sshd.authorized_keys.write_text(public + "\n")
     return private
+
+
+@pytest.fixture
+def worker_env(django_subprocess_env, builds_root, settings):
+    """The environment of a real `manage.py rqworker` that shares this test's database, Redis and builds root."""
+    settings.PORTAL_BUILDS_ROOT = builds_root
+    return django_subprocess_env | {"PORTAL_BUILDS_ROOT": str(builds_root), "PORTAL_JOB_HEARTBEAT": "1"}
+
+
+@pytest.fixture
+def deploy_worker_env(worker_env, deploys, settings):
+    """worker_env with this test's targets root and deployments' root too."""
+    return worker_env | {
+        "PORTAL_TARGETS_ROOT": str(settings.PORTAL_TARGETS_ROOT),
+        "PORTAL_DEPLOYS_ROOT": str(settings.PORTAL_DEPLOYS_ROOT),
+    }
+
+
+@pytest.fixture
+def rq_workers(tmp_path):
+    """start(env, queue): a real forking rq worker of a queue (burst), in a session of its own; none outlives the
+    test. Its stderr goes to worker-N.log in the test's tmp_path."""
+    from django.conf import settings
+
+    started: list[subprocess.Popen] = []
+
+    def start(env: dict, queue: str) -> subprocess.Popen:
+        worker = subprocess.Popen(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", queue, "--burst"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / f"worker-{len(started)}.log").open("wb"),
+            start_new_session=True,
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()

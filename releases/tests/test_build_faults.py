@@ -43,38 +43,6 @@ phases:
 """
 
 
-@pytest.fixture
-def worker_env(django_subprocess_env, builds_root, settings):
-    """The environment of a real `manage.py rqworker` that shares this test's database, Redis and builds root."""
-    settings.PORTAL_BUILDS_ROOT = builds_root
-    return django_subprocess_env | {"PORTAL_BUILDS_ROOT": str(builds_root), "PORTAL_JOB_HEARTBEAT": "1"}
-
-
-@pytest.fixture
-def build_workers(tmp_path):
-    """start(env): a real forking rq worker of the builds queue (burst), in a session of its own; none outlives
-    the test."""
-    started: list[subprocess.Popen] = []
-
-    def start(env: dict) -> subprocess.Popen:
-        worker = subprocess.Popen(
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", "builds", "--burst"],
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / f"worker-{len(started)}.log").open("wb"),
-            start_new_session=True,
-        )
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
-
-
 def log_shows(build: Build, text: str) -> bool:
     return text in log_of(Build.objects.get(pk=build.pk))
 
@@ -84,7 +52,7 @@ def test_a_worker_killed_mid_build_ends_it_fault_within_the_heartbeat_window_and
     private_repo,
     bob,
     worker_env,
-    build_workers,
+    rq_workers,
     rq_queues,
     run_builds,
     settings,
@@ -92,7 +60,7 @@ def test_a_worker_killed_mid_build_ends_it_fault_within_the_heartbeat_window_and
     sha = push_files(private_repo, bob, "main", {"buildspec.yml": PRINTS_THEN_SLEEPS.encode()})
     build = Build.objects.get(repository=private_repo)
     uid = host_uid(build)
-    worker = build_workers(worker_env)
+    worker = rq_workers(worker_env, "builds")
     try:
         wait_for(lambda: log_shows(build, "started build 1"))
         build.refresh_from_db()
@@ -138,7 +106,7 @@ def test_a_worker_killed_mid_build_ends_it_fault_within_the_heartbeat_window_and
 
 @pytest.mark.usefixtures("transactional_db")
 def test_builds_queued_when_redis_is_emptied_are_enqueued_again_and_each_runs_once(
-    private_repo, bob, worker_env, build_workers, rq_queues, settings
+    private_repo, bob, worker_env, rq_workers, rq_queues, settings
 ):
     settings.PORTAL_JOB_ENQUEUE_GRACE = 0
     quick = PRINTS_THEN_SLEEPS.replace("sleep 300", "true")
@@ -159,7 +127,7 @@ def test_builds_queued_when_redis_is_emptied_are_enqueued_again_and_each_runs_on
 
     jobs.reconcile()
     assert queue.count == 3
-    worker = build_workers(worker_env)
+    worker = rq_workers(worker_env, "builds")
     assert worker.wait(timeout=240) == 0
 
     for build in builds:
@@ -285,7 +253,7 @@ def test_a_build_reads_and_changes_nothing_of_the_portal_or_of_another_repositor
     alice,
     bob,
     worker_env,
-    build_workers,
+    rq_workers,
     builds_root,
     rq_queues,
     run_builds,
@@ -301,7 +269,7 @@ def test_a_build_reads_and_changes_nothing_of_the_portal_or_of_another_repositor
     finished.refresh_from_db()
     assert finished.build_status == "SUCCEEDED" and finished.artifacts.count() == 1
     running = services.start_build(victim, **start)
-    worker = build_workers(worker_env)
+    worker = rq_workers(worker_env, "builds")
     wait_for(lambda: log_shows(running, VICTIM_SECRET))
     workspace = BuildDirectory(builds_root / str(running.pk)).workspace
     # With SQLite the database is a file of the portal's to reach for; PostgreSQL is a server, and the loopback it
