@@ -336,7 +336,7 @@ class Sandbox:
                     os.close(fd)
         try:
             self.init_pid = _read_child_pid(info_read)
-            self.pid_namespace = os.readlink(f"/proc/{self.init_pid}/ns/pid")
+            self.pid_namespace = _pid_namespace(self.init_pid)
             if network:
                 self.network = _connect_network(self.init_pid)
                 os.write(block_write, b"1")
@@ -360,6 +360,8 @@ class Sandbox:
 
     def processes(self) -> list[int]:
         """Host pids of every process still in the sandbox's PID namespace, its init included."""
+        if self.pid_namespace is None:
+            return []
         found = []
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
@@ -396,6 +398,18 @@ class Sandbox:
 
     def wait(self) -> int:
         return self.process.wait()
+
+
+def _pid_namespace(init_pid: int) -> str | None:
+    """The PID namespace of the sandbox's init, or None when the init already exited, which ended every process of
+    the sandbox (a command as quick as `true` can be done before this look). A sandbox with network cannot get
+    here first: its init waits for the network before it runs anything. A pid that already belongs to another
+    process of the host's own namespace is the init's pid reused, never the sandbox."""
+    try:
+        namespace = os.readlink(f"/proc/{init_pid}/ns/pid")
+    except FileNotFoundError:
+        return None
+    return None if namespace == os.readlink("/proc/self/ns/pid") else namespace
 
 
 def _read_child_pid(info_fd: int) -> int:

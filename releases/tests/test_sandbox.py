@@ -5,6 +5,7 @@ import os
 import random
 import shlex
 import socket
+import subprocess
 from dataclasses import replace
 
 import pytest
@@ -13,7 +14,9 @@ from releases.buildspec import parse_buildspec
 from releases.runner import BuildContext, Status, run_build
 from releases.sandbox import (
     Limits,
+    Sandbox,
     SandboxError,
+    _pid_namespace,
     check_reachable,
     prepare_build_directory,
     remove_build_directory,
@@ -257,3 +260,23 @@ def test_a_sandbox_that_cannot_start_ends_the_build_as_fault(build, builds_root)
     assert result.status == Status.FAULT
     assert result.phases == ()
     assert any("bwrap: Can't find source path" in line and "passwd" in line for line in lines)
+
+
+def test_a_sandbox_whose_command_ended_before_it_was_looked_at_still_starts_and_stops(builds_root, host_uid):
+    directory = prepare_build_directory(builds_root / "quick")
+    try:
+        # `true` often ends before the portal reads the init's namespace: that is a sandbox whose processes all ended.
+        for _ in range(20):
+            sandbox = Sandbox(directory, ["/bin/true"], limits=SMALL_LIMITS, host_uid=host_uid)
+            assert sandbox.wait() == 0
+            sandbox.stop()
+    finally:
+        remove_build_directory(directory)
+
+
+def test_an_init_that_exited_or_whose_pid_was_reused_has_no_namespace_to_look_in():
+    ended = subprocess.Popen(["/bin/true"])
+    ended.wait()
+    assert _pid_namespace(ended.pid) is None
+    # A pid of the host's own namespace is never a sandbox's init.
+    assert _pid_namespace(os.getpid()) is None
