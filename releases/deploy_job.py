@@ -15,6 +15,8 @@ connections and their logs, never the database.
 import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -171,12 +173,11 @@ def _deploy(deployment: Deployment, log: logs.LogWriter) -> dict:
                     break
                 number = len(plan.batches)
                 log.line(f"Batch {number}: {', '.join(target.name for target in batch)}")
-                now = timezone.now()
                 futures = {}
                 for target in batch:
                     run = runs[target.name]
-                    run.batch, run.status, run.started = number, DeploymentTarget.Status.IN_PROGRESS, now
-                    run.save(update_fields=["batch", "status", "started"])
+                    run.batch, run.status = number, DeploymentTarget.Status.IN_PROGRESS
+                    run.save(update_fields=["batch", "status"])
                     futures[
                         pool.submit(_deploy_target, deployment, run, by_name[target.name], path, hook_variables, masker)
                     ] = run
@@ -185,12 +186,20 @@ def _deploy(deployment: Deployment, log: logs.LogWriter) -> dict:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         run = futures[future]
-                        result, size, health = future.result()
-                        _record_target(run, result, size)
-                        if health is not None:
-                            _record_health(by_name[run.name], health)
+                        outcome = future.result()
+                        _record_target(run, outcome)
+                        if outcome.health is not None:
+                            _record_health(by_name[run.name], outcome.health)
+                        result = outcome.result
                         log.line(f"  {run.name}: {run.status}{' — ' + run.message if run.message else ''}")
                         plan = plan.record(run.name, result.succeeded)
+            # Old revisions go once every target is done, so no target waits for another's clean-up.
+            for prune in [
+                pool.submit(_prune_revisions, LocalTarget(repository.pk, environment.name, run.name))
+                for run in runs.values()
+                if run.kind == EnvironmentTarget.Kind.LOCAL and run.status == DeploymentTarget.Status.SUCCEEDED
+            ]:
+                prune.result()
     for run in runs.values():
         if run.status == DeploymentTarget.Status.PENDING:
             run.status, run.message = DeploymentTarget.Status.SKIPPED, "Not deployed: the deployment stopped before it."
@@ -232,6 +241,17 @@ def _hook_variables(environment) -> tuple[dict[str, str], SecretMasker]:
     return values, SecretMasker(hidden)
 
 
+@dataclass
+class TargetOutcome:
+    """What a thread of the pool hands back: the target's result, its log's size, its health check, and when the
+    thread took it (a target of a big batch waits for a free thread)."""
+
+    result: TargetResult
+    log_size: int
+    health: HealthResult | None
+    started: datetime
+
+
 def _deploy_target(
     deployment: Deployment,
     run: DeploymentTarget,
@@ -239,8 +259,9 @@ def _deploy_target(
     artifact_path: Path,
     variables: dict[str, str],
     masker: SecretMasker,
-) -> tuple[TargetResult, int]:
+) -> TargetOutcome:
     """Deploy to one target, on a thread of the pool: its log, its hooks, then its health check."""
+    started_at = timezone.now()
     log = logs.LogWriter(run)
     current = [None]
 
@@ -282,14 +303,12 @@ def _deploy_target(
                     result.message,
                 )
             )
-        if result.succeeded and target.kind == EnvironmentTarget.Kind.LOCAL:
-            _prune_revisions(place)
     except Exception as error:
         on_line("Deploy", f"[portal] {type(error).__name__}: {error}")
         result = TargetResult(revision=str(deployment.pk), status=EventStatus.FAILED, message=str(error))
     finally:
         size = log.close()
-    return result, size, health
+    return TargetOutcome(result, size, health, started_at)
 
 
 def _place(target: EnvironmentTarget):
@@ -340,7 +359,8 @@ def _prune_revisions(place: LocalTarget) -> None:
             place.remove_revision(name)
 
 
-def _record_target(run: DeploymentTarget, result: TargetResult, log_size: int) -> None:
+def _record_target(run: DeploymentTarget, outcome: TargetOutcome) -> None:
+    result = outcome.result
     run.status = DeploymentTarget.Status.SUCCEEDED if result.succeeded else DeploymentTarget.Status.FAILED
     run.message = result.message[:5000]
     run.events = [
@@ -352,6 +372,6 @@ def _record_target(run: DeploymentTarget, result: TargetResult, log_size: int) -
         }
         for event in result.events
     ]
-    run.ended = timezone.now()
-    run.log_size = log_size
-    run.save(update_fields=["status", "message", "events", "ended", "log_size"])
+    run.started, run.ended = outcome.started, timezone.now()
+    run.log_size = outcome.log_size
+    run.save(update_fields=["status", "message", "events", "started", "ended", "log_size"])

@@ -315,3 +315,18 @@ def test_one_deployment_runs_on_an_environment_at_a_time(private_repo, alice, bo
     run_deploys()
     second.refresh_from_db()
     assert second.deployment_status == "Succeeded", second.message
+
+
+def test_a_local_target_keeps_its_last_revisions(private_repo, alice, bob, built, run_deploys):
+    dev = set_targets(private_repo, "dev", ["a"], alice)
+    done = []
+    for version in ("v1", "v2", "v3", "v4"):
+        build = built(private_repo, bob, release_files(version))
+        done.append(deployments.request_deployment(private_repo, dev, actor=bob, sha=build.head_sha))
+        run_deploys()
+    place = LocalTarget(private_repo.pk, "dev", "a")
+    kept = sorted(int(entry.name) for entry in place.revisions.iterdir())
+    assert kept == [deployment.pk for deployment in done[-deploy_job.KEEP_REVISIONS :]]
+    assert place.current_revision() == str(done[-1].pk)
+    run = done[-1].targets.get()
+    assert run.started <= run.ended and run.duration_seconds > 0
