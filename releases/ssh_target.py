@@ -252,24 +252,28 @@ class HealthResult:
     detail: str
 
 
-def _wrapped_command(command: str, env: Mapping[str, str], cwd: str | None) -> str:
-    """The command line for the login shell: report the process group, merge stderr into stdout (so the two keep
-    their order), and pass the variables on the command line, since a server's AcceptEnv rarely lets them through.
+def _wrapped_command(command: str, env: Mapping[str, str], cwd: str | None) -> tuple[str, bytes]:
+    """The command line for the login shell, and what to write on its standard input: report the process group,
+    merge stderr into stdout (so the two keep their order), and read the variables from standard input, since a
+    server's AcceptEnv rarely lets them through and a command line is readable by every user of the host.
 
-    The login shell is the session leader, so its pid is the process group of everything the command starts; each
-    `exec` keeps that pid and drops the variables' values from the process list once the command has started."""
+    The login shell is the session leader, so its pid is the process group of everything the command starts; `exec`
+    keeps that pid. The variables are exported assignments the shell sources from its standard input before it
+    turns it to /dev/null, so no value (a secret's above all) is ever in the host's process list."""
     for name, value in env.items():
         if not ENV_NAME.match(name):
             raise SshTargetError(f"{name!r} is not a valid environment variable name.")
         if "\0" in value:
             raise SshTargetError(f"The value of {name} contains a NUL character.")
-    steps = [f"echo {PGID_MARKER}$$ >&2", "exec 2>&1 </dev/null"]
+    steps = [f"echo {PGID_MARKER}$$ >&2", "exec 2>&1"]
+    if env:
+        steps.append("set -a && . /dev/stdin && set +a || exit 126")
+    steps.append("exec </dev/null")
     if cwd is not None:
         steps.append(f"cd -- {shlex.quote(_remote_path(cwd))} || exit 126")
-    assignments = "".join(f"{name}={shlex.quote(value)} " for name, value in env.items())
-    steps.append(f"exec {'env ' + assignments if env else ''}/bin/sh -c {shlex.quote(command)}")
-    return "; ".join(steps)
-
+    steps.append(f"exec /bin/sh -c {shlex.quote(command)}")
+    assignments = "".join(f"{name}={shlex.quote(value)}\n" for name, value in env.items())
+    return "; ".join(steps), assignments.encode()
 
 class LineSplitter:
     """Splits a byte stream into lines for a callback, keeping a partial line until its end arrives."""
@@ -520,7 +524,10 @@ class SshTarget:
     async def _run(
         self, command: str, env: Mapping[str, str], cwd: str | None, timeout: float, on_line: Callable[[str], None]
     ) -> int:
-        process = await self._connection.create_process(_wrapped_command(command, env, cwd), encoding=None)
+        line, assignments = _wrapped_command(command, env, cwd)
+        process = await self._connection.create_process(line, encoding=None)
+        if assignments:
+            process.stdin.write(assignments)
         process.stdin.write_eof()
         process_group: list[int] = []
 

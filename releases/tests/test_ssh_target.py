@@ -315,3 +315,18 @@ def test_paths_that_could_reach_outside_a_target_are_refused():
         with pytest.raises(SshTargetError):
             layout.revision(bad)
     assert layout.current_target(7) == "revisions/7"
+
+
+def test_variables_reach_the_command_without_ever_being_on_a_command_line_of_the_host(sshd, deploy_key):
+    host_key = scan_host_key("127.0.0.1", sshd.port)
+    # Every command line of the host while the command runs (the pattern's brackets keep grep from finding itself).
+    look = (
+        "for f in /proc/[0-9]*/cmdline; do { tr '\\0' ' ' < \"$f\"; } 2>/dev/null; echo; done"
+        " | grep -c 'S3CRET-[V]ALUE'; echo \"$TOKEN\""
+    )
+    output: list[str] = []
+    with connect(sshd, deploy_key, host_key) as target:
+        status = target.run(
+            look, env={"TOKEN": "S3CRET-VALUE", "QUOTED": "it's $HOME"}, timeout=30, on_line=output.append
+        )
+    assert (status, output) == (0, ["0", "S3CRET-VALUE"])
