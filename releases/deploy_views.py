@@ -2,8 +2,10 @@
 live logs, the actions on a deployment (review, start now, stop, roll back) and "Deploy" from a build.
 
 HTTP only: the repository's door (repos.access) and releases.access decide who sees and does what,
-releases.deployments makes every change, releases.logs reads the logs wherever they are, releases.log_html renders
-them."""
+releases.deployments makes every change, releases.log_poll answers the page that follows a log (releases.logs reads
+it wherever it is, releases.log_html renders it)."""
+
+from functools import partial
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -13,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
-from releases import access, deployments, environments, log_html, logs
+from releases import access, deployments, environments, log_html, log_poll
 from releases.models import Build, Deployment, DeploymentReview, DeploymentTarget, Environment
 from releases.templatetags.build_tags import seconds
 from repos.access import can_administer, get_repo_for_user, role_for
@@ -80,59 +82,41 @@ def environment_history(request: HttpRequest, owner: str, name: str, environment
     return render(request, "releases/environment_history.html", context)
 
 
-def _whole_lines(owner, offset: int) -> tuple[bytes, bool]:
-    """The log's bytes from offset: up to the last newline while it runs (a line still being printed comes whole
-    in a later answer), everything once it ended; and whether that is all there is for now."""
-    data = logs.read(owner, offset).data
-    full = len(data) < logs.READ_LIMIT
-    if not (owner.is_ended and full):
-        data = data[: data.rfind(b"\n") + 1]
-    return data, full
-
-
 def _durations(run: DeploymentTarget) -> dict[str, str]:
     return {event["event"]: seconds(event["duration"]) for event in run.events if event.get("duration") is not None}
 
 
-def _piece(owner, offset: int, line: int, data: bytes, full: bool, html: str) -> dict:
-    """An answer of the log poll, as the build log's: {"offset", "line", "html", "ended", "status", "more"}."""
-    is_target = isinstance(owner, DeploymentTarget)
-    return {
-        "offset": offset + len(data),
-        "line": line + log_html.count_lines(data),
-        "html": html,
-        "ended": owner.is_ended,
-        "status": owner.get_status_display() if is_target else owner.get_deployment_status_display(),
-        "more": not full,
-    }
-
-
 def _deployment_piece(deployment: Deployment, offset: int = 0, line: int = 0) -> dict:
-    data, full = _whole_lines(deployment, offset)
-    return _piece(deployment, offset, line, data, full, log_html.render_lines(data, line + 1))
+    """The deployment's own log from offset (releases.log_poll)."""
+    return log_poll.piece(deployment, offset, line, deployment.get_deployment_status_display())
 
 
 def _target_piece(run: DeploymentTarget, offset: int = 0, line: int = 0) -> dict:
     """A target's log from offset as lines; a hook's "==> EventName" line is marked (data-phase) with its duration."""
-    data, full = _whole_lines(run, offset)
-    html = log_html.render_lines(data, line + 1, _durations(run), header=log_html.HOOK)
-    return _piece(run, offset, line, data, full, html)
+    render = partial(log_html.render_lines, durations=_durations(run), header=log_html.HOOK)
+    return log_poll.piece(run, offset, line, run.get_status_display(), render)
 
 
 def _hook_sections(run: DeploymentTarget) -> dict:
     """A target's log from its start as the page first shows it: one section per hook, each starting at its
     "==> EventName" line (the page's script goes on the same way with the lines that come later)."""
-    data, full = _whole_lines(run, 0)
-    lines = data.split(b"\n")[: log_html.count_lines(data)]
-    hooks = {i: found for i, text in enumerate(lines) if (found := log_html.HOOK.match(text.decode(errors="replace")))}
-    bounds = sorted({0, *hooks, len(lines)})
-    sections = []
-    for start, end in zip(bounds, bounds[1:], strict=False):
-        segment = b"".join(text + b"\n" for text in lines[start:end])
-        attribute = format_html(' data-hook="{}"', hooks[start].group(1)) if start in hooks else ""
-        body = log_html.render_lines(segment, start + 1, _durations(run), header=log_html.HOOK)
-        sections.append(f'<div class="hook-section"{attribute}>{body}</div>')
-    return _piece(run, 0, 0, data, full, "".join(sections))
+    durations = _durations(run)
+
+    def sections(data: bytes, first_number: int) -> str:
+        lines = data.split(b"\n")[: log_html.count_lines(data)]
+        hooks = {
+            i: found for i, text in enumerate(lines) if (found := log_html.HOOK.match(text.decode(errors="replace")))
+        }
+        bounds = sorted({0, *hooks, len(lines)})
+        rendered = []
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            segment = b"".join(text + b"\n" for text in lines[start:end])
+            attribute = format_html(' data-hook="{}"', hooks[start].group(1)) if start in hooks else ""
+            body = log_html.render_lines(segment, first_number + start, durations, header=log_html.HOOK)
+            rendered.append(f'<div class="hook-section"{attribute}>{body}</div>')
+        return "".join(rendered)
+
+    return log_poll.piece(run, 0, 0, run.get_status_display(), sections)
 
 
 def _batches(runs: list[DeploymentTarget]) -> list[dict]:
@@ -179,31 +163,19 @@ def deployment_detail(request: HttpRequest, owner: str, name: str, deployment_id
     return render(request, "releases/deployment.html", context)
 
 
-def _json(piece: dict) -> JsonResponse:
-    response = JsonResponse(piece)
-    response["Cache-Control"] = "private, no-cache"
-    return response
-
-
-def _offsets(request: HttpRequest) -> tuple[int, int] | None:
-    try:
-        return max(0, int(request.GET.get("offset", "0"))), max(0, int(request.GET.get("line", "0")))
-    except ValueError:
-        return None
-
-
 @require_GET
 def deployment_log(request: HttpRequest, owner: str, name: str, deployment_id: int) -> JsonResponse:
     """The deployment's own log after ?offset= (see releases.views.build_log), with how many targets it has so
     that a page opened before they were planned knows to show them."""
     repo = get_repo_for_user(request.user, owner, name)
     deployment = _deployment(repo, deployment_id)
-    offsets = _offsets(request)
-    if offsets is None:
-        return JsonResponse({"error": "offset and line are numbers of bytes and lines."}, status=400)
-    piece = _deployment_piece(deployment, *offsets)
-    piece["targets"] = deployment.targets.count()
-    return _json(piece)
+
+    def piece_at(offset: int, line: int) -> dict:
+        piece = _deployment_piece(deployment, offset, line)
+        piece["targets"] = deployment.targets.count()
+        return piece
+
+    return log_poll.answer(request, piece_at)
 
 
 @require_GET
@@ -212,10 +184,7 @@ def target_log(request: HttpRequest, owner: str, name: str, deployment_id: int, 
     repo = get_repo_for_user(request.user, owner, name)
     deployment = _deployment(repo, deployment_id)
     run = get_object_or_404(DeploymentTarget.objects.select_related("deployment"), deployment=deployment, name=target)
-    offsets = _offsets(request)
-    if offsets is None:
-        return JsonResponse({"error": "offset and line are numbers of bytes and lines."}, status=400)
-    return _json(_target_piece(run, *offsets))
+    return log_poll.answer(request, partial(_target_piece, run))
 
 
 # Actions: each a POST answered by a redirect to the deployment's page, with the refusal as a message.

@@ -2,9 +2,11 @@
 the build settings.
 
 HTTP only: the repository's door (repos.access) and releases.access decide who sees and does what, releases.services
-makes every change, releases.logs reads the log wherever it is, releases.log_html renders it."""
+makes every change, releases.logs reads the log wherever it is, releases.log_html renders it and releases.log_poll
+answers the page that follows it."""
 
 import json
+from functools import partial
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -15,7 +17,7 @@ from django.template.loader import render_to_string
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from releases import access, environments, log_html, logs, services
+from releases import access, environments, log_html, log_poll, logs, services
 from releases.forms import BuildSettingsForm, RunBuildForm
 from releases.models import Build, BuildArtifact
 from releases.storage import artifact_storage
@@ -78,22 +80,10 @@ def build_list(request: HttpRequest, owner: str, name: str) -> HttpResponse:
 
 
 def _log_piece(build: Build, offset: int, line: int) -> dict:
-    """The log from offset as rendered lines, numbered from line + 1: up to the last newline while the build runs
-    (a line still being printed comes whole in a later answer), everything once it ended."""
-    chunk = logs.read(build, offset)
-    data = chunk.data
-    full = len(data) < logs.READ_LIMIT
-    if not (build.is_ended and full):
-        data = data[: data.rfind(b"\n") + 1]
-    return {
-        "offset": offset + len(data),
-        "line": line + log_html.count_lines(data),
-        "html": log_html.render_lines(data, line + 1, {p["name"]: seconds(p["duration"]) for p in build.phases}),
-        "ended": build.is_ended,
-        "status": build.build_status,
-        # More of the log is there to fetch at once (a long log comes in pieces of READ_LIMIT bytes).
-        "more": not full,
-    }
+    """The build's log from offset (releases.log_poll), each phase's header with how long the phase took."""
+    durations = {phase["name"]: seconds(phase["duration"]) for phase in build.phases}
+    render = partial(log_html.render_lines, durations=durations)
+    return log_poll.piece(build, offset, line, build.build_status, render)
 
 
 @require_GET
@@ -135,14 +125,7 @@ def build_log(request: HttpRequest, owner: str, name: str, number: int) -> JsonR
     gunicorn thread per viewer for the whole build."""
     repo = get_repo_for_user(request.user, owner, name)
     build = _build(repo, number)
-    try:
-        offset = max(0, int(request.GET.get("offset", "0")))
-        line = max(0, int(request.GET.get("line", "0")))
-    except ValueError:
-        return JsonResponse({"error": "offset and line are numbers of bytes and lines."}, status=400)
-    response = JsonResponse(_log_piece(build, offset, line))
-    response["Cache-Control"] = "private, no-cache"
-    return response
+    return log_poll.answer(request, partial(_log_piece, build))
 
 
 @require_GET
