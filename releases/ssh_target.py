@@ -275,6 +275,7 @@ def _wrapped_command(command: str, env: Mapping[str, str], cwd: str | None) -> t
     assignments = "".join(f"{name}={shlex.quote(value)}\n" for name, value in env.items())
     return "; ".join(steps), assignments.encode()
 
+
 class LineSplitter:
     """Splits a byte stream into lines for a callback, keeping a partial line until its end arrives."""
 
