@@ -24,7 +24,7 @@ class NewRepositoryForm(forms.Form):
     visibility = forms.ChoiceField(choices=Visibility.choices, initial=Visibility.PRIVATE, widget=forms.RadioSelect)
     default_branch = forms.CharField(max_length=255, initial="main")
     initialize = forms.BooleanField(required=False, label="Initialize this repository with a README")
-    template = forms.ChoiceField(required=False, label="Start from", widget=forms.RadioSelect)
+    template = forms.ChoiceField(required=False, label="Template", widget=forms.RadioSelect)
 
     def __init__(self, *args, owners: list[User], **kwargs):
         super().__init__(*args, **kwargs)
@@ -33,7 +33,7 @@ class NewRepositoryForm(forms.Form):
         # The templates other apps registered (repos.templates); without any, the form has no choice to offer.
         self.templates = {template.key: template for template in templates.registered()}
         if self.templates:
-            self.fields["template"].choices = [("", "An empty repository (or a README only)")] + [
+            self.fields["template"].choices = [("", "None: an empty repository, or one with a README as asked above")] + [
                 (key, template.label) for key, template in self.templates.items()
             ]
             self.fields["template"].initial = ""
