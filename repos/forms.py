@@ -33,9 +33,9 @@ class NewRepositoryForm(forms.Form):
         # The templates other apps registered (repos.templates); without any, the form has no choice to offer.
         self.templates = {template.key: template for template in templates.registered()}
         if self.templates:
-            self.fields["template"].choices = [("", "None: an empty repository, or one with a README as asked above")] + [
-                (key, template.label) for key, template in self.templates.items()
-            ]
+            self.fields["template"].choices = [
+                ("", "None: an empty repository, or one with a README as asked above")
+            ] + [(key, template.label) for key, template in self.templates.items()]
             self.fields["template"].initial = ""
         else:
             del self.fields["template"]
