@@ -274,7 +274,9 @@ HOOKS = {
 # ApplicationStop runs the previous revision's copy of this script, before the new revision is installed.
 set -eu
 . "$(dirname "$0")/common.sh"
-echo "ApplicationStop: stopping version $(python3 "$APP_DIR/hello.py" --version) in $DEPLOYMENT_GROUP_NAME"
+# A failure here would block every later deployment to the target, so a missing application is only reported.
+version="$(python3 "$APP_DIR/hello.py" --version 2>/dev/null || echo "unknown (not found in $APP_DIR)")"
+echo "ApplicationStop: stopping version $version in $DEPLOYMENT_GROUP_NAME"
 echo "ApplicationStop: the sample runs no service between deployments, so there is nothing else to stop"
 """,
     "before_install.sh": """\

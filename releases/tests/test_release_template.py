@@ -241,7 +241,10 @@ def test_validate_service_fails_a_deployment_whose_installed_version_is_not_the_
     assert failed.deployment_status == Deployment.Status.FAILED
     [run] = failed.targets.all()
     assert (run.events[-1]["event"], run.events[-1]["status"]) == ("ValidateService", "FAILED")
-    assert "the installed version is not the one deployed" in logs.read_all(run).decode()
+    log = logs.read_all(run).decode()
+    # The previous revision's ApplicationStop stopped what dev ran.
+    assert f"ApplicationStop: stopping version 1.0.0 ({first.sha[:12]}) in dev" in log
+    assert "the installed version is not the one deployed" in log
     rollback = failed.rollbacks.get()
     assert rollback.deployment_status == Deployment.Status.SUCCEEDED and rollback.artifact == first.artifact
     assert LocalTarget(repo.pk, "dev", "local").current_revision() == str(rollback.pk)
