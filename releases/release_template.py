@@ -427,10 +427,10 @@ def _health_check(name: str) -> str:
 
 
 def create_from_release_template(
-    *,
     actor: User,
     owner: User,
     name: str,
+    *,
     description: str = "",
     visibility: str = Visibility.PRIVATE,
     default_branch: str = "main",
