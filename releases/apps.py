@@ -6,8 +6,9 @@ class ReleasesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from releases import receivers
+        from releases import receivers, release_template
         from repos import signals as repo_signals
+        from repos import templates as repo_templates
         from reviews import signals as review_signals
 
         # After reviews' own receivers (the app comes later): a push has moved its pull requests, whose builds
@@ -17,3 +18,10 @@ class ReleasesConfig(AppConfig):
             getattr(review_signals, f"pull_request_{action}").connect(
                 receivers.build_pull_request, dispatch_uid=f"releases.build_pull_request_{action}"
             )
+        # "New repository" offers the release template; repos calls its creator without importing releases.
+        repo_templates.register(
+            release_template.KEY,
+            release_template.LABEL,
+            release_template.DESCRIPTION,
+            release_template.create_from_release_template,
+        )

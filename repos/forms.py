@@ -5,6 +5,7 @@ from django import forms
 from portal.forms import PublicKeyTextarea
 from portal.models import Team, User
 from portal.validators import validate_owner_name, validate_repo_name
+from repos import templates
 from repos.models import Repository, Role, Visibility
 
 ROLE_CHOICES = [(role.label, role.label.capitalize()) for role in Role]
@@ -23,14 +24,32 @@ class NewRepositoryForm(forms.Form):
     visibility = forms.ChoiceField(choices=Visibility.choices, initial=Visibility.PRIVATE, widget=forms.RadioSelect)
     default_branch = forms.CharField(max_length=255, initial="main")
     initialize = forms.BooleanField(required=False, label="Initialize this repository with a README")
+    template = forms.ChoiceField(required=False, label="Template", widget=forms.RadioSelect)
 
     def __init__(self, *args, owners: list[User], **kwargs):
         super().__init__(*args, **kwargs)
         self.owners = {owner.username: owner for owner in owners}
         self.fields["owner"].choices = [(name, name) for name in self.owners]
+        # The templates other apps registered (repos.templates); without any, the form has no choice to offer.
+        self.templates = {template.key: template for template in templates.registered()}
+        if self.templates:
+            self.fields["template"].choices = [
+                ("", "None: an empty repository, or one with a README as asked above")
+            ] + [(key, template.label) for key, template in self.templates.items()]
+            self.fields["template"].initial = ""
+        else:
+            del self.fields["template"]
+
+    @property
+    def template_help(self) -> dict[str, str]:
+        """What each template makes, shown beside its choice."""
+        return {key: template.description for key, template in self.templates.items()}
 
     def clean_owner(self) -> User:
         return self.owners[self.cleaned_data["owner"]]
+
+    def clean_template(self) -> templates.RepositoryTemplate | None:
+        return self.templates.get(self.cleaned_data.get("template") or "")
 
 
 class RepositorySettingsForm(forms.Form):

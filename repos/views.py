@@ -39,14 +39,22 @@ def new_repository(request: HttpRequest) -> HttpResponse:
     initial = {"owner": request.GET.get("owner", request.user.username)}
     form = forms.NewRepositoryForm(request.POST or None, owners=owners, initial=initial)
     if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        template = data.pop("template", None)
         try:
-            repo = services.create_repository(actor=request.user, **form.cleaned_data)
+            if template is None:
+                repo = services.create_repository(actor=request.user, **data)
+            else:
+                # A template brings its own first commit, README included.
+                data.pop("initialize")
+                repo = template.create(actor=request.user, **data)
         except ValidationError as exc:
             form.add_error("name", exc)
         else:
             messages.success(request, f"Created {repo.full_name}.")
             return redirect("repos:detail", repo.owner.username, repo.name)
-    return render(request, "repos/new.html", {"form": form, "visibility_help": forms.VISIBILITY_HELP})
+    context = {"form": form, "visibility_help": forms.VISIBILITY_HELP, "template_help": form.template_help}
+    return render(request, "repos/new.html", context)
 
 
 def owner_page(request: HttpRequest, owner: str) -> HttpResponse:

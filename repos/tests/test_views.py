@@ -9,7 +9,7 @@ from django.http import Http404
 
 from portal import services as accounts
 from portal.models import AuditEvent, SshKey
-from repos import git, services
+from repos import git, services, templates
 from repos.access import NO_ACCESS, role_for
 from repos.models import Repository, Role, TeamRepository, Visibility
 
@@ -105,6 +105,41 @@ def test_it_creates_in_an_organization_the_user_owns_but_not_elsewhere(client, a
     assert response.status_code == 200
     assert "Select a valid choice" in response.content.decode()
     assert not Repository.objects.filter(owner=bob).exists()
+
+
+def test_a_registered_template_is_offered_and_its_creator_makes_the_repository(client, alice, monkeypatch):
+    made = []
+
+    def create(*, actor, owner, name, description, visibility, default_branch):
+        made.append(name)
+        return services.create_repository(
+            actor=actor,
+            owner=owner,
+            name=name,
+            description=description,
+            visibility=visibility,
+            default_branch=default_branch,
+            initialize=True,
+        )
+
+    template = templates.RepositoryTemplate("notes", "Start with notes", "A README to take notes in.", create)
+    monkeypatch.setitem(templates._registry, "notes", template)
+    _login(client, alice)
+    page = client.get("/new").content.decode()
+    assert 'name="template" value="notes"' in page
+    assert "Start with notes" in page and "A README to take notes in." in page
+
+    assert _new(client, template="notes")["Location"] == "/alice/tool"
+    assert made == ["tool"]
+    assert git.head_commit(Repository.objects.get(name="tool").path, "main").summary == "Initial commit"
+
+
+def test_without_a_registered_template_the_form_offers_no_choice(client, alice, monkeypatch):
+    monkeypatch.setattr(templates, "_registry", {})
+    _login(client, alice)
+    assert 'name="template"' not in client.get("/new").content.decode()
+    assert _new(client, template="release")["Location"] == "/alice/tool"
+    assert git.branches(Repository.objects.get(name="tool").path) == []
 
 
 def test_anonymous_users_are_sent_to_sign_in_to_create(client, db):
