@@ -137,16 +137,19 @@ def store(name: str, path: Path) -> None:
 
 
 def store_left_over(owner) -> int:
-    """Store what a run whose worker was lost had printed (from Redis, else from this machine's file, when this
-    is its machine); returns the size stored."""
+    """Store what a run whose worker was lost had printed: from this machine's file when this was its machine (the
+    worker wrote each line there first, so it holds what Redis had not been sent yet), else from Redis; returns the
+    size stored."""
     data = b""
     try:
         data = _redis().get(owner.log_key) or b""
     except RedisError:
         pass
     path = local_path(owner)
-    if not data and path.exists():
-        data = path.read_bytes()
+    if path.exists():
+        local = path.read_bytes()
+        if len(local) > len(data):
+            data = local
     if not data:
         return 0
     temporary = path.with_suffix(".left-over")
