@@ -14,9 +14,9 @@ from django.utils import timezone
 from portal import audit
 from portal.models import User
 from portal.validators import field_error
-from releases import access, provenance
+from releases import access, provenance, signals
 from releases.buildspec import RESERVED_PREFIX, VARIABLE_NAME
-from releases.models import MAX_TIMEOUT_MINUTES, Build, BuildArtifact, BuildSettings
+from releases.models import MAX_TIMEOUT_MINUTES, Build, BuildArtifact, BuildSettings, PipelineActionRun
 from releases.runner import BuildResult
 from repos import git
 from repos.models import Repository, next_number
@@ -185,7 +185,8 @@ def start_build(
 
 def _supersede(build: Build) -> None:
     """Stop the older builds of the new build's branch still queued, and the running ones when the repository
-    says so."""
+    says so. A build a pipeline execution waits for is left to run: the pipeline supersedes its own executions,
+    between stages, and stopping the build would fail the execution that holds the stage."""
     states = [Build.State.QUEUED]
     if build_settings(build.repository).stop_running:
         states.append(Build.State.RUNNING)
@@ -196,7 +197,7 @@ def _supersede(build: Build) -> None:
         state__in=states,
         stop_requested=False,
         pk__lt=build.pk,
-    )
+    ).exclude(pipeline_action_runs__status=PipelineActionRun.Status.IN_PROGRESS)
     for old in older:
         try:
             cancel_build(old, actor=None, reason=f"superseded by build #{build.number}")
@@ -220,6 +221,7 @@ def _stop_queued(build: Build, *, actor: User | None, reason: str) -> bool:
         return False
     audit.record(actor, "build.stop", build, before=before, after=_snapshot(build) | {"reason": reason})
     _post_status(build, f"Build stopped: {reason}")
+    signals.build_ended.send(Build, build=build)
     return True
 
 
@@ -354,4 +356,5 @@ def record_result(
     audit.record(None, "build.end", build, before=before, after=_snapshot(build))
     description = f"Build {status.lower().replace('_', ' ')}" + (f": {message}" if message else "")
     _post_status(build, description[:1000])
+    signals.build_ended.send(Build, build=build)
     return build

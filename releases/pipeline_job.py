@@ -1,0 +1,14 @@
+"""The pipelines' scheduled job, run every minute on the `default` queue by rq's cron scheduler.
+
+Pipelines have no job row of their own: their state is on the Pipeline row and moves in the transactions that
+change it (a push, an answer, the end of a build or a deployment, releases.pipelines). What moves with time alone
+is here: approvals that time out, and actions whose build or deployment ended while their pipeline could not move
+on. Running it twice, or beside a change, is safe: each pipeline moves under its row's lock, and a rule applied
+twice changes nothing the second time."""
+
+from releases import pipelines
+
+
+def run_sweep() -> dict[str, int]:
+    """rq entry point: move every pipeline under way on with time, finish actions whose run ended unheard."""
+    return pipelines.sweep()

@@ -1,0 +1,382 @@
+"""Pipelines end to end: pushes through the real push service, real builds and deployments on real rq workers,
+local targets, approvals answered by the environment's reviewers."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
+
+from portal.models import AuditEvent
+from releases import pipelines
+from releases.local_target import LocalTarget
+from releases.models import (
+    Build,
+    Deployment,
+    Pipeline,
+    PipelineActionRun,
+    PipelineApproval,
+    PipelineExecution,
+)
+from releases.tests.deploying import release_files, set_targets
+from releases.tests.test_builds import push_files
+
+pytestmark = pytest.mark.usefixtures("transactional_db")
+
+
+@pytest.fixture
+def drive(deploys, run_builds, run_deploys):
+    """drive(): run the builds and deployments the pipelines asked for, and what those ask for, until none is left."""
+
+    def run() -> None:
+        for _ in range(10):
+            queued = Build.objects.filter(state=Build.State.QUEUED).exists() or Deployment.objects.filter(
+                state=Deployment.State.QUEUED, due_at__lte=timezone.now()
+            ).exists()
+            if not queued:
+                return
+            run_builds()
+            run_deploys()
+
+    return run
+
+
+@pytest.fixture
+def environments_of_release(private_repo, alice):
+    """dev on one local target; uat on one, guarded by alice's approval."""
+    dev = set_targets(private_repo, "dev", ["a"], alice)
+    uat = set_targets(
+        private_repo, "uat", ["a"], alice, required_approvals=1, reviewers=[{"type": "User", "id": alice.pk}]
+    )
+    return dev, uat
+
+
+def release(repo) -> Pipeline:
+    return Pipeline.objects.get(repository=repo, name="release")
+
+
+def latest(repo) -> PipelineExecution:
+    return release(repo).executions.order_by("-number").first()
+
+
+def actions(execution: PipelineExecution) -> list[tuple[str, str, int, str]]:
+    return list(
+        execution.action_runs.order_by("started", "id").values_list("stage", "action", "attempt", "status")
+    )
+
+
+def stage_status(execution: PipelineExecution, stage: str) -> str | None:
+    state = pipelines.rules_of(execution.pipeline)
+    return state.execution(execution.number).stage_status(stage)
+
+
+def deployed_version(repo, environment: str) -> str:
+    return (LocalTarget(repo.pk, environment, "a").current / "root/srv/app/version.txt").read_text().strip()
+
+
+def test_a_push_builds_once_deploys_to_dev_and_waits_at_the_approval(
+    private_repo, bob, environments_of_release, drive
+):
+    sha = push_files(private_repo, bob, "main", release_files("v1"))
+    execution = latest(private_repo)
+    assert (execution.number, execution.source_sha, execution.trigger) == (1, sha, "push")
+    assert execution.requester == bob
+    assert actions(execution) == [("Source", "Source", 1, "Succeeded"), ("Build", "Build", 1, "InProgress")]
+
+    drive()
+
+    execution.refresh_from_db()
+    assert execution.status == "InProgress"
+    assert actions(execution) == [
+        ("Source", "Source", 1, "Succeeded"),
+        ("Build", "Build", 1, "Succeeded"),
+        ("Deploy-dev", "Deploy", 1, "Succeeded"),
+        ("Approval", "Approve", 1, "InProgress"),
+    ]
+    assert stage_status(execution, "Approval") == "InProgress"
+    # One build of the commit: the push's own, which the pipeline followed.
+    build = Build.objects.get(repository=private_repo, head_sha=sha)
+    assert execution.build == build and execution.artifact.build == build
+    assert execution.artifact_sha256 == execution.artifact.sha256
+    dev_run = execution.action_runs.get(stage="Deploy-dev")
+    assert dev_run.deployment.deployment_status == "Succeeded"
+    assert dev_run.deployment.pipeline_action == dev_run
+    assert dev_run.deployment.artifact == execution.artifact
+    assert deployed_version(private_repo, "dev") == "v1"
+    approval = execution.approvals.get()
+    assert (approval.stage, approval.action, approval.environment_name, approval.status) == (
+        "Approval",
+        "Approve",
+        "uat",
+        "Pending",
+    )
+    assert approval.deadline - approval.created > timedelta(days=6, hours=23)
+    assert not Deployment.objects.filter(environment__name="uat").exists()
+
+
+def test_a_reviewer_other_than_the_pusher_approves_and_uat_gets_the_same_bytes(
+    private_repo, alice, bob, carol, environments_of_release, drive
+):
+    push_files(private_repo, bob, "main", release_files("v1"))
+    drive()
+    execution = latest(private_repo)
+
+    # bob pushed (and is no reviewer of uat), carol only reads: neither answers.
+    for outsider in (bob, carol):
+        with pytest.raises(PermissionDenied):
+            pipelines.answer_approval(
+                execution, "Approval", "Approve", user=outsider, status="Approved", summary="mine"
+            )
+    approval = pipelines.answer_approval(
+        execution, "Approval", "Approve", user=alice, status="Approved", summary="Release notes checked."
+    )
+    assert approval.status == "Approved"
+    drive()
+
+    execution.refresh_from_db()
+    assert execution.status == "Succeeded", execution.reason
+    dev = execution.action_runs.get(stage="Deploy-dev").deployment
+    uat = execution.action_runs.get(stage="Deploy-uat").deployment
+    # The approval was uat's review: its deployment did not wait for another one.
+    assert uat.deployment_status == "Succeeded" and not uat.reviews.exists()
+    assert uat.artifact == dev.artifact and uat.artifact.sha256 == execution.artifact_sha256
+    assert deployed_version(private_repo, "uat") == "v1"
+    answer = approval.answers.get()
+    assert (answer.user, answer.status, answer.summary) == (alice, "Approved", "Release notes checked.")
+    assert AuditEvent.objects.filter(action="pipeline.approval_approved", actor=alice).exists()
+    # Answered once, the approval takes no more answers.
+    with pytest.raises(ValidationError):
+        pipelines.answer_approval(execution, "Approval", "Approve", user=alice, status="Rejected")
+
+
+def test_a_rejection_ends_the_execution_failed(private_repo, alice, bob, environments_of_release, drive):
+    push_files(private_repo, bob, "main", release_files("v1"))
+    drive()
+    execution = latest(private_repo)
+
+    pipelines.answer_approval(execution, "Approval", "Approve", user=alice, status="Rejected", summary="Not yet.")
+    drive()
+
+    execution.refresh_from_db()
+    assert execution.status == "Failed"
+    assert "Rejected by alice: Not yet." in execution.reason
+    assert execution.approvals.get().status == "Rejected"
+    assert ("Approval", "Approve", 1, "Failed") in actions(execution)
+    assert not Deployment.objects.filter(environment__name="uat").exists()
+    assert AuditEvent.objects.filter(action="pipeline.approval_rejected", actor=alice).exists()
+
+
+def test_two_approvals_are_needed_and_the_pushers_own_never_counts(private_repo, alice, bob, drive):
+    set_targets(private_repo, "dev", ["a"], alice)
+    set_targets(
+        private_repo,
+        "uat",
+        ["a"],
+        alice,
+        required_approvals=1,
+        reviewers=[{"type": "User", "id": alice.pk}, {"type": "User", "id": bob.pk}],
+        prevent_self_review=False,
+    )
+    push_files(private_repo, bob, "main", release_files("v1"))
+    drive()
+    execution = latest(private_repo)
+
+    # bob is one of the reviewers, but he pushed the release: his approval is refused, whatever uat says.
+    with pytest.raises(PermissionDenied):
+        pipelines.answer_approval(execution, "Approval", "Approve", user=bob, status="Approved")
+    assert execution.approvals.get().status == "Pending"
+    pipelines.answer_approval(execution, "Approval", "Approve", user=alice, status="Approved")
+    drive()
+    execution.refresh_from_db()
+    assert execution.status == "Succeeded", execution.reason
+
+
+def test_three_quick_pushes_supersede_the_middle_one(private_repo, bob, environments_of_release, drive):
+    first = push_files(private_repo, bob, "main", release_files("v1"))
+    push_files(private_repo, bob, "main", release_files("v2"))
+    third = push_files(private_repo, bob, "main", release_files("v3"))
+    one, two, three = release(private_repo).executions.order_by("number")
+    two.refresh_from_db()
+    assert two.status == "Superseded"
+    assert "Superseded by execution 3 in front of Build" in two.reason
+    assert actions(two) == [("Source", "Source", 1, "Succeeded")]
+
+    drive()
+
+    one.refresh_from_db()
+    three.refresh_from_db()
+    assert one.status == "InProgress" and stage_status(one, "Approval") == "InProgress"
+    assert three.status == "InProgress" and three.action_runs.get(stage="Deploy-dev").status == "Succeeded"
+    # The third waits in front of the approval, which holds the first: never two executions in a stage.
+    state = pipelines.rules_of(release(private_repo))
+    assert state.execution(3).waiting_for == "Approval"
+    assert state.holder("Approval").id == 1
+    # One build per commit the pipeline ran; the dev target runs the newest.
+    assert Build.objects.filter(repository=private_repo, head_sha=first).count() == 1
+    assert Build.objects.filter(repository=private_repo, head_sha=third).count() == 1
+    assert one.build.build_status == three.build.build_status == "SUCCEEDED"
+    assert deployed_version(private_repo, "dev") == "v3"
+
+
+def test_a_bad_pipeline_yml_is_recorded_with_its_line_and_key_and_starts_nothing(
+    private_repo, bob, environments_of_release, drive
+):
+    bad = (
+        "version: 1\n"
+        "name: release\n"
+        "source:\n"
+        "  branch: main\n"
+        "stages:\n"
+        "  - name: Build\n"
+        "    actions:\n"
+        "      - name: Build\n"
+        "        type: biuld\n"
+    )
+    sha = push_files(private_repo, bob, "main", release_files("v1") | {"pipeline.yml": bad.encode()})
+
+    pipeline = release(private_repo)
+    assert (pipeline.error_sha, pipeline.error_line, pipeline.error_key) == (sha, 9, "stages[0].actions[0].type")
+    assert "pipeline.yml, line 9" in pipeline.error and "'biuld'" in pipeline.error
+    assert not pipeline.executions.exists()
+    assert AuditEvent.objects.filter(action="pipeline.refused", target_id=str(pipeline.pk)).exists()
+
+    # A good file on the next push clears the error and runs.
+    good = bad.replace("biuld", "build")
+    push_files(private_repo, bob, "main", {"pipeline.yml": good.encode()})
+    pipeline.refresh_from_db()
+    assert pipeline.error == "" and pipeline.from_file and pipeline.version == 1
+    assert pipeline.executions.count() == 1
+
+
+def test_a_changed_pipeline_yml_is_a_new_version(private_repo, bob, environments_of_release, drive):
+    push_files(private_repo, bob, "main", release_files("v1"))
+    pipeline = release(private_repo)
+    assert (pipeline.version, pipeline.from_file) == (1, False)
+    custom = (
+        "version: 1\nname: release\nsource:\n  branch: main\nstages:\n"
+        "  - name: Build\n    actions:\n      - {name: Build, type: build}\n"
+        "  - name: Deploy-dev\n    actions:\n      - {name: Deploy, type: deploy, environment: dev}\n"
+    )
+    push_files(private_repo, bob, "main", {"pipeline.yml": custom.encode()})
+    pipeline.refresh_from_db()
+    assert (pipeline.version, pipeline.from_file) == (2, True)
+    one, two = pipeline.executions.order_by("number")
+    one.refresh_from_db()
+    # The first execution was waiting in front of a stage of the old structure: it stops.
+    assert one.status in ("Stopping", "Stopped") and "structure changed" in one.reason
+    drive()
+    two.refresh_from_db()
+    assert two.status == "Succeeded", two.reason
+    assert [run[0] for run in actions(two)] == ["Source", "Build", "Deploy-dev"]
+
+
+def test_a_failed_deploy_stage_is_retried(private_repo, alice, bob, drive):
+    # No environment dev yet: the deploy action fails, saying why.
+    set_targets(private_repo, "uat", ["a"], alice)
+    push_files(private_repo, bob, "main", release_files("v1"))
+    drive()
+    execution = latest(private_repo)
+    execution.refresh_from_db()
+    assert execution.status == "Failed"
+    assert "There is no environment named dev" in execution.reason
+
+    with pytest.raises(PermissionDenied):
+        pipelines.retry(execution, actor=_reader(private_repo))
+    set_targets(private_repo, "dev", ["a"], alice)
+    pipelines.retry(execution, actor=bob)
+    drive()
+
+    execution.refresh_from_db()
+    assert execution.status == "InProgress"
+    assert actions(execution) == [
+        ("Source", "Source", 1, "Succeeded"),
+        ("Build", "Build", 1, "Succeeded"),
+        ("Deploy-dev", "Deploy", 1, "Failed"),
+        ("Deploy-dev", "Deploy", 2, "Succeeded"),
+        ("Approval", "Approve", 1, "InProgress"),
+    ]
+    assert deployed_version(private_repo, "dev") == "v1"
+    assert AuditEvent.objects.filter(action="pipeline.retry", actor=bob).exists()
+
+
+def _reader(repo):
+    from portal.models import User
+
+    return User.objects.get(username="carol")
+
+
+def test_stop_and_abandon_ends_it_at_once_and_the_build_no_longer_counts(
+    private_repo, bob, environments_of_release, drive
+):
+    push_files(private_repo, bob, "main", release_files("v1"))
+    execution = latest(private_repo)
+
+    pipelines.stop(execution, actor=bob, mode="abandon")
+    execution.refresh_from_db()
+    assert execution.status == "Stopped"
+    assert actions(execution)[-1] == ("Build", "Build", 1, "Abandoned")
+
+    drive()
+    execution.refresh_from_db()
+    assert execution.status == "Stopped"
+    assert not Deployment.objects.exists()
+    with pytest.raises(ValidationError):
+        pipelines.stop(execution, actor=bob, mode="abandon")
+
+
+def test_stop_and_wait_lets_the_build_finish_then_retry_goes_on(private_repo, bob, environments_of_release, drive):
+    push_files(private_repo, bob, "main", release_files("v1"))
+    execution = latest(private_repo)
+
+    pipelines.stop(execution, actor=bob, mode="wait")
+    execution.refresh_from_db()
+    assert execution.status == "Stopping"
+    drive()
+    execution.refresh_from_db()
+    assert execution.status == "Stopped"
+    assert ("Build", "Build", 1, "Succeeded") in actions(execution)
+    assert not Deployment.objects.exists()
+
+    pipelines.retry(execution, actor=bob)
+    drive()
+    execution.refresh_from_db()
+    assert execution.status == "InProgress" and stage_status(execution, "Approval") == "InProgress"
+    assert deployed_version(private_repo, "dev") == "v1"
+
+
+def test_an_approval_nobody_answers_times_out(private_repo, bob, environments_of_release, drive):
+    push_files(private_repo, bob, "main", release_files("v1"))
+    drive()
+    execution = latest(private_repo)
+
+    assert pipelines.sweep()["advanced"] == 1
+    assert execution.approvals.get().status == "Pending"
+    pipelines.sweep(now=timezone.now() + timedelta(days=7, minutes=1))
+
+    execution.refresh_from_db()
+    assert execution.status == "Failed" and "timed out" in execution.reason
+    assert execution.approvals.get().status == "TimedOut"
+    assert execution.action_runs.get(stage="Approval").status == PipelineActionRun.Status.FAILED
+    assert PipelineApproval.objects.filter(status="Pending").count() == 0
+
+
+def test_a_stage_rolls_back_to_an_earlier_execution_artifact(private_repo, alice, bob, drive):
+    set_targets(private_repo, "dev", ["a"], alice)
+    set_targets(private_repo, "uat", ["a"], alice)
+    push_files(private_repo, bob, "main", release_files("v1"))
+    drive()
+    first = latest(private_repo)
+    pipelines.answer_approval(first, "Approval", "Approve", user=alice, status="Approved")
+    drive()
+    push_files(private_repo, bob, "main", release_files("v2"))
+    drive()
+    assert deployed_version(private_repo, "dev") == "v2"
+
+    rollback = pipelines.rollback_stage(release(private_repo), "Deploy-dev", first, actor=alice)
+    drive()
+
+    rollback.refresh_from_db()
+    assert (rollback.trigger, rollback.rollback_of, rollback.requester) == ("rollback", first, alice)
+    assert rollback.status == "Succeeded", rollback.reason
+    assert rollback.artifact == first.artifact
+    assert deployed_version(private_repo, "dev") == "v1"
