@@ -30,9 +30,10 @@ def drive(deploys, run_builds, run_deploys):
 
     def run() -> None:
         for _ in range(10):
-            queued = Build.objects.filter(state=Build.State.QUEUED).exists() or Deployment.objects.filter(
-                state=Deployment.State.QUEUED, due_at__lte=timezone.now()
-            ).exists()
+            queued = (
+                Build.objects.filter(state=Build.State.QUEUED).exists()
+                or Deployment.objects.filter(state=Deployment.State.QUEUED, due_at__lte=timezone.now()).exists()
+            )
             if not queued:
                 return
             run_builds()
@@ -60,9 +61,7 @@ def latest(repo) -> PipelineExecution:
 
 
 def actions(execution: PipelineExecution) -> list[tuple[str, str, int, str]]:
-    return list(
-        execution.action_runs.order_by("started", "id").values_list("stage", "action", "attempt", "status")
-    )
+    return list(execution.action_runs.order_by("started", "id").values_list("stage", "action", "attempt", "status"))
 
 
 def stage_status(execution: PipelineExecution, stage: str) -> str | None:
@@ -74,9 +73,7 @@ def deployed_version(repo, environment: str) -> str:
     return (LocalTarget(repo.pk, environment, "a").current / "root/srv/app/version.txt").read_text().strip()
 
 
-def test_a_push_builds_once_deploys_to_dev_and_waits_at_the_approval(
-    private_repo, bob, environments_of_release, drive
-):
+def test_a_push_builds_once_deploys_to_dev_and_waits_at_the_approval(private_repo, bob, environments_of_release, drive):
     sha = push_files(private_repo, bob, "main", release_files("v1"))
     execution = latest(private_repo)
     assert (execution.number, execution.source_sha, execution.trigger) == (1, sha, "push")
