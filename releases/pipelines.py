@@ -68,6 +68,7 @@ DEFAULT_FILENAME = "default pipeline"
 # The builds a build action follows rather than start another of the same commit.
 FOLLOWED_BUILDS = (Build.BuildStatus.QUEUED, Build.BuildStatus.IN_PROGRESS, Build.BuildStatus.SUCCEEDED)
 RUNNING = (PipelineExecution.Status.IN_PROGRESS, PipelineExecution.Status.STOPPING)
+DEFAULT_ENVIRONMENTS = tuple(environments.DEFAULT_ENVIRONMENTS)
 
 
 def _conflict(error: PipelineRuleError | str) -> ValidationError:
@@ -106,20 +107,30 @@ def _locked(pipeline: Pipeline) -> Pipeline:
     return Pipeline.objects.select_for_update().select_related("repository__owner").get(pk=pipeline.pk)
 
 
+def runs_default_pipeline(repository: Repository, sha: str) -> bool:
+    """Whether a commit without pipeline.yml runs the default pipeline: it holds a buildspec, and the repository has
+    the environments the default pipeline deploys to (dev and uat, as environments.ensure_default_environments
+    gives them). Until then a push only builds, and deployments are requested by hand."""
+    names = {name.lower() for name in environments.environments_of(repository).values_list("name", flat=True)}
+    if not names.issuperset(DEFAULT_ENVIRONMENTS):
+        return False
+    return services.has_buildspec(repository, sha, services.build_settings(repository).buildspec_path)
+
+
 @transaction.atomic
 def pipeline_for(repository: Repository, sha: str, *, branch: str | None = None) -> Pipeline | None:
     """The pipeline commit `sha` defines, with the structure it holds recorded (a new version when it changed).
 
-    The structure is the commit's pipeline.yml, or the default pipeline when it has none and holds a buildspec
-    (a commit with neither has nothing to release). Given the pushed branch, a structure whose source is another
+    The structure is the commit's pipeline.yml, or the default pipeline when it has none and the repository is
+    ready for it (runs_default_pipeline). Given the pushed branch, a structure whose source is another
     branch is not this push's: None. A pipeline.yml refused is recorded on the pipeline of that branch (the default
     branch's is `release`), with its file, line and key, and the structure it had is kept: such a pipeline comes
     back with `error_sha == sha`, and no execution starts."""
     data, from_file = read_structure(repository, sha)
     if not from_file:
-        if not services.has_buildspec(repository, sha, services.build_settings(repository).buildspec_path):
+        if not runs_default_pipeline(repository, sha):
             return None
-        data = default_pipeline_yaml(repository.default_branch).encode()
+        data = default_pipeline_yaml(repository.default_branch, DEFAULT_ENVIRONMENTS).encode()
     filename = PIPELINE_FILE if from_file else DEFAULT_FILENAME
     try:
         spec = parse_pipeline(data, filename=filename)

@@ -267,39 +267,57 @@ def test_a_changed_pipeline_yml_is_a_new_version(private_repo, bob, environments
     assert [run[0] for run in actions(two)] == ["Source", "Build", "Deploy-dev"]
 
 
-def test_a_failed_deploy_stage_is_retried(private_repo, alice, bob, drive):
-    # No environment dev yet: the deploy action fails, saying why.
-    set_targets(private_repo, "uat", ["a"], alice)
-    push_files(private_repo, bob, "main", release_files("v1"))
+QA_PIPELINE = (
+    "version: 1\nname: release\nsource:\n  branch: main\nstages:\n"
+    "  - name: Build\n    actions:\n      - {name: Build, type: build}\n"
+    "  - name: Deploy-qa\n    actions:\n      - {name: Deploy, type: deploy, environment: qa}\n"
+)
+
+
+def test_a_failed_deploy_stage_is_retried(private_repo, alice, bob, carol, drive):
+    # No environment qa yet: the deploy action fails, saying why.
+    files = release_files("v1") | {"pipeline.yml": QA_PIPELINE.encode()}
+    push_files(private_repo, bob, "main", files)
     drive()
     execution = latest(private_repo)
-    execution.refresh_from_db()
     assert execution.status == "Failed"
-    assert "There is no environment named dev" in execution.reason
+    assert "There is no environment named qa to deploy to." in execution.reason
 
     with pytest.raises(PermissionDenied):
-        pipelines.retry(execution, actor=_reader(private_repo))
-    set_targets(private_repo, "dev", ["a"], alice)
+        pipelines.retry(execution, actor=carol)
+    set_targets(private_repo, "qa", ["a"], alice)
     pipelines.retry(execution, actor=bob)
     drive()
 
     execution.refresh_from_db()
-    assert execution.status == "InProgress"
+    assert execution.status == "Succeeded", execution.reason
     assert actions(execution) == [
         ("Source", "Source", 1, "Succeeded"),
         ("Build", "Build", 1, "Succeeded"),
-        ("Deploy-dev", "Deploy", 1, "Failed"),
-        ("Deploy-dev", "Deploy", 2, "Succeeded"),
-        ("Approval", "Approve", 1, "InProgress"),
+        ("Deploy-qa", "Deploy", 1, "Failed"),
+        ("Deploy-qa", "Deploy", 2, "Succeeded"),
     ]
-    assert deployed_version(private_repo, "dev") == "v1"
+    assert deployed_version(private_repo, "qa") == "v1"
     assert AuditEvent.objects.filter(action="pipeline.retry", actor=bob).exists()
+    # Once succeeded, there is nothing left to retry.
+    with pytest.raises(ValidationError):
+        pipelines.retry(execution, actor=bob)
 
 
-def _reader(repo):
-    from portal.models import User
-
-    return User.objects.get(username="carol")
+def test_without_pipeline_yml_a_repository_runs_the_default_pipeline_once_it_has_dev_and_uat(
+    private_repo, alice, bob, drive
+):
+    set_targets(private_repo, "dev", ["a"], alice)
+    push_files(private_repo, bob, "main", release_files("v1"))
+    assert not Pipeline.objects.exists()
+    set_targets(private_repo, "uat", ["a"], alice)
+    # A push to another branch is not the default pipeline's.
+    push_files(private_repo, bob, "feature", release_files("v2"))
+    assert not Pipeline.objects.exists()
+    push_files(private_repo, bob, "main", release_files("v3"))
+    pipeline = release(private_repo)
+    assert (pipeline.source_branch, pipeline.from_file, pipeline.version) == ("main", False, 1)
+    assert pipeline.executions.count() == 1
 
 
 def test_stop_and_abandon_ends_it_at_once_and_the_build_no_longer_counts(
