@@ -148,7 +148,6 @@ def pipeline_for(repository: Repository, sha: str, *, branch: str | None = None)
         version = pipeline.version + 1
         if pipeline.state:
             step = rules_of(pipeline).change_structure(spec, version, now=now)
-            pipeline.source, pipeline.from_file = source, from_file
             _apply(pipeline, step, actor=None, now=now)
         else:
             pipeline.state = pipeline_rules.Pipeline(spec, version).to_json()
@@ -211,8 +210,8 @@ def _apply(pipeline: Pipeline, step: Step, *, actor: User | None, now: datetime,
                     row,
                     after={"status": str(effect.status), "reason": effect.reason},
                 )
-        old = {item.id: pipeline_rules._execution_json(item) for item in state.executions}
         pipeline.state = state.to_json()
+        old = {item["id"]: item for item in pipeline.state["executions"]}
         finished = []
         for start in step.starts:
             result = _start(pipeline, state, start, now)
@@ -236,7 +235,7 @@ def _apply(pipeline: Pipeline, step: Step, *, actor: User | None, now: datetime,
         step = Step(state, tuple(effects))
         started = {}
     pipeline.updated = now
-    pipeline.save(update_fields=["state", "updated", "source", "from_file"])
+    pipeline.save(update_fields=["state", "updated"])
     return state
 
 
@@ -287,11 +286,8 @@ def _create_execution(
 
 def _mirror(pipeline: Pipeline, state: pipeline_rules.Pipeline, old: dict[int, dict]) -> dict[int, PipelineExecution]:
     """Bring the rows of every execution the step changed in line with the rules' state."""
-    changed = [
-        execution
-        for execution in state.executions
-        if old.get(execution.id) != pipeline_rules._execution_json(execution)
-    ]
+    now_json = {item["id"]: item for item in state.to_json()["executions"]}
+    changed = [execution for execution in state.executions if old.get(execution.id) != now_json[execution.id]]
     rows = {
         row.number: row
         for row in PipelineExecution.objects.filter(pipeline=pipeline, number__in=[item.id for item in changed])

@@ -20,6 +20,7 @@ from releases.models import (
 )
 from releases.tests.deploying import release_files, set_targets
 from releases.tests.test_builds import push_files
+from repos import git
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
@@ -163,7 +164,37 @@ def test_a_rejection_ends_the_execution_failed(private_repo, alice, bob, environ
     assert AuditEvent.objects.filter(action="pipeline.approval_rejected", actor=alice).exists()
 
 
-def test_two_approvals_are_needed_and_the_pushers_own_never_counts(private_repo, alice, bob, drive):
+def test_two_of_three_reviewers_approve_and_the_pushers_own_never_counts(private_repo, alice, bob, carol, drive):
+    set_targets(private_repo, "dev", ["a"], alice)
+    reviewers = [{"type": "User", "id": person.pk} for person in (alice, bob, carol)]
+    # Even where the environment lets a requester review their own deployment, a pipeline's requester never counts.
+    set_targets(private_repo, "uat", ["a"], alice, required_approvals=2, reviewers=reviewers, prevent_self_review=False)
+    push_files(private_repo, bob, "main", release_files("v1"))
+    drive()
+    execution = latest(private_repo)
+
+    with pytest.raises(PermissionDenied):
+        pipelines.answer_approval(execution, "Approval", "Approve", user=bob, status="Approved")
+    approval = pipelines.answer_approval(execution, "Approval", "Approve", user=alice, status="Approved")
+    assert approval.status == "Pending"
+    assert pipelines.approvals_missing(approval).startswith("1 more approval needed")
+    drive()
+    assert not Deployment.objects.filter(environment__name="uat").exists()
+
+    approval = pipelines.answer_approval(execution, "Approval", "Approve", user=carol, status="Approved", summary="ok")
+    assert approval.status == "Approved"
+    drive()
+    execution.refresh_from_db()
+    assert execution.status == "Succeeded", execution.reason
+    assert list(approval.answers.values_list("user__username", "status")) == [
+        ("alice", "Approved"),
+        ("carol", "Approved"),
+    ]
+
+
+def test_a_merged_pull_request_starts_an_execution_its_merger_requested(private_repo, alice, bob, drive):
+    from reviews import services as review_services
+
     set_targets(private_repo, "dev", ["a"], alice)
     set_targets(
         private_repo,
@@ -172,20 +203,83 @@ def test_two_approvals_are_needed_and_the_pushers_own_never_counts(private_repo,
         alice,
         required_approvals=1,
         reviewers=[{"type": "User", "id": alice.pk}, {"type": "User", "id": bob.pk}],
-        prevent_self_review=False,
     )
-    push_files(private_repo, bob, "main", release_files("v1"))
-    drive()
-    execution = latest(private_repo)
+    git.update_ref(private_repo.path, "refs/heads/feature", git.branch_sha(private_repo.path, "main"), git.ZERO_SHA)
+    push_files(private_repo, bob, "feature", release_files("v1"))
+    assert not Pipeline.objects.exists()
+    pr = review_services.open_pull_request(private_repo, actor=bob, title="Release v1", base="main", head="feature")
+    review_services.merge_pull_request(pr, actor=alice, strategy="merge", head_sha=pr.head_sha)
+    pr.refresh_from_db()
 
-    # bob is one of the reviewers, but he pushed the release: his approval is refused, whatever uat says.
+    execution = latest(private_repo)
+    assert (execution.source_sha, execution.requester, execution.trigger) == (pr.merge_commit_sha, alice, "push")
+    drive()
+    # alice merged: her approval does not count, bob's (who opened the pull request) does.
     with pytest.raises(PermissionDenied):
-        pipelines.answer_approval(execution, "Approval", "Approve", user=bob, status="Approved")
-    assert execution.approvals.get().status == "Pending"
-    pipelines.answer_approval(execution, "Approval", "Approve", user=alice, status="Approved")
+        pipelines.answer_approval(execution, "Approval", "Approve", user=alice, status="Approved")
+    pipelines.answer_approval(execution, "Approval", "Approve", user=bob, status="Approved")
     drive()
     execution.refresh_from_db()
     assert execution.status == "Succeeded", execution.reason
+    assert deployed_version(private_repo, "uat") == "v1"
+
+
+def test_a_disabled_transition_holds_the_latest_execution_and_newer_ones_supersede_it(
+    private_repo, alice, bob, environments_of_release, drive
+):
+    push_files(private_repo, bob, "main", release_files("v1"))
+    pipeline = release(private_repo)
+    with pytest.raises(PermissionDenied):
+        pipelines.set_transition(pipeline, "Deploy-dev", actor=_person("carol"), enabled=False)
+    pipelines.set_transition(pipeline, "Deploy-dev", actor=alice, enabled=False, reason="dev is being rebuilt")
+    drive()
+    push_files(private_repo, bob, "main", release_files("v2"))
+    drive()
+
+    one, two = pipeline.executions.order_by("number")
+    state = pipelines.rules_of(release(private_repo))
+    assert state.execution(2).waiting_for == "Deploy-dev"
+    one.refresh_from_db()
+    assert one.status == "Superseded" and "in front of Deploy-dev" in one.reason
+    assert not Deployment.objects.exists()
+
+    pipelines.set_transition(pipeline, "Deploy-dev", actor=alice, enabled=True)
+    drive()
+    two.refresh_from_db()
+    assert stage_status(two, "Approval") == "InProgress"
+    assert deployed_version(private_repo, "dev") == "v2"
+    assert AuditEvent.objects.filter(action="pipeline.disable_transition", actor=alice).exists()
+
+
+def test_redis_emptied_mid_pipeline_loses_no_execution(
+    private_repo, bob, environments_of_release, drive, run_builds, rq_queues
+):
+    from portal import jobs
+
+    push_files(private_repo, bob, "main", release_files("v1"))
+    rq_queues["default"].connection.flushdb()
+    drive()
+    execution = latest(private_repo)
+    assert actions(execution)[-1] == ("Build", "Build", 1, "InProgress")
+
+    # The reconciler puts back the build Redis lost; the build's end moves the execution to dev, whose deployment
+    # Redis loses too.
+    jobs.reconcile(now=timezone.now() + timedelta(minutes=5))
+    run_builds()
+    assert execution.action_runs.get(stage="Deploy-dev").deployment.deployment_status == "Queued"
+    rq_queues["default"].connection.flushdb()
+    jobs.reconcile(now=timezone.now() + timedelta(minutes=5))
+    drive()
+
+    execution.refresh_from_db()
+    assert stage_status(execution, "Approval") == "InProgress"
+    assert deployed_version(private_repo, "dev") == "v1"
+
+
+def _person(username: str):
+    from portal.models import User
+
+    return User.objects.get(username=username)
 
 
 def test_three_quick_pushes_supersede_the_middle_one(private_repo, bob, environments_of_release, drive):
