@@ -19,6 +19,7 @@ from releases.models import (
     PipelineExecution,
 )
 from releases.tests.deploying import release_files, set_targets
+from releases.tests.test_build_faults import build_workers, worker_env  # noqa: F401 (fixtures)
 from releases.tests.test_builds import push_files
 from repos import git
 
@@ -488,4 +489,57 @@ def test_a_stage_rolls_back_to_an_earlier_execution_artifact(private_repo, alice
     assert (rollback.trigger, rollback.rollback_of, rollback.requester) == ("rollback", first, alice)
     assert rollback.status == "Succeeded", rollback.reason
     assert rollback.artifact == first.artifact
+    assert deployed_version(private_repo, "dev") == "v1"
+
+
+# The first build sleeps long enough to have its worker killed; a later build of the same commit goes straight
+# through.
+SLEEPS_FIRST = """version: 0.2
+phases:
+  build:
+    commands:
+      - echo "started build $CODEBUILD_BUILD_NUMBER"
+      - if [ "$CODEBUILD_BUILD_NUMBER" = 1 ]; then sleep 300; fi
+artifacts:
+  files:
+    - '**/*'
+"""
+
+
+def test_a_worker_killed_during_the_build_stage_fails_it_and_a_retry_builds_again(
+    private_repo,
+    bob,
+    environments_of_release,
+    drive,
+    worker_env,  # noqa: F811 (fixtures)
+    build_workers,  # noqa: F811 (fixtures)
+    settings,
+):
+    from portal import jobs
+    from releases.tests.test_build_faults import log_shows
+    from reviews.tests.test_job_faults import kill_worker, wait_for
+
+    files = release_files("v1") | {"buildspec.yml": SLEEPS_FIRST.encode()}
+    push_files(private_repo, bob, "main", files)
+    execution = latest(private_repo)
+    build = execution.action_runs.get(stage="Build").build
+    worker = build_workers(worker_env)
+    try:
+        wait_for(lambda: log_shows(build, "started build 1"))
+    finally:
+        build.refresh_from_db()
+        kill_worker(worker, build)
+    settings.PORTAL_JOB_HEARTBEAT_LIMIT = 2
+    wait_for(lambda: jobs.reconcile()["failed"] == 1, timeout=20)
+
+    execution.refresh_from_db()
+    assert execution.status == "Failed"
+    assert f"Build #{build.number} fault" in execution.reason and "stopped sending heartbeats" in execution.reason
+
+    pipelines.retry(execution, actor=bob)
+    drive()
+    execution.refresh_from_db()
+    # The retry built the commit again (the faulted build is not followed), and the execution went on.
+    assert execution.build.number == 2 and execution.build.build_status == "SUCCEEDED"
+    assert stage_status(execution, "Approval") == "InProgress"
     assert deployed_version(private_repo, "dev") == "v1"
