@@ -373,11 +373,11 @@ def _start_build(
 ) -> tuple[bool, str] | None:
     repository = pipeline.repository
     sha = execution.source_sha
-    build = (
-        Build.objects.filter(repository=repository, head_sha=sha, build_status__in=FOLLOWED_BUILDS)
-        .order_by("-created", "-pk")
-        .first()
-    )
+    builds = Build.objects.filter(repository=repository, head_sha=sha, build_status__in=FOLLOWED_BUILDS)
+    # The commit's build named by the source branch, whose provenance an environment taking only that branch
+    # accepts; else any build of the commit (a pull request's, whose head a fast-forward merge made the branch's).
+    ref = f"refs/heads/{pipeline.source_branch}"
+    build = builds.filter(ref=ref).order_by("-created", "-pk").first() or builds.order_by("-created", "-pk").first()
     if build is None:
         path = services.build_settings(repository).buildspec_path
         if not services.has_buildspec(repository, sha, path):
@@ -386,7 +386,7 @@ def _start_build(
         build = services.start_build(
             repository,
             sha=sha,
-            ref=f"refs/heads/{pipeline.source_branch}",
+            ref=ref,
             trigger=Build.Trigger.MANUAL if manual else Build.Trigger.PUSH,
             initiator=execution.requester,
         )
