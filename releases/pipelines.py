@@ -382,13 +382,8 @@ def _start_build(
         path = services.build_settings(repository).buildspec_path
         if not services.has_buildspec(repository, sha, path):
             return False, f"{sha[:12]} has no {path} to build."
-        manual = execution.trigger != PipelineExecution.Trigger.PUSH
         build = services.start_build(
-            repository,
-            sha=sha,
-            ref=ref,
-            trigger=Build.Trigger.MANUAL if manual else Build.Trigger.PUSH,
-            initiator=execution.requester,
+            repository, sha=sha, ref=ref, trigger=Build.Trigger.PIPELINE, initiator=execution.requester
         )
     action_row.build = build
     action_row.save(update_fields=["build"])

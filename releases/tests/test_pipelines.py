@@ -543,3 +543,40 @@ def test_a_worker_killed_during_the_build_stage_fails_it_and_a_retry_builds_agai
     assert execution.build.number == 2 and execution.build.build_status == "SUCCEEDED"
     assert stage_status(execution, "Approval") == "InProgress"
     assert deployed_version(private_repo, "dev") == "v1"
+
+
+def test_in_queued_mode_waiting_executions_run_first_in_first_out(private_repo, alice, bob, drive):
+    queued = QA_PIPELINE.replace("name: release\n", "name: release\nexecution_mode: QUEUED\n")
+    files = {"pipeline.yml": queued.encode()}
+    set_targets(private_repo, "qa", ["a"], alice)
+    for version in ("v1", "v2", "v3"):
+        push_files(private_repo, bob, "main", release_files(version) | files)
+    drive()
+
+    statuses = list(release(private_repo).executions.order_by("number").values_list("number", "status"))
+    assert statuses == [(1, "Succeeded"), (2, "Succeeded"), (3, "Succeeded")]
+    deploys = Deployment.objects.filter(environment__name="qa").order_by("pk")
+    assert [deployment.pipeline_action.execution.number for deployment in deploys] == [1, 2, 3]
+    assert deployed_version(private_repo, "qa") == "v3"
+    # Each commit's deployed build is the one build of it that ran: a build the pipeline started supersedes none.
+    for deployment in deploys:
+        assert Build.objects.filter(head_sha=deployment.sha).exclude(build_status="STOPPED").count() == 1
+
+
+def test_a_writer_starts_an_execution_by_hand_and_a_reader_cannot(
+    private_repo, alice, bob, carol, environments_of_release, drive
+):
+    sha = push_files(private_repo, bob, "main", release_files("v1"))
+    pipelines.stop(latest(private_repo), actor=bob, mode="abandon")
+    with pytest.raises(PermissionDenied):
+        pipelines.start_execution(private_repo, "release", sha, requester=carol, trigger="manual")
+
+    execution = pipelines.start_execution(private_repo, "release", sha, requester=alice, trigger="manual")
+    drive()
+
+    execution.refresh_from_db()
+    assert (execution.number, execution.trigger, execution.requester) == (2, "manual", alice)
+    assert stage_status(execution, "Approval") == "InProgress"
+    # The commit's build was built once, by the push, and followed by both executions.
+    assert Build.objects.filter(repository=private_repo, head_sha=sha).count() == 1
+    assert AuditEvent.objects.filter(action="pipeline.execution_start", actor=alice).exists()
