@@ -28,8 +28,6 @@ class Build(jobs.JobRow):
         PULL_REQUEST = "pull_request", "Pull request"
         MANUAL = "manual", "Manual"
         RERUN = "rerun", "Rerun"
-        # Started by a pipeline's build action, for a commit no build was following.
-        PIPELINE = "pipeline", "Pipeline"
 
     class BuildStatus(models.TextChoices):
         QUEUED = "QUEUED", "Queued"

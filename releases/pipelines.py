@@ -382,8 +382,16 @@ def _start_build(
         path = services.build_settings(repository).buildspec_path
         if not services.has_buildspec(repository, sha, path):
             return False, f"{sha[:12]} has no {path} to build."
+        manual = execution.trigger != PipelineExecution.Trigger.PUSH
+        # The pipeline supersedes its own executions: its build leaves the branch's other queued builds alone, as
+        # a later execution may follow one of them.
         build = services.start_build(
-            repository, sha=sha, ref=ref, trigger=Build.Trigger.PIPELINE, initiator=execution.requester
+            repository,
+            sha=sha,
+            ref=ref,
+            trigger=Build.Trigger.MANUAL if manual else Build.Trigger.PUSH,
+            initiator=execution.requester,
+            supersede=False,
         )
     action_row.build = build
     action_row.save(update_fields=["build"])

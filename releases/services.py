@@ -146,11 +146,13 @@ def start_build(
     initiator: User | None,
     pull_request: PullRequest | None = None,
     variables: Mapping[str, str] | None = None,
+    supersede: bool = True,
 ) -> Build:
     """Queue a build of sha (a commit of repository, named by ref); its commit status goes pending.
 
     A build started by hand (manual, rerun) needs write access; variables override the repository's and the
-    buildspec's, and are kept on the build, so they must hold no secret."""
+    buildspec's, and are kept on the build, so they must hold no secret. A push's build stops the older builds of
+    its branch still queued, unless supersede is false (a pipeline's build, releases.pipelines)."""
     if trigger in (Build.Trigger.MANUAL, Build.Trigger.RERUN):
         access.require(access.can_run_builds, initiator, repository, "Only writers start builds by hand.")
     if not git.is_sha(sha):
@@ -176,7 +178,7 @@ def start_build(
         start_variables=dict(variables or {}),
     )
     audit.record(initiator, "build.start", build, after=_snapshot(build) | {"trigger": trigger})
-    if trigger in SUPERSEDING_TRIGGERS and build.head_branch:
+    if supersede and trigger in SUPERSEDING_TRIGGERS and build.head_branch:
         _supersede(build)
     _post_status(build, "Build queued", known_commit=False)
     build.enqueue()

@@ -549,8 +549,7 @@ def test_in_queued_mode_waiting_executions_run_first_in_first_out(private_repo, 
     queued = QA_PIPELINE.replace("name: release\n", "name: release\nexecution_mode: QUEUED\n")
     files = {"pipeline.yml": queued.encode()}
     set_targets(private_repo, "qa", ["a"], alice)
-    for version in ("v1", "v2", "v3"):
-        push_files(private_repo, bob, "main", release_files(version) | files)
+    shas = [push_files(private_repo, bob, "main", release_files(version) | files) for version in ("v1", "v2", "v3")]
     drive()
 
     statuses = list(release(private_repo).executions.order_by("number").values_list("number", "status"))
@@ -558,9 +557,10 @@ def test_in_queued_mode_waiting_executions_run_first_in_first_out(private_repo, 
     deploys = Deployment.objects.filter(environment__name="qa").order_by("pk")
     assert [deployment.pipeline_action.execution.number for deployment in deploys] == [1, 2, 3]
     assert deployed_version(private_repo, "qa") == "v3"
-    # Each commit's deployed build is the one build of it that ran: a build the pipeline started supersedes none.
-    for deployment in deploys:
-        assert Build.objects.filter(head_sha=deployment.sha).exclude(build_status="STOPPED").count() == 1
+    # The second push's build was superseded by the third's while both waited; the build the pipeline then
+    # started for the second commit left the third's queued build alone, which the third execution followed.
+    assert [Build.objects.filter(head_sha=sha).count() for sha in shas] == [1, 2, 1]
+    assert [deployment.artifact.build.head_sha for deployment in deploys] == shas
 
 
 def test_a_writer_starts_an_execution_by_hand_and_a_reader_cannot(
