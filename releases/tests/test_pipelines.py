@@ -580,3 +580,18 @@ def test_a_writer_starts_an_execution_by_hand_and_a_reader_cannot(
     # The commit's build was built once, by the push, and followed by both executions.
     assert Build.objects.filter(repository=private_repo, head_sha=sha).count() == 1
     assert AuditEvent.objects.filter(action="pipeline.execution_start", actor=alice).exists()
+
+
+def test_an_invoke_action_fails_saying_it_is_not_implemented(private_repo, alice, bob, drive):
+    set_targets(private_repo, "qa", ["a"], alice)
+    invoking = QA_PIPELINE + (
+        "  - name: Notify\n    actions:\n"
+        "      - {name: Chat, type: invoke, url: 'https://chat.example.com/hook', secret: CHAT_HOOK}\n"
+    )
+    push_files(private_repo, bob, "main", release_files("v1") | {"pipeline.yml": invoking.encode()})
+    drive()
+
+    execution = latest(private_repo)
+    assert execution.status == "Failed"
+    assert execution.reason == "Chat failed in Notify: Invoke actions are not implemented yet."
+    assert deployed_version(private_repo, "qa") == "v1"
