@@ -23,7 +23,14 @@ transaction, which may start more: `_apply` loops until nothing new is known. Bu
 their own (started by their services, enqueued after the commit); their end is announced (releases.signals) from
 inside the transaction that records it, and the actions following them finish in that same transaction, so no end
 is lost between two commits. A sweep on the cron scheduler moves pipelines on with time (approvals that time out)
-and finishes any action whose build or deployment ended without it hearing.
+and finishes any action whose build or deployment ended without it hearing (releases.pipeline_job).
+
+So a pipeline has no job row of its own: nothing of it waits in Redis. Redis emptied loses the builds' and the
+deployments' deliveries, which the job reconciler puts back from their rows; their ends then move the pipeline.
+
+Who answers an approval is the guarded environment's protection: its reviewers and required approvals (one
+approval from the repository's writers when it names none). The execution's requester, whoever pushed or merged
+its commit or started it, never counts, whatever the environment says of self-review; any rejection fails it.
 """
 
 import logging
