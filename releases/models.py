@@ -748,3 +748,27 @@ class PipelineApprovalAnswer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.status} by {self.user} of {self.approval}"
+
+
+@jobs.register
+class PipelineInvocation(jobs.JobRow):
+    """One invoke action's call of its webhook, a job on the rq `default` queue, tried again while attempts are
+    left; the last answer is kept."""
+
+    job_function = "releases.pipeline_job.run_invocation"
+    max_attempts = 3
+    describe_related = ("action_run__execution__pipeline__repository",)
+
+    action_run = models.OneToOneField(PipelineActionRun, on_delete=models.CASCADE, related_name="invocation")
+    url = models.URLField(max_length=500)
+    # The name of the repository's (or its organization's) build secret that signs the call.
+    secret_name = models.CharField(max_length=255)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    response = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"call of {self.url} by {self.action_run}"

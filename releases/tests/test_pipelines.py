@@ -1,6 +1,9 @@
 """Pipelines end to end: pushes through the real push service, real builds and deployments on real rq workers,
 local targets, approvals answered by the environment's reviewers."""
 
+import hashlib
+import hmac
+import json
 from datetime import timedelta
 
 import pytest
@@ -582,16 +585,94 @@ def test_a_writer_starts_an_execution_by_hand_and_a_reader_cannot(
     assert AuditEvent.objects.filter(action="pipeline.execution_start", actor=alice).exists()
 
 
-def test_an_invoke_action_fails_saying_it_is_not_implemented(private_repo, alice, bob, drive):
+def invoking(url: str) -> bytes:
+    return (
+        QA_PIPELINE
+        + f"  - name: Notify\n    actions:\n      - {{name: Chat, type: invoke, url: '{url}', secret: CHAT_HOOK}}\n"
+    ).encode()
+
+
+@pytest.fixture
+def chat_secret(private_repo, alice, settings):
+    """The secret CHAT_HOOK, given to builds of main (and so to its pipeline's calls); receivers on loopback."""
+    from releases import services, variables
+
+    settings.PORTAL_WEBHOOK_ALLOWED_HOSTS = "127.0.0.1"
+    settings.PORTAL_JOB_RETRY_DELAY = 0
+    services.save_build_settings(private_repo, actor=alice, secret_branches="main")
+    variables.set_build_variable(actor=alice, name="CHAT_HOOK", value="s3cret", secret=True, repository=private_repo)
     set_targets(private_repo, "qa", ["a"], alice)
-    invoking = QA_PIPELINE + (
-        "  - name: Notify\n    actions:\n"
-        "      - {name: Chat, type: invoke, url: 'https://chat.example.com/hook', secret: CHAT_HOOK}\n"
-    )
-    push_files(private_repo, bob, "main", release_files("v1") | {"pipeline.yml": invoking.encode()})
+    return "s3cret"
+
+
+def test_an_invoke_action_calls_its_webhook_signed_with_the_secret(
+    private_repo, bob, chat_secret, receivers, drive, run_worker
+):
+    receiver = receivers()
+    sha = push_files(private_repo, bob, "main", release_files("v1") | {"pipeline.yml": invoking(receiver.url)})
     drive()
+    run_worker()
+
+    execution = latest(private_repo)
+    assert execution.status == "Succeeded", execution.reason
+    [(headers, body)] = receiver.received
+    digest = hmac.new(chat_secret.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["X-Hub-Signature-256"] == f"sha256={digest}"
+    payload = json.loads(body)
+    assert (payload["pipeline"], payload["execution"], payload["stage"], payload["action"]) == (
+        "release",
+        1,
+        "Notify",
+        "Chat",
+    )
+    assert payload["source_sha"] == sha and payload["artifact_digest"] == f"sha256:{execution.artifact_sha256}"
+    invocation = execution.action_runs.get(stage="Notify").invocation
+    assert (invocation.status_code, invocation.state, invocation.attempts) == (200, "done", 1)
+
+
+def test_an_invoke_action_whose_receiver_keeps_failing_fails_after_three_tries_and_is_retried(
+    private_repo, bob, chat_secret, receivers, drive, run_worker
+):
+    receiver = receivers(statuses=[500, 502, 500, 200])
+    push_files(private_repo, bob, "main", release_files("v1") | {"pipeline.yml": invoking(receiver.url)})
+    drive()
+    run_worker()
 
     execution = latest(private_repo)
     assert execution.status == "Failed"
-    assert execution.reason == "Chat failed in Notify: Invoke actions are not implemented yet."
-    assert deployed_version(private_repo, "qa") == "v1"
+    assert "failed 3 times: the receiver answered 500" in execution.reason
+    assert len(receiver.received) == 3
+
+    # Retried, the stage calls again, as a new attempt of the action; this time the receiver answers.
+    pipelines.retry(execution, actor=bob)
+    run_worker()
+    execution.refresh_from_db()
+    assert execution.status == "Succeeded", execution.reason
+    assert list(execution.action_runs.filter(stage="Notify").values_list("attempt", "status")) == [
+        (1, "Failed"),
+        (2, "Succeeded"),
+    ]
+    assert len(receiver.received) == 4
+
+
+def test_an_invoke_action_refuses_a_missing_secret_and_a_private_address(
+    private_repo, alice, bob, chat_secret, settings, drive, run_worker
+):
+    files = release_files("v1") | {"pipeline.yml": invoking("http://127.0.0.1:9/hook").replace(b"CHAT_HOOK", b"NONE")}
+    push_files(private_repo, bob, "main", files)
+    drive()
+    run_worker()
+    assert (
+        latest(private_repo).reason
+        == "Chat failed in Notify: There is no build secret named NONE to sign the call with."
+    )
+
+    settings.PORTAL_WEBHOOK_ALLOWED_HOSTS = ""
+    push_files(private_repo, bob, "main", {"pipeline.yml": invoking("http://127.0.0.1:9/hook")})
+    drive()
+    run_worker()
+    execution = latest(private_repo)
+    assert execution.status == "Failed"
+    assert "The call of http://127.0.0.1:9/hook was refused" in execution.reason
+    # Refused, it is not tried again.
+    assert execution.action_runs.get(stage="Notify").invocation.attempts == 1
