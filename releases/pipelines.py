@@ -16,8 +16,7 @@ it changed, and carry out each action it started, in the same transaction:
 - a deploy action requests a deployment of the execution's artifact (the one its build action chose, digest
   checked), marked as the pipeline's, so that an approval the pipeline passed is its review;
 - an approval action opens a PipelineApproval, answered by the environment's reviewers (answer_approval);
-- an invoke action calls its webhook from a job (PipelineInvocation), after the commit, signed with a repository
-  secret (HMAC-SHA256 of the body, as Gitea and GitHub sign), and succeeds when the receiver answers 2xx.
+- an invoke action calls its webhook from a job (PipelineInvocation, releases.pipeline_job), after the commit.
 
 An action whose result is known at once (a build that already succeeded, a refusal) is finished in the same
 transaction, which may start more: `_apply` loops until nothing new is known. Builds and deployments are jobs of
@@ -34,26 +33,20 @@ approval from the repository's writers when it names none). The execution's requ
 its commit or started it, never counts, whatever the environment says of self-review; any rejection fails it.
 """
 
-import hashlib
-import hmac
-import http.client
-import json
 import logging
 from datetime import datetime
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from portal import audit, outbound
+from portal import audit
 from portal.models import User
-from releases import access, deploy_checks, deployments, environments, pipeline_rules, secrets, services, variables
+from releases import access, deploy_checks, deployments, environments, pipeline_rules, services
 from releases.models import (
     Build,
     BuildArtifact,
-    BuildVariable,
     Deployment,
     Pipeline,
     PipelineActionRun,
@@ -509,107 +502,6 @@ def _start_invoke(action_row: PipelineActionRun, action) -> None:
     return None
 
 
-class InvocationFailed(Exception):
-    """The webhook could not be reached or did not answer 2xx: the call is tried again while it may be."""
-
-
-def _invocation_secret(execution: PipelineExecution, name: str) -> tuple[str | None, str]:
-    """The value of the secret that signs an invoke action's call, or why there is none to use. The secret goes
-    where the execution's build could take it: a branch allowed secrets (releases.variables)."""
-    repository = execution.pipeline.repository
-    place = Q(repository=repository)
-    if repository.owner.is_organization:
-        place |= Q(organization=repository.owner)
-    rows = sorted(
-        BuildVariable.objects.filter(place, secret=True, name__iexact=name), key=lambda row: row.repository_id is None
-    )
-    if not rows:
-        return None, f"There is no build secret named {name} to sign the call with."
-    if execution.build is None:
-        return None, "The execution has no build, so no branch that could be given secrets."
-    if withheld := variables.secrets_withheld_because(execution.build):
-        return None, f"The secret {name} is not used: {withheld}."
-    try:
-        return secrets.decrypt(rows[0].value), ""
-    except secrets.SecretUnreadable as error:
-        return None, f"The secret {name} cannot be read: {error}"
-
-
-def invocation_body(invocation: PipelineInvocation) -> bytes:
-    """What an invoke action sends: which pipeline, execution, stage and action call, for which commit and
-    artifact."""
-    run = invocation.action_run
-    execution = run.execution
-    pipeline = execution.pipeline
-    return json.dumps(
-        {
-            "repository": pipeline.repository.full_name,
-            "pipeline": pipeline.name,
-            "execution": execution.number,
-            "stage": run.stage,
-            "action": run.action,
-            "attempt": run.attempt,
-            "source_sha": execution.source_sha,
-            "artifact_digest": f"sha256:{execution.artifact_sha256}" if execution.artifact_sha256 else None,
-            "rollback_of": execution.rollback_of.number if execution.rollback_of_id else None,
-        },
-        sort_keys=True,
-    ).encode()
-
-
-def invoke(invocation: PipelineInvocation) -> None:
-    """Call a claimed invocation's webhook once and finish its action with the answer; raise InvocationFailed to
-    be tried again while attempts are left. A call the portal may not send (a private address) is not tried
-    again."""
-    run = invocation.action_run
-    if run.status != PipelineActionRun.Status.IN_PROGRESS:
-        return
-    secret, why = _invocation_secret(run.execution, invocation.secret_name)
-    if secret is None:
-        _finish_invocation(invocation, False, why)
-        return
-    body = invocation_body(invocation)
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "portal-pipeline",
-        "X-Portal-Pipeline": run.execution.pipeline.name,
-        "X-Hub-Signature-256": f"sha256={digest}",
-    }
-    try:
-        response = outbound.post(invocation.url, body, headers, timeout=settings.PORTAL_WEBHOOK_TIMEOUT)
-    except outbound.UnresolvedHost as error:
-        failure = str(error)
-    except outbound.OutboundRefused as error:
-        _finish_invocation(invocation, False, f"The call of {invocation.url} was refused: {error}")
-        return
-    except (OSError, http.client.HTTPException) as error:
-        failure = str(error) or type(error).__name__
-    else:
-        invocation.status_code = response.status
-        invocation.response = response.body.decode("utf-8", "replace")[:5000]
-        invocation.save(update_fields=["status_code", "response"])
-        if 200 <= response.status < 300:
-            _finish_invocation(invocation, True, f"{invocation.url} answered {response.status}.")
-            return
-        failure = f"the receiver answered {response.status}"
-    if invocation.attempts >= invocation.max_attempts:
-        _finish_invocation(
-            invocation, False, f"The call of {invocation.url} failed {invocation.attempts} times: {failure}."
-        )
-        return
-    raise InvocationFailed(failure)
-
-
-def _finish_invocation(invocation: PipelineInvocation, succeeded: bool, summary: str) -> None:
-    run = invocation.action_run
-    with transaction.atomic():
-        _lock_pipelines_of(run.execution.pipeline.repository_id)
-        run.refresh_from_db()
-        if run.status == PipelineActionRun.Status.IN_PROGRESS:
-            _finish(run, succeeded, summary, timezone.now())
-
-
 # Changes asked by people (and by pushes).
 
 
@@ -850,6 +742,16 @@ def _finish(run: PipelineActionRun, succeeded: bool, summary: str, now: datetime
         # The action is no longer followed (abandoned by a stop, or an earlier attempt): its end does not count.
         return
     _apply(pipeline, step, actor=None, now=now)
+
+
+def finish_action(run: PipelineActionRun, *, succeeded: bool, summary: str) -> None:
+    """Finish an action that runs outside the pipeline's transactions (an invoke action's call), unless it no
+    longer runs."""
+    with transaction.atomic():
+        _lock_pipelines_of(run.execution.pipeline.repository_id)
+        run.refresh_from_db()
+        if run.status == PipelineActionRun.Status.IN_PROGRESS:
+            _finish(run, succeeded, summary, timezone.now())
 
 
 def _lock_pipelines_of(repository_id: int) -> bool:
