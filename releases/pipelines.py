@@ -690,6 +690,11 @@ def answer_approval(
         raise PermissionDenied(f"Only the reviewers of {approval.environment_name} answer this approval.")
     if approval.status != PipelineApproval.Status.PENDING:
         raise _conflict(f"The approval is {approval.get_status_display().lower()}: it no longer takes answers.")
+    # Past its deadline an approval has failed, even before the sweep records it.
+    if approval.deadline <= timezone.now():
+        raise _conflict(
+            f"The approval timed out at {approval.deadline:%Y-%m-%d %H:%M} UTC: it no longer takes answers."
+        )
     requester = approval.execution.requester_id
     if status == PipelineApprovalAnswer.Status.APPROVED and user.pk == requester:
         raise PermissionDenied("You requested this release: another reviewer approves it.")
