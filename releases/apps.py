@@ -6,7 +6,8 @@ class ReleasesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from releases import receivers, release_template
+        from releases import pipelines, receivers, release_template
+        from releases import signals as release_signals
         from repos import signals as repo_signals
         from repos import templates as repo_templates
         from reviews import signals as review_signals
@@ -14,6 +15,12 @@ class ReleasesConfig(AppConfig):
         # After reviews' own receivers (the app comes later): a push has moved its pull requests, whose builds
         # are queued first, when the pushed branch's build is looked for.
         repo_signals.push_received.connect(receivers.build_pushed_branches, dispatch_uid="releases.build_push")
+        # After the builds: a pipeline's build action follows the build the push just queued.
+        repo_signals.push_received.connect(receivers.run_pipelines, dispatch_uid="releases.run_pipelines")
+        release_signals.build_ended.connect(pipelines.build_ended, dispatch_uid="releases.pipelines.build_ended")
+        release_signals.deployment_ended.connect(
+            pipelines.deployment_ended, dispatch_uid="releases.pipelines.deployment_ended"
+        )
         for action in ("opened", "synchronized"):
             getattr(review_signals, f"pull_request_{action}").connect(
                 receivers.build_pull_request, dispatch_uid=f"releases.build_pull_request_{action}"

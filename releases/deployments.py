@@ -23,7 +23,7 @@ from django.utils import timezone
 from portal import audit
 from portal.models import User
 from portal.validators import field_error
-from releases import access, batches, deploy_checks, environments
+from releases import access, batches, deploy_checks, environments, signals
 from releases.models import (
     Build,
     BuildArtifact,
@@ -32,6 +32,8 @@ from releases.models import (
     DeploymentStatus,
     Environment,
     EnvironmentTarget,
+    PipelineActionRun,
+    PipelineApproval,
 )
 from repos.access import can_administer, check_role, role_for
 from repos.models import Repository, Role
@@ -120,11 +122,13 @@ def request_deployment(
     description: str = "",
     rollback_of: Deployment | None = None,
     automatic: bool = False,
+    pipeline_action: PipelineActionRun | None = None,
 ) -> Deployment:
     """Request a deployment of artifact (or of sha's successful build) to environment; it waits or is queued.
 
-    A person must be allowed to deploy (a writer); an automatic rollback is the portal's own (actor None)."""
-    if not automatic:
+    A person must be allowed to deploy (a writer); an automatic rollback is the portal's own (actor None), and so
+    is a pipeline's deployment (pipeline_action), which its execution's requester started by a push or by hand."""
+    if not automatic and pipeline_action is None:
         access.require(access.can_deploy, actor, repository, "Only the repository's writers deploy.")
     if environment.repository_id != repository.pk:
         raise ValueError("The environment belongs to another repository.")
@@ -147,6 +151,7 @@ def request_deployment(
         description=description[:5000],
         rollback_of=rollback_of,
         automatic=automatic,
+        pipeline_action=pipeline_action,
         deployment_status=Deployment.Status.QUEUED,
     )
     audit.record(actor, "deployment.create", deployment, after=_snapshot(deployment))
@@ -183,7 +188,7 @@ def blocker(deployment: Deployment, now=None) -> Hold | None:
         return Hold(f"Waiting for deployment {running.pk}, which is running on {environment.name}.", now + BUSY_RETRY)
     if deployment.automatic:
         return None
-    if environment.required_approvals:
+    if environment.required_approvals and not approved_by_pipeline(deployment):
         missing = approvals_missing(deployment)
         if missing:
             return Hold(f"Waiting for review: {missing}", deployment.created + APPROVAL_TIMEOUT, review=True)
@@ -197,6 +202,18 @@ def blocker(deployment: Deployment, now=None) -> Hold | None:
             # Frozen for over a year: look again tomorrow, in case the windows change.
             return Hold(reason, deploy_checks.next_open(windows, now) or now + timedelta(days=1))
     return None
+
+
+def approved_by_pipeline(deployment: Deployment) -> bool:
+    """Whether a pipeline requested the deployment after its approval for this environment passed: the
+    environment's reviewers answered that approval, which is the deployment's review."""
+    if deployment.pipeline_action_id is None:
+        return False
+    return PipelineApproval.objects.filter(
+        execution_id=deployment.pipeline_action.execution_id,
+        environment=deployment.environment,
+        status=PipelineApproval.Status.APPROVED,
+    ).exists()
 
 
 def approvals_missing(deployment: Deployment) -> str | None:
@@ -297,6 +314,7 @@ def end_without_running(deployment: Deployment, status: str, message: str) -> No
     )
     _set_status(deployment, status, message, deploy_ended=timezone.now())
     add_status(deployment, message)
+    signals.deployment_ended.send(Deployment, deployment=deployment)
 
 
 @transaction.atomic
@@ -365,6 +383,7 @@ def record_end(deployment: Deployment, status: str, message: str, *, log_size: i
     _set_status(deployment, status, message, deploy_ended=timezone.now(), log_size=log_size)
     add_status(deployment, message or status)
     audit.record(None, "deployment.end", deployment, before=before, after=_snapshot(deployment))
+    signals.deployment_ended.send(Deployment, deployment=deployment)
     if status == Deployment.Status.SUCCEEDED:
         for older in deployment.environment.deployments.filter(
             deployment_status=Deployment.Status.SUCCEEDED, pk__lt=deployment.pk

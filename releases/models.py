@@ -409,6 +409,10 @@ class Deployment(jobs.JobRow):
     # A repository admin who started it through a freeze or before its wait timer ended.
     override_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     stop_requested = models.BooleanField(default=False)
+    # The pipeline action that requested it, when a pipeline did: its approval action, once passed, is the review.
+    pipeline_action = models.ForeignKey(
+        "PipelineActionRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="deployments"
+    )
     log_size = models.BigIntegerField(default=0)
     created = models.DateTimeField(default=timezone.now)
     deploy_started = models.DateTimeField(null=True, blank=True)
@@ -564,3 +568,207 @@ class DeploymentReview(models.Model):
 
     def __str__(self) -> str:
         return f"{self.state} by {self.user} of {self.deployment}"
+
+
+# Pipelines (AWS release semantics §5): the structure read from pipeline.yml, the state kept by
+# releases.pipeline_rules, and rows that mirror that state for pages and the API (releases.pipelines).
+
+
+class Pipeline(models.Model):
+    """A repository's pipeline: the structure it runs (the pipeline.yml it was read from and its version), the
+    state of its executions as releases.pipeline_rules keeps it, and the last file refused, with where and why."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="pipelines")
+    name = models.CharField(max_length=100)
+    # The branch whose pushes start an execution, as the structure says.
+    source_branch = models.CharField(max_length=255, blank=True)
+    # The YAML of the current structure: the repository's pipeline.yml, or the default pipeline's when it has none.
+    source = models.TextField(blank=True)
+    from_file = models.BooleanField(default=False)
+    # The commit the structure was read from, and its version (0 until a structure was read).
+    source_sha = models.CharField(max_length=64, blank=True)
+    version = models.PositiveIntegerField(default=0)
+    # releases.pipeline_rules.Pipeline.to_json(): the source of truth for which execution runs where.
+    state = models.JSONField(default=dict)
+    # The last pipeline.yml refused, at error_sha: the message, its line and key path (empty once a good one came).
+    error = models.TextField(blank=True)
+    error_line = models.PositiveIntegerField(null=True, blank=True)
+    error_key = models.CharField(max_length=500, blank=True)
+    error_sha = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["repository", "name"], name="pipeline_unique_name")]
+
+    def __str__(self) -> str:
+        return f"pipeline {self.name} of {self.repository.full_name}"
+
+
+class PipelineExecution(models.Model):
+    """One execution of a pipeline, numbered per pipeline as the rules number it, mirrored from its state."""
+
+    class Trigger(models.TextChoices):
+        PUSH = "push", "Push"
+        MANUAL = "manual", "Manual"
+        ROLLBACK = "rollback", "Rollback"
+
+    class Status(models.TextChoices):
+        IN_PROGRESS = "InProgress", "In progress"
+        STOPPING = "Stopping", "Stopping"
+        STOPPED = "Stopped", "Stopped"
+        SUCCEEDED = "Succeeded", "Succeeded"
+        SUPERSEDED = "Superseded", "Superseded"
+        FAILED = "Failed", "Failed"
+
+    ENDED = (Status.STOPPED, Status.SUCCEEDED, Status.SUPERSEDED, Status.FAILED)
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="executions")
+    number = models.PositiveIntegerField()
+    source_sha = models.CharField(max_length=64)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    # Whoever pushed or merged the source, or started the execution; never counted as its approver.
+    requester = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.IN_PROGRESS)
+    # Why it ended as it did.
+    reason = models.TextField(blank=True)
+    structure_version = models.PositiveIntegerField(default=1)
+    # The build of its source commit, and the artifact every deploy of the execution installs, with the digest
+    # taken when the build action chose it (a rollback's are its target's).
+    build = models.ForeignKey(Build, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    artifact = models.ForeignKey(BuildArtifact, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    artifact_sha256 = models.CharField(max_length=64, blank=True)
+    rollback_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+    ended = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["pipeline", "number"], name="pipeline_execution_unique_number")]
+
+    def __str__(self) -> str:
+        return f"execution {self.number} of {self.pipeline}"
+
+    @property
+    def is_ended(self) -> bool:
+        return self.status in self.ENDED
+
+
+class PipelineActionRun(models.Model):
+    """One attempt of one action of an execution's stage, with the build or deployment it follows."""
+
+    class Status(models.TextChoices):
+        IN_PROGRESS = "InProgress", "In progress"
+        SUCCEEDED = "Succeeded", "Succeeded"
+        FAILED = "Failed", "Failed"
+        ABANDONED = "Abandoned", "Abandoned"
+
+    execution = models.ForeignKey(PipelineExecution, on_delete=models.CASCADE, related_name="action_runs")
+    stage = models.CharField(max_length=100)
+    action = models.CharField(max_length=100)
+    # releases.pipelinespec.ActionType: source, build, deploy, approval, invoke.
+    type = models.CharField(max_length=10)
+    attempt = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.IN_PROGRESS)
+    build = models.ForeignKey(
+        Build, null=True, blank=True, on_delete=models.SET_NULL, related_name="pipeline_action_runs"
+    )
+    deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    message = models.TextField(blank=True)
+    started = models.DateTimeField(default=timezone.now)
+    ended = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["execution", "started", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["execution", "stage", "action", "attempt"], name="pipeline_action_run_unique_attempt"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stage}.{self.action} (attempt {self.attempt}) of {self.execution}"
+
+
+class PipelineApproval(models.Model):
+    """A pipeline's manual approval: the environment whose reviewers answer it, and until when."""
+
+    class Status(models.TextChoices):
+        PENDING = "Pending", "Pending"
+        APPROVED = "Approved", "Approved"
+        REJECTED = "Rejected", "Rejected"
+        TIMED_OUT = "TimedOut", "Timed out"
+        # The execution was stopped by abandoning its actions: nobody answers it any more.
+        ABANDONED = "Abandoned", "Abandoned"
+
+    execution = models.ForeignKey(PipelineExecution, on_delete=models.CASCADE, related_name="approvals")
+    action_run = models.OneToOneField(PipelineActionRun, on_delete=models.CASCADE, related_name="approval")
+    stage = models.CharField(max_length=100)
+    action = models.CharField(max_length=100)
+    attempt = models.PositiveIntegerField(default=1)
+    environment = models.ForeignKey(
+        Environment, null=True, blank=True, on_delete=models.SET_NULL, related_name="pipeline_approvals"
+    )
+    environment_name = models.CharField(max_length=100)
+    custom_data = models.TextField(blank=True)
+    review_url = models.URLField(max_length=500, blank=True)
+    deadline = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    created = models.DateTimeField(default=timezone.now)
+    ended = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"approval {self.stage}.{self.action} of {self.execution}"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == self.Status.PENDING
+
+
+class PipelineApprovalAnswer(models.Model):
+    """One reviewer's answer to an approval, with PutApprovalResult's words: Approved or Rejected, and a summary."""
+
+    class Status(models.TextChoices):
+        APPROVED = "Approved", "Approved"
+        REJECTED = "Rejected", "Rejected"
+
+    approval = models.ForeignKey(PipelineApproval, on_delete=models.CASCADE, related_name="answers")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices)
+    summary = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created", "id"]
+        constraints = [models.UniqueConstraint(fields=["approval", "user"], name="pipeline_approval_answer_once")]
+
+    def __str__(self) -> str:
+        return f"{self.status} by {self.user} of {self.approval}"
+
+
+@jobs.register
+class PipelineInvocation(jobs.JobRow):
+    """One invoke action's call of its webhook, a job on the rq `default` queue, tried again while attempts are
+    left; the last answer is kept."""
+
+    job_function = "releases.pipeline_job.run_invocation"
+    max_attempts = 3
+    describe_related = ("action_run__execution__pipeline__repository",)
+
+    action_run = models.OneToOneField(PipelineActionRun, on_delete=models.CASCADE, related_name="invocation")
+    url = models.URLField(max_length=500)
+    # The name of the repository's (or its organization's) build secret that signs the call.
+    secret_name = models.CharField(max_length=255)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    response = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"call of {self.url} by {self.action_run}"

@@ -5,12 +5,18 @@ that also moves a pull request's head (reviews hears of the push first and synch
 build, of the pull request, whose status lands on the sha both name. Which branches a push builds, and whether
 it builds tags, is the repository's build settings' choice (every branch and no tag by default)."""
 
+import logging
+
+from django.db import transaction
+
 from portal.models import User
-from releases import services
+from releases import pipelines, services
 from releases.models import Build
 from repos.models import Repository
 from repos.services import RefUpdate
 from reviews.models import PullRequest
+
+log = logging.getLogger(__name__)
 
 
 def build_pushed_branches(
@@ -48,3 +54,21 @@ def build_pull_request(sender, *, pull_request: PullRequest, actor: User | None 
         initiator=actor,
         pull_request=pull_request,
     )
+
+
+def run_pipelines(
+    sender, *, repository: Repository, updates: list[RefUpdate], pusher: User | None, **kwargs
+) -> list[str]:
+    """Start an execution of the pipeline whose source is each pushed branch (a merge is a push), and answer what
+    started. A pipeline that cannot start never refuses the push: git accepted it already."""
+    lines: list[str] = []
+    for update in updates:
+        if update.is_delete or not update.ref.startswith("refs/heads/"):
+            continue
+        branch = update.ref.removeprefix("refs/heads/")
+        try:
+            with transaction.atomic():
+                lines += pipelines.start_for_push(repository, branch, update.new_sha, pusher=pusher)
+        except Exception:
+            log.exception("could not start the pipeline of %s for %s", repository.full_name, update.ref)
+    return lines

@@ -14,9 +14,9 @@ from django.utils import timezone
 from portal import audit
 from portal.models import User
 from portal.validators import field_error
-from releases import access, provenance
+from releases import access, provenance, signals
 from releases.buildspec import RESERVED_PREFIX, VARIABLE_NAME
-from releases.models import MAX_TIMEOUT_MINUTES, Build, BuildArtifact, BuildSettings
+from releases.models import MAX_TIMEOUT_MINUTES, Build, BuildArtifact, BuildSettings, PipelineActionRun
 from releases.runner import BuildResult
 from repos import git
 from repos.models import Repository, next_number
@@ -146,11 +146,13 @@ def start_build(
     initiator: User | None,
     pull_request: PullRequest | None = None,
     variables: Mapping[str, str] | None = None,
+    supersede: bool = True,
 ) -> Build:
     """Queue a build of sha (a commit of repository, named by ref); its commit status goes pending.
 
     A build started by hand (manual, rerun) needs write access; variables override the repository's and the
-    buildspec's, and are kept on the build, so they must hold no secret."""
+    buildspec's, and are kept on the build, so they must hold no secret. A push's build stops the older builds of
+    its branch still queued, unless supersede is false (a pipeline's build, releases.pipelines)."""
     if trigger in (Build.Trigger.MANUAL, Build.Trigger.RERUN):
         access.require(access.can_run_builds, initiator, repository, "Only writers start builds by hand.")
     if not git.is_sha(sha):
@@ -176,7 +178,7 @@ def start_build(
         start_variables=dict(variables or {}),
     )
     audit.record(initiator, "build.start", build, after=_snapshot(build) | {"trigger": trigger})
-    if trigger in SUPERSEDING_TRIGGERS and build.head_branch:
+    if supersede and trigger in SUPERSEDING_TRIGGERS and build.head_branch:
         _supersede(build)
     _post_status(build, "Build queued", known_commit=False)
     build.enqueue()
@@ -185,7 +187,8 @@ def start_build(
 
 def _supersede(build: Build) -> None:
     """Stop the older builds of the new build's branch still queued, and the running ones when the repository
-    says so."""
+    says so. A build a pipeline execution waits for is left to run: the pipeline supersedes its own executions,
+    between stages, and stopping the build would fail the execution that holds the stage."""
     states = [Build.State.QUEUED]
     if build_settings(build.repository).stop_running:
         states.append(Build.State.RUNNING)
@@ -196,7 +199,7 @@ def _supersede(build: Build) -> None:
         state__in=states,
         stop_requested=False,
         pk__lt=build.pk,
-    )
+    ).exclude(pipeline_action_runs__status=PipelineActionRun.Status.IN_PROGRESS)
     for old in older:
         try:
             cancel_build(old, actor=None, reason=f"superseded by build #{build.number}")
@@ -220,6 +223,7 @@ def _stop_queued(build: Build, *, actor: User | None, reason: str) -> bool:
         return False
     audit.record(actor, "build.stop", build, before=before, after=_snapshot(build) | {"reason": reason})
     _post_status(build, f"Build stopped: {reason}")
+    signals.build_ended.send(Build, build=build)
     return True
 
 
@@ -354,4 +358,5 @@ def record_result(
     audit.record(None, "build.end", build, before=before, after=_snapshot(build))
     description = f"Build {status.lower().replace('_', ' ')}" + (f": {message}" if message else "")
     _post_status(build, description[:1000])
+    signals.build_ended.send(Build, build=build)
     return build
