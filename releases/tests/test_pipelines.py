@@ -22,7 +22,6 @@ from releases.models import (
     PipelineExecution,
 )
 from releases.tests.deploying import release_files, set_targets
-from releases.tests.test_build_faults import build_workers, worker_env  # noqa: F401 (fixtures)
 from releases.tests.test_builds import push_files
 from repos import git
 
@@ -514,8 +513,8 @@ def test_a_worker_killed_during_the_build_stage_fails_it_and_a_retry_builds_agai
     bob,
     environments_of_release,
     drive,
-    worker_env,  # noqa: F811 (fixtures)
-    build_workers,  # noqa: F811 (fixtures)
+    worker_env,
+    rq_workers,
     settings,
 ):
     from portal import jobs
@@ -526,7 +525,7 @@ def test_a_worker_killed_during_the_build_stage_fails_it_and_a_retry_builds_agai
     push_files(private_repo, bob, "main", files)
     execution = latest(private_repo)
     build = execution.action_runs.get(stage="Build").build
-    worker = build_workers(worker_env)
+    worker = rq_workers(worker_env, "builds")
     try:
         wait_for(lambda: log_shows(build, "started build 1"))
     finally:

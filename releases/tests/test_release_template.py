@@ -10,11 +10,11 @@ from django.core.exceptions import PermissionDenied
 
 from portal import services as accounts
 from portal.models import AuditEvent
-from releases import deployments, logs, release_template
+from releases import logs, pipelines, release_template
 from releases.appspec import parse_appspec
 from releases.buildspec import parse_buildspec
 from releases.local_target import LocalTarget
-from releases.models import Build, Deployment, Environment
+from releases.models import Build, Deployment, Environment, PipelineExecution
 from releases.pipelinespec import ActionType, parse_pipeline
 from releases.reports import parse_junit
 from repos import git, signals
@@ -188,9 +188,10 @@ def test_the_first_commit_builds_deploys_to_dev_with_its_hooks_and_goes_to_uat_w
     assert [case["status"] for case in report["cases"]] == ["SUCCEEDED"] * 3
     [artifact] = build.artifacts.all()
 
-    dev = Environment.objects.get(repository=repo, name="dev")
-    deployment = deployments.request_deployment(repo, dev, actor=bob, sha=sha)
+    # The release pipeline deploys the build to dev by itself, then waits for the approval of uat.
     run_deploys()
+    dev = Environment.objects.get(repository=repo, name="dev")
+    deployment = Deployment.objects.get(environment=dev)
 
     deployment.refresh_from_db()
     assert deployment.deployment_status == Deployment.Status.SUCCEEDED, deployment.message
@@ -208,11 +209,13 @@ def test_the_first_commit_builds_deploys_to_dev_with_its_hooks_and_goes_to_uat_w
     target = dev.targets.get()
     assert (target.health, target.check_healthy, target.revision_id) == ("healthy", True, deployment.pk)
 
-    # The same artifact goes to uat (no reviewers on a personal repository's uat: nothing holds a deployment).
-    uat = Environment.objects.get(repository=repo, name="uat")
-    promoted = deployments.request_deployment(repo, uat, actor=bob, artifact=artifact)
+    # The same artifact goes to uat once a writer other than the one who pushed approves (a personal repository's
+    # uat has no reviewers of its own).
+    execution = PipelineExecution.objects.get(pipeline__repository=repo)
+    pipelines.answer_approval(execution, "Approval", "Approve", user=bob, status="Approved", summary="ship it")
     run_deploys()
-    promoted.refresh_from_db()
+    uat = Environment.objects.get(repository=repo, name="uat")
+    promoted = Deployment.objects.get(environment=uat)
     assert promoted.deployment_status == Deployment.Status.SUCCEEDED, promoted.message
     assert promoted.artifact == deployment.artifact
     installed = LocalTarget(repo.pk, "uat", "local").current / "root/srv/shop"
@@ -225,17 +228,17 @@ def test_validate_service_fails_a_deployment_whose_installed_version_is_not_the_
 ):
     repo = create(alice, alice)
     run_builds()
-    dev = Environment.objects.get(repository=repo, name="dev")
-    first = deployments.request_deployment(repo, dev, actor=alice, sha=git.branch_sha(repo.path, "main"))
+    # The release pipeline deploys the first commit to dev.
     run_deploys()
-    first.refresh_from_db()
+    dev = Environment.objects.get(repository=repo, name="dev")
+    first = Deployment.objects.get(environment=dev)
     assert first.deployment_status == Deployment.Status.SUCCEEDED, first.message
 
     # An AfterInstall that leaves another version in place: ValidateService notices, and dev rolls back.
     after_install = file_text(repo, "scripts/after_install.sh") + '\necho 0.9.0 > "$APP_DIR/VERSION"\n'
     build = built(repo, alice, {"scripts/after_install.sh": after_install.encode()})
-    failed = deployments.request_deployment(repo, dev, actor=alice, sha=build.head_sha)
     run_deploys()
+    failed = Deployment.objects.get(environment=dev, sha=build.head_sha)
 
     failed.refresh_from_db()
     assert failed.deployment_status == Deployment.Status.FAILED
