@@ -184,6 +184,9 @@ def test_a_stage_rolls_back_to_an_earlier_executions_artifact(private_repo, alic
     set_targets(private_repo, "uat", ["a"], alice)
     push_files(private_repo, bob, "main", release_files("v1"))
     drive()
+    # bob is one of those writers, but he pushed: his approval is refused.
+    response = api("bob", "POST", f"{EXECUTIONS}/1/approvals", {"status": "Approved"})
+    assert response.status_code == 403 and "You requested this release" in response.json()["message"]
     ok(api("alice", "POST", f"{EXECUTIONS}/1/approvals", {"status": "Approved"}))
     drive()
     push_files(private_repo, bob, "main", release_files("v2"))
