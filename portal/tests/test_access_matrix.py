@@ -391,6 +391,18 @@ API_ROUTES: dict[tuple[str, str], str] = {
     # Nothing succeeded before it: a writer is told there is nothing to roll back to (422).
     ("POST", f"{A}{RP}/deployments/{{deployment_id}}/rollback"): repo(Role.WRITE),
     ("POST", f"{A}{RP}/deployments/{{deployment_id}}/stop"): repo(Role.WRITE),
+    # Pipelines: gate, started by a push to its branch, waits for an approval that dev's reviewers (every column
+    # with access) answer; once answered, the writes meet an ended execution and are refused by the rules (409).
+    ("GET", f"{A}{RP}/pipelines"): repo(Role.READ),
+    ("GET", f"{A}{RP}/pipelines/{{pipeline_name}}"): repo(Role.READ),
+    ("GET", f"{A}{RP}/pipelines/{{pipeline_name}}/executions"): repo(Role.READ),
+    ("GET", f"{A}{RP}/pipelines/{{pipeline_name}}/executions/{{execution_id}}"): repo(Role.READ),
+    ("POST", f"{A}{RP}/pipelines/{{pipeline_name}}/executions/{{execution_id}}/approvals"): repo(Role.READ),
+    ("POST", f"{A}{RP}/pipelines/{{pipeline_name}}/executions"): repo(Role.WRITE),
+    ("POST", f"{A}{RP}/pipelines/{{pipeline_name}}/transitions/{{stage_name}}"): repo(Role.WRITE),
+    ("POST", f"{A}{RP}/pipelines/{{pipeline_name}}/executions/{{execution_id}}/stop"): repo(Role.WRITE),
+    ("POST", f"{A}{RP}/pipelines/{{pipeline_name}}/executions/{{execution_id}}/retry"): repo(Role.WRITE),
+    ("POST", f"{A}{RP}/pipelines/{{pipeline_name}}/stages/{{stage_name}}/rollback"): repo(Role.WRITE),
     # After the review: the admin's change takes the reviewers away.
     ("PUT", f"{A}{RP}/environments/{{environment_name}}"): repo(Role.ADMIN),
     ("DELETE", f"{A}{RP}/environments/{{environment_name}}"): repo(Role.ADMIN),
@@ -468,6 +480,7 @@ def world(private_repo, alice, bob, carol, mallory, admin, settings):
     build_variables = _build_variables(private_repo, org, alice)
     builds = _builds(private_repo, alice, settings)
     deploys = _deployments(private_repo, alice, bob, [carol, bob, alice, admin])
+    _pipelines(private_repo)
     # A job row, for the routes that requeue or cancel one (unconfirmed, so it stays as it is).
     maintenance = RepositoryMaintenance.objects.create(repository=private_repo)
     for role in refs:
@@ -612,6 +625,21 @@ def _deployments(repo, alice, bob, reviewers) -> dict:
         "@deployment_status": deployment.statuses.get().pk,
         "@environment_secret": secret.name,
     }
+
+
+def _pipelines(repo) -> None:
+    """The pipeline gate of alice/project, read from the branch gate: its execution 1, started by a push, waits at
+    the approval that dev's reviewers answer."""
+    from releases import pipelines
+
+    git.update_ref(repo.path, "refs/heads/gate", git.branch_sha(repo.path, "main"), git.ZERO_SHA)
+    spec = (
+        b"version: 1\nname: gate\nsource:\n  branch: gate\nstages:\n  - name: Approval\n    actions:\n"
+        b"      - {name: Approve, type: approval, environment: dev}\n"
+    )
+    sha = git.commit_files(repo.path, "gate", {"pipeline.yml": spec}, "gate", name="alice", email="alice@example.com")
+    pipelines.pipeline_for(repo, sha, branch="gate")
+    pipelines.start_execution(repo, "gate", sha, requester=None, trigger="push")
 
 
 def _notifications(alice, people: dict) -> dict:
@@ -768,6 +796,9 @@ def test_api_operations_follow_the_matrix(world, who):
             "environment_name": "dev",
             "deployment_id": refs["@deployment"],
             "status_id": refs["@deployment_status"],
+            "pipeline_name": "gate",
+            "execution_id": 1,
+            "stage_name": "Approval",
         }
         if "/revoked_keys/" in path:
             values["id"] = refs["@revocation"]
@@ -803,6 +834,15 @@ def _api_body(method: str, path: str) -> dict:
     """A valid body for each write, so the answer is about access and not about the schema."""
     if method not in ("POST", "PUT", "PATCH"):
         return {}
+    if "/pipelines/" in path:
+        ends = {
+            "/approvals": {"status": "Approved", "summary": "matrix"},
+            "/transitions/{stage_name}": {"enabled": False, "reason": "matrix"},
+            "/stop": {"abandon": True},
+            "/retry": {"mode": "ALL_ACTIONS"},
+            "/rollback": {"target_execution_id": 1},
+        }
+        return next((body for end, body in ends.items() if path.endswith(end)), {})
     if "/actions/secrets/" in path:
         return {"data": "matrix"}
     if "/actions/variables/" in path:

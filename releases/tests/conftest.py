@@ -191,6 +191,55 @@ def run_deploys(rq_queues):
     return run
 
 
+@pytest.fixture
+def drive(deploys, run_builds, run_deploys):
+    """drive(): run the builds and deployments the pipelines asked for, and what those ask for, until none is left."""
+    from django.utils import timezone
+
+    from releases.models import Build, Deployment
+
+    def run() -> None:
+        for _ in range(10):
+            queued = (
+                Build.objects.filter(state=Build.State.QUEUED).exists()
+                or Deployment.objects.filter(state=Deployment.State.QUEUED, due_at__lte=timezone.now()).exists()
+            )
+            if not queued:
+                return
+            run_builds()
+            run_deploys()
+
+    return run
+
+
+@pytest.fixture
+def environments_of_release(private_repo, alice):
+    """dev on one local target; uat on one, guarded by alice's approval."""
+    from releases.tests.deploying import set_targets
+
+    dev = set_targets(private_repo, "dev", ["a"], alice)
+    uat = set_targets(
+        private_repo, "uat", ["a"], alice, required_approvals=1, reviewers=[{"type": "User", "id": alice.pk}]
+    )
+    return dev, uat
+
+
+@pytest.fixture
+def api(alice, bob, carol, mallory):
+    """call(who, method, path, body=None): the API as alice (admin), bob (writer), carol (reader) or mallory."""
+    from django.test import Client
+
+    from repos.tests.api_client import send, token_for
+
+    headers = {user.username: token_for(user) for user in (alice, bob, carol, mallory)}
+    client = Client()
+
+    def call(who: str, method: str, path: str, body=None):
+        return send(client, method, path, body, **headers[who])
+
+    return call
+
+
 # A real OpenSSH sshd, for the ssh target.
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"

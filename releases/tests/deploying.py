@@ -1,8 +1,10 @@
-"""What deployment tests share (the fixtures `deploys`, `built` and `run_deploys` are in conftest.py): deployable
-commits, environments with targets, statuses."""
+"""What deployment and pipeline tests share (the fixtures `deploys`, `built`, `run_deploys`, `drive` and
+`environments_of_release` are in conftest.py): deployable commits, environments with targets, statuses, the
+release pipeline's executions and what a target runs."""
 
 from releases import environments
-from releases.models import Deployment
+from releases.local_target import LocalTarget
+from releases.models import Deployment, Pipeline, PipelineExecution
 
 BUILDSPEC = """version: 0.2
 phases:
@@ -50,3 +52,16 @@ def set_targets(repo, name: str, targets, actor, **settings):
 
 def statuses(deployment: Deployment) -> list[str]:
     return list(deployment.statuses.order_by("created", "id").values_list("state", flat=True))
+
+
+def release(repo) -> Pipeline:
+    return Pipeline.objects.get(repository=repo, name="release")
+
+
+def latest(repo) -> PipelineExecution:
+    return release(repo).executions.order_by("-number").first()
+
+
+def deployed_version(repo, environment: str) -> str:
+    """The app version that target a of the environment runs now."""
+    return (LocalTarget(repo.pk, environment, "a").current / "root/srv/app/version.txt").read_text().strip()

@@ -58,18 +58,6 @@ DEPLOYMENT_FIELDS = {
 }
 
 
-@pytest.fixture
-def api(alice, bob, carol, mallory):
-    """call(who, method, path, body=None): the API as alice (admin), bob (writer), carol (reader) or mallory."""
-    headers = {user.username: token_for(user) for user in (alice, bob, carol, mallory)}
-    client = Client()
-
-    def call(who: str, method: str, path: str, body=None):
-        return send(client, method, path, body, **headers[who])
-
-    return call
-
-
 def fields(response) -> list[str]:
     assert response.status_code == 422, response.content
     return [error["field"] for error in response.json()["errors"]]

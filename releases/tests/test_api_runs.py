@@ -63,18 +63,6 @@ RUN_FIELDS = {
 }
 
 
-@pytest.fixture
-def api(alice, bob, carol, mallory):
-    """call(who, method, path, body=None): the API as alice (admin), bob (writer), carol (reader) or mallory."""
-    headers = {user.username: token_for(user) for user in (alice, bob, carol, mallory)}
-    client = Client()
-
-    def call(who: str, method: str, path: str, body=None):
-        return send(client, method, path, body, **headers[who])
-
-    return call
-
-
 def names(response) -> list[int]:
     return [run["run_number"] for run in response.json()["workflow_runs"]]
 

@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from portal.models import AuditEvent
 from releases import pipelines
-from releases.local_target import LocalTarget
 from releases.models import (
     Build,
     Deployment,
@@ -21,47 +20,11 @@ from releases.models import (
     PipelineApproval,
     PipelineExecution,
 )
-from releases.tests.deploying import release_files, set_targets
+from releases.tests.deploying import deployed_version, latest, release, release_files, set_targets
 from releases.tests.test_builds import push_files
 from repos import git
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
-
-
-@pytest.fixture
-def drive(deploys, run_builds, run_deploys):
-    """drive(): run the builds and deployments the pipelines asked for, and what those ask for, until none is left."""
-
-    def run() -> None:
-        for _ in range(10):
-            queued = (
-                Build.objects.filter(state=Build.State.QUEUED).exists()
-                or Deployment.objects.filter(state=Deployment.State.QUEUED, due_at__lte=timezone.now()).exists()
-            )
-            if not queued:
-                return
-            run_builds()
-            run_deploys()
-
-    return run
-
-
-@pytest.fixture
-def environments_of_release(private_repo, alice):
-    """dev on one local target; uat on one, guarded by alice's approval."""
-    dev = set_targets(private_repo, "dev", ["a"], alice)
-    uat = set_targets(
-        private_repo, "uat", ["a"], alice, required_approvals=1, reviewers=[{"type": "User", "id": alice.pk}]
-    )
-    return dev, uat
-
-
-def release(repo) -> Pipeline:
-    return Pipeline.objects.get(repository=repo, name="release")
-
-
-def latest(repo) -> PipelineExecution:
-    return release(repo).executions.order_by("-number").first()
 
 
 def actions(execution: PipelineExecution) -> list[tuple[str, str, int, str]]:
@@ -71,10 +34,6 @@ def actions(execution: PipelineExecution) -> list[tuple[str, str, int, str]]:
 def stage_status(execution: PipelineExecution, stage: str) -> str | None:
     state = pipelines.rules_of(execution.pipeline)
     return state.execution(execution.number).stage_status(stage)
-
-
-def deployed_version(repo, environment: str) -> str:
-    return (LocalTarget(repo.pk, environment, "a").current / "root/srv/app/version.txt").read_text().strip()
 
 
 def test_a_push_builds_once_deploys_to_dev_and_waits_at_the_approval(private_repo, bob, environments_of_release, drive):

@@ -8,6 +8,9 @@ from django.test import Client
 
 from portal import services as portal_services
 from portal.api import api
+from repos import git
+from repos import services as repo_services
+from repos.access import Principal
 from reviews import services, webhooks
 from reviews.models import Webhook
 from reviews.tests.conftest import make_branch
@@ -16,6 +19,10 @@ API = "/api/v1"
 HUGE = "288230376151711743"
 # More digits than Python turns into an int from text.
 ENDLESS = "9" * 5000
+GATE = (
+    b"version: 1\nname: gate\nsource:\n  branch: gate\nstages:\n  - name: Approval\n    actions:\n"
+    b"      - {name: Approve, type: approval, environment: dev}\n"
+)
 
 
 @pytest.fixture
@@ -27,6 +34,10 @@ def pull(private_repo, alice, bob):
     org = portal_services.create_organization(actor=alice, name="acme")
     for place in ({"repository": private_repo}, {"organization": org}):
         webhooks.save_webhook(None, actor=alice, url="https://example.com/hook", **place)
+    # A pipeline, read from the branch gate when it was pushed, for the list of its executions.
+    gate = make_branch(private_repo, "gate", {"pipeline.yml": GATE})
+    update = repo_services.RefUpdate(old_sha=git.ZERO_SHA, new_sha=gate, ref="refs/heads/gate")
+    repo_services.record_push(private_repo, actor=Principal(user=alice), protocol="http", updates=[update])
     return services.open_pull_request(private_repo, actor=bob, title="Fix the parser", base="main", head="feature")
 
 
@@ -92,6 +103,7 @@ def _url(path: str, pull, run_id: str) -> str:
         "sha": pull.head_sha,
         "ref": "main",
         "org": "acme",
+        "pipeline_name": "gate",
         "id": str(Webhook.objects.get(repository__isnull=path.startswith(f"{API}/orgs/")).pk),
     }
     for name, value in values.items():
