@@ -493,7 +493,16 @@ def _start_approval(
             "environment": action.environment,
         },
     )
+    _notify_approvers(approval)
     return None
+
+
+def _notify_approvers(approval: PipelineApproval) -> None:
+    """Ask the approvers, in the portal and by email (releases.approvals); a failure to notify never holds the
+    pipeline: the approval stays answerable from its page."""
+    from releases import approvals
+
+    _safely(f"notifying the approvers of {approval}", lambda: approvals.notify_approvers(approval))
 
 
 def _start_invoke(action_row: PipelineActionRun, action) -> None:
