@@ -112,14 +112,17 @@ def open_link(token: str, *, user: User, execution: PipelineExecution) -> Pipeli
 
 
 def send_reminders(now=None) -> int:
-    """Remind, once, the approvers of approvals pending longer than PORTAL_APPROVAL_REMIND_HOURS. How many."""
+    """Remind, once, the approvers of approvals pending longer than their remind_hours (pipeline.yml), else
+    PORTAL_APPROVAL_REMIND_HOURS. How many approvals reminded."""
     now = now or timezone.now()
-    since = now - timedelta(hours=settings.PORTAL_APPROVAL_REMIND_HOURS)
-    due = PipelineApproval.objects.filter(
-        status=PipelineApproval.Status.PENDING, reminded_at__isnull=True, created__lte=since, deadline__gt=now
+    pending = PipelineApproval.objects.filter(
+        status=PipelineApproval.Status.PENDING, reminded_at__isnull=True, deadline__gt=now
     ).select_related("execution__pipeline__repository__owner", "execution__requester", "environment")
     count = 0
-    for approval in due:
+    for approval in pending:
+        hours = approval.remind_hours or settings.PORTAL_APPROVAL_REMIND_HOURS
+        if approval.created > now - timedelta(hours=hours):
+            continue
         with transaction.atomic():
             # Two sweeps at once remind once: the first to mark it sends.
             if PipelineApproval.objects.filter(pk=approval.pk, reminded_at__isnull=True).update(reminded_at=now):

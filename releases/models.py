@@ -717,6 +717,8 @@ class PipelineApproval(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     created = models.DateTimeField(default=timezone.now)
     ended = models.DateTimeField(null=True, blank=True)
+    # After how many hours the sweep reminds the approvers (pipeline.yml's remind_hours); None: the site's default.
+    remind_hours = models.PositiveIntegerField(null=True, blank=True)
     # When the approvers who had not answered were reminded (once), by the sweep.
     reminded_at = models.DateTimeField(null=True, blank=True)
 

@@ -480,6 +480,7 @@ def _start_approval(
         environment_name=action.environment,
         custom_data=action.custom_data,
         review_url=action.review_url,
+        remind_hours=action.remind_hours,
         deadline=start.deadline,
     )
     audit.record(

@@ -211,3 +211,25 @@ def test_the_sweep_reminds_each_approver_once_after_the_remind_hours(
     # The reminder's link works on its own, once.
     [link] = links_in(mail.outbox, alice)
     assert signed_in(alice).get(link)["Location"] == approvals.approval_path(release_waiting["execution"])
+
+
+def test_pipeline_yml_sets_when_an_approval_reminds(
+    private_repo, alice, bob, environments_of_release, drive, run_worker
+):
+    from releases import pipeline_job
+    from releases.pipelinespec import default_pipeline_yaml
+
+    spec = default_pipeline_yaml("main", ("dev", "uat")).replace(
+        "type: approval\n", "type: approval\n        remind_hours: 1\n"
+    )
+    assert "remind_hours: 1" in spec
+    push_files(private_repo, bob, "main", release_files("v1") | {"pipeline.yml": spec.encode()})
+    drive()
+    approval = latest(private_repo).approvals.get()
+    assert approval.remind_hours == 1
+    PipelineApproval.objects.filter(pk=approval.pk).update(created=timezone.now() - timedelta(minutes=59))
+    assert pipeline_job.run_sweep()["reminded"] == 0
+    PipelineApproval.objects.filter(pk=approval.pk).update(created=timezone.now() - timedelta(minutes=61))
+    assert pipeline_job.run_sweep()["reminded"] == 1
+    run_worker()
+    assert [m.to for m in mail.outbox if m.body.startswith("Reminder:")] == [[alice.email]]
