@@ -126,6 +126,8 @@ PORTAL_SERVE_MAX_FAILURES = envint("PORTAL_SERVE_MAX_FAILURES", 5)
 PORTAL_SERVE_FAILURE_WINDOW = envfloat("PORTAL_SERVE_FAILURE_WINDOW", 60.0)
 # /-/health reports the disk of PORTAL_VAR_DIR as low below this many free megabytes.
 PORTAL_HEALTH_MIN_FREE_MB = envint("PORTAL_HEALTH_MIN_FREE_MB", 512)
+# After how long a pipeline approval nobody answered reminds its approvers (once) by email.
+PORTAL_APPROVAL_REMIND_HOURS = envint("PORTAL_APPROVAL_REMIND_HOURS", 24)
 
 INSTALLED_APPS = [
     "portal",

@@ -717,6 +717,10 @@ class PipelineApproval(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     created = models.DateTimeField(default=timezone.now)
     ended = models.DateTimeField(null=True, blank=True)
+    # After how many hours the sweep reminds the approvers (pipeline.yml's remind_hours); None: the site's default.
+    remind_hours = models.PositiveIntegerField(null=True, blank=True)
+    # When the approvers who had not answered were reminded (once), by the sweep.
+    reminded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -748,6 +752,21 @@ class PipelineApprovalAnswer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.status} by {self.user} of {self.approval}"
+
+
+class PipelineApprovalLink(models.Model):
+    """A signed link to an approval's page emailed to one approver: it works once, until the approval's deadline."""
+
+    approval = models.ForeignKey(PipelineApproval, on_delete=models.CASCADE, related_name="links")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+
+    def __str__(self) -> str:
+        return f"link to {self.approval} for {self.user}"
 
 
 @jobs.register

@@ -21,13 +21,16 @@ from django.conf import settings
 from django.db.models import Q
 
 from portal import jobs, outbound
-from releases import pipelines, secrets, variables
+from releases import approvals, pipelines, secrets, variables
 from releases.models import BuildVariable, PipelineActionRun, PipelineExecution, PipelineInvocation
 
 
 def run_sweep() -> dict[str, int]:
-    """rq entry point: move every pipeline under way on with time, finish actions whose run ended unheard."""
-    return pipelines.sweep()
+    """rq entry point: move every pipeline under way on with time, finish actions whose run ended unheard, and
+    remind the approvers of approvals waiting too long."""
+    counts = pipelines.sweep()
+    counts["reminded"] = approvals.send_reminders()
+    return counts
 
 
 def run_invocation(invocation_id: int) -> None:

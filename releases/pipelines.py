@@ -480,6 +480,7 @@ def _start_approval(
         environment_name=action.environment,
         custom_data=action.custom_data,
         review_url=action.review_url,
+        remind_hours=action.remind_hours,
         deadline=start.deadline,
     )
     audit.record(
@@ -493,7 +494,16 @@ def _start_approval(
             "environment": action.environment,
         },
     )
+    _notify_approvers(approval)
     return None
+
+
+def _notify_approvers(approval: PipelineApproval) -> None:
+    """Ask the approvers, in the portal and by email (releases.approvals); a failure to notify never holds the
+    pipeline: the approval stays answerable from its page."""
+    from releases import approvals
+
+    _safely(f"notifying the approvers of {approval}", lambda: approvals.notify_approvers(approval))
 
 
 def _start_invoke(action_row: PipelineActionRun, action) -> None:

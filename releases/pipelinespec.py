@@ -110,6 +110,8 @@ class Action:
     timeout_minutes: int | None = None
     custom_data: str = ""
     review_url: str = ""
+    # After how many hours an unanswered approval reminds its approvers; None: the site's default.
+    remind_hours: int | None = None
     url: str = ""
     secret: str = ""
     line: int = field(default=0, compare=False)
@@ -435,6 +437,7 @@ class _Reader(SpecReader):
                 "timeout_minutes",
                 "custom_data",
                 "review_url",
+                "remind_hours",
                 "url",
                 "secret",
                 "reviewers",
@@ -493,11 +496,12 @@ class _Reader(SpecReader):
                 "timeout_minutes",
                 "custom_data",
                 "review_url",
+                "remind_hours",
                 "notification_arn",
             ),
             ActionType.INVOKE: ("run_order", "url", "secret"),
         }[kind]
-        for key in ("environment", "timeout_minutes", "custom_data", "review_url", "url", "secret"):
+        for key in ("environment", "timeout_minutes", "custom_data", "review_url", "remind_hours", "url", "secret"):
             if key in entries and key not in allowed:
                 hint = ": CodePipeline accepts a timeout on approvals only" if key == "timeout_minutes" else ""
                 self.fail(entries[key][0], join(path, key), f"a {kind} action has no {key}{hint}")
@@ -528,6 +532,16 @@ class _Reader(SpecReader):
                 action["custom_data"] = self.string(entries["custom_data"][1], f"{path}.custom_data")
             if "review_url" in entries:
                 action["review_url"] = self.url(entries["review_url"][1], f"{path}.review_url")
+            if "remind_hours" in entries:
+                hours_node = entries["remind_hours"][1]
+                hours = self.integer(hours_node, f"{path}.remind_hours")
+                if not 1 <= hours <= MAX_APPROVAL_MINUTES // 60:
+                    self.fail(
+                        hours_node,
+                        f"{path}.remind_hours",
+                        f"expected 1 to {MAX_APPROVAL_MINUTES // 60} hours, not {hours}",
+                    )
+                action["remind_hours"] = hours
             self.ignored(
                 entries,
                 path,

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from releases import views
 
@@ -21,4 +21,5 @@ urlpatterns = [
     path(f"{BUILD}/stop", views.build_stop, name="stop"),
     path(f"{BUILD}/rerun", views.build_rerun, name="rerun"),
     path(f"{REPO}/settings/builds", views.build_settings, name="settings"),
+    path("", include("releases.approval_urls")),
 ]

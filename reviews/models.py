@@ -425,6 +425,7 @@ class Notification(models.Model):
         SSH_KEY_REMOVED = "ssh_key_removed", "SSH keys an administrator removed from my account"
         SSH_KEY_REVOKED = "ssh_key_revoked", "SSH keys an administrator revoked"
         WEBHOOK_DISABLED = "webhook_disabled", "Webhooks disabled after failing for a day"
+        APPROVAL_REQUESTED = "approval_requested", "Releases waiting for my approval"
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -28,6 +28,7 @@ SUBJECT_ENDINGS = {
     Notification.Kind.SSH_KEY_REMOVED: "an SSH key was removed from your account",
     Notification.Kind.SSH_KEY_REVOKED: "an SSH key of yours was revoked",
     Notification.Kind.WEBHOOK_DISABLED: "a webhook was turned off",
+    Notification.Kind.APPROVAL_REQUESTED: "a release waits for your approval",
 }
 # The longest text a notification keeps; a longer one is cut rather than failing the action.
 TEXT_LENGTH = Notification._meta.get_field("text").max_length

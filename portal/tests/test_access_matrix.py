@@ -40,6 +40,8 @@ ORG_OWNER = "org-owner"  # owners change it; members get 403; outsiders 404
 HOOK = "hook"  # git hooks only, through serve's unix socket with the per-push secret: over TCP nobody finds it
 PASSWORD = "password"  # HTTP Basic with the account's password only: a token is not enough
 HIDDEN = "hidden"  # nobody
+# A forged signed link of a private repository: sign in first; outsiders get 404, whoever reads it a 403 saying why.
+FORGED_LINK = "forged-link"
 
 
 def repo(need: Role) -> str:
@@ -65,6 +67,7 @@ B = R | {"number": 1}
 OH = ORG | {"hook_id": "@org_hook"}
 D = R | {"deployment_id": "@deployment"}
 E = R | {"environment": "dev"}
+X = R | {"pipeline": "release", "number": 1}
 
 # Every named web route. Third-party routes (django-allauth's account pages, the API's own
 # router, which is checked from its schema below) are covered by their own test suites.
@@ -219,6 +222,9 @@ WEB_ROUTES: dict[str, list[Case]] = {
     # a; a post without a state is a refused review, an early start leaves it waiting for review, a writer's stop
     # ends it, and a roll back finds nothing to go back to.
     "deployments:environments": [Case(repo(Role.READ), kwargs=R)],
+    # Pipelines: execution 1 of release waits at an approval any writer answers; a post without an answer is refused.
+    "builds:pipeline_approval": [Case(repo(Role.READ), kwargs=X), Case(repo(Role.READ), "POST", X)],
+    "builds:pipeline_approval_link": [Case(FORGED_LINK, kwargs=X | {"token": "not-a-token"})],
     "deployments:history": [Case(repo(Role.READ), kwargs=R | {"environment": "dev"})],
     "deployments:detail": [Case(repo(Role.READ), kwargs=D)],
     "deployments:log": [Case(repo(Role.READ), kwargs=D)],
@@ -481,6 +487,7 @@ def world(private_repo, alice, bob, carol, mallory, admin, settings):
     builds = _builds(private_repo, alice, settings)
     deploys = _deployments(private_repo, alice, bob, [carol, bob, alice, admin])
     _pipelines(private_repo)
+    _pipeline_approval(private_repo, bob)
     # A job row, for the routes that requeue or cancel one (unconfirmed, so it stays as it is).
     maintenance = RepositoryMaintenance.objects.create(repository=private_repo)
     for role in refs:
@@ -642,6 +649,26 @@ def _pipelines(repo) -> None:
     pipelines.start_execution(repo, "gate", sha, requester=None, trigger="push")
 
 
+def _pipeline_approval(repo, bob) -> None:
+    """Execution 1 of alice/project's pipeline release, which bob started, waiting at its approval."""
+    from releases.models import Pipeline, PipelineActionRun, PipelineApproval, PipelineExecution
+
+    pipeline = Pipeline.objects.create(repository=repo, name="release")
+    sha = git.branch_sha(repo.path, "main")
+    execution = PipelineExecution.objects.create(
+        pipeline=pipeline, number=1, source_sha=sha, trigger="manual", requester=bob
+    )
+    run = PipelineActionRun.objects.create(execution=execution, stage="Approval", action="Approve", type="approval")
+    PipelineApproval.objects.create(
+        execution=execution,
+        action_run=run,
+        stage="Approval",
+        action="Approve",
+        environment_name="uat",
+        deadline=timezone.now() + timedelta(days=7),
+    )
+
+
 def _notifications(alice, people: dict) -> dict:
     """A notification of each person's own, about a pull request in a public repository that all of them can read."""
     from reviews.models import Notification, PullRequest
@@ -690,6 +717,8 @@ def _expected(policy: str, who: str) -> str:
         return "hidden"
     if policy == HIDDEN:
         return "hidden"
+    if policy == FORGED_LINK:
+        return {"anonymous": "login", "outsider": "hidden"}.get(who, "forbidden")
     if policy == PASSWORD:
         return "login"
     need = Role.from_name(policy.removeprefix("repo-"))

@@ -433,3 +433,20 @@ def test_it_refuses_yaml_that_is_not_yaml():
 
     assert error.line == 3
     assert "not valid YAML" in error.message
+
+
+def test_an_approval_takes_the_hours_after_which_it_reminds_its_approvers():
+    approval = "  - name: Approval\n    actions:\n      - {name: Approve, type: approval, environment: uat%s}\n"
+    spec = parse_pipeline(with_stages(BUILD + approval % ", remind_hours: 4"))
+    assert spec.stages[2].actions[0].remind_hours == 4
+    assert parse_pipeline(with_stages(BUILD + approval % "")).stages[2].actions[0].remind_hours is None
+
+    error = parse_error(with_stages(BUILD + approval % ", remind_hours: 0"))
+    assert (error.line, error.path) == (10, "stages[1].actions[0].remind_hours")
+    assert "expected 1 to 1440 hours, not 0" in error.message
+    error = parse_error(
+        with_stages(
+            BUILD + "  - name: Dev\n    actions:\n      - {name: D, type: deploy, environment: dev, remind_hours: 4}\n"
+        )
+    )
+    assert error.path == "stages[1].actions[0].remind_hours" and "a deploy action has no remind_hours" in error.message
