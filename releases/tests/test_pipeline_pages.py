@@ -52,7 +52,7 @@ def in_execution(stage: dict, number: int, status: str) -> bool:
 
 def strip(page: str) -> dict[str, str]:
     """The header's environment strip: environment -> what it shows."""
-    found = re.findall(r'data-environment="(\w+)" href="[^"]+"[^>]*>\w+: (.*?)</a>', page)
+    found = re.findall(r'data-running="(\w+)" href="[^"]+"[^>]*>\w+: (.*?)</a>', page)
     return {name: re.sub(r"<[^>]+>", "", shown) for name, shown in found}
 
 
@@ -214,3 +214,19 @@ def test_a_bad_pipeline_yml_shows_its_error(private_repo, bob, carol, environmen
         page = text_of(client_for(carol).get(url))
         assert "pipeline.yml line 9, key stages[0].actions[0].type:" in page, url
         assert "biuld" in page
+
+
+def test_the_environment_strip_is_one_query_and_absent_without_environments(
+    private_repo, alice, carol, django_assert_num_queries
+):
+    from releases.templatetags.pipeline_tags import environment_strip
+    from releases.tests.deploying import set_targets
+
+    assert environment_strip(private_repo)["environments"] == []
+    assert "environment-strip" not in text_of(client_for(carol).get("/alice/project"))
+    set_targets(private_repo, "dev", ["a"], alice)
+    set_targets(private_repo, "uat", ["a"], alice)
+    with django_assert_num_queries(1):
+        shown = environment_strip(private_repo)["environments"]
+    assert [(row["name"], row["running_sha"]) for row in shown] == [("dev", None), ("uat", None)]
+    assert strip(text_of(client_for(carol).get("/alice/project"))) == {"dev": "nothing yet", "uat": "nothing yet"}
