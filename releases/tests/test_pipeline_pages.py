@@ -212,8 +212,8 @@ def test_a_bad_pipeline_yml_shows_its_error(private_repo, bob, carol, environmen
     push_files(private_repo, bob, "main", release_files("v1") | {"pipeline.yml": bad.encode()})
     for url in ("/alice/project/pipelines", PIPELINE):
         page = text_of(client_for(carol).get(url))
-        assert "pipeline.yml line 9, key stages[0].actions[0].type:" in page, url
-        assert "biuld" in page
+        assert 'data-line="9" data-key="stages[0].actions[0].type">pipeline.yml, line 9' in page, url
+        assert "&#x27;biuld&#x27;" in page
 
 
 def test_the_environment_strip_is_one_query_and_absent_without_environments(
