@@ -15,5 +15,6 @@ urlpatterns = [
     path("", include("releases.secret_urls")),
     path("", include("releases.urls")),
     path("", include("releases.deploy_urls")),
+    path("", include("releases.pipeline_urls")),
     path("", include("repos.urls")),
 ]

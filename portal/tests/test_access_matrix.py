@@ -67,7 +67,10 @@ B = R | {"number": 1}
 OH = ORG | {"hook_id": "@org_hook"}
 D = R | {"deployment_id": "@deployment"}
 E = R | {"environment": "dev"}
-X = R | {"pipeline": "release", "number": 1}
+X = R | {"pipeline": "waiting", "number": 1}
+PL = R | {"pipeline": "release"}
+PX = PL | {"number": 1}
+PS = PL | {"stage": "Deploy-dev"}
 
 # Every named web route. Third-party routes (django-allauth's account pages, the API's own
 # router, which is checked from its schema below) are covered by their own test suites.
@@ -242,6 +245,19 @@ WEB_ROUTES: dict[str, list[Case]] = {
     ],
     # Without confirmed=1 this answers with the confirmation page and deletes nothing.
     "deployments:settings_delete": [Case(repo(Role.ADMIN), "POST", E)],
+    # Pipelines: release runs execution 1 of the branch pipelined, in its Build stage.
+    "pipelines:list": [Case(repo(Role.READ), kwargs=R)],
+    "pipelines:detail": [Case(repo(Role.READ), kwargs=PL)],
+    "pipelines:state": [Case(repo(Role.READ), kwargs=PL)],
+    "pipelines:executions": [Case(repo(Role.READ), kwargs=PL)],
+    "pipelines:execution": [Case(repo(Role.READ), kwargs=PX)],
+    "pipelines:release": [Case(repo(Role.READ), kwargs=PX)],
+    "pipelines:release_json": [Case(repo(Role.READ), kwargs=PX)],
+    "pipelines:start": [Case(repo(Role.WRITE), "POST", PL)],
+    "pipelines:transition": [Case(repo(Role.WRITE), "POST", PS)],
+    "pipelines:rollback": [Case(repo(Role.WRITE), "POST", PS)],
+    "pipelines:stop": [Case(repo(Role.WRITE), "POST", PX)],
+    "pipelines:retry": [Case(repo(Role.WRITE), "POST", PX)],
     "notifications:list": [Case(LOGIN)],
     "notifications:read": [Case(LOGIN, "POST", {"notification_id": "@own_notification"})],
     "notifications:read_all": [Case(LOGIN, "POST")],
@@ -486,8 +502,9 @@ def world(private_repo, alice, bob, carol, mallory, admin, settings):
     build_variables = _build_variables(private_repo, org, alice)
     builds = _builds(private_repo, alice, settings)
     deploys = _deployments(private_repo, alice, bob, [carol, bob, alice, admin])
-    _pipelines(private_repo)
+    _gate_pipeline(private_repo)
     _pipeline_approval(private_repo, bob)
+    _pipelines(private_repo, alice)
     # A job row, for the routes that requeue or cancel one (unconfirmed, so it stays as it is).
     maintenance = RepositoryMaintenance.objects.create(repository=private_repo)
     for role in refs:
@@ -634,7 +651,7 @@ def _deployments(repo, alice, bob, reviewers) -> dict:
     }
 
 
-def _pipelines(repo) -> None:
+def _gate_pipeline(repo) -> None:
     """The pipeline gate of alice/project, read from the branch gate: its execution 1, started by a push, waits at
     the approval that dev's reviewers answer."""
     from releases import pipelines
@@ -650,10 +667,10 @@ def _pipelines(repo) -> None:
 
 
 def _pipeline_approval(repo, bob) -> None:
-    """Execution 1 of alice/project's pipeline release, which bob started, waiting at its approval."""
+    """Execution 1 of alice/project's pipeline waiting, which bob started, waiting at its approval."""
     from releases.models import Pipeline, PipelineActionRun, PipelineApproval, PipelineExecution
 
-    pipeline = Pipeline.objects.create(repository=repo, name="release")
+    pipeline = Pipeline.objects.create(repository=repo, name="waiting")
     sha = git.branch_sha(repo.path, "main")
     execution = PipelineExecution.objects.create(
         pipeline=pipeline, number=1, source_sha=sha, trigger="manual", requester=bob
@@ -667,6 +684,20 @@ def _pipeline_approval(repo, bob) -> None:
         environment_name="uat",
         deadline=timezone.now() + timedelta(days=7),
     )
+
+
+def _pipelines(repo, alice) -> None:
+    """The pipeline release of alice/project, whose source is the branch pipelined, with execution 1 of it."""
+    from releases import pipelines
+    from releases.pipelinespec import default_pipeline_yaml
+
+    git.update_ref(repo.path, "refs/heads/pipelined", git.branch_sha(repo.path, "main"), git.ZERO_SHA)
+    structure = default_pipeline_yaml("pipelined", ("dev", "uat")).encode()
+    sha = git.commit_files(
+        repo.path, "pipelined", {"pipeline.yml": structure}, "pipeline", name="alice", email="alice@example.com"
+    )
+    pipelines.pipeline_for(repo, sha)
+    pipelines.start_execution(repo, "release", sha, requester=alice, trigger="push")
 
 
 def _notifications(alice, people: dict) -> dict:

@@ -1,0 +1,27 @@
+"""The repository header's environment strip: what each environment runs now."""
+
+from django import template
+from django.db.models import OuterRef, Subquery
+
+from releases.models import Deployment, Environment
+
+register = template.Library()
+
+
+@register.inclusion_tag("releases/_environment_strip.html")
+def environment_strip(repo) -> dict:
+    """Each environment of the repository in promotion order with the commit and artifact digest of its last
+    successful deployment, in one query; nothing when the repository has no environments."""
+    last = Deployment.objects.filter(
+        environment=OuterRef("pk"), deployment_status=Deployment.Status.SUCCEEDED
+    ).order_by("-created", "-id")
+    rows = list(
+        Environment.objects.filter(repository=repo)
+        .order_by("position", "name")
+        .annotate(
+            running_sha=Subquery(last.values("sha")[:1]),
+            running_digest=Subquery(last.values("artifact__sha256")[:1]),
+        )
+        .values("name", "running_sha", "running_digest")
+    )
+    return {"repo": repo, "environments": rows}
