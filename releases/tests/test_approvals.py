@@ -11,18 +11,14 @@ from django.utils import timezone
 
 from releases import approvals, pipelines
 from releases.models import Deployment, PipelineApproval, PipelineApprovalLink
-from releases.tests import test_pipelines
-from releases.tests.deploying import release_files
+from releases.tests.deploying import deployed_version, latest, release_files
 from releases.tests.test_builds import push_files
-from releases.tests.test_pipelines import deployed_version, latest
 from repos import git
 from reviews.models import Notification
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "email_backend")
 
 # The pipelines' fixtures: run what the pipelines ask for; dev, and uat guarded by alice's approval.
-drive = test_pipelines.drive
-environments_of_release = test_pipelines.environments_of_release
 
 LINK = re.compile(r"https://git\.example\.com(/alice/project/pipelines/release/executions/\d+/approval/link/\S+)")
 

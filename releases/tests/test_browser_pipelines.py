@@ -5,14 +5,10 @@ import pytest
 from playwright.sync_api import expect
 
 from releases import pipelines
-from releases.tests import test_pipelines
-from releases.tests.deploying import release_files
+from releases.tests.deploying import latest, release_files
 from releases.tests.test_builds import push_files
 
 pytestmark = pytest.mark.browser
-
-drive = test_pipelines.drive
-environments_of_release = test_pipelines.environments_of_release
 
 
 def test_a_stage_box_changes_state_without_a_reload(
@@ -21,7 +17,7 @@ def test_a_stage_box_changes_state_without_a_reload(
     settings.PORTAL_BASE_URL = settings.PORTAL_INTERNAL_URL = live_server.url
     push_files(private_repo, bob, "main", release_files("v1"))
     drive()
-    execution = test_pipelines.latest(private_repo)
+    execution = latest(private_repo)
 
     page = sign_in_page(carol)
     page.goto("/alice/project/pipelines/release")

@@ -10,18 +10,14 @@ from django.test import Client
 
 from releases import pipelines
 from releases.models import PipelineExecution
-from releases.tests import test_pipelines
-from releases.tests.deploying import release_files
+from releases.tests.deploying import latest, release_files
 from releases.tests.test_builds import push_files
-from releases.tests.test_pipelines import latest
 from repos import git
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
 PIPELINE = "/alice/project/pipelines/release"
 # The fixtures that drive a pipeline with real workers, shared with the pipelines' own tests.
-drive = test_pipelines.drive
-environments_of_release = test_pipelines.environments_of_release
 
 
 def client_for(user) -> Client:
