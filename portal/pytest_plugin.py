@@ -2,6 +2,10 @@
 
 Registered with `-p portal.pytest_plugin` in pyproject's addopts, because it must run before pytest-django
 imports the settings: RQ_QUEUES and CACHES are computed from REDIS_URL when portal.settings is imported.
+
+Under pytest-xdist (`-n 2`) each worker process is a session of its own here: its own temporary directory, its
+own Redis (a Valkey of its own, or its own database number on the REDIS_URL given) and its own range of sandbox
+uids; pytest-django gives each its own test database. The controller, which runs no test, uses no Redis.
 """
 
 import atexit
@@ -17,7 +21,11 @@ import redis
 from portal import supervisor
 
 # The database number the test session uses on a Redis given by REDIS_URL; it is flushed at session start.
+# xdist worker gwN uses the number N above it.
 TEST_REDIS_DB = int(os.environ.get("PORTAL_TEST_REDIS_DB", "9"))
+# How far each xdist worker's sandbox uids are moved (PORTAL_SANDBOX_UID_OFFSET): past the builds' and the
+# targets' ranges of the worker before it (releases.jobs, releases.deploy_job).
+WORKER_UID_OFFSET = 200_000
 
 _valkey = None
 
@@ -29,6 +37,17 @@ def with_db(url: str, db: int) -> str:
         query = [(key, value) for key, value in parse_qsl(parts.query) if key != "db"] + [("db", str(db))]
         return urlunsplit(parts._replace(query=urlencode(query)))
     return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def xdist_worker_index() -> int:
+    """N of the xdist worker gwN this process is, 0 when it runs the tests alone."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+
+
+def _is_xdist_controller(namespace) -> bool:
+    """Whether this process hands the tests to xdist workers (and runs none itself)."""
+    return bool(getattr(namespace, "numprocesses", None)) and "PYTEST_XDIST_WORKER" not in os.environ
 
 
 def _set_git_identity(home: Path) -> None:
@@ -52,7 +71,7 @@ def _use_redis(workdir: Path) -> str:
     global _valkey
     given = os.environ.get("REDIS_URL")
     if given:
-        url = with_db(given, TEST_REDIS_DB)
+        url = with_db(given, TEST_REDIS_DB + xdist_worker_index())
         supervisor.wait_for_redis(url, timeout=5)
         redis.Redis.from_url(url).flushdb()
     else:
@@ -87,7 +106,12 @@ def pytest_load_initial_conftests(early_config, parser, args):
     # Live servers answer from threads of their own; a connection kept after a request there would still hold
     # the test database when pytest-django drops it at the end.
     os.environ["DATABASE_CONN_MAX_AGE"] = "0"
-    _use_redis(workdir)
+    # Builds and targets' hooks run as uids computed from their ids, which every worker's database hands out alike.
+    offset = int(os.environ.get("PORTAL_SANDBOX_UID_OFFSET", "0")) + xdist_worker_index() * WORKER_UID_OFFSET
+    os.environ["PORTAL_SANDBOX_UID_OFFSET"] = str(offset)
+    if not _is_xdist_controller(namespace):
+        # The workers inherit the controller's environment: REDIS_URL must still be the one given, if any.
+        _use_redis(workdir)
 
 
 _workdir_key = pytest.StashKey[Path]()
@@ -106,6 +130,9 @@ def _fast_password_hasher(django_test_environment):
 
 
 def pytest_report_header(config):
+    if _is_xdist_controller(config.option):
+        given = os.environ.get("REDIS_URL")
+        return f"redis: {f'{given}, database {TEST_REDIS_DB}+N for worker gwN' if given else 'a Valkey per worker'}"
     return f"redis: {os.environ.get('REDIS_URL')}"
 
 

@@ -97,6 +97,10 @@ PORTAL_TARGETS_ROOT = envpath("PORTAL_TARGETS_ROOT", VAR_DIR / "targets")
 # A deployment worker's own files: logs while a deployment runs (then in the artifact store), and the artifact it
 # verifies and deploys from.
 PORTAL_DEPLOYS_ROOT = envpath("PORTAL_DEPLOYS_ROOT", VAR_DIR / "deploys")
+# Added to the host uids the sandbox runs builds (releases.jobs) and local targets' hooks (releases.deploy_job) as:
+# two portals on one host (or the parallel workers of a test session) each take their own, so that no uid is shared between
+# them (the process limit counts every process of a uid). Keep it a multiple of 200000 to keep the ranges apart.
+PORTAL_SANDBOX_UID_OFFSET = envint("PORTAL_SANDBOX_UID_OFFSET", 0)
 # How many targets of one batch a deployment deploys to at the same time.
 PORTAL_DEPLOY_PARALLEL = envint("PORTAL_DEPLOY_PARALLEL", 4)
 # Days an ended build keeps its log and artifacts (GitHub's default); artifacts still in use are kept.

@@ -35,7 +35,7 @@ from releases.ssh_target import HealthResult
 from releases.storage import artifact_storage
 
 # Each local target's hooks run as a host uid of its own (the process limit counts every process of a uid), in a
-# range above the builds' (releases.jobs).
+# range above the builds' (releases.jobs), moved by PORTAL_SANDBOX_UID_OFFSET as theirs is.
 TARGET_UID_BASE = 1_100_000
 TARGET_UID_COUNT = 50_000
 # Revisions a local target keeps: the live one and the ones before it, for inspection.
@@ -44,7 +44,7 @@ WORKER_STOPPED = "the worker running the deployment was stopped (the portal shut
 
 
 def target_uid(target: EnvironmentTarget) -> int:
-    return TARGET_UID_BASE + target.pk % TARGET_UID_COUNT
+    return TARGET_UID_BASE + settings.PORTAL_SANDBOX_UID_OFFSET + target.pk % TARGET_UID_COUNT
 
 
 def run_deployment(deployment_id: int) -> None:

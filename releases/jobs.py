@@ -12,7 +12,7 @@ Each build runs as a host uid of its own, BUILD_UID_BASE plus its id modulo BUIL
 counts every process of a uid (and files a build leaves are its uid's), so two builds running at once must not
 share one. The range starts well above the uids a system hands out (useradd stops at 60000) and the
 first subordinate-uid ranges (from 100000, 65536 per user); 50000 builds would have to run at once for two to
-meet."""
+meet. PORTAL_SANDBOX_UID_OFFSET moves the range, for a second portal on the same host."""
 
 import hashlib
 import time
@@ -41,7 +41,7 @@ STOP_POLL_SECONDS = 1.0
 
 
 def host_uid(build: Build) -> int:
-    return BUILD_UID_BASE + build.pk % BUILD_UID_COUNT
+    return BUILD_UID_BASE + settings.PORTAL_SANDBOX_UID_OFFSET + build.pk % BUILD_UID_COUNT
 
 
 def run_build(build_id: int) -> None:

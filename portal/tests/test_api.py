@@ -248,7 +248,8 @@ BAD_KEYS = [
 ]
 
 
-@pytest.mark.parametrize(("text", "reason"), BAD_KEYS)
+# Named by the reason: the keys are new on every collection, and xdist's workers must collect the same tests.
+@pytest.mark.parametrize(("text", "reason"), BAD_KEYS, ids=[reason for _, reason in BAD_KEYS])
 def test_a_bad_key_is_refused_with_the_reason(client, alice_keys_token, text, reason):
     response = send(client, "POST", "/user/keys", {"key": text}, **bearer(alice_keys_token))
     assert response.status_code == 400
