@@ -1,6 +1,6 @@
 # make run   create .venv, install the runtime requirements, migrate, start everything (manage.py serve)
 # make dev   the same in development mode (DEBUG=1: Django's debug pages, static files from the source folders)
-# make test  create .venv with the development requirements and run the whole test suite (TEST_WORKERS=2 processes)
+# make test  create .venv with the development requirements and run the whole test suite (TEST_WORKERS=2 processes; 0: one)
 # make lint  ruff check, ruff format --check, and no missing migrations
 # make lock  resolve requirements*.txt again into the lock files (newest versions they allow), with hashes
 
