@@ -122,6 +122,17 @@ class TargetResult:
         return next((result for result in self.events if result.event == name), None)
 
 
+def group_variables(application_name: str, environment: str, deployment_group_id: str, bundle_commit) -> dict:
+    """What every target's hooks are told of the deployment group, for appspec.hook_environment: the environment
+    is the group, and names it when no id is given."""
+    return dict(
+        application_name=application_name,
+        deployment_group_name=environment,
+        deployment_group_id=deployment_group_id or environment,
+        bundle_commit=bundle_commit,
+    )
+
+
 def check_name(name: str, what: str) -> str:
     """A name that is one path component of its own: letters, digits, '-', '_' and '.', never '.' or '..'."""
     if not isinstance(name, str) or not NAME.match(name) or name in (".", ".."):
@@ -353,12 +364,7 @@ class LocalTarget:
                 Path(artifact_path),
                 expected_sha256,
                 on_line=on_line,
-                hook_variables=dict(
-                    application_name=application_name,
-                    deployment_group_name=self.environment,
-                    deployment_group_id=deployment_group_id or self.environment,
-                    bundle_commit=bundle_commit,
-                ),
+                hook_variables=group_variables(application_name, self.environment, deployment_group_id, bundle_commit),
                 variables=variables,
                 host_uid=host_uid,
                 limits=limits,

@@ -52,6 +52,7 @@ from releases.local_target import (
     check_name,
     check_zip,
     error_message,
+    group_variables,
     installed_json,
     installed_paths,
     unpack_zip,
@@ -182,11 +183,8 @@ class SshDeployTarget:
                         revision=name,
                         previous=previous,
                         on_line=on_line,
-                        hook_variables=dict(
-                            application_name=application_name,
-                            deployment_group_name=self.environment,
-                            deployment_group_id=deployment_group_id or self.environment,
-                            bundle_commit=bundle_commit,
+                        hook_variables=group_variables(
+                            application_name, self.environment, deployment_group_id, bundle_commit
                         ),
                         variables=variables,
                         ignore_application_stop_failures=ignore_application_stop_failures,
