@@ -31,18 +31,23 @@ def _execution(request: HttpRequest, owner: str, name: str, pipeline: str, numbe
     )
 
 
-def _approval(execution: PipelineExecution) -> PipelineApproval:
-    approval = (
+def _approvals(execution: PipelineExecution) -> tuple[PipelineApproval, list[PipelineApproval]]:
+    """The approval the page is about (the pending one, else the latest) and the execution's others, newest first:
+    a retried stage or a second approval action asks again."""
+    found = list(
         execution.approvals.select_related("environment", "execution__pipeline__repository__owner")
+        .prefetch_related("answers__user")
         .order_by("-created", "-id")
-        .first()
     )
-    if approval is None:
+    if not found:
         raise Http404(f"Execution {execution.number} has not reached an approval.")
-    return approval
+    current = next((approval for approval in found if approval.is_pending), found[0])
+    return current, [approval for approval in found if approval is not current]
 
 
-def _context(request: HttpRequest, execution: PipelineExecution, approval: PipelineApproval) -> dict:
+def _context(
+    request: HttpRequest, execution: PipelineExecution, approval: PipelineApproval, earlier: list[PipelineApproval]
+) -> dict:
     repo = execution.pipeline.repository
     prefix = f"/{repo.owner.username}/{repo.name}"
     base = approvals.current_sha(approval)
@@ -71,7 +76,8 @@ def _context(request: HttpRequest, execution: PipelineExecution, approval: Pipel
         "is_admin": can_administer(request.user, repo),
         "execution": execution,
         "approval": approval,
-        "answers": list(approval.answers.select_related("user")),
+        "answers": list(approval.answers.all()),
+        "earlier": earlier,
         "missing": approvals_missing(approval),
         "base_sha": base,
         "commits": commits,
@@ -93,7 +99,7 @@ def approvals_missing(approval: PipelineApproval) -> str | None:
 @require_http_methods(["GET", "POST"])
 def approval_page(request: HttpRequest, owner: str, name: str, pipeline: str, number: int) -> HttpResponse:
     execution = _execution(request, owner, name, pipeline, number)
-    approval = _approval(execution)
+    approval, earlier = _approvals(execution)
     if request.method == "POST":
         if not request.user.is_authenticated:
             return redirect(f"/accounts/login/?next={quote(request.path)}")
@@ -116,7 +122,7 @@ def approval_page(request: HttpRequest, owner: str, name: str, pipeline: str, nu
             else:
                 messages.success(request, f"Your answer ({status.lower()}) is recorded.")
         return redirect(request.path)
-    return render(request, "releases/approval.html", _context(request, execution, approval))
+    return render(request, "releases/approval.html", _context(request, execution, approval, earlier))
 
 
 @require_GET

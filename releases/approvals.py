@@ -53,7 +53,8 @@ def link_for(approval: PipelineApproval, user: User) -> str:
 
 
 def notify_approvers(approval: PipelineApproval, *, reminder: bool = False) -> list[Notification]:
-    """Tell each approver who has not answered yet, in the portal and by email, each with their own link."""
+    """Tell each approver who has not answered yet, in the portal and by email: the portal's notice opens the
+    approval page (its viewer is signed in already), the email carries the approver's own single-use link."""
     execution = approval.execution
     repository = execution.pipeline.repository
     answered = set(approval.answers.values_list("user_id", flat=True))
@@ -72,7 +73,8 @@ def notify_approvers(approval: PipelineApproval, *, reminder: bool = False) -> l
             user,
             actor=execution.requester,
             text=text,
-            url=link_for(approval, user),
+            url=approval_path(execution),
+            email_url=link_for(approval, user),
         )
     return sent
 

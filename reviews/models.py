@@ -434,6 +434,9 @@ class Notification(models.Model):
     actor = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
     text = models.CharField(max_length=1000)
     url = models.CharField(max_length=500)
+    # Where the email points when it differs from the portal's link: a signed link meant to be used once, which the
+    # portal's own list must not use up.
+    email_url = models.CharField(max_length=500, blank=True)
     created = models.DateTimeField(default=timezone.now)
     read_at = models.DateTimeField(null=True, blank=True)
     # False when the user turned this kind off in the portal but still wants it by email.

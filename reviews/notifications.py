@@ -72,17 +72,27 @@ def notify(
 
 
 @transaction.atomic
-def notify_account(kind: str, user: User, *, actor: User | None, text: str, url: str) -> list[Notification]:
-    """Tell a user about a change to their own account made by someone else, as their preferences ask."""
+def notify_account(
+    kind: str, user: User, *, actor: User | None, text: str, url: str, email_url: str = ""
+) -> list[Notification]:
+    """Tell a user about a change to their own account made by someone else, as their preferences ask; email_url,
+    when given, is the email's link instead of url."""
     if kind not in Notification.Kind.values:
         raise ValueError(f"unknown kind of notification {kind!r}")
     if (actor is not None and user.pk == actor.pk) or not user.is_active or user.is_organization:
         return []
-    return _deliver(kind, [user], actor=actor, text=text, url=url)
+    return _deliver(kind, [user], actor=actor, text=text, url=url, email_url=email_url)
 
 
 def _deliver(
-    kind: str, people: Iterable[User], *, actor: User | None, text: str, url: str, pull_request=None
+    kind: str,
+    people: Iterable[User],
+    *,
+    actor: User | None,
+    text: str,
+    url: str,
+    email_url: str = "",
+    pull_request=None,
 ) -> list[Notification]:
     """Store the notifications the preferences allow and email them after commit."""
     people = list(people)
@@ -101,6 +111,7 @@ def _deliver(
             actor=actor,
             text=text[:TEXT_LENGTH],
             url=url,
+            email_url=email_url if by_email else "",
             in_portal=in_portal,
         )
         rows.append(row)
@@ -205,7 +216,7 @@ def email_subject(notification: Notification) -> str:
 
 
 def email_body(notification: Notification) -> str:
-    url = notification.url
+    url = notification.email_url or notification.url
     link = url if url.startswith(("http://", "https://")) else f"{settings.PORTAL_BASE_URL}{url}"
     return f"{notification.text}\n\n{link}\n"
 

@@ -389,12 +389,13 @@ def _pending_approval(execution: PipelineExecution, payload: ApprovalIn) -> Pipe
     description=(
         "Each pipeline's structure (stages and their actions), each stage's inbound transition and the execution"
         " that entered it last, and the last pipeline.yml refused (message, line, key) while no good one followed."
+        " By name; pages follow `page` and `per_page`, with a `Link` header."
     ),
 )
-def list_pipelines(request: HttpRequest, owner: str, repo: str):
+def list_pipelines(request: HttpRequest, response: HttpResponse, pages: Query[Pages], owner: str, repo: str):
     repository = _repo(request, owner, repo)
     found = Pipeline.objects.filter(repository=repository).select_related("repository__owner").order_by("name")
-    return [pipeline_out(pipeline) for pipeline in found]
+    return [pipeline_out(pipeline) for pipeline in _page(request, response, found, pages)[0]]
 
 
 @router.get(PIPELINE, scope=READ_REPO, response=PipelineOut, tags=TAGS, summary="Get a pipeline")

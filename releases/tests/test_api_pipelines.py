@@ -206,3 +206,14 @@ def test_a_stage_rolls_back_to_an_earlier_executions_artifact(private_repo, alic
     assert rolled["status"] == "Succeeded", rolled["reason"]
     assert rolled["artifact_digest"] == first["artifact_digest"]
     assert deployed_version(private_repo, "dev") == "v1"
+
+
+def test_the_pipelines_are_listed_by_name_in_pages(private_repo, alice, api):
+    from releases.models import Pipeline
+
+    for name in ("ship", "audit", "release"):
+        Pipeline.objects.create(repository=private_repo, name=name, source_branch="main")
+    response = api("carol", "GET", f"{PIPELINES}?per_page=2")
+    assert [pipeline["name"] for pipeline in ok(response)] == ["audit", "release"]
+    assert response["X-Total-Count"] == "3" and 'rel="next"' in response["Link"]
+    assert [pipeline["name"] for pipeline in ok(api("carol", "GET", f"{PIPELINES}?per_page=2&page=2"))] == ["ship"]

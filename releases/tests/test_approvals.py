@@ -71,9 +71,12 @@ def test_the_approver_is_emailed_a_link_that_needs_signing_in_and_opens_the_page
     message = asking[0]
     assert message.subject == "[portal] A release waits for your approval"
     assert "bob asks to release alice/project" in message.body and "to uat" in message.body
-    assert Notification.objects.filter(user=alice, kind="approval_requested", in_portal=True).exists()
+    notice = Notification.objects.filter(user=alice, kind="approval_requested", in_portal=True).first()
     assert not Notification.objects.filter(kind="approval_requested").exclude(user=alice).exists()
     [link] = links_in(mail.outbox, alice)
+    # The portal's notice opens the approval page itself, so reading it there does not use up the emailed link.
+    assert notice.url == approvals.approval_path(execution) and notice.email_url == link
+    assert signed_in(alice).get(notice.url).status_code == 200
 
     # Signed out, the link asks to sign in first and comes back to itself.
     response = Client().get(link)
@@ -229,3 +232,30 @@ def test_pipeline_yml_sets_when_an_approval_reminds(
     assert pipeline_job.run_sweep()["reminded"] == 1
     run_worker()
     assert [m.to for m in mail.outbox if m.body.startswith("Reminder:")] == [[alice.email]]
+
+
+def test_a_retried_approval_is_answered_on_the_page_which_keeps_the_earlier_answer(
+    private_repo, alice, bob, release_waiting, drive
+):
+    execution = release_waiting["execution"]
+    page = approvals.approval_path(execution)
+    signed_in(alice).post(page, {"status": "Rejected", "summary": "Not this week."})
+    execution.refresh_from_db()
+    assert execution.status == "Failed"
+    pipelines.retry(execution, actor=bob, stage="Approval")
+    first, second = execution.approvals.order_by("created", "id")
+    assert (first.status, second.status, second.attempt) == ("Rejected", "Pending", 2)
+
+    html = signed_in(alice).get(page).content.decode()
+    # The page is about the pending approval: its form, and the earlier answer below.
+    assert '<span class="badge approval-status">Pending</span>' in html
+    assert 'class="box stack approval-form"' in html
+    earlier = html[html.index('class="box approval-earlier"') :]
+    assert f'data-approval="{first.pk}"' in earlier and "(attempt 1)" in earlier
+    assert "alice: Rejected: Not this week." in earlier
+
+    signed_in(alice).post(page, {"status": "Approved", "summary": "Now."})
+    second.refresh_from_db()
+    assert second.status == "Approved"
+    drive()
+    assert deployed_version(private_repo, "uat") == "v2"
