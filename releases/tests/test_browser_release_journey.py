@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from releases import pipelines
 from releases.local_target import LocalTarget
-from releases.models import Deployment
+from releases.models import Deployment, PipelineApprovalLink
 from releases.storage import artifact_storage
 from releases.tests.deploying import deployed_version, latest, release_files
 from releases.tests.test_builds import push_files
@@ -93,6 +93,8 @@ def test_a_merged_pull_request_goes_to_dev_and_to_uat_once_its_emailed_approver_
     page.click("form.stack button[type=submit]")
     approval_page = "/alice/project/pipelines/release/executions/2/approval"
     page.wait_for_url(re.compile(re.escape(approval_page) + "$"))
+    # Signed in, she came back through the link, which is now used.
+    assert PipelineApprovalLink.objects.get(approval__execution=execution, user=alice).used_at is not None
 
     # What the release changes: uat's commit now, the commits since, bob's merged pull request with alice's
     # approval, the diff of the app's file, and the artifact's digest.
