@@ -80,7 +80,9 @@ def _latest_runs(execution_ids: list[int]) -> dict[tuple[int, str], list[Pipelin
     return grouped
 
 
-def _action(run: PipelineActionRun, prefix: str) -> dict:
+def _action(run: PipelineActionRun, prefix: str, execution_url: str) -> dict:
+    """An action's latest attempt as the pages show it; an approval with the address of its page, where its
+    reviewers see what the release changes and answer."""
     found = {
         "name": run.action,
         "type": run.type,
@@ -107,6 +109,7 @@ def _action(run: PipelineActionRun, prefix: str) -> dict:
             "environment": approval.environment_name,
             "status": approval.status,
             "deadline": approval.deadline.isoformat(),
+            "url": f"{execution_url}/approval",
             "answers": [
                 {"user": answer.user.username, "status": answer.status, "summary": answer.summary}
                 for answer in approval.answers.all()
@@ -157,7 +160,7 @@ def picture(pipeline: Pipeline) -> dict:
                 "status": row.status,
                 "url": f"{prefix}/pipelines/{pipeline.name}/executions/{execution.id}",
             }
-            box["actions"] = [_action(run, prefix) for run in runs.get((row.pk, stage), [])]
+            box["actions"] = [_action(run, prefix, box["execution"]["url"]) for run in runs.get((row.pk, stage), [])]
         stages.append(box)
     return {"name": pipeline.name, "version": pipeline.version, "stages": stages}
 
@@ -226,12 +229,13 @@ def execution_detail(request: HttpRequest, owner: str, name: str, pipeline: str,
         .order_by("started", "id")
     )
     prefix = f"/{repo.full_name}"
+    execution_url = f"{prefix}/pipelines/{found.name}/executions/{execution.number}"
     context = _context(
         request,
         repo,
         pipeline=found,
         execution=execution,
-        runs=[{"run": run, **_action(run, prefix)} for run in runs],
+        runs=[{"run": run, **_action(run, prefix, execution_url)} for run in runs],
         can_stop=not execution.is_ended,
         can_retry=execution.status in (PipelineExecution.Status.FAILED, PipelineExecution.Status.STOPPED),
     )

@@ -359,9 +359,14 @@ application, keep the journey.
    release never counts.
 5. **Deploy to uat.** Once approved, the same artifact (the same sha256 as dev received) is installed on uat.
 
-The pipeline runs these steps one after the other by itself once pipelines are on for the portal; until then, a
-push builds its commit, and the build's artifact is deployed to dev and to uat from the repository's Deployments
-page.
+Every push to `{branch}`, a merged pull request's too, starts an execution of the `release` pipeline, which runs
+these steps one after the other by itself: follow it on the repository's Pipelines tab. At the approval, uat's
+approvers are told in the portal and by email, with a link to the approval's page: the commits since what uat runs,
+the pull requests merged in them with who approved them, the diff, the build's tests and the artifact's sha256.
+They approve or reject there, with a comment; an approval nobody answers in 7 days fails the execution. While one
+execution waits at the approval, the next waits in front of it, and a newer one arriving there replaces it
+(`execution_mode: SUPERSEDED` in `pipeline.yml`). Each execution keeps its release record: the commit, the pull
+requests, the build, the artifact's digest, the deployments and the approvals' answers.
 
 ## The environments
 

@@ -90,6 +90,9 @@ def test_a_release_through_the_pages_and_its_record(
     assert "release" in listing and 'href="/alice/project/pipelines/release/executions/1"' in listing
     page = text_of(reader.get(PIPELINE))
     assert 'data-stage="Approval" data-state="InProgress"' in page
+    # The waiting approval links to its page, where its reviewers see what the release changes and answer.
+    assert f'<a class="approval-link" href="{PIPELINE}/executions/1/approval">Review and answer</a>' in page
+    assert f'href="{PIPELINE}/executions/1/approval"' in text_of(reader.get(f"{PIPELINE}/executions/1"))
     assert "Start execution" not in page and "Disable transition" not in page and "Stop</button>" not in page
     writer_page = text_of(client_for(bob).get(PIPELINE))
     assert "Start execution" in writer_page and "Disable transition" in writer_page and "Stop</button>" in writer_page

@@ -127,6 +127,10 @@ def test_it_creates_the_repository_its_first_commit_and_environments_dev_and_uat
     # alice alone could never approve her own release: uat takes any other writer's answer in the pipeline.
     assert (uat.name, uat.required_approvals, list(uat.reviewer_teams.all())) == ("uat", 0, [])
     assert "any writer other than the requester" in file_text(repo, "README.md")
+    # The README tells how a push goes out: by the release pipeline, by itself.
+    assert "Every push to `main`, a merged pull request's too, starts an execution of the `release` pipeline" in (
+        file_text(repo, "README.md").replace("\n", " ")
+    )
     assert AuditEvent.objects.filter(action="repo.create_from_template", target_id=str(repo.pk)).exists()
 
 
