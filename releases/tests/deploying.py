@@ -65,3 +65,23 @@ def latest(repo) -> PipelineExecution:
 def deployed_version(repo, environment: str) -> str:
     """The app version that target a of the environment runs now."""
     return (LocalTarget(repo.pk, environment, "a").current / "root/srv/app/version.txt").read_text().strip()
+
+
+def uat_runs_v1_and_bobs_v2_waits(repo, alice, bob, drive):
+    """Under environments_of_release: uat runs v1 (bob pushed it, alice approved it), and bob's pull request for v2
+    from the branch feature is open and approved by alice. The uat commit, v2's commit and the pull request."""
+    from releases import pipelines
+    from releases.tests.test_builds import push_files
+    from repos import git
+    from reviews import services as reviews
+
+    push_files(repo, bob, "main", release_files("v1"))
+    drive()
+    pipelines.answer_approval(latest(repo), "Approval", "Approve", user=alice, status="Approved")
+    drive()
+    assert deployed_version(repo, "uat") == "v1"
+    git.update_ref(repo.path, "refs/heads/feature", git.branch_sha(repo.path, "main"), git.ZERO_SHA)
+    change = push_files(repo, bob, "feature", release_files("v2"))
+    pr = reviews.open_pull_request(repo, actor=bob, title="Release v2", base="main", head="feature")
+    reviews.submit_review(pr, actor=alice, event="APPROVE", commit_sha=pr.head_sha, body="Looks right.")
+    return latest(repo).source_sha, change, pr

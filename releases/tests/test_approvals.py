@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from releases import approvals, pipelines
 from releases.models import Deployment, PipelineApproval, PipelineApprovalLink
-from releases.tests.deploying import deployed_version, latest, release_files
+from releases.tests.deploying import deployed_version, latest, release_files, uat_runs_v1_and_bobs_v2_waits
 from releases.tests.test_builds import push_files
 from repos import git
 from reviews.models import Notification
@@ -39,17 +39,7 @@ def release_waiting(private_repo, alice, bob, environments_of_release, drive, ru
     execution waits at the approval. The mail sent so far is gone; the approval's is sent."""
     from reviews import services as review_services
 
-    push_files(private_repo, bob, "main", release_files("v1"))
-    drive()
-    pipelines.answer_approval(latest(private_repo), "Approval", "Approve", user=alice, status="Approved")
-    drive()
-    assert deployed_version(private_repo, "uat") == "v1"
-    uat_sha = latest(private_repo).source_sha
-
-    git.update_ref(private_repo.path, "refs/heads/feature", git.branch_sha(private_repo.path, "main"), git.ZERO_SHA)
-    push_files(private_repo, bob, "feature", release_files("v2"))
-    pr = review_services.open_pull_request(private_repo, actor=bob, title="Release v2", base="main", head="feature")
-    review_services.submit_review(pr, actor=alice, event="APPROVE", commit_sha=pr.head_sha)
+    uat_sha, _change, pr = uat_runs_v1_and_bobs_v2_waits(private_repo, alice, bob, drive)
     run_worker()
     mail.outbox.clear()
     review_services.merge_pull_request(pr, actor=bob, strategy="merge", head_sha=pr.head_sha)

@@ -12,12 +12,10 @@ import pytest
 from django.core import mail
 from playwright.sync_api import expect
 
-from releases import pipelines
 from releases.local_target import LocalTarget
 from releases.models import Deployment, PipelineApprovalLink
 from releases.storage import artifact_storage
-from releases.tests.deploying import deployed_version, latest, release_files
-from releases.tests.test_builds import push_files
+from releases.tests.deploying import deployed_version, latest, uat_runs_v1_and_bobs_v2_waits
 from repos import git
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("email_backend")]
@@ -41,25 +39,13 @@ def test_a_merged_pull_request_goes_to_dev_and_to_uat_once_its_emailed_approver_
     drive,
     run_worker,
 ):
-    from reviews import services as reviews
 
     # The emailed links point at this server.
     settings.PORTAL_BASE_URL = settings.PORTAL_INTERNAL_URL = live_server.url
     repo = private_repo
 
-    # Before the journey: uat runs v1 (alice approved it), so the approval shows what v2 changes.
-    push_files(repo, bob, "main", release_files("v1"))
-    drive()
-    pipelines.answer_approval(latest(repo), "Approval", "Approve", user=alice, status="Approved")
-    drive()
-    assert deployed_version(repo, "uat") == "v1"
-    uat_before = latest(repo).source_sha
-
-    # bob's pull request for v2, approved by alice.
-    git.update_ref(repo.path, "refs/heads/feature", git.branch_sha(repo.path, "main"), git.ZERO_SHA)
-    change = push_files(repo, bob, "feature", release_files("v2"))
-    pr = reviews.open_pull_request(repo, actor=bob, title="Release v2", base="main", head="feature")
-    reviews.submit_review(pr, actor=alice, event="APPROVE", commit_sha=pr.head_sha, body="Looks right.")
+    # Before the journey: uat runs v1, so the approval shows what v2 changes; bob's v2 is approved by alice.
+    uat_before, change, pr = uat_runs_v1_and_bobs_v2_waits(repo, alice, bob, drive)
     run_worker()
     mail.outbox.clear()
 

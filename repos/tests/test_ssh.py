@@ -588,8 +588,13 @@ def test_a_connection_kept_open_is_refused_once_the_key_is_revoked_or_its_user_d
         # The refused sessions went over the connection that was open before the change.
         assert master.poll() is None
     finally:
+        # What the test checks is done; a master slow to end on a busy machine is killed rather than waited for.
         master.terminate()
-        master.wait(timeout=30)
+        try:
+            master.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            master.kill()
+            master.wait()
 
 
 @pytest.mark.parametrize("goes_away", ["closes the channel", "is hung up on"])
