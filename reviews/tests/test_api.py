@@ -70,7 +70,11 @@ def test_a_writer_opens_a_pull_request_with_reviewers(client, private_repo, feat
     assert (body["number"], body["title"], body["body"], body["state"]) == (1, "Add notes", "Notes file.", "open")
     assert (body["draft"], body["merged"], body["mergeable"], body["merge_commit_sha"]) == (False, False, True, None)
     assert body["user"]["login"] == "bob"
-    assert body["head"] == {"label": "feature", "ref": "feature", "sha": feature, "repo_id": private_repo.pk}
+    head = {key: value for key, value in body["head"].items() if key != "repo"}
+    assert head == {"label": "feature", "ref": "feature", "sha": feature, "repo_id": private_repo.pk}
+    # The repository as bob sees it: he may push, not administer.
+    assert (body["head"]["repo"]["full_name"], body["base"]["repo"]["id"]) == ("alice/project", private_repo.pk)
+    assert body["head"]["repo"]["permissions"] == {"admin": False, "push": True, "pull": True}
     assert body["base"]["sha"] == main and body["merge_base"] == main
     assert [u["login"] for u in body["requested_reviewers"]] == ["carol"]
     assert [p["number"] for p in client.get(f"{API}{PROJECT}/pulls?reviewer=carol", **as_bob).json()] == [1]
@@ -271,14 +275,6 @@ def test_a_merge_of_a_head_that_moved_is_a_conflict_and_main_stays(
     assert "changed since you looked" in response.json()["message"]
     assert git.branch_sha(private_repo.path, "main") == main
     assert PullRequest.objects.get().state == "open"
-
-
-def test_a_merge_needs_the_head_commit_id(client, private_repo, pull, as_alice):
-    main = git.branch_sha(private_repo.path, "main")
-    response = merge(client, as_alice, None)
-    assert response.status_code == 422
-    assert "head_commit_id" in response.json()["message"]
-    assert git.branch_sha(private_repo.path, "main") == main
 
 
 def test_a_squash_merge_writes_one_commit_with_the_given_message(client, private_repo, pull, feature, as_alice):
