@@ -1,9 +1,11 @@
 """Pull request endpoints: list, open, edit, changed files, commits, and merge."""
 
 from typing import Literal
+from urllib.parse import quote
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Query, Status
 from ninja.errors import HttpError
@@ -59,11 +61,23 @@ def _diff_counts(pr: PullRequest) -> tuple[int, int, int]:
     return sum(f.additions for f in files), sum(f.deletions for f in files), len(files)
 
 
+# Published comments: a pending review's stay its author's alone until it is submitted.
+_PUBLISHED = Q(comments__review__isnull=True) | ~Q(comments__review__state=Review.State.PENDING)
+
+
+def with_comment_counts(pulls: QuerySet[PullRequest]) -> QuerySet[PullRequest]:
+    """Each pull request with its published comments counted: those on the conversation (Gitea's comments) and
+    those on lines (its review_comments), in the one query of a list."""
+    return pulls.annotate(
+        conversation_comments=Count("comments", filter=_PUBLISHED & Q(comments__path="")),
+        line_comments=Count("comments", filter=_PUBLISHED & ~Q(comments__path="")),
+    )
+
+
 def _comment_counts(pr: PullRequest) -> tuple[int, int]:
-    """Published comments: those on the conversation (Gitea's comments) and those on lines (its review_comments)."""
-    published = pr.comments.exclude(review__state=Review.State.PENDING)
-    inline = published.exclude(path="").count()
-    return published.count() - inline, inline
+    if not hasattr(pr, "conversation_comments"):
+        pr = with_comment_counts(PullRequest.objects.filter(pk=pr.pk)).get()
+    return pr.conversation_comments, pr.line_comments
 
 
 def pull_out(pr: PullRequest, viewer: User | None, repository: dict | None = None) -> dict:
@@ -148,7 +162,7 @@ def list_pull_requests(
         pulls = pulls.opened_by_name(poster)
     if reviewer:
         pulls = pulls.with_reviewer_named(reviewer)
-    pulls = pulls.prefetch_related("review_requests__user", "review_requests__team")
+    pulls = with_comment_counts(pulls.prefetch_related("review_requests__user", "review_requests__team"))
     viewer = current_user(request)
     shape = repository_out(request, repository)
     return [pull_out(pr, viewer, shape) for pr in paginate(pulls.order_by("-number"), response, pages)]
@@ -254,6 +268,10 @@ def edit_pull_request(request: HttpRequest, owner: str, repo: str, index: int, p
     return _pull_detail(request, pr)
 
 
+def _side(pr: PullRequest, file: git.FileDiff) -> str:
+    return pr.merge_base_sha if file.status == "deleted" else pr.head_sha
+
+
 @router.get(
     "/repos/{owner}/{repo}/pulls/{index}/files",
     scope=READ_REPO,
@@ -281,6 +299,9 @@ def list_pull_request_files(
             "changes": f.changes,
             "binary": f.binary,
             "html_url": f"{pr.web_url}/files#{f.path}",
+            # The file as the head has it (a deleted one as the merge base had it), as Gitea links them.
+            "contents_url": api_url(f"/repos/{repository.full_name}/contents/{quote(f.path)}?ref={_side(pr, f)}"),
+            "raw_url": f"{repository.web_url}/raw/{_side(pr, f)}/{quote(f.path)}",
         }
         for f in paginate(files, response, pages)
     ]

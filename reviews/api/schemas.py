@@ -118,6 +118,8 @@ class ChangedFileOut(Schema):
     changes: int
     binary: bool
     html_url: str
+    contents_url: str
+    raw_url: str
 
 
 class CommitPerson(Schema):

@@ -1,5 +1,7 @@
 """The pull request API: real branches and commits on disk, real tokens, the base branch read back after merges."""
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from portal import services as accounts
@@ -146,7 +148,7 @@ def test_a_reader_who_did_not_open_it_cannot_edit_or_close_it(client, pull, as_c
     assert (pr.state, pr.title) == ("open", "Add notes")
 
 
-def test_files_and_commits_list_what_the_branch_changes(client, private_repo, pull, feature, as_carol):
+def test_files_and_commits_list_what_the_branch_changes(client, private_repo, pull, feature, carol, as_carol):
     files = client.get(f"{API}{PROJECT}/pulls/1/files", **as_carol)
     assert files["X-Total-Count"] == "2"
     assert [
@@ -155,6 +157,10 @@ def test_files_and_commits_list_what_the_branch_changes(client, private_repo, pu
     ] == [("README.md", "modified", 1, 1, 2, None), ("notes.txt", "added", 4, 0, 4, None)]
     second = client.get(f"{API}{PROJECT}/pulls/1/files?page=2&limit=1", **as_carol).json()
     assert [f["filename"] for f in second] == ["notes.txt"]
+    assert second[0]["contents_url"].endswith(f"/api/v1/repos/alice/project/contents/notes.txt?ref={feature}")
+    client.force_login(carol)
+    raw = client.get(urlsplit(second[0]["raw_url"]).path)
+    assert (raw.status_code, b"".join(raw.streaming_content) if raw.streaming else raw.content) == (200, NOTES)
     commits = client.get(f"{API}{PROJECT}/pulls/1/commits", **as_carol).json()
     assert [c["commit"]["message"].strip() for c in commits] == ["Add notes", "Mention notes"]
     assert commits[1]["sha"] == feature

@@ -167,6 +167,8 @@ def test_a_pull_request_counts_its_lines_files_and_published_comments(
     services.add_comment(pr, actor=carol, body="Later.", path="notes.txt", line=1, pending=True)
     body = client.get(f"{API}{PROJECT}/pulls/1", **as_carol).json()
     assert (body["comments"], body["review_comments"]) == (1, 1)
+    listed = client.get(f"{API}{PROJECT}/pulls", **as_carol).json()
+    assert (listed[0]["comments"], listed[0]["review_comments"]) == (1, 1)
 
 
 def test_a_status_has_every_field_of_giteas_struct_with_state_beside_status(client, private_repo, feature, as_bob):
