@@ -201,10 +201,13 @@ def _text(content: bytes) -> HttpResponse:
     return HttpResponse(content, content_type="text/plain; charset=utf-8")
 
 
+PLAIN_TEXT = {"responses": {200: {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}}
+
+
 @router.get(
     "/repos/{owner}/{repo}/pulls/{index}.diff",
     scope=READ_REPO,
-    response={200: str},
+    openapi_extra=PLAIN_TEXT,
     summary="Get a pull request's diff, as git diff writes it",
     description="From the merge base to the head. `binary=true` puts binary files in it too, for `git apply`.",
 )
@@ -217,7 +220,7 @@ def get_pull_request_diff(request: HttpRequest, owner: str, repo: str, index: in
 @router.get(
     "/repos/{owner}/{repo}/pulls/{index}.patch",
     scope=READ_REPO,
-    response={200: str},
+    openapi_extra=PLAIN_TEXT,
     summary="Get a pull request's commits as git format-patch writes them",
     description="One mail per commit from the merge base to the head, oldest first, ready for `git am`.",
 )
