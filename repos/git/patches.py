@@ -1,6 +1,8 @@
 """A change as git writes it for people and tools: the unified diff, and format-patch's mailbox of its commits.
 
-Callers reach it as `repos.git.patches` (Gitea's `.diff` and `.patch` of a pull request).
+Callers reach it as `repos.git.patches` (Gitea's `.diff` and `.patch` of a pull request). Both come from the git CLI,
+as patch_id's diff does: the text is then exactly what `git apply` and `git am` expect (binary patches, mode
+changes, "No newline at end of file"), which libgit2 has no format-patch for. The shas are checked first.
 """
 
 from pathlib import Path
