@@ -325,6 +325,25 @@ def test_the_diff_applies_with_git_and_gives_the_heads_tree(
     assert written.stdout.decode().strip() == _tree(work, git_env, feature)
 
 
+def test_binary_files_are_in_the_diff_only_when_asked_for(
+    client, private_repo, pull, feature, tmp_path, git_env, as_carol
+):
+    head = git.commit_files(
+        private_repo.path, "feature", {"logo.png": bytes(range(256))}, "Logo", name="B", email="b@x"
+    )
+    services.record_branch_update(
+        private_repo, ref="refs/heads/feature", old_sha=feature, new_sha=head, forced=False, pusher=None
+    )
+    plain = client.get(f"{API}{PROJECT}/pulls/1.diff", **as_carol).content
+    assert b"Binary files /dev/null and b/logo.png differ" in plain
+    binary = client.get(f"{API}{PROJECT}/pulls/1.diff?binary=true", **as_carol).content
+    assert b"GIT binary patch" in binary
+    work = _work_tree(private_repo, tmp_path, git_env, pull["merge_base"])
+    assert subprocess.run(["git", "apply", "--index"], input=binary, cwd=work, env=git_env).returncode == 0
+    written = subprocess.run(["git", "write-tree"], cwd=work, env=git_env, capture_output=True)
+    assert written.stdout.decode().strip() == _tree(work, git_env, head)
+
+
 def test_the_patch_is_format_patch_and_git_am_replays_the_commits(
     client, private_repo, pull, feature, tmp_path, git_env, as_carol
 ):
