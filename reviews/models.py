@@ -385,6 +385,9 @@ class CommitStatus(models.Model):
         SUCCESS = "success"
         FAILURE = "failure"
         ERROR = "error"
+        # Gitea's: the check passed with something to look at. It is not a success, so a required check that
+        # reports it blocks the merge, as in Gitea.
+        WARNING = "warning"
 
     repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="commit_statuses")
     sha = models.CharField(max_length=64)
@@ -404,11 +407,14 @@ class CommitStatus(models.Model):
 
     @classmethod
     def combined(cls, states: Iterable[str]) -> str:
-        """Gitea's combined state: failure if any check failed or errored, pending while any is pending or none
-        reported, else success."""
+        """The combined state: failure if any check failed or errored, then warning if any warned (Gitea ranks a
+        warning below a failure and above a pending check), pending while any is pending or none reported, else
+        success."""
         states = set(states)
         if states & {cls.State.FAILURE, cls.State.ERROR}:
             return cls.State.FAILURE
+        if cls.State.WARNING in states:
+            return cls.State.WARNING
         if not states or cls.State.PENDING in states:
             return cls.State.PENDING
         return cls.State.SUCCESS

@@ -69,7 +69,7 @@ REVIEW_STATES = {
     Review.State.APPROVED: "Approved",
     "required": "Review required",
 }
-CHECK_ICONS = {"success": "✓", "failure": "✗", "pending": "●"}
+CHECK_ICONS = {"success": "✓", "failure": "✗", "warning": "!", "pending": "●"}
 
 
 def with_list_details(rows: list[PullRequest]) -> list[PullRequest]:

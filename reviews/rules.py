@@ -148,8 +148,9 @@ def _assign_distinct(candidates: list[list[User]], needed: list[int]) -> list[li
     return result
 
 
-def approval_status(pr: PullRequest) -> list[RuleStatus]:
-    """How far each rule that applies to the pull request is met, by approvals of the code it would merge now."""
+def approval_status(pr: PullRequest, *, exact_head: bool = False) -> list[RuleStatus]:
+    """How far each rule that applies to the pull request is met, by approvals of the code it would merge now (of
+    its very head commit when exact_head is set)."""
     repo = pr.repository
     rules = approval_rules_for(repo, pr.base_branch)
     if not rules:
@@ -161,7 +162,7 @@ def approval_status(pr: PullRequest) -> list[RuleStatus]:
     for rule in rules:
         # An approval counts when it saw this very head, or, unless the rule always dismisses, the same patch; never
         # one of older code, even when the rule keeps such approvals on the page.
-        valid = {pr.head_sha} if rule.dismissal == ApprovalRule.Dismissal.ALWAYS else same_patch
+        valid = {pr.head_sha} if exact_head or rule.dismissal == ApprovalRule.Dismissal.ALWAYS else same_patch
         candidates.append(
             [
                 review.author
@@ -253,8 +254,9 @@ def override_blocker(pr: PullRequest) -> str | None:
     return f"Branch protection '{protection.branch_pattern}' does not let admins override its approval rules."
 
 
-def merge_blocker(pr: PullRequest, actor: User | None = None) -> str | None:
-    """Why the pull request cannot merge now (for actor, when given), or None: shown in the UI as it is."""
+def merge_blocker(pr: PullRequest, actor: User | None = None, *, exact_head: bool = False) -> str | None:
+    """Why the pull request cannot merge now (for actor, when given; counting only approvals of its very head
+    commit when exact_head is set), or None: shown in the UI as it is."""
     if pr.state == PullRequest.State.MERGED:
         return "This pull request is already merged."
     if pr.state == PullRequest.State.CLOSED:
@@ -279,7 +281,7 @@ def merge_blocker(pr: PullRequest, actor: User | None = None) -> str | None:
         reason = _review_blocker(pr, protections)
         if reason:
             return reason
-        for status in approval_status(pr):
+        for status in approval_status(pr, exact_head=exact_head):
             if not status.met:
                 return status.reason
     reason = _check_blocker(pr)

@@ -316,6 +316,8 @@ API_ROUTES: dict[tuple[str, str], str] = {
     ("GET", f"{A}{RP}/pulls"): repo(Role.READ),
     ("POST", f"{A}{RP}/pulls"): repo(Role.READ),
     ("GET", f"{A}{RP}/pulls/{{index}}"): repo(Role.READ),
+    ("GET", f"{A}{RP}/pulls/{{index}}.diff"): repo(Role.READ),
+    ("GET", f"{A}{RP}/pulls/{{index}}.patch"): repo(Role.READ),
     ("PATCH", f"{A}{RP}/pulls/{{index}}"): repo(Role.WRITE),
     ("GET", f"{A}{RP}/pulls/{{index}}/files"): repo(Role.READ),
     ("GET", f"{A}{RP}/pulls/{{index}}/commits"): repo(Role.READ),

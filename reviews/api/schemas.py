@@ -6,8 +6,9 @@ from typing import Literal
 from ninja import Schema
 
 from portal.api import InputSchema, UserOut, gitea_unsupported
+from repos.api import RepositoryOut
 
-StatusState = Literal["pending", "success", "failure", "error"]
+StatusState = Literal["pending", "success", "failure", "error", "warning"]
 ReviewEvent = Literal["APPROVE", "REQUEST_CHANGES", "COMMENT"]
 Side = Literal["LEFT", "RIGHT"]
 FORCE_PUSH = "force pushes are allowed to everyone who may push, or to nobody"
@@ -25,32 +26,51 @@ class BranchInfo(Schema):
     ref: str
     sha: str
     repo_id: int
+    repo: RepositoryOut
 
 
 class PullRequestOut(Schema):
+    """Gitea's PullRequest (1.22), every field of it, and merge_style, which is ours. The portal has no labels,
+    milestones, assignees, due dates, locking or pinning: those fields hold Gitea's empty values."""
+
     id: int
     url: str
     number: int
     user: UserOut
     title: str
     body: str
+    labels: list[dict]
+    milestone: dict | None
+    assignee: UserOut | None
+    assignees: list[UserOut]
+    requested_reviewers: list[UserOut]
+    requested_reviewers_teams: list[TeamOut]
     state: Literal["open", "closed"]
     draft: bool
+    is_locked: bool
+    comments: int
+    review_comments: int
+    additions: int
+    deletions: int
+    changed_files: int
     html_url: str
+    diff_url: str
+    patch_url: str
     mergeable: bool
     merged: bool
     merged_at: datetime | None
-    merged_by: UserOut | None
     merge_commit_sha: str | None
+    merged_by: UserOut | None
+    allow_maintainer_edit: bool
     merge_style: str | None
     base: BranchInfo
     head: BranchInfo
     merge_base: str
-    requested_reviewers: list[UserOut]
-    requested_reviewers_teams: list[TeamOut]
+    due_date: datetime | None
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
+    pin_order: int
 
 
 class PullRequestDetailOut(PullRequestOut):
@@ -98,6 +118,8 @@ class ChangedFileOut(Schema):
     changes: int
     binary: bool
     html_url: str
+    contents_url: str
+    raw_url: str
 
 
 class CommitPerson(Schema):
@@ -204,7 +226,10 @@ class StatusIn(InputSchema):
 
 
 class StatusOut(Schema):
+    """Gitea's CommitStatus, which names the state `status`, with GitHub's `state` beside it."""
+
     id: int
+    status: StatusState
     state: StatusState
     context: str
     target_url: str
@@ -220,6 +245,7 @@ class CombinedStatusOut(Schema):
     sha: str
     total_count: int
     statuses: list[StatusOut]
+    repository: RepositoryOut
     commit_url: str
     url: str
 

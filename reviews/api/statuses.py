@@ -8,6 +8,7 @@ from portal.api_pages import PageParams, paginate
 from portal.api_scopes import READ_REPO, WRITE_REPO
 from portal.models import User
 from repos import git
+from repos.api import repository_out
 from repos.models import Repository, Role
 from reviews import services
 from reviews.api.lookups import get_repo
@@ -19,6 +20,7 @@ from reviews.models import CommitStatus
 def status_out(status: CommitStatus, viewer: User) -> dict:
     return {
         "id": status.pk,
+        "status": status.state,
         "state": status.state,
         "context": status.context,
         "target_url": status.target_url,
@@ -128,6 +130,7 @@ def get_combined_status(request: HttpRequest, owner: str, repo: str, ref: str):
         "sha": sha,
         "total_count": len(statuses),
         "statuses": [status_out(s, viewer) for s in statuses],
+        "repository": repository_out(request, repository),
         "commit_url": api_url(f"/repos/{repository.full_name}/git/commits/{sha}"),
         "url": api_url(f"/repos/{repository.full_name}/commits/{sha}/status"),
     }

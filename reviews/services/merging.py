@@ -96,19 +96,27 @@ def merge_pull_request(
     *,
     actor: User,
     strategy: str,
-    head_sha: str,
+    head_sha: str | None,
     message: str = "",
     delete_branch: bool | None = None,
 ) -> PullRequest:
-    """Merge exactly the head the user saw, if merge_blocker allows; the base moves by compare-and-swap."""
+    """Merge exactly the head the user saw, if merge_blocker allows; the base moves by compare-and-swap.
+
+    Without head_sha (Gitea's clients may leave head_commit_id out) nobody said which head they looked at, so the
+    merge is of the head the pull request has now, and only if every approval the rules count was given on that
+    very head: an approval of an earlier head, even of the same patch, does not count, so a push that lands just
+    before the merge cannot ride on approvals of what came before it."""
     repo = pr.repository
     require_role(actor, repo, Role.READ)
     allowed = rules.review_settings(repo).allowed_strategies()
     if strategy not in allowed:
         raise ValidationError(f"{strategy!r} is not allowed here; use one of {', '.join(allowed)}.")
+    exact_head = head_sha is None
+    if exact_head:
+        head_sha = pr.head_sha
     if head_sha != pr.head_sha or existing_branch_sha(repo, pr.head_branch) != head_sha:
         raise StaleHead("The branch changed since you looked; review the new commits and try again.")
-    reason = merge_blocker(pr, actor)
+    reason = merge_blocker(pr, actor, exact_head=exact_head)
     if reason:
         raise MergeRefused(reason)
     base_ref = f"refs/heads/{pr.base_branch}"

@@ -1,5 +1,7 @@
 """The pull request API: real branches and commits on disk, real tokens, the base branch read back after merges."""
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from portal import services as accounts
@@ -70,7 +72,11 @@ def test_a_writer_opens_a_pull_request_with_reviewers(client, private_repo, feat
     assert (body["number"], body["title"], body["body"], body["state"]) == (1, "Add notes", "Notes file.", "open")
     assert (body["draft"], body["merged"], body["mergeable"], body["merge_commit_sha"]) == (False, False, True, None)
     assert body["user"]["login"] == "bob"
-    assert body["head"] == {"label": "feature", "ref": "feature", "sha": feature, "repo_id": private_repo.pk}
+    head = {key: value for key, value in body["head"].items() if key != "repo"}
+    assert head == {"label": "feature", "ref": "feature", "sha": feature, "repo_id": private_repo.pk}
+    # The repository as bob sees it: he may push, not administer.
+    assert (body["head"]["repo"]["full_name"], body["base"]["repo"]["id"]) == ("alice/project", private_repo.pk)
+    assert body["head"]["repo"]["permissions"] == {"admin": False, "push": True, "pull": True}
     assert body["base"]["sha"] == main and body["merge_base"] == main
     assert [u["login"] for u in body["requested_reviewers"]] == ["carol"]
     assert [p["number"] for p in client.get(f"{API}{PROJECT}/pulls?reviewer=carol", **as_bob).json()] == [1]
@@ -142,7 +148,7 @@ def test_a_reader_who_did_not_open_it_cannot_edit_or_close_it(client, pull, as_c
     assert (pr.state, pr.title) == ("open", "Add notes")
 
 
-def test_files_and_commits_list_what_the_branch_changes(client, private_repo, pull, feature, as_carol):
+def test_files_and_commits_list_what_the_branch_changes(client, private_repo, pull, feature, carol, as_carol):
     files = client.get(f"{API}{PROJECT}/pulls/1/files", **as_carol)
     assert files["X-Total-Count"] == "2"
     assert [
@@ -151,6 +157,10 @@ def test_files_and_commits_list_what_the_branch_changes(client, private_repo, pu
     ] == [("README.md", "modified", 1, 1, 2, None), ("notes.txt", "added", 4, 0, 4, None)]
     second = client.get(f"{API}{PROJECT}/pulls/1/files?page=2&limit=1", **as_carol).json()
     assert [f["filename"] for f in second] == ["notes.txt"]
+    assert second[0]["contents_url"].endswith(f"/api/v1/repos/alice/project/contents/notes.txt?ref={feature}")
+    client.force_login(carol)
+    raw = client.get(urlsplit(second[0]["raw_url"]).path)
+    assert (raw.status_code, b"".join(raw.streaming_content) if raw.streaming else raw.content) == (200, NOTES)
     commits = client.get(f"{API}{PROJECT}/pulls/1/commits", **as_carol).json()
     assert [c["commit"]["message"].strip() for c in commits] == ["Add notes", "Mention notes"]
     assert commits[1]["sha"] == feature
@@ -271,14 +281,6 @@ def test_a_merge_of_a_head_that_moved_is_a_conflict_and_main_stays(
     assert "changed since you looked" in response.json()["message"]
     assert git.branch_sha(private_repo.path, "main") == main
     assert PullRequest.objects.get().state == "open"
-
-
-def test_a_merge_needs_the_head_commit_id(client, private_repo, pull, as_alice):
-    main = git.branch_sha(private_repo.path, "main")
-    response = merge(client, as_alice, None)
-    assert response.status_code == 422
-    assert "head_commit_id" in response.json()["message"]
-    assert git.branch_sha(private_repo.path, "main") == main
 
 
 def test_a_squash_merge_writes_one_commit_with_the_given_message(client, private_repo, pull, feature, as_alice):

@@ -472,6 +472,16 @@ def test_in_a_browser_a_thread_on_a_file_loaded_later_finds_its_line(sign_in_pag
     assert page.locator("#diff-24 tr.review-thread-row").count() == 1
 
 
+def test_a_warning_shows_as_a_warning_in_the_list_and_on_the_commit(client, pr, alice, bob):
+    services.set_commit_status(pr.repository, actor=bob, sha=pr.head_sha, state="success", context="ci/build")
+    services.set_commit_status(pr.repository, actor=bob, sha=pr.head_sha, state="warning", context="ci/lint")
+    client.force_login(alice)
+    listed = text_of(client.get(BASE))
+    assert 'class="checks-icon checks-warning"' in listed and "1 of 2 checks passed" in listed
+    fragment = text_of(client.get(f"/alice/project/statuses/{pr.head_sha}"))
+    assert re.search(r'class="check check-warning">\s*<span class="check-state" title="warning">!</span>', fragment)
+
+
 def test_statuses_show_on_the_pull_request_and_on_its_commit(client, pr, alice, bob, mallory):
     services.set_commit_status(
         pr.repository, actor=bob, sha=pr.head_sha, state="failure", context="ci/jenkins", description="2 tests failed"

@@ -456,7 +456,7 @@
     }
   }
 
-  const STATUS_ICONS = { success: "✓", pending: "●", failure: "✗", error: "✗" };
+  const STATUS_ICONS = { success: "✓", pending: "●", warning: "!", failure: "✗", error: "✗" };
 
   /** Put each listed commit's combined CI state beside it: one request for the whole list, since the list itself
    * is cached by sha while statuses keep arriving. */
