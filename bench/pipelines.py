@@ -27,29 +27,33 @@ API, wait for its build (a pull request's head is built when it opens; its build
    phases, the artifact stored and the sandbox removed after), the build's end -> dev's deployment queued (the
    result recorded, the pipeline moving to Deploy-dev), queued -> claimed by the deploys worker, claimed -> the
    target's start (the door), the target's run (of which the hooks: the sum of the durations of the hook events),
-   the target's end -> the deployment's end, and its end -> seen here. Beside those: the execution's creation
-   after the merge's start and the Deploy-dev action's end after the deployment's (the stage recorded), and the
-   approval's request after the deployment's end.
+   the target's end -> the deployment's end, and its end -> seen here (the transaction that records the end also
+   moves the pipeline: the stage's end, the approval's request and its notices). Beside those: the execution's
+   creation after the merge's start, the Deploy-dev action's end after the deployment's (the stage recorded), and
+   the approval's request after the deployment's end. Each job's queue (its row queued -> claimed) is split by
+   rq's own timestamps into commit (the row's creation to rq holding the job: the rest of the transaction that
+   queued it), rq (to the work horse's start: the worker's dequeue and fork) and claim (to the row claimed: the
+   row's read and compare-and-swap).
 2. approval to uat deployed: answer the approval (POST .../executions/{id}/approvals as `reviewer`), then watch uat's
    deployment until it is Succeeded: answer's start -> the approval recorded, -> uat's deployment queued, queued ->
    claimed, the door, the target (hooks), -> the deployment's end, -> seen; beside them the execution's end after
    the deployment's.
 
-The portal's share = wall - the build's run - the hooks. Median and p90 of each; the load average (1 minute) at the
-start and the end of the rounds.
+The portal's share = wall - the build's run - the hooks. Printed: each measure's median, p90 and max (a part of the
+line above it indented under it), each round's wall and share, and the load average (1 minute) at the start and the
+end of the rounds: the machine's other work slows every part.
 """
 
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import warnings
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.builds import Clone, percentile, use_portal_from_here, wait_for
@@ -186,6 +190,20 @@ def stamp(value: datetime | None) -> float:
     return value.timestamp()
 
 
+def rq_times(row) -> tuple[float, float]:
+    """When rq had the row's job enqueued (the transaction that queued it committed) and when a work horse started
+    it (rq's own timestamps, kept for a while after the job)."""
+    import django_rq
+    from rq.job import Job
+
+    job = Job.fetch(row.rq_job_id(), connection=django_rq.get_connection(row.queue_name))
+
+    def seconds(value: datetime) -> float:
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+    return seconds(job.enqueued_at), seconds(job.started_at)
+
+
 def phase_span(build) -> tuple[float, float, float]:
     """The first phase's start, the last phase's end and the phases' total seconds of a build."""
     phases = build.phases
@@ -206,12 +224,29 @@ def deployment_split(deployment) -> dict[str, float]:
     """The deployment's own timestamps: queued -> claimed, the door, the target, its hooks, the end."""
     (run,) = deployment.targets.all()
     hooks = event_seconds(run, HOOKS)
+    enqueued, horse = rq_times(deployment)
     return {
         "queue": stamp(deployment.started_at) - stamp(deployment.created),
+        "commit": enqueued - stamp(deployment.created),
+        "rq": horse - enqueued,
+        "claim": stamp(deployment.started_at) - horse,
         "door": stamp(run.started) - stamp(deployment.started_at),
         "target": stamp(run.ended) - stamp(run.started),
         "hooks": hooks,
         "end": stamp(deployment.deploy_ended) - stamp(run.ended),
+    }
+
+
+def deployment_rows(split: dict[str, float]) -> dict[str, float]:
+    return {
+        "deploy queue": split["queue"],
+        "  commit": split["commit"],
+        "  rq": split["rq"],
+        "  claim": split["claim"],
+        "door": split["door"],
+        "target": split["target"],
+        "  hooks": split["hooks"],
+        "deploy end": split["end"],
     }
 
 
@@ -249,6 +284,7 @@ def run_round(base: str, clone: Clone, app, tokens: tuple[str, str], number: int
     split = deployment_split(dev)
     build_run = stamp(build.build_ended) - stamp(build.build_started)
     wall = dev_seen - started
+    enqueued, horse = rq_times(build)
     merge = {
         "wall": wall,
         "portal": wall - build_run - split["hooks"],
@@ -256,17 +292,16 @@ def run_round(base: str, clone: Clone, app, tokens: tuple[str, str], number: int
         "->execution": stamp(execution.created) - started,
         "->build queued": stamp(build.created) - started,
         "build queue": stamp(build.started_at) - stamp(build.created),
+        "  commit": enqueued - stamp(build.created),
+        "  rq": horse - enqueued,
+        "  claim": stamp(build.started_at) - horse,
         "claim->run": stamp(build.build_started) - stamp(build.started_at),
         "build run": build_run,
-        "before cmds": first_phase - stamp(build.build_started),
-        "cmds": phases,
-        "after cmds": stamp(build.build_ended) - last_phase,
+        "  before cmds": first_phase - stamp(build.build_started),
+        "  cmds": phases,
+        "  after cmds": stamp(build.build_ended) - last_phase,
         "->deploy queued": stamp(dev.created) - stamp(build.build_ended),
-        "deploy queue": split["queue"],
-        "door": split["door"],
-        "target": split["target"],
-        "hooks": split["hooks"],
-        "deploy end": split["end"],
+        **deployment_rows(split),
         "->stage ended": stamp(dev_action.ended) - stamp(dev.deploy_ended),
         "->approval": stamp(approval.created) - stamp(dev.deploy_ended),
         "seen": dev_seen - stamp(dev.deploy_ended),
@@ -293,11 +328,7 @@ def run_round(base: str, clone: Clone, app, tokens: tuple[str, str], number: int
         "answer call": answered - started,
         "->approved": stamp(approval.ended) - started,
         "->deploy queued": stamp(uat.created) - started,
-        "deploy queue": split["queue"],
-        "door": split["door"],
-        "target": split["target"],
-        "hooks": split["hooks"],
-        "deploy end": split["end"],
+        **deployment_rows(split),
         "->exec ended": stamp(execution.ended) - stamp(uat.deploy_ended),
         "seen": uat_seen - stamp(uat.deploy_ended),
     }
@@ -307,17 +338,16 @@ def run_round(base: str, clone: Clone, app, tokens: tuple[str, str], number: int
 
 
 def table(title: str, rows: list[dict[str, float]]) -> None:
-    columns = list(rows[0])
-    width = max(13, *(len(name) + 1 for name in columns))
+    """Each measure with its median, p90 and max; then each round's wall and portal's share."""
     print(f"\n{title} (milliseconds)")
-    print(f"{'':>7}" + "".join(f"{name:>{width}}" for name in columns))
-    for number, row in enumerate(rows, 1):
-        print(f"{number:>7}" + "".join(f"{row[name] * 1000:>{width}.1f}" for name in columns))
-    for label, fraction in (("median", 0.5), ("p90", 0.9)):
-        print(
-            f"{label:>7}"
-            + "".join(f"{percentile([row[name] for row in rows], fraction) * 1000:>{width}.1f}" for name in columns)
-        )
+    print(f"  {'':<20}{'median':>9}{'p90':>9}{'max':>9}")
+    for name in rows[0]:
+        values = [row[name] * 1000 for row in rows]
+        print(f"  {name:<20}{percentile(values, 0.5):9.1f}{percentile(values, 0.9):9.1f}{max(values):9.1f}")
+    print(
+        "  each round, wall / portal: "
+        + ", ".join(f"{row['wall'] * 1000:.0f}/{row['portal'] * 1000:.0f}" for row in rows)
+    )
 
 
 def main() -> None:
@@ -373,7 +403,7 @@ def main() -> None:
     for label, rows in (("merge -> dev", merges), ("approval -> uat", approvals)):
         portal = [row["portal"] for row in rows]
         print(
-            f"\nportal's share, {label}: median {statistics.median(portal) * 1000:.0f} ms, "
+            f"\nportal's share, {label}: median {percentile(portal, 0.5) * 1000:.0f} ms, "
             f"p90 {percentile(portal, 0.9) * 1000:.0f} ms (target under 1000 ms)"
         )
     print(
