@@ -10,10 +10,11 @@ Setup, in a throw-away folder: migrate and start the portal as `make run` does (
 Valkey, gunicorn, the SSH server, one rq worker of every queue and the cron scheduler) on free ports; this process
 then opens the same database and Valkey through Django to create the users `bench` (the repository's owner, who
 merges) and `reviewer` (a writer, who approves: the requester never approves), their tokens, the repository `app`
-and its environments dev and uat of one local target each. The release is pushed over HTTP with the real git: a
-buildspec of one `true` command and an appspec whose five hooks each run `true` (bench/deploys.py's release), so
-what is measured is the portal. That push runs the default pipeline (Build, Deploy-dev, Approval, Deploy-uat) once,
-unmeasured, which warms the workers and gives each target a live revision.
+and its environments dev and uat of one local target each, uat guarded by `reviewer` (one approval required). The
+release is pushed over HTTP with the real git: a buildspec of one `true` command and an appspec whose five hooks
+each run `true` (bench/deploys.py's release), so what is measured is the portal. That push runs the default pipeline
+(Build, Deploy-dev, Approval, Deploy-uat) once, unmeasured, which warms the workers and gives each target a live
+revision.
 
 Then each round, as a user meets it: push a branch changing one file over HTTP, open its pull request through the
 API, wait for its build (a pull request's head is built when it opens; its build is not the merge's), then
@@ -80,7 +81,7 @@ def api(base: str, token: str, method: str, path: str, body: dict | None = None)
 
 def set_up() -> tuple[object, object, str, str]:
     """The users bench and reviewer (a writer), their tokens, the repository app and its environments dev and uat
-    of one local target each: (bench, app, bench's token, reviewer's token)."""
+    of one local target each, uat guarded by reviewer: (bench, app, bench's token, reviewer's token)."""
     from django.utils import timezone
 
     from portal import services as accounts
@@ -107,6 +108,11 @@ def set_up() -> tuple[object, object, str, str]:
         environments.set_environment(
             app, name, actor=bench, deployment_config="AllAtOnce", targets=[{"name": "t1", "type": "local"}]
         )
+    # uat is guarded as a release's is: its reviewer answers the pipeline's approval, which is then the review of
+    # the deployment the pipeline requests.
+    environments.set_environment(
+        app, "uat", actor=bench, required_approvals=1, reviewers=[{"type": "User", "id": reviewer.pk}]
+    )
     return bench, app, bench_token, reviewer_token
 
 
