@@ -41,8 +41,8 @@ API, wait for its build (a pull request's head is built when it opens; its build
    the deployment's.
 
 The portal's share = wall - the build's run - the hooks. Printed: each measure's median, p90 and max (a part of the
-line above it indented under it), each round's wall and share, and the load average (1 minute) at the start and the
-end of the rounds: the machine's other work slows every part.
+line above it indented under it), each round's wall and share (in full when the share passed a second), and the
+load average (1 minute) at the start and the end of the rounds: the machine's other work slows every part.
 """
 
 import argparse
@@ -344,7 +344,8 @@ def run_round(base: str, clone: Clone, app, tokens: tuple[str, str], number: int
 
 
 def table(title: str, rows: list[dict[str, float]]) -> None:
-    """Each measure with its median, p90 and max; then each round's wall and portal's share."""
+    """Each measure with its median, p90 and max; then each round's wall and portal's share, and in full each round
+    whose share passed a second."""
     print(f"\n{title} (milliseconds)")
     print(f"  {'':<20}{'median':>9}{'p90':>9}{'max':>9}")
     for name in rows[0]:
@@ -354,6 +355,10 @@ def table(title: str, rows: list[dict[str, float]]) -> None:
         "  each round, wall / portal: "
         + ", ".join(f"{row['wall'] * 1000:.0f}/{row['portal'] * 1000:.0f}" for row in rows)
     )
+    for number, row in enumerate(rows, 1):
+        if row["portal"] > 1:
+            parts = ", ".join(f"{name.strip()} {value * 1000:.0f}" for name, value in row.items())
+            print(f"  round {number}, its share over a second: {parts}")
 
 
 def main() -> None:
