@@ -4,7 +4,7 @@ beside the build's and the hooks' time, over a running portal.
 Run by hand, never by the test suite (as root, as the portal runs builds and deployments: each sandbox and each
 local target's hooks get a uid of their own):
 
-    .venv/bin/python bench/pipelines.py [--rounds 15] [--poll 0.005]
+    .venv/bin/python bench/pipelines.py [--rounds 20] [--poll 0.02]
 
 Setup, in a throw-away folder: migrate and start the portal as `make run` does (`manage.py serve`: SQLite, embedded
 Valkey, gunicorn, the SSH server, one rq worker of every queue and the cron scheduler) on free ports; this process
@@ -363,8 +363,9 @@ def table(title: str, rows: list[dict[str, float]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=15, help="pull requests merged and approved, one by one")
-    parser.add_argument("--poll", type=float, default=0.005, help="seconds between this process's looks")
+    parser.add_argument("--rounds", type=int, default=20, help="pull requests merged and approved, one by one")
+    # Each look is two queries: on two cores, looking every 5 ms takes enough of a core to slow the portal down.
+    parser.add_argument("--poll", type=float, default=0.02, help="seconds between this process's looks")
     args = parser.parse_args()
     # asyncssh, which the environments' deploy keys import, warns about DSA keys at import.
     warnings.filterwarnings("ignore", module="asyncssh")
