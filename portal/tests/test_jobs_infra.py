@@ -80,6 +80,35 @@ def test_a_jobs_work_horse_finds_every_job_function_imported_by_its_worker(rq_qu
     assert job.return_value() == modules
 
 
+def url_resolvers_unbuilt() -> list[str]:
+    """A job: the URL resolvers whose reverse tables its process has not built (the root's, every namespace's)."""
+    from django.urls import URLResolver, get_resolver
+
+    unbuilt = []
+
+    def walk(resolver: URLResolver) -> None:
+        if not resolver._populated:
+            unbuilt.append(resolver.namespace or str(resolver.pattern) or "root")
+        for pattern in resolver.url_patterns:
+            if isinstance(pattern, URLResolver):
+                walk(pattern)
+
+    walk(get_resolver())
+    return unbuilt
+
+
+def test_a_jobs_work_horse_finds_the_url_resolvers_built_by_its_worker(rq_queues, tmp_path):
+    # A job that makes a link (an approval's email) reverses a URL: the worker built the tables before it forked.
+    job = rq_queues["default"].enqueue(url_resolvers_unbuilt)
+
+    worker = run_burst_worker(tmp_path, "default")
+
+    assert worker.returncode == 0, worker.stderr
+    job.refresh()
+    assert job.get_status() == JobStatus.FINISHED
+    assert job.return_value() == []
+
+
 def test_the_queues_use_the_redis_of_the_test_session():
     # The session exported REDIS_URL before the settings were read, so every queue points at it.
     assert os.environ["REDIS_URL"]
