@@ -57,7 +57,17 @@ from .refs import (
     update_ref,
     version_key,
 )
-from .repository import commit_files, delete, init_bare, is_empty, remove_stale_incoming, repack, write_commit_graph
+from .repository import (
+    commit_files,
+    delete,
+    disk_size,
+    init_bare,
+    is_empty,
+    remove_stale_incoming,
+    repack,
+    write_commit,
+    write_commit_graph,
+)
 from .wire import (
     ARCHIVE_FORMATS,
     HOOKS_DIR,
@@ -111,6 +121,7 @@ __all__ = [
     "decode_path",
     "delete",
     "delete_ref",
+    "disk_size",
     "diff",
     "edit_lines",
     "entry",
@@ -152,5 +163,6 @@ __all__ = [
     "update_ref",
     "version_key",
     "with_hunks",
+    "write_commit",
     "write_commit_graph",
 ]
