@@ -9,7 +9,6 @@ from datetime import datetime
 from urllib.parse import quote
 
 from allauth.account.models import EmailAddress
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Field, Query, Schema, Status
 from ninja.errors import HttpError
@@ -78,7 +77,13 @@ class BranchCreateIn(InputSchema):
 
 
 # Commits are not signed-checked: Gitea's answer for a commit whose signature nobody verified.
-UNVERIFIED = {"verified": False, "reason": "gpg.error.not_signed_commit", "signature": "", "signer": None, "payload": ""}
+UNVERIFIED = {
+    "verified": False,
+    "reason": "gpg.error.not_signed_commit",
+    "signature": "",
+    "signer": None,
+    "payload": "",
+}
 
 
 def _payload_user(signature: git.Signature, people: dict[str, User]) -> dict:
@@ -141,9 +146,7 @@ def _branch_head(repo: Repository, branch: str) -> git.Commit:
     return commit
 
 
-@router.get(
-    "/repos/{owner}/{repo}/branches/{path:branch}", scope=READ_REPO, response=BranchOut, summary="Get a branch"
-)
+@router.get("/repos/{owner}/{repo}/branches/{path:branch}", scope=READ_REPO, response=BranchOut, summary="Get a branch")
 def get_branch(request: HttpRequest, owner: str, repo: str, branch: str):
     repository = _repo(request, owner, repo)
     return branch_out(principal(request), repository, branch, _branch_head(repository, branch))
@@ -498,7 +501,11 @@ def list_commits(
     start = _resolve_ref(repository, sha)
     try:
         commits = git.log(
-            repository.path, start.sha, file_path=path.strip("/"), skip=(pages.page - 1) * pages.limit, limit=pages.limit
+            repository.path,
+            start.sha,
+            file_path=path.strip("/"),
+            skip=(pages.page - 1) * pages.limit,
+            limit=pages.limit,
         )
     except git.PathNotFound:
         raise Http404(f"There is no {path!r} at {start.name}.") from None
@@ -507,9 +514,7 @@ def list_commits(
     return commits_out(request, repository, commits)
 
 
-@router.get(
-    "/repos/{owner}/{repo}/git/commits/{sha}", scope=READ_REPO, response=CommitOut, summary="Get one commit"
-)
+@router.get("/repos/{owner}/{repo}/git/commits/{sha}", scope=READ_REPO, response=CommitOut, summary="Get one commit")
 def get_commit(request: HttpRequest, owner: str, repo: str, sha: str):
     repository = _repo(request, owner, repo)
     if not git.is_sha(sha.lower()):
@@ -553,5 +558,3 @@ def list_tags(request: HttpRequest, response: HttpResponse, owner: str, repo: st
         }
         for tag in tags
     ]
-
-

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Query, Schema, Status
 
 from portal import services as accounts
-from portal.access import get_org_for_member, get_org_for_user, is_org_member, is_site_admin
+from portal.access import get_org_for_member, get_org_for_user, is_site_admin
 from portal.api import (
     InputSchema,
     OrganizationCreateIn,
@@ -22,14 +22,16 @@ from portal.api_scopes import ADMIN, READ_ORG, WRITE_ORG
 from portal.models import Team, User
 from repos.api.repositories import GITEA_ACCESS
 from repos.api.router import router
-from repos.models import Role, TeamRepository
+from repos.models import TeamRepository
 
 
 def _orgs_of(user: User):
     return User.objects.organizations().filter(is_active=True, teams__members=user).distinct().order_by("username")
 
 
-@router.get("/orgs", scope=READ_ORG, response=list[OrganizationOut], tags=["organization"], summary="List organizations")
+@router.get(
+    "/orgs", scope=READ_ORG, response=list[OrganizationOut], tags=["organization"], summary="List organizations"
+)
 def list_organizations(request: HttpRequest, response: HttpResponse, pages: Query[PageParams]):
     orgs = User.objects.organizations().filter(is_active=True).order_by("username")
     return [organization_out(org) for org in paginate(orgs, response, pages)]
@@ -178,5 +180,3 @@ def create_team(request: HttpRequest, org: str, payload: TeamCreateIn):
     organization = get_org_for_member(actor, org, admin=True)
     team = accounts.create_team(organization, actor=actor, name=payload.name, description=payload.description)
     return Status(201, team_out(team, None))
-
-

@@ -457,8 +457,6 @@ def delete_deploy_key(request: HttpRequest, owner: str, repo: str, id: int):
     return Status(204, None)
 
 
-
-
 # Someone's repositories, and an organization's.
 
 

@@ -178,7 +178,5 @@ def edit_lines(
     if result and not data.endswith(b"\n"):
         result[-1] = strip_line_end(result[-1])
     tree = _replace_in_tree(repo, parent.tree, parts, repo.create_blob(b"".join(result)), mode)
-    oid = repo.create_commit(
-        None, signature_of(author), signature_of(committer), _message(message), tree, [parent.id]
-    )
+    oid = repo.create_commit(None, signature_of(author), signature_of(committer), _message(message), tree, [parent.id])
     return str(oid)
