@@ -161,6 +161,8 @@ def rename_repository(repo: Repository, *, actor: User, name: str) -> Repository
 def transfer_repository(repo: Repository, *, actor: User, new_owner: User) -> Repository:
     """Give the repository to another user or organization the actor can create repositories in."""
     _require(actor, repo, Role.ADMIN)
+    if new_owner.pk == repo.owner_id:
+        raise ValidationError(f"{repo.full_name} already belongs to {new_owner.username}.", code="conflict")
     if not is_repo_owner(actor, repo):
         raise PermissionDenied(f"Only the owner of {repo.full_name} can transfer it.")
     if not can_create_in(actor, new_owner):
