@@ -5,7 +5,7 @@ Shapes follow Gitea's API so that existing scripts need few changes. Repository 
 
 import json
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Annotated, Any, Literal
 
@@ -194,13 +194,23 @@ def docs_asset(request: HttpRequest, name: str) -> HttpResponse:
     return response
 
 
+# Gitea's times for nothing: Go's zero time, and the Unix epoch of a timestamp never set.
+ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def gitea_time(value: datetime) -> str:
     """A time as Gitea writes it: RFC 3339 to the second, in the site's time zone, with its offset (`Z` for UTC),
     as Go's encoder does (`2026-12-06T08:55:41Z`, `2026-12-06T09:55:41+01:00`). Never milliseconds: Gitea's
     clients parse exactly this."""
     if timezone.is_naive(value):
         value = timezone.make_aware(value, timezone.get_default_timezone())
-    text = timezone.localtime(value).replace(microsecond=0).isoformat()
+    try:
+        value = timezone.localtime(value)
+    except OverflowError:
+        # Go's zero time has no local time west of UTC; Gitea writes it in UTC.
+        value = value.astimezone(UTC)
+    text = value.replace(microsecond=0).isoformat()
     return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
 
 
@@ -368,7 +378,7 @@ class UserOut(Schema):
     prohibit_login: bool
     restricted: bool
     created: datetime
-    last_login: datetime | None
+    last_login: datetime
     location: str
     website: str
     description: str
@@ -531,7 +541,8 @@ def user_out(user: User, viewer: User | None) -> dict:
         "prohibit_login": not user.is_active,
         "restricted": False,
         "created": user.date_joined,
-        "last_login": user.last_login if show_email else None,
+        # Gitea's zero time when hidden, the Unix epoch for an account that never signed in.
+        "last_login": (user.last_login or EPOCH) if show_email else ZERO_TIME,
         "location": "",
         "website": "",
         "description": user.description,

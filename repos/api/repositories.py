@@ -1,6 +1,6 @@
 """Repositories, their collaborators, deploy keys and transfers, in Gitea's shapes."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from django.core.exceptions import PermissionDenied
@@ -9,6 +9,8 @@ from ninja import Query, Schema, Status
 
 from portal.access import Principal, get_owner_for_user
 from portal.api import (
+    EPOCH,
+    ZERO_TIME,
     InputSchema,
     KeyIn,
     UserOut,
@@ -181,9 +183,10 @@ def repository_out(request: HttpRequest, repo: Repository) -> dict:
     return repository_json(repo, current_user(request), role_for_principal(who, repo), who)
 
 
-# Gitea's times for what never happened: a repository never archived, never mirrored.
-NEVER_ARCHIVED = datetime(1970, 1, 1, tzinfo=UTC)
-NEVER_MIRRORED = datetime(1, 1, 1, tzinfo=UTC)
+# Gitea's times for what never happened: a repository never archived (a timestamp never set), never mirrored (Go's
+# zero time).
+NEVER_ARCHIVED = EPOCH
+NEVER_MIRRORED = ZERO_TIME
 
 
 def repository_json(repo: Repository, viewer: User | None, role: int, principal: Principal | None = None) -> dict:
