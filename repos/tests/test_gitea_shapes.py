@@ -14,7 +14,7 @@ from portal import services as accounts
 from repos import git
 from repos import services as repo_services
 from repos.models import Role
-from repos.tests.api_client import API, send, token_for
+from repos.tests.api_client import send, token_for
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$")
 
@@ -104,7 +104,13 @@ REPOSITORY = {
 }
 
 PAYLOAD_USER = {"name": "string", "email": "string", "username": "string"}
-VERIFICATION = {"verified": "boolean", "reason": "string", "signature": "string", "signer": (USER, None), "payload": "string"}
+VERIFICATION = {
+    "verified": "boolean",
+    "reason": "string",
+    "signature": "string",
+    "signer": (USER, None),
+    "payload": "string",
+}
 PAYLOAD_COMMIT = {
     "id": "string",
     "message": "string",
@@ -262,7 +268,12 @@ def test_every_time_is_to_the_second_with_its_offset(client, private_repo, as_al
     subprocess.run(["git", "--git-dir", str(private_repo.path), "tag", "v1", sha], check=True)
     repository = send(client, "GET", "/repos/alice/project", **as_alice).json()
     tag = send(client, "GET", "/repos/alice/project/tags", **as_alice).json()[0]
-    times = [repository["created_at"], repository["updated_at"], repository["owner"]["created"], tag["commit"]["created"]]
+    times = [
+        repository["created_at"],
+        repository["updated_at"],
+        repository["owner"]["created"],
+        tag["commit"]["created"],
+    ]
     assert all(TIME.match(value) for value in times), times
     assert all("." not in value for value in times)
     assert repository["mirror_updated"] == "0001-01-01T00:00:00Z"
