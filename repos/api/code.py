@@ -209,7 +209,9 @@ def _resolve_ref(repo: Repository, ref: str) -> git.Ref:
         raise Http404(f"There is no branch, tag or commit {ref or repo.default_branch!r}.") from None
 
 
-def _contents(repo: Repository, ref: git.Ref, entry: git.TreeEntry, *, with_content: bool) -> dict:
+def _contents(
+    repo: Repository, ref: git.Ref, entry: git.TreeEntry, *, with_content: bool, last_sha: str | None = None
+) -> dict:
     quoted = quote(entry.path)
     at = f"?ref={quote(ref.name)}"
     kind = GITEA_TYPES[entry.kind]
@@ -222,12 +224,14 @@ def _contents(repo: Repository, ref: git.Ref, entry: git.TreeEntry, *, with_cont
             content = base64.b64encode(data).decode()
     git_url = api_url(f"/repos/{repo.full_name}/git/{'trees' if kind == 'dir' else 'blobs'}/{entry.sha}")
     html_url = f"{repo.web_url}/{'tree' if kind == 'dir' else 'blob'}/{quote(ref.name)}/{quoted}"
-    last = git.log(repo.path, ref.sha, file_path=entry.path, limit=1) if entry.path else []
+    if last_sha is None:
+        last = git.log(repo.path, ref.sha, file_path=entry.path, limit=1) if entry.path else []
+        last_sha = last[0].sha if last else ref.sha
     return {
         "name": entry.name,
         "path": entry.path,
         "sha": entry.sha,
-        "last_commit_sha": last[0].sha if last else ref.sha,
+        "last_commit_sha": last_sha,
         "type": kind,
         "size": size,
         "encoding": "base64" if content is not None else None,
@@ -257,8 +261,16 @@ def _read_contents(request: HttpRequest, owner: str, repo: str, filepath: str, r
     entry = _entry(repository, resolved, filepath)
     if entry.kind != "tree":
         return _contents(repository, resolved, entry, with_content=True)
+    # One walk of the folder's history finds every entry's last commit (the ref's own when the walk runs out).
+    last, _complete = git.last_commits(repository.path, resolved.sha, entry.path)
     return [
-        _contents(repository, resolved, child, with_content=False)
+        _contents(
+            repository,
+            resolved,
+            child,
+            with_content=False,
+            last_sha=last[child.name].sha if child.name in last else resolved.sha,
+        )
         for child in git.tree_entries(repository.path, entry.sha, entry.path)
     ]
 

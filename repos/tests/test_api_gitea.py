@@ -222,6 +222,10 @@ def test_a_file_and_a_folder_are_read_at_a_ref(client, private_repo, as_carol):
     assert [(e["name"], e["type"], e["content"]) for e in folder] == [("a.py", "file", None)]
     root = send(client, "GET", "/repos/alice/project/contents", **as_carol).json()
     assert sorted(e["path"] for e in root) == ["README.md", "src"]
+    # Each entry names the last commit that changed it.
+    last = {e["path"]: e["last_commit_sha"] for e in root}
+    assert last == {"README.md": first, "src": git.branch_sha(private_repo.path, "main")}
+    assert body["last_commit_sha"] == git.branch_sha(private_repo.path, "main")
     old = send(client, "GET", f"/repos/alice/project/contents/src/a.py?ref={first}", **as_carol)
     assert old.status_code == 404
     assert send(client, "GET", "/repos/alice/project/contents/README.md?ref=nope", **as_carol).status_code == 404
