@@ -511,18 +511,19 @@ def list_commits(
     if git.is_empty(repository.path):
         raise HttpError(409, "The repository is empty.")
     start = _resolve_ref(repository, sha)
+    file_path = path.strip("/")
     try:
-        commits = git.log(
-            repository.path,
-            start.sha,
-            file_path=path.strip("/"),
-            skip=(pages.page - 1) * pages.limit,
-            limit=pages.limit,
-        )
+        total = git.commit_count(repository.path, start.sha, file_path=file_path)
     except git.PathNotFound:
         raise Http404(f"There is no {path!r} at {start.name}.") from None
-    # One more page exists while a page comes back full; Gitea's clients page until an empty one.
-    response["X-HasMore"] = "true" if len(commits) == pages.limit else "false"
+    skip = (pages.page - 1) * pages.limit
+    response["X-Total-Count"] = str(total)
+    # Gitea's clients page until an empty page or X-HasMore says there is no more.
+    response["X-HasMore"] = "true" if skip + pages.limit < total else "false"
+    # A page past the end is not asked of git: an offset that large is more than its walk can skip.
+    if skip >= total:
+        return []
+    commits = git.log(repository.path, start.sha, file_path=file_path, skip=skip, limit=pages.limit)
     return commits_out(request, repository, commits)
 
 

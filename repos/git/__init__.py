@@ -34,7 +34,17 @@ from .diffs import (
     patch_id,
     with_hunks,
 )
-from .history import BlameHunk, blame, commits_between, is_ancestor, is_fast_forward, last_commits, log, merge_base
+from .history import (
+    BlameHunk,
+    blame,
+    commit_count,
+    commits_between,
+    is_ancestor,
+    is_fast_forward,
+    last_commits,
+    log,
+    merge_base,
+)
 from .merge import Person, edit_lines, merge_check, merge_commit, rebase_commits, squash_commit
 from .objects import TreeEntry, commit, commits, entry, file_lines, has_object, read_blob, tree_entries
 from .refs import (
@@ -115,6 +125,7 @@ __all__ = [
     "changed_ranges",
     "check_sha",
     "commit",
+    "commit_count",
     "commit_files",
     "commits",
     "commits_between",
