@@ -122,7 +122,13 @@ def test_creates_a_repository_in_the_organization(gitea_as, alice, acme):
     repo = Repository.request(gitea, "acme", "tool")
     assert (repo.description, repo.default_branch, repo.empty) == ("A tool", "main", False)
     assert [b.name for b in repo.get_branches()] == ["main"]
-    assert "acme" in [o.username for o in gitea.get_user().get_orgs()]
+    assert [o.username for o in gitea.get_user().get_orgs()] == ["acme"]
+    assert [o.username for o in gitea.get_orgs()] == ["acme"]
+    # And one of her own, listed among her repositories.
+    me = gitea.get_user()
+    me.create_repo("notes", autoInit=False)
+    assert [repo.full_name for repo in me.get_repositories()] == ["alice/notes"]
+    assert Repository.request(gitea, "alice", "notes").empty
 
 
 def test_reads_and_creates_branches(gitea_as, bob, service):
