@@ -577,7 +577,8 @@ def key_out(key: SshKey, viewer: User | None, url: str) -> dict:
         "url": url,
         "title": key.title,
         "fingerprint": key.fingerprint,
-        "key_type": key.key_type,
+        # Gitea's kind of key (the algorithm is the key's first word).
+        "key_type": "deploy" if key.is_deploy_key else "user",
         "created_at": key.created,
         "read_only": key.is_deploy_key and not key.writable,
         "last_used_at": key.last_used,

@@ -249,6 +249,7 @@ def test_a_public_key_has_giteas_shape(client, alice):
     made = send(client, "POST", "/user/keys", {"key": public, "title": "laptop"}, **headers)
     assert made.status_code == 201
     assert_shape(made.json(), PUBLIC_KEY)
+    assert (made.json()["key_type"], made.json()["read_only"]) == ("user", False)
     assert_shape(send(client, "GET", "/user/keys", **headers).json()[0], PUBLIC_KEY)
 
 
