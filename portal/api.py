@@ -519,6 +519,11 @@ def api_url(path: str) -> str:
     return f"{settings.PORTAL_BASE_URL}{API_PREFIX}{path}"
 
 
+def avatar_url(account: User) -> str:
+    """The picture of a person or an organization (portal.views.avatar)."""
+    return f"{settings.PORTAL_BASE_URL}/-/avatars/{account.username}.svg"
+
+
 def user_out(user: User, viewer: User | None) -> dict:
     """A user (or an organization as a repository's owner) in Gitea's User shape; the email address only for the
     user themselves and admins. Fields of features the portal lacks (followers, stars, locations) have Gitea's
@@ -532,7 +537,7 @@ def user_out(user: User, viewer: User | None) -> dict:
         "username": user.username,
         "full_name": user.full_name or user.get_full_name(),
         "email": user.email if show_email else "",
-        "avatar_url": "",
+        "avatar_url": avatar_url(user),
         "html_url": f"{settings.PORTAL_BASE_URL}/{user.username}",
         "language": "",
         "is_admin": user.is_superuser,
@@ -561,7 +566,7 @@ def organization_out(org: User) -> dict:
         "username": org.username,
         "full_name": org.full_name,
         "email": "",
-        "avatar_url": "",
+        "avatar_url": avatar_url(org),
         "description": org.description,
         "website": "",
         "location": "",

@@ -77,6 +77,7 @@ PS = PL | {"stage": "Deploy-dev"}
 WEB_ROUTES: dict[str, list[Case]] = {
     "portal:home": [Case(PUBLIC)],
     "portal:favicon": [Case(PUBLIC)],
+    "portal:avatar": [Case(PUBLIC, kwargs={"username": "alice"})],
     "portal:health": [Case(PUBLIC)],
     # A forged link shows everyone the same "this invitation does not work" page.
     "portal:accept_invitation": [Case(PUBLIC, kwargs={"token": "not-a-token"})],

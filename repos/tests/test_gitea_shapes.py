@@ -243,6 +243,15 @@ def test_a_user_has_giteas_shape_to_themselves_and_to_others(client, alice, priv
     assert (owner["email"], owner["last_login"]) == ("", "0001-01-01T00:00:00Z")
 
 
+def test_an_avatar_url_shows_a_picture(client, alice, settings):
+    me = send(client, "GET", "/user", **token_for(alice, scopes=("api", "read:user"))).json()
+    assert me["avatar_url"] == f"{settings.PORTAL_BASE_URL}/-/avatars/alice.svg"
+    picture = client.get("/-/avatars/alice.svg")
+    assert (picture.status_code, picture["Content-Type"]) == (200, "image/svg+xml")
+    assert b">A</text>" in picture.content
+    assert client.get("/-/avatars/nobody.svg").status_code == 404
+
+
 def test_a_public_key_has_giteas_shape(client, alice):
     headers = token_for(alice, scopes=("api", "write:user", "write:repo"))
     public = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
