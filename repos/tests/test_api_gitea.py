@@ -218,6 +218,7 @@ def test_a_file_and_a_folder_are_read_at_a_ref(client, private_repo, as_carol):
     assert (body["type"], body["encoding"], base64.b64decode(body["content"])) == ("file", "base64", b"a = 1\n")
     assert body["sha"] == git.entry(private_repo.path, git.branch_sha(private_repo.path, "main"), "src/a.py").sha
     assert body["download_url"].endswith("/alice/project/raw/main/src/a.py")
+    assert body["_links"] == {"self": body["url"], "git": body["git_url"], "html": body["html_url"]}
     folder = send(client, "GET", "/repos/alice/project/contents/src", **as_carol).json()
     assert [(e["name"], e["type"], e["content"]) for e in folder] == [("a.py", "file", None)]
     root = send(client, "GET", "/repos/alice/project/contents", **as_carol).json()

@@ -2,7 +2,8 @@
 is in the portal's answer with its type. Fields Gitea leaves out when empty (`omitempty`) are not asked for.
 
 Types: "string", "boolean", "integer", "date-time" (RFC 3339 to the second, with its offset), "array", "object", a
-nested shape (a dict of fields), or a tuple of these (one of them, None for null)."""
+nested shape (a dict of fields), or a tuple of these (one of them, None for null). The shapes of other objects
+are checked the same way, with assert_shape and the shapes here that they nest (USER, REPOSITORY)."""
 
 import re
 import subprocess
