@@ -1,11 +1,12 @@
-"""The REST API under /api/v1/: authentication, errors, and the account, key, token, organization and admin endpoints.
+"""The REST API under /api/v1/: authentication, errors, times, and the account, key, token and admin endpoints.
 
-Shapes follow Gitea's API so that existing scripts need few changes. Repository endpoints live in repos/api.py.
+Shapes follow Gitea's API so that existing scripts need few changes. Organizations live in portal/api_orgs.py,
+repository endpoints (and organizations' teams) in the repos.api package.
 """
 
 import json
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Annotated, Any, Literal
 
@@ -18,10 +19,13 @@ from django.db import IntegrityError
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
+from django.utils import timezone
 from django.utils.html import escape
 from ninja import NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 from ninja.openapi.docs import DocsBase
+from ninja.renderers import JSONRenderer
+from ninja.responses import NinjaJSONEncoder
 from ninja.security import APIKeyCookie, HttpBasicAuth, HttpBearer
 from ninja.security.http import DecodeError
 from ninja.utils import check_csrf
@@ -31,13 +35,15 @@ from pydantic_core import PydanticCustomError
 from portal import services
 from portal.access import Principal, is_site_admin
 from portal.api_pages import PageParams, paginate
-from portal.api_scopes import ADMIN, PASSWORD, READ_USER, WRITE_ORG, WRITE_REPO, WRITE_USER, ScopedRouter
+from portal.api_scopes import ADMIN, PASSWORD, READ_USER, WRITE_REPO, WRITE_USER, ScopedRouter
 from portal.keys import InvalidKey
 from portal.models import AccessToken, AuditEvent, RevokedKeyFingerprint, SshKey, User
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+# The Gitea release whose API (its swagger) the portal's shapes follow; GET /version says it, as Gitea does.
+GITEA_VERSION = "1.22.1"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 UNAUTHENTICATED = "Authentication required: send 'Authorization: Bearer <token>' or sign in."
 
@@ -189,6 +195,39 @@ def docs_asset(request: HttpRequest, name: str) -> HttpResponse:
     return response
 
 
+# Gitea's times for nothing: Go's zero time, and the Unix epoch of a timestamp never set.
+ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def gitea_time(value: datetime) -> str:
+    """A time as Gitea writes it: RFC 3339 to the second, in the site's time zone, with its offset (`Z` for UTC),
+    as Go's encoder does (`2026-12-06T08:55:41Z`, `2026-12-06T09:55:41+01:00`). Never milliseconds: Gitea's
+    clients parse exactly this."""
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, timezone.get_default_timezone())
+    try:
+        value = timezone.localtime(value)
+    except OverflowError:
+        # Go's zero time has no local time west of UTC; Gitea writes it in UTC.
+        value = value.astimezone(UTC)
+    text = value.replace(microsecond=0).isoformat()
+    return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+
+
+class GiteaJSONEncoder(NinjaJSONEncoder):
+    """Every API answer's JSON: times in Gitea's format, the rest as ninja encodes it."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, datetime):
+            return gitea_time(o)
+        return super().default(o)
+
+
+class GiteaRenderer(JSONRenderer):
+    encoder_class = GiteaJSONEncoder
+
+
 api = NinjaAPI(
     title="portal",
     version="1",
@@ -196,6 +235,7 @@ api = NinjaAPI(
     auth=[token_auth, session_auth],
     urls_namespace="api",
     docs=LocalSwagger(),
+    renderer=GiteaRenderer(),
 )
 # The account, key, token, organization and admin endpoints; every operation names its token scope.
 router = ScopedRouter(tags=["user"])
@@ -322,29 +362,52 @@ class Message(Schema):
 
 
 class UserOut(Schema):
+    """Gitea's User."""
+
     id: int
     login: str
+    login_name: str
+    source_id: int
     username: str
     full_name: str
     email: str
+    avatar_url: str
     html_url: str
+    language: str
     is_admin: bool
     active: bool
+    prohibit_login: bool
+    restricted: bool
     created: datetime
-    last_login: datetime | None
+    last_login: datetime
+    location: str
+    website: str
     description: str
+    visibility: str
+    followers_count: int
+    following_count: int
+    starred_repos_count: int
 
 
 class OrganizationOut(Schema):
+    """Gitea's Organization."""
+
     id: int
     name: str
     username: str
     full_name: str
+    email: str
+    avatar_url: str
     description: str
+    website: str
+    location: str
     visibility: str
+    repo_admin_change_team_access: bool
 
 
 class KeyOut(Schema):
+    """Gitea's PublicKey (and when it was last used)."""
+
     id: int
     key: str
     url: str
@@ -457,21 +520,59 @@ def api_url(path: str) -> str:
     return f"{settings.PORTAL_BASE_URL}{API_PREFIX}{path}"
 
 
+def avatar_url(account: User) -> str:
+    """The picture of a person or an organization (portal.views.avatar)."""
+    return f"{settings.PORTAL_BASE_URL}/-/avatars/{account.username}.svg"
+
+
 def user_out(user: User, viewer: User | None) -> dict:
-    """A user in Gitea's shape; the email address only for the user themselves and admins."""
+    """A user (or an organization as a repository's owner) in Gitea's User shape; the email address only for the
+    user themselves and admins. Fields of features the portal lacks (followers, stars, locations) have Gitea's
+    empty values."""
     show_email = viewer is not None and (viewer.pk == user.pk or is_site_admin(viewer))
     return {
         "id": user.pk,
         "login": user.username,
+        "login_name": "",
+        "source_id": 0,
         "username": user.username,
         "full_name": user.full_name or user.get_full_name(),
         "email": user.email if show_email else "",
+        "avatar_url": avatar_url(user),
         "html_url": f"{settings.PORTAL_BASE_URL}/{user.username}",
+        "language": "",
         "is_admin": user.is_superuser,
         "active": user.is_active,
+        # A deactivated account cannot sign in: Gitea's prohibit_login.
+        "prohibit_login": not user.is_active,
+        "restricted": False,
         "created": user.date_joined,
-        "last_login": user.last_login if show_email else None,
+        # Gitea's zero time when hidden, the Unix epoch for an account that never signed in.
+        "last_login": (user.last_login or EPOCH) if show_email else ZERO_TIME,
+        "location": "",
+        "website": "",
         "description": user.description,
+        "visibility": "public",
+        "followers_count": 0,
+        "following_count": 0,
+        "starred_repos_count": 0,
+    }
+
+
+def organization_out(org: User) -> dict:
+    """An organization in Gitea's shape: organizations are public, and their teams are managed by their owners."""
+    return {
+        "id": org.pk,
+        "name": org.username,
+        "username": org.username,
+        "full_name": org.full_name,
+        "email": "",
+        "avatar_url": avatar_url(org),
+        "description": org.description,
+        "website": "",
+        "location": "",
+        "visibility": "public",
+        "repo_admin_change_team_access": False,
     }
 
 
@@ -482,7 +583,8 @@ def key_out(key: SshKey, viewer: User | None, url: str) -> dict:
         "url": url,
         "title": key.title,
         "fingerprint": key.fingerprint,
-        "key_type": key.key_type,
+        # Gitea's kind of key (the algorithm is the key's first word).
+        "key_type": "deploy" if key.is_deploy_key else "user",
         "created_at": key.created,
         "read_only": key.is_deploy_key and not key.writable,
         "last_used_at": key.last_used,
@@ -512,6 +614,31 @@ def _person(username: str) -> User:
     if user is None:
         raise Http404(f"No user named {username!r}.")
     return user
+
+
+# The version: Gitea's clients read it to know which API they talk to.
+
+
+def anyone(request: HttpRequest) -> Principal:
+    """No credentials at all: for the few answers that are the same for everyone."""
+    return Principal()
+
+
+class VersionOut(Schema):
+    version: str
+
+
+@router.get(
+    "/version",
+    # Every token holds `api`; without credentials the answer is the same.
+    scope="api",
+    auth=[token_auth, session_auth, anyone],
+    response=VersionOut,
+    tags=["miscellaneous"],
+    summary="The Gitea version whose API the portal follows",
+)
+def get_version(request: HttpRequest):
+    return {"version": GITEA_VERSION}
 
 
 # The signed-in user.
@@ -648,32 +775,6 @@ def delete_token(request: HttpRequest, username: str, id: int):
         raise Http404("Token not found")
     services.revoke_access_token(token, actor=current_user(request))
     return Status(204, None)
-
-
-# Organizations.
-
-
-@router.post(
-    "/orgs", scope=WRITE_ORG, response={201: OrganizationOut}, tags=["organization"], summary="Create an organization"
-)
-def create_organization(request: HttpRequest, payload: OrganizationCreateIn):
-    org = services.create_organization(
-        actor=current_user(request),
-        name=payload.username,
-        full_name=payload.full_name,
-        description=payload.description,
-    )
-    return Status(
-        201,
-        {
-            "id": org.pk,
-            "name": org.username,
-            "username": org.username,
-            "full_name": org.full_name,
-            "description": org.description,
-            "visibility": "public",
-        },
-    )
 
 
 # Site administration.

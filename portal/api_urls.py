@@ -7,10 +7,12 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from portal.api import api, docs_asset
+from portal.api_orgs import router as organizations_router
 from releases.api import router as releases_router
 from repos.api import router as repos_router
 from reviews.api import router as reviews_router
 
+api.add_router("", organizations_router)
 api.add_router("", repos_router)
 api.add_router("", reviews_router)
 api.add_router("", releases_router)

@@ -472,10 +472,17 @@ def authenticate_token(raw: str) -> AccessToken | None:
 
 
 @transaction.atomic
-def create_organization(*, actor: User, name: str, full_name: str = "", description: str = "") -> User:
-    """Create an organization with an owners team holding its creator."""
+def create_organization(
+    *, actor: User, name: str, full_name: str = "", description: str = "", owner: User | None = None
+) -> User:
+    """Create an organization with an owners team holding its creator, or owner (for site admins only)."""
     if not actor.is_authenticated or actor.is_organization:
         raise PermissionDenied("Sign in to create an organization.")
+    owner = owner or actor
+    if owner.pk != actor.pk and not is_site_admin(actor):
+        raise PermissionDenied("Only site administrators create organizations for someone else.")
+    if owner.is_organization or not owner.is_active:
+        raise ValidationError("Only an active person can own an organization.")
     validate_owner_name(name)
     if _name_taken(name):
         raise ValidationError(f"The name {name!r} is already taken.", code="conflict")
@@ -483,8 +490,8 @@ def create_organization(*, actor: User, name: str, full_name: str = "", descript
     org.set_unusable_password()
     org.save()
     owners = Team.objects.create(organization=org, name=Team.OWNERS, description="Administers the organization")
-    owners.members.add(actor)
-    audit.record(actor, "org.create", org, after={"name": name})
+    owners.members.add(owner)
+    audit.record(actor, "org.create", org, subject=owner, after={"name": name, "owner": owner.username})
     return org
 
 

@@ -1,5 +1,7 @@
 """Home page and the user's own settings: profile, SSH keys, access tokens, security."""
 
+import hashlib
+
 from allauth.account.adapter import get_adapter
 from allauth.mfa.models import Authenticator
 from allauth.usersessions.models import UserSession
@@ -10,10 +12,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
+from django.utils.html import escape
 from django.views.decorators.http import require_POST
 
 from portal import services
-from portal.access import is_site_admin
+from portal.access import get_owner_for_user, is_site_admin
 from portal.adapters import INVITATION_SESSION_KEY
 from portal.confirm import ask_to_confirm, confirmed
 from portal.forms import AccessTokenForm, ProfileForm, SshKeyForm
@@ -32,6 +35,26 @@ def home(request: HttpRequest) -> HttpResponse:
 def favicon(request: HttpRequest) -> HttpResponse:
     # Browsers and feed readers ask for /favicon.ico whatever the page links to.
     return redirect(static("portal/favicon.svg"), permanent=True)
+
+
+AVATAR = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64" viewBox="0 0 64 64">'
+    '<rect width="64" height="64" fill="hsl({hue}, 45%, 45%)"/>'
+    '<text x="32" y="43" font-family="sans-serif" font-size="30" text-anchor="middle" fill="#fff">{letter}</text>'
+    "</svg>"
+)
+
+
+def avatar(request: HttpRequest, username: str) -> HttpResponse:
+    """An account's picture, as the API's avatar_url gives it: its first letter on a colour of its own (the
+    portal stores no pictures). Accounts are public; a deactivated one has none."""
+    account = get_owner_for_user(None, username)
+    hue = int(hashlib.sha256(account.username.lower().encode()).hexdigest()[:4], 16) % 360
+    svg = AVATAR.format(hue=hue, letter=escape(account.username[:1].upper()))
+    response = HttpResponse(svg, content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    return response
 
 
 def accept_invitation(request: HttpRequest, token: str) -> HttpResponse:

@@ -7,6 +7,8 @@ app_name = "portal"
 urlpatterns = [
     path("", views.home, name="home"),
     path("favicon.ico", views.favicon, name="favicon"),
+    # The API's avatar_url of every account.
+    path("-/avatars/<str:username>.svg", views.avatar, name="avatar"),
     # For monitoring and load balancers: what is up, no sign-in needed (portal/health.py).
     path("-/health", health.health, name="health"),
     # Under allauth's accounts/ (a reserved owner name), which has no route of this name itself.

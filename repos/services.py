@@ -161,6 +161,8 @@ def rename_repository(repo: Repository, *, actor: User, name: str) -> Repository
 def transfer_repository(repo: Repository, *, actor: User, new_owner: User) -> Repository:
     """Give the repository to another user or organization the actor can create repositories in."""
     _require(actor, repo, Role.ADMIN)
+    if new_owner.pk == repo.owner_id:
+        raise ValidationError(f"{repo.full_name} already belongs to {new_owner.username}.", code="conflict")
     if not is_repo_owner(actor, repo):
         raise PermissionDenied(f"Only the owner of {repo.full_name} can transfer it.")
     if not can_create_in(actor, new_owner):
@@ -631,3 +633,85 @@ def reconcile_refs(repo: Repository) -> list[Push]:
     if recorded:
         log.warning("recorded %d ref update(s) of %s late", len(recorded), repo.full_name)
     return recorded
+
+
+# Branches and files written through the API: the same rules as any push (write access, the repository's own
+# rules, branch protection), then the branch moves by compare-and-swap and the push is recorded like any other.
+
+
+def _write_ref(repo: Repository, principal: Principal, update: RefUpdate, *, message: str) -> RecordedPush:
+    reason = push_blocker(principal, repo, [update])
+    if reason is not None:
+        raise PermissionDenied(reason)
+    try:
+        git.update_ref(repo.path, update.ref, update.new_sha, update.old_sha, message=message)
+    except git.GitError:
+        raise ValidationError(f"{update.ref} changed meanwhile; try again.", code="conflict") from None
+    return record_push(repo, actor=principal, protocol=Push.Protocol.WEB, updates=[update])
+
+
+@transaction.atomic
+def create_branch(repo: Repository, *, actor: Principal, name: str, start_sha: str) -> str:
+    """Create branch name at start_sha, as a push of it would; returns the sha it points at."""
+    _check_branch_name(name)
+    if git.ref_target(repo.path, f"refs/heads/{name}") is not None:
+        raise ValidationError(f"The branch {name!r} already exists.", code="conflict")
+    update = RefUpdate(ref=f"refs/heads/{name}", old_sha=git.ZERO_SHA, new_sha=start_sha)
+    _write_ref(repo, actor, update, message=f"portal: branch {name} created by {actor.name}")
+    return start_sha
+
+
+@dataclass(frozen=True)
+class FileCommit:
+    """A commit the API wrote: its sha and the branch it went on."""
+
+    sha: str
+    branch: str
+
+
+@transaction.atomic
+def create_file(
+    repo: Repository,
+    *,
+    actor: Principal,
+    file_path: str,
+    content: bytes,
+    branch: str,
+    new_branch: str = "",
+    message: str = "",
+    author: git.Person,
+    committer: git.Person,
+) -> FileCommit:
+    """Commit a new file on branch (or on new_branch, started from branch), as a push of that commit would: refused
+    with the rule's reason when the push rules refuse it, and when the file already exists."""
+    parts = file_path.strip("/").split("/")
+    if not file_path.strip("/") or any(part in ("", ".", "..", ".git") or "\x00" in part for part in parts):
+        raise ValidationError(f"{file_path!r} is not a valid file path.")
+    file_path = "/".join(parts)
+    parent = git.ref_target(repo.path, f"refs/heads/{branch}")
+    if parent is None and not git.is_empty(repo.path):
+        raise ValidationError(f"There is no branch {branch!r}.")
+    if parent is not None:
+        try:
+            git.entry(repo.path, parent, file_path)
+        except git.PathNotFound:
+            pass
+        else:
+            raise ValidationError(f"{file_path} already exists on {branch}.", code="conflict")
+    target = new_branch or branch
+    if new_branch:
+        _check_branch_name(new_branch)
+        if git.ref_target(repo.path, f"refs/heads/{new_branch}") is not None:
+            raise ValidationError(f"The branch {new_branch!r} already exists.", code="conflict")
+    old = git.ref_target(repo.path, f"refs/heads/{target}") or git.ZERO_SHA
+    sha = git.write_commit(
+        repo.path,
+        parent,
+        {file_path: content},
+        (message or f"Add {file_path}").rstrip("\n") + "\n",
+        author=author,
+        committer=committer,
+    )
+    update = RefUpdate(ref=f"refs/heads/{target}", old_sha=old, new_sha=sha)
+    _write_ref(repo, actor, update, message=f"portal: {file_path} added by {actor.name}")
+    return FileCommit(sha=sha, branch=target)

@@ -24,3 +24,10 @@ repository_created = Signal()
 repository_renamed = Signal()
 repository_transferred = Signal()
 repository_deleted = Signal()
+
+# The API describing a repository or a branch in Gitea's shapes asks the apps above what only they know (merge
+# settings and open pull requests, a branch's protection): keyword arguments repository, principal (who asks) and,
+# for a branch, branch (its name). Each receiver returns a dict of Gitea's fields it answers, or None; what nobody
+# answers keeps the value repos gives when there are no pull requests and no protection.
+repository_described = Signal()
+branch_described = Signal()

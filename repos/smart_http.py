@@ -64,6 +64,12 @@ def _principal(request: HttpRequest) -> Principal:
         raise Refused(401, "Malformed Basic credentials.", challenge=True)
     if not colon or not username:
         raise Refused(401, "Give your username and a personal access token.", challenge=True)
+    if username.startswith(AccessToken.PREFIX) and secret in ("", "x-oauth-basic"):
+        # Gitea's form: the token as the user name and no password (https://<token>@host/owner/repo.git).
+        token = accounts.authenticate_token(username)
+        if token is None:
+            raise Refused(401, "This token is invalid, expired or revoked.", challenge=True)
+        return Principal(user=token.user, token=token)
     if username == read_tokens.USERNAME:
         repository_id = read_tokens.repository_id(secret)
         if repository_id is None:

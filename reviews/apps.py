@@ -8,7 +8,7 @@ class ReviewsConfig(AppConfig):
     def ready(self) -> None:
         from portal.signals import ssh_key_removed
         from repos import signals as repo_signals
-        from reviews import notifications, receivers
+        from reviews import described, notifications, receivers
         from reviews import signals as review_signals
 
         # The key's owner hears of it here, where the notifications (in the portal and by email) live.
@@ -16,6 +16,9 @@ class ReviewsConfig(AppConfig):
         # Branch protection refuses inside pre-receive, and the pushed branches' pull requests follow inside
         # post-receive, whose output prints their links: both answer synchronously.
         repo_signals.push_checked.connect(receivers.refuse_protected_update, dispatch_uid="reviews.protection")
+        # The API's Repository and Branch carry the merge settings and the branch's protection.
+        repo_signals.repository_described.connect(described.describe_repository, dispatch_uid="reviews.describe_repo")
+        repo_signals.branch_described.connect(described.describe_branch, dispatch_uid="reviews.describe_branch")
         # Webhooks hear of a push before the pull requests it moves, as Gitea sends them.
         repo_signals.push_received.connect(receivers.hook_push, dispatch_uid="reviews.webhooks.push")
         repo_signals.push_received.connect(receivers.follow_pushed_branches, dispatch_uid="reviews.follow_push")

@@ -77,6 +77,7 @@ PS = PL | {"stage": "Deploy-dev"}
 WEB_ROUTES: dict[str, list[Case]] = {
     "portal:home": [Case(PUBLIC)],
     "portal:favicon": [Case(PUBLIC)],
+    "portal:avatar": [Case(PUBLIC, kwargs={"username": "alice"})],
     "portal:health": [Case(PUBLIC)],
     # A forged link shows everyone the same "this invitation does not work" page.
     "portal:accept_invitation": [Case(PUBLIC, kwargs={"token": "not-a-token"})],
@@ -278,6 +279,17 @@ WEB_ROUTES: dict[str, list[Case]] = {
 
 A = "/api/v1"
 RP = "/repos/{owner}/{repo}"
+ABSENT_LISTS = ("issues", "labels", "milestones", "forks", "stargazers", "wiki/pages")
+ABSENT_ROUTES = (
+    ("POST", f"{RP}/issues"),
+    ("GET", f"{RP}/issues/{{index}}"),
+    ("POST", f"{RP}/labels"),
+    ("POST", f"{RP}/milestones"),
+    ("POST", f"{RP}/forks"),
+    ("POST", f"{RP}/wiki/new"),
+    ("PUT", "/user/starred/{owner}/{repo}"),
+    ("GET", "/user/starred/{owner}/{repo}"),
+)
 API_ROUTES: dict[tuple[str, str], str] = {
     ("GET", f"{A}/user"): LOGIN,
     ("GET", f"{A}/user/settings"): LOGIN,
@@ -302,6 +314,39 @@ API_ROUTES: dict[tuple[str, str], str] = {
     ("GET", f"{A}/admin/audit"): SITE_ADMIN,
     ("GET", f"{A}/admin/revoked_keys"): SITE_ADMIN,
     ("DELETE", f"{A}/admin/revoked_keys/{{id}}"): SITE_ADMIN,
+    # Gitea's everyday reads: the version, organizations and their teams, someone's repositories.
+    ("GET", f"{A}/version"): PUBLIC,
+    ("GET", f"{A}/orgs"): LOGIN,
+    ("GET", f"{A}/user/orgs"): LOGIN,
+    ("GET", f"{A}/users/{{username}}/orgs"): LOGIN,
+    ("GET", f"{A}/users/{{username}}/repos"): LOGIN,
+    ("GET", f"{A}/orgs/{{org}}"): LOGIN,
+    # The organization's name is public; its repositories are listed as far as each caller may see them.
+    ("GET", f"{A}/orgs/{{org}}/repos"): LOGIN,
+    ("GET", f"{A}/orgs/{{org}}/teams"): ORG_MEMBER,
+    ("POST", f"{A}/orgs/{{org}}/teams"): ORG_OWNER,
+    ("GET", f"{A}/admin/orgs"): SITE_ADMIN,
+    ("POST", f"{A}/admin/users/{{username}}/orgs"): SITE_ADMIN,
+    # Code: a new branch and a new file each go on a branch of their own, through the push rules.
+    ("GET", f"{A}{RP}/branches/{{branch}}"): repo(Role.READ),
+    ("POST", f"{A}{RP}/branches"): repo(Role.WRITE),
+    ("GET", f"{A}{RP}/contents"): repo(Role.READ),
+    ("GET", f"{A}{RP}/contents/{{filepath}}"): repo(Role.READ),
+    ("POST", f"{A}{RP}/contents/{{filepath}}"): repo(Role.WRITE),
+    ("GET", f"{A}{RP}/raw/{{filepath}}"): repo(Role.READ),
+    ("GET", f"{A}{RP}/commits"): repo(Role.READ),
+    ("GET", f"{A}{RP}/git/commits/{{sha}}"): repo(Role.READ),
+    ("GET", f"{A}{RP}/tags"): repo(Role.READ),
+    ("GET", f"{A}{RP}/topics"): repo(Role.READ),
+    # carol is a collaborator (204); each caller asks for their own permission.
+    ("GET", f"{A}{RP}/collaborators/{{username}}"): repo(Role.READ),
+    ("GET", f"{A}{RP}/collaborators/{{username}}/permission"): repo(Role.READ),
+    # To its own owner: refused as a conflict (409) once the caller may transfer it, so nothing moves.
+    ("POST", f"{A}{RP}/transfer"): repo(Role.ADMIN),
+    # Features the portal lacks: their lists are empty to whoever reads the repository; the rest is 404 for all.
+    **{("GET", f"{A}{RP}/{path}"): repo(Role.READ) for path in ABSENT_LISTS},
+    **{(method, f"{A}{path}"): HIDDEN for method, path in ABSENT_ROUTES},
+    ("GET", f"{A}/user/starred"): LOGIN,
     ("GET", f"{A}{RP}"): repo(Role.READ),
     ("PATCH", f"{A}{RP}"): repo(Role.ADMIN),
     ("GET", f"{A}{RP}/branches"): repo(Role.READ),
@@ -861,7 +906,11 @@ def test_api_operations_follow_the_matrix(world, who):
             "pipeline_name": "gate",
             "execution_id": 1,
             "stage_name": "Approval",
+            "branch": "main",
+            "filepath": f"matrix-{uuid.uuid4().hex[:8]}.txt" if method == "POST" else "README.md",
         }
+        if path.endswith("/permission"):
+            values["username"] = me
         if "/revoked_keys/" in path:
             values["id"] = refs["@revocation"]
         elif "/approval_rules/" in path:
@@ -925,6 +974,14 @@ def _api_body(method: str, path: str) -> dict:
         return {"name": f"matrix-{uuid.uuid4().hex[:8]}"}
     if path.endswith("/orgs"):
         return {"username": f"org-{uuid.uuid4().hex[:8]}"}
+    if path.endswith("/teams"):
+        return {"name": f"team-{uuid.uuid4().hex[:8]}"}
+    if path.endswith("/branches"):
+        return {"new_branch_name": f"matrix-{uuid.uuid4().hex[:8]}", "old_ref_name": "main"}
+    if "/contents/" in path:
+        return {"content": "bWF0cml4Cg==", "new_branch": f"matrix-{uuid.uuid4().hex[:8]}"}
+    if path.endswith("/transfer"):
+        return {"new_owner": "alice"}
     if path.endswith("/admin/users"):
         name = f"user-{uuid.uuid4().hex[:8]}"
         return {"username": name, "email": f"{name}@example.com"}

@@ -34,7 +34,17 @@ from .diffs import (
     patch_id,
     with_hunks,
 )
-from .history import BlameHunk, blame, commits_between, is_ancestor, is_fast_forward, last_commits, log, merge_base
+from .history import (
+    BlameHunk,
+    blame,
+    commit_count,
+    commits_between,
+    is_ancestor,
+    is_fast_forward,
+    last_commits,
+    log,
+    merge_base,
+)
 from .merge import Person, edit_lines, merge_check, merge_commit, rebase_commits, squash_commit
 from .objects import TreeEntry, commit, commits, entry, file_lines, has_object, read_blob, tree_entries
 from .refs import (
@@ -57,7 +67,17 @@ from .refs import (
     update_ref,
     version_key,
 )
-from .repository import commit_files, delete, init_bare, is_empty, remove_stale_incoming, repack, write_commit_graph
+from .repository import (
+    commit_files,
+    delete,
+    disk_size,
+    init_bare,
+    is_empty,
+    remove_stale_incoming,
+    repack,
+    write_commit,
+    write_commit_graph,
+)
 from .wire import (
     ARCHIVE_FORMATS,
     HOOKS_DIR,
@@ -105,12 +125,14 @@ __all__ = [
     "changed_ranges",
     "check_sha",
     "commit",
+    "commit_count",
     "commit_files",
     "commits",
     "commits_between",
     "decode_path",
     "delete",
     "delete_ref",
+    "disk_size",
     "diff",
     "edit_lines",
     "entry",
@@ -152,5 +174,6 @@ __all__ = [
     "update_ref",
     "version_key",
     "with_hunks",
+    "write_commit",
     "write_commit_graph",
 ]

@@ -43,6 +43,17 @@ def log(path: Path, sha: str, *, file_path: str = "", skip: int = 0, limit: int 
     return commits(path, out.decode().split())
 
 
+def commit_count(path: Path, sha: str, *, file_path: str = "") -> int:
+    """How many commits log() walks from sha (with file_path, those that touched it, renames of a file followed)."""
+    check_sha(sha)
+    if not file_path:
+        return int(run_git(path, "rev-list", "--count", sha).decode().strip() or 0)
+    args = ["log", "--format=%H"]
+    if entry(path, sha, file_path).kind != "tree":
+        args.append("--follow")
+    return len(run_git(path, *args, sha, "--", path_bytes(file_path)).split())
+
+
 def merge_base(path: Path, a: str, b: str) -> str | None:
     """The best common ancestor of two commits, or None for unrelated histories.
 

@@ -27,7 +27,7 @@ class Person:
     when: datetime | None = None
 
 
-def _signature_of(person: Person) -> pygit2.Signature:
+def signature_of(person: Person) -> pygit2.Signature:
     when = person.when or datetime.now(UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -70,7 +70,7 @@ def merge_commit(path: Path, base_sha: str, head_sha: str, *, message: str, auth
     base, head = load_commit(repo, base_sha), load_commit(repo, head_sha)
     tree = _merged_tree(repo, base, head)
     oid = repo.create_commit(
-        None, _signature_of(author), _signature_of(committer), _message(message), tree, [base.id, head.id]
+        None, signature_of(author), signature_of(committer), _message(message), tree, [base.id, head.id]
     )
     return str(oid)
 
@@ -80,7 +80,7 @@ def squash_commit(path: Path, base_sha: str, head_sha: str, *, message: str, aut
     repo = open_repo(path)
     base, head = load_commit(repo, base_sha), load_commit(repo, head_sha)
     tree = _merged_tree(repo, base, head)
-    oid = repo.create_commit(None, _signature_of(author), _signature_of(committer), _message(message), tree, [base.id])
+    oid = repo.create_commit(None, signature_of(author), signature_of(committer), _message(message), tree, [base.id])
     return str(oid)
 
 
@@ -94,7 +94,7 @@ def rebase_commits(path: Path, base_sha: str, head_sha: str, *, committer: Perso
     base, head = load_commit(repo, base_sha), load_commit(repo, head_sha)
     if base.id == head.id or repo.descendant_of(head.id, base.id):
         return head_sha
-    signature = _signature_of(committer)
+    signature = signature_of(committer)
     walker = repo.walk(head.id, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
     walker.hide(base.id)
     tip = base
@@ -178,7 +178,5 @@ def edit_lines(
     if result and not data.endswith(b"\n"):
         result[-1] = strip_line_end(result[-1])
     tree = _replace_in_tree(repo, parent.tree, parts, repo.create_blob(b"".join(result)), mode)
-    oid = repo.create_commit(
-        None, _signature_of(author), _signature_of(committer), _message(message), tree, [parent.id]
-    )
+    oid = repo.create_commit(None, signature_of(author), signature_of(committer), _message(message), tree, [parent.id])
     return str(oid)

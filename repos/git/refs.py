@@ -50,6 +50,7 @@ class Tag:
     commit: Commit
     message: str  # an annotated tag's message, "" for a lightweight tag
     tagger: Signature | None
+    object_sha: str = ""  # the tag object of an annotated tag, the commit of a lightweight one
 
     @property
     def when(self) -> datetime:
@@ -185,6 +186,7 @@ def tags(path: Path) -> list[Tag]:
                 commit=as_commit(target),
                 message=obj.message if annotated else "",
                 tagger=as_signature(obj.tagger) if annotated and obj.tagger else None,
+                object_sha=str(obj.id),
             )
         )
     return sorted(result, key=lambda t: t.when, reverse=True)

@@ -1,5 +1,6 @@
 """A repository as a whole: creating, seeding and deleting it, and the maintenance that keeps it fast."""
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pygit2
 
 from ._base import ZERO_SHA, open_repo, run_git
+from .merge import Person, signature_of
 from .refs import update_ref
 
 
@@ -35,17 +37,41 @@ def is_empty(path: Path) -> bool:
     return next(iter(open_repo(path).references), None) is None
 
 
+def disk_size(path: Path) -> int:
+    """The bytes a bare repository takes on disk (its objects, refs and the rest), as Gitea counts a repository's
+    size."""
+    total = 0
+    for folder, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                total += (Path(folder) / name).lstat().st_size
+            except OSError:
+                continue
+    return total
+
+
 def commit_files(path: Path, branch: str, files: dict[str, bytes], message: str, *, name: str, email: str) -> str:
     """Commit files ("name" or "dir/name": content) on top of branch (creating it when absent) and return the new
     commit's sha."""
     repo = open_repo(path)
     ref_name = f"refs/heads/{branch}"
     parent = repo.references.get(ref_name)
-    parents = [parent.target] if parent is not None else []
+    parent_sha = str(parent.target) if parent is not None else None
+    person = Person(name, email)
+    sha = write_commit(path, parent_sha, files, message, author=person, committer=person)
+    update_ref(path, ref_name, sha, parent_sha or ZERO_SHA)
+    return sha
+
+
+def write_commit(
+    path: Path, parent_sha: str | None, files: dict[str, bytes], message: str, *, author: Person, committer: Person
+) -> str:
+    """Write a commit of files ("name" or "dir/name": content) on top of parent_sha (None: a root commit) and return
+    its sha; no ref moves, so the caller can ask the push rules first and then move the branch by compare-and-swap."""
+    repo = open_repo(path)
+    parents = [repo[parent_sha].peel(pygit2.Commit).id] if parent_sha else []
     tree = _tree_with(repo, repo[parents[0]].tree if parents else None, files)
-    sig = pygit2.Signature(name, email)
-    oid = repo.create_commit(None, sig, sig, message, tree, parents)
-    update_ref(path, ref_name, str(oid), str(parents[0]) if parents else ZERO_SHA)
+    oid = repo.create_commit(None, signature_of(author), signature_of(committer), message, tree, parents)
     return str(oid)
 
 

@@ -108,6 +108,64 @@ def test_a_token_only_works_with_its_own_username(server, private_repo, alice, b
     assert "belongs to another user" in result.stderr
 
 
+# Gitea's form: the token as the user name and no password (https://<token>@host/owner/repo.git).
+
+
+def token_as_user_url(server: str, token: str, path: str = "alice/project") -> str:
+    parts = urlsplit(server)
+    return f"{parts.scheme}://{token}@{parts.netloc}/{path}.git"
+
+
+@pytest.fixture
+def empty_password(git_env, tmp_path):
+    """git asks for the password a URL lacks; this answers it as a person pressing Enter would."""
+    askpass = tmp_path / "askpass"
+    askpass.write_text("#!/bin/sh\necho\n")
+    askpass.chmod(0o755)
+    return git_env | {"GIT_ASKPASS": str(askpass)}
+
+
+def test_a_token_as_the_user_name_without_a_password_clones_and_pushes(
+    server, private_repo, bob, empty_password, tmp_path
+):
+    token = token_for(bob, ("read:repo", "write:repo"))
+    work, result = clone(token_as_user_url(server, token), empty_password, tmp_path)
+    assert result.returncode == 0, result.stderr
+    sha = commit_file(work, empty_password, "gitea.txt", b"like Gitea\n")
+    pushed = run_git("push", "origin", "HEAD:refs/heads/gitea", env=empty_password, cwd=work)
+    assert pushed.returncode == 0, pushed.stderr
+    assert git.branch_sha(private_repo.path, "gitea") == sha
+    assert Push.objects.get(repository=private_repo, ref="refs/heads/gitea").pusher == bob
+
+
+def test_a_token_as_the_user_name_with_an_empty_password_in_the_url(server, private_repo, carol, git_env, tmp_path):
+    parts = urlsplit(server)
+    url = f"{parts.scheme}://{token_for(carol, ('read:repo',))}:@{parts.netloc}/alice/project.git"
+    _, result = clone(url, git_env, tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_token_as_the_user_name_keeps_its_scopes(server, private_repo, bob, empty_password, tmp_path):
+    reader = token_for(bob, ("read:repo",))
+    work, result = clone(token_as_user_url(server, reader), empty_password, tmp_path)
+    assert result.returncode == 0, result.stderr
+    commit_file(work, empty_password, "nope.txt", b"no\n")
+    pushed = run_git("push", "origin", "HEAD:refs/heads/nope", env=empty_password, cwd=work)
+    assert pushed.returncode != 0
+    assert "write:repo" in pushed.stderr
+    assert git.ref_target(private_repo.path, "refs/heads/nope") is None
+
+
+def test_a_bad_token_as_the_user_name_is_refused(server, private_repo, mallory, empty_password, tmp_path):
+    _, result = clone(token_as_user_url(server, "ptl_not-a-token"), empty_password, tmp_path)
+    assert result.returncode != 0
+    assert "invalid, expired or revoked" in result.stderr
+    # An outsider's good token finds nothing there.
+    _, result = clone(token_as_user_url(server, token_for(mallory)), empty_password, tmp_path, "other")
+    assert result.returncode != 0
+    assert "not found" in result.stderr.lower()
+
+
 @pytest.fixture
 def working_copy(server, private_repo, alice, git_env, tmp_path):
     """A clone of alice/project made by its owner."""

@@ -44,7 +44,7 @@ def pull(private_repo, alice, bob):
 @pytest.fixture
 def admin_token(admin):
     _token, raw = portal_services.create_access_token(
-        admin, actor=admin, name="pages", scopes=["api", "admin", "read:repo", "read:user"], expires_at=None
+        admin, actor=admin, name="pages", scopes=["api", "admin", "read:repo", "read:user", "read:org"], expires_at=None
     )
     return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
 
@@ -103,6 +103,7 @@ def _url(path: str, pull, run_id: str) -> str:
         "sha": pull.head_sha,
         "ref": "main",
         "org": "acme",
+        "username": "alice",
         "pipeline_name": "gate",
         "id": str(Webhook.objects.get(repository__isnull=path.startswith(f"{API}/orgs/")).pk),
     }

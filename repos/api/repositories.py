@@ -1,12 +1,16 @@
-"""Repository endpoints of the REST API, in Gitea's shapes; every one asks repos.access first."""
+"""Repositories, their collaborators, deploy keys and transfers, in Gitea's shapes."""
 
 from datetime import datetime
 from typing import Literal
 
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Query, Schema, Status
 
+from portal.access import Principal, get_owner_for_user
 from portal.api import (
+    EPOCH,
+    ZERO_TIME,
     InputSchema,
     KeyIn,
     UserOut,
@@ -18,14 +22,21 @@ from portal.api import (
     user_out,
 )
 from portal.api_pages import PageParams, paginate
-from portal.api_scopes import READ_REPO, WRITE_REPO, ScopedRouter
+from portal.api_scopes import READ_REPO, WRITE_REPO
 from portal.models import SshKey, User
-from repos import git
+from repos import git, signals
 from repos import services as repo_services
-from repos.access import get_org_for_user, get_repo_for_principal, member_repositories, role_for_principal
+from repos.access import (
+    get_org_for_user,
+    get_repo_for_principal,
+    is_repo_owner,
+    member_repositories,
+    role_for,
+    role_for_principal,
+    visible_repositories,
+)
+from repos.api.router import router
 from repos.models import Collaborator, Repository, Role, Visibility
-
-router = ScopedRouter(tags=["repository"])
 
 Permission = Literal["read", "write", "maintain", "admin"]
 VisibilityName = Literal["private", "internal", "public"]
@@ -38,24 +49,70 @@ class RepoPermissions(Schema):
 
 
 class RepositoryOut(Schema):
+    """Gitea's Repository. Features the portal lacks (issues, wikis, stars, forks, mirrors, templates, archiving,
+    releases, packages) have Gitea's empty or false values."""
+
     id: int
     owner: UserOut
     name: str
     full_name: str
     description: str
-    private: bool
-    internal: bool
-    visibility: str
-    default_branch: str
     empty: bool
-    url: str
-    clone_url: str
-    ssh_url: str
+    private: bool
+    fork: bool
+    template: bool
+    mirror: bool
+    size: int
+    language: str
+    languages_url: str
     html_url: str
+    url: str
+    link: str
+    ssh_url: str
+    clone_url: str
+    original_url: str
+    website: str
+    stars_count: int
+    forks_count: int
+    watchers_count: int
+    open_issues_count: int
+    open_pr_counter: int
+    release_counter: int
+    default_branch: str
+    archived: bool
     created_at: datetime
     updated_at: datetime
+    archived_at: datetime
     pushed_at: datetime | None
     permissions: RepoPermissions
+    has_issues: bool
+    has_wiki: bool
+    has_pull_requests: bool
+    has_projects: bool
+    projects_mode: str
+    has_releases: bool
+    has_packages: bool
+    has_actions: bool
+    ignore_whitespace_conflicts: bool
+    allow_merge_commits: bool
+    allow_rebase: bool
+    allow_rebase_explicit: bool
+    allow_squash_merge: bool
+    allow_fast_forward_only_merge: bool
+    allow_rebase_update: bool
+    allow_manual_merge: bool
+    autodetect_manual_merge: bool
+    default_delete_branch_after_merge: bool
+    default_merge_style: str
+    default_allow_maintainer_edit: bool
+    avatar_url: str
+    internal: bool
+    visibility: str
+    mirror_interval: str
+    object_format_name: str
+    mirror_updated: datetime
+    topics: list[str]
+    licenses: list[str]
 
 
 class RepositoryCreateIn(InputSchema):
@@ -109,26 +166,6 @@ class DeployKeyOut(Schema):
     last_used_at: datetime | None
 
 
-class CommitUser(Schema):
-    name: str
-    email: str
-
-
-class BranchCommit(Schema):
-    id: str
-    message: str
-    url: str
-    author: CommitUser
-    committer: CommitUser
-    timestamp: datetime
-
-
-class BranchOut(Schema):
-    name: str
-    commit: BranchCommit
-    user_can_push: bool
-
-
 def _permissions(role: int) -> dict:
     return {"admin": role >= Role.ADMIN, "push": role >= Role.WRITE, "pull": role >= Role.READ}
 
@@ -142,31 +179,94 @@ def _is_empty(repo: Repository) -> bool:
 
 def repository_out(request: HttpRequest, repo: Repository) -> dict:
     """A repository in Gitea's shape, with the caller's permissions on it."""
-    return repository_json(repo, current_user(request), role_for_principal(principal(request), repo))
+    who = principal(request)
+    return repository_json(repo, current_user(request), role_for_principal(who, repo), who)
 
 
-def repository_json(repo: Repository, viewer: User | None, role: int) -> dict:
-    """A repository in Gitea's shape as viewer sees it, with the permissions of role."""
-    return {
+# Gitea's times for what never happened: a repository never archived (a timestamp never set), never mirrored (Go's
+# zero time).
+NEVER_ARCHIVED = EPOCH
+NEVER_MIRRORED = ZERO_TIME
+
+
+def repository_json(repo: Repository, viewer: User | None, role: int, principal: Principal | None = None) -> dict:
+    """A repository in Gitea's shape as viewer sees it, with the permissions of role. The apps above answer what
+    only they know (pull requests and how they merge) through repos.signals.repository_described."""
+    principal = principal or Principal(user=viewer)
+    out = {
         "id": repo.pk,
         "owner": user_out(repo.owner, viewer),
         "name": repo.name,
         "full_name": repo.full_name,
         "description": repo.description,
-        "private": repo.visibility == Visibility.PRIVATE,
-        "internal": repo.visibility == Visibility.INTERNAL,
-        "visibility": repo.visibility,
-        "default_branch": repo.default_branch,
         "empty": _is_empty(repo),
-        "url": api_url(f"/repos/{repo.full_name}"),
-        "clone_url": repo.http_url,
-        "ssh_url": repo.ssh_url,
+        "private": repo.visibility == Visibility.PRIVATE,
+        "fork": False,
+        "template": False,
+        "mirror": False,
+        "size": _size_kib(repo),
+        "language": "",
+        "languages_url": "",
         "html_url": repo.web_url,
+        "url": api_url(f"/repos/{repo.full_name}"),
+        "link": f"/{repo.full_name}",
+        "ssh_url": repo.ssh_url,
+        "clone_url": repo.http_url,
+        "original_url": "",
+        "website": "",
+        "stars_count": 0,
+        "forks_count": 0,
+        "watchers_count": 0,
+        "open_issues_count": 0,
+        "open_pr_counter": 0,
+        "release_counter": 0,
+        "default_branch": repo.default_branch,
+        "archived": False,
         "created_at": repo.created,
         "updated_at": repo.updated,
+        "archived_at": NEVER_ARCHIVED,
         "pushed_at": repo.pushed,
         "permissions": _permissions(role),
+        "has_issues": False,
+        "has_wiki": False,
+        "has_pull_requests": False,
+        "has_projects": False,
+        "projects_mode": "",
+        "has_releases": False,
+        "has_packages": False,
+        # Builds answer Gitea's and GitHub's actions routes (runs, artifacts, secrets, variables).
+        "has_actions": True,
+        "ignore_whitespace_conflicts": False,
+        "allow_merge_commits": False,
+        "allow_rebase": False,
+        "allow_rebase_explicit": False,
+        "allow_squash_merge": False,
+        "allow_fast_forward_only_merge": False,
+        "allow_rebase_update": False,
+        "allow_manual_merge": False,
+        "autodetect_manual_merge": False,
+        "default_delete_branch_after_merge": False,
+        "default_merge_style": "",
+        "default_allow_maintainer_edit": False,
+        "avatar_url": "",
+        "internal": repo.visibility == Visibility.INTERNAL,
+        "visibility": repo.visibility,
+        "mirror_interval": "",
+        "object_format_name": "sha1",
+        "mirror_updated": NEVER_MIRRORED,
+        "topics": [],
+        "licenses": [],
     }
+    for _receiver, answer in signals.repository_described.send(Repository, repository=repo, principal=principal):
+        out |= {key: value for key, value in (answer or {}).items() if key in out}
+    return out
+
+
+def _size_kib(repo: Repository) -> int:
+    try:
+        return git.disk_size(repo.path) // 1024
+    except OSError:
+        return 0
 
 
 def _repo(request: HttpRequest, owner: str, repo: str, need: int = Role.READ) -> Repository:
@@ -360,25 +460,119 @@ def delete_deploy_key(request: HttpRequest, owner: str, repo: str, id: int):
     return Status(204, None)
 
 
-# Branches.
+# Someone's repositories, and an organization's.
 
 
-@router.get("/repos/{owner}/{repo}/branches", scope=READ_REPO, response=list[BranchOut], summary="List branches")
-def list_branches(request: HttpRequest, owner: str, repo: str):
+def _listed(request: HttpRequest, response: HttpResponse, pages: PageParams, owner: User) -> list[dict]:
+    who = principal(request)
+    repos = visible_repositories(who.user).filter(owner=owner).select_related("owner").order_by("name")
+    # A token without repository scopes sees only what anyone may see.
+    shown = [repo for repo in repos if role_for_principal(who, repo) >= Role.READ]
+    return [repository_out(request, repo) for repo in paginate(shown, response, pages)]
+
+
+@router.get(
+    "/users/{username}/repos",
+    scope=READ_REPO,
+    response=list[RepositoryOut],
+    summary="List a user's repositories that you can see",
+)
+def list_repositories_of_user(request: HttpRequest, response: HttpResponse, username: str, pages: Query[PageParams]):
+    return _listed(request, response, pages, get_owner_for_user(current_user(request), username))
+
+
+@router.get(
+    "/orgs/{org}/repos",
+    scope=READ_REPO,
+    response=list[RepositoryOut],
+    summary="List an organization's repositories that you can see",
+)
+def list_org_repositories(request: HttpRequest, response: HttpResponse, org: str, pages: Query[PageParams]):
+    return _listed(request, response, pages, get_org_for_user(current_user(request), org))
+
+
+# One collaborator.
+
+
+class CollaboratorPermissionOut(Schema):
+    """Gitea's RepoCollaboratorPermission."""
+
+    permission: str
+    role_name: str
+    user: UserOut
+
+
+@router.get(
+    "/repos/{owner}/{repo}/collaborators/{username}",
+    scope=READ_REPO,
+    response={204: None},
+    summary="Whether a user is a collaborator (204) or not (404)",
+)
+def check_collaborator(request: HttpRequest, owner: str, repo: str, username: str):
     repository = _repo(request, owner, repo)
-    can_push = role_for_principal(principal(request), repository) >= Role.WRITE
-    return [
-        {
-            "name": branch.name,
-            "commit": {
-                "id": commit.sha,
-                "message": commit.message,
-                "url": f"{repository.web_url}/commit/{commit.sha}",
-                "author": {"name": commit.author.name, "email": commit.author.email},
-                "committer": {"name": commit.committer.name, "email": commit.committer.email},
-                "timestamp": commit.committer.when,
-            },
-            "user_can_push": can_push,
-        }
-        for branch, commit in git.branch_heads(repository.path)
-    ]
+    if not Collaborator.objects.filter(repository=repository, user__username__iexact=username).exists():
+        raise Http404(f"{username} is not a collaborator of {repository.full_name}.")
+    return Status(204, None)
+
+
+# Gitea has no maintain level: a maintainer writes.
+GITEA_ACCESS = {Role.READ: "read", Role.WRITE: "write", Role.MAINTAIN: "write", Role.ADMIN: "admin"}
+
+
+@router.get(
+    "/repos/{owner}/{repo}/collaborators/{username}/permission",
+    scope=READ_REPO,
+    response=CollaboratorPermissionOut,
+    summary="A user's permission on the repository",
+    description="Your own, or anyone's for the repository's administrators. `permission` is Gitea's access level "
+    "(`none`, `read`, `write`, `admin` or `owner`), `role_name` the portal's role (`maintain` is `write` in Gitea).",
+)
+def get_collaborator_permission(request: HttpRequest, owner: str, repo: str, username: str):
+    repository = _repo(request, owner, repo)
+    viewer = current_user(request)
+    user = _collaborator(username)
+    if user.pk != viewer.pk and role_for_principal(principal(request), repository) < Role.ADMIN:
+        raise PermissionDenied("Only the repository's administrators can read someone else's permission.")
+    role = role_for(user, repository)
+    permission = "owner" if is_repo_owner(user, repository) else GITEA_ACCESS.get(role, "none")
+    return {
+        "permission": permission,
+        "role_name": Role(role).label if role else "none",
+        "user": user_out(user, viewer),
+    }
+
+
+class TopicsOut(Schema):
+    topics: list[str]
+
+
+@router.get(
+    "/repos/{owner}/{repo}/topics",
+    scope=READ_REPO,
+    response=TopicsOut,
+    summary="A repository's topics: always none, the portal has no topics",
+)
+def list_topics(request: HttpRequest, owner: str, repo: str):
+    _repo(request, owner, repo)
+    return {"topics": []}
+
+
+class TransferIn(InputSchema):
+    new_owner: str
+    team_ids: gitea_unsupported(list[int], "team grants do not travel with a repository; grant them afterwards") = None
+
+
+@router.post(
+    "/repos/{owner}/{repo}/transfer",
+    scope=WRITE_REPO,
+    response={202: RepositoryOut},
+    summary="Give a repository to another user or organization",
+    description="Only the repository's owner (or an owner of its organization) transfers it, to themselves or an "
+    "organization they own; it moves at once. Its teams' grants stay behind.",
+)
+def transfer_repository(request: HttpRequest, owner: str, repo: str, payload: TransferIn):
+    repository = _repo(request, owner, repo, Role.ADMIN)
+    actor = current_user(request)
+    new_owner = get_owner_for_user(actor, payload.new_owner)
+    repository = repo_services.transfer_repository(repository, actor=actor, new_owner=new_owner)
+    return Status(202, repository_out(request, repository))
