@@ -2,9 +2,9 @@
 
 The fixtures give what any step needs: `gitea_as(user)` (a client with that person's token), the team (alice owns the
 organization acme, bob writes, carol reads, mallory is an outsider) and `service` (acme/service, private, seeded with
-a README, a second commit and a tag). Steps that only the client's raw requests reach (tags, keys, branch protection)
-go through its own request methods, as a script would. Pull requests, reviews, merges and statuses take the same
-fixtures.
+a README, a second commit and a tag). Steps that only the client's raw requests reach (tags, keys, branch protection,
+and py-gitea 0.2.10 has no methods for pull requests, reviews or statuses) go through its own request methods, as a
+script would.
 """
 
 import base64
@@ -210,3 +210,69 @@ def test_manages_keys_and_collaborators(gitea_as, alice, carol, service, tmp_pat
     assert not _is_collaborator(admin, "carol")
     with pytest.raises(NotFoundException):
         Repository.request(gitea_as(carol), "acme", "service")
+
+
+def test_opens_reviews_checks_and_merges_a_pull_request(gitea_as, alice, bob, carol, service):
+    """The review half of the script: main protected (one approval, the check ci/build), bob's branch and pull
+    request, alice's review, CI's status, and the merge, without head_commit_id, of the head alice approved."""
+    admin, writer, reader = gitea_as(alice), gitea_as(bob), gitea_as(carol)
+    base = "/repos/acme/service"
+    rule = {
+        "rule_name": "main",
+        "required_approvals": 1,
+        "enable_status_check": True,
+        "status_check_contexts": ["ci/build"],
+    }
+    assert admin.requests_post(f"{base}/branch_protections", data=rule)["required_approvals"] == 1
+
+    repo = Repository.request(writer, "acme", "service")
+    (main,) = repo.get_branches()
+    repo.add_branch(main, "feature")
+    repo.create_file("NOTES.md", base64.b64encode(b"notes\n").decode(), {"message": "Add notes", "branch": "feature"})
+    opened = writer.requests_post(
+        f"{base}/pulls", data={"title": "Add notes", "head": "feature", "base": "main", "body": "Notes."}
+    )
+    number, head = opened["number"], opened["head"]["sha"]
+    assert head == git.branch_sha(service.path, "feature")
+    assert (opened["state"], opened["head"]["repo"]["full_name"], opened["mergeable"]) == ("open", "acme/service", True)
+    assert [pull["number"] for pull in reader.requests_get_paginated(f"{base}/pulls", {"state": "open"})] == [number]
+
+    # What a reviewer reads: the pull request, its diff and patch (the client's raw text), files and commits.
+    pull = reader.requests_get(f"{base}/pulls/{number}")
+    assert (pull["title"], pull["additions"], pull["changed_files"]) == ("Add notes", 1, 1)
+    assert pull["base"]["repo"]["permissions"] == {"admin": False, "push": False, "pull": True}
+    assert reader.requests_get_raw(f"{base}/pulls/{number}.diff").startswith("diff --git a/NOTES.md b/NOTES.md")
+    assert reader.requests_get_raw(f"{base}/pulls/{number}.patch").startswith(f"From {head}")
+    assert [changed["filename"] for changed in reader.requests_get(f"{base}/pulls/{number}/files")] == ["NOTES.md"]
+    assert [commit["sha"] for commit in reader.requests_get(f"{base}/pulls/{number}/commits")] == [head]
+
+    # Not mergeable yet: no approval, no check.
+    status, message = _json_error(admin, "POST", f"{base}/pulls/{number}/merge", {"Do": "merge"})
+    assert status == 405 and "approval" in message.lower(), message
+
+    review = admin.requests_post(
+        f"{base}/pulls/{number}/reviews", data={"event": "APPROVE", "body": "Fine.", "commit_id": head}
+    )
+    assert (review["state"], review["commit_id"]) == ("APPROVED", head)
+    assert [(r["user"]["login"], r["state"]) for r in reader.requests_get(f"{base}/pulls/{number}/reviews")] == [
+        ("alice", "APPROVED")
+    ]
+
+    posted = writer.requests_post(
+        f"{base}/statuses/{head}",
+        data={"state": "success", "context": "ci/build", "target_url": "https://ci.example.com/1", "description": "ok"},
+    )
+    assert (posted["status"], posted["state"], posted["context"]) == ("success", "success", "ci/build")
+    combined = reader.requests_get(f"{base}/commits/{head}/status")
+    assert (combined["state"], combined["total_count"], combined["repository"]["full_name"]) == (
+        "success",
+        1,
+        "acme/service",
+    )
+    assert [s["status"] for s in reader.requests_get(f"{base}/commits/feature/statuses")] == ["success"]
+
+    # Merged as Gitea's clients ask, without head_commit_id: the head alice approved.
+    writer.requests_post(f"{base}/pulls/{number}/merge", data={"Do": "merge", "delete_branch_after_merge": True})
+    merged = reader.requests_get(f"{base}/pulls/{number}")
+    assert merged["merged"] and merged["merge_commit_sha"] == git.branch_sha(service.path, "main")
+    assert [branch["name"] for branch in reader.requests_get(f"{base}/branches")] == ["main"]
