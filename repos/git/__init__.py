@@ -32,6 +32,7 @@ from .diffs import (
     diff,
     parent_for_diff,
     patch_id,
+    renamed_from,
     with_hunks,
 )
 from .history import BlameHunk, blame, commits_between, is_ancestor, is_fast_forward, last_commits, log, merge_base
@@ -141,6 +142,7 @@ __all__ = [
     "repack",
     "read_blob",
     "remove_stale_incoming",
+    "renamed_from",
     "resolve",
     "resolve_commit",
     "service_command",
