@@ -272,16 +272,19 @@ def spread(items: list, count: int, offset: float = 0.0) -> list:
 
 
 def subject_marker(source: Path, *args: str) -> str:
-    """The first words of a commit's subject, as cgit and the portal both escape them."""
-    return html.escape(git(source, "log", "-1", "--format=%s", *args).strip()[:30], quote=False)
+    """The first words of a commit's subject, up to a quote (which cgit and the portal escape each their way)."""
+    subject = re.split(r"""['"]""", git(source, "log", "-1", "--format=%s", *args).strip())[0]
+    return html.escape(subject[:30], quote=False)
 
 
 def first_view_pages(source: Path, avoid: set[str]) -> list[Page]:
     """FIRST_VIEWS distinct pages of each kind that the wrk pages do not open: small directories, source files,
     commits, and files' histories; each page's key is its kind."""
-    trees = git(source, "ls-tree", "-r", "-d", "--name-only", "-z", REF).split("\0")
+    # Directories only (ls-tree -d lists submodules too).
+    listing = git(source, "ls-tree", "-r", "-t", "-z", REF).split("\0")
+    trees = [line.split("\t", 1)[1] for line in listing if line and line.split()[1] == "tree"]
     small = []
-    for folder in filter(None, trees):
+    for folder in trees:
         entries = git(source, "ls-tree", "--name-only", "-z", f"{REF}:{folder}").split("\0")
         entries = [entry for entry in entries if entry]
         if len(entries) in SMALL_DIRECTORY and folder not in avoid:
