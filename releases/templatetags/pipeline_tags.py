@@ -37,5 +37,6 @@ def _has_environments(repository_id: int) -> bool:
     table = connection.ops.quote_name(Environment._meta.db_table)
     column = connection.ops.quote_name(Environment._meta.get_field("repository").column)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM {table} WHERE {column} = %s LIMIT 1", [repository_id])
+        # The table and column are the model's own names, quoted; the id is a parameter.
+        cursor.execute(f"SELECT 1 FROM {table} WHERE {column} = %s LIMIT 1", [repository_id])  # noqa: S608
         return cursor.fetchone() is not None
