@@ -2,7 +2,7 @@
 
 Run by hand, never by the test suite (needs `apt-get install -y cgit lighttpd wrk`):
 
-    .venv/bin/python bench/browse.py --source /path/to/git.git [--duration 10] [--out results.md]
+    .venv/bin/python bench/browse.py --source /path/to/git.git [--duration 10] [--out results.md] [--first-views-only]
 
 The source must be a complete bare copy of git's own history (no partial clone): the pages are the ones of that
 repository (the t/ folder, config.c, refs.c, the tags v2.44.0 and v2.45.0).
@@ -16,9 +16,16 @@ cache off with the Pygments source filter (measured on the blob page only). The 
 PORTAL_CACHE=dummy (nothing is kept, every request is a first view) and with PORTAL_CACHE=redis, which is what
 `make run` gets (its embedded Valkey, shared by the gunicorn workers), for repeat views.
 
-Only one server runs at a time. Each page is fetched once and checked (status 200 and some text it must show), then
-warmed with a burst of concurrent requests (so that every gunicorn worker and cgit's cache have seen it), then measured
-with wrk: latency percentiles at 1 connection, requests per second at 8. The compare page is also fetched once
+First of all, while no page of the repository has been opened, come the first views, the way a reader meets the
+pages: eight distinct small directories, source files, commits and files' histories (none of the pages above), each
+asked once of a running portal (PORTAL_CACHE=redis, as under `make run`) and once of cgit with its cache off (a file:
+with its Pygments filter), in turn, all the servers running at once so that the machine's load weighs on both alike;
+then five repeat views of each, alternating the portal and cgit with its cache on; and the repository's home as the
+first page after each of three starts of the portal. `--first-views-only` stops there.
+
+In the measurements that follow, only one server runs at a time. Each page is fetched once and checked (status 200
+and some text it must show), then warmed with a burst of concurrent requests (so that every gunicorn worker and
+cgit's cache have seen it), then measured with wrk: latency percentiles at 1 connection, requests per second at 8. The compare page is also fetched once
 without any cache (time to first byte, whole body, size). Requests are anonymous, the repository being public.
 """
 
@@ -898,10 +905,12 @@ def report(
         "Pygments: source-filter=syntax-highlighting.py (blob page only)",
         f"- commit: {source.commit} ({source.commit_files} files); compare {COMPARE[0]}...{COMPARE[1]}: "
         f"{source.compare_files} files",
-        "",
-        "Latency at 1 connection, ms: p50 / p99 (requests measured)",
-        "",
     ]
+    if first_views is not None:
+        lines += first_view_report(*first_views, repeat_cache)
+    if not results:
+        return "\n".join(lines) + "\n"
+    lines += ["", "Latency at 1 connection, ms: p50 / p99 (requests measured)", ""]
     rows = []
     for page in source.pages:
         by = results.get(page.key, {})
@@ -923,8 +932,6 @@ def report(
     lines += table(["server", "first byte, ms", "whole body, ms", "body bytes"], rows)
     lines += ["", "URLs", ""]
     lines += table(["page", "portal", "cgit"], [[p.label, f"`{p.portal}`", f"`{p.cgit}`"] for p in source.pages])
-    if first_views is not None:
-        lines += first_view_report(*first_views, repeat_cache)
     return "\n".join(lines) + "\n"
 
 

@@ -34,8 +34,8 @@ DIFF_FIRST_LINES = 2000
 DIFF_BATCH = 20
 # A single file with more changed lines than this stays collapsed behind a "Load diff" button.
 DIFF_HUGE_FILE = 1500
-# A diff's lines are highlighted from their files (the lines of its hunks), so a side whose file is bigger than
-# this is shown plain, and so is every side past this many bytes highlighted for one render of a diff.
+# A diff's lines are highlighted side by side (the lines its hunks show of each), so a side showing more than this
+# is shown plain, and so is every side past this many bytes highlighted for one render of a diff.
 DIFF_HIGHLIGHT_MAX_BYTES = 128 * 1024
 DIFF_HIGHLIGHT_BUDGET = 64 * 1024
 # The branch and tag menu lists this many tags, newest version first, and links to the rest.
@@ -468,10 +468,12 @@ class DiffHighlighter:
     """Highlights the lines a diff shows of each file, for one render, within DIFF_HIGHLIGHT_BUDGET.
 
     Pygments takes about 0.2 ms a line: highlighting the two whole files behind each changed file made the first
-    view of a commit of twenty source files take seconds. Only the lines of each side's hunks are highlighted, in
-    one pass a side (the hunks in file order, so that a comment or string the lexer sees open stays open), cached
-    by the blob's sha, its lexer and those line ranges: the same change in a compare or a pull request costs
-    nothing again. What a render highlights depends only on the sizes of the files and of their hunks."""
+    view of a commit of twenty source files take seconds. Only the lines the hunks show of each side are
+    highlighted, in one pass a side (the hunks in file order, so that a comment or string the lexer sees open stays
+    open), from the diff's own text, and cached by the blob's sha, its lexer and those lines' numbers: the same
+    change in a compare or a pull request costs nothing again. The old side is highlighted only where lines were
+    deleted (its context lines show the new side's colours). What a render highlights depends only on the sizes
+    of the hunks."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -480,50 +482,37 @@ class DiffHighlighter:
     def sides(self, file: git.FileDiff) -> Sides:
         if file.binary or not file.hunks:
             return None, None
-        old = [(line.old_number, line.origin) for hunk in file.hunks for line in hunk.lines]
-        new = [(line.new_number, line.origin) for hunk in file.hunks for line in hunk.lines]
+        lines = [line for hunk in file.hunks for line in hunk.lines]
+        old = {line.old_number: line.text for line in lines if line.origin in " -" and line.old_number}
+        new = {line.new_number: line.text for line in lines if line.origin in " +" and line.new_number}
+        deleted = any(line.origin == "-" for line in lines)
         return (
-            self._lines(file.old_sha, file.old_path, _ranges(number for number, origin in old if origin in " -")),
-            self._lines(file.new_sha, file.new_path, _ranges(number for number, origin in new if origin in " +")),
+            self._lines(file.old_sha, file.old_path, old) if deleted else None,
+            self._lines(file.new_sha, file.new_path, new),
         )
 
-    def _lines(self, sha: str, filename: str, ranges: tuple[tuple[int, int], ...]) -> list[str | None] | None:
+    def _lines(self, sha: str, filename: str, shown: dict[int, str]) -> list[str | None] | None:
         name = render_filename(filename)
         lexer = render.lexer_name(name)
-        if not sha.strip("0") or lexer is None or not ranges:
+        if not sha.strip("0") or lexer is None or not shown:
             return None
-        key = cache_key("code", ("diff-lines", sha, lexer, ranges))
+        numbers = sorted(shown)
+        excerpt = "".join(shown[number] + "\n" for number in numbers)
+        size = len(excerpt.encode("utf-8", "surrogatepass"))
+        if size > DIFF_HIGHLIGHT_MAX_BYTES or size > self.budget:
+            return None
+        key = cache_key("code", ("diff-lines", sha, lexer, _ranges(numbers)))
         found = cache_get(key)
         if found is _MISSING:
-            excerpt = self._excerpt(sha, ranges)
-            if excerpt is None:
-                found = (0, None)
-            else:
-                size = len(excerpt[1].encode("utf-8", "surrogatepass"))
-                if size > self.budget:
-                    return None
-                found = (size, _by_number(excerpt[0], render.highlight_lines(excerpt[1], name)))
+            found = _by_number(numbers, render.highlight_lines(excerpt, name))
             cache_set(key, found)
-        size, lines = found
-        if lines is None or size > self.budget:
-            return None
         self.budget -= size
-        return lines
-
-    def _excerpt(self, sha: str, ranges: tuple[tuple[int, int], ...]) -> tuple[list[int], str] | None:
-        """The numbers of the lines in ranges and their text, or None for a file too big or not text."""
-        data, size = git.read_blob(self.path, sha, limit=DIFF_HIGHLIGHT_MAX_BYTES)
-        decoded = render.decode_text(data) if size <= DIFF_HIGHLIGHT_MAX_BYTES else None
-        if decoded is None:
-            return None
-        file_lines = decoded[0].replace("\r\n", "\n").split("\n")
-        shown = [number for first, last in ranges for number in range(first, min(last, len(file_lines)) + 1)]
-        return shown, "".join(file_lines[number - 1] + "\n" for number in shown)
+        return found
 
 
 def _by_number(numbers: list[int], rendered: list[str]) -> list[str | None] | None:
     """Highlighted lines placed by their line numbers (index 0 is line 1), None where the diff shows no line."""
-    if not numbers or len(rendered) != len(numbers):
+    if len(rendered) != len(numbers):
         return None
     lines: list[str | None] = [None] * numbers[-1]
     for number, html in zip(numbers, rendered, strict=True):
@@ -531,14 +520,12 @@ def _by_number(numbers: list[int], rendered: list[str]) -> list[str | None] | No
     return lines
 
 
-def _ranges(numbers) -> tuple[tuple[int, int], ...]:
-    """Line numbers (ascending) as ranges of consecutive lines."""
+def _ranges(numbers: list[int]) -> tuple[tuple[int, int], ...]:
+    """Ascending line numbers as ranges of consecutive lines."""
     ranges: list[list[int]] = []
     for number in numbers:
-        if number is None:
-            continue
-        if ranges and number <= ranges[-1][1] + 1:
-            ranges[-1][1] = max(ranges[-1][1], number)
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1][1] = number
         else:
             ranges.append([number, number])
     return tuple((first, last) for first, last in ranges)
