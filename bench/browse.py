@@ -21,7 +21,7 @@ pages: eight distinct small directories, source files, commits and files' histor
 asked once of a running portal (PORTAL_CACHE=redis, as under `make run`) and once of cgit with its cache off (a file:
 with its Pygments filter), in turn, all the servers running at once so that the machine's load weighs on both alike;
 then five repeat views of each, alternating the portal and cgit with its cache on; and the repository's home as the
-first page after each of three starts of the portal. `--first-views-only` stops there.
+first page after each of three starts of the portal, its cache emptied before each. `--first-views-only` stops there.
 
 In the measurements that follow, only one server runs at a time. Each page is fetched once and checked (status 200
 and some text it must show), then warmed with a burst of concurrent requests (so that every gunicorn worker and
@@ -727,7 +727,7 @@ def run_first_views(tmp: Path, repo_path: Path, pages: list[Page], cache: str) -
     """Every page asked once of the portal (PORTAL_CACHE=cache, nothing opened before) and once of cgit with its
     cache off (a file: with its Pygments filter), in alternating order, all servers running; then REPEAT_ROUNDS
     repeat views of each, alternating the portal and cgit's cache (primed by one view first). The home page is
-    asked after each of RESTARTS starts of the portal, then of cgit.
+    asked after each of RESTARTS starts of the portal (its cache emptied before each), then of cgit.
 
     Returns {"first"|"repeat": {kind: {server: [ms, ...]}}, "load": [load averages at the start and the end]}."""
     first: dict[str, dict[str, list[float]]] = {}
@@ -744,11 +744,11 @@ def run_first_views(tmp: Path, repo_path: Path, pages: list[Page], cache: str) -
         for attempt in range(RESTARTS):
             if portal is not None:
                 portal.close()
+                # The embedded Valkey keeps its data across starts: without it, nothing is cached again.
+                shutil.rmtree(tmp / "var" / "valkey", ignore_errors=True)
             portal = ExitStack()
             base = start_portal_fresh(portal, tmp, cache)
-            # Later starts ask another address of the same page, which no one has opened either.
-            query = f"?start={attempt}" if attempt else ""
-            first.setdefault("home", {}).setdefault(PORTAL, []).append(timed_get(base + home.portal + query))
+            first.setdefault("home", {}).setdefault(PORTAL, []).append(timed_get(base + home.portal))
             first["home"].setdefault(CGIT_FIRST, []).append(timed_get(cgit_off + home.cgit))
             print(
                 f"  start {attempt + 1}: home {first['home'][PORTAL][-1]:.1f} ms, "
@@ -791,8 +791,8 @@ def first_view_report(found: dict, pages: list[Page], cache: str) -> list[str]:
         f"each asked once of the portal (PORTAL_CACHE={cache}) and once of cgit with its cache off (a file: with "
         "its Pygments filter), in alternating order, each request on a new connection, time to the end of the body; "
         f"then {REPEAT_ROUNDS} repeat views of each page, alternating the portal and cgit with its cache on. The home "
-        f"page: the first page asked after each of {RESTARTS} starts of the portal (the later ones at another "
-        "address of it), and cgit's. "
+        f"page: the first page asked after each of {RESTARTS} starts of the portal (its cache emptied in between), "
+        "and cgit's. "
         f"Load average (1, 5, 15 min): {start[0]:.2f} {start[1]:.2f} {start[2]:.2f} at the start, "
         f"{end[0]:.2f} {end[1]:.2f} {end[2]:.2f} at the end.",
         "",

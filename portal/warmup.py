@@ -6,11 +6,16 @@ the first pages a new process served paid for all of it (the first repository pa
 more than the next). warm_up() does that work once per process, before it takes requests; an app takes part by
 giving its AppConfig a warm_up() method."""
 
+import functools
+import io
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.conf import settings
+from django.db import connections
 from django.template import engines
 from django.template.utils import get_app_template_dirs
 from django.urls import get_resolver
@@ -18,17 +23,58 @@ from django.urls import get_resolver
 logger = logging.getLogger(__name__)
 
 
-def warm_up() -> None:
-    """Load the URLconf, compile the project's templates and run each app's warm_up(); what fails is logged and
-    left to load on first use, as it would have been."""
+def warm_up(application: Callable | None = None) -> None:
+    """Load the URLconf, compile the project's templates, run each app's warm_up(), then pass a visitor's request
+    of the site's root through application (the WSGI handler): what fails is logged and left to load on first
+    use, as it would have been. The database connections opened on the way are closed again."""
     steps = [_urls, _templates] + [
         app.warm_up for app in apps.get_app_configs() if callable(getattr(app, "warm_up", None))
     ]
+    if application is not None:
+        steps.append(functools.partial(_first_request, application))
     for step in steps:
         try:
             step()
         except Exception:
-            logger.exception("warming up %s failed; it loads on first use instead", getattr(step, "__qualname__", step))
+            name = getattr(step, "__qualname__", getattr(getattr(step, "func", None), "__qualname__", step))
+            logger.exception("warming up %s failed; it loads on first use instead", name)
+    connections.close_all()
+
+
+def _first_request(application: Callable) -> None:
+    """GET / as a visitor, through every middleware: the first request of a process loads the session and message
+    backends, the context processors and the rest of what only a request touches."""
+    base = urlsplit(settings.PORTAL_BASE_URL)
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "SERVER_NAME": base.hostname or "localhost",
+        "SERVER_PORT": str(base.port or (443 if base.scheme == "https" else 80)),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": base.netloc,
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.url_scheme": base.scheme or "http",
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if header and base.scheme == "https":
+        environ[header[0]] = header[1]
+    statuses = []
+    body = application(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    try:
+        for _chunk in body:
+            pass
+    finally:
+        if hasattr(body, "close"):
+            body.close()
+    if not statuses or not statuses[0].startswith(("200", "30")):
+        logger.info("warming up: GET / answered %s", statuses[0] if statuses else "nothing")
 
 
 def _urls() -> None:

@@ -171,6 +171,11 @@ def _repository_by_path(owner: str, name: str) -> Repository | None:
     return compiled.fetch(alias, owner, name)
 
 
+def warm_up() -> None:
+    """Compile the lookup every repository page starts with, by asking for a repository no one can name."""
+    _repository_by_path("-", "-")
+
+
 def get_repo_for_user(user: User | None, owner: str, name: str, need: int = Role.READ) -> Repository:
     """The repository owner/name if the user may act on it with role need."""
     return get_repo_for_principal(Principal(user=user if _active(user) else None), owner, name, need)

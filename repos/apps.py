@@ -12,6 +12,7 @@ class ReposConfig(AppConfig):
 
     def warm_up(self) -> None:
         """Load what the code pages otherwise load on their first use (called by portal.warmup at a web start)."""
-        from repos import render
+        from repos import access, render
 
         render.warm_up()
+        access.warm_up()

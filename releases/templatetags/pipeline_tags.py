@@ -41,6 +41,11 @@ _compiled: dict[str, tuple[str, list, int, list[str]] | None] = {}
 _lock = threading.Lock()
 
 
+def warm_up() -> None:
+    """Compile the strip's query (at a web process's start), by asking for the environments of no repository."""
+    _strip_rows(0)
+
+
 def _strip_rows(repository_id: int) -> list[dict]:
     alias = router.db_for_read(Environment)
     connection = connections[alias]
