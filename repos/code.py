@@ -471,9 +471,9 @@ class DiffHighlighter:
     view of a commit of twenty source files take seconds. Only the lines the hunks show of each side are
     highlighted, in one pass a side (the hunks in file order, so that a comment or string the lexer sees open stays
     open), from the diff's own text, and cached by the blob's sha, its lexer and those lines' numbers: the same
-    change in a compare or a pull request costs nothing again. The old side is highlighted only where lines were
-    deleted (its context lines show the new side's colours). What a render highlights depends only on the sizes
-    of the hunks."""
+    change in a compare or a pull request costs nothing again. Of the old side only the deleted lines are
+    highlighted: context lines, the same text on both sides, show the new side's colours. What a render
+    highlights depends only on the sizes of the hunks."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -483,13 +483,9 @@ class DiffHighlighter:
         if file.binary or not file.hunks:
             return None, None
         lines = [line for hunk in file.hunks for line in hunk.lines]
-        old = {line.old_number: line.text for line in lines if line.origin in " -" and line.old_number}
+        old = {line.old_number: line.text for line in lines if line.origin == "-" and line.old_number}
         new = {line.new_number: line.text for line in lines if line.origin in " +" and line.new_number}
-        deleted = any(line.origin == "-" for line in lines)
-        return (
-            self._lines(file.old_sha, file.old_path, old) if deleted else None,
-            self._lines(file.new_sha, file.new_path, new),
-        )
+        return self._lines(file.old_sha, file.old_path, old), self._lines(file.new_sha, file.new_path, new)
 
     def _lines(self, sha: str, filename: str, shown: dict[int, str]) -> list[str | None] | None:
         name = render_filename(filename)
@@ -639,11 +635,7 @@ def _marked(dels: list[git.DiffLine], adds: list[git.DiffLine], sides: Sides) ->
 
 
 def _context_html(line: git.DiffLine, sides: Sides) -> str:
-    return (
-        _line_html(sides[1], line.new_number, line.text)
-        if sides[1]
-        else _line_html(sides[0], line.old_number, line.text)
-    )
+    return _line_html(sides[1], line.new_number, line.text)
 
 
 def _num(n: int | None) -> str:
@@ -689,8 +681,7 @@ def _split_rows(file: git.FileDiff, sides: Sides = (None, None)) -> str:
         for dels, adds in _pairs(hunk):
             if dels and dels[0].origin == " ":
                 line = dels[0]
-                left = _line_html(sides[0], line.old_number, line.text) if sides[0] else _context_html(line, sides)
-                right = _line_html(sides[1], line.new_number, line.text) if sides[1] else left
+                left = right = _context_html(line, sides)
                 out.append(
                     f'<tr class="diff-ctx"><td class="line-num">{line.old_number}</td><td class="line-code">{left}</td>'
                     f'<td class="line-num">{line.new_number}</td><td class="line-code">{right}</td></tr>'
