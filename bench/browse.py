@@ -2,7 +2,7 @@
 
 Run by hand, never by the test suite (needs `apt-get install -y cgit lighttpd wrk`):
 
-    .venv/bin/python bench/browse.py --source /path/to/git.git [--duration 10] [--out results.md]
+    .venv/bin/python bench/browse.py --source /path/to/git.git [--duration 10] [--out results.md] [--first-views-only]
 
 The source must be a complete bare copy of git's own history (no partial clone): the pages are the ones of that
 repository (the t/ folder, config.c, refs.c, the tags v2.44.0 and v2.45.0).
@@ -16,9 +16,16 @@ cache off with the Pygments source filter (measured on the blob page only). The 
 PORTAL_CACHE=dummy (nothing is kept, every request is a first view) and with PORTAL_CACHE=redis, which is what
 `make run` gets (its embedded Valkey, shared by the gunicorn workers), for repeat views.
 
-Only one server runs at a time. Each page is fetched once and checked (status 200 and some text it must show), then
-warmed with a burst of concurrent requests (so that every gunicorn worker and cgit's cache have seen it), then measured
-with wrk: latency percentiles at 1 connection, requests per second at 8. The compare page is also fetched once
+First of all, while no page of the repository has been opened, come the first views, the way a reader meets the
+pages: eight distinct small directories, source files, commits and files' histories (none of the pages above), each
+asked once of a running portal (PORTAL_CACHE=redis, as under `make run`) and once of cgit with its cache off (a file:
+with its Pygments filter), in turn, all the servers running at once so that the machine's load weighs on both alike;
+then five repeat views of each, alternating the portal and cgit with its cache on; and the repository's home as the
+first page after each of three starts of the portal, its cache emptied before each. `--first-views-only` stops there.
+
+In the measurements that follow, only one server runs at a time. Each page is fetched once and checked (status 200
+and some text it must show), then warmed with a burst of concurrent requests (so that every gunicorn worker and
+cgit's cache have seen it), then measured with wrk: latency percentiles at 1 connection, requests per second at 8. The compare page is also fetched once
 without any cache (time to first byte, whole body, size). Requests are anonymous, the repository being public.
 """
 
@@ -33,6 +40,7 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +63,18 @@ COMMIT_FILES = range(200, 251)
 LOG_PAGE_SIZE = 50
 CGIT_CACHE_TTLS = ("root", "repo", "dynamic", "static", "about", "snapshot", "scanrc")
 WARM_REQUESTS = 8
+# First views: this many distinct pages of each kind, none of them opened before, each asked once of each server.
+FIRST_VIEWS = 8
+# Directories of this many entries count as small; files past this size are left out of the first views.
+SMALL_DIRECTORY = range(10, 301)
+FIRST_VIEW_FILE_BYTES = 64 * 1024
+# Commits of the first views are taken among this many newest non-merge commits.
+FIRST_VIEW_COMMITS = 2000
+# Repeat views of the first-view pages, alternating the portal and cgit's cache, and restarts of the portal.
+REPEAT_ROUNDS = 5
+RESTARTS = 3
+# Once the web answers, the time its other gunicorn workers may take to finish importing the portal.
+WORKERS_BOOT_SECONDS = 3
 WRK_TIMEOUT = "120s"
 # Between runs, the server counts as idle once its processes use under 5% of a CPU over half a second.
 IDLE_WINDOW = 0.5
@@ -248,6 +268,85 @@ def describe_source(source: Path, commit: str | None) -> Source:
         compare_files=compare_files,
         pages=pages,
     )
+
+
+def spread(items: list, count: int, offset: float = 0.0) -> list:
+    """count items evenly spread over the list (offset, a fraction of a step, shifts them)."""
+    if len(items) < count:
+        raise SystemExit(f"need {count} candidates, found {len(items)}")
+    step = len(items) / count
+    return [items[int((n + offset) * step)] for n in range(count)]
+
+
+def subject_marker(source: Path, *args: str) -> str:
+    """The first words of a commit's subject, up to a quote (which cgit and the portal escape each their way)."""
+    subject = re.split(r"""['"]""", git(source, "log", "-1", "--format=%s", *args).strip())[0]
+    return html.escape(subject[:30], quote=False)
+
+
+def first_view_pages(source: Path, avoid: set[str]) -> list[Page]:
+    """FIRST_VIEWS distinct pages of each kind that the wrk pages do not open: small directories, source files,
+    commits, and files' histories; each page's key is its kind."""
+    # Directories only (ls-tree -d lists submodules too).
+    listing = git(source, "ls-tree", "-r", "-t", "-z", REF).split("\0")
+    trees = [line.split("\t", 1)[1] for line in listing if line and line.split()[1] == "tree"]
+    small = []
+    for folder in trees:
+        entries = git(source, "ls-tree", "--name-only", "-z", f"{REF}:{folder}").split("\0")
+        entries = [entry for entry in entries if entry]
+        if len(entries) in SMALL_DIRECTORY and folder not in avoid:
+            small.append((folder, max(entries, key=len)))
+    listing = git(source, "ls-tree", "-r", "-l", "-z", REF).split("\0")
+    sources = []
+    for line in filter(None, listing):
+        meta, name = line.split("\t", 1)
+        size = meta.split()[3]
+        if name.endswith((".c", ".h")) and size.isdigit() and int(size) <= FIRST_VIEW_FILE_BYTES and name not in avoid:
+            sources.append(name)
+    shas = git(source, "rev-list", "--no-merges", f"--max-count={FIRST_VIEW_COMMITS}", REF).split()
+    shas = [sha for sha in shas[1:] if sha not in avoid]
+    pages = []
+    for folder, entry in spread(small, FIRST_VIEWS):
+        pages.append(
+            Page(
+                "tree",
+                f"tree {folder}",
+                f"/bench/git/tree/{REF}/{folder}",
+                f"/git/tree/{folder}?h={REF}",
+                (html.escape(entry, quote=False),),
+            )
+        )
+    for name in spread(sources, FIRST_VIEWS):
+        pages.append(
+            Page(
+                "blob",
+                f"blob {name}",
+                f"/bench/git/blob/{REF}/{name}",
+                f"/git/tree/{name}?h={REF}",
+                (name.rsplit("/", 1)[-1],),
+            )
+        )
+    for sha in spread(shas, FIRST_VIEWS):
+        pages.append(
+            Page(
+                "commit",
+                f"commit {sha[:10]}",
+                f"/bench/git/commit/{sha}",
+                f"/git/commit/?id={sha}",
+                (subject_marker(source, sha),),
+            )
+        )
+    for name in spread(sources, FIRST_VIEWS, offset=0.5):
+        pages.append(
+            Page(
+                "history",
+                f"history {name}",
+                f"/bench/git/commits/{REF}/{name}",
+                f"/git/log/{name}?h={REF}",
+                (subject_marker(source, REF, "--", name),),
+            )
+        )
+    return pages
 
 
 # HTTP
@@ -578,6 +677,159 @@ def run_portal(tmp: Path, source: Source, duration: int, results: dict, compare:
             measure(base, source.pages, column, duration, results, server)
 
 
+# First views, on running servers, the portal and cgit asked in turn
+
+
+FIRST_KINDS = {
+    "home": "the repository's home, first request after a start",
+    "tree": "a small directory",
+    "blob": "a source file (cgit: with Pygments)",
+    "commit": "a commit",
+    "history": "a file's history",
+}
+PORTAL, CGIT_FIRST, CGIT_CACHED = "portal", "cgit", "cgit cache on"
+
+
+def timed_get(url: str, page: Page | None = None) -> float:
+    """Milliseconds to the end of the body of one request on a new connection; fail unless it answers 200, and
+    warn when the page does not show what it must."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)
+    try:
+        start = time.perf_counter()
+        connection.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+        response = connection.getresponse()
+        body = response.read()
+        elapsed = (time.perf_counter() - start) * 1000
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise SystemExit(f"{url} answered {response.status}")
+    text = body.decode(errors="replace")
+    missing = [marker for marker in (page.markers if page else ()) if marker not in text]
+    if missing:
+        print(f"warning: {url} does not show {missing!r}", file=sys.stderr)
+    return elapsed
+
+
+def start_portal_fresh(stack: ExitStack, tmp: Path, cache: str) -> str:
+    """Start the portal and wait until its workers have booted, without opening any page: whitenoise answers the
+    readiness check from the static files, so the next request is the first page its worker renders."""
+    env, port = portal_environment(tmp, cache=cache)
+    base = f"http://127.0.0.1:{port}"
+    log = tmp / f"serve-first-{cache}.log"
+    start(stack, [PYTHON, "manage.py", "serve"], env=env, log=log, url=f"{base}/static/portal/favicon.svg")
+    time.sleep(WORKERS_BOOT_SECONDS)
+    return base
+
+
+def run_first_views(tmp: Path, repo_path: Path, pages: list[Page], cache: str) -> dict:
+    """Every page asked once of the portal (PORTAL_CACHE=cache, nothing opened before) and once of cgit with its
+    cache off (a file: with its Pygments filter), in alternating order, all servers running; then REPEAT_ROUNDS
+    repeat views of each, alternating the portal and cgit's cache (primed by one view first). The home page is
+    asked after each of RESTARTS starts of the portal (its cache emptied before each), then of cgit.
+
+    Returns {"first"|"repeat": {kind: {server: [ms, ...]}}, "load": [load averages at the start and the end]}."""
+    first: dict[str, dict[str, list[float]]] = {}
+    repeat: dict[str, dict[str, list[float]]] = {}
+    load = [os.getloadavg()]
+    (tmp / "first-cgit-cache").mkdir()
+    with ExitStack() as servers:
+        cgit_off, _ = start_cgit(servers, tmp, "first-cgit-off", repo_path)
+        cgit_on, _ = start_cgit(servers, tmp, "first-cgit-on", repo_path, cache_root=tmp / "first-cgit-cache")
+        cgit_pygments, _ = start_cgit(servers, tmp, "first-cgit-pygments", repo_path, source_filter=PYGMENTS_FILTER)
+        home = Page("home", "home", "/bench/git", "/git/", ())
+        portal = None
+        servers.callback(lambda: portal.close() if portal is not None else None)
+        for attempt in range(RESTARTS):
+            if portal is not None:
+                portal.close()
+                # The embedded Valkey keeps its data across starts: without it, nothing is cached again.
+                shutil.rmtree(tmp / "var" / "valkey", ignore_errors=True)
+            portal = ExitStack()
+            base = start_portal_fresh(portal, tmp, cache)
+            first.setdefault("home", {}).setdefault(PORTAL, []).append(timed_get(base + home.portal))
+            first["home"].setdefault(CGIT_FIRST, []).append(timed_get(cgit_off + home.cgit))
+            print(
+                f"  start {attempt + 1}: home {first['home'][PORTAL][-1]:.1f} ms, "
+                f"cgit {first['home'][CGIT_FIRST][-1]:.1f} ms",
+                file=sys.stderr,
+            )
+        for index, page in enumerate(pages):
+            cgit_base = cgit_pygments if page.key == "blob" else cgit_off
+            asks = [(PORTAL, base + page.portal), (CGIT_FIRST, cgit_base + page.cgit)]
+            for server, url in asks if index % 2 == 0 else asks[::-1]:
+                first.setdefault(page.key, {}).setdefault(server, []).append(timed_get(url, page))
+            timed_get(cgit_on + page.cgit)
+            for round_ in range(REPEAT_ROUNDS):
+                asks = [(PORTAL, base + page.portal), (CGIT_CACHED, cgit_on + page.cgit)]
+                for server, url in asks if round_ % 2 == 0 else asks[::-1]:
+                    repeat.setdefault(page.key, {}).setdefault(server, []).append(timed_get(url))
+            print(
+                f"  {page.label:<50} portal {first[page.key][PORTAL][-1]:7.1f} ms, "
+                f"cgit {first[page.key][CGIT_FIRST][-1]:7.1f} ms",
+                file=sys.stderr,
+            )
+    load.append(os.getloadavg())
+    return {"first": first, "repeat": repeat, "load": load}
+
+
+def first_view_report(found: dict, pages: list[Page], cache: str) -> list[str]:
+    def median(values: list[float] | None) -> float | None:
+        return statistics.median(values) if values else None
+
+    def spread_of(values: list[float] | None) -> str:
+        return f"{ms(median(values))} ({ms(min(values))}–{ms(max(values))})" if values else "—"
+
+    def times(a: float | None, b: float | None) -> str:
+        return f"{a / b:.2f}×" if a is not None and b else "—"
+
+    start, end = found["load"]
+    lines = [
+        "",
+        f"First views on running servers: {FIRST_VIEWS} distinct pages of each kind that nothing had opened, "
+        f"each asked once of the portal (PORTAL_CACHE={cache}) and once of cgit with its cache off (a file: with "
+        "its Pygments filter), in alternating order, each request on a new connection, time to the end of the body; "
+        f"then {REPEAT_ROUNDS} repeat views of each page, alternating the portal and cgit with its cache on. The home "
+        f"page: the first page asked after each of {RESTARTS} starts of the portal (its cache emptied in between), "
+        "and cgit's. "
+        f"Load average (1, 5, 15 min): {start[0]:.2f} {start[1]:.2f} {start[2]:.2f} at the start, "
+        f"{end[0]:.2f} {end[1]:.2f} {end[2]:.2f} at the end.",
+        "",
+        "ms: median (min–max)",
+        "",
+    ]
+    rows = []
+    for kind, label in FIRST_KINDS.items():
+        one, again = found["first"].get(kind, {}), found["repeat"].get(kind, {})
+        rows.append(
+            [
+                label,
+                str(len(one.get(PORTAL, []))),
+                spread_of(one.get(PORTAL)),
+                spread_of(one.get(CGIT_FIRST)),
+                times(median(one.get(PORTAL)), median(one.get(CGIT_FIRST))),
+                spread_of(again.get(PORTAL)),
+                spread_of(again.get(CGIT_CACHED)),
+                times(median(again.get(PORTAL)), median(again.get(CGIT_CACHED))),
+            ]
+        )
+    header = [
+        "page, first view",
+        "pages",
+        "portal",
+        "cgit, cache off",
+        "portal ÷ cgit",
+        "portal, repeat view",
+        "cgit, cache on",
+        "portal ÷ cgit cache",
+    ]
+    lines += table(header, rows)
+    lines += ["", "First-view pages", ""]
+    lines += table(["page", "portal", "cgit"], [[p.label, f"`{p.portal}`", f"`{p.cgit}`"] for p in pages])
+    return lines
+
+
 def pages_by_key(pages: list[Page]) -> dict[str, Page]:
     return {page.key: page for page in pages}
 
@@ -626,7 +878,15 @@ def machine() -> str:
 
 
 def report(
-    source: Source, results: dict, compare: dict, *, duration: int, cgit: str, repeat_cache: str, portal: dict
+    source: Source,
+    results: dict,
+    compare: dict,
+    *,
+    duration: int,
+    cgit: str,
+    repeat_cache: str,
+    portal: dict,
+    first_views: tuple[dict, list[Page]] | None = None,
 ) -> str:
     lines = [
         "# Browsing: the portal next to cgit",
@@ -645,10 +905,12 @@ def report(
         "Pygments: source-filter=syntax-highlighting.py (blob page only)",
         f"- commit: {source.commit} ({source.commit_files} files); compare {COMPARE[0]}...{COMPARE[1]}: "
         f"{source.compare_files} files",
-        "",
-        "Latency at 1 connection, ms: p50 / p99 (requests measured)",
-        "",
     ]
+    if first_views is not None:
+        lines += first_view_report(*first_views, repeat_cache)
+    if not results:
+        return "\n".join(lines) + "\n"
+    lines += ["", "Latency at 1 connection, ms: p50 / p99 (requests measured)", ""]
     rows = []
     for page in source.pages:
         by = results.get(page.key, {})
@@ -681,6 +943,11 @@ def main() -> None:
     parser.add_argument("--commit", help="the commit page's commit (default: the newest touching 200 to 250 files)")
     parser.add_argument("--only", choices=("portal", "cgit"), help="measure one side only")
     parser.add_argument(
+        "--first-views-only",
+        action="store_true",
+        help="measure the first and repeat views of distinct pages only, not each page's latency and throughput",
+    )
+    parser.add_argument(
         "--repeat-cache",
         choices=("locmem", "redis"),
         default="redis",
@@ -698,13 +965,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="portal-browse-") as tmp_name:
         tmp = Path(tmp_name)
         repo_path, portal = set_up_repository(tmp, source.path)
-        if args.only != "portal":
+        # First, while no page of the repository has been opened.
+        print(f"first views (PORTAL_CACHE={args.repeat_cache}) beside cgit:", file=sys.stderr)
+        avoid = {"t", "config.c", "refs.c", source.commit}
+        first_pages = first_view_pages(source.path, avoid)
+        first_views = (run_first_views(tmp, repo_path, first_pages, args.repeat_cache), first_pages)
+        if args.only != "portal" and not args.first_views_only:
             cgit = run_cgit(tmp, repo_path, source, args.duration, results, compare)
-        if args.only != "cgit":
+        if args.only != "cgit" and not args.first_views_only:
             run_portal(tmp, source, args.duration, results, compare, args.repeat_cache)
 
     text = report(
-        source, results, compare, duration=args.duration, cgit=cgit, repeat_cache=args.repeat_cache, portal=portal
+        source,
+        results,
+        compare,
+        duration=args.duration,
+        cgit=cgit,
+        repeat_cache=args.repeat_cache,
+        portal=portal,
+        first_views=first_views,
     )
     print(text)
     if args.out:

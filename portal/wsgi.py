@@ -9,6 +9,11 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 application = get_wsgi_application()
+
+from portal.warmup import warm_up  # noqa: E402
+
+# The URLconf, the templates and each app's lazily loaded parts, loaded now rather than by the first requests.
+warm_up(application)
 # What is loaded by now lives as long as the process. Freezing it spares every full garbage collection a walk
 # over those objects: on the code pages that halved the slowest 1% of response times (44 ms to 22 ms).
 gc.freeze()

@@ -32,3 +32,9 @@ class ReleasesConfig(AppConfig):
             release_template.DESCRIPTION,
             release_template.create_from_release_template,
         )
+
+    def warm_up(self) -> None:
+        """Compile what the repository header's environment strip asks (called by portal.warmup at a web start)."""
+        from releases.templatetags import pipeline_tags
+
+        pipeline_tags.warm_up()

@@ -264,8 +264,7 @@ def commits(request: HttpRequest, owner: str, name: str, rest: str = "") -> Http
     repo = get_repo_for_user(request.user, owner, name)
     segments = _tail(request) or [repo.default_branch]
     ref, path = _resolve(repo, segments)
-    if path:
-        _entry(repo, ref, path)
+    is_file = bool(path) and _entry(repo, ref, path).kind != "tree"
     page = _page_number(request)
     etag = _sha_etag(request, ref, "commits", code.quote_path(path), str(page))
     if _not_modified(request, etag):
@@ -276,9 +275,32 @@ def commits(request: HttpRequest, owner: str, name: str, rest: str = "") -> Http
         found = git.log(repo.path, ref.sha, file_path=path, skip=skip, limit=COMMITS_PER_PAGE + 1)
         if page > 1 and not found:
             raise Http404("No commits on this page.")
-        rows = code.commit_rows(found[:COMMITS_PER_PAGE], prefix=_prefix(repo))
+        prefix = _prefix(repo)
+        rows = code.commit_rows(found[:COMMITS_PER_PAGE], prefix=prefix)
         has_next = len(found) > COMMITS_PER_PAGE
-        return _context(request, repo, ref, path, "commits", rows=code.safe(rows), page_number=page, has_next=has_next)
+        # The last page of a file's history ends at the commit that created it: if that commit renamed it, the
+        # history goes on under the old name, from the commit before (as GitHub links to it).
+        renamed = None
+        if is_file and found and not has_next:
+            created = found[-1]
+            old_path = git.renamed_from(repo.path, created.sha, path)
+            if old_path is not None:
+                renamed = {
+                    "old_label": git.label(old_path),
+                    "commit": created,
+                    "url": f"{prefix}/commits/{created.parents[0]}/{code.quote_path(old_path)}",
+                }
+        return _context(
+            request,
+            repo,
+            ref,
+            path,
+            "commits",
+            rows=code.safe(rows),
+            page_number=page,
+            has_next=has_next,
+            renamed=renamed,
+        )
 
     return _immutable(_page(request, repo, "repos/commits.html", context, ref.sha), etag)
 

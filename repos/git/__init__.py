@@ -32,6 +32,7 @@ from .diffs import (
     diff,
     parent_for_diff,
     patch_id,
+    renamed_from,
     with_hunks,
 )
 from .history import (
@@ -163,6 +164,7 @@ __all__ = [
     "repack",
     "read_blob",
     "remove_stale_incoming",
+    "renamed_from",
     "resolve",
     "resolve_commit",
     "service_command",

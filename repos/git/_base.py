@@ -7,6 +7,8 @@ UTF-8 survives the round trip to a URL and back; `label()` turns one into text f
 import os
 import re
 import subprocess
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,11 +95,57 @@ def as_commit(obj: "pygit2.Commit") -> Commit:
     )
 
 
-def open_repo(path: Path) -> pygit2.Repository:
+# libgit2 keeps commits in a repository's object cache but no tree over 4 KiB, so every read of a big directory
+# (git's root is 22 KiB, its t/ 61 KiB) parsed it again; trees up to this size are kept too, within the cache's
+# overall limit.
+TREE_CACHE_LIMIT = 256 * 1024
+pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, TREE_CACHE_LIMIT)
+
+# Repositories this thread keeps open, most recently used last: path -> (stamp, handle).
+_handles = threading.local()
+HANDLES_PER_THREAD = 8
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a repository's packs change (a push's pack, a repack) or its folder is made anew."""
     try:
-        return pygit2.Repository(str(path))
+        folder, packs = os.stat(path), os.stat(os.path.join(path, "objects", "pack"))
+    except OSError:
+        return None
+    return folder.st_ino, packs.st_ino, packs.st_mtime_ns
+
+
+def open_repo(path: Path) -> pygit2.Repository:
+    """The repository at path, kept open by this thread for as long as its set of packs stays the same.
+
+    Opening one reads its config and maps its pack indexes, and a new handle starts with an empty object cache;
+    a page used to pay that for every read. A handle serves one thread (libgit2 does not share a repository
+    between threads), sees new refs and loose objects as they come, and is opened again once a pack is added or
+    removed, so that it never holds on to a pack that maintenance deleted."""
+    key = str(path)
+    kept = getattr(_handles, "repos", None)
+    if kept is None:
+        kept = _handles.repos = OrderedDict()
+    stamp = _stamp(path)
+    found = kept.get(key)
+    if found is not None and stamp is not None and found[0] == stamp:
+        kept.move_to_end(key)
+        return found[1]
+    try:
+        handle = pygit2.Repository(key)
     except pygit2.GitError as exc:
+        kept.pop(key, None)
         raise GitError(f"cannot open repository: {exc}") from exc
+    # A miss is rare: let go of the handles whose repository has changed or is gone, then of the oldest.
+    for other, (other_stamp, _) in list(kept.items()):
+        if other != key and _stamp(Path(other)) != other_stamp:
+            del kept[other]
+    if stamp is not None:
+        kept[key] = (stamp, handle)
+        kept.move_to_end(key)
+        while len(kept) > HANDLES_PER_THREAD:
+            kept.popitem(last=False)
+    return handle
 
 
 def load_commit(repo: pygit2.Repository, sha: str) -> pygit2.Commit:

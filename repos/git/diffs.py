@@ -14,6 +14,7 @@ from ._base import (
     label,
     load_commit,
     open_repo,
+    path_bytes,
     run_git,
 )
 from .history import merge_base
@@ -165,6 +166,34 @@ def changed_file_count(path: Path, old_sha: str, new_sha: str) -> int:
     check_sha(old_sha, new_sha)
     out = run_git(path, "diff-tree", "-r", "-M", "--name-only", "-z", f"-l{DIFF_RENAME_LIMIT}", old_sha, new_sha)
     return len([name for name in out.split(b"\0") if name])
+
+
+def renamed_from(path: Path, commit_sha: str, file_path: str) -> str | None:
+    """The name file_path had before commit_sha, when that commit made it by renaming another file (against its
+    first parent, renames found as the commit page finds them); None when it added the file or changed it."""
+    check_sha(commit_sha)
+    commit = load_commit(open_repo(path), commit_sha)
+    if not commit.parent_ids:
+        return None
+    out = run_git(
+        path,
+        "diff-tree",
+        "-r",
+        "-M",
+        "-z",
+        "--name-status",
+        "--diff-filter=R",
+        f"-l{DIFF_RENAME_LIMIT}",
+        str(commit.parent_ids[0]),
+        commit_sha,
+    )
+    # Each rename is its status (R and a score), its old path and its new path, each ended by a NUL.
+    fields = out.split(b"\0")
+    wanted = path_bytes(file_path)
+    for index in range(0, len(fields) - 2, 3):
+        if fields[index].startswith(b"R") and fields[index + 2] == wanted:
+            return decode_path(fields[index + 1])
+    return None
 
 
 def with_hunks(path: Path, files: list[FileDiff], *, ignore_whitespace: bool = False) -> list[FileDiff]:

@@ -27,19 +27,18 @@ from .objects import commits, entry, tree_entries
 
 
 def log(path: Path, sha: str, *, file_path: str = "", skip: int = 0, limit: int = 50) -> list[Commit]:
-    """Commits reachable from sha, newest first; with file_path, only those that touched it, following renames
-    of a file (git log --follow)."""
+    """Commits reachable from sha, newest first; with file_path, only those that touched it.
+
+    A file's history stops at the commit that created it, under the name it has now: `git log --follow` cannot use
+    the commit-graph's changed-path filters (on git's history 0.3 to 1.6 s a page, where this takes 0.01 to 0.1 s).
+    renamed_from() tells whether that commit renamed it, and from where."""
     if not file_path:
         repo = open_repo(path)
         # No sorting asked: libgit2 then walks lazily in the order git log uses; TIME sorts the whole history first.
         walker = repo.walk(sha, pygit2.enums.SortMode.NONE)
         return [as_commit(c) for c in itertools.islice(walker, skip, skip + limit)]
     check_sha(sha)
-    is_file = entry(path, sha, file_path).kind != "tree"
-    args = ["log", "--format=%H", f"--skip={skip}", f"-n{limit}"]
-    if is_file:
-        args.append("--follow")
-    out = run_git(path, *args, sha, "--", path_bytes(file_path))
+    out = run_git(path, "log", "--format=%H", f"--skip={skip}", f"-n{limit}", sha, "--", path_bytes(file_path))
     return commits(path, out.decode().split())
 
 

@@ -1,5 +1,6 @@
 """Objects read by id or path: commits, trees, blobs and the lines of a file."""
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,15 +80,24 @@ def entry(path: Path, commit_sha: str, file_path: str) -> TreeEntry:
     )
 
 
-def tree_entries(path: Path, tree_sha: str, base: str) -> list[TreeEntry]:
+# The last tree listed by this thread: a directory's page lists it for its rows and again to find its README.
+_last_listed = threading.local()
+
+
+def tree_entries(path: Path, tree_sha: str, base: str) -> tuple[TreeEntry, ...]:
     """A tree's entries, directories first, each group by name; base is the tree's own path."""
+    key = (str(path), tree_sha, base)
+    last = getattr(_last_listed, "value", None)
+    if last is not None and last[0] == key:
+        return last[1]
     tree = open_repo(path)[tree_sha]
     entries = [
         TreeEntry(name=e.name, path=_join(base, e.name), sha=str(e.id), kind=_entry_kind(e.filemode), mode=e.filemode)
         for e in tree
     ]
     entries.sort(key=lambda e: (e.kind != "tree", e.name.lower()))
-    return entries
+    _last_listed.value = (key, tuple(entries))
+    return _last_listed.value[1]
 
 
 def read_blob(path: Path, sha: str, *, limit: int | None = None) -> tuple[bytes, int]:

@@ -203,9 +203,31 @@ def test_commits_lists_history_paginated_and_per_path_following_renames(as_alice
     second_page = text(as_alice.get("/alice/code/commits/main?page=2"))
     assert "Start the project" in second_page
     assert "Count 54" in text(as_alice.get("/alice/code/commits"))
+    # A file's history ends at the commit that renamed it, and links to the history under its old name there.
     history = text(as_alice.get("/alice/code/commits/main/docs/manual.md"))
-    assert "Return 1, rename the guide" in history and "Start the project" in history
+    assert "Return 1, rename the guide" in history and "Start the project" not in history
     assert "Count" not in history
+    old_history = f"/alice/code/commits/{code_repo.shas['first']}/docs/guide.md"
+    assert "Renamed from <code>docs/guide.md</code>" in history and f'href="{old_history}"' in history
+    assert f'href="/alice/code/commit/{code_repo.shas["second"]}"' in history
+    assert "Start the project" in text(as_alice.get(old_history))
+    # A file that was only ever added says nothing of the kind.
+    assert "Renamed from" not in text(as_alice.get("/alice/code/commits/main/src/main.c"))
+
+
+def test_a_renamed_files_history_is_paginated_and_links_its_old_name_on_its_last_page(as_alice, code_repo, work):
+    start = int(time.time()) + 10
+    for n in range(55):
+        (work / "docs" / "manual.md").write_text(f"# Manual\n\nEdition {n}.\n")
+        commit_all(work, f"Edition {n}", when=start + n)
+    run(work, "push", "-q", str(code_repo.path), "main")
+    first_page = text(as_alice.get("/alice/code/commits/main/docs/manual.md"))
+    assert "Edition 54<" in first_page and "Edition 5<" in first_page and "Edition 4<" not in first_page
+    assert "?page=2" in first_page and "Renamed from" not in first_page
+    last_page = text(as_alice.get("/alice/code/commits/main/docs/manual.md?page=2"))
+    assert "Edition 4<" in last_page and "Return 1, rename the guide" in last_page and "?page=3" not in last_page
+    assert f'href="/alice/code/commits/{code_repo.shas["first"]}/docs/guide.md"' in last_page
+    assert as_alice.get("/alice/code/commits/main/docs/manual.md?page=3").status_code == 404
 
 
 def test_commit_shows_message_parents_stats_and_diff(as_alice, code_repo):

@@ -191,6 +191,25 @@ def test_internal_and_public_repositories_are_readable_as_their_visibility_says(
     assert client.get("/alice/open").status_code == 200
 
 
+def test_a_repository_is_found_by_its_path_in_any_case_and_by_no_pattern(client, alice, mallory):
+    services.create_repository(actor=alice, owner=alice, name="open_tool", visibility=Visibility.PUBLIC)
+    services.update_repository(
+        Repository.objects.get(name="open_tool"), actor=alice, description="Found by its own name"
+    )
+    services.create_repository(actor=alice, owner=alice, name="secret", visibility=Visibility.PRIVATE)
+    page = client.get("/ALICE/Open_Tool")
+    assert page.status_code == 200 and "Found by its own name" in page.content.decode()
+    # The path is a name, not a pattern: LIKE's wildcards match nothing else.
+    for path in ("/alice/open_too_", "/alice/open%25", "/al_ce/open_tool", "/alice/%25", "/%25/open_tool"):
+        assert client.get(path).status_code == 404, path
+    # A private repository stays hidden in any case, and is found by those who may read it.
+    assert client.get("/alice/SECRET").status_code == 404
+    _login(client, mallory)
+    assert client.get("/Alice/Secret").status_code == 404
+    _login(client, alice)
+    assert client.get("/Alice/Secret").status_code == 200
+
+
 # Access to pages and settings
 
 SETTINGS_PAGES = ["settings", "settings/collaborators", "settings/keys"]

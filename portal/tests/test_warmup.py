@@ -1,0 +1,26 @@
+"""A web process loads at its start what its first requests would otherwise load."""
+
+import logging
+
+from django.core.handlers.wsgi import WSGIHandler
+from django.template import engines
+from django.template.loaders.cached import Loader as CachedLoader
+
+from portal.warmup import warm_up
+
+
+def _compiled_templates() -> set[str]:
+    loaders = engines["django"].engine.template_loaders
+    return {name for loader in loaders if isinstance(loader, CachedLoader) for name in loader.get_template_cache}
+
+
+def test_warming_up_compiles_the_templates_and_serves_a_first_request_without_a_failure(transactional_db, caplog):
+    for loader in engines["django"].engine.template_loaders:
+        if isinstance(loader, CachedLoader):
+            loader.reset()
+    caplog.set_level(logging.INFO, logger="portal.warmup")
+    warm_up(WSGIHandler())
+    # Every step ran (a failing one is logged and skipped), and GET / answered 200.
+    assert [record.getMessage() for record in caplog.records if record.name == "portal.warmup"] == []
+    compiled = _compiled_templates()
+    assert {"base.html", "repos/tree.html", "repos/commits.html", "releases/_environment_strip.html"} <= compiled
