@@ -17,6 +17,7 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 
 from portal.models import SiteSettings
@@ -96,11 +97,25 @@ def _page(
     settings, and whether sign-up is open."""
     key = _anonymous_page_key(request, repo, shas)
     if key is not None and isinstance(content := code.cache_get(key), bytes):
-        return HttpResponse(content)
+        return HttpResponse(_live_header(content, repo))
     response = render(request, template, context())
     if key is not None and response.status_code == 200:
         code.cache_set(key, response.content)
     return response
+
+
+LIVE_START, LIVE_END = b"<!--live-->", b"<!--/live-->"
+
+
+def _live_header(content: bytes, repo: Repository) -> bytes:
+    """A cached page with the header's live part (what changes without a push: what each environment runs)
+    rendered now."""
+    start = content.find(LIVE_START)
+    end = content.find(LIVE_END, start)
+    if start < 0 or end < 0:
+        return content
+    live = render_to_string("repos/_repo_head_live.html", {"repo": repo}).encode()
+    return content[: start + len(LIVE_START)] + live + content[end:]
 
 
 def _anonymous_page_key(request: HttpRequest, repo: Repository, shas: tuple[str, ...]) -> str | None:

@@ -229,3 +229,20 @@ def test_the_environment_strip_is_one_query_and_absent_without_environments(
         shown = environment_strip(private_repo)["environments"]
     assert [(row["name"], row["running_sha"]) for row in shown] == [("dev", None), ("uat", None)]
     assert strip(text_of(client_for(carol).get("/alice/project"))) == {"dev": "nothing yet", "uat": "nothing yet"}
+
+
+def test_a_cached_page_shows_what_each_environment_runs_now(alice, client):
+    """A visitor's repeat view comes from the cache, but its header's environments are read anew."""
+    from releases.tests.deploying import set_targets
+    from repos import services as repo_services
+    from repos.models import Visibility
+
+    site = repo_services.create_repository(
+        actor=alice, owner=alice, name="site", initialize=True, visibility=Visibility.PUBLIC
+    )
+    set_targets(site, "dev", ["a"], alice)
+    for url in ("/alice/site", "/alice/site/tree/main"):
+        assert strip(text_of(client.get(url))) == {"dev": "nothing yet"}
+    set_targets(site, "uat", ["a"], alice)
+    for url in ("/alice/site", "/alice/site/tree/main"):
+        assert strip(text_of(client.get(url))) == {"dev": "nothing yet", "uat": "nothing yet"}, url
