@@ -4,7 +4,7 @@ and branch_described): merge settings and open pull requests, and a branch's pro
 from repos.access import Principal, role_for_principal
 from repos.models import Repository, Role
 from reviews.models import MergeStrategy, PullRequest
-from reviews.rules import approval_rules_for, protections_for, required_checks, review_settings
+from reviews.rules import approval_rules_for, on_merge_lists, protections_for, required_checks, review_settings
 
 # Gitea's merge styles are the portal's strategies by the same names.
 MERGE_STYLES = {strategy.value: strategy.value for strategy in MergeStrategy}
@@ -25,18 +25,14 @@ def describe_repository(sender, *, repository: Repository, principal: Principal,
     }
 
 
-def _listed(user, users, teams) -> bool:
-    return any(u.pk == user.pk for u in users) or any(m.pk == user.pk for team in teams for m in team.members.all())
-
-
 def describe_branch(sender, *, repository: Repository, principal: Principal, branch: str, **kwargs) -> dict:
     protections = list(protections_for(repository, branch))
     user = principal.user
-    can_merge = user is not None and role_for_principal(principal, repository) >= Role.WRITE
-    for protection in protections if can_merge else ():
-        users, teams = list(protection.merge_users.all()), list(protection.merge_teams.all())
-        if (users or teams) and not _listed(user, users, teams):
-            can_merge = False
+    can_merge = (
+        user is not None
+        and role_for_principal(principal, repository) >= Role.WRITE
+        and on_merge_lists(user, repository, branch)
+    )
     checks = required_checks(repository, branch)
     rules = approval_rules_for(repository, branch)
     return {

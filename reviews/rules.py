@@ -219,9 +219,12 @@ def conflicts(pr: PullRequest) -> list[str]:
 
 def may_merge(pr: PullRequest, user: User | None) -> bool:
     """Write access, and a place on the merge list of every protection of the base branch that has one."""
-    if user is None or not can_merge(user, pr):
-        return False
-    for protection in protections_for(pr.repository, pr.base_branch):
+    return user is not None and can_merge(user, pr) and on_merge_lists(user, pr.repository, pr.base_branch)
+
+
+def on_merge_lists(user: User, repository: Repository, branch: str) -> bool:
+    """Whether user is on the merge list of every protection of the branch that has one."""
+    for protection in protections_for(repository, branch):
         users, teams = list(protection.merge_users.all()), list(protection.merge_teams.all())
         if (users or teams) and not _in_lists(user, users, teams):
             return False
