@@ -56,7 +56,8 @@ def in_pool(rule: ApprovalRule, user: User, repo: Repository) -> bool:
 
 
 def describe_pool(rule: ApprovalRule) -> str:
-    names = [u.username for u in rule.users.all()] + [f"{t.organization.username}/{t.name}" for t in rule.teams.all()]
+    users = sorted(u.username for u in rule.users.all())
+    names = users + sorted(f"{t.organization.username}/{t.name}" for t in rule.teams.all())
     return ", ".join(names) if names else "anyone with write access"
 
 

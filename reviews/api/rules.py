@@ -27,13 +27,14 @@ from reviews.models import ApprovalRule, BranchProtection
 
 
 def protection_out(protection: BranchProtection) -> dict:
-    push_users = [u.username for u in protection.push_users.all()]
-    push_teams = [t.name for t in protection.push_teams.all()]
-    merge_users = [u.username for u in protection.merge_users.all()]
-    merge_teams = [t.name for t in protection.merge_teams.all()]
+    # Sorted: a many-to-many relation has no order of its own (PostgreSQL answers in any).
+    push_users = sorted(u.username for u in protection.push_users.all())
+    push_teams = sorted(t.name for t in protection.push_teams.all())
+    merge_users = sorted(u.username for u in protection.merge_users.all())
+    merge_teams = sorted(t.name for t in protection.merge_teams.all())
     rule = ApprovalRule.objects.filter(branch_protection=protection).first()
-    approval_users = [u.username for u in rule.users.all()] if rule else []
-    approval_teams = [t.name for t in rule.teams.all()] if rule else []
+    approval_users = sorted(u.username for u in rule.users.all()) if rule else []
+    approval_teams = sorted(t.name for t in rule.teams.all()) if rule else []
     return {
         "rule_name": protection.branch_pattern,
         "branch_name": protection.branch_pattern,
@@ -260,8 +261,8 @@ def rule_out(rule: ApprovalRule) -> dict:
         "name": rule.name,
         "branch_pattern": rule.branch_pattern,
         "required_approvals": rule.required_approvals,
-        "users": [u.username for u in rule.users.all()],
-        "teams": [t.name for t in rule.teams.all()],
+        "users": sorted(u.username for u in rule.users.all()),
+        "teams": sorted(t.name for t in rule.teams.all()),
         "exclude_committers": rule.exclude_committers,
         "dismissal": rule.dismissal,
         "branch_protection": rule.branch_protection.branch_pattern if rule.branch_protection_id else None,
