@@ -1,6 +1,6 @@
 # make run   create .venv, install the runtime requirements, migrate, start everything (manage.py serve)
 # make dev   the same in development mode (DEBUG=1: Django's debug pages, static files from the source folders)
-# make test  create .venv with the development requirements and run the whole test suite (TEST_WORKERS=2 processes; 0: one)
+# make test  create .venv with the development requirements and run the whole test suite (TEST_WORKERS=3 processes; 0: one)
 # make lint  ruff check, ruff format --check, and no missing migrations
 # make lock  resolve requirements*.txt again into the lock files (newest versions they allow), with hashes
 
@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 PYTEST_ARGS ?=
 # The suite runs on this many pytest-xdist workers (0: all in one process, as a single test module is run).
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 
 .PHONY: run dev test lint lock format migrate clean
 
