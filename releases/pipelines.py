@@ -562,7 +562,8 @@ def _change(execution: PipelineExecution, actor: User | None, verb: str, change,
     return execution
 
 
-def _require_writer(actor: User | None, repository: Repository, what: str) -> None:
+def require_writer(actor: User | None, repository: Repository, what: str) -> None:
+    """Only the repository's writers change its pipelines (releases.access.can_deploy)."""
     access.require(access.can_deploy, actor, repository, f"Only the repository's writers {what}.")
 
 
@@ -571,7 +572,7 @@ def stop(
     execution: PipelineExecution, *, actor: User, mode: str = StopMode.WAIT, reason: str = ""
 ) -> PipelineExecution:
     """Stop an execution: let its actions in progress finish ("wait"), or abandon them ("abandon")."""
-    _require_writer(actor, execution.pipeline.repository, "stop pipeline executions")
+    require_writer(actor, execution.pipeline.repository, "stop pipeline executions")
     why = reason or f"Stopped by {actor.username} ({StopMode(mode)})."
     return _change(
         execution,
@@ -588,7 +589,7 @@ def retry(
     execution: PipelineExecution, *, actor: User, stage: str | None = None, mode: str = RetryMode.FAILED_ACTIONS
 ) -> PipelineExecution:
     """Retry the stage a failed or stopped execution ended in: its failed actions, or all of them."""
-    _require_writer(actor, execution.pipeline.repository, "retry pipeline stages")
+    require_writer(actor, execution.pipeline.repository, "retry pipeline stages")
     return _change(
         execution,
         actor,
@@ -602,7 +603,7 @@ def retry(
 @transaction.atomic
 def set_transition(pipeline: Pipeline, stage: str, *, actor: User, enabled: bool, reason: str = "") -> Pipeline:
     """Disable or enable the transition into a stage; a disabled one holds the latest execution in front of it."""
-    _require_writer(actor, pipeline.repository, "disable or enable transitions")
+    require_writer(actor, pipeline.repository, "disable or enable transitions")
     pipeline = _locked(pipeline)
     now = timezone.now()
     try:
@@ -619,7 +620,7 @@ def set_transition(pipeline: Pipeline, stage: str, *, actor: User, enabled: bool
 def rollback_stage(pipeline: Pipeline, stage: str, target: PipelineExecution, *, actor: User) -> PipelineExecution:
     """Roll a stage back to what an earlier successful execution ran there: a new execution, marked as a rollback,
     deploys that execution's artifact again in that stage only."""
-    _require_writer(actor, pipeline.repository, "roll pipeline stages back")
+    require_writer(actor, pipeline.repository, "roll pipeline stages back")
     if target.pipeline_id != pipeline.pk:
         raise ValidationError("The execution to roll back to is another pipeline's.")
     pipeline = _locked(pipeline)

@@ -20,7 +20,7 @@ from portal.api import InputSchema, UserOut, api_url, current_user, user_out
 from portal.api_scopes import READ_REPO, WRITE_REPO
 from portal.models import User
 from portal.validators import field_error
-from releases import access, pipelines
+from releases import pipelines
 from releases.api.deployments import Pages, _commit, _page, _repo
 from releases.api.router import router
 from releases.models import Pipeline, PipelineActionRun, PipelineApproval, PipelineExecution
@@ -351,7 +351,7 @@ def _stage(pipeline: Pipeline, name: str) -> str:
 def _writer(request: HttpRequest, repository: Repository, what: str) -> User:
     """The caller, if one of the repository's writers (asked before anything about the request)."""
     actor = current_user(request)
-    access.require(access.can_deploy, actor, repository, f"Only the repository's writers {what}.")
+    pipelines.require_writer(actor, repository, what)
     return actor
 
 
