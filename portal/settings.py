@@ -154,6 +154,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # A visitor's repeat view of a code page, answered from the cache; first, so that what it keeps of a page is
+    # every header the others give it (a web process answers even before Django's handler: portal.wsgi).
+    "repos.page_cache.CachedPages",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -170,6 +173,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
+# Wraps Django's WSGI handler in a web process: a visitor's repeat view of a code page is sent from the cache first.
+PORTAL_WSGI_FRONT = "repos.page_cache.AnswerFirst"
 AUTH_USER_MODEL = "portal.User"
 
 TEMPLATES = [

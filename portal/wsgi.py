@@ -8,9 +8,15 @@ capture_warnings()
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from django.conf import settings  # noqa: E402
+from django.utils.module_loading import import_string  # noqa: E402
 
 from portal.warmup import warm_up  # noqa: E402
+
+# What answers before Django's handler even starts (a visitor's repeat view of a code page), named in the settings.
+application = import_string(settings.PORTAL_WSGI_FRONT)(django_application)
 
 # The URLconf, the templates and each app's lazily loaded parts, loaded now rather than by the first requests.
 warm_up(application)

@@ -102,10 +102,13 @@ def get_repo_for_principal(principal: Principal, owner: str, name: str, need: in
     return repo
 
 
-# The SQL of Repository.objects.by_path(owner, name).select_related("owner").first(), compiled once per database.
+# The SQL of Repository.objects.by_path(owner, name).select_related("owner").first(), compiled once per database
+# (and of the same with fewer columns, for visitors).
 _by_path_sql: dict[str, "_CompiledByPath | None"] = {}
 _by_path_lock = threading.Lock()
 _OWNER_MARK, _NAME_MARK = "\x00owner", "\x00name"
+# What a page kept for visitors needs of a repository (repos.page_cache): what it shows of it, and its owner's name.
+_VISITOR_FIELDS = ("name", "description", "visibility", "default_branch", "owner__username")
 
 
 class _CompiledByPath:
@@ -113,10 +116,13 @@ class _CompiledByPath:
 
     Every page of a repository starts with this lookup, and building its SQL took the ORM a millisecond each time,
     seven times what the database takes to answer; the row still becomes models the ORM's way (its converters,
-    Model.from_db and the cache select_related fills)."""
+    Model.from_db and the cache select_related fills). With only, the models get those fields and the rest are
+    deferred (read from the database if ever asked for)."""
 
-    def __init__(self, alias: str):
+    def __init__(self, alias: str, only: tuple[str, ...] = ()):
         query = Repository.objects.using(alias).by_path(_OWNER_MARK, _NAME_MARK).select_related("owner")
+        if only:
+            query = query.only(*only)
         # first() on an ordered query set keeps its ordering.
         compiler = query.order_by(*Repository._meta.ordering)[:1].query.get_compiler(alias)
         self.sql, params = compiler.as_sql()
@@ -129,6 +135,10 @@ class _CompiledByPath:
         if info["model"] is not Repository or related["field"] is not Repository._meta.get_field("owner"):
             raise ValueError("the query selects other models than it should")
         self.repo_columns, self.owner_columns = info["select_fields"], related["select_fields"]
+        # Each column's field, as the compiler selects them.
+        attnames = [column.target.attname for column, _sql, _alias in compiler.select]
+        self.repo_fields = [attnames[i] for i in self.repo_columns]
+        self.owner_fields = [attnames[i] for i in self.owner_columns]
         self.converters = compiler.get_converters([column for column, _sql, _alias in compiler.select])
 
     def fetch(self, alias: str, owner: str, name: str) -> Repository | None:
@@ -145,35 +155,46 @@ class _CompiledByPath:
         for position, (converters, expression) in self.converters.items():
             for convert in converters:
                 row[position] = convert(row[position], expression, connection)
-        repo_fields = [field.attname for field in Repository._meta.concrete_fields]
         owner_model = Repository._meta.get_field("owner").related_model
-        owner_fields = [field.attname for field in owner_model._meta.concrete_fields]
-        repo = Repository.from_db(alias, repo_fields, [row[i] for i in self.repo_columns])
-        owner = owner_model.from_db(alias, owner_fields, [row[i] for i in self.owner_columns])
+        repo = Repository.from_db(alias, self.repo_fields, [row[i] for i in self.repo_columns])
+        owner = owner_model.from_db(alias, self.owner_fields, [row[i] for i in self.owner_columns])
         Repository._meta.get_field("owner").set_cached_value(repo, owner)
         return repo
 
 
-def _repository_by_path(owner: str, name: str) -> Repository | None:
-    """Repository.objects.by_path(owner, name).select_related("owner").first(), from SQL compiled once; through
-    the ORM itself should the query ever take a shape the compiled one does not handle."""
+def _repository_by_path(owner: str, name: str, only: tuple[str, ...] = ()) -> Repository | None:
+    """Repository.objects.by_path(owner, name).select_related("owner") (.only(*only) if given) .first(), from SQL
+    compiled once; through the ORM itself should the query ever take a shape the compiled one does not handle."""
     alias = router.db_for_read(Repository)
-    key = f"{alias}:{connections[alias].vendor}"
+    key = f"{alias}:{connections[alias].vendor}:{','.join(only)}"
     if key not in _by_path_sql:
         with _by_path_lock:
             try:
-                _by_path_sql[key] = _CompiledByPath(alias)
-            except (ValueError, KeyError):
+                _by_path_sql[key] = _CompiledByPath(alias, only)
+            except (ValueError, KeyError, AttributeError):
                 _by_path_sql[key] = None
     compiled = _by_path_sql[key]
     if compiled is None:
-        return Repository.objects.by_path(owner, name).select_related("owner").first()
+        query = Repository.objects.by_path(owner, name).select_related("owner")
+        return (query.only(*only) if only else query).first()
     return compiled.fetch(alias, owner, name)
 
 
 def warm_up() -> None:
-    """Compile the lookup every repository page starts with, by asking for a repository no one can name."""
+    """Compile the lookups every repository page starts with, by asking for a repository no one can name."""
     _repository_by_path("-", "-")
+    _repository_by_path("-", "-", _VISITOR_FIELDS)
+
+
+def get_repo_for_visitor(owner: str, name: str) -> Repository:
+    """The repository owner/name if anyone may read it, without signing in; of its owner, only the name is read.
+
+    What a page kept for visitors (repos.page_cache) asks before it is sent again."""
+    repo = _repository_by_path(owner, name, _VISITOR_FIELDS)
+    if repo is None:
+        raise Http404("Repository not found")
+    check_role(role_for_principal(Principal(), repo), Role.READ)
+    return repo
 
 
 def get_repo_for_user(user: User | None, owner: str, name: str, need: int = Role.READ) -> Repository:

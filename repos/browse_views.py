@@ -7,7 +7,6 @@ import re
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode
 
-from django.conf import settings as django_settings
 from django.http import (
     Http404,
     HttpRequest,
@@ -17,11 +16,9 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse
 
-from portal.models import SiteSettings
-from repos import code, git
+from repos import code, git, page_cache
 from repos.access import can_administer, get_repo_for_user
 from repos.models import Repository
 
@@ -51,11 +48,11 @@ def _prefix(repo: Repository) -> str:
     return reverse("repos:detail", args=[repo.owner.username, repo.name])
 
 
-def _resolve(repo: Repository, segments: list[str]) -> tuple[git.Ref, str]:
+def _resolve(request: HttpRequest, repo: Repository, segments: list[str]) -> tuple[git.Ref, str]:
     if not segments:
         raise Http404("No ref given.")
     try:
-        ref, rest = git.resolve(repo.path, segments)
+        ref, rest = page_cache.lookup(request, repo, "resolve", segments)
     except git.RefNotFound:
         raise Http404("No such branch, tag or commit.") from None
     return ref, "/".join(rest)
@@ -87,54 +84,10 @@ def _immutable(response: HttpResponse, etag: str | None) -> HttpResponse:
     return response
 
 
-def _page(
-    request: HttpRequest, repo: Repository, template: str, context: Callable[[], dict], *shas: str
-) -> HttpResponse:
-    """Render a code page; for a visitor without a session, the whole page is cached by the shas it shows.
-
-    Such a page is the same for every visitor (no name, no form, no message), so, like cgit's cache, a repeat
-    view skips the templates. The key holds everything else the page shows: the URL, the repository's names and
-    settings, and whether sign-up is open."""
-    key = _anonymous_page_key(request, repo, shas)
-    if key is not None and isinstance(content := code.cache_get(key), bytes):
-        return HttpResponse(_live_header(content, repo))
-    response = render(request, template, context())
-    if key is not None and response.status_code == 200:
-        code.cache_set(key, response.content)
-    return response
-
-
-LIVE_START, LIVE_END = b"<!--live-->", b"<!--/live-->"
-
-
-def _live_header(content: bytes, repo: Repository) -> bytes:
-    """A cached page with the header's live part (what changes without a push: what each environment runs)
-    rendered now."""
-    start = content.find(LIVE_START)
-    end = content.find(LIVE_END, start)
-    if start < 0 or end < 0:
-        return content
-    live = render_to_string("repos/_repo_head_live.html", {"repo": repo}).encode()
-    return content[: start + len(LIVE_START)] + live + content[end:]
-
-
-def _anonymous_page_key(request: HttpRequest, repo: Repository, shas: tuple[str, ...]) -> str | None:
-    if request.user.is_authenticated or django_settings.SESSION_COOKIE_NAME in request.COOKIES:
-        return None
-    if "messages" in request.COOKIES:
-        return None
-    parts = (
-        request.get_full_path(),
-        repo.pk,
-        repo.owner.username,
-        repo.name,
-        repo.description,
-        repo.visibility,
-        repo.default_branch,
-        SiteSettings.signup_is_open(),
-        shas,
-    )
-    return code.cache_key("page", parts)
+def _page(request: HttpRequest, repo: Repository, template: str, context: Callable[[], dict]) -> HttpResponse:
+    """Render a code page, which a visitor without a session gets whole from the cache next time (repos.page_cache)."""
+    page_cache.keep_for_visitors(request, repo)
+    return render(request, template, context())
 
 
 def _context(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, page: str, **extra) -> dict:
@@ -165,20 +118,20 @@ def _context(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, pa
 def home(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
     try:
-        ref = git.resolve_commit(repo.path, repo.default_branch)
+        ref = page_cache.lookup(request, repo, "resolve_commit", repo.default_branch)
     except git.RefNotFound:
-        if git.is_empty(repo.path):
+        if page_cache.lookup(request, repo, "is_empty"):
             is_admin = can_administer(request.user, repo)
             return render(request, "repos/detail.html", {"repo": repo, "is_admin": is_admin})
         # The default branch is gone: show another branch, or a tag when there are only tags.
-        name = min(git.ref_names(repo.path)).removeprefix("refs/heads/").removeprefix("refs/tags/")
-        ref = git.resolve_commit(repo.path, name)
+        name = min(page_cache.lookup(request, repo, "ref_names")).removeprefix("refs/heads/").removeprefix("refs/tags/")
+        ref = page_cache.lookup(request, repo, "resolve_commit", name)
     return _tree_page(request, repo, ref, "", home=True)
 
 
 def tree(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
-    ref, path = _resolve(repo, _tail(request))
+    ref, path = _resolve(request, repo, _tail(request))
     return _tree_page(request, repo, ref, path)
 
 
@@ -200,28 +153,26 @@ def _tree_page(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, 
         return HttpResponseNotModified()
 
     def context() -> dict:
-        base = f"{code.quote_ref(ref.name)}/{code.quote_path(path)}/" if path else f"{code.quote_ref(ref.name)}/"
+        rows, readme = code.directory(repo.path, entry.sha, path, prefix=prefix, ref=ref.name)
         return _context(
             request,
             repo,
             ref,
             path,
             "tree",
-            rows=code.safe(code.tree_html(repo.path, entry.sha, path, prefix=prefix, ref=ref.name)),
-            readme=code.readme(
-                repo.path, entry.sha, path, link_base=f"{prefix}/blob/{base}", image_base=f"{prefix}/raw/{base}"
-            ),
+            rows=code.safe(rows),
+            readme=readme,
             head=git.commit(repo.path, ref.sha),
             home=home,
             commits_url=f"{request.path}?fragment=commits",
         )
 
-    return _immutable(_page(request, repo, "repos/tree.html", context, ref.sha), etag)
+    return _immutable(_page(request, repo, "repos/tree.html", context), etag)
 
 
 def blob(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
-    ref, path = _resolve(repo, _tail(request))
+    ref, path = _resolve(request, repo, _tail(request))
     entry = _entry(repo, ref, path)
     prefix = _prefix(repo)
     if entry.kind == "tree":
@@ -249,12 +200,12 @@ def blob(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpRes
             )
         return _context(request, repo, ref, path, "blob", **extra)
 
-    return _immutable(_page(request, repo, "repos/blob.html", context, ref.sha), etag)
+    return _immutable(_page(request, repo, "repos/blob.html", context), etag)
 
 
 def raw(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
-    ref, path = _resolve(repo, _tail(request))
+    ref, path = _resolve(request, repo, _tail(request))
     entry = _entry(repo, ref, path)
     if entry.kind not in ("blob", "symlink"):
         raise Http404("Not a file.")
@@ -278,7 +229,7 @@ def raw(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResp
 def commits(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
     segments = _tail(request) or [repo.default_branch]
-    ref, path = _resolve(repo, segments)
+    ref, path = _resolve(request, repo, segments)
     is_file = bool(path) and _entry(repo, ref, path).kind != "tree"
     page = _page_number(request)
     etag = _sha_etag(request, ref, "commits", code.quote_path(path), str(page))
@@ -317,7 +268,7 @@ def commits(request: HttpRequest, owner: str, name: str, rest: str = "") -> Http
             renamed=renamed,
         )
 
-    return _immutable(_page(request, repo, "repos/commits.html", context, ref.sha), etag)
+    return _immutable(_page(request, repo, "repos/commits.html", context), etag)
 
 
 def _page_number(request: HttpRequest) -> int:
@@ -332,7 +283,7 @@ def _page_number(request: HttpRequest) -> int:
 
 def commit(request: HttpRequest, owner: str, name: str, sha: str) -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
-    ref, rest = _resolve(repo, [sha])
+    ref, rest = _resolve(request, repo, [sha])
     if rest or ref.kind != "commit":
         raise Http404("Not a commit.")
     options = code.DiffOptions.from_query(request.GET)
@@ -351,7 +302,7 @@ def commit(request: HttpRequest, owner: str, name: str, sha: str) -> HttpRespons
             request, repo, ref, "", "commit", commit=git.commit(repo.path, ref.sha), diff=diff, options=options
         )
 
-    return _immutable(_page(request, repo, "repos/commit.html", context, ref.sha), etag)
+    return _immutable(_page(request, repo, "repos/commit.html", context), etag)
 
 
 def _page_url(request: HttpRequest, options: code.DiffOptions) -> str:
@@ -381,8 +332,8 @@ def compare(request: HttpRequest, owner: str, name: str, spec: str = "") -> Http
     if not dots:
         raise Http404("Compare two refs as base...head.")
     try:
-        base = git.resolve_commit(repo.path, base_name)
-        head = git.resolve_commit(repo.path, head_name)
+        base = page_cache.lookup(request, repo, "resolve_commit", base_name)
+        head = page_cache.lookup(request, repo, "resolve_commit", head_name)
     except git.RefNotFound:
         raise Http404("No such branch, tag or commit.") from None
     options = code.DiffOptions.from_query(request.GET)
@@ -391,7 +342,7 @@ def compare(request: HttpRequest, owner: str, name: str, spec: str = "") -> Http
         if merge_base is None:
             raise Http404("Unrelated histories.")
         return _diff_fragment(request, repo, merge_base, head.sha, options, *wanted)
-    ref_names = sorted(git.ref_names(repo.path))
+    ref_names = sorted(page_cache.lookup(request, repo, "ref_names"))
 
     def context() -> dict:
         merge_base = git.merge_base(repo.path, base.sha, head.sha)
@@ -414,9 +365,7 @@ def compare(request: HttpRequest, owner: str, name: str, spec: str = "") -> Http
         )
         return _context(request, repo, head, "", "compare", **extra)
 
-    # The pickers list the branches and tags, so a page cached for visitors follows new ones.
-    refs_key = code.cache_key("refs", tuple(ref_names))
-    return _page(request, repo, "repos/compare.html", context, base.sha, head.sha, refs_key)
+    return _page(request, repo, "repos/compare.html", context)
 
 
 def compare_pick(request: HttpRequest, owner: str, name: str) -> HttpResponse:
@@ -455,7 +404,7 @@ def _pickers(ref_names: list[str], base_name: str, head_name: str) -> dict:
 
 def blame(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpResponse:
     repo = get_repo_for_user(request.user, owner, name)
-    ref, path = _resolve(repo, _tail(request))
+    ref, path = _resolve(request, repo, _tail(request))
     entry = _entry(repo, ref, path)
     if entry.kind != "blob":
         raise Http404("Blame needs a file.")
@@ -467,7 +416,7 @@ def blame(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpRe
         table, line_count = code.blame_html(repo.path, ref.sha, path, entry.sha, prefix=_prefix(repo))
         return _context(request, repo, ref, path, "blame", entry=entry, table=code.safe(table), line_count=line_count)
 
-    return _immutable(_page(request, repo, "repos/blame.html", context, ref.sha), etag)
+    return _immutable(_page(request, repo, "repos/blame.html", context), etag)
 
 
 def ref_menu(request: HttpRequest, owner: str, name: str) -> HttpResponse:

@@ -65,12 +65,20 @@ class LocalCache:
             self.entries.move_to_end(key)
             return found[0]
 
-    def put(self, key: str, value: object, size: int) -> None:
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.used = 0
+
+    def put(self, key: str, value: object, size: int, *, replace: bool = False) -> None:
+        """Keep value under key, unless key is kept already (an immutable value) and replace is not asked for."""
         if size > self.max_bytes // 8:
             return
         with self.lock:
             if key in self.entries:
-                return
+                if not replace:
+                    return
+                self.used -= self.entries.pop(key)[1]
             self.entries[key] = (value, size)
             self.used += size
             while self.used > self.max_bytes:
@@ -91,10 +99,38 @@ def cache_get(key: str) -> object:
     return value
 
 
-def cache_set(key: str, value: object, timeout: int = CACHE_TIMEOUT) -> None:
-    cache.set(key, value, timeout)
+def cache_set(key: str, value: object, timeout: int = CACHE_TIMEOUT, *, replace: bool = False) -> None:
+    """Keep value in Django's cache now, or once the response is sent if this thread's writes are deferred; and at
+    once in this process's cache, where it replaces what key held only if replace is asked for (a value that may
+    change under its key; others never do)."""
+    pending = getattr(_deferred, "writes", None)
+    if pending is None:
+        cache.set(key, value, timeout)
+    else:
+        pending.append((key, value, timeout))
     if timeout >= CACHE_TIMEOUT:
-        local_cache.put(key, value, _size(value))
+        local_cache.put(key, value, _size(value), replace=replace)
+
+
+_deferred = threading.local()
+
+
+def defer_writes() -> None:
+    """Hold this thread's writes to Django's cache until write_deferred(): a page need not wait for them (nor for
+    a round trip each) before it is sent. What is written stays readable here meanwhile, in the local cache."""
+    if getattr(_deferred, "writes", None):
+        write_deferred()
+    _deferred.writes = []
+
+
+def write_deferred() -> None:
+    """Send the writes defer_writes() held, one round trip per timeout, and stop holding them."""
+    pending, _deferred.writes = getattr(_deferred, "writes", None), None
+    by_timeout: dict[int, dict[str, object]] = {}
+    for key, value, timeout in pending or ():
+        by_timeout.setdefault(timeout, {})[key] = value
+    for timeout, values in by_timeout.items():
+        cache.set_many(values, timeout)
 
 
 def _size(value: object) -> int:
@@ -203,30 +239,31 @@ def code_table(lines: list[str]) -> str:
     return f'<table class="code blob-code">{rows}</table>'
 
 
-def readme(path: Path, tree_sha: str, dir_path: str, *, link_base: str, image_base: str) -> tuple[str, BlobView] | None:
-    """A directory's README (its name and rendered view), or None; cached by the tree's sha."""
-
-    def compute() -> tuple[str, BlobView] | None:
-        entries = [e for e in git.tree_entries(path, tree_sha, dir_path) if e.kind == "blob"]
-        candidates = [e for e in entries if e.name.lower().split(".")[0] == "readme"]
-        if not candidates:
-            return None
-        chosen = min(candidates, key=lambda e: (not render.is_markdown(e.name), e.name))
-        view = blob_view(path, chosen.sha, chosen.name, link_base=link_base, image_base=image_base, source=False)
-        return chosen.label, view
-
-    return cached(("readme", tree_sha, link_base, image_base), compute)
+def directory(path: Path, tree_sha: str, dir_path: str, *, prefix: str, ref: str) -> tuple[str, tuple | None]:
+    """A directory's listing (the rows of its table, with links under prefix /<owner>/<repo> at ref) and its
+    README (name and rendered view) or None: read from one listing of the tree and cached by its sha."""
+    return cached(
+        ("directory", tree_sha, dir_path, prefix, ref), lambda: _directory(path, tree_sha, dir_path, prefix, ref)
+    )
 
 
-# Trees.
+def _directory(path: Path, tree_sha: str, dir_path: str, prefix: str, ref: str) -> tuple[str, tuple | None]:
+    entries = git.tree_entries(path, tree_sha, dir_path)
+    base = f"{quote_ref(ref)}/{quote_path(dir_path)}/" if dir_path else f"{quote_ref(ref)}/"
+    readme = _readme(path, entries, link_base=f"{prefix}/blob/{base}", image_base=f"{prefix}/raw/{base}")
+    return _tree_html(entries, dir_path, prefix, ref), readme
 
 
-def tree_html(path: Path, tree_sha: str, dir_path: str, *, prefix: str, ref: str) -> str:
-    """The rows of a directory listing, with links under prefix (/<owner>/<repo>) at ref."""
-    return cached(("tree", tree_sha, dir_path, prefix, ref), lambda: _tree_html(path, tree_sha, dir_path, prefix, ref))
+def _readme(path: Path, entries: list, *, link_base: str, image_base: str) -> tuple[str, BlobView] | None:
+    candidates = [e for e in entries if e.kind == "blob" and e.name.lower().split(".")[0] == "readme"]
+    if not candidates:
+        return None
+    chosen = min(candidates, key=lambda e: (not render.is_markdown(e.name), e.name))
+    view = blob_view(path, chosen.sha, chosen.name, link_base=link_base, image_base=image_base, source=False)
+    return chosen.label, view
 
 
-def _tree_html(path: Path, tree_sha: str, dir_path: str, prefix: str, ref: str) -> str:
+def _tree_html(entries: list, dir_path: str, prefix: str, ref: str) -> str:
     rows = []
     if dir_path:
         parent = dir_path.rsplit("/", 1)[0] if "/" in dir_path else ""
@@ -234,7 +271,7 @@ def _tree_html(path: Path, tree_sha: str, dir_path: str, prefix: str, ref: str) 
             f'<tr><td class="icon"></td><td class="name"><a href="{prefix}/tree/{quote_ref(ref)}/{quote_path(parent)}">..</a>'
             "</td><td></td><td></td></tr>"
         )
-    for entry in git.tree_entries(path, tree_sha, dir_path):
+    for entry in entries:
         name = escape(entry.label)
         if entry.kind == "submodule":
             link = f'<span class="submodule">{name}</span> <span class="muted">@ {entry.sha[:7]}</span>'

@@ -1,0 +1,240 @@
+"""The code pages a visitor without a session sees, kept whole and answered ahead of the middlewares.
+
+Such a page is the same for every visitor (no name, no form, no message), so, like cgit's cache, a repeat view
+skips the view and its templates, and even the session, authentication, messages and CSRF middlewares, none of
+which a visitor without a session uses. CachedPages, placed right after the security and static-file
+middlewares, keeps for each URL how its page was found: the repository and site settings it showed, the git
+lookups that named its commits (resolving a branch, say) with a digest of what each answered, and the response.
+A later request for that URL without a session is answered from the cache once the access door still lets a
+visitor read the repository, the repository and site still show the same, and every lookup still answers the
+same: the objects named by shas never change. Only the header's live part (what each environment runs, which
+changes without a push) is rendered again for each view.
+
+Anything else (a session, a moved branch, a repository made private or renamed, a cache miss) goes through the
+middlewares to the view, as any request does. Meanwhile the writes to the shared cache that a page makes are
+held until its response has been sent (repos.code.defer_writes)."""
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.wsgi import WSGIRequest
+from django.core.signals import request_finished, request_started
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+
+from portal.models import SiteSettings
+from repos import code, git
+from repos.access import get_repo_for_visitor
+from repos.models import Repository
+
+# The git lookups that tell which commits a URL shows. What they answer changes with every push; the objects
+# named by shas never change, so a page is still right while each lookup it made answers the same.
+LOOKUPS: dict[str, Callable] = {
+    "resolve": git.resolve,
+    "resolve_commit": git.resolve_commit,
+    "is_empty": git.is_empty,
+    "ref_names": git.ref_names,
+}
+LIVE_START, LIVE_END = b"<!--live-->", b"<!--/live-->"
+# Headers that belong to one response, not to the page.
+NOT_KEPT = frozenset(("content-length", "date", "set-cookie"))
+
+
+@dataclass(frozen=True)
+class Found:
+    """How a URL's page was found, and the key of the page itself."""
+
+    owner: str
+    name: str
+    state: tuple
+    lookups: tuple[tuple[str, tuple, bytes], ...]
+    headers: tuple[tuple[str, str], ...]
+    page_key: str
+
+
+def is_visitor(request: HttpRequest) -> bool:
+    """A request that can only be a visitor's: no session or message cookie and no credentials of its own."""
+    cookies = request.COOKIES
+    return (
+        settings.SESSION_COOKIE_NAME not in cookies
+        and "messages" not in cookies
+        and "HTTP_AUTHORIZATION" not in request.META
+    )
+
+
+def state(repo: Repository) -> tuple:
+    """What a code page shows of the repository and the site, besides what its URL and commits name."""
+    return (
+        repo.pk,
+        repo.owner.username,
+        repo.name,
+        repo.description,
+        repo.visibility,
+        repo.default_branch,
+        SiteSettings.signup_is_open(),
+    )
+
+
+def keep_for_visitors(request: HttpRequest, repo: Repository) -> None:
+    """The page about to be rendered for this request is the same for every visitor: CachedPages keeps it."""
+    if hasattr(request, "page_lookups") and not request.user.is_authenticated:
+        request.page_shows = (repo.owner.username, repo.name, state(repo))
+
+
+def lookup(request: HttpRequest, repo: Repository, name: str, *args):
+    """LOOKUPS[name](repo.path, *args), noted for CachedPages when it may keep the page."""
+    noted = getattr(request, "page_lookups", None)
+    try:
+        answer = LOOKUPS[name](repo.path, *args)
+    except git.RefNotFound:
+        if noted is not None:
+            noted.append((name, args, _digest(git.RefNotFound)))
+        raise
+    if noted is not None:
+        noted.append((name, args, _digest(answer)))
+    return answer
+
+
+def _digest(answer: object) -> bytes:
+    return hashlib.blake2b(repr(answer).encode("utf-8", "surrogateescape"), digest_size=16).digest()
+
+
+def _answers_the_same(repo: Repository, name: str, args: tuple, digest: bytes) -> bool:
+    try:
+        answer = LOOKUPS[name](repo.path, *args)
+    except git.RefNotFound:
+        answer = git.RefNotFound
+    return _digest(answer) == digest
+
+
+def live_header(content: bytes, repo: Repository) -> bytes:
+    """A kept page with the header's live part (what each environment runs) rendered now."""
+    start = content.find(LIVE_START)
+    end = content.find(LIVE_END, start)
+    if start < 0 or end < 0:
+        return content
+    live = render_to_string("repos/_repo_head_live.html", {"repo": repo}).encode()
+    return content[: start + len(LIVE_START)] + live + content[end:]
+
+
+# The addresses of the pages views keep (home, tree, blob, commits, commit, compare, blame): other requests are
+# not worth a look in the cache.
+_PAGE_PATH = re.compile(r"/[^/]+/[^/]+(?:/(?:tree|blob|commits|commit|compare|blame)(?:/.*)?)?")
+
+
+def _url_key(request: HttpRequest) -> str:
+    meta = request.META
+    return code.cache_key("found", (meta.get("SCRIPT_NAME", ""), meta["PATH_INFO"], meta.get("QUERY_STRING", "")))
+
+
+def _may_answer(request: HttpRequest) -> bool:
+    """Whether the cache may answer this request: a visitor's plain GET of a code page's address, which the
+    middlewares would let through (an allowed host; no redirect to HTTPS due)."""
+    if request.method != "GET" or "HTTP_IF_NONE_MATCH" in request.META or not is_visitor(request):
+        return False
+    if not _PAGE_PATH.fullmatch(request.path_info):
+        return False
+    if settings.SECURE_SSL_REDIRECT and not request.is_secure():
+        return False
+    try:
+        request.get_host()
+    except DisallowedHost:
+        return False
+    return True
+
+
+def answer(request: HttpRequest) -> HttpResponse | None:
+    """The page kept for this URL, if the request may have it and it is still right; None otherwise."""
+    if not _may_answer(request):
+        return None
+    url_key = _url_key(request)
+    # A URL's entry changes with every push: one this process kept may be older than the shared cache's.
+    for get in (code.local_cache.get, cache.get):
+        found = get(url_key)
+        if isinstance(found, Found) and (response := _answer(found)) is not None:
+            code.local_cache.put(url_key, found, len(found.page_key), replace=True)
+            return response
+    return None
+
+
+def _answer(found: Found) -> HttpResponse | None:
+    try:
+        repo = get_repo_for_visitor(found.owner, found.name)
+    except Http404:
+        return None
+    if state(repo) != found.state:
+        return None
+    if not all(_answers_the_same(repo, name, args, digest) for name, args, digest in found.lookups):
+        return None
+    content = code.cache_get(found.page_key)
+    if not isinstance(content, bytes):
+        return None
+    content = live_header(content, repo)
+    response = HttpResponse(content)
+    for header, value in found.headers:
+        response[header] = value
+    response["Content-Length"] = str(len(content))
+    return response
+
+
+class CachedPages:
+    """The first middleware: answer a visitor's repeat view from the cache, and keep the pages views mark for
+    it with the headers every middleware gave them. A GET's writes to the shared cache wait until its response
+    has been sent (request_finished)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "GET":
+            return self.get_response(request)
+        code.defer_writes()
+        if (response := answer(request)) is not None:
+            return response
+        if _may_answer(request):
+            request.page_lookups = []
+        response = self.get_response(request)
+        shows = getattr(request, "page_shows", None)
+        if shows is not None and response.status_code == 200 and not response.cookies and not response.streaming:
+            owner, name, shown = shows
+            lookups = tuple(request.page_lookups)
+            # The page itself is named by all it shows, so that every process may keep a copy of it.
+            page_key = code.cache_key("page", (_url_key(request), shown, lookups))
+            code.cache_set(page_key, response.content)
+            headers = tuple((k, v) for k, v in response.items() if k.lower() not in NOT_KEPT)
+            code.cache_set(_url_key(request), Found(owner, name, shown, lookups, headers, page_key), replace=True)
+        return response
+
+
+class AnswerFirst:
+    """WSGI: what answer() has is sent before Django's handler and middlewares even start (a web process's
+    application, portal.wsgi); everything else goes to the application."""
+
+    def __init__(self, application):
+        self.application = application
+
+    def __call__(self, environ: dict, start_response):
+        if environ.get("REQUEST_METHOD") == "GET":
+            request = WSGIRequest(environ)
+            # The database connections are looked after as Django's handler does for a request.
+            request_started.send(sender=self.__class__, environ=environ)
+            try:
+                response = answer(request)
+            finally:
+                request_finished.send(sender=self.__class__)
+            if response is not None:
+                start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
+                return [response.content]
+        return self.application(environ, start_response)
+
+
+def _write_deferred(sender, **kwargs) -> None:
+    code.write_deferred()
+
+
+request_finished.connect(_write_deferred, dispatch_uid="repos.page_cache.write_deferred")
