@@ -99,6 +99,22 @@ def cache_get(key: str) -> object:
     return value
 
 
+def cache_get_many(keys: list[str]) -> dict[str, object]:
+    """The values of keys that this process's cache or Django's has, asking Django's once for all it lacks."""
+    found, wanted = {}, []
+    for key in keys:
+        value = local_cache.get(key)
+        if value is _MISSING:
+            wanted.append(key)
+        else:
+            found[key] = value
+    if wanted:
+        for key, value in cache.get_many(wanted).items():
+            local_cache.put(key, value, _size(value))
+            found[key] = value
+    return found
+
+
 def cache_set(key: str, value: object, timeout: int = CACHE_TIMEOUT, *, replace: bool = False) -> None:
     """Keep value in Django's cache now, or once the response is sent if this thread's writes are deferred; and at
     once in this process's cache, where it replaces what key held only if replace is asked for (a value that may
@@ -437,7 +453,7 @@ def _diff_page(path: Path, old: str, new: str, options: DiffOptions, prefix: str
         first.append(index)
     _fill(path, files, first, options)
     cutoff = next((i for i, file in enumerate(files) if i >= DIFF_FIRST_FILES or _waits(file)), len(files))
-    highlighter = DiffHighlighter(path)
+    highlighter = DiffHighlighter(path, files[:cutoff])
     parts = []
     for index, file in enumerate(files):
         if index < cutoff:
@@ -477,7 +493,7 @@ def diff_fragment(
         files = list(diff_files(path, old, new, options.ignore_whitespace))
         wanted = [i for i in indexes if i < len(files)]
         _fill(path, files, [i for i in wanted if expand or files[i].changes <= DIFF_HUGE_FILE], options)
-        highlighter = DiffHighlighter(path)
+        highlighter = DiffHighlighter(path, [files[i] for i in wanted])
         return "".join(
             file_html(
                 files[i], i, options, prefix=prefix, ref=new, page_url=page_url, sides=highlighter.sides(files[i])
@@ -510,21 +526,33 @@ class DiffHighlighter:
     open), from the diff's own text, and cached by the blob's sha, its lexer and those lines' numbers: the same
     change in a compare or a pull request costs nothing again. Of the old side only the deleted lines are
     highlighted: context lines, the same text on both sides, show the new side's colours. What a render
-    highlights depends only on the sizes of the hunks."""
+    highlights depends only on the sizes of the hunks, so the sides of all its files are looked up in the cache
+    at once."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, files: list[git.FileDiff]):
         self.path = path
-        self.budget = DIFF_HIGHLIGHT_BUDGET
+        budget = DIFF_HIGHLIGHT_BUDGET
+        # Each file's two sides: the cache key, file name, line numbers and text of what is highlighted, or None.
+        self.plans: dict[int, tuple] = {}
+        for file in files:
+            plan = self._plan(file, budget)
+            budget -= sum(side[4] for side in plan if side is not None)
+            self.plans[id(file)] = plan
+        keys = [side[0] for plan in self.plans.values() for side in plan if side is not None]
+        self.found = cache_get_many(keys)
 
-    def sides(self, file: git.FileDiff) -> Sides:
+    def _plan(self, file: git.FileDiff, budget: int) -> tuple:
         if file.binary or not file.hunks:
             return None, None
         lines = [line for hunk in file.hunks for line in hunk.lines]
         old = {line.old_number: line.text for line in lines if line.origin == "-" and line.old_number}
         new = {line.new_number: line.text for line in lines if line.origin in " +" and line.new_number}
-        return self._lines(file.old_sha, file.old_path, old), self._lines(file.new_sha, file.new_path, new)
+        old_side = self._side(file.old_sha, file.old_path, old, budget)
+        new_side = self._side(file.new_sha, file.new_path, new, budget - (old_side[4] if old_side else 0))
+        return old_side, new_side
 
-    def _lines(self, sha: str, filename: str, shown: dict[int, str]) -> list[str | None] | None:
+    @staticmethod
+    def _side(sha: str, filename: str, shown: dict[int, str], budget: int) -> tuple | None:
         name = render_filename(filename)
         lexer = render.lexer_name(name)
         if not sha.strip("0") or lexer is None or not shown:
@@ -532,15 +560,22 @@ class DiffHighlighter:
         numbers = sorted(shown)
         excerpt = "".join(shown[number] + "\n" for number in numbers)
         size = len(excerpt.encode("utf-8", "surrogatepass"))
-        if size > DIFF_HIGHLIGHT_MAX_BYTES or size > self.budget:
+        if size > DIFF_HIGHLIGHT_MAX_BYTES or size > budget:
             return None
-        key = cache_key("code", ("diff-lines", sha, lexer, _ranges(numbers)))
-        found = cache_get(key)
-        if found is _MISSING:
-            found = _by_number(numbers, render.highlight_lines(excerpt, name))
-            cache_set(key, found)
-        self.budget -= size
-        return found
+        return cache_key("code", ("diff-lines", sha, lexer, _ranges(numbers))), name, numbers, excerpt, size
+
+    def sides(self, file: git.FileDiff) -> Sides:
+        """The highlighted lines of one of the files given at the start."""
+        return tuple(self._lines(side) for side in self.plans.get(id(file), (None, None)))
+
+    def _lines(self, side: tuple | None) -> list[str | None] | None:
+        if side is None:
+            return None
+        key, name, numbers, excerpt, _size = side
+        if key not in self.found:
+            self.found[key] = _by_number(numbers, render.highlight_lines(excerpt, name))
+            cache_set(key, self.found[key])
+        return self.found[key]
 
 
 def _by_number(numbers: list[int], rendered: list[str]) -> list[str | None] | None:

@@ -41,6 +41,8 @@ LOOKUPS: dict[str, Callable] = {
     "ref_names": git.ref_names,
 }
 LIVE_START, LIVE_END = b"<!--live-->", b"<!--/live-->"
+# Set in a request's environ by AnswerFirst when the cache had nothing for it.
+ASKED = "portal.page_cache.asked"
 # Headers that belong to one response, not to the page.
 NOT_KEPT = frozenset(("content-length", "date", "set-cookie"))
 
@@ -194,7 +196,8 @@ class CachedPages:
         if request.method != "GET":
             return self.get_response(request)
         code.defer_writes()
-        if (response := answer(request)) is not None:
+        # Unless a web process's front has just asked.
+        if ASKED not in request.META and (response := answer(request)) is not None:
             return response
         if _may_answer(request):
             request.page_lookups = []
@@ -230,6 +233,7 @@ class AnswerFirst:
             if response is not None:
                 start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
                 return [response.content]
+            environ[ASKED] = True
         return self.application(environ, start_response)
 
 
