@@ -3,6 +3,7 @@
 Run by hand, never by the test suite (needs `apt-get install -y cgit lighttpd wrk`):
 
     .venv/bin/python bench/browse.py --source /path/to/git.git [--duration 10] [--out results.md] [--first-views-only]
+        [--first-views 8]
 
 The source must be a complete bare copy of git's own history (no partial clone): the pages are the ones of that
 repository (the t/ folder, config.c, refs.c, the tags v2.44.0 and v2.45.0).
@@ -948,12 +949,20 @@ def main() -> None:
         help="measure the first and repeat views of distinct pages only, not each page's latency and throughput",
     )
     parser.add_argument(
+        "--first-views",
+        type=int,
+        default=FIRST_VIEWS,
+        help=f"distinct pages of each kind asked once (default {FIRST_VIEWS}; more give steadier medians)",
+    )
+    parser.add_argument(
         "--repeat-cache",
         choices=("locmem", "redis"),
         default="redis",
         help="PORTAL_CACHE of the repeat-view phase (default redis: the embedded Valkey, as under `make run`)",
     )
     args = parser.parse_args()
+    global FIRST_VIEWS
+    FIRST_VIEWS = args.first_views
     # A SIGTERM unwinds like Ctrl-C, so the servers are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 

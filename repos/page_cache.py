@@ -120,8 +120,20 @@ def live_header(content: bytes, repo: Repository) -> bytes:
     end = content.find(LIVE_END, start)
     if start < 0 or end < 0:
         return content
-    live = render_to_string("repos/_repo_head_live.html", {"repo": repo}).encode()
-    return content[: start + len(LIVE_START)] + live + content[end:]
+    return content[: start + len(LIVE_START)] + _live_part(repo).encode() + content[end:]
+
+
+def live_header_text(text: str, repo: Repository) -> str:
+    """live_header() of a piece of a page."""
+    start, end = LIVE_START.decode(), LIVE_END.decode()
+    before, found, rest = text.partition(start)
+    if not found or end not in rest:
+        return text
+    return before + start + _live_part(repo) + end + rest.partition(end)[2]
+
+
+def _live_part(repo: Repository) -> str:
+    return render_to_string("repos/_repo_head_live.html", {"repo": repo})
 
 
 # The addresses of the pages views keep (home, tree, blob, commits, commit, compare, blame): other requests are
@@ -150,17 +162,30 @@ def _may_answer(request: HttpRequest) -> bool:
     return True
 
 
-def answer(request: HttpRequest) -> HttpResponse | None:
-    """The page kept for this URL, if the request may have it and it is still right; None otherwise."""
+def answer(request: HttpRequest, *, own_request: bool = False) -> HttpResponse | None:
+    """The page kept for this URL, if the request may have it and it is still right; None otherwise.
+
+    own_request: the caller is no Django handler, so the database connections are looked after here as Django's
+    handler does for a request, once the cache has an entry to check."""
     if not _may_answer(request):
         return None
     url_key = _url_key(request)
-    # A URL's entry changes with every push: one this process kept may be older than the shared cache's.
-    for get in (code.local_cache.get, cache.get):
-        found = get(url_key)
-        if isinstance(found, Found) and (response := _answer(found)) is not None:
-            code.local_cache.put(url_key, found, len(found.page_key), replace=True)
-            return response
+    started = False
+    try:
+        # A URL's entry changes with every push: one this process kept may be older than the shared cache's.
+        for get in (code.local_cache.get, cache.get):
+            found = get(url_key)
+            if not isinstance(found, Found):
+                continue
+            if own_request and not started:
+                request_started.send(sender=AnswerFirst, environ=request.META)
+                started = True
+            if (response := _answer(found)) is not None:
+                code.local_cache.put(url_key, found, len(found.page_key), replace=True)
+                return response
+    finally:
+        if started:
+            request_finished.send(sender=AnswerFirst)
     return None
 
 
@@ -223,13 +248,7 @@ class AnswerFirst:
 
     def __call__(self, environ: dict, start_response):
         if environ.get("REQUEST_METHOD") == "GET":
-            request = WSGIRequest(environ)
-            # The database connections are looked after as Django's handler does for a request.
-            request_started.send(sender=self.__class__, environ=environ)
-            try:
-                response = answer(request)
-            finally:
-                request_finished.send(sender=self.__class__)
+            response = answer(WSGIRequest(environ), own_request=True)
             if response is not None:
                 start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
                 return [response.content]

@@ -244,5 +244,7 @@ def test_a_cached_page_shows_what_each_environment_runs_now(alice, client):
     for url in ("/alice/site", "/alice/site/tree/main"):
         assert strip(text_of(client.get(url))) == {"dev": "nothing yet"}
     set_targets(site, "uat", ["a"], alice)
-    for url in ("/alice/site", "/alice/site/tree/main"):
+    # A file's first view: its header, the same as the code pages' before, is kept by the process, but its
+    # environments are read anew too.
+    for url in ("/alice/site", "/alice/site/tree/main", "/alice/site/blob/main/README.md"):
         assert strip(text_of(client.get(url))) == {"dev": "nothing yet", "uat": "nothing yet"}, url
