@@ -937,6 +937,7 @@ def report(
 
 
 def main() -> None:
+    global FIRST_VIEWS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, type=Path, help="a complete bare copy of git's repository")
     parser.add_argument("--duration", type=int, default=10, help="seconds of each wrk run (default 10)")
@@ -961,7 +962,6 @@ def main() -> None:
         help="PORTAL_CACHE of the repeat-view phase (default redis: the embedded Valkey, as under `make run`)",
     )
     args = parser.parse_args()
-    global FIRST_VIEWS
     FIRST_VIEWS = args.first_views
     # A SIGTERM unwinds like Ctrl-C, so the servers are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

@@ -10,7 +10,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from html import escape
 from pathlib import Path
@@ -443,15 +443,31 @@ def _fill(path: Path, files: list[git.FileDiff], indexes: list[int], options: Di
         files[index] = file
 
 
+class _FirstFiles:
+    """Which files a diff's first view shows in full: of its first DIFF_FIRST_FILES, those not huge, until
+    DIFF_FIRST_LINES changed lines are shown. Asked about each file in order."""
+
+    def __init__(self):
+        self.lines = 0
+
+    def __call__(self, index: int, file: git.FileDiff) -> bool:
+        if index >= DIFF_FIRST_FILES or self.lines >= DIFF_FIRST_LINES or file.changes > DIFF_HUGE_FILE:
+            return False
+        self.lines += file.changes
+        return True
+
+
 def _diff_page(path: Path, old: str, new: str, options: DiffOptions, prefix: str, page_url: str) -> DiffPage:
-    files = list(diff_files(path, old, new, options.ignore_whitespace))
-    lines, first = 0, []
-    for index, file in enumerate(files[:DIFF_FIRST_FILES]):
-        if lines >= DIFF_FIRST_LINES or file.changes > DIFF_HUGE_FILE:
-            continue
-        lines += file.changes
-        first.append(index)
-    _fill(path, files, first, options)
+    key = cache_key("code", ("diff-files", old, new, options.ignore_whitespace))
+    known = cache_get(key)
+    if known is _MISSING:
+        # The first time: the files shown in full get their hunks from the same diff, the others only counts.
+        files = git.diff(path, old, new, ignore_whitespace=options.ignore_whitespace, hunks_for=_FirstFiles())
+        cache_set(key, [replace(file, hunks=()) for file in files])
+    else:
+        files = list(known)
+        wanted = _FirstFiles()
+        _fill(path, files, [index for index, file in enumerate(files) if wanted(index, file)], options)
     cutoff = next((i for i, file in enumerate(files) if i >= DIFF_FIRST_FILES or _waits(file)), len(files))
     highlighter = DiffHighlighter(path, files[:cutoff])
     parts = []

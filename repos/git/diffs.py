@@ -1,5 +1,6 @@
 """Diffs between commits: the files changed with their hunks, the ranges a file changed, and a change's patch id."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -143,19 +144,36 @@ def _file_diff(patch: pygit2.Patch, additions: int, deletions: int) -> FileDiff:
     )
 
 
-def diff(path: Path, old_sha: str, new_sha: str, *, ignore_whitespace: bool = False) -> list[FileDiff]:
-    """Every file that differs between two commits (or trees), renames found, with +/- counts but no hunks.
+def diff(
+    path: Path,
+    old_sha: str,
+    new_sha: str,
+    *,
+    ignore_whitespace: bool = False,
+    hunks_for: Callable[[int, FileDiff], bool] | None = None,
+) -> list[FileDiff]:
+    """Every file that differs between two commits (or trees), renames found, with +/- counts but no hunks, but
+    for the files hunks_for(index, file) picks (asked in order): those get their hunks from the same diff, as
+    with_hunks() would give them.
 
     Turning lines into Python objects is the slow part of a big diff, and a page shows only its first files at
-    once: with_hunks() gives the files it shows their lines."""
+    once: with_hunks() gives the files it shows their lines, or hunks_for when the page diffs for the first time."""
     diff = _tree_diff(open_repo(path), old_sha, new_sha, ignore_whitespace)
     files = []
     for patch in diff:
         if patch is None:
             continue
         _context, additions, deletions = patch.line_stats
-        files.append(_file_diff(patch, additions, deletions))
+        file = _file_diff(patch, additions, deletions)
+        if hunks_for is not None and hunks_for(len(files), file) and _has_lines(file):
+            file = replace(file, hunks=() if patch.delta.is_binary else _hunks(patch))
+        files.append(file)
     return files
+
+
+def _has_lines(file: FileDiff) -> bool:
+    """Binary files, submodules and type changes show no lines."""
+    return not (file.binary or file.status == "typechange" or _SUBMODULE_MODE in (file.old_mode, file.new_mode))
 
 
 def changed_file_count(path: Path, old_sha: str, new_sha: str) -> int:
@@ -207,7 +225,7 @@ def with_hunks(path: Path, files: list[FileDiff], *, ignore_whitespace: bool = F
         flags |= pygit2.enums.DiffOption.IGNORE_WHITESPACE
     result = []
     for file in files:
-        if file.binary or file.status == "typechange" or _SUBMODULE_MODE in (file.old_mode, file.new_mode):
+        if not _has_lines(file):
             result.append(file)
             continue
         old = repo[file.old_sha] if file.old_sha.strip("0") else None
