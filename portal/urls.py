@@ -6,6 +6,8 @@ urlpatterns = [
     path("api/v1/", include("portal.api_urls")),
     path("-/internal/", include("repos.internal_urls")),
     path("notifications/", include("reviews.notification_urls")),
+    # The code pages first of a repository's routes: their third segment is a word of their own.
+    path("", include("repos.browse_urls")),
     path("", include("repos.http_urls")),
     path("", include("portal.web_urls")),
     path("", include("portal.org_urls")),

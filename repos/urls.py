@@ -6,25 +6,13 @@ app_name = "repos"
 
 # The owner and repository segments are catch-alls, so these come last in portal/urls.py;
 # "new" and "settings" are reserved names and cannot be taken by an owner or a repository.
+# The code pages are in repos/browse_urls.py.
 urlpatterns = [
     path("new", views.new_repository, name="new"),
     # Usernames for the fields that name people, as they are typed (people with access to ?repo= first).
     path("-/users/suggest", views.users_suggest, name="users_suggest"),
     path("<str:owner>", views.owner_page, name="owner"),
     path("<str:owner>/<str:name>", browse_views.home, name="detail"),
-    # Code browsing. Refs may contain '/', so the views read the ref and path from the raw request path.
-    path("<str:owner>/<str:name>/tree/<path:rest>", browse_views.tree, name="tree"),
-    path("<str:owner>/<str:name>/blob/<path:rest>", browse_views.blob, name="blob"),
-    path("<str:owner>/<str:name>/raw/<path:rest>", browse_views.raw, name="raw"),
-    path("<str:owner>/<str:name>/blame/<path:rest>", browse_views.blame, name="blame"),
-    re_path(r"^(?P<owner>[^/]+)/(?P<name>[^/]+)/commits(?:/(?P<rest>.+))?$", browse_views.commits, name="commits"),
-    path("<str:owner>/<str:name>/commit/<str:sha>", browse_views.commit, name="commit"),
-    path("<str:owner>/<str:name>/compare", browse_views.compare_pick, name="compare_pick"),
-    path("<str:owner>/<str:name>/compare/<path:spec>", browse_views.compare, name="compare"),
-    path("<str:owner>/<str:name>/refs", browse_views.ref_menu, name="ref_menu"),
-    path("<str:owner>/<str:name>/branches", browse_views.branches, name="branches"),
-    path("<str:owner>/<str:name>/tags", browse_views.tags, name="tags"),
-    path("<str:owner>/<str:name>/archive/<path:rest>", browse_views.archive, name="archive"),
     path("<str:owner>/<str:name>/settings", views.settings, name="settings"),
     path("<str:owner>/<str:name>/settings/rename", views.rename, name="rename"),
     path("<str:owner>/<str:name>/settings/transfer", views.transfer, name="transfer"),
