@@ -162,8 +162,9 @@ def _may_answer(request: HttpRequest) -> bool:
     return True
 
 
-def answer(request: HttpRequest, *, own_request: bool = False) -> HttpResponse | None:
-    """The page kept for this URL, if the request may have it and it is still right; None otherwise.
+def answer(request: HttpRequest, *, own_request: bool = False) -> tuple[list[tuple[str, str]], bytes] | None:
+    """The headers and content of the page kept for this URL, if the request may have it and it is still right;
+    None otherwise.
 
     own_request: the caller is no Django handler, so the database connections are looked after here as Django's
     handler does for a request, once the cache has an entry to check."""
@@ -180,16 +181,16 @@ def answer(request: HttpRequest, *, own_request: bool = False) -> HttpResponse |
             if own_request and not started:
                 request_started.send(sender=AnswerFirst, environ=request.META)
                 started = True
-            if (response := _answer(found)) is not None:
+            if (page := _answer(found)) is not None:
                 code.local_cache.put(url_key, found, len(found.page_key), replace=True)
-                return response
+                return page
     finally:
         if started:
             request_finished.send(sender=AnswerFirst)
     return None
 
 
-def _answer(found: Found) -> HttpResponse | None:
+def _answer(found: Found) -> tuple[list[tuple[str, str]], bytes] | None:
     try:
         repo = get_repo_for_visitor(found.owner, found.name)
     except Http404:
@@ -202,11 +203,7 @@ def _answer(found: Found) -> HttpResponse | None:
     if not isinstance(content, bytes):
         return None
     content = live_header(content, repo)
-    response = HttpResponse(content)
-    for header, value in found.headers:
-        response[header] = value
-    response["Content-Length"] = str(len(content))
-    return response
+    return [*found.headers, ("Content-Length", str(len(content)))], content
 
 
 class CachedPages:
@@ -222,8 +219,9 @@ class CachedPages:
             return self.get_response(request)
         code.defer_writes()
         # Unless a web process's front has just asked.
-        if ASKED not in request.META and (response := answer(request)) is not None:
-            return response
+        if ASKED not in request.META and (page := answer(request)) is not None:
+            headers, content = page
+            return HttpResponse(content, headers=dict(headers))
         if _may_answer(request):
             request.page_lookups = []
         response = self.get_response(request)
@@ -248,10 +246,11 @@ class AnswerFirst:
 
     def __call__(self, environ: dict, start_response):
         if environ.get("REQUEST_METHOD") == "GET":
-            response = answer(WSGIRequest(environ), own_request=True)
-            if response is not None:
-                start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
-                return [response.content]
+            page = answer(WSGIRequest(environ), own_request=True)
+            if page is not None:
+                headers, content = page
+                start_response("200 OK", headers)
+                return [content]
             environ[ASKED] = True
         return self.application(environ, start_response)
 
