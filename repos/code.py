@@ -115,17 +115,19 @@ def cache_get_many(keys: list[str]) -> dict[str, object]:
     return found
 
 
-def cache_set(key: str, value: object, timeout: int = CACHE_TIMEOUT, *, replace: bool = False) -> None:
+def cache_set(
+    key: str, value: object, timeout: int = CACHE_TIMEOUT, *, replace: bool = False, size: int | None = None
+) -> None:
     """Keep value in Django's cache now, or once the response is sent if this thread's writes are deferred; and at
-    once in this process's cache, where it replaces what key held only if replace is asked for (a value that may
-    change under its key; others never do)."""
+    once in this process's cache (size: about how many bytes it holds, when known), where it replaces what key
+    held only if replace is asked for (a value that may change under its key; others never do)."""
     pending = getattr(_deferred, "writes", None)
     if pending is None:
         cache.set(key, value, timeout)
     else:
         pending.append((key, value, timeout))
     if timeout >= CACHE_TIMEOUT:
-        local_cache.put(key, value, _size(value), replace=replace)
+        local_cache.put(key, value, _size(value) if size is None else size, replace=replace)
 
 
 _deferred = threading.local()

@@ -1,14 +1,14 @@
-"""The code pages a visitor without a session sees, kept whole and answered ahead of the middlewares.
+"""The code pages a visitor without a session sees, kept whole and sent before Django's handler even starts.
 
 Such a page is the same for every visitor (no name, no form, no message), so, like cgit's cache, a repeat view
-skips the view and its templates, and even the session, authentication, messages and CSRF middlewares, none of
-which a visitor without a session uses. CachedPages, placed right after the security and static-file
-middlewares, keeps for each URL how its page was found: the repository and site settings it showed, the git
-lookups that named its commits (resolving a branch, say) with a digest of what each answered, and the response.
-A later request for that URL without a session is answered from the cache once the access door still lets a
-visitor read the repository, the repository and site still show the same, and every lookup still answers the
-same: the objects named by shas never change. Only the header's live part (what each environment runs, which
-changes without a push) is rendered again for each view.
+skips the view and its templates, and the session, authentication, messages and CSRF middlewares, none of which
+a visitor without a session uses. CachedPages, the first middleware, keeps for each URL the page and how it was
+found: the repository and site settings it showed, the git lookups that named its commits (resolving a branch,
+say) with a digest of what each answered, and the headers every middleware gave the response. A web process's
+WSGI front (AnswerFirst; CachedPages itself for any other handler) sends a later visitor's page for that URL
+from the cache once the access door still lets a visitor read the repository, the repository and site still
+show the same, and every lookup still answers the same: the objects named by shas never change. Only the
+header's live part (what each environment runs, which changes without a push) is rendered again for each view.
 
 Anything else (a session, a moved branch, a repository made private or renamed, a cache miss) goes through the
 middlewares to the view, as any request does. Meanwhile the writes to the shared cache that a page makes are
@@ -49,14 +49,14 @@ NOT_KEPT = frozenset(("content-length", "date", "set-cookie"))
 
 @dataclass(frozen=True)
 class Found:
-    """How a URL's page was found, and the key of the page itself."""
+    """A URL's page, and how it was found."""
 
     owner: str
     name: str
     state: tuple
     lookups: tuple[tuple[str, tuple, bytes], ...]
     headers: tuple[tuple[str, str], ...]
-    page_key: str
+    content: bytes
 
 
 def is_visitor(request: HttpRequest) -> bool:
@@ -182,7 +182,7 @@ def answer(request: HttpRequest, *, own_request: bool = False) -> tuple[list[tup
                 request_started.send(sender=AnswerFirst, environ=request.META)
                 started = True
             if (page := _answer(found)) is not None:
-                code.local_cache.put(url_key, found, len(found.page_key), replace=True)
+                code.local_cache.put(url_key, found, len(found.content), replace=True)
                 return page
     finally:
         if started:
@@ -199,10 +199,7 @@ def _answer(found: Found) -> tuple[list[tuple[str, str]], bytes] | None:
         return None
     if not all(_answers_the_same(repo, name, args, digest) for name, args, digest in found.lookups):
         return None
-    content = code.cache_get(found.page_key)
-    if not isinstance(content, bytes):
-        return None
-    content = live_header(content, repo)
+    content = live_header(found.content, repo)
     return [*found.headers, ("Content-Length", str(len(content)))], content
 
 
@@ -229,11 +226,9 @@ class CachedPages:
         if shows is not None and response.status_code == 200 and not response.cookies and not response.streaming:
             owner, name, shown = shows
             lookups = tuple(request.page_lookups)
-            # The page itself is named by all it shows, so that every process may keep a copy of it.
-            page_key = code.cache_key("page", (_url_key(request), shown, lookups))
-            code.cache_set(page_key, response.content)
             headers = tuple((k, v) for k, v in response.items() if k.lower() not in NOT_KEPT)
-            code.cache_set(_url_key(request), Found(owner, name, shown, lookups, headers, page_key), replace=True)
+            found = Found(owner, name, shown, lookups, headers, response.content)
+            code.cache_set(_url_key(request), found, replace=True, size=len(found.content))
         return response
 
 
