@@ -17,7 +17,7 @@ held until its response has been sent (repos.code.defer_writes)."""
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from django.conf import settings
 from django.core.cache import cache
@@ -141,9 +141,14 @@ def _live_part(repo: Repository) -> str:
 _PAGE_PATH = re.compile(r"/[^/]+/[^/]+(?:/(?:tree|blob|commits|commit|compare|blame)(?:/.*)?)?")
 
 
+# Entries kept by a portal whose Found had other fields are not read back as this one's.
+_FOUND_SHAPE = tuple(field.name for field in fields(Found))
+
+
 def _url_key(request: HttpRequest) -> str:
     meta = request.META
-    return code.cache_key("found", (meta.get("SCRIPT_NAME", ""), meta["PATH_INFO"], meta.get("QUERY_STRING", "")))
+    where = (meta.get("SCRIPT_NAME", ""), meta["PATH_INFO"], meta.get("QUERY_STRING", ""))
+    return code.cache_key("found", (_FOUND_SHAPE, *where))
 
 
 def _may_answer(request: HttpRequest) -> bool:
