@@ -1,10 +1,35 @@
 """Middleware of the portal's own."""
 
+from csp.constants import HEADER
+from csp.middleware import CSPMiddleware
+from csp.utils import build_policy
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+
+
+class ContentSecurityPolicy(CSPMiddleware):
+    """django-csp's middleware with the policy built once per process.
+
+    The portal's policy is the same for every page (no nonce, no view that widens it; a view that needs a stricter
+    one sets its own header, which is kept), and building it for each response (two policies, each from
+    dataclasses turned into dicts) took 50 µs of every page."""
+
+    def __init__(self, get_response):
+        super().__init__(get_response)
+        self.policy = build_policy()
+        if getattr(settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", None):
+            raise ImproperlyConfigured("ContentSecurityPolicy sends no report-only policy: use CSPMiddleware")
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if settings.DEBUG and response.status_code in (404, 500):
+            return response
+        if self.policy and HEADER not in response and not getattr(response, "_csp_exempt", False):
+            response[HEADER] = self.policy
+        return response
 
 
 class PasswordChangeRequiredMiddleware:

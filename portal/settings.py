@@ -165,7 +165,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "portal.middleware.ContentSecurityPolicy",
     "allauth.account.middleware.AccountMiddleware",
     "portal.middleware.PasswordChangeRequiredMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
