@@ -15,6 +15,7 @@ middlewares to the view, as any request does. Meanwhile the writes to the shared
 held until its response has been sent (repos.code.defer_writes)."""
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -31,6 +32,8 @@ from portal.models import SiteSettings
 from repos import code, git
 from repos.access import get_repo_for_visitor
 from repos.models import Repository
+
+logger = logging.getLogger(__name__)
 
 # The git lookups that tell which commits a URL shows. What they answer changes with every push; the objects
 # named by shas never change, so a page is still right while each lookup it made answers the same.
@@ -246,7 +249,13 @@ class AnswerFirst:
 
     def __call__(self, environ: dict, start_response):
         if environ.get("REQUEST_METHOD") == "GET":
-            page = answer(WSGIRequest(environ), own_request=True)
+            try:
+                page = answer(WSGIRequest(environ), own_request=True)
+            except Exception:
+                # Whatever went wrong (a repository gone from the disk, the database away) goes the long way,
+                # where Django answers it as it answers any failure.
+                logger.exception("answering %s from the cache failed", environ.get("PATH_INFO"))
+                page = None
             if page is not None:
                 headers, content = page
                 start_response("200 OK", headers)

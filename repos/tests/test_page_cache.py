@@ -4,8 +4,8 @@ import io
 
 import pytest
 from django.core.cache import cache
+from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
-from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from django.test import Client
 
@@ -127,7 +127,8 @@ class Counted:
     """Django's own WSGI handler, counting the requests that reach it."""
 
     def __init__(self):
-        self.handler = get_wsgi_application()
+        # get_wsgi_application() would set Django up again, and its logging with it.
+        self.handler = WSGIHandler()
         self.calls = 0
 
     def __call__(self, environ, start_response):
@@ -193,3 +194,19 @@ def test_a_kept_page_is_not_sent_to_a_host_not_allowed_nor_over_http_when_https_
     status, headers, _body = wsgi_get(AnswerFirst(django_handler), url)
     assert status.startswith("301") and headers["Location"] == f"https://testserver{url}"
     assert django_handler.calls == 1
+
+
+def test_a_kept_page_whose_repository_left_the_disk_goes_the_long_way(site, keep_connections, caplog):
+    django_handler = Counted()
+    application = AnswerFirst(django_handler)
+    url = "/alice/site/tree/main/src"
+    wsgi_get(application, url)
+    site.path.rename(site.path.with_name("elsewhere.git"))
+    try:
+        status, _headers, _body = wsgi_get(application, url)
+    finally:
+        site.path.with_name("elsewhere.git").rename(site.path)
+    # Django answered it, as it answers a repository it cannot open.
+    assert django_handler.calls == 2
+    assert status.startswith("500")
+    assert any(record.name == "repos.page_cache" for record in caplog.records)
