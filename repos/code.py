@@ -48,8 +48,10 @@ _MISSING = object()
 class LocalCache:
     """A small least-recently-used cache in this process, in front of Django's (often shared) cache.
 
-    Every key here names immutable content (object shas, or a digest of everything a page shows), so a copy kept
-    in the process can never be stale, and a repeat view skips the round trip and the unpickling of a large page."""
+    Nearly every key here names immutable content (object shas, options, names), so a copy kept in the process can
+    never be stale, and a repeat view skips the round trip and the unpickling of a large page. The few whose value
+    may change under the same key (a URL's kept page, repos.page_cache) are put with replace, and checked before
+    each use."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
@@ -428,9 +430,13 @@ def diff_page(path: Path, old: str, new: str, options: DiffOptions, *, prefix: s
 def diff_files(path: Path, old: str, new: str, ignore_whitespace: bool) -> list[git.FileDiff]:
     """Every file of a diff with its counts but no hunks: the list that the page and its later batches share."""
     return cached(
-        ("diff-files", old, new, ignore_whitespace),
+        _diff_files_parts(old, new, ignore_whitespace),
         lambda: git.diff(path, old, new, ignore_whitespace=ignore_whitespace),
     )
+
+
+def _diff_files_parts(old: str, new: str, ignore_whitespace: bool) -> tuple:
+    return ("diff-files", old, new, ignore_whitespace)
 
 
 def changed_file_count(path: Path, old: str, new: str) -> int:
@@ -460,7 +466,7 @@ class _FirstFiles:
 
 
 def _diff_page(path: Path, old: str, new: str, options: DiffOptions, prefix: str, page_url: str) -> DiffPage:
-    key = cache_key("code", ("diff-files", old, new, options.ignore_whitespace))
+    key = cache_key("code", _diff_files_parts(old, new, options.ignore_whitespace))
     known = cache_get(key)
     if known is _MISSING:
         # The first time: the files shown in full get their hunks from the same diff, the others only counts.
