@@ -19,6 +19,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
@@ -43,7 +44,10 @@ LOOKUPS: dict[str, Callable] = {
     "is_empty": git.is_empty,
     "ref_names": git.ref_names,
 }
-LIVE_START, LIVE_END = b"<!--live-->", b"<!--/live-->"
+# A whole kept page is bytes; the header kept by {% code_nav %} is text.
+Page = TypeVar("Page", str, bytes)
+LIVE_START_TEXT, LIVE_END_TEXT = "<!--live-->", "<!--/live-->"
+LIVE_START, LIVE_END = LIVE_START_TEXT.encode(), LIVE_END_TEXT.encode()
 # Set in a request's environ by AnswerFirst when the cache had nothing for it.
 ASKED = "portal.page_cache.asked"
 # Headers that belong to one response, not to the page.
@@ -117,22 +121,15 @@ def _answers_the_same(repo: Repository, name: str, args: tuple, digest: bytes) -
     return _digest(answer) == digest
 
 
-def live_header(content: bytes, repo: Repository) -> bytes:
-    """A kept page with the header's live part (what each environment runs) rendered now."""
-    start = content.find(LIVE_START)
-    end = content.find(LIVE_END, start)
+def live_header(page: Page, repo: Repository) -> Page:
+    """A kept page (or a piece of one) with the header's live part (what each environment runs) rendered now."""
+    start_mark, end_mark = (LIVE_START, LIVE_END) if isinstance(page, bytes) else (LIVE_START_TEXT, LIVE_END_TEXT)
+    start = page.find(start_mark)
+    end = page.find(end_mark, start)
     if start < 0 or end < 0:
-        return content
-    return content[: start + len(LIVE_START)] + _live_part(repo).encode() + content[end:]
-
-
-def live_header_text(text: str, repo: Repository) -> str:
-    """live_header() of a piece of a page."""
-    start, end = LIVE_START.decode(), LIVE_END.decode()
-    before, found, rest = text.partition(start)
-    if not found or end not in rest:
-        return text
-    return before + start + _live_part(repo) + end + rest.partition(end)[2]
+        return page
+    live = _live_part(repo)
+    return page[: start + len(start_mark)] + (live.encode() if isinstance(page, bytes) else live) + page[end:]
 
 
 def _live_part(repo: Repository) -> str:

@@ -24,7 +24,7 @@ def code_nav(context: template.Context) -> SafeString:
         html = nav.render(context)
         code.local_cache.put(key, html, len(html))
         return html
-    return mark_safe(page_cache.live_header_text(html, repo))  # noqa: S308 (our template's own rendering)
+    return mark_safe(page_cache.live_header(html, repo))  # noqa: S308 (our template's own rendering)
 
 
 @register.filter
