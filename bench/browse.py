@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench.transport import PYTHON, ROOT, free_port, manage, portal_environment
+from bench.transport import PYTHON, ROOT, free_port, manage, migrate, portal_environment
 
 CGIT_CGI = Path("/usr/lib/cgit/cgit.cgi")
 CGIT_STATIC = Path("/usr/share/cgit")
@@ -553,7 +553,7 @@ def set_up_repository(tmp: Path, source: Path) -> tuple[Path, dict]:
 
     Returns the repository's path and the portal's settings that the report states (DEBUG, workers, threads)."""
     env, _ = portal_environment(tmp)
-    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    migrate(env)
     portal = json.loads(django(env, SETUP.format(ref=REF)).splitlines()[-1])
     path = Path(portal["path"])
     # Clone beside it and swap, keeping the configuration the portal wrote rather than the mirror's remote.

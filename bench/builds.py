@@ -34,14 +34,13 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bench.transport import PYTHON, ROOT, portal_environment, running_portal
+from bench.transport import PYTHON, ROOT, migrate, portal_environment, running_portal, sandboxed_folder
 
 TRIVIAL = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo hello\n"
 STAMPS = """version: 0.2
@@ -342,13 +341,10 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("run as root, as the portal runs builds (each sandbox as a uid of its own)")
 
-    with tempfile.TemporaryDirectory(prefix="portal-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        # The builds' uids must traverse down to their workspaces.
-        tmp.chmod(0o711)
+    with sandboxed_folder() as tmp:
         env, http_port = portal_environment(tmp)
         base = f"http://127.0.0.1:{http_port}"
-        subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        migrate(env)
         with running_portal(env, http_port):
             use_portal_from_here(env)
             user, app, _pages, token = set_up()

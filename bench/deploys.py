@@ -43,14 +43,11 @@ hooks do nothing, so what is measured is the portal. Measured:
 import argparse
 import os
 import statistics
-import subprocess
-import tempfile
 import time
 import warnings
-from pathlib import Path
 
 from bench.builds import ended, percentile, use_portal_from_here, wait_for
-from bench.transport import PYTHON, ROOT, portal_environment, running_portal
+from bench.transport import migrate, portal_environment, running_portal, sandboxed_folder
 
 HOOKS = ("ApplicationStop", "BeforeInstall", "AfterInstall", "ApplicationStart", "ValidateService")
 BUILDSPEC = "version: 0.2\nphases:\n  build:\n    commands:\n      - 'true'\nartifacts:\n  files:\n    - '**/*'\n"
@@ -271,12 +268,9 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("run as root, as the portal runs deployments (each target's hooks as a uid of their own)")
 
-    with tempfile.TemporaryDirectory(prefix="portal-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        # The hooks' uids must traverse down to their targets.
-        tmp.chmod(0o711)
+    with sandboxed_folder() as tmp:
         env, http_port = portal_environment(tmp)
-        subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        migrate(env)
         use_portal_from_here(env)
         from django.db import connections
 

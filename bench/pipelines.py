@@ -48,18 +48,15 @@ load average (1 minute) at the start and the end of the rounds: the machine's ot
 import argparse
 import json
 import os
-import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
 import warnings
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from bench.builds import Clone, percentile, use_portal_from_here, wait_for
 from bench.deploys import HOOKS, RELEASE, event_seconds
-from bench.transport import PYTHON, ROOT, portal_environment, running_portal
+from bench.transport import migrate, portal_environment, running_portal, sandboxed_folder
 
 PIPELINE = "release"
 
@@ -372,13 +369,10 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("run as root, as the portal runs builds and deployments (each as a uid of its own)")
 
-    with tempfile.TemporaryDirectory(prefix="portal-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        # The sandboxes' and hooks' uids must traverse down to their workspaces and targets.
-        tmp.chmod(0o711)
+    with sandboxed_folder() as tmp:
         env, http_port = portal_environment(tmp)
         base = f"http://127.0.0.1:{http_port}"
-        subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        migrate(env)
         with running_portal(env, http_port):
             use_portal_from_here(env)
             from django.db import connections

@@ -71,7 +71,7 @@ from bench.browse import (
     tree_cpu_seconds,
     wait_until_idle,
 )
-from bench.transport import PYTHON, ROOT, portal_environment
+from bench.transport import PYTHON, migrate, portal_environment
 
 OWNER, AUTHOR = "alice", "bob"
 PASSWORD = "bench-password-123"
@@ -397,7 +397,7 @@ def set_up(tmp: Path, scenario: Scenario) -> tuple[dict, int]:
 
     Returns the portal's settings that the report states (DEBUG, workers, threads) and the pull request's number."""
     env, _ = portal_environment(tmp)
-    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    migrate(env)
     names = {"owner": OWNER, "author": AUTHOR, "repo": REPO}
     portal = json.loads(django(env, SETUP.format(password=PASSWORD, **names)).splitlines()[-1])
     path = Path(portal["path"])

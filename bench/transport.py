@@ -102,6 +102,21 @@ def portal_environment(tmp: Path, *, cache: str | None = None) -> tuple[dict[str
     return env, http_port
 
 
+def migrate(env: dict[str, str]) -> None:
+    """Migrate the database of the portal in env, as `make run` does."""
+    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+
+
+@contextmanager
+def sandboxed_folder() -> Iterator[Path]:
+    """A throw-away folder for a portal that runs builds or deployments: the sandboxes' and hooks' uids must
+    traverse it down to their workspaces and targets."""
+    with tempfile.TemporaryDirectory(prefix="portal-bench-") as name:
+        folder = Path(name)
+        folder.chmod(0o711)
+        yield folder
+
+
 @contextmanager
 def running_portal(env: dict[str, str], http_port: int) -> Iterator[subprocess.Popen]:
     """`manage.py serve` in env, from the moment its web answers until the block ends (then SIGTERM, as Ctrl-C)."""
@@ -134,7 +149,7 @@ def main() -> None:
         ssh_port = int(env["PORTAL_SSH_PORT"])
         # Maintain right after the pushes, so the clones measure a repository in its steady state.
         env["PORTAL_MAINTENANCE_DELAY"] = "0"
-        subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        migrate(env)
         key = tmp / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
         token = manage(env, SETUP.format(pub=f"{key}.pub")).splitlines()[-1]

@@ -22,7 +22,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bench.transport import PYTHON, ROOT, manage, portal_environment, running_portal
+from bench.transport import manage, migrate, portal_environment, running_portal
 
 SETUP = """
 from datetime import timedelta
@@ -82,7 +82,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         env, http_port = portal_environment(tmp)
         env["PORTAL_WEBHOOK_ALLOWED_HOSTS"] = "127.0.0.1"
-        subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        migrate(env)
         token = manage(env, SETUP.format(url=url)).splitlines()[-1]
         rows = []
         with running_portal(env, http_port):
