@@ -10,6 +10,7 @@ import functools
 import html
 import itertools
 import re
+from typing import ClassVar
 
 import markdown
 import nh3
@@ -198,11 +199,17 @@ WARM_FILENAMES = (
 )  # fmt: skip
 
 
+# The languages READMEs' code blocks name most, besides those of the files above (a.pl is Prolog's).
+WARM_CODE_BLOCKS = ("shell", "console", "perl", "sql", "diff", "ini", "text")
+
+
 def warm_up() -> None:
-    """Find a lexer once (which reads every lexer's file patterns), load the common ones, and render Markdown."""
+    """Find a lexer once (which reads every lexer's file patterns), load the common ones, and render Markdown with
+    a code block of each common language."""
     for filename in WARM_FILENAMES:
         highlight_lines("x = 1\n", filename)
-    render_markdown("# Title\n\n*Text* with `code` and [a link](a.md).\n", link_base="/", image_base="/")
+    blocks = "".join(f"```{language}\nx = 1\n```\n\n" for language in WARM_CODE_BLOCKS)
+    render_markdown(f"# Title\n\n*Text* with `code` and [a link](a.md).\n\n{blocks}", link_base="/", image_base="/")
 
 
 def lexer_name(filename: str) -> str | None:
@@ -272,11 +279,33 @@ def highlight_css() -> str:
 
 _MARKDOWN_SUFFIXES = frozenset({"md", "markdown", "mdown", "mkd"})
 
+
+class _CodeBlockFormatter(HtmlFormatter):
+    """The formatter of a README's code blocks. Markdown makes one per block, and each used to compute its style's
+    whole table of classes (a third of rendering a README with a dozen blocks); the table of a style and class
+    prefix is computed once and shared, formatting only reads it."""
+
+    _tables: ClassVar[dict[tuple, tuple[dict, dict]]] = {}
+
+    def _create_stylesheet(self) -> None:
+        key = (self.style, self.classprefix)
+        table = self._tables.get(key)
+        if table is None:
+            super()._create_stylesheet()
+            table = self._tables[key] = (self.ttype2class, self.class2style)
+        self.ttype2class, self.class2style = table
+
+
 _MARKDOWN_EXTENSIONS = ["fenced_code", "tables", "sane_lists", "toc", "codehilite"]
 _MARKDOWN_CONFIG = {
     # Inline styles are stripped by the sanitizer, so column alignment travels as the align attribute.
     "tables": {"use_align_attribute": True},
-    "codehilite": {"css_class": CSS_SCOPE[1:], "guess_lang": False, "use_pygments": True},
+    "codehilite": {
+        "css_class": CSS_SCOPE[1:],
+        "guess_lang": False,
+        "use_pygments": True,
+        "pygments_formatter": _CodeBlockFormatter,
+    },
 }
 
 _ALLOWED_TAGS = frozenset(

@@ -8,9 +8,11 @@ quotes them. A name whose arguments a converter would not take as stand-ins is r
 
 import re
 import threading
+from collections.abc import Iterable
 from urllib.parse import quote
 
 from django import template
+from django.template.library import SimpleNode
 from django.urls import NoReverseMatch, get_script_prefix, reverse
 
 register = template.Library()
@@ -27,16 +29,33 @@ _lock = threading.Lock()
 def quick_url(name: str, *args) -> str:
     """The URL of a named route with these positional arguments, or "" when it has none (as `{% url ... as var %}`
     gives: a link to an app that is not installed is left out)."""
-    key = (get_script_prefix(), name, len(args))
-    pattern = _templates.get(key, "")
-    if pattern == "":
-        pattern = _compile(name, len(args))
-        with _lock:
-            _templates[key] = pattern
+    pattern = _template(name, len(args))
     if pattern is None:
         return _reverse_or_nothing(name, args)
     # In one pass, so that an argument that reads like a mark is left as it is.
     return _MARKS.sub(lambda match: quote(str(args[int(match.group(1))]), safe=_SAFE), pattern)
+
+
+def _template(name: str, count: int) -> str | None:
+    key = (get_script_prefix(), name, count)
+    pattern = _templates.get(key, "")
+    if pattern == "":
+        pattern = _compile(name, count)
+        with _lock:
+            _templates[key] = pattern
+    return pattern
+
+
+def warm_up(templates: Iterable[template.Template]) -> None:
+    """Make the URL templates of every {% quick_url %} in these compiled templates that names its route plainly
+    (a web process's start, portal.warmup), rather than on the first page each appears on."""
+    for compiled in templates:
+        for node in compiled.nodelist.get_nodes_by_type(SimpleNode):
+            if node.func is not quick_url or not node.args:
+                continue
+            name = node.args[0]
+            if not name.filters and isinstance(name.var, str):
+                _template(name.var, len(node.args) - 1)
 
 
 def _compile(name: str, count: int) -> str | None:

@@ -24,3 +24,13 @@ def test_warming_up_compiles_the_templates_and_serves_a_first_request_without_a_
     assert [record.getMessage() for record in caplog.records if record.name == "portal.warmup"] == []
     compiled = _compiled_templates()
     assert {"base.html", "repos/tree.html", "repos/commits.html", "releases/_environment_strip.html"} <= compiled
+
+
+def test_warming_up_makes_the_links_of_the_repository_header(transactional_db):
+    from portal.templatetags import urls
+
+    urls._templates.clear()
+    warm_up()
+    made = {name for _prefix, name, _count in urls._templates}
+    # The header's and tabs' links (repos/_repo_head.html, repos/_code_nav.html) and the site's (base.html).
+    assert {"repos:detail", "browse:commits", "browse:tags", "deployments:environments", "account_login"} <= made

@@ -187,6 +187,14 @@ def test_it_highlights_fenced_code_with_classes_only():
     assert "style=" not in html
 
 
+def test_code_blocks_share_one_style_table_and_each_gets_its_classes():
+    blocks = "```python\nimport os\n```\n\n```shell\necho $HOME\n```\n"
+    first, again = render_markdown(blocks, **BASES), render_markdown(blocks, **BASES)
+    assert first == again
+    assert '<span class="kn">import</span>' in first
+    assert '<span class="nb">echo</span><span class="w"> </span><span class="nv">$HOME</span>' in first
+
+
 def test_it_drops_classes_that_are_not_pygments_own():
     html = render_markdown('<p class="btn btn-danger">x</p><span class="k navbar">y</span>', **BASES)
     assert "btn" not in html
