@@ -123,13 +123,12 @@ class _CompiledByPath:
         query = Repository.objects.using(alias).by_path(_OWNER_MARK, _NAME_MARK).select_related("owner")
         if only:
             query = query.only(*only)
-        # first() on an ordered query set keeps its ordering.
-        compiler = query.order_by(*Repository._meta.ordering)[:1].query.get_compiler(alias)
+        # The unique indexes the lookup goes through allow one row at most: nothing to order.
+        compiler = query.order_by()[:1].query.get_compiler(alias)
         self.sql, params = compiler.as_sql()
-        connection = connections[alias]
         self.params = list(params)
-        self.owner_at = self.params.index(connection.ops.prep_for_iexact_query(_OWNER_MARK))
-        self.name_at = self.params.index(connection.ops.prep_for_iexact_query(_NAME_MARK))
+        self.owner_at = self.params.index(_OWNER_MARK)
+        self.name_at = self.params.index(_NAME_MARK)
         info = compiler.klass_info
         (related,) = info["related_klass_infos"]
         if info["model"] is not Repository or related["field"] is not Repository._meta.get_field("owner"):
@@ -144,8 +143,8 @@ class _CompiledByPath:
     def fetch(self, alias: str, owner: str, name: str) -> Repository | None:
         connection = connections[alias]
         params = list(self.params)
-        params[self.owner_at] = connection.ops.prep_for_iexact_query(owner)
-        params[self.name_at] = connection.ops.prep_for_iexact_query(name)
+        params[self.owner_at] = owner
+        params[self.name_at] = name
         with connection.cursor() as cursor:
             cursor.execute(self.sql, params)
             row = cursor.fetchone()

@@ -3,7 +3,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Max, QuerySet
+from django.db.models import Max, QuerySet, Value
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from portal import jobs
@@ -34,7 +35,12 @@ class Visibility(models.TextChoices):
 
 class RepositoryQuerySet(models.QuerySet):
     def by_path(self, owner: str, name: str):
-        return self.filter(owner__username__iexact=owner, name__iexact=name)
+        """The repository owner/name, either part in any case: found through the case-insensitive unique indexes
+        on the owner's name and on the repository's name per owner (LOWER(...) = LOWER(...) uses them, where
+        iexact's LIKE or UPPER read every repository)."""
+        return self.alias(owner_key=Lower("owner__username"), name_key=Lower("name")).filter(
+            owner_key=Lower(Value(owner)), name_key=Lower(Value(name))
+        )
 
 
 class Repository(models.Model):
