@@ -5,17 +5,21 @@ import threading
 from django import template
 from django.db import connections, router
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.template.loader import render_to_string
 
 from releases.models import Deployment, Environment
 
 register = template.Library()
 
 
-@register.inclusion_tag("releases/_environment_strip.html")
-def environment_strip(repo) -> dict:
+@register.simple_tag
+def environment_strip(repo) -> str:
     """Each environment of the repository in promotion order with the commit and artifact digest of its last
-    successful deployment, in one query; nothing when the repository has no environments."""
-    return {"repo": repo, "environments": _strip_rows(repo.pk)}
+    successful deployment, in one query; nothing (and no template) when the repository has no environments."""
+    environments = _strip_rows(repo.pk)
+    if not environments:
+        return ""
+    return render_to_string("releases/_environment_strip.html", {"repo": repo, "environments": environments})
 
 
 def _strip_query(repository_id: int) -> QuerySet:
