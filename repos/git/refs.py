@@ -137,7 +137,7 @@ def resolve(path: Path, segments: list[str]) -> tuple[Ref, list[str]]:
                 continue
             ref = repo.references.get(ref_name)
             if ref is not None:
-                target = ref.peel(pygit2.Commit) if kind == "tag" else repo[ref.resolve().target]
+                target = _commit_of(ref) if kind == "tag" else repo[ref.resolve().target]
                 if isinstance(target, pygit2.Commit):
                     return Ref(name=name, kind=kind, sha=str(target.id)), segments[end:]
     if segments and _SHA_PREFIX_RE.fullmatch(segments[0]):
@@ -145,14 +145,19 @@ def resolve(path: Path, segments: list[str]) -> tuple[Ref, list[str]]:
             obj = repo.get(segments[0])
         except (ValueError, pygit2.GitError):
             obj = None  # an ambiguous short sha
-        if obj is not None:
-            try:
-                commit = obj.peel(pygit2.Commit)
-            except (pygit2.InvalidSpecError, ValueError):
-                commit = None
-            if commit is not None:
-                return Ref(name=segments[0], kind="commit", sha=str(commit.id)), segments[1:]
+        commit = _commit_of(obj) if obj is not None else None
+        if commit is not None:
+            return Ref(name=segments[0], kind="commit", sha=str(commit.id)), segments[1:]
     raise RefNotFound("/".join(segments))
+
+
+def _commit_of(obj: pygit2.Object | pygit2.Reference) -> pygit2.Commit | None:
+    """The commit a ref, tag or commit comes to, or None when it names a tree or a blob (git's own history has
+    a tag of a blob: junio-gpg-pub)."""
+    try:
+        return obj.peel(pygit2.Commit)
+    except (pygit2.GitError, ValueError):
+        return None
 
 
 def resolve_commit(path: Path, name: str) -> Ref:
@@ -174,9 +179,8 @@ def tags(path: Path) -> list[Tag]:
             continue
         ref = repo.references[ref_name]
         obj = repo[ref.target]
-        try:
-            target = obj.peel(pygit2.Commit)
-        except (pygit2.InvalidSpecError, ValueError):
+        target = _commit_of(obj)
+        if target is None:
             continue
         annotated = isinstance(obj, pygit2.Tag)
         result.append(

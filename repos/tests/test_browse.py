@@ -475,6 +475,22 @@ def test_blame_of_a_binary_file_says_so(as_alice, code_repo):
     assert "binary or too large to blame" in page and 'href="/alice/code/raw/main/logo.png"' in page
 
 
+def test_tags_of_a_blob_or_a_tree_are_left_out_and_name_no_commit(as_alice, code_repo, work):
+    # As git's own history has (junio-gpg-pub is a tag of a blob).
+    blob = run(work, "rev-parse", "main:README.md").strip()
+    tree = run(work, "rev-parse", "main:src").strip()
+    run(work, "tag", "-a", "-m", "A key", "a-key", blob)
+    run(work, "tag", "a-folder", tree)
+    run(work, "push", "-q", str(code_repo.path), "--tags")
+    tags = as_alice.get("/alice/code/tags")
+    assert tags.status_code == 200
+    assert "v1.0" in text(tags) and "a-key" not in text(tags) and "a-folder" not in text(tags)
+    for ref in ("a-key", "a-folder"):
+        assert as_alice.get(f"/alice/code/tree/{ref}").status_code == 404
+        assert as_alice.get(f"/alice/code/commits/{ref}").status_code == 404
+    assert as_alice.get(f"/alice/code/tree/{blob[:12]}").status_code == 404
+
+
 def test_tags_are_paginated(as_alice, code_repo, work):
     for n in range(55):
         run(work, "tag", f"t{n:02}")
