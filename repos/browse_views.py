@@ -154,6 +154,8 @@ def _tree_page(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, 
 
     def context() -> dict:
         rows, readme = code.directory(repo.path, entry.sha, path, prefix=prefix, ref=ref.name)
+        # By name: the template engine reaches a tuple's items only after a failed attribute lookup each.
+        readme_name, readme_view = readme or (None, None)
         return _context(
             request,
             repo,
@@ -161,7 +163,8 @@ def _tree_page(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, 
             path,
             "tree",
             rows=code.safe(rows),
-            readme=readme,
+            readme_name=readme_name,
+            readme=readme_view,
             head=git.commit(repo.path, ref.sha),
             home=home,
             commits_url=f"{request.path}?fragment=commits",
