@@ -200,7 +200,10 @@ def test_a_repository_is_found_by_its_path_in_any_case_and_by_no_pattern(client,
     page = client.get("/ALICE/Open_Tool")
     assert page.status_code == 200 and "Found by its own name" in page.content.decode()
     # The path is a name, not a pattern: LIKE's wildcards match nothing else.
-    for path in ("/alice/open_too_", "/alice/open%25", "/al_ce/open_tool", "/alice/%25", "/%25/open_tool"):
+    for path in (
+        *("/alice/open_too_", "/alice/open%25", "/al_ce/open_tool", "/alice/%25", "/%25/open_tool"),
+        *("/alice%00/open_tool", "/alice/open_tool%00", "/alice/open_tool%00/tree/main"),
+    ):
         assert client.get(path).status_code == 404, path
     # A private repository stays hidden in any case, and is found by those who may read it.
     assert client.get("/alice/SECRET").status_code == 404
