@@ -16,8 +16,8 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
-from django.urls import reverse
 
+from portal.templatetags.urls import quick_url
 from repos import code, git, page_cache
 from repos.access import can_administer, get_repo_for_user
 from repos.models import Repository
@@ -45,7 +45,8 @@ def _tail(request: HttpRequest, skip: int = 4) -> list[str]:
 
 
 def _prefix(repo: Repository) -> str:
-    return reverse("repos:detail", args=[repo.owner.username, repo.name])
+    # Every code page asks for it, some twice: made from a URL template kept per process, not reverse() each time.
+    return quick_url("repos:detail", repo.owner.username, repo.name)
 
 
 def _resolve(request: HttpRequest, repo: Repository, segments: list[str]) -> tuple[git.Ref, str]:
