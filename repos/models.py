@@ -36,8 +36,8 @@ class Visibility(models.TextChoices):
 class RepositoryQuerySet(models.QuerySet):
     def by_path(self, owner: str, name: str):
         """The repository owner/name, either part in any case: found through the case-insensitive unique indexes
-        on the owner's name and on the repository's name per owner (LOWER(...) = LOWER(...) uses them, where
-        iexact's LIKE or UPPER read every repository)."""
+        on the owner's name and on the repository's name per owner, which LOWER(...) = LOWER(...) uses (iexact's
+        LIKE on SQLite and UPPER on PostgreSQL use neither, and read every row)."""
         return self.alias(owner_key=Lower("owner__username"), name_key=Lower("name")).filter(
             owner_key=Lower(Value(owner)), name_key=Lower(Value(name))
         )
