@@ -29,7 +29,7 @@ from ninja.responses import NinjaJSONEncoder
 from ninja.security import APIKeyCookie, HttpBasicAuth, HttpBearer
 from ninja.security.http import DecodeError
 from ninja.utils import check_csrf
-from pydantic import AfterValidator, ConfigDict
+from pydantic import AfterValidator, ConfigDict, field_validator
 from pydantic_core import PydanticCustomError
 
 from portal import services
@@ -330,10 +330,28 @@ def _schema_invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
 # Schemas (Gitea's field names).
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
 class InputSchema(Schema):
-    """Every request body of the API: a field it does not declare is refused (422, naming it), never ignored."""
+    """Every request body of the API: a field it does not declare is refused (422, naming it), never ignored; so
+    is a text with a NUL byte (no name, description or comment holds one, and PostgreSQL refuses to keep one)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _holds_nul(value):
+            raise PydanticCustomError("nul_byte", "holds a NUL byte, which no text here may")
+        return value
 
 
 def gitea_unsupported(kind: Any, why: str, *also_off: object) -> Any:

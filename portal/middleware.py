@@ -6,7 +6,7 @@ from csp.utils import build_policy
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
@@ -30,6 +30,21 @@ class ContentSecurityPolicy(CSPMiddleware):
         if self.policy and HEADER not in response and not getattr(response, "_csp_exempt", False):
             response[HEADER] = self.policy
         return response
+
+
+class NoNulBytes:
+    """An address with a NUL byte in its path or query names nothing (404) before any view reads it: no user,
+    repository, ref, git path or filter value can hold one, and PostgreSQL refuses one in a query's text, which
+    failed the request (500) wherever such a value reached the database."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path_info or "%00" in query or "\x00" in query:
+            raise Http404("No page has a NUL byte in its address.")
+        return self.get_response(request)
 
 
 class PasswordChangeRequiredMiddleware:

@@ -166,6 +166,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.middleware.ContentSecurityPolicy",
+    "portal.middleware.NoNulBytes",
     "allauth.account.middleware.AccountMiddleware",
     "portal.middleware.PasswordChangeRequiredMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",

@@ -100,3 +100,28 @@ def test_gitea_clients_create_keys_and_repositories_with_their_usual_bodies(clie
     assert refused.status_code == 422
     assert refused.json()["message"].startswith("Invalid request: license: not supported")
     assert list(Repository.objects.values_list("name", flat=True)) == ["tool"]
+
+
+def test_a_text_with_a_nul_byte_is_refused_by_name_and_nothing_is_written(client, alice):
+    # PostgreSQL refuses to keep a NUL: without the check, the request failed with 500 there.
+    headers = token_for(alice)
+    response = send(client, "POST", "/user/repos", {"name": "tool", "description": "one\x00two"}, **headers)
+    assert response.status_code == 422
+    assert response.json()["message"] == "Invalid request: description: holds a NUL byte, which no text here may"
+    assert not Repository.objects.exists()
+    assert send(client, "POST", "/user/repos", {"name": "tool"}, **headers).status_code == 201
+    # In a list, too.
+    rule = {"branch_name": "main", "enable_push_whitelist": True, "push_whitelist_usernames": ["bob", "ca\x00rol"]}
+    response = send(client, "POST", "/repos/alice/tool/branch_protections", rule, **headers)
+    assert response.status_code == 422
+    assert [error["field"] for error in response.json()["errors"]] == ["push_whitelist_usernames"]
+
+
+def test_an_address_with_a_nul_byte_is_not_found(client, alice):
+    headers = token_for(alice)
+    assert send(client, "POST", "/user/repos", {"name": "tool"}, **headers).status_code == 201
+    # A filter's value reached PostgreSQL, which refused the NUL (500).
+    for path in ("/repos/alice%00/tool", "/repos/alice/tool/pulls?poster=al%00ice"):
+        assert send(client, "GET", path, **headers).status_code == 404, path
+    # An encoded percent sign followed by zeros is no NUL.
+    assert send(client, "GET", "/repos/alice/tool/pulls?poster=al%2500ice", **headers).json() == []

@@ -24,3 +24,12 @@ def test_a_report_only_policy_is_refused_rather_than_left_out(settings):
     settings.CONTENT_SECURITY_POLICY_REPORT_ONLY = {"DIRECTIVES": {"default-src": ["'self'"]}}
     with pytest.raises(ImproperlyConfigured):
         ContentSecurityPolicy(lambda request: HttpResponse())
+
+
+def test_a_page_whose_address_holds_a_nul_byte_is_not_found(client, alice):
+    # The owner's page and a query's value reached PostgreSQL, which refused the NUL (500).
+    for path in ("/alice%00", "/alice%00/", "/alice?tab=x%00", "/-/nowhere%00"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response["X-Frame-Options"] == "DENY"
+    assert client.get("/alice").status_code == 200
