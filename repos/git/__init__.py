@@ -6,6 +6,7 @@ Everything returned is a plain frozen dataclass, never a pygit2 object. Callers 
 
 from ._base import (
     EMPTY_TREE,
+    HANDLES_PER_THREAD,
     STREAM_CHUNK,
     ZERO_SHA,
     Commit,
@@ -19,6 +20,7 @@ from ._base import (
     decode_path,
     is_sha,
     label,
+    open_ahead,
     path_bytes,
 )
 from .diffs import (
@@ -96,6 +98,7 @@ __all__ = [
     "DIFF_RENAME_LIMIT",
     "EMPTY_CHANGE_ID",
     "EMPTY_TREE",
+    "HANDLES_PER_THREAD",
     "HOOKS_DIR",
     "SERVICES",
     "STREAM_CHUNK",
@@ -149,6 +152,7 @@ __all__ = [
     "is_sha",
     "is_valid_branch_name",
     "label",
+    "open_ahead",
     "last_commits",
     "log",
     "merge_base",

@@ -148,6 +148,19 @@ def open_repo(path: Path) -> pygit2.Repository:
     return handle
 
 
+def open_ahead(path: Path) -> bool:
+    """Open the repository at path for this thread now, and read what a first page reads of it: its refs, the
+    commit HEAD names and that commit's tree (which maps its pack indexes and commit-graph). Whether it could be
+    read: one that cannot is left to its first page, as it would have been."""
+    try:
+        repo = open_repo(path)
+        if list(repo.references) and not repo.head_is_unborn:
+            return repo.head.peel(pygit2.Commit).tree is not None
+        return True
+    except (GitError, pygit2.GitError, KeyError, ValueError):
+        return False
+
+
 def load_commit(repo: pygit2.Repository, sha: str) -> pygit2.Commit:
     check_sha(sha)
     obj = repo.get(sha)
