@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connections
 from django.template import engines
 from django.template.utils import get_app_template_dirs
@@ -29,27 +30,56 @@ def warm_up(application: Callable | None = None) -> None:
     """Load the URLconf, compile the project's templates, run each app's warm_up(), then pass a visitor's request
     of the site's root through application (the WSGI handler): what fails is logged and left to load on first
     use, as it would have been. The database connections opened on the way are closed again."""
-    steps = [_urls, _templates] + [
-        app.warm_up for app in apps.get_app_configs() if callable(getattr(app, "warm_up", None))
-    ]
+    steps = [_urls, _templates, *_apps("warm_up")]
     if application is not None:
         steps.append(functools.partial(_first_request, application))
+    _run(steps)
+    connections.close_all()
+
+
+def warm_up_thread(application: Callable) -> None:
+    """Load what a thread's own first requests would: run in the worker thread that takes a web process's first
+    requests (portal.gunicorn_hooks), before it takes them. Each thread has its own database connection, its own
+    cache client and, in repos, its own handles on repositories: each app's warm_up_thread() runs, then a
+    visitor's GET of / and of each page the apps' warm_up_pages() name, through application (the first run of
+    a page's code, even with every template compiled, took several times what later runs take). The connections
+    stay open for the requests that follow."""
+    _run([_cache_client, *_apps("warm_up_thread"), functools.partial(_first_request, application)])
+    for pages_of in _apps("warm_up_pages"):
+        try:
+            pages = pages_of()
+        except Exception:
+            logger.exception("warming up %s failed; its pages load on first use instead", pages_of.__qualname__)
+            continue
+        _run([functools.partial(_first_request, application, page) for page in pages])
+
+
+def _cache_client() -> None:
+    # Django makes each thread a cache client of its own, which connects on its first command.
+    cache.get("portal:warm-up")
+
+
+def _apps(method: str) -> list[Callable[[], None]]:
+    return [getattr(app, method) for app in apps.get_app_configs() if callable(getattr(app, method, None))]
+
+
+def _run(steps: list[Callable[[], None]]) -> None:
+    """Each step; what fails is logged and left to load on first use, as it would have been."""
     for step in steps:
         try:
             step()
         except Exception:
             name = getattr(step, "__qualname__", getattr(getattr(step, "func", None), "__qualname__", step))
             logger.exception("warming up %s failed; it loads on first use instead", name)
-    connections.close_all()
 
 
-def _first_request(application: Callable) -> None:
-    """GET / as a visitor, through every middleware: the first request of a process loads the session and message
-    backends, the context processors and the rest of what only a request touches."""
+def _first_request(application: Callable, path: str = "/") -> None:
+    """GET path (/ unless given) as a visitor, through every middleware: the first request of a process loads the
+    session and message backends, the context processors and the rest of what only a request touches."""
     base = urlsplit(settings.PORTAL_BASE_URL)
     environ = {
         "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/",
+        "PATH_INFO": path,
         "QUERY_STRING": "",
         "SERVER_NAME": base.hostname or "localhost",
         "SERVER_PORT": str(base.port or (443 if base.scheme == "https" else 80)),
@@ -76,7 +106,7 @@ def _first_request(application: Callable) -> None:
         if hasattr(body, "close"):
             body.close()
     if not statuses or not statuses[0].startswith(("200", "30")):
-        logger.info("warming up: GET / answered %s", statuses[0] if statuses else "nothing")
+        logger.info("warming up: GET %s answered %s", path, statuses[0] if statuses else "nothing")
 
 
 def _urls() -> None:

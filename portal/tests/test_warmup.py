@@ -34,3 +34,39 @@ def test_warming_up_makes_the_links_of_the_repository_header(transactional_db):
     made = {name for _prefix, name, _count in urls._templates}
     # The header's and tabs' links (repos/_repo_head.html, repos/_code_nav.html) and the site's (base.html).
     assert {"repos:detail", "browse:commits", "browse:tags", "deployments:environments", "account_login"} <= made
+
+
+def test_a_web_workers_first_thread_is_warmed_before_it_takes_requests(transactional_db, alice, caplog):
+    """gunicorn's hook runs the thread warm-up in the worker's pool, whose idle thread then takes the first
+    request: it holds a handle on the repository pushed to last and has rendered that repository's code pages
+    once (named by sha: the branch's pages are left to readers). Its database connection stays open as well
+    under serve; tests close every connection at the end of a request (CONN_MAX_AGE 0)."""
+    import concurrent.futures
+    import types
+
+    from django.apps import apps
+
+    from portal import gunicorn_hooks
+    from repos import code, git
+    from repos import services as repo_services
+    from repos.git import _base
+    from repos.models import Visibility
+    from repos.page_cache import AnswerFirst
+
+    repo = repo_services.create_repository(actor=alice, owner=alice, name="site", visibility=Visibility.PUBLIC)
+    files = {"README.md": b"# Site\n", "src/app.c": b"int main;\n"}
+    sha = git.commit_files(repo.path, "main", files, "Start", name="Alice", email="alice@example.com")
+    code.local_cache.clear()
+    caplog.set_level(logging.INFO, logger="portal.warmup")
+    # One thread, so that the question below surely goes to the thread the hook warmed.
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        gunicorn_hooks.post_worker_init(types.SimpleNamespace(tpool=pool, wsgi=AnswerFirst(WSGIHandler())))
+        handles = pool.submit(lambda: list(getattr(_base._handles, "repos", {}))).result()
+    finally:
+        pool.shutdown()
+    assert str(repo.path) in handles
+    # Every page answered 200 (one that does not is logged).
+    assert [record.getMessage() for record in caplog.records if record.name == "portal.warmup"] == []
+    pages = [f"/alice/site/tree/{sha}", f"/alice/site/commits/{sha}", f"/alice/site/tree/{sha}/src"]
+    assert apps.get_app_config("repos").warm_up_pages() == [*pages, f"/alice/site/blob/{sha}/README.md"]

@@ -47,6 +47,9 @@ def gunicorn_command() -> list[str]:
         "10",
         "--access-logfile",
         "-",
+        # Its post_worker_init warms the thread that takes a worker's first requests.
+        "--config",
+        "python:portal.gunicorn_hooks",
     ]
     # gunicorn 27 opens a control socket per user by default; two portals (or a test run) would fight over it.
     if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):
