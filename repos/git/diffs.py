@@ -165,8 +165,9 @@ def diff(
             continue
         _context, additions, deletions = patch.line_stats
         file = _file_diff(patch, additions, deletions)
+        # _has_lines leaves binary files out: this delta is the one that said whether the file is binary.
         if hunks_for is not None and hunks_for(len(files), file) and _has_lines(file):
-            file = replace(file, hunks=() if patch.delta.is_binary else _hunks(patch))
+            file = replace(file, hunks=_hunks(patch))
         files.append(file)
     return files
 
