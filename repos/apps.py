@@ -32,6 +32,7 @@ class ReposConfig(AppConfig):
         pages' code for the first time (called by portal.warmup): the root, a folder, a file and the history of
         the public repository pushed to last, named by its commit's sha, so that no page a reader asks for by a
         branch's name (nor its README) is made ahead of them."""
+        from portal.templatetags.urls import quick_url
         from repos import code, git
         from repos.models import Repository, Visibility
 
@@ -43,13 +44,13 @@ class ReposConfig(AppConfig):
             entries = git.tree_entries(repo.path, git.entry(repo.path, head.sha, "").sha, "")
         except (git.RefNotFound, git.GitError):
             return []
-        at = f"/{repo.owner.username}/{repo.name}/%s/{head.sha}"
-        pages = [at % "tree", at % "commits"]
+        prefix = quick_url("repos:detail", repo.owner.username, repo.name)
+        pages = [f"{prefix}/tree/{head.sha}", f"{prefix}/commits/{head.sha}"]
         for kind in ("tree", "blob"):
             # A name a URL carries as it is (the pages are asked for by their decoded path).
             found = next((e for e in entries if e.kind == kind and code.quote_path(e.path) == e.path), None)
             if found is not None:
-                pages.append(f"{at % kind}/{found.path}")
+                pages.append(f"{prefix}/{kind}/{head.sha}/{found.path}")
         return pages
 
 
