@@ -164,9 +164,6 @@ class _CompiledByPath:
 def _repository_by_path(owner: str, name: str, only: tuple[str, ...] = ()) -> Repository | None:
     """Repository.objects.by_path(owner, name).select_related("owner") (.only(*only) if given) .first(), from SQL
     compiled once; through the ORM itself should the query ever take a shape the compiled one does not handle."""
-    if "\x00" in owner or "\x00" in name:
-        # No name holds a NUL, and PostgreSQL refuses one in a query's text.
-        return None
     alias = router.db_for_read(Repository)
     key = f"{alias}:{connections[alias].vendor}:{','.join(only)}"
     if key not in _by_path_sql:

@@ -71,7 +71,8 @@ def parse_repo_path(path: str) -> tuple[str, str]:
         raise CommandRefused(f"Not a repository path: {path[:80]!r}. Use /owner/repo.git.")
     owner, name = parts
     name = name.removesuffix(".git")
-    if not name or not owner.isascii() or not name.isascii():
+    # No name holds a control character (PostgreSQL refuses a NUL in a query's text).
+    if not name or not (owner + name).isascii() or not (owner + name).isprintable():
         raise CommandRefused(f"Not a repository path: {path[:80]!r}. Use /owner/repo.git.")
     return owner, name
 

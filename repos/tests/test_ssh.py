@@ -19,7 +19,7 @@ from repos import git
 from repos import services as repo_services
 from repos.models import Push, PushSession
 from repos.sshd import SignInFailures, load_host_key
-from repos.transport import NOT_FOUND_MESSAGE, safe_git_protocol
+from repos.transport import NOT_FOUND_MESSAGE, CommandRefused, parse_command, safe_git_protocol
 
 HOST = "127.0.0.1"
 
@@ -224,6 +224,13 @@ def test_scp_form_url_works(ssh_server, private_repo, bob, key_for, tmp_path):
     result = run_git("clone", f"git@{HOST}:alice/project.git", str(tmp_path / "scp"), env=env)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "scp" / "README.md").read_text().startswith("# project")
+
+
+@pytest.mark.parametrize("path", ["/alice/pro\x00ject.git", "alice\x00/project.git", "/alice/project\n.git"])
+def test_a_repository_path_with_a_control_character_is_refused_before_any_lookup(path):
+    # OpenSSH's client cannot send a NUL; another client can, and PostgreSQL refuses one in a query.
+    with pytest.raises(CommandRefused, match="Not a repository path"):
+        parse_command(f"git-upload-pack {shlex.quote(path)}")
 
 
 @pytest.mark.parametrize(
