@@ -22,7 +22,10 @@ pages: eight distinct small directories, source files, commits and files' histor
 asked once of a running portal (PORTAL_CACHE=redis, as under `make run`) and once of cgit with its cache off (a file:
 with its Pygments filter), in turn, all the servers running at once so that the machine's load weighs on both alike;
 then five repeat views of each, alternating the portal and cgit with its cache on; and the repository's home as the
-first page after each of three starts of the portal, its cache emptied before each. `--first-views-only` stops there.
+first page after each of three starts of the portal, its cache emptied before each. Before the first views, the
+READMEs of the branch are rendered as a push of it has them rendered (the job that follows a push: the cache was
+emptied with the starts), and the report gives each page's time, so that folders with a README can be told from
+the others. `--first-views-only` stops there.
 
 In the measurements that follow, only one server runs at a time. Each page is fetched once and checked (status 200
 and some text it must show), then warmed with a burst of concurrent requests (so that every gunicorn worker and
@@ -111,6 +114,16 @@ repo = Repository.objects.get(owner__username='{owner}', name='{repo}')
 git.set_default_branch(repo.path, '{ref}')
 jobs.schedule_maintenance(repo.pk)
 jobs.run_repository_maintenance(repo.pk)
+"""
+
+
+# What the job that follows a push of the branch from nothing does for its READMEs (repos.jobs.run_post_receive).
+PREPARE_READMES = """
+from repos import git, jobs
+from repos.models import Push, Repository
+repo = Repository.objects.select_related('owner').get(owner__username='{owner}', name='{repo}')
+push = Push(repository=repo, ref='refs/heads/{ref}', old_sha=git.ZERO_SHA, new_sha=git.branch_sha(repo.path, '{ref}'))
+print(jobs.prepare_readmes(push))
 """
 
 
@@ -730,7 +743,8 @@ def run_first_views(tmp: Path, repo_path: Path, pages: list[Page], cache: str) -
     repeat views of each, alternating the portal and cgit's cache (primed by one view first). The home page is
     asked after each of RESTARTS starts of the portal (its cache emptied before each), then of cgit.
 
-    Returns {"first"|"repeat": {kind: {server: [ms, ...]}}, "load": [load averages at the start and the end]}."""
+    Returns {"first"|"repeat": {kind: {server: [ms, ...]}}, "load": [load averages at the start and the end],
+    "each": {page label: (portal's first view, cgit's) in ms}}."""
     first: dict[str, dict[str, list[float]]] = {}
     repeat: dict[str, dict[str, list[float]]] = {}
     load = [os.getloadavg()]
@@ -756,6 +770,11 @@ def run_first_views(tmp: Path, repo_path: Path, pages: list[Page], cache: str) -
                 f"cgit {first['home'][CGIT_FIRST][-1]:.1f} ms",
                 file=sys.stderr,
             )
+        started = time.perf_counter()
+        env = portal_environment(tmp, cache=cache)[0]
+        readmes = django(env, PREPARE_READMES.format(owner="bench", repo="git", ref=REF)).splitlines()[-1]
+        print(f"  the push's READMEs: {readmes} folders, {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        each: dict[str, tuple[float, float]] = {}
         for index, page in enumerate(pages):
             cgit_base = cgit_pygments if page.key == "blob" else cgit_off
             asks = [(PORTAL, base + page.portal), (CGIT_FIRST, cgit_base + page.cgit)]
@@ -766,13 +785,13 @@ def run_first_views(tmp: Path, repo_path: Path, pages: list[Page], cache: str) -
                 asks = [(PORTAL, base + page.portal), (CGIT_CACHED, cgit_on + page.cgit)]
                 for server, url in asks if round_ % 2 == 0 else asks[::-1]:
                     repeat.setdefault(page.key, {}).setdefault(server, []).append(timed_get(url))
+            each[page.label] = (first[page.key][PORTAL][-1], first[page.key][CGIT_FIRST][-1])
             print(
-                f"  {page.label:<50} portal {first[page.key][PORTAL][-1]:7.1f} ms, "
-                f"cgit {first[page.key][CGIT_FIRST][-1]:7.1f} ms",
+                f"  {page.label:<50} portal {each[page.label][0]:7.1f} ms, cgit {each[page.label][1]:7.1f} ms",
                 file=sys.stderr,
             )
     load.append(os.getloadavg())
-    return {"first": first, "repeat": repeat, "load": load}
+    return {"first": first, "repeat": repeat, "load": load, "each": each}
 
 
 def first_view_report(found: dict, pages: list[Page], cache: str) -> list[str]:
@@ -826,8 +845,10 @@ def first_view_report(found: dict, pages: list[Page], cache: str) -> list[str]:
         "portal ÷ cgit cache",
     ]
     lines += table(header, rows)
-    lines += ["", "First-view pages", ""]
-    lines += table(["page", "portal", "cgit"], [[p.label, f"`{p.portal}`", f"`{p.cgit}`"] for p in pages])
+    lines += ["", "First-view pages (ms: the portal's first view and cgit's, cache off)", ""]
+    each = found["each"]
+    rows = [[p.label, f"`{p.portal}`", f"`{p.cgit}`", ms(each[p.label][0]), ms(each[p.label][1])] for p in pages]
+    lines += table(["page", "portal", "cgit", "portal ms", "cgit ms"], rows)
     return lines
 
 

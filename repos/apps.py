@@ -32,7 +32,6 @@ class ReposConfig(AppConfig):
         pages' code for the first time (called by portal.warmup): the root, a folder, a file and the history of
         the public repository pushed to last, named by its commit's sha, so that no page a reader asks for by a
         branch's name (nor its README) is made ahead of them."""
-        from portal.templatetags.urls import quick_url
         from repos import code, git
         from repos.models import Repository, Visibility
 
@@ -44,7 +43,7 @@ class ReposConfig(AppConfig):
             entries = git.tree_entries(repo.path, git.entry(repo.path, head.sha, "").sha, "")
         except (git.RefNotFound, git.GitError):
             return []
-        prefix = quick_url("repos:detail", repo.owner.username, repo.name)
+        prefix = repo.get_absolute_url()
         pages = [f"{prefix}/tree/{head.sha}", f"{prefix}/commits/{head.sha}"]
         for kind in ("tree", "blob"):
             # A name a URL carries as it is (the pages are asked for by their decoded path).

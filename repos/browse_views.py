@@ -17,7 +17,6 @@ from django.http import (
 )
 from django.shortcuts import redirect, render
 
-from portal.templatetags.urls import quick_url
 from repos import code, git, page_cache
 from repos.access import can_administer, get_repo_for_user
 from repos.models import Repository
@@ -42,11 +41,6 @@ def _tail(request: HttpRequest, skip: int = 4) -> list[str]:
     if b"\x00" in raw:
         raise Http404("No such file or directory.")
     return [git.decode_path(part) for part in raw.split(b"/")[skip:] if part]
-
-
-def _prefix(repo: Repository) -> str:
-    # Every code page asks for it, some twice: made from a URL template kept per process, not reverse() each time.
-    return quick_url("repos:detail", repo.owner.username, repo.name)
 
 
 def _resolve(request: HttpRequest, repo: Repository, segments: list[str]) -> tuple[git.Ref, str]:
@@ -92,7 +86,7 @@ def _page(request: HttpRequest, repo: Repository, template: str, context: Callab
 
 
 def _context(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, page: str, **extra) -> dict:
-    prefix = _prefix(repo)
+    prefix = repo.get_absolute_url()
     crumbs, so_far = [], ""
     for part in path.split("/") if path else []:
         so_far = f"{so_far}/{part}" if so_far else part
@@ -138,7 +132,7 @@ def tree(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpRes
 
 def _tree_page(request: HttpRequest, repo: Repository, ref: git.Ref, path: str, home: bool = False) -> HttpResponse:
     entry = _entry(repo, ref, path)
-    prefix = _prefix(repo)
+    prefix = repo.get_absolute_url()
     if entry.kind != "tree":
         return redirect(f"{prefix}/blob/{code.quote_ref(ref.name)}/{code.quote_path(path)}")
     if request.GET.get("fragment") == "commits":
@@ -178,7 +172,7 @@ def blob(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpRes
     repo = get_repo_for_user(request.user, owner, name)
     ref, path = _resolve(request, repo, _tail(request))
     entry = _entry(repo, ref, path)
-    prefix = _prefix(repo)
+    prefix = repo.get_absolute_url()
     if entry.kind == "tree":
         return redirect(f"{prefix}/tree/{code.quote_ref(ref.name)}/{code.quote_path(path)}")
     etag = _sha_etag(request, ref, "blob", code.quote_path(path), request.GET.get("plain", ""))
@@ -245,7 +239,7 @@ def commits(request: HttpRequest, owner: str, name: str, rest: str = "") -> Http
         found = git.log(repo.path, ref.sha, file_path=path, skip=skip, limit=COMMITS_PER_PAGE + 1)
         if page > 1 and not found:
             raise Http404("No commits on this page.")
-        prefix = _prefix(repo)
+        prefix = repo.get_absolute_url()
         rows = code.commit_rows(found[:COMMITS_PER_PAGE], prefix=prefix)
         has_next = len(found) > COMMITS_PER_PAGE
         # The last page of a file's history ends at the commit that created it: if that commit renamed it, the
@@ -300,7 +294,7 @@ def commit(request: HttpRequest, owner: str, name: str, sha: str) -> HttpRespons
     def context() -> dict:
         old = git.parent_for_diff(repo.path, ref.sha)
         diff = code.diff_page(
-            repo.path, old, ref.sha, options, prefix=_prefix(repo), page_url=_page_url(request, options)
+            repo.path, old, ref.sha, options, prefix=repo.get_absolute_url(), page_url=_page_url(request, options)
         )
         return _context(
             request, repo, ref, "", "commit", commit=git.commit(repo.path, ref.sha), diff=diff, options=options
@@ -325,7 +319,14 @@ def _diff_fragment(
     expand: bool,
 ) -> HttpResponse:
     html = code.diff_fragment(
-        repo.path, old, new, options, indexes, prefix=_prefix(repo), page_url=_page_url(request, options), expand=expand
+        repo.path,
+        old,
+        new,
+        options,
+        indexes,
+        prefix=repo.get_absolute_url(),
+        page_url=_page_url(request, options),
+        expand=expand,
     )
     return HttpResponse(html)
 
@@ -359,7 +360,7 @@ def compare(request: HttpRequest, owner: str, name: str, spec: str = "") -> Http
         }
         if merge_base is None:
             return _context(request, repo, head, "", "compare", unrelated=True, **extra)
-        prefix = _prefix(repo)
+        prefix = repo.get_absolute_url()
         # Only branches can be merged; signing in is needed to open a pull request (the form itself checks access).
         if request.user.is_authenticated and base.kind == head.kind == "branch" and base.name != head.name:
             extra["pull_url"] = f"{prefix}/pulls/new?{urlencode({'base': base.name, 'head': head.name})}"
@@ -375,7 +376,7 @@ def compare(request: HttpRequest, owner: str, name: str, spec: str = "") -> Http
 def compare_pick(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     """The compare page before two refs are chosen; its pickers' form (?base=&head=) lands on base...head."""
     repo = get_repo_for_user(request.user, owner, name)
-    prefix = _prefix(repo)
+    prefix = repo.get_absolute_url()
     base_name, head_name = request.GET.get("base", "").strip(), request.GET.get("head", "").strip()
     if base_name and head_name:
         return redirect(f"{prefix}/compare/{code.quote_ref(base_name)}...{code.quote_ref(head_name)}")
@@ -417,7 +418,7 @@ def blame(request: HttpRequest, owner: str, name: str, rest: str = "") -> HttpRe
         return HttpResponseNotModified()
 
     def context() -> dict:
-        table, line_count = code.blame_html(repo.path, ref.sha, path, entry.sha, prefix=_prefix(repo))
+        table, line_count = code.blame_html(repo.path, ref.sha, path, entry.sha, prefix=repo.get_absolute_url())
         return _context(request, repo, ref, path, "blame", entry=entry, table=code.safe(table), line_count=line_count)
 
     return _immutable(_page(request, repo, "repos/blame.html", context), etag)
@@ -434,7 +435,7 @@ def ref_menu(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     path = query.get("path", "")
     if "\x00" in path:
         raise Http404("No such file or directory.")
-    return HttpResponse(code.ref_menu(repo.path, prefix=_prefix(repo), page=page, file_path=path))
+    return HttpResponse(code.ref_menu(repo.path, prefix=repo.get_absolute_url(), page=page, file_path=path))
 
 
 def branches(request: HttpRequest, owner: str, name: str) -> HttpResponse:
@@ -442,7 +443,7 @@ def branches(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     heads = git.branch_heads(repo.path)
     context = {
         "repo": repo,
-        "prefix": _prefix(repo),
+        "prefix": repo.get_absolute_url(),
         "heads": heads,
         "tab": "branches",
         "is_admin": can_administer(request.user, repo),
@@ -459,7 +460,7 @@ def tags(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         raise Http404("No tags on this page.")
     context = {
         "repo": repo,
-        "prefix": _prefix(repo),
+        "prefix": repo.get_absolute_url(),
         "tags": shown,
         "page_number": page,
         "has_next": len(found) > page * TAGS_PER_PAGE,

@@ -269,18 +269,34 @@ def directory(path: Path, tree_sha: str, dir_path: str, *, prefix: str, ref: str
 
 def _directory(path: Path, tree_sha: str, dir_path: str, prefix: str, ref: str) -> tuple[str, tuple | None]:
     entries = git.tree_entries(path, tree_sha, dir_path)
-    base = f"{quote_ref(ref)}/{quote_path(dir_path)}/" if dir_path else f"{quote_ref(ref)}/"
-    readme = _readme(path, entries, link_base=f"{prefix}/blob/{base}", image_base=f"{prefix}/raw/{base}")
-    return _tree_html(entries, dir_path, prefix, ref), readme
+    return _tree_html(entries, dir_path, prefix, ref), _readme(path, entries, dir_path, prefix, ref)
 
 
-def _readme(path: Path, entries: list, *, link_base: str, image_base: str) -> tuple[str, BlobView] | None:
+def _readme(path: Path, entries: list, dir_path: str, prefix: str, ref: str) -> tuple[str, BlobView] | None:
+    """The README a directory's page shows under its listing (name and view), its links relative to the folder."""
     candidates = [e for e in entries if e.kind == "blob" and e.name.lower().split(".")[0] == "readme"]
     if not candidates:
         return None
     chosen = min(candidates, key=lambda e: (not render.is_markdown(e.name), e.name))
+    base = f"{quote_ref(ref)}/{quote_path(dir_path)}/" if dir_path else f"{quote_ref(ref)}/"
+    link_base, image_base = f"{prefix}/blob/{base}", f"{prefix}/raw/{base}"
     view = blob_view(path, chosen.sha, chosen.name, link_base=link_base, image_base=image_base, source=False)
     return chosen.label, view
+
+
+# A push has the READMEs of at most this many of the directories it changed rendered ahead of their readers.
+PREPARED_DIRECTORIES = 300
+
+
+def prepare_readmes(path: Path, commit_sha: str, old_commit_sha: str | None, *, prefix: str, ref: str) -> int:
+    """Render and keep, before anyone opens them, the READMEs of the directories that changed from old_commit_sha
+    to commit_sha (every directory of a new branch, up to PREPARED_DIRECTORIES), as their pages at ref under prefix
+    show them: a README is most of the time of a directory's first view (Markdown takes milliseconds), and its
+    view is kept by the blob's sha, so the page finds it. Returns how many directories hold one."""
+    found = 0
+    for dir_path, tree_sha in git.changed_trees(path, commit_sha, old_commit_sha, limit=PREPARED_DIRECTORIES):
+        found += _readme(path, git.tree_entries(path, tree_sha, dir_path), dir_path, prefix, ref) is not None
+    return found
 
 
 def _tree_html(entries: list, dir_path: str, prefix: str, ref: str) -> str:

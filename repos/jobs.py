@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from portal.jobs import run_claimed
-from repos import git, services
+from repos import code, git, services
 from repos.models import Push, PushSession, Repository, RepositoryMaintenance
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,29 @@ def schedule_maintenance(repository_id: int) -> RepositoryMaintenance:
 
 
 def run_post_receive(push_ids: list[int]) -> None:
-    """Follow up on recorded pushes: schedule maintenance of each pushed repository."""
-    repository_ids = set(Push.objects.filter(pk__in=push_ids).values_list("repository_id", flat=True))
-    for repository_id in sorted(repository_ids):
+    """Follow up on recorded pushes: schedule maintenance of each pushed repository, and render ahead the READMEs
+    of the directories each push to a branch changed."""
+    pushes = list(Push.objects.filter(pk__in=push_ids).select_related("repository__owner").order_by("pk"))
+    for repository_id in sorted({push.repository_id for push in pushes}):
         schedule_maintenance(repository_id)
+    for push in pushes:
+        prepare_readmes(push)
+
+
+def prepare_readmes(push: Push) -> int:
+    """The READMEs a push to a branch changed, rendered and kept for the directory pages at that branch, so that
+    their first readers do not wait for Markdown. Only a head start: what fails is logged, the pages render it."""
+    repo = push.repository
+    if not push.ref.startswith("refs/heads/") or push.is_delete or not repo.path.exists():
+        return 0
+    old = None if push.is_create else push.old_sha
+    try:
+        return code.prepare_readmes(
+            repo.path, push.new_sha, old, prefix=repo.get_absolute_url(), ref=push.ref.removeprefix("refs/heads/")
+        )
+    except Exception:
+        log.exception("rendering the READMEs pushed to %s %s failed", repo.full_name, push.ref)
+        return 0
 
 
 def run_repository_maintenance(repository_id: int) -> None:

@@ -8,6 +8,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from portal import jobs
+from portal.templatetags.urls import quick_url
 from portal.validators import validate_repo_name
 
 
@@ -64,6 +65,10 @@ class Repository(models.Model):
 
     def __str__(self) -> str:
         return self.full_name
+
+    def get_absolute_url(self) -> str:
+        """The repository's page, which every code page's address starts with."""
+        return quick_url("repos:detail", self.owner.username, self.name)
 
     @property
     def full_name(self) -> str:

@@ -49,7 +49,7 @@ from .history import (
     merge_base,
 )
 from .merge import Person, edit_lines, merge_check, merge_commit, rebase_commits, squash_commit
-from .objects import TreeEntry, commit, commits, entry, file_lines, has_object, read_blob, tree_entries
+from .objects import TreeEntry, changed_trees, commit, commits, entry, file_lines, has_object, read_blob, tree_entries
 from .refs import (
     Branch,
     Ref,
@@ -128,6 +128,7 @@ __all__ = [
     "changed_file_count",
     "changed_ranges",
     "check_sha",
+    "changed_trees",
     "commit",
     "commit_count",
     "commit_files",

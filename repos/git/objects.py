@@ -1,6 +1,7 @@
 """Objects read by id or path: commits, trees, blobs and the lines of a file."""
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,30 @@ def tree_entries(path: Path, tree_sha: str, base: str) -> tuple[TreeEntry, ...]:
     entries.sort(key=lambda e: (e.kind != "tree", e.name.lower()))
     _last_listed.value = (key, tuple(entries))
     return _last_listed.value[1]
+
+
+def changed_trees(path: Path, commit_sha: str, old_commit_sha: str | None, *, limit: int) -> list[tuple[str, str]]:
+    """The directories of a commit (path, tree sha) whose tree is not the one at the same path in old_commit_sha:
+    every directory when there is no such commit (a new branch). The root first, then by depth, at most limit.
+
+    A directory whose tree is unchanged is not walked: what lies under it is unchanged too."""
+    repo = open_repo(path)
+    tree = repo[commit_sha].peel(pygit2.Tree)
+    old = repo.get(old_commit_sha) if old_commit_sha and is_sha(old_commit_sha) else None
+    old_tree = old.peel(pygit2.Tree) if isinstance(old, pygit2.Commit) else None
+    found: list[tuple[str, str]] = []
+    waiting = deque([("", tree, old_tree)])
+    while waiting and len(found) < limit:
+        base, tree, before = waiting.popleft()
+        if before is not None and before.id == tree.id:
+            continue
+        found.append((base, str(tree.id)))
+        for child in tree:
+            if child.filemode != pygit2.enums.FileMode.TREE:
+                continue
+            was = before[child.name] if before is not None and child.name in before else None
+            waiting.append((_join(base, child.name), child, was if isinstance(was, pygit2.Tree) else None))
+    return found
 
 
 def read_blob(path: Path, sha: str, *, limit: int | None = None) -> tuple[bytes, int]:

@@ -14,7 +14,7 @@ from rq.registry import ScheduledJobRegistry
 from portal import services as accounts
 from portal.jobs import SimpleWorker
 from portal.models import AuditEvent
-from repos import git, jobs, transport
+from repos import code, git, jobs, render, transport
 from repos import services as repo_services
 from repos.access import Principal
 from repos.models import Push, PushSession
@@ -266,6 +266,56 @@ def test_pushes_schedule_one_maintenance_run_that_repacks_with_a_bitmap(
     # Every object is still there after the repack.
     fsck = subprocess.run(["git", "fsck", "--no-dangling"], cwd=private_repo.path, capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stderr
+
+
+def test_a_push_has_the_readmes_it_changed_rendered_before_anyone_opens_their_folders(
+    server, private_repo, bob, carol, git_env, tmp_path, redis_queue, client, monkeypatch
+):
+    url = repo_url(server, user=bob, token=token_for(bob))
+    work, result = clone(url, git_env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    (work / "docs").mkdir()
+    (work / "src").mkdir()
+    # Words no other test renders, so that nothing another test kept in the cache stands in for these.
+    marker = tmp_path.name
+    commit_file(work, git_env, "README.md", f"# Root {marker}\n\nSee [the docs](docs/guide.md).\n".encode())
+    commit_file(work, git_env, "docs/README.md", f"# Docs {marker}\n".encode())
+    commit_file(work, git_env, "src/main.c", b"int main(void) { return 0; }\n")
+    assert run_git("push", url, "HEAD:refs/heads/main", env=git_env, cwd=work).returncode == 0
+
+    rendered = []
+    render_markdown = render.render_markdown
+    monkeypatch.setattr(
+        render, "render_markdown", lambda text, **bases: rendered.append(text) or render_markdown(text, **bases)
+    )
+    SimpleWorker([redis_queue], connection=redis_queue.connection).work(burst=True)
+    assert sorted(rendered) == [f"# Docs {marker}\n", f"# Root {marker}\n\nSee [the docs](docs/guide.md).\n"]
+
+    # The folders' first views show them, as rendered then, links relative to each folder, without Markdown. The
+    # web process is not the worker's: it finds them in the shared cache.
+    rendered.clear()
+    code.local_cache.clear()
+    client.force_login(carol)
+    home = client.get("/alice/project").content.decode()
+    assert f"Root {marker}</h1>" in home
+    assert 'href="/alice/project/blob/main/docs/guide.md"' in home
+    assert f"Docs {marker}</h1>" in client.get("/alice/project/tree/main/docs").content.decode()
+    assert rendered == []
+
+    # The next push renders the one README it changed, not the folders it left as they were.
+    commit_file(work, git_env, "docs/README.md", f"# Docs {marker}, again\n".encode())
+    assert run_git("push", url, "HEAD:refs/heads/main", env=git_env, cwd=work).returncode == 0
+    SimpleWorker([redis_queue], connection=redis_queue.connection).work(burst=True)
+    assert rendered == [f"# Docs {marker}, again\n"]
+
+
+def test_a_push_of_a_tag_or_a_deleted_branch_renders_no_readme(private_repo, alice):
+    head = git.branch_sha(private_repo.path, "main")
+    for ref, old, new in (("refs/tags/v1", ZERO, head), ("refs/heads/gone", head, ZERO)):
+        push = Push.objects.create(repository=private_repo, pusher=alice, ref=ref, old_sha=old, new_sha=new)
+        assert jobs.prepare_readmes(push) == 0
+    push = Push.objects.create(repository=private_repo, pusher=alice, ref="refs/heads/main", old_sha=ZERO, new_sha=head)
+    assert jobs.prepare_readmes(push) == 1
 
 
 def test_a_push_succeeds_and_is_recorded_when_redis_is_down(server, private_repo, bob, git_env, tmp_path, settings):
