@@ -8,6 +8,8 @@ class ReleasesConfig(AppConfig):
     def ready(self) -> None:
         from releases import pipelines, receivers, release_template
         from releases import signals as release_signals
+        from releases.templatetags import pipeline_tags
+        from repos import page_cache
         from repos import signals as repo_signals
         from repos import templates as repo_templates
         from reviews import signals as review_signals
@@ -25,6 +27,8 @@ class ReleasesConfig(AppConfig):
             getattr(review_signals, f"pull_request_{action}").connect(
                 receivers.build_pull_request, dispatch_uid=f"releases.build_pull_request_{action}"
             )
+        # What each environment runs, in the repository header: rendered anew for every view, even of a kept page.
+        page_cache.register_live_part(pipeline_tags.environment_strip)
         # "New repository" offers the release template; repos calls its creator without importing releases.
         repo_templates.register(
             release_template.KEY,

@@ -27,7 +27,6 @@ from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import request_finished, request_started
 from django.http import Http404, HttpRequest, HttpResponse
-from django.template.loader import render_to_string
 
 from portal.models import SiteSettings
 from repos import code, git
@@ -44,10 +43,9 @@ LOOKUPS: dict[str, Callable] = {
     "is_empty": git.is_empty,
     "ref_names": git.ref_names,
 }
-# A whole kept page is bytes; the header kept by {% code_nav %} is text.
+# A whole kept page is bytes; the header kept by {% code_nav %} is text. The marks around the header's live part:
 Page = TypeVar("Page", str, bytes)
-LIVE_START_TEXT, LIVE_END_TEXT = "<!--live-->", "<!--/live-->"
-LIVE_START, LIVE_END = LIVE_START_TEXT.encode(), LIVE_END_TEXT.encode()
+LIVE_START, LIVE_END = "<!--live-->", "<!--/live-->"
 # Set in a request's environ by AnswerFirst when the cache had nothing for it.
 ASKED = "portal.page_cache.asked"
 # Headers that belong to one response, not to the page.
@@ -63,7 +61,12 @@ class Found:
     state: tuple
     lookups: tuple[tuple[str, tuple, bytes], ...]
     headers: tuple[tuple[str, str], ...]
-    content: bytes
+    # The page, cut where the header's live part goes (between the two parts), or whole when it has none.
+    parts: tuple[bytes, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(map(len, self.parts))
 
 
 def is_visitor(request: HttpRequest) -> bool:
@@ -121,19 +124,38 @@ def _answers_the_same(repo: Repository, name: str, args: tuple, digest: bytes) -
     return _digest(answer) == digest
 
 
-def live_header(page: Page, repo: Repository) -> Page:
-    """A kept page (or a piece of one) with the header's live part (what each environment runs) rendered now."""
-    start_mark, end_mark = (LIVE_START, LIVE_END) if isinstance(page, bytes) else (LIVE_START_TEXT, LIVE_END_TEXT)
+def live_header(html: str, repo: Repository) -> str:
+    """The header {% code_nav %} keeps, with its live part (what each environment runs) rendered now."""
+    parts = _cut(html)
+    return parts[0] + live_part(repo) + parts[1] if len(parts) == 2 else html
+
+
+# The header's live part: what the apps above repos show there (releases: what each environment runs), each a
+# function of the repository that returns HTML, registered when the app is ready.
+_live_parts: list[Callable[[Repository], str]] = []
+
+
+def register_live_part(part: Callable[[Repository], str]) -> None:
+    if part not in _live_parts:
+        _live_parts.append(part)
+
+
+def live_part(repo: Repository) -> str:
+    """The header's live part, rendered now: rendered again for every view, even of a page kept whole."""
+    return "".join(part(repo) for part in _live_parts)
+
+
+def _cut(page: Page) -> tuple[Page, ...]:
+    """A page cut where the header's live part goes: the part before it and the part after, or the page whole
+    when it has none."""
+    start_mark, end_mark = (
+        (LIVE_START.encode(), LIVE_END.encode()) if isinstance(page, bytes) else (LIVE_START, LIVE_END)
+    )
     start = page.find(start_mark)
     end = page.find(end_mark, start)
     if start < 0 or end < 0:
-        return page
-    live = _live_part(repo)
-    return page[: start + len(start_mark)] + (live.encode() if isinstance(page, bytes) else live) + page[end:]
-
-
-def _live_part(repo: Repository) -> str:
-    return render_to_string("repos/_repo_head_live.html", {"repo": repo})
+        return (page,)
+    return page[: start + len(start_mark)], page[end:]
 
 
 # The addresses of the pages views keep (home, tree, blob, commits, commit, compare, blame): other requests are
@@ -167,9 +189,9 @@ def _may_answer(request: HttpRequest) -> bool:
     return True
 
 
-def answer(request: HttpRequest, *, own_request: bool = False) -> tuple[list[tuple[str, str]], bytes] | None:
-    """The headers and content of the page kept for this URL, if the request may have it and it is still right;
-    None otherwise.
+def answer(request: HttpRequest, *, own_request: bool = False) -> tuple[list[tuple[str, str]], list[bytes]] | None:
+    """The headers and content (in parts, to be sent in turn) of the page kept for this URL, if the request may
+    have it and it is still right; None otherwise.
 
     own_request: the caller is no Django handler, so the database connections are looked after here as Django's
     handler does for a request, once the cache has an entry to check."""
@@ -187,7 +209,7 @@ def answer(request: HttpRequest, *, own_request: bool = False) -> tuple[list[tup
                 request_started.send(sender=AnswerFirst, environ=request.META)
                 started = True
             if (page := _answer(found)) is not None:
-                code.local_cache.put(url_key, found, len(found.content), replace=True)
+                code.local_cache.put(url_key, found, found.size, replace=True)
                 return page
     finally:
         if started:
@@ -195,7 +217,7 @@ def answer(request: HttpRequest, *, own_request: bool = False) -> tuple[list[tup
     return None
 
 
-def _answer(found: Found) -> tuple[list[tuple[str, str]], bytes] | None:
+def _answer(found: Found) -> tuple[list[tuple[str, str]], list[bytes]] | None:
     try:
         repo = get_repo_for_visitor(found.owner, found.name)
     except Http404:
@@ -204,8 +226,9 @@ def _answer(found: Found) -> tuple[list[tuple[str, str]], bytes] | None:
         return None
     if not all(_answers_the_same(repo, name, args, digest) for name, args, digest in found.lookups):
         return None
-    content = live_header(found.content, repo)
-    return [*found.headers, ("Content-Length", str(len(content)))], content
+    # The live part is put between the kept parts as they are sent: the page itself is not copied.
+    content = [found.parts[0], live_part(repo).encode(), found.parts[1]] if len(found.parts) == 2 else [*found.parts]
+    return [*found.headers, ("Content-Length", str(sum(map(len, content))))], content
 
 
 class CachedPages:
@@ -223,7 +246,7 @@ class CachedPages:
         # Unless a web process's front has just asked.
         if ASKED not in request.META and (page := answer(request)) is not None:
             headers, content = page
-            return HttpResponse(content, headers=dict(headers))
+            return HttpResponse(b"".join(content), headers=dict(headers))
         if _may_answer(request):
             request.page_lookups = []
         response = self.get_response(request)
@@ -232,8 +255,8 @@ class CachedPages:
             owner, name, shown = shows
             lookups = tuple(request.page_lookups)
             headers = tuple((k, v) for k, v in response.items() if k.lower() not in NOT_KEPT)
-            found = Found(owner, name, shown, lookups, headers, response.content)
-            code.cache_set(_url_key(request), found, replace=True, size=len(found.content))
+            found = Found(owner, name, shown, lookups, headers, _cut(response.content))
+            code.cache_set(_url_key(request), found, replace=True, size=found.size)
         return response
 
 
@@ -256,7 +279,7 @@ class AnswerFirst:
             if page is not None:
                 headers, content = page
                 start_response("200 OK", headers)
-                return [content]
+                return content
             environ[ASKED] = True
         return self.application(environ, start_response)
 

@@ -27,6 +27,12 @@ def code_nav(context: template.Context) -> SafeString:
     return mark_safe(page_cache.live_header(html, repo))  # noqa: S308 (our template's own rendering)
 
 
+@register.simple_tag
+def live_header(repo) -> SafeString:
+    """The header's live part (repos.page_cache.live_part), between the marks a kept page is cut at."""
+    return mark_safe(page_cache.live_part(repo))  # noqa: S308 (HTML the apps' own parts render)
+
+
 @register.filter
 def ago(when: datetime) -> SafeString:
     """A <time> that code.js shows as "3 days ago"; the page itself carries the date, so it can be cached."""
