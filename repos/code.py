@@ -165,15 +165,21 @@ def cache_key(kind: str, parts: tuple) -> str:
     return f"{kind}:{CACHE_VERSION}:{digest}"
 
 
-def cached(parts: tuple, compute: Callable[[], object], *, keep: Callable[[object], bool] = lambda value: True):
-    """compute(), kept under a key made of parts (shas, options, the repository's URL).
+def cached(
+    parts: tuple, compute: Callable[[], object], *, keep: Callable[[object], bool] = lambda value: True, shared=True
+):
+    """compute(), kept under a key made of parts (shas, options, the repository's URL); by this process alone
+    unless shared, for what takes about as long to compute as a round trip to the shared cache.
 
     A value that keep() refuses (an answer cut short, say) is kept only briefly, so a later visit tries again."""
     key = cache_key("code", parts)
-    value = cache_get(key)
+    value = cache_get(key) if shared else local_cache.get(key)
     if value is _MISSING:
         value = compute()
-        cache_set(key, value, CACHE_TIMEOUT if keep(value) else RETRY_TIMEOUT)
+        if shared:
+            cache_set(key, value, CACHE_TIMEOUT if keep(value) else RETRY_TIMEOUT)
+        else:
+            local_cache.put(key, value, _size(value))
     return value
 
 
@@ -259,11 +265,19 @@ def code_table(lines: list[str]) -> str:
     return f'<table class="code blob-code">{rows}</table>'
 
 
+# A directory of up to this many entries is listed again where the shared cache does not have it: that takes
+# about as long as the round trip to ask for it, which its first view is spared, with the write after it.
+SHARED_LISTING_ENTRIES = 100
+
+
 def directory(path: Path, tree_sha: str, dir_path: str, *, prefix: str, ref: str) -> tuple[str, tuple | None]:
     """A directory's listing (the rows of its table, with links under prefix /<owner>/<repo> at ref) and its
-    README (name and rendered view) or None: read from one listing of the tree and cached by its sha."""
+    README (name and rendered view, kept by the blob's sha) or None: read from one listing of the tree and kept
+    by its sha, in the shared cache for a large directory, in this process for a small one."""
     return cached(
-        ("directory", tree_sha, dir_path, prefix, ref), lambda: _directory(path, tree_sha, dir_path, prefix, ref)
+        ("directory", tree_sha, dir_path, prefix, ref),
+        lambda: _directory(path, tree_sha, dir_path, prefix, ref),
+        shared=git.tree_size(path, tree_sha) > SHARED_LISTING_ENTRIES,
     )
 
 
@@ -301,23 +315,26 @@ def prepare_readmes(path: Path, commit_sha: str, old_commit_sha: str | None, *, 
 
 def _tree_html(entries: list, dir_path: str, prefix: str, ref: str) -> str:
     rows = []
+    at_ref = f"{quote_ref(ref)}/"
     if dir_path:
         parent = dir_path.rsplit("/", 1)[0] if "/" in dir_path else ""
         rows.append(
-            f'<tr><td class="icon"></td><td class="name"><a href="{prefix}/tree/{quote_ref(ref)}/{quote_path(parent)}">..</a>'
+            f'<tr><td class="icon"></td><td class="name"><a href="{prefix}/tree/{at_ref}{quote_path(parent)}">..</a>'
             "</td><td></td><td></td></tr>"
         )
+        at_ref += f"{quote_path(dir_path)}/"
+    # An entry's link is the folder's, quoted once, and its name, quoted (which leaves nothing to escape in HTML).
+    bases = {"tree": f"{prefix}/tree/{at_ref}", "blob": f"{prefix}/blob/{at_ref}", "symlink": f"{prefix}/blob/{at_ref}"}
     for entry in entries:
-        name = escape(entry.label)
+        name, quoted = escape(entry.label), quote_path(entry.name)
         if entry.kind == "submodule":
             link = f'<span class="submodule">{name}</span> <span class="muted">@ {entry.sha[:7]}</span>'
         else:
-            page = "tree" if entry.kind == "tree" else "blob"
-            link = f'<a href="{prefix}/{page}/{quote_ref(ref)}/{quote_path(entry.path)}">{name}</a>'
+            link = f'<a href="{bases[entry.kind]}{quoted}">{name}</a>'
             if entry.kind == "symlink":
                 link += ' <span class="badge">symlink</span>'
         rows.append(
-            f'<tr data-name="{escape(quote_path(entry.name))}"><td class="icon"><span class="icon-{entry.kind}" title="{entry.kind}"></span></td>'
+            f'<tr data-name="{quoted}"><td class="icon"><span class="icon-{entry.kind}" title="{entry.kind}"></span></td>'
             f'<td class="name">{link}</td><td class="message muted"></td><td class="age muted"></td></tr>'
         )
     return "".join(rows)

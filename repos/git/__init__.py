@@ -49,7 +49,18 @@ from .history import (
     merge_base,
 )
 from .merge import Person, edit_lines, merge_check, merge_commit, rebase_commits, squash_commit
-from .objects import TreeEntry, changed_trees, commit, commits, entry, file_lines, has_object, read_blob, tree_entries
+from .objects import (
+    TreeEntry,
+    changed_trees,
+    commit,
+    commits,
+    entry,
+    file_lines,
+    has_object,
+    read_blob,
+    tree_entries,
+    tree_size,
+)
 from .refs import (
     Branch,
     Ref,
@@ -178,6 +189,7 @@ __all__ = [
     "stream_service",
     "tags",
     "tree_entries",
+    "tree_size",
     "update_ref",
     "version_key",
     "with_hunks",

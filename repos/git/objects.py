@@ -45,14 +45,15 @@ def has_object(path: Path, sha: str) -> bool:
         return False
 
 
+_KINDS = {
+    pygit2.enums.FileMode.TREE: "tree",
+    pygit2.enums.FileMode.LINK: "symlink",
+    pygit2.enums.FileMode.COMMIT: "submodule",
+}
+
+
 def _entry_kind(mode: int) -> str:
-    if mode == pygit2.enums.FileMode.TREE:
-        return "tree"
-    if mode == pygit2.enums.FileMode.LINK:
-        return "symlink"
-    if mode == pygit2.enums.FileMode.COMMIT:
-        return "submodule"
-    return "blob"
+    return _KINDS.get(mode, "blob")
 
 
 def _join(base: str, name: str) -> str:
@@ -92,13 +93,21 @@ def tree_entries(path: Path, tree_sha: str, base: str) -> tuple[TreeEntry, ...]:
     if last is not None and last[0] == key:
         return last[1]
     tree = open_repo(path)[tree_sha]
-    entries = [
-        TreeEntry(name=e.name, path=_join(base, e.name), sha=str(e.id), kind=_entry_kind(e.filemode), mode=e.filemode)
-        for e in tree
-    ]
+    entries = []
+    for e in tree:
+        # pygit2 makes the mode an enum member on each read.
+        name, mode = e.name, e.filemode
+        entries.append(
+            TreeEntry(name=name, path=_join(base, name), sha=str(e.id), kind=_KINDS.get(mode, "blob"), mode=mode)
+        )
     entries.sort(key=lambda e: (e.kind != "tree", e.name.lower()))
     _last_listed.value = (key, tuple(entries))
     return _last_listed.value[1]
+
+
+def tree_size(path: Path, tree_sha: str) -> int:
+    """How many entries a tree has, without listing them."""
+    return len(open_repo(path)[tree_sha])
 
 
 def changed_trees(path: Path, commit_sha: str, old_commit_sha: str | None, *, limit: int) -> list[tuple[str, str]]:
