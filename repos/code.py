@@ -166,7 +166,11 @@ def cache_key(kind: str, parts: tuple) -> str:
 
 
 def cached(
-    parts: tuple, compute: Callable[[], object], *, keep: Callable[[object], bool] = lambda value: True, shared=True
+    parts: tuple,
+    compute: Callable[[], object],
+    *,
+    keep: Callable[[object], bool] = lambda value: True,
+    shared: bool = True,
 ):
     """compute(), kept under a key made of parts (shas, options, the repository's URL); by this process alone
     unless shared, for what takes about as long to compute as a round trip to the shared cache.
@@ -265,8 +269,8 @@ def code_table(lines: list[str]) -> str:
     return f'<table class="code blob-code">{rows}</table>'
 
 
-# A directory of up to this many entries is listed again where the shared cache does not have it: that takes
-# about as long as the round trip to ask for it, which its first view is spared, with the write after it.
+# The listing of a directory of up to this many entries is kept by each process alone: listing it again takes
+# about as long as asking the shared cache for it, and its first view is spared that round trip and the write.
 SHARED_LISTING_ENTRIES = 100
 
 

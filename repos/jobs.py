@@ -41,7 +41,7 @@ def schedule_maintenance(repository_id: int) -> RepositoryMaintenance:
 
 def run_post_receive(push_ids: list[int]) -> None:
     """Follow up on recorded pushes: schedule maintenance of each pushed repository, and render ahead the READMEs
-    of the directories each push to a branch changed."""
+    of the directories each push to a default branch changed."""
     pushes = list(Push.objects.filter(pk__in=push_ids).select_related("repository__owner").order_by("pk"))
     for repository_id in sorted({push.repository_id for push in pushes}):
         schedule_maintenance(repository_id)
@@ -50,10 +50,12 @@ def run_post_receive(push_ids: list[int]) -> None:
 
 
 def prepare_readmes(push: Push) -> int:
-    """The READMEs a push to a branch changed, rendered and kept for the directory pages at that branch, so that
-    their first readers do not wait for Markdown. Only a head start: what fails is logged, the pages render it."""
+    """The READMEs a push to the repository's default branch changed, rendered and kept for the directory pages at
+    that branch (the repository's home first), so that their first readers do not wait for Markdown. Other
+    branches' folder pages are seldom read (their pull requests are), and a new one would have every README
+    rendered again for its own links. Only a head start: what fails is logged, and the pages render it."""
     repo = push.repository
-    if not push.ref.startswith("refs/heads/") or push.is_delete or not repo.path.exists():
+    if push.ref != f"refs/heads/{repo.default_branch}" or push.is_delete or not repo.path.exists():
         return 0
     old = None if push.is_create else push.old_sha
     try:

@@ -309,9 +309,13 @@ def test_a_push_has_the_readmes_it_changed_rendered_before_anyone_opens_their_fo
     assert rendered == [f"# Docs {marker}, again\n"]
 
 
-def test_a_push_of_a_tag_or_a_deleted_branch_renders_no_readme(private_repo, alice):
+def test_a_push_of_a_tag_another_branch_or_a_deletion_renders_no_readme(private_repo, alice):
     head = git.branch_sha(private_repo.path, "main")
-    for ref, old, new in (("refs/tags/v1", ZERO, head), ("refs/heads/gone", head, ZERO)):
+    for ref, old, new in (
+        ("refs/tags/v1", ZERO, head),
+        ("refs/heads/topic", ZERO, head),
+        ("refs/heads/main", head, ZERO),
+    ):
         push = Push.objects.create(repository=private_repo, pusher=alice, ref=ref, old_sha=old, new_sha=new)
         assert jobs.prepare_readmes(push) == 0
     push = Push.objects.create(repository=private_repo, pusher=alice, ref="refs/heads/main", old_sha=ZERO, new_sha=head)
