@@ -2,6 +2,8 @@ import codecs
 import re
 
 import pytest
+from pygments.lexers import find_lexer_class_for_filename, get_all_lexers
+from pygments.lexers.special import TextLexer
 
 from repos import render
 from repos.render import (
@@ -113,6 +115,24 @@ def test_it_picks_the_lexer_from_the_name_only():
     assert highlight_lines("#!/usr/bin/env python\nimport os\n", "README") == ["#!/usr/bin/env python", "import os"]
     assert highlight_lines("<b>x</b>\n", "file.unknown-ext") == ["&lt;b&gt;x&lt;/b&gt;"]
     assert "<span" in highlight_lines("all:\n\techo hi\n", "Makefile")[0]
+
+
+def test_a_file_name_gets_the_lexer_pygments_itself_finds_for_it():
+    # Each file pattern of every lexer that is no "*.ext", made into names that match it and names that nearly do,
+    # every "*.ext" of a few hundred, and names that sit between the two kinds.
+    names = {"Makefile.am", "foo.1", ".bashrc", "bash_profile", "a.tar.gz", "x.html.j2", "x.", ".", "noext", "A.C"}
+    extension_patterns = []
+    for _name, _aliases, patterns, _mimetypes in get_all_lexers(plugins=True):
+        for pattern in patterns:
+            name = re.sub(r"\[(.)[^\]]*\]", r"\1", pattern).replace("*", "x").replace("?", "q")
+            if re.fullmatch(r"\*\.[^*?\[\].]+", pattern):
+                extension_patterns.append(name)
+            else:
+                names |= {name, f"pre{name}", f"{name}.bak", name.upper(), f"a.b.{name}"}
+    names |= set(extension_patterns[::3]) | {f"a.b.{name}" for name in extension_patterns[::7]}
+    # Names first seen in any order: a name may stand for others already.
+    for name in sorted(names, key=lambda name: name[::-1]):
+        assert render._lexer_class(name) is (find_lexer_class_for_filename(name) or TextLexer), name
 
 
 def test_it_only_escapes_a_text_over_the_size_limit():
