@@ -97,9 +97,7 @@ def tree_entries(path: Path, tree_sha: str, base: str) -> tuple[TreeEntry, ...]:
     for e in tree:
         # pygit2 makes the mode an enum member on each read.
         name, mode = e.name, e.filemode
-        entries.append(
-            TreeEntry(name=name, path=_join(base, name), sha=str(e.id), kind=_KINDS.get(mode, "blob"), mode=mode)
-        )
+        entries.append(TreeEntry(name=name, path=_join(base, name), sha=str(e.id), kind=_entry_kind(mode), mode=mode))
     entries.sort(key=lambda e: (e.kind != "tree", e.name.lower()))
     _last_listed.value = (key, tuple(entries))
     return _last_listed.value[1]
