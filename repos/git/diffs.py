@@ -191,8 +191,14 @@ def renamed_from(path: Path, commit_sha: str, file_path: str) -> str | None:
     """The name file_path had before commit_sha, when that commit made it by renaming another file (against its
     first parent, renames found as the commit page finds them); None when it added the file or changed it."""
     check_sha(commit_sha)
-    commit = load_commit(open_repo(path), commit_sha)
+    repo = open_repo(path)
+    commit = load_commit(repo, commit_sha)
     if not commit.parent_ids:
+        return None
+    # A rename deletes the old name: a commit that deletes no file renamed none. Its trees tell, and most commits
+    # that add a file delete none, which spares running git's rename detection (a process, and the files read).
+    parent = repo[commit.parent_ids[0]].peel(pygit2.Tree)
+    if not any(delta.status == pygit2.enums.DeltaStatus.DELETED for delta in repo.diff(parent, commit.tree).deltas):
         return None
     out = run_git(
         path,
