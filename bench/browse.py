@@ -3,7 +3,7 @@
 Run by hand, never by the test suite (needs `apt-get install -y cgit lighttpd wrk`):
 
     .venv/bin/python bench/browse.py --source /path/to/git.git [--duration 10] [--out results.md] [--first-views-only]
-        [--first-views 8]
+        [--first-views 24]
 
 The source must be a complete bare copy of git's own history (no partial clone): the pages are the ones of that
 repository (the t/ folder, config.c, refs.c, the tags v2.44.0 and v2.45.0).
@@ -18,7 +18,7 @@ PORTAL_CACHE=dummy (nothing is kept, every request is a first view) and with POR
 `make run` gets (its embedded Valkey, shared by the gunicorn workers), for repeat views.
 
 First of all, while no page of the repository has been opened, come the first views, the way a reader meets the
-pages: eight distinct small directories, source files, commits and files' histories (none of the pages above), each
+pages: 24 distinct small directories, source files, commits and files' histories (none of the pages above), each
 asked once of a running portal (PORTAL_CACHE=redis, as under `make run`) and once of cgit with its cache off (a file:
 with its Pygments filter), in turn, all the servers running at once so that the machine's load weighs on both alike;
 then five repeat views of each, alternating the portal and cgit with its cache on; and the repository's home as the
@@ -68,7 +68,8 @@ LOG_PAGE_SIZE = 50
 CGIT_CACHE_TTLS = ("root", "repo", "dynamic", "static", "about", "snapshot", "scanrc")
 WARM_REQUESTS = 8
 # First views: this many distinct pages of each kind, none of them opened before, each asked once of each server.
-FIRST_VIEWS = 8
+# The more pages, the steadier their median: on a small machine a page now and then takes twice its time.
+FIRST_VIEWS = 24
 # Directories of this many entries count as small; files past this size are left out of the first views.
 SMALL_DIRECTORY = range(10, 301)
 FIRST_VIEW_FILE_BYTES = 64 * 1024
