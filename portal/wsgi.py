@@ -15,8 +15,11 @@ from django.utils.module_loading import import_string  # noqa: E402
 
 from portal.warmup import warm_up  # noqa: E402
 
-# What answers before Django's handler even starts (a visitor's repeat view of a code page), named in the settings.
+# What answers before Django's handler even starts (a visitor's repeat view of a code page), named in the settings,
+# and what it needs running in a web process.
 application = import_string(settings.PORTAL_WSGI_FRONT)(django_application)
+if callable(getattr(application, "start", None)):
+    application.start()
 
 # The URLconf, the templates and each app's lazily loaded parts, loaded now rather than by the first requests.
 warm_up(application)

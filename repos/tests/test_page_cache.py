@@ -1,18 +1,19 @@
 """A visitor's code pages, kept whole and answered ahead of the middlewares (repos.page_cache)."""
 
 import io
+import time
 
 import pytest
 from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from django.test import Client
+from django.test import Client, RequestFactory
 
-from repos import browse_views, code
+from repos import browse_views, code, page_cache
 from repos import services as repo_services
 from repos.models import Visibility
-from repos.page_cache import AnswerFirst
+from repos.page_cache import AnswerFirst, KeptUrls
 from repos.tests.worktree import commit_all, run
 
 PAGES = ("/alice/site", "/alice/site/tree/main/src", "/alice/site/blob/main/src/app.c", "/alice/site/commits/main")
@@ -210,3 +211,61 @@ def test_a_kept_page_whose_repository_left_the_disk_goes_the_long_way(site, keep
     assert django_handler.calls == 2
     assert status.startswith("500")
     assert any(record.name == "repos.page_cache" for record in caplog.records)
+
+
+def wait_until(condition, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def url_key(path: str) -> str:
+    return page_cache._url_key(RequestFactory().get(path))
+
+
+@pytest.fixture
+def kept():
+    """What one more web process would hear of the pages kept; it stops listening at the end of the test."""
+    kept = KeptUrls()
+    yield kept
+    kept.close()
+
+
+def test_a_process_hears_the_pages_kept_before_and_after_it_listens(site, kept):
+    before, after = "/alice/site/tree/main/src", "/alice/site/commits/main"
+    Client().get(before)
+    # Until it listens, it cannot tell: every page may be kept.
+    assert kept.may_have(url_key("/alice/site/blame/main/src/app.c"))
+    kept.listen()
+    wait_until(lambda: kept.listening)
+    assert kept.may_have(url_key(before))
+    assert not kept.may_have(url_key(after))
+    # Another process keeps one: it announces it once its writes are sent.
+    Client().get(after)
+    wait_until(lambda: kept.may_have(url_key(after)))
+    assert not kept.may_have(url_key("/alice/site/blame/main/src/app.c"))
+
+
+def test_a_web_process_asks_the_shared_cache_only_for_pages_it_heard_were_kept(
+    site, kept, monkeypatch, keep_connections
+):
+    path = "/alice/site/tree/main/src"
+    wsgi_get(AnswerFirst(Counted()), path)
+    code.local_cache.clear()
+    request = RequestFactory().get(path)
+    # Listening, and not told of this page: the shared cache is not asked, and the page is made again.
+    kept.listen()
+    monkeypatch.setattr(page_cache, "kept_urls", kept)
+    wait_until(lambda: kept.listening)
+    kept._keys.clear()
+    assert page_cache.answer(request, own_request=True) is None
+    kept.add(url_key(path))
+    assert page_cache.answer(request, own_request=True) is not None
+
+
+def test_the_urls_heard_are_bounded_the_oldest_forgotten_first():
+    kept = KeptUrls(max_keys=2)
+    for key in ("a", "b", "c"):
+        kept.add(key)
+    assert kept._keys == {"b", "c"}
