@@ -59,17 +59,29 @@ class Command(BaseCommand):
 
     def _push(self, invocation: GitInvocation) -> int:
         """Run git for a push on the inherited SSH channel, then delete its push session, however git ended."""
-        # OpenSSH hangs up (SIGHUP) or stops (SIGTERM) this process when the client goes away; both end the
-        # wait below with SystemExit so that the session is still deleted.
+        git_process = None
+        went_away: list[int] = []
+
+        def go_away(signum: int, frame: object) -> None:
+            # OpenSSH hangs up (SIGHUP) or stops (SIGTERM) this process when the client goes away: that ends the
+            # wait below with SystemExit, so that the session is still deleted. Until git's handle is kept here
+            # (git may already be talking to the client), it is noted, and raised once git can be stopped.
+            if git_process is None:
+                went_away.append(signum)
+                return
+            raise SystemExit(128 + signum)
+
         for signum in (signal.SIGHUP, signal.SIGTERM):
-            signal.signal(signum, _exit_on_signal)
-        git_process = subprocess.Popen(invocation.argv, env=invocation.env)  # noqa: S603
+            signal.signal(signum, go_away)
         try:
+            git_process = subprocess.Popen(invocation.argv, env=invocation.env)  # noqa: S603
+            if went_away:
+                raise SystemExit(128 + went_away[0])
             status = git_process.wait()
             # Killed by a signal: report it the way a shell would.
             return status if status >= 0 else 128 - status
         finally:
-            if git_process.poll() is None:
+            if git_process is not None and git_process.poll() is None:
                 git_process.kill()
                 git_process.wait()
             end_push(invocation.env)
@@ -79,7 +91,3 @@ class Command(BaseCommand):
         sys.stderr.write(message.replace("\n", " ") + "\n")
         sys.stderr.flush()
         raise SystemExit(1)
-
-
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
