@@ -12,7 +12,9 @@ header's live part (what each environment runs, which changes without a push) is
 
 Anything else (a session, a moved branch, a repository made private or renamed, a cache miss) goes through the
 middlewares to the view, as any request does. Meanwhile the writes to the shared cache that a page makes are
-held until its response has been sent (repos.code.defer_writes)."""
+held until its response has been sent (repos.code.defer_writes). Each page kept is then announced on a Valkey
+channel, and a web process asks the shared cache only for the addresses it heard of (KeptUrls), so that a first
+view does not wait for a miss there."""
 
 import hashlib
 import logging
@@ -263,7 +265,7 @@ class KeptUrls:
 
     def listen(self) -> None:
         """Hear the pages kept, in a thread of this process (started once), when the shared cache is Valkey's."""
-        client_for = getattr(getattr(cache, "_cache", None), "get_client", None)
+        client_for = _redis_client_for()
         if client_for is None or self._listener == os.getpid():
             return
         self._listener = os.getpid()
@@ -301,10 +303,15 @@ kept_urls = KeptUrls()
 _kept_now = threading.local()
 
 
+def _redis_client_for() -> Callable | None:
+    """get_client(write=...) of Django's Redis cache (a redis.Redis on its connection pool); None for another cache."""
+    return getattr(getattr(cache, "_cache", None), "get_client", None)
+
+
 def _announce_kept() -> None:
     """Announce the pages this thread kept, once their writes are sent."""
     keys, _kept_now.keys = getattr(_kept_now, "keys", None), None
-    client_for = getattr(getattr(cache, "_cache", None), "get_client", None)
+    client_for = _redis_client_for()
     if not keys or client_for is None:
         return
     try:
