@@ -70,3 +70,15 @@ class FailSafeRedisCache(RedisCache):
     set_many = _fall_back(lambda args, kwargs: list(args[0]) if args else [])(RedisCache.set_many)
     delete_many = _fall_back(lambda args, kwargs: None)(RedisCache.delete_many)
     clear = _fall_back(lambda args, kwargs: False)(RedisCache.clear)
+
+    def client(self, *, write: bool = False) -> redis.Redis:
+        """A redis.Redis on the cache's connection pool, for what Django's cache does not offer (a channel)."""
+        return self._cache.get_client(write=write)
+
+    @_fall_back(lambda args, kwargs: None)
+    def publish(self, channel: str, messages: list[str]) -> None:
+        """Publish each message on channel, in one round trip."""
+        with self.client(write=True).pipeline(transaction=False) as pipe:
+            for message in messages:
+                pipe.publish(channel, message)
+            pipe.execute()

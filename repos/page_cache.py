@@ -34,7 +34,6 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import request_finished, request_started
 from django.http import Http404, HttpRequest, HttpResponse
 
-from portal.cache import UNREACHABLE
 from portal.models import SiteSettings
 from repos import code, git
 from repos.access import get_repo_for_visitor
@@ -265,7 +264,7 @@ class KeptUrls:
 
     def listen(self) -> None:
         """Hear the pages kept, in a thread of this process (started once), when the shared cache is Valkey's."""
-        client_for = _redis_client_for()
+        client_for = getattr(cache, "client", None)
         if client_for is None or self._listener == os.getpid():
             return
         self._listener = os.getpid()
@@ -303,24 +302,12 @@ kept_urls = KeptUrls()
 _kept_now = threading.local()
 
 
-def _redis_client_for() -> Callable | None:
-    """get_client(write=...) of Django's Redis cache (a redis.Redis on its connection pool); None for another cache."""
-    return getattr(getattr(cache, "_cache", None), "get_client", None)
-
-
 def _announce_kept() -> None:
     """Announce the pages this thread kept, once their writes are sent."""
     keys, _kept_now.keys = getattr(_kept_now, "keys", None), None
-    client_for = _redis_client_for()
-    if not keys or client_for is None:
-        return
-    try:
-        with client_for(write=True).pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.publish(KEPT_CHANNEL, key)
-            pipe.execute()
-    except UNREACHABLE:
-        pass
+    # Another cache than Valkey's has no channel, and no web process listens then.
+    if keys and hasattr(cache, "publish"):
+        cache.publish(KEPT_CHANNEL, keys)
 
 
 def _answer(found: Found) -> tuple[list[tuple[str, str]], list[bytes]] | None:

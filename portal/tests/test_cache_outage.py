@@ -65,3 +65,8 @@ def test_sign_in_works_while_the_cache_is_unreachable(client, alice, password, g
     assert response.status_code == 302
     assert client.session["_auth_user_id"] == str(alice.pk)
     assert client.get("/").status_code == 200
+
+
+def test_a_message_published_while_redis_is_unreachable_is_dropped(gone):
+    # As a write is: what listens for it asks the cache itself meanwhile.
+    assert cache_at(gone).publish("portal:channel", ["a", "b"]) is None
